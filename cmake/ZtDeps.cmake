@@ -7,6 +7,7 @@ find_package(yaml-cpp REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(fmt REQUIRED)
 find_package(tl-expected REQUIRED)
+find_package(nlohmann_json REQUIRED)
 
 # Boost 1.81 (Asio 1.26). Debian installs it under /usr/include/boost with version 1.81.
 find_package(Boost 1.81 REQUIRED)

@@ -15,7 +15,7 @@ packages=(
   build-essential g++ cmake ninja-build pkg-config git
   clang llvm lld libclang-rt-14-dev
   # libraries (libboost1.81-dev, not libboost-dev: Asio 1.26 has as_tuple and awaitable operators)
-  libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libexpected-dev
+  libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libexpected-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libbpf-dev bpftool linux-libc-dev
   # tests and benchmarks

@@ -32,7 +32,11 @@ void TaskGroup::spawn(awaitable<void> task, std::string name) {
 }
 
 void TaskGroup::cancel_all(asio::cancellation_type type) {
-  for (auto& s : signals_) s.emit(type);
+  // Emit from the group's own thread: co_spawn forwards the signal with a dispatch that must
+  // run inline, before the task can complete and free its slot.
+  asio::dispatch(ex_, [this, type] {
+    for (auto& s : signals_) s.emit(type);
+  });
 }
 
 awaitable<bool> TaskGroup::wait_empty(std::chrono::steady_clock::duration d) {

@@ -22,6 +22,7 @@ class TaskGroup {
   void spawn(awaitable<void> task, std::string name);
 
   // Emits cancellation to every running task (total: finish politely; terminal: stop now).
+  // Safe to call from any thread; the emission runs on the group's executor.
   void cancel_all(asio::cancellation_type type = asio::cancellation_type::terminal);
 
   size_t size() const { return signals_.size(); }

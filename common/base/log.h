@@ -24,7 +24,7 @@ std::string current_level();
 
 }  // namespace zt::log
 
-#define ZT_LOG_TRACE(...) SPDLOG_TRACE(__VA_ARGS__)
+#define ZT_LOG_TRACE(...) ::spdlog::trace(__VA_ARGS__)
 #define ZT_LOG_DEBUG(...) ::spdlog::debug(__VA_ARGS__)
 #define ZT_LOG_INFO(...) ::spdlog::info(__VA_ARGS__)
 #define ZT_LOG_WARN(...) ::spdlog::warn(__VA_ARGS__)

@@ -1,0 +1,103 @@
+#include "ztunnel/app/config_dump.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/net/address.h"
+
+namespace zt::app {
+namespace {
+
+using nlohmann::json;
+
+std::string iso8601(std::chrono::system_clock::time_point t) {
+  auto secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+json ports_json(const state::PortMap& ports) {
+  json j = json::object();
+  for (const auto& [svc, target] : ports) j[std::to_string(svc)] = target;
+  return j;
+}
+
+json workload_json(const state::Workload& w) {
+  json ips = json::array();
+  for (const auto& ip : w.workload_ips) ips.push_back(ip.to_string());
+  json services = json::object();
+  for (const auto& [key, ports] : w.services) services[key] = ports_json(ports);
+  return json{{"uid", w.uid},
+              {"name", w.name},
+              {"namespace", w.namespace_name},
+              {"serviceAccount", w.service_account},
+              {"trustDomain", w.trust_domain},
+              {"workloadIps", ips},
+              {"protocol", std::string(state::to_string(w.protocol))},
+              {"node", w.node},
+              {"network", w.network},
+              {"status", w.status == state::HealthStatus::kHealthy ? "Healthy" : "Unhealthy"},
+              {"capacity", w.capacity},
+              {"services", services},
+              {"authorizationPolicies", w.authorization_policies},
+              {"identity", w.identity()}};
+}
+
+json service_json(const state::Service& s) {
+  json vips = json::array();
+  for (const auto& v : s.vips) vips.push_back(v.to_string());
+  return json{{"name", s.name},
+              {"namespace", s.namespace_name},
+              {"hostname", s.hostname},
+              {"vips", vips},
+              {"ports", ports_json(s.ports)},
+              {"subjectAltNames", s.subject_alt_names},
+              {"endpoints", s.endpoints.size()}};
+}
+
+}  // namespace
+
+std::string config_dump_json(const std::shared_ptr<const state::State>& state,
+                             const identity::CertificateManager& certs,
+                             const config::Config& config) {
+  json workloads = json::array();
+  json services = json::array();
+  json policies = json::array();
+  for (const auto& w : state->workloads()) workloads.push_back(workload_json(*w));
+  for (const auto& s : state->services()) services.push_back(service_json(*s));
+  for (const auto& p : state->policies()) {
+    policies.push_back(json{{"name", p->name},
+                            {"namespace", p->namespace_name},
+                            {"action", p->action == state::PolicyAction::kAllow ? "Allow" : "Deny"},
+                            {"dryRun", p->dry_run},
+                            {"rules", p->rules.size()}});
+  }
+  json certificates = json::array();
+  for (const auto& c : certs.list()) {
+    json entry{{"identity", c.identity.uri()}, {"state", c.state}};
+    if (!c.serial.empty()) {
+      entry["serialNumber"] = c.serial;
+      entry["validFrom"] = iso8601(c.not_before);
+      entry["expirationTime"] = iso8601(c.not_after);
+      entry["refreshAt"] = iso8601(c.refresh_at);
+    }
+    certificates.push_back(entry);
+  }
+  json cfg{{"proxyMode", config.proxy_mode == config::ProxyMode::kDedicated ? "dedicated" : "shared"},
+           {"trustDomain", config.trust_domain},
+           {"clusterId", config.cluster_id},
+           {"nodeName", config.node_name},
+           {"localXdsPath", config.local_xds_path.value_or("")},
+           {"socks5Enabled", config.enable_socks5},
+           {"workerThreads", config.worker_threads}};
+  json dump{{"workloads", workloads},
+            {"services", services},
+            {"policies", policies},
+            {"certificates", certificates},
+            {"config", cfg}};
+  return dump.dump(2);
+}
+
+}  // namespace zt::app

@@ -1,0 +1,136 @@
+#include "ztunnel/proxy/inbound.h"
+
+#include "common/async/timeout.h"
+#include "common/base/log.h"
+#include "common/hbone/request.h"
+#include "common/net/address.h"
+#include "common/net/copy.h"
+#include "common/tls/context.h"
+#include "ztunnel/proxy/access_log.h"
+#include "ztunnel/state/routing.h"
+
+namespace zt::proxy {
+
+awaitable<void> Inbound::serve_connection(tcp::socket sock) {
+  error_code ec;
+  PeerInfo info;
+  info.peer = sock.remote_endpoint(ec);
+  info.local = sock.local_endpoint(ec);
+  if (ec) co_return;
+  sock.set_option(tcp::no_delay(true), ec);
+
+  auto creds = ctx_.certs.get(ctx_.local.identity);
+  if (!creds) {
+    ctx_.metrics.error("inbound", "certificate");
+    ZT_LOG_ERROR("component=inbound msg=\"no certificate for {}\" error=\"{}\"",
+                 ctx_.local.identity.uri(), creds.error().describe());
+    co_return;
+  }
+  h2::TlsStream tls(std::move(sock), *(*creds)->server_ctx);
+  auto hs = co_await async::with_timeout(tls.async_handshake(asio::ssl::stream_base::server, kTuple),
+                                         ctx_.settings.handshake_timeout);
+  if (!hs || std::get<0>(*hs)) {
+    ctx_.metrics.error("inbound", "tls_handshake");
+    ZT_LOG_WARN("component=inbound msg=\"TLS handshake failed\" src.addr={} error=\"{}\"",
+                net::format_endpoint(info.peer),
+                hs ? std::get<0>(*hs).message() : std::string("timed out"));
+    co_return;
+  }
+  auto id = tls::peer_identity(tls.native_handle());
+  if (!id) {
+    ctx_.metrics.error("inbound", "peer_identity");
+    ZT_LOG_WARN("component=inbound msg=\"peer has no SPIFFE identity\" src.addr={} error=\"{}\"",
+                net::format_endpoint(info.peer), id.error().describe());
+    co_return;
+  }
+  info.identity = id->uri();
+  ZT_LOG_DEBUG("component=inbound msg=\"HBONE connection\" src.addr={} src.identity=\"{}\" tls=\"{}\"",
+               net::format_endpoint(info.peer), info.identity,
+               tls::negotiated_summary(tls.native_handle()));
+  ctx_.metrics.hbone_connections.with({{"direction", "inbound"}}).inc();
+
+  auto conn = h2::Connection::create(
+      std::move(tls), h2::Role::kServer, ctx_.settings.h2,
+      [this, info](std::shared_ptr<h2::Stream> s) {
+        tasks_.spawn(serve_stream(std::move(s), info), "inbound-stream");
+      });
+  if (!conn) {
+    ZT_LOG_ERROR("component=inbound msg=\"{}\"", conn.error().describe());
+    co_return;
+  }
+  connections_.remove_if([](const auto& w) { return w.expired(); });
+  connections_.push_back(*conn);
+  co_await (*conn)->run();
+}
+
+awaitable<void> Inbound::serve_stream(std::shared_ptr<h2::Stream> stream, PeerInfo peer) {
+  ctx_.metrics.hbone_streams.with({{"direction", "inbound"}}).inc();
+  ConnectionRecord rec(ctx_.metrics, ConnectionRecord::Direction::kInbound);
+  rec.mtls = true;
+  rec.src_identity = peer.identity;
+  rec.dst_hbone_addr = stream->authority();
+  rec.dst_identity = ctx_.local.identity.uri();
+  rec.dst_workload = ctx_.local.name;
+  rec.dst_namespace = ctx_.local.ns;
+  rec.src_addr = net::format_endpoint(peer.peer);
+
+  hbone::ConnectRequest req{stream->method(), stream->authority(), stream->headers()};
+  if (auto fwd = hbone::find_header(req, "forwarded")) {
+    if (auto client = hbone::parse_forwarded_for(*fwd)) rec.src_addr = net::format_endpoint(*client);
+  }
+  auto decision = hbone::check_connect_request(req, peer.local.address());
+  if (decision.status != hbone::kStatusOk) {
+    stream->respond(decision.status);
+    rec.set_error(decision.reason);
+    ctx_.metrics.error("inbound", "bad_request");
+    co_return;
+  }
+
+  auto snapshot = ctx_.state.current();
+  if (auto src = snapshot->find_workload("", peer.peer.address())) {
+    rec.src_workload = src->name;
+    rec.src_namespace = src->namespace_name;
+  }
+  auto target = state::resolve_inbound(*snapshot, peer.local, decision.authority);
+  if (!target) {
+    stream->respond(hbone::kStatusServiceUnavailable);
+    rec.set_error(target.error().describe());
+    ctx_.metrics.error("inbound", "unknown_target");
+    co_return;
+  }
+  rec.dst_addr = net::format_endpoint(target->app);
+
+  tcp::socket app(co_await asio::this_coro::executor);
+  auto connected = co_await async::with_timeout(app.async_connect(target->app, kTuple),
+                                                ctx_.settings.connect_timeout);
+  if (!connected || std::get<0>(*connected)) {
+    stream->respond(hbone::kStatusServiceUnavailable);
+    rec.set_error(fmt::format("connection to the app at {} failed: {}",
+                              net::format_endpoint(target->app),
+                              connected ? std::get<0>(*connected).message() : "timed out"));
+    ctx_.metrics.error("inbound", "app_connect");
+    co_return;
+  }
+  error_code ec;
+  app.set_option(tcp::no_delay(true), ec);
+  if (auto rec_ec = stream->respond(hbone::kStatusOk)) {
+    rec.set_error("HBONE stream closed before the answer: " + rec_ec.message());
+    co_return;
+  }
+  rec.opened();
+
+  net::TcpDuplex app_side(app);
+  auto result = co_await net::copy_bidirectional(*stream, app_side, rec.bytes_from_client,
+                                                 rec.bytes_to_client);
+  if (result.error && result.error != asio::error::operation_aborted) {
+    rec.error = result.error.message();
+  }
+}
+
+void Inbound::drain_all() {
+  for (auto& w : connections_) {
+    if (auto c = w.lock()) c->drain();
+  }
+}
+
+}  // namespace zt::proxy

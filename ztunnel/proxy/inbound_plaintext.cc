@@ -1,0 +1,61 @@
+#include "ztunnel/proxy/inbound_plaintext.h"
+
+#include "common/async/timeout.h"
+#include "common/net/address.h"
+#include "common/net/copy.h"
+#include "ztunnel/proxy/access_log.h"
+
+namespace zt::proxy {
+namespace {
+
+bool is_proxy_port(uint16_t port) {
+  return port == kOutboundPort || port == kInboundPlaintextPort || port == kHbonePort ||
+         port == kSocks5Port;
+}
+
+}  // namespace
+
+awaitable<void> serve_plaintext(tcp::socket client, tcp::endpoint original_dst, ProxyContext& ctx) {
+  error_code ec;
+  ConnectionRecord rec(ctx.metrics, ConnectionRecord::Direction::kInbound);
+  rec.src_addr = net::format_endpoint(client.remote_endpoint(ec));
+  rec.dst_addr = net::format_endpoint(original_dst);
+  rec.dst_workload = ctx.local.name;
+  rec.dst_namespace = ctx.local.ns;
+  client.set_option(tcp::no_delay(true), ec);
+
+  if (is_proxy_port(original_dst.port())) {
+    rec.set_error(fmt::format("connection to {} is a call to the proxy itself (not captured)",
+                              rec.dst_addr));
+    ctx.metrics.error("inbound_plaintext", "self_call");
+    co_return;
+  }
+  bool local = false;
+  for (const auto& ip : ctx.local.ips) local = local || ip == original_dst.address();
+  if (!local) {
+    rec.set_error(fmt::format("{} is not an address of the local workload", rec.dst_addr));
+    ctx.metrics.error("inbound_plaintext", "unknown_target");
+    co_return;
+  }
+
+  tcp::socket app(co_await asio::this_coro::executor);
+  auto connected = co_await async::with_timeout(app.async_connect(original_dst, kTuple),
+                                                ctx.settings.connect_timeout);
+  if (!connected || std::get<0>(*connected)) {
+    rec.set_error(fmt::format("connection to the app at {} failed: {}", rec.dst_addr,
+                              connected ? std::get<0>(*connected).message() : "timed out"));
+    ctx.metrics.error("inbound_plaintext", "app_connect");
+    co_return;
+  }
+  app.set_option(tcp::no_delay(true), ec);
+  rec.opened();
+  net::TcpDuplex client_side(client);
+  net::TcpDuplex app_side(app);
+  auto result = co_await net::copy_bidirectional(client_side, app_side, rec.bytes_from_client,
+                                                 rec.bytes_to_client);
+  if (result.error && result.error != asio::error::operation_aborted) {
+    rec.error = result.error.message();
+  }
+}
+
+}  // namespace zt::proxy

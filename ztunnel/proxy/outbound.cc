@@ -1,0 +1,183 @@
+#include "ztunnel/proxy/outbound.h"
+
+#include <algorithm>
+
+#include "common/async/timeout.h"
+#include "common/base/log.h"
+#include "common/hbone/request.h"
+#include "common/net/address.h"
+#include "common/net/copy.h"
+#include "common/tls/context.h"
+#include "ztunnel/proxy/access_log.h"
+#include "ztunnel/state/routing.h"
+
+namespace zt::proxy {
+namespace {
+
+std::string join_sorted(std::vector<std::string> v) {
+  std::sort(v.begin(), v.end());
+  std::string out;
+  for (const auto& s : v) {
+    if (!out.empty()) out += ',';
+    out += s;
+  }
+  return out;
+}
+
+std::vector<tls::SpiffeId> split_identities(const std::string& joined) {
+  std::vector<tls::SpiffeId> out;
+  size_t pos = 0;
+  while (pos <= joined.size() && !joined.empty()) {
+    size_t end = joined.find(',', pos);
+    if (end == std::string::npos) end = joined.size();
+    if (auto id = tls::SpiffeId::parse(std::string_view(joined).substr(pos, end - pos))) {
+      out.push_back(*id);
+    }
+    pos = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+Outbound::Outbound(ProxyContext& ctx, asio::any_io_executor ex, async::TaskGroup& tasks)
+    : ctx_(ctx),
+      ex_(ex),
+      pool_(ex, ctx.settings.pool_max_streams,
+            [this](const h2::PoolKey& key) { return dial(key); }, tasks),
+      rng_(std::random_device{}()) {}
+
+awaitable<Result<std::shared_ptr<h2::Connection>>> Outbound::dial(const h2::PoolKey& key) {
+  auto dst = net::parse_endpoint(key.destination);
+  if (!dst) co_return tl::unexpected(dst.error());
+  auto src_id = tls::SpiffeId::parse(key.source_identity);
+  if (!src_id) co_return tl::unexpected(src_id.error());
+  auto creds = ctx_.certs.get(*src_id);
+  if (!creds) co_return tl::unexpected(wrap(creds.error(), "no certificate for the source"));
+
+  tcp::socket sock(ex_);
+  error_code ec;
+  sock.open(dst->protocol(), ec);
+  if (!ec && !key.source_ip.empty()) {
+    auto src_ip = net::parse_ip(key.source_ip);
+    if (src_ip && src_ip->is_v4() == dst->address().is_v4()) sock.bind({*src_ip, 0}, ec);
+  }
+  if (ec) co_return fail(ec, "cannot open a socket to " + key.destination);
+  auto connected =
+      co_await async::with_timeout(sock.async_connect(*dst, kTuple), ctx_.settings.connect_timeout);
+  if (!connected) {
+    co_return failf("connection to {} timed out (maybe a NetworkPolicy is blocking HBONE port 15008)",
+                    key.destination);
+  }
+  if (auto [cec] = *connected; cec) co_return fail(cec, "cannot connect to " + key.destination);
+  sock.set_option(tcp::no_delay(true), ec);
+
+  // No SNI: the server's identity is checked by its SPIFFE SAN below.
+  h2::TlsStream tls(std::move(sock), *(*creds)->client_ctx);
+  auto hs = co_await async::with_timeout(tls.async_handshake(asio::ssl::stream_base::client, kTuple),
+                                         ctx_.settings.handshake_timeout);
+  if (!hs) co_return failf("TLS handshake with {} timed out", key.destination);
+  if (auto [hec] = *hs; hec) co_return fail(hec, "TLS handshake with " + key.destination + " failed");
+  auto expected = split_identities(key.destination_identities);
+  if (auto st = tls::verify_peer_identity(tls.native_handle(), expected); !st) {
+    co_return tl::unexpected(wrap(st.error(), "HBONE peer " + key.destination));
+  }
+  ctx_.metrics.hbone_connections.with({{"direction", "outbound"}}).inc();
+  co_return h2::Connection::create(std::move(tls), h2::Role::kClient, ctx_.settings.h2);
+}
+
+awaitable<void> Outbound::proxy(tcp::socket client, tcp::endpoint original_dst,
+                                BeforeCopy before_copy) {
+  error_code ec;
+  auto client_ep = client.remote_endpoint(ec);
+  client.set_option(tcp::no_delay(true), ec);
+
+  ConnectionRecord rec(ctx_.metrics, ConnectionRecord::Direction::kOutbound);
+  rec.src_addr = net::format_endpoint(client_ep);
+  rec.src_workload = ctx_.local.name;
+  rec.src_namespace = ctx_.local.ns;
+  rec.dst_addr = net::format_endpoint(original_dst);
+
+  auto refuse = [&](std::string why, std::string flag) -> awaitable<void> {
+    rec.set_error(std::move(why), std::move(flag));
+    ctx_.metrics.error("outbound", "connect");
+    if (before_copy) co_await before_copy(client, false);
+  };
+
+  auto snapshot = ctx_.state.current();
+  auto source = snapshot->find_workload(ctx_.local.network, ctx_.local.ips.empty()
+                                                                ? asio::ip::address()
+                                                                : ctx_.local.ips.front());
+  auto upstream = state::resolve_outbound(*snapshot, source.get(), original_dst, rng_);
+  if (!upstream) {
+    co_await refuse(upstream.error().describe(), "NR");
+    co_return;
+  }
+  if (upstream->workload) {
+    rec.dst_workload = upstream->workload->name;
+    rec.dst_namespace = upstream->workload->namespace_name;
+  }
+  if (upstream->service) rec.dst_service = upstream->service->hostname;
+  rec.dst_addr = net::format_endpoint(upstream->connect);
+
+  if (upstream->kind == state::UpstreamKind::kHbone) {
+    rec.mtls = true;
+    rec.src_identity = ctx_.local.identity.uri();
+    rec.dst_hbone_addr = upstream->authority;
+    h2::PoolKey key{
+        .source_identity = ctx_.local.identity.uri(),
+        .destination_identities = join_sorted(upstream->expected_identities),
+        .destination = net::format_endpoint(upstream->connect),
+        .source_ip = ctx_.local.ips.empty() ? std::string() : ctx_.local.ips.front().to_string(),
+    };
+    h2::Headers headers = {
+        {"forwarded", hbone::make_forwarded(client_ep)},
+        {"traceparent", hbone::make_traceparent(rng_)},
+    };
+    auto stream = co_await async::with_timeout(pool_.connect(key, upstream->authority, headers),
+                                               ctx_.settings.connect_timeout * 2);
+    if (!stream || !*stream) {
+      co_await refuse(stream ? (*stream).error().describe() : "HBONE connect timed out", "CONNECT");
+      co_return;
+    }
+    auto hbone = std::move(**stream);
+    ctx_.metrics.hbone_streams.with({{"direction", "outbound"}}).inc();
+    rec.dst_identity = upstream->expected_identities.empty() ? std::string()
+                                                             : upstream->expected_identities.front();
+    if (before_copy && !co_await before_copy(client, true)) {
+      hbone->abort();
+      co_return;
+    }
+    rec.opened();
+    net::TcpDuplex client_side(client);
+    auto result = co_await net::copy_bidirectional(client_side, *hbone, rec.bytes_from_client,
+                                                   rec.bytes_to_client);
+    if (result.error && result.error != asio::error::operation_aborted) {
+      rec.error = result.error.message();
+    }
+    co_return;
+  }
+
+  // Plain TCP: a TCP workload, or a destination the mesh does not know (passthrough).
+  tcp::socket upstream_sock(ex_);
+  auto connected = co_await async::with_timeout(
+      upstream_sock.async_connect(upstream->connect, kTuple), ctx_.settings.connect_timeout);
+  if (!connected || std::get<0>(*connected)) {
+    co_await refuse(fmt::format("connection to {} failed: {}", rec.dst_addr,
+                                connected ? std::get<0>(*connected).message() : "timed out"),
+                    "CONNECT");
+    co_return;
+  }
+  upstream_sock.set_option(tcp::no_delay(true), ec);
+  if (before_copy && !co_await before_copy(client, true)) co_return;
+  rec.opened();
+  net::TcpDuplex client_side(client);
+  net::TcpDuplex upstream_side(upstream_sock);
+  auto result = co_await net::copy_bidirectional(client_side, upstream_side, rec.bytes_from_client,
+                                                 rec.bytes_to_client);
+  if (result.error && result.error != asio::error::operation_aborted) {
+    rec.error = result.error.message();
+  }
+}
+
+}  // namespace zt::proxy
