@@ -1,5 +1,7 @@
 // ztunnel: the per-node L4 proxy of the ambient mesh. Parses the configuration and hands over
 // to the composition root.
+#include <sys/resource.h>
+
 #include <cstdio>
 
 #include "common/base/log.h"
@@ -19,6 +21,12 @@ int main(int argc, char** argv) {
   if (auto st = zt::log::init(config->log_level, config->log_format); !st) {
     std::fprintf(stderr, "ztunnel: %s\n", st.error().describe().c_str());
     return 2;
+  }
+  // Every proxied connection costs two descriptors; take what the hard limit allows.
+  rlimit nofile{};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
   }
   auto app = zt::app::App::create(std::move(*config));
   if (!app) {

@@ -11,7 +11,7 @@
 #include "common/net/address.h"
 #include "common/stats/process_metrics.h"
 #include "common/stats/registry.h"
-#include "ztunnel/admin/admin_servers.h"
+#include "ztunnel/admin/admin.h"
 #include "ztunnel/admin/readiness.h"
 #include "ztunnel/app/config_dump.h"
 #include "ztunnel/proxy/context.h"
@@ -146,17 +146,21 @@ Status AppImpl::init() {
     workers_.push_back(std::move(w));
   }
 
-  admin::AdminOptions opts;
-  opts.admin_address = config_.admin_address;
-  opts.metrics_address = config_.metrics_address;
-  opts.readiness_address = config_.readiness_address;
-  opts.registry = &registry_;
-  opts.readiness = &readiness_;
-  opts.config_dump = [this] { return config_dump_json(store_.current(), *certs_, config_); };
-  opts.quit = [this] { asio::post(control_, [this] { begin_drain("/quitquitquit"); }); };
-  auto servers = admin::AdminServers::start(control_.get_executor(), opts);
+  admin::AdminServers::Config admin_config;
+  admin_config.endpoints.admin = config_.admin_address;
+  admin_config.endpoints.metrics = config_.metrics_address;
+  admin_config.endpoints.readiness = config_.readiness_address;
+  admin_config.hooks.config_dump = [this] {
+    return config_dump_json(store_.current(), *certs_, config_);
+  };
+  admin_config.hooks.quit = [this] {
+    asio::post(control_, [this] { begin_drain("/quitquitquit"); });
+  };
+  auto servers =
+      admin::AdminServers::bind(control_.get_executor(), admin_config, registry_, readiness_);
   if (!servers) return tl::unexpected(servers.error());
   admin_ = std::move(*servers);
+  admin_->start();
   return {};
 }
 

@@ -2,6 +2,7 @@
 
 #include "common/async/timeout.h"
 #include "common/base/log.h"
+#include "common/hbone/headers.h"
 #include "common/hbone/request.h"
 #include "common/net/address.h"
 #include "common/net/copy.h"

@@ -4,6 +4,7 @@
 
 #include "common/async/timeout.h"
 #include "common/base/log.h"
+#include "common/hbone/headers.h"
 #include "common/hbone/request.h"
 #include "common/net/address.h"
 #include "common/net/copy.h"
@@ -98,10 +99,10 @@ awaitable<void> Outbound::proxy(tcp::socket client, tcp::endpoint original_dst,
   rec.src_namespace = ctx_.local.ns;
   rec.dst_addr = net::format_endpoint(original_dst);
 
-  auto refuse = [&](std::string why, std::string flag) -> awaitable<void> {
+  // Records the failure; the client is told (SOCKS5) by the caller's hook, outside this lambda.
+  auto refuse = [&](std::string why, std::string flag) {
     rec.set_error(std::move(why), std::move(flag));
     ctx_.metrics.error("outbound", "connect");
-    if (before_copy) co_await before_copy(client, false);
   };
 
   auto snapshot = ctx_.state.current();
@@ -110,7 +111,8 @@ awaitable<void> Outbound::proxy(tcp::socket client, tcp::endpoint original_dst,
                                                                 : ctx_.local.ips.front());
   auto upstream = state::resolve_outbound(*snapshot, source.get(), original_dst, rng_);
   if (!upstream) {
-    co_await refuse(upstream.error().describe(), "NR");
+    refuse(upstream.error().describe(), "NR");
+    if (before_copy) co_await before_copy(client, false);
     co_return;
   }
   if (upstream->workload) {
@@ -131,13 +133,28 @@ awaitable<void> Outbound::proxy(tcp::socket client, tcp::endpoint original_dst,
         .source_ip = ctx_.local.ips.empty() ? std::string() : ctx_.local.ips.front().to_string(),
     };
     h2::Headers headers = {
-        {"forwarded", hbone::make_forwarded(client_ep)},
+        {"forwarded", hbone::make_forwarded(client_ep, upstream->service ? upstream->service->hostname
+                                                                         : std::string())},
         {"traceparent", hbone::make_traceparent(rng_)},
     };
+    if (source) {
+      hbone::BaggageFields b{
+          .cluster = source->cluster_id,
+          .namespace_name = source->namespace_name,
+          .workload_type = source->workload_type,
+          .workload_name = source->workload_name.empty() ? source->name : source->workload_name,
+          .service_name = source->canonical_name,
+          .service_version = source->canonical_revision,
+          .region = source->locality ? source->locality->region : std::string(),
+          .zone = source->locality ? source->locality->zone : std::string(),
+      };
+      headers.emplace_back("baggage", hbone::make_baggage(b));
+    }
     auto stream = co_await async::with_timeout(pool_.connect(key, upstream->authority, headers),
                                                ctx_.settings.connect_timeout * 2);
     if (!stream || !*stream) {
-      co_await refuse(stream ? (*stream).error().describe() : "HBONE connect timed out", "CONNECT");
+      refuse(stream ? (*stream).error().describe() : "HBONE connect timed out", "CONNECT");
+      if (before_copy) co_await before_copy(client, false);
       co_return;
     }
     auto hbone = std::move(**stream);
@@ -163,9 +180,10 @@ awaitable<void> Outbound::proxy(tcp::socket client, tcp::endpoint original_dst,
   auto connected = co_await async::with_timeout(
       upstream_sock.async_connect(upstream->connect, kTuple), ctx_.settings.connect_timeout);
   if (!connected || std::get<0>(*connected)) {
-    co_await refuse(fmt::format("connection to {} failed: {}", rec.dst_addr,
-                                connected ? std::get<0>(*connected).message() : "timed out"),
-                    "CONNECT");
+    refuse(fmt::format("connection to {} failed: {}", rec.dst_addr,
+                       connected ? std::get<0>(*connected).message() : "timed out"),
+           "CONNECT");
+    if (before_copy) co_await before_copy(client, false);
     co_return;
   }
   upstream_sock.set_option(tcp::no_delay(true), ec);

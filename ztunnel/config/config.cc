@@ -1,0 +1,428 @@
+#include "ztunnel/config/config.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace zt::config {
+namespace {
+
+using Apply = Status (*)(Config&, std::string_view);
+
+// One row per option: the table drives parsing, precedence, error messages and --help alike,
+// so the four cannot drift apart.
+struct Option {
+  std::string_view flag;        // without the leading "--"
+  const char* env;              // nullptr when ztunnel has no variable for it
+  std::string_view value_name;  // shown in --help; empty for boolean flags
+  std::string_view default_text;
+  std::string_view help;
+  Apply apply;
+};
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+std::string to_lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+Result<uint64_t> parse_unsigned(std::string_view text, uint64_t min, uint64_t max) {
+  if (text.empty() || text.size() > 19 || !std::all_of(text.begin(), text.end(), is_digit)) {
+    return failf("{} is not a number", net::quote(text));
+  }
+  uint64_t value = 0;
+  for (char c : text) value = value * 10 + static_cast<uint64_t>(c - '0');
+  if (value < min || value > max) {
+    return failf("{} is out of range ({}-{})", value, min, max);
+  }
+  return value;
+}
+
+Status non_empty(std::string_view value) {
+  if (value.empty()) return fail("must not be empty");
+  return {};
+}
+
+Result<bool> parse_bool(std::string_view text) {
+  auto lower = to_lower(text);
+  if (lower == "true") return true;
+  if (lower == "false") return false;
+  return failf("{} is not true or false", net::quote(text));
+}
+
+Status set_endpoint(tcp::endpoint& out, std::string_view value) {
+  auto endpoint = net::parse_endpoint(value);
+  if (!endpoint) return tl::unexpected(endpoint.error());
+  out = *endpoint;
+  return {};
+}
+
+Status set_u32(uint32_t& out, std::string_view value, uint64_t min, uint64_t max) {
+  auto n = parse_unsigned(value, min, max);
+  if (!n) return tl::unexpected(n.error());
+  out = static_cast<uint32_t>(*n);
+  return {};
+}
+
+Result<WorkloadInfo> parse_workload_info(std::string_view value) {
+  std::vector<std::string_view> parts;
+  size_t start = 0;
+  while (true) {
+    auto slash = value.find('/', start);
+    parts.push_back(value.substr(start, slash == std::string_view::npos ? slash : slash - start));
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  if (parts.size() != 3 || std::any_of(parts.begin(), parts.end(), [](auto p) { return p.empty(); })) {
+    return failf("{} is not namespace/name/service-account", net::quote(value));
+  }
+  return WorkloadInfo{std::string(parts[0]), std::string(parts[1]), std::string(parts[2])};
+}
+
+Status valid_trust_domain(std::string_view value) {
+  // SPIFFE trust domain names: lower-case letters, digits, '.', '-' and '_'.
+  bool ok = !value.empty() && std::all_of(value.begin(), value.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || is_digit(c) || c == '.' || c == '-' || c == '_';
+  });
+  if (!ok) {
+    return failf("{} is not a trust domain (lower-case letters, digits, '.', '-', '_')",
+                 net::quote(value));
+  }
+  return {};
+}
+
+Result<std::string> parse_log_level(std::string_view value) {
+  // RUST_LOG may hold directives ("info,ztunnel::proxy=debug"); we have one logger, so the
+  // directive without a target sets the level and per-target ones are ignored.
+  std::string_view level;
+  size_t start = 0;
+  while (start <= value.size()) {
+    auto comma = value.find(',', start);
+    auto item = value.substr(start, comma == std::string_view::npos ? comma : comma - start);
+    if (!item.empty() && item.find('=') == std::string_view::npos) level = item;
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  auto lower = to_lower(level);
+  if (lower == "warning") lower = "warn";
+  static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
+  if (std::find(std::begin(kLevels), std::end(kLevels), lower) == std::end(kLevels)) {
+    return failf("{} is not a log level (trace, debug, info, warn, error, off)", net::quote(value));
+  }
+  return lower;
+}
+
+Result<int> parse_worker_threads(std::string_view value) {
+  auto cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (!value.empty() && value.back() == '%') {
+    auto percent = parse_unsigned(value.substr(0, value.size() - 1), 1, 100);
+    if (!percent) return failf("{}: {}", net::quote(value), percent.error().message);
+    return std::max(1, static_cast<int>((cores * static_cast<int>(*percent) + 99) / 100));
+  }
+  auto n = parse_unsigned(value, 0, 1024);
+  if (!n) return tl::unexpected(n.error());
+  if (*n == 0) return cores;  // 0 means one thread per core, as in ztunnel
+  return static_cast<int>(*n);
+}
+
+const std::vector<Option>& options() {
+  static const std::vector<Option> kOptions = {
+      {"local-xds-path", "LOCAL_XDS_PATH", "FILE", "none",
+       "Local config YAML (workloads, services, policies in ztunnel's camelCase layout); "
+       "reloaded when the file changes.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = non_empty(v); !s) return s;
+         c.local_xds_path = std::string(v);
+         return {};
+       }},
+      {"proxy-mode", "PROXY_MODE", "MODE", "dedicated",
+       "dedicated: proxy for the one workload named by --proxy-workload-info. shared (one "
+       "proxy per node, in-pod listeners) needs the eBPF capture and is not built yet.",
+       [](Config& c, std::string_view v) -> Status {
+         if (v == "dedicated") {
+           c.proxy_mode = ProxyMode::kDedicated;
+           return {};
+         }
+         if (v == "shared") {
+           return fail("shared mode needs the eBPF capture, which is not built yet; use "
+                       "dedicated");
+         }
+         return failf("{} is not a proxy mode (dedicated)", net::quote(v));
+       }},
+      {"proxy-workload-info", "PROXY_WORKLOAD_INFO", "NS/NAME/SA", "none",
+       "The workload a dedicated proxy acts for: namespace/name/service-account. Required in "
+       "dedicated mode.",
+       [](Config& c, std::string_view v) -> Status {
+         auto info = parse_workload_info(v);
+         if (!info) return tl::unexpected(info.error());
+         c.proxy_workload_info = std::move(*info);
+         return {};
+       }},
+      {"node-name", "NODE_NAME", "NAME", "empty", "The node this proxy runs on.",
+       [](Config& c, std::string_view v) -> Status {
+         c.node_name = std::string(v);
+         return {};
+       }},
+      {"trust-domain", "TRUST_DOMAIN", "DOMAIN", "cluster.local",
+       "SPIFFE trust domain of the workload identities.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = valid_trust_domain(v); !s) return s;
+         c.trust_domain = std::string(v);
+         return {};
+       }},
+      {"cluster-id", "CLUSTER_ID", "ID", "Kubernetes", "Cluster name, sent in baggage.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = non_empty(v); !s) return s;
+         c.cluster_id = std::string(v);
+         return {};
+       }},
+      {"ca-cert", nullptr, "FILE", "none",
+       "Built-in CA certificate (PEM). Give it with --ca-key; with neither, the built-in CA "
+       "generates its own key pair.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = non_empty(v); !s) return s;
+         c.ca_cert_path = std::string(v);
+         return {};
+       }},
+      {"ca-key", nullptr, "FILE", "none", "Built-in CA private key (PEM), with --ca-cert.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = non_empty(v); !s) return s;
+         c.ca_key_path = std::string(v);
+         return {};
+       }},
+      {"enable-socks5", "UNSTABLE_ENABLE_SOCKS5", "", "false",
+       "Run the SOCKS5 listener (no-auth CONNECT; development only). As a variable: true|false.",
+       [](Config& c, std::string_view v) -> Status {
+         auto b = parse_bool(v);
+         if (!b) return tl::unexpected(b.error());
+         c.enable_socks5 = *b;
+         return {};
+       }},
+      {"socks5-address", nullptr, "IP:PORT", "127.0.0.1:15080", "SOCKS5 listener address.",
+       [](Config& c, std::string_view v) { return set_endpoint(c.socks5_address, v); }},
+      {"admin-address", nullptr, "IP:PORT", "127.0.0.1:15000",
+       "Admin listener address (/config_dump, /logging, /quitquitquit).",
+       [](Config& c, std::string_view v) { return set_endpoint(c.admin_address, v); }},
+      {"metrics-address", nullptr, "IP:PORT", "0.0.0.0:15020",
+       "Prometheus listener address (/metrics, /stats/prometheus).",
+       [](Config& c, std::string_view v) { return set_endpoint(c.metrics_address, v); }},
+      {"readiness-address", nullptr, "IP:PORT", "0.0.0.0:15021",
+       "Readiness listener address (/healthz/ready).",
+       [](Config& c, std::string_view v) { return set_endpoint(c.readiness_address, v); }},
+      {"worker-threads", "ZTUNNEL_WORKER_THREADS", "N", "2",
+       "Data-plane worker threads: a number (0 = one per core) or a percentage of the cores "
+       "(\"50%\").",
+       [](Config& c, std::string_view v) -> Status {
+         auto n = parse_worker_threads(v);
+         if (!n) return tl::unexpected(n.error());
+         c.worker_threads = *n;
+         return {};
+       }},
+      {"log-level", "RUST_LOG", "LEVEL", "info",
+       "trace, debug, info, warn, error or off. From RUST_LOG, per-target directives "
+       "(target=level) are ignored.",
+       [](Config& c, std::string_view v) -> Status {
+         auto level = parse_log_level(v);
+         if (!level) return tl::unexpected(level.error());
+         c.log_level = std::move(*level);
+         return {};
+       }},
+      {"log-format", "LOG_FORMAT", "FORMAT", "text", "text or json (one object per line).",
+       [](Config& c, std::string_view v) -> Status {
+         if (v == "text") {
+           c.log_format = log::Format::kText;
+         } else if (v == "json") {
+           c.log_format = log::Format::kJson;
+         } else {
+           return failf("{} is not a log format (text, json)", net::quote(v));
+         }
+         return {};
+       }},
+      {"connection-termination-deadline", "CONNECTION_TERMINATION_DEADLINE", "DURATION", "5s",
+       "On shutdown, how long open connections may drain before they are closed.",
+       [](Config& c, std::string_view v) -> Status {
+         auto d = parse_duration(v);
+         if (!d) return tl::unexpected(d.error());
+         c.connection_termination_deadline = *d;
+         return {};
+       }},
+      {"pool-max-streams", "POOL_MAX_STREAMS_PER_CONNECTION", "N", "100",
+       "HBONE streams per pooled connection before another connection is opened.",
+       [](Config& c, std::string_view v) {
+         return set_u32(c.pool_max_streams, v, 1, 1u << 31);
+       }},
+      {"pool-unused-release-timeout", "POOL_UNUSED_RELEASE_TIMEOUT", "DURATION", "5m",
+       "How long an idle pooled HBONE connection is kept.",
+       [](Config& c, std::string_view v) -> Status {
+         auto d = parse_duration(v);
+         if (!d) return tl::unexpected(d.error());
+         c.pool_unused_release_timeout = *d;
+         return {};
+       }},
+      {"http2-stream-window", "HTTP2_STREAM_WINDOW_SIZE", "BYTES", "4194304",
+       "HTTP/2 initial stream window.",
+       [](Config& c, std::string_view v) {
+         return set_u32(c.http2_stream_window, v, 65535, (1u << 31) - 1);
+       }},
+      {"http2-connection-window", "HTTP2_CONNECTION_WINDOW_SIZE", "BYTES", "16777216",
+       "HTTP/2 connection window.",
+       [](Config& c, std::string_view v) {
+         return set_u32(c.http2_connection_window, v, 65535, (1u << 31) - 1);
+       }},
+      {"http2-frame-size", "HTTP2_FRAME_SIZE", "BYTES", "1048576",
+       "HTTP/2 maximum frame size (16384-16777215).",
+       [](Config& c, std::string_view v) {
+         return set_u32(c.http2_frame_size, v, 16384, (1u << 24) - 1);
+       }},
+      {"secret-ttl", "SECRET_TTL", "DURATION", "24h",
+       "Lifetime of the workload certificates the CA issues.",
+       [](Config& c, std::string_view v) -> Status {
+         auto d = parse_duration(v);
+         if (!d) return tl::unexpected(d.error());
+         if (*d < std::chrono::seconds(1)) return fail("must be at least 1s");
+         c.secret_ttl = std::chrono::duration_cast<std::chrono::seconds>(*d);
+         return {};
+       }},
+  };
+  return kOptions;
+}
+
+std::string option_name(const Option& o) {
+  if (o.env == nullptr) return fmt::format("--{}", o.flag);
+  return fmt::format("--{} ({})", o.flag, o.env);
+}
+
+const Option* find_option(std::string_view flag) {
+  for (const auto& o : options()) {
+    if (o.flag == flag) return &o;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  if (text.empty()) return fail("empty duration");
+  uint64_t total_ms = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t start = i;
+    while (i < text.size() && is_digit(text[i])) ++i;
+    if (i == start || i - start > 9) {
+      return failf("{} is not a duration (like 500ms, 5s, 5m, 24h)", net::quote(text));
+    }
+    uint64_t n = 0;
+    for (size_t k = start; k < i; ++k) n = n * 10 + static_cast<uint64_t>(text[k] - '0');
+    size_t unit_start = i;
+    while (i < text.size() && !is_digit(text[i])) ++i;
+    auto unit = text.substr(unit_start, i - unit_start);
+    uint64_t scale = 0;
+    if (unit == "ms") {
+      scale = 1;
+    } else if (unit == "s") {
+      scale = 1000;
+    } else if (unit == "m") {
+      scale = 60'000;
+    } else if (unit == "h") {
+      scale = 3'600'000;
+    } else {
+      return failf("{} is not a duration: unit {} is not ms, s, m or h", net::quote(text),
+                   net::quote(unit));
+    }
+    total_ms += n * scale;
+    // A year is plenty for any timeout here; also keeps the sum far from overflow.
+    if (total_ms > 366ull * 24 * 3'600'000) return failf("{} is too long", net::quote(text));
+  }
+  if (total_ms == 0) return failf("{} is not a positive duration", net::quote(text));
+  return std::chrono::milliseconds(total_ms);
+}
+
+std::optional<std::string> process_getenv(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr) return std::nullopt;
+  return std::string(value);
+}
+
+Result<Config> parse_config(int argc, char** argv, const Getenv& getenv) {
+  std::map<std::string_view, std::string> flags;  // last occurrence wins
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") return Config{.help = true};
+  }
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg.substr(0, 2) != "--" || arg.size() == 2) {
+      return failf("unexpected argument {} (options start with --; see --help)", net::quote(arg));
+    }
+    auto body = arg.substr(2);
+    auto eq = body.find('=');
+    auto name = body.substr(0, eq);
+    const Option* option = find_option(name);
+    if (option == nullptr) return failf("unknown flag --{} (see --help)", name);
+    if (eq != std::string_view::npos) {
+      flags[option->flag] = std::string(body.substr(eq + 1));
+    } else if (option->value_name.empty()) {
+      // A boolean flag is on when bare; "--flag true|false" is also understood.
+      bool explicit_value = i + 1 < argc && parse_bool(argv[i + 1]).has_value();
+      flags[option->flag] = explicit_value ? std::string(argv[++i]) : "true";
+    } else if (i + 1 < argc) {
+      flags[option->flag] = argv[++i];
+    } else {
+      return failf("{} needs a value ({})", option_name(*option), option->value_name);
+    }
+  }
+
+  Config config;
+  for (const auto& option : options()) {
+    std::optional<std::string> value;
+    if (auto it = flags.find(option.flag); it != flags.end()) {
+      value = it->second;
+    } else if (option.env != nullptr) {
+      value = getenv(option.env);
+      if (value && value->empty()) value.reset();
+    }
+    if (!value) continue;
+    if (auto applied = option.apply(config, *value); !applied) {
+      return tl::unexpected(wrap(applied.error(), option_name(option)));
+    }
+  }
+
+  if (config.ca_cert_path.has_value() != config.ca_key_path.has_value()) {
+    return fail("--ca-cert and --ca-key go together: give both files, or neither to let the "
+                "built-in CA generate a key pair");
+  }
+  if (config.proxy_mode == ProxyMode::kDedicated && !config.proxy_workload_info) {
+    return fail("--proxy-workload-info (PROXY_WORKLOAD_INFO) is required in dedicated mode: "
+                "namespace/name/service-account of the workload this proxy acts for");
+  }
+  return config;
+}
+
+std::string help_text() {
+  std::string out =
+      "Usage: ztunnel [options]\n"
+      "\n"
+      "An Istio-compatible ambient mesh node proxy. Every option can be given as a flag\n"
+      "(--flag value or --flag=value) or, where shown, as an environment variable; a flag\n"
+      "wins over its variable, which wins over the default.\n"
+      "\n"
+      "Options:\n";
+  for (const auto& o : options()) {
+    std::string head = o.value_name.empty() ? fmt::format("  --{}", o.flag)
+                                            : fmt::format("  --{} {}", o.flag, o.value_name);
+    std::string env = o.env ? fmt::format("env {}, ", o.env) : std::string();
+    out += fmt::format("{}\n      {}\n      ({}default {})\n", head, o.help, env, o.default_text);
+  }
+  out += "  --help, -h\n      Print this text.\n";
+  return out;
+}
+
+}  // namespace zt::config

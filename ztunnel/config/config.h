@@ -1,0 +1,97 @@
+// ztunnel's start-up configuration: command-line flags, each backed by the environment variable
+// Istio's ztunnel reads where one exists (facts §10). A flag wins over its environment variable,
+// which wins over the default. Parsing is pure (the environment comes in as a function) so every
+// rule is unit-tested; main.cc prints help_text() for --help and the error otherwise.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/base/log.h"
+#include "common/base/result.h"
+#include "common/net/address.h"
+
+namespace zt::config {
+
+enum class ProxyMode { kDedicated, kShared };
+
+// The one workload a dedicated-mode proxy acts for: PROXY_WORKLOAD_INFO=ns/name/sa.
+struct WorkloadInfo {
+  std::string namespace_name{};
+  std::string name{};
+  std::string service_account{};
+
+  friend bool operator==(const WorkloadInfo&, const WorkloadInfo&) = default;
+};
+
+inline constexpr std::string_view kDefaultTrustDomain = "cluster.local";
+inline constexpr std::string_view kDefaultClusterId = "Kubernetes";
+inline constexpr uint16_t kDefaultSocks5Port = 15080;
+inline constexpr uint16_t kDefaultAdminPort = 15000;
+inline constexpr uint16_t kDefaultMetricsPort = 15020;
+inline constexpr uint16_t kDefaultReadinessPort = 15021;
+inline constexpr int kDefaultWorkerThreads = 2;
+inline constexpr std::string_view kDefaultLogLevel = "info";
+inline constexpr std::chrono::milliseconds kDefaultConnectionTerminationDeadline{5'000};
+inline constexpr uint32_t kDefaultPoolMaxStreams = 100;
+inline constexpr std::chrono::milliseconds kDefaultPoolUnusedReleaseTimeout{5 * 60'000};
+inline constexpr uint32_t kDefaultHttp2StreamWindow = 4 * 1024 * 1024;
+inline constexpr uint32_t kDefaultHttp2ConnectionWindow = 16 * 1024 * 1024;
+inline constexpr uint32_t kDefaultHttp2FrameSize = 1024 * 1024;
+inline constexpr std::chrono::seconds kDefaultSecretTtl{24 * 3600};
+
+struct Config {
+  // --help was given: print help_text() and exit; nothing else was validated.
+  bool help = false;
+
+  std::optional<std::string> local_xds_path{};
+  ProxyMode proxy_mode = ProxyMode::kDedicated;
+  std::optional<WorkloadInfo> proxy_workload_info{};  // always set in dedicated mode
+  std::string node_name{};
+  std::string trust_domain{kDefaultTrustDomain};
+  std::string cluster_id{kDefaultClusterId};
+
+  // Built-in CA key pair on disk; both empty means the CA generates its own key pair.
+  std::optional<std::string> ca_cert_path{};
+  std::optional<std::string> ca_key_path{};
+
+  bool enable_socks5 = false;
+  tcp::endpoint socks5_address{asio::ip::address_v4::loopback(), kDefaultSocks5Port};
+  tcp::endpoint admin_address{asio::ip::address_v4::loopback(), kDefaultAdminPort};
+  tcp::endpoint metrics_address{asio::ip::address_v4::any(), kDefaultMetricsPort};
+  tcp::endpoint readiness_address{asio::ip::address_v4::any(), kDefaultReadinessPort};
+
+  int worker_threads = kDefaultWorkerThreads;
+  std::string log_level{kDefaultLogLevel};  // a name log::init accepts
+  log::Format log_format = log::Format::kText;
+
+  std::chrono::milliseconds connection_termination_deadline = kDefaultConnectionTerminationDeadline;
+  uint32_t pool_max_streams = kDefaultPoolMaxStreams;
+  std::chrono::milliseconds pool_unused_release_timeout = kDefaultPoolUnusedReleaseTimeout;
+  uint32_t http2_stream_window = kDefaultHttp2StreamWindow;
+  uint32_t http2_connection_window = kDefaultHttp2ConnectionWindow;
+  uint32_t http2_frame_size = kDefaultHttp2FrameSize;
+  std::chrono::seconds secret_ttl = kDefaultSecretTtl;
+};
+
+using Getenv = std::function<std::optional<std::string>(const char*)>;
+
+// Flags as `--flag value` or `--flag=value`; boolean flags also bare (`--enable-socks5`).
+// An empty environment variable counts as unset. Errors name the flag and its variable, e.g.
+// `--worker-threads (ZTUNNEL_WORKER_THREADS): "x" is not a number`.
+Result<Config> parse_config(int argc, char** argv, const Getenv& getenv);
+
+// std::getenv as a Getenv, for main.cc.
+std::optional<std::string> process_getenv(const char* name);
+
+// Every option with its variable, default and meaning.
+std::string help_text();
+
+// "500ms", "5s", "5m", "24h", "1m30s": a positive duration.
+Result<std::chrono::milliseconds> parse_duration(std::string_view text);
+
+}  // namespace zt::config
