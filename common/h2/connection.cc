@@ -482,13 +482,14 @@ awaitable<void> Connection::keepalive_loop() {
   }
 }
 
-awaitable<Result<std::shared_ptr<Stream>>> Connection::open_connect(const std::string& authority,
-                                                                    const Headers& headers) {
+awaitable<Result<std::shared_ptr<Stream>>> Connection::open_request(std::string method,
+                                                                    std::string authority,
+                                                                    Headers headers) {
   if (closed_ || draining()) co_return fail("HBONE connection is closing");
   auto s = std::make_shared<Stream>(ex_);
   s->conn_ = weak_from_this();
-  s->method_ = "CONNECT";
-  s->authority_ = authority;
+  s->method_ = std::move(method);
+  s->authority_ = std::move(authority);
   const std::string method_name = ":method";
   const std::string authority_name = ":authority";
   std::vector<nghttp2_nv> nva;

@@ -131,7 +131,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Client: opens a CONNECT stream and waits for the response headers. A non-200 answer is
   // an error "http status: N".
   awaitable<Result<std::shared_ptr<Stream>>> open_connect(const std::string& authority,
-                                                          const Headers& headers);
+                                                          const Headers& headers) {
+    return open_request("CONNECT", authority, headers);
+  }
+  // Any method; pseudo-headers other than :method and :authority (e.g. :scheme, :path) go
+  // first in `headers`. Tests use it to send what a broken or hostile client would.
+  awaitable<Result<std::shared_ptr<Stream>>> open_request(std::string method,
+                                                          std::string authority, Headers headers);
 
   // Graceful: GOAWAY, let open streams finish, then close.
   void drain();

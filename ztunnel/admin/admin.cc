@@ -43,8 +43,9 @@ http::Response post_logging(const http::Request& req) {
   }
   if (level->find_first_of(":,") != std::string_view::npos) {
     return http::Response::text(
-        400, "per-target levels (target:level) are not supported; give one level for the "
-             "whole process\n");
+        400,
+        "per-target levels (target:level) are not supported; give one level for the "
+        "whole process\n");
   }
   if (auto st = log::set_level(*level); !st) {
     return http::Response::text(400, st.error().message + "\n");
@@ -79,8 +80,8 @@ http::Router admin_router(AdminHooks hooks) {
 
 http::Router metrics_router(const stats::Registry& registry) {
   auto handler = [&registry](const http::Request&) {
-    return http::Response{200, std::string(kPrometheusContentType), registry.render_prometheus(),
-                          {}, {}};
+    return http::Response{
+        200, std::string(kPrometheusContentType), registry.render_prometheus(), {}, {}};
   };
   http::Router router;
   router.get("/metrics", handler);
@@ -118,8 +119,8 @@ Result<std::unique_ptr<AdminServers>> AdminServers::bind(asio::any_io_executor e
                                     options("metrics"));
   if (!metrics) return tl::unexpected(metrics.error());
   servers->metrics_ = std::move(*metrics);
-  auto ready = http::Server::bind(executor, config.endpoints.readiness,
-                                  readiness_router(readiness), options("readiness"));
+  auto ready = http::Server::bind(executor, config.endpoints.readiness, readiness_router(readiness),
+                                  options("readiness"));
   if (!ready) return tl::unexpected(ready.error());
   servers->readiness_ = std::move(*ready);
   return servers;

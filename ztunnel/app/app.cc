@@ -84,7 +84,7 @@ Status AppImpl::init() {
     return fail("no configuration source: set LOCAL_XDS_PATH (--local-xds-path)");
   }
   auto initial = state::load_local_config_file(*config_.local_xds_path);
-  if (!initial) return tl::unexpected(wrap(initial.error(), "local config " + *config_.local_xds_path));
+  if (!initial) return tl::unexpected(initial.error());  // names the file already
   store_.publish(*initial);
   auto watcher = state::LocalConfigWatcher::start(control_.get_executor(), *config_.local_xds_path, store_);
   if (!watcher) return tl::unexpected(watcher.error());

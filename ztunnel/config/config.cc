@@ -307,6 +307,27 @@ const Option* find_option(std::string_view flag) {
   return nullptr;
 }
 
+// `text` as lines of at most `width` columns (words are never split), each after `indent`.
+std::string wrap_words(std::string_view text, std::string_view indent, size_t width) {
+  std::string out;
+  std::string line(indent);
+  size_t start = 0;
+  while (start < text.size()) {
+    auto space = text.find(' ', start);
+    auto word = text.substr(start, space == std::string_view::npos ? space : space - start);
+    start = space == std::string_view::npos ? text.size() : space + 1;
+    if (word.empty()) continue;
+    if (line.size() > indent.size() && line.size() + 1 + word.size() > width) {
+      out += line + "\n";
+      line = std::string(indent);
+    }
+    if (line.size() > indent.size()) line += ' ';
+    line += word;
+  }
+  if (line.size() > indent.size()) out += line + "\n";
+  return out;
+}
+
 }  // namespace
 
 Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
@@ -419,7 +440,8 @@ std::string help_text() {
     std::string head = o.value_name.empty() ? fmt::format("  --{}", o.flag)
                                             : fmt::format("  --{} {}", o.flag, o.value_name);
     std::string env = o.env ? fmt::format("env {}, ", o.env) : std::string();
-    out += fmt::format("{}\n      {}\n      ({}default {})\n", head, o.help, env, o.default_text);
+    out += head + "\n";
+    out += wrap_words(fmt::format("{} ({}default {})", o.help, env, o.default_text), "      ", 80);
   }
   out += "  --help, -h\n      Print this text.\n";
   return out;
