@@ -76,8 +76,10 @@ awaitable<void> Inbound::serve_stream(std::shared_ptr<h2::Stream> stream, PeerIn
   rec.src_addr = net::format_endpoint(peer.peer);
 
   hbone::ConnectRequest req{stream->method(), stream->authority(), stream->headers()};
-  if (auto fwd = hbone::find_header(req, "forwarded")) {
+  if (auto fwd = hbone::find_header(req, hbone::kForwardedHeader)) {
     if (auto client = hbone::parse_forwarded_for(*fwd)) rec.src_addr = net::format_endpoint(*client);
+    // host= names the service the client addressed (telemetry only).
+    if (auto host = hbone::parse_forwarded_host(*fwd)) rec.dst_service = *host;
   }
   auto decision = hbone::check_connect_request(req, peer.local.address());
   if (decision.status != hbone::kStatusOk) {
