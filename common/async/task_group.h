@@ -26,6 +26,7 @@ class TaskGroup {
   void cancel_all(asio::cancellation_type type = asio::cancellation_type::terminal);
 
   size_t size() const { return signals_.size(); }
+  const asio::any_io_executor& executor() const { return ex_; }
 
   // Waits until no task is left or `d` passes; returns true when empty.
   awaitable<bool> wait_empty(std::chrono::steady_clock::duration d);

@@ -135,7 +135,8 @@ struct Connection::Callbacks {
   static int on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame,
                            void* user_data) {
     auto& c = conn(user_data);
-    c.last_active_ = std::chrono::steady_clock::now();
+    // No last_active_ update here: PING ACKs would keep an idle pooled connection alive
+    // forever. Streams opening and closing are what count as activity.
     ZT_LOG_TRACE("component=h2 role={} frame={} stream={} flags={}",
                  c.role_ == Role::kServer ? "server" : "client", frame->hd.type,
                  frame->hd.stream_id, frame->hd.flags);
@@ -188,6 +189,28 @@ struct Connection::Callbacks {
     return 0;
   }
 
+  // A server answer that ended the stream (400/401/503) leaves the client's side open; reset
+  // it once the answer is on the wire so the client stops sending and its window comes back.
+  static int on_frame_send(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
+    auto& c = conn(user_data);
+    if (c.role_ != Role::kServer || frame->hd.type != NGHTTP2_HEADERS ||
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) {
+      return 0;
+    }
+    if (nghttp2_session_get_stream_remote_close(session, frame->hd.stream_id) == 0) {
+      nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+    }
+    return 0;
+  }
+
+  // DATA frames as large as the windows and the peer's max frame size allow (nghttp2 caps
+  // them at 16 KiB otherwise), bounded so one frame does not monopolize the output buffer.
+  static ssize_t data_read_length(nghttp2_session*, uint8_t, int32_t, int32_t session_window,
+                                  int32_t stream_window, uint32_t remote_max_frame, void*) {
+    int64_t n = std::min<int64_t>({session_window, stream_window, remote_max_frame, 128 * 1024});
+    return static_cast<ssize_t>(std::max<int64_t>(n, 1));
+  }
+
   static int on_stream_close(nghttp2_session* session, int32_t stream_id, uint32_t error_code,
                              void* user_data) {
     auto& c = conn(user_data);
@@ -238,6 +261,14 @@ error_code Stream::respond(int status, const Headers& headers) {
                                    status == 200 ? &prd : nullptr);
   if (rv != 0) return asio::error::invalid_argument;
   status_ = status;
+  if (status != 200) {
+    // Nobody reads a rejected stream: DATA the client still sends is given back at once.
+    closed_ = true;
+    size_t unread = recv_.size() - recv_off_;
+    if (unread > 0) c->consumed(*this, unread);
+    recv_.clear();
+    recv_off_ = 0;
+  }
   c->signal_write();
   return {};
 }
@@ -352,6 +383,8 @@ Status Connection::init_session() {
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &Callbacks::on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &Callbacks::on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &Callbacks::on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, &Callbacks::on_frame_send);
+  nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, &Callbacks::data_read_length);
 
   nghttp2_option* opt = nullptr;
   nghttp2_option_new(&opt);
@@ -391,6 +424,14 @@ awaitable<void> Connection::run() {
   auto self = shared_from_this();
   signal_write();
   co_await (read_loop() || write_loop() || keepalive_loop());
+  // After a protocol error nghttp2 has queued a GOAWAY saying why; the writer was cancelled
+  // with the reader, so flush it once, briefly.
+  if (nghttp2_session_send(session_) == 0 && !out_.empty() && tls_.lowest_layer().is_open()) {
+    std::string last;
+    last.swap(out_);
+    co_await async::with_timeout(asio::async_write(tls_, asio::buffer(last), kTuple),
+                                 std::chrono::seconds(1));
+  }
   closed_ = true;
   auto streams = std::move(streams_);
   streams_.clear();
@@ -482,9 +523,8 @@ awaitable<void> Connection::keepalive_loop() {
   }
 }
 
-awaitable<Result<std::shared_ptr<Stream>>> Connection::open_request(std::string method,
-                                                                    std::string authority,
-                                                                    Headers headers) {
+awaitable<Result<std::shared_ptr<Stream>>> Connection::open_request(
+    std::string method, std::string authority, Headers headers, std::chrono::milliseconds timeout) {
   if (closed_ || draining()) co_return fail("HBONE connection is closing");
   auto s = std::make_shared<Stream>(ex_);
   s->conn_ = weak_from_this();
@@ -508,8 +548,15 @@ awaitable<Result<std::shared_ptr<Stream>>> Connection::open_request(std::string 
   last_active_ = std::chrono::steady_clock::now();
   signal_write();
 
+  auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!s->response_ready_ && !s->closed_) {
-    if (!co_await s->response_.wait()) {
+    auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) {
+      s->abort();
+      co_return failf("no answer to the HBONE CONNECT within {} ms", timeout.count());
+    }
+    auto woke = co_await async::with_timeout(s->response_.wait(), left);
+    if (woke && !*woke) {
       s->abort();
       co_return fail("HBONE CONNECT cancelled");
     }

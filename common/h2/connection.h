@@ -128,16 +128,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Runs the connection until it ends (peer gone, GOAWAY drained, ping timeout, close()).
   awaitable<void> run();
 
-  // Client: opens a CONNECT stream and waits for the response headers. A non-200 answer is
-  // an error "http status: N".
-  awaitable<Result<std::shared_ptr<Stream>>> open_connect(const std::string& authority,
-                                                          const Headers& headers) {
-    return open_request("CONNECT", authority, headers);
+  static constexpr std::chrono::milliseconds kResponseTimeout{10'000};
+
+  // Client: opens a CONNECT stream and waits (at most `timeout`) for the response headers. A
+  // non-200 answer is an error "http status: N". The deadline is kept here, not by a caller's
+  // `||`, so a stream that did open is never dropped unseen.
+  awaitable<Result<std::shared_ptr<Stream>>> open_connect(
+      const std::string& authority, const Headers& headers,
+      std::chrono::milliseconds timeout = kResponseTimeout) {
+    return open_request("CONNECT", authority, headers, timeout);
   }
   // Any method; pseudo-headers other than :method and :authority (e.g. :scheme, :path) go
   // first in `headers`. Tests use it to send what a broken or hostile client would.
-  awaitable<Result<std::shared_ptr<Stream>>> open_request(std::string method,
-                                                          std::string authority, Headers headers);
+  awaitable<Result<std::shared_ptr<Stream>>> open_request(
+      std::string method, std::string authority, Headers headers,
+      std::chrono::milliseconds timeout = kResponseTimeout);
 
   // Graceful: GOAWAY, let open streams finish, then close.
   void drain();

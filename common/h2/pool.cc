@@ -70,6 +70,22 @@ awaitable<Result<std::shared_ptr<Stream>>> Pool::connect(const PoolKey& key,
       e = std::make_shared<Entry>(ex_);
       list.push_back(e);
       e->reserved = 1;
+      // If this coroutine is cancelled (or throws) while dialling, the entry must not stay
+      // "dialling" forever: waiters would pick it and hang.
+      struct DialGuard {
+        Pool* pool;
+        const PoolKey& key;
+        EntryPtr e;
+        ~DialGuard() {
+          if (!e->dialling) return;
+          e->dialling = false;
+          e->failed = true;
+          e->error = Error{{}, "HBONE dial abandoned"};
+          e->reserved = 0;
+          e->ready.notify();
+          pool->remove(key, e);
+        }
+      } guard{this, key, e};
       auto dialled = co_await dialer_(key);
       e->dialling = false;
       if (!dialled) {
@@ -82,6 +98,7 @@ awaitable<Result<std::shared_ptr<Stream>>> Pool::connect(const PoolKey& key,
       }
       e->conn = std::move(*dialled);
       ++connections_opened_;
+      if (draining_) e->conn->drain();
       ZT_LOG_DEBUG("component=pool msg=\"new HBONE connection\" key=\"{}\"", key.to_string());
       tasks_.spawn(run_pooled(e->conn, alive_, [this, key, e] { remove(key, e); }),
                    "hbone-client-connection");
@@ -106,12 +123,17 @@ awaitable<Result<std::shared_ptr<Stream>>> Pool::connect(const PoolKey& key,
       (*stream)->set_lease(std::move(lease));
       co_return stream;
     }
-    if (attempt == 0 && (e->conn->closed() || e->conn->draining())) continue;
+    auto cs = co_await asio::this_coro::cancellation_state;
+    if (attempt == 0 && cs.cancelled() == asio::cancellation_type::none &&
+        (e->conn->closed() || e->conn->draining())) {
+      continue;
+    }
     co_return stream;
   }
 }
 
 void Pool::drain_all() {
+  draining_ = true;
   for (auto& [k, list] : entries_) {
     for (auto& e : list) {
       if (e->conn) e->conn->drain();

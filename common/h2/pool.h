@@ -80,6 +80,7 @@ class Pool {
   async::TaskGroup& tasks_;
   std::unordered_map<PoolKey, std::list<EntryPtr>, PoolKeyHash> entries_;
   uint64_t connections_opened_ = 0;
+  bool draining_ = false;  // connections dialled from now on are drained at once
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -88,8 +88,11 @@ inline bool is_orderly_end(const error_code& ec) {
   return ec == asio::error::eof;
 }
 
+// `first_error` keeps the error that ended the copy; the other direction then only sees the
+// abort it caused, which is not worth reporting.
 template <DuplexStream From, DuplexStream To>
-awaitable<error_code> copy_one_way(From& from, To& to, std::atomic<uint64_t>& moved, bool& failed) {
+awaitable<error_code> copy_one_way(From& from, To& to, std::atomic<uint64_t>& moved, bool& failed,
+                                   error_code& first_error) {
   AdaptiveBuffer buf;
   uint64_t total = 0;
   for (;;) {
@@ -97,6 +100,7 @@ awaitable<error_code> copy_one_way(From& from, To& to, std::atomic<uint64_t>& mo
     if (n > 0) {
       auto wec = co_await to.write_all(asio::buffer(buf.next(total).data(), n));
       if (wec) {
+        if (!failed) first_error = wec;
         failed = true;
         from.abort();
         to.abort();
@@ -109,6 +113,7 @@ awaitable<error_code> copy_one_way(From& from, To& to, std::atomic<uint64_t>& mo
       if (is_orderly_end(rec) && !failed) {
         co_return co_await to.shutdown_write();
       }
+      if (!failed) first_error = rec;
       failed = true;
       from.abort();
       to.abort();
@@ -126,12 +131,14 @@ awaitable<CopyResult> copy_bidirectional(A& a, B& b, std::atomic<uint64_t>& a_to
                                          std::atomic<uint64_t>& b_to_a) {
   using namespace asio::experimental::awaitable_operators;
   bool failed = false;
-  auto [e1, e2] = co_await (detail::copy_one_way(a, b, a_to_b, failed) &&
-                            detail::copy_one_way(b, a, b_to_a, failed));
+  error_code first_error;
+  auto [e1, e2] = co_await (detail::copy_one_way(a, b, a_to_b, failed, first_error) &&
+                            detail::copy_one_way(b, a, b_to_a, failed, first_error));
   CopyResult r;
   r.a_to_b = a_to_b.load(std::memory_order_relaxed);
   r.b_to_a = b_to_a.load(std::memory_order_relaxed);
-  r.error = e1 ? e1 : e2;
+  // A failed shutdown_write (after an orderly end) is an error too.
+  r.error = first_error ? first_error : (e1 ? e1 : e2);
   co_return r;
 }
 

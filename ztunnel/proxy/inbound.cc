@@ -53,7 +53,11 @@ awaitable<void> Inbound::serve_connection(tcp::socket sock) {
   auto conn = h2::Connection::create(
       std::move(tls), h2::Role::kServer, ctx_.settings.h2,
       [this, info](std::shared_ptr<h2::Stream> s) {
-        tasks_.spawn(serve_stream(std::move(s), info), "inbound-stream");
+        // Called from inside nghttp2's callback, and co_spawn would start the coroutine right
+        // here: post it so the stream is served after nghttp2 has returned.
+        asio::post(tasks_.executor(), [this, info, s = std::move(s)]() mutable {
+          tasks_.spawn(serve_stream(std::move(s), info), "inbound-stream");
+        });
       });
   if (!conn) {
     ZT_LOG_ERROR("component=inbound msg=\"{}\"", conn.error().describe());
@@ -61,6 +65,8 @@ awaitable<void> Inbound::serve_connection(tcp::socket sock) {
   }
   connections_.remove_if([](const auto& w) { return w.expired(); });
   connections_.push_back(*conn);
+  // A handshake that finished after the drain began still gets its GOAWAY.
+  if (draining_) (*conn)->drain();
   co_await (*conn)->run();
 }
 
@@ -76,10 +82,12 @@ awaitable<void> Inbound::serve_stream(std::shared_ptr<h2::Stream> stream, PeerIn
   rec.src_addr = net::format_endpoint(peer.peer);
 
   hbone::ConnectRequest req{stream->method(), stream->authority(), stream->headers()};
+  std::string forwarded_host;
   if (auto fwd = hbone::find_header(req, hbone::kForwardedHeader)) {
     if (auto client = hbone::parse_forwarded_for(*fwd)) rec.src_addr = net::format_endpoint(*client);
-    // host= names the service the client addressed (telemetry only).
-    if (auto host = hbone::parse_forwarded_host(*fwd)) rec.dst_service = *host;
+    // host= names the service the client addressed (telemetry only). Only a service we know
+    // becomes a label: peer-chosen label values would grow the metrics without bound.
+    if (auto host = hbone::parse_forwarded_host(*fwd)) forwarded_host = *host;
   }
   auto decision = hbone::check_connect_request(req, peer.local.address());
   if (decision.status != hbone::kStatusOk) {
@@ -90,11 +98,15 @@ awaitable<void> Inbound::serve_stream(std::shared_ptr<h2::Stream> stream, PeerIn
   }
 
   auto snapshot = ctx_.state.current();
-  if (auto src = snapshot->find_workload("", peer.peer.address())) {
+  if (auto src = snapshot->find_workload(ctx_.local.network, peer.peer.address())) {
     rec.src_workload = src->name;
     rec.src_namespace = src->namespace_name;
   }
-  auto target = state::resolve_inbound(*snapshot, peer.local, decision.authority);
+  if (!forwarded_host.empty() && snapshot->find_service_by_hostname(forwarded_host)) {
+    rec.dst_service = forwarded_host;
+  }
+  auto target =
+      state::resolve_inbound(*snapshot, peer.local, decision.authority, ctx_.local.network);
   if (!target) {
     stream->respond(hbone::kStatusServiceUnavailable);
     rec.set_error(target.error().describe());
@@ -131,6 +143,7 @@ awaitable<void> Inbound::serve_stream(std::shared_ptr<h2::Stream> stream, PeerIn
 }
 
 void Inbound::drain_all() {
+  draining_ = true;
   for (auto& w : connections_) {
     if (auto c = w.lock()) c->drain();
   }

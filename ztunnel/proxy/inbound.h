@@ -33,6 +33,7 @@ class Inbound {
   ProxyContext& ctx_;
   async::TaskGroup& tasks_;
   std::list<std::weak_ptr<h2::Connection>> connections_;
+  bool draining_ = false;
 };
 
 }  // namespace zt::proxy

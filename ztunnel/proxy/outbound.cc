@@ -150,14 +150,15 @@ awaitable<void> Outbound::proxy(tcp::socket client, tcp::endpoint original_dst,
       };
       headers.emplace_back("baggage", hbone::make_baggage(b));
     }
-    auto stream = co_await async::with_timeout(pool_.connect(key, upstream->authority, headers),
-                                               ctx_.settings.connect_timeout * 2);
-    if (!stream || !*stream) {
-      refuse(stream ? (*stream).error().describe() : "HBONE connect timed out", "CONNECT");
+    // Bounded inside: connect and handshake timeouts in dial(), the response timeout in
+    // open_connect(). No outer `||` here: it could drop a stream that did open.
+    auto stream = co_await pool_.connect(key, upstream->authority, headers);
+    if (!stream) {
+      refuse(stream.error().describe(), "CONNECT");
       if (before_copy) co_await before_copy(client, false);
       co_return;
     }
-    auto hbone = std::move(**stream);
+    auto hbone = std::move(*stream);
     ctx_.metrics.hbone_streams.with({{"direction", "outbound"}}).inc();
     rec.dst_identity = upstream->expected_identities.empty() ? std::string()
                                                              : upstream->expected_identities.front();

@@ -14,20 +14,55 @@ constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 // A greeting plus a request with the longest domain name fit in far less.
 constexpr size_t kMaxHandshakeBytes = 1024;
 
-// Reads more bytes into `buf`; false on error, timeout, EOF or an oversized handshake.
-awaitable<bool> read_more(tcp::socket& s, std::vector<uint8_t>& buf) {
+using Deadline = std::chrono::steady_clock::time_point;
+
+// Reads more bytes into `buf`; false on error, EOF, an oversized handshake, or when the whole
+// handshake's deadline passed (a client trickling one byte at a time gets no more time).
+awaitable<bool> read_more(tcp::socket& s, std::vector<uint8_t>& buf, Deadline deadline) {
   if (buf.size() >= kMaxHandshakeBytes) co_return false;
+  auto left = deadline - std::chrono::steady_clock::now();
+  if (left <= std::chrono::steady_clock::duration::zero()) co_return false;
   size_t old = buf.size();
   buf.resize(kMaxHandshakeBytes);
   auto r = co_await async::with_timeout(
-      s.async_read_some(asio::buffer(buf.data() + old, buf.size() - old), kTuple),
-      kHandshakeTimeout);
+      s.async_read_some(asio::buffer(buf.data() + old, buf.size() - old), kTuple), left);
   if (!r || std::get<0>(*r) || std::get<1>(*r) == 0) {
     buf.resize(old);
     co_return false;
   }
   buf.resize(old + std::get<1>(*r));
   co_return true;
+}
+
+// Name resolution with a deadline. Resolver operations ignore per-operation cancellation, so
+// the lookup completes into shared state and is cancelled (not awaited) when time is up.
+awaitable<std::optional<tcp::endpoint>> resolve(const std::string& host, uint16_t port,
+                                                std::chrono::steady_clock::duration limit) {
+  struct Lookup {
+    explicit Lookup(asio::any_io_executor ex) : resolver(ex), done(ex) {}
+    tcp::resolver resolver;
+    async::Event done;
+    bool finished = false;
+    std::optional<tcp::endpoint> result;
+  };
+  auto ex = co_await asio::this_coro::executor;
+  auto lookup = std::make_shared<Lookup>(ex);
+  lookup->resolver.async_resolve(
+      host, std::to_string(port),
+      [lookup](const error_code& ec, const tcp::resolver::results_type& results) {
+        if (!ec && !results.empty()) lookup->result = results.begin()->endpoint();
+        lookup->finished = true;
+        lookup->done.notify();
+      });
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!lookup->finished) {
+    auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) break;
+    auto woke = co_await async::with_timeout(lookup->done.wait(), left);
+    if (woke && !*woke) break;  // cancelled
+  }
+  if (!lookup->finished) lookup->resolver.cancel();
+  co_return lookup->result;
 }
 
 awaitable<void> write_reply(tcp::socket& s, socks5::Reply reply) {
@@ -41,6 +76,7 @@ awaitable<void> write_reply(tcp::socket& s, socks5::Reply reply) {
 awaitable<void> serve_socks5(tcp::socket client, ProxyContext& ctx, Outbound& outbound) {
   std::vector<uint8_t> buf;
   buf.reserve(kMaxHandshakeBytes);
+  const Deadline deadline = std::chrono::steady_clock::now() + kHandshakeTimeout;
   error_code ec;
   auto peer = client.remote_endpoint(ec);
 
@@ -61,7 +97,7 @@ awaitable<void> serve_socks5(tcp::socket client, ProxyContext& ctx, Outbound& ou
       consumed = (*g)->consumed;
       break;
     }
-    if (!co_await read_more(client, buf)) co_return;
+    if (!co_await read_more(client, buf, deadline)) co_return;
   }
   auto accept = socks5::make_method_reply(true);
   auto w = co_await async::with_timeout(asio::async_write(client, asio::buffer(accept), kTuple),
@@ -85,7 +121,7 @@ awaitable<void> serve_socks5(tcp::socket client, ProxyContext& ctx, Outbound& ou
       buf.erase(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>((*r)->second));
       break;
     }
-    if (!co_await read_more(client, buf)) co_return;
+    if (!co_await read_more(client, buf, deadline)) co_return;
   }
   if (!buf.empty()) {
     // The client sent data before our reply: it would be lost, so refuse.
@@ -104,16 +140,15 @@ awaitable<void> serve_socks5(tcp::socket client, ProxyContext& ctx, Outbound& ou
     if (svc && !svc->vips.empty()) {
       dst = tcp::endpoint(svc->vips.front().address, request.port);
     } else {
-      tcp::resolver resolver(co_await asio::this_coro::executor);
-      auto res = co_await async::with_timeout(
-          resolver.async_resolve(host, std::to_string(request.port), kTuple), kHandshakeTimeout);
-      if (!res || std::get<0>(*res) || std::get<1>(*res).empty()) {
+      auto resolved = co_await resolve(host, request.port, kHandshakeTimeout);
+      if (!resolved) {
         co_await write_reply(client, socks5::Reply::kHostUnreachable);
+        ctx.metrics.error("socks5", "resolve");
         ZT_LOG_WARN("component=socks5 src.addr={} msg=\"cannot resolve {}\"",
                     net::format_endpoint(peer), host);
         co_return;
       }
-      dst = std::get<1>(*res).begin()->endpoint();
+      dst = *resolved;
     }
   }
 

@@ -33,7 +33,7 @@ void run(asio::io_context& io, F&& co, std::chrono::seconds limit = 60s) {
 }
 
 class H2Test : public ::testing::Test {
- protected:
+ public:
   void SetUp() override {
     if (std::getenv("ZT_TEST_TRACE") != nullptr) spdlog::set_level(spdlog::level::trace);
     server_creds_ = pki_.credentials(pki_.id("server-ns", "server"));
@@ -241,6 +241,62 @@ TEST_F(H2Test, GoawayLetsOpenStreamsFinishAndNewStreamsUseANewConnection) {
     hold_.notify();
   });
   EXPECT_EQ(dials_, 2);
+}
+
+}  // namespace
+}  // namespace zt::h2
+
+namespace zt::h2 {
+namespace {
+
+TEST_F(H2Test, IdlePooledConnectionIsReleasedEvenThoughPingsAreAnswered) {
+  // PINGs every 50 ms are answered; they must not count as use.
+  settings_.ping_interval = std::chrono::milliseconds(50);
+  settings_.idle_timeout = std::chrono::milliseconds(300);
+  Pool pool(io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
+  run(io_, [&]() -> awaitable<void> {
+    {
+      auto st = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
+      EXPECT_TRUE(st.has_value());
+      if (st) (*st)->abort();
+    }
+    EXPECT_EQ(pool.connections_open(), 1u);
+    // Released within a few ping intervals after the idle timeout.
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    for (int i = 0; i < 40 && pool.connections_open() > 0; ++i) {
+      t.expires_after(std::chrono::milliseconds(50));
+      co_await t.async_wait(kTuple);
+    }
+    EXPECT_EQ(pool.connections_open(), 0u);
+  });
+}
+
+TEST_F(H2Test, ACancelledDialDoesNotBlockLaterConnectsToTheSameDestination) {
+  async::Event never(io_.get_executor());
+  int calls = 0;
+  Pool pool(
+      io_.get_executor(), 100,
+      [&](const PoolKey& k) -> awaitable<Result<std::shared_ptr<Connection>>> {
+        return [](H2Test* self, int& calls, async::Event& never,
+                  PoolKey k) -> awaitable<Result<std::shared_ptr<Connection>>> {
+          if (++calls == 1) {
+            co_await never.wait();  // a dial that hangs until cancelled
+            co_return fail("first dial cancelled");
+          }
+          co_return co_await self->dial(k);
+        }(this, calls, never, k);
+      },
+      tasks_);
+  run(io_, [&]() -> awaitable<void> {
+    auto first = co_await async::with_timeout(pool.connect(key_, "10.0.0.2:8080", Headers()),
+                                              std::chrono::milliseconds(100));
+    EXPECT_FALSE(first.has_value()) << "the hanging dial should have timed out";
+    auto second = co_await async::with_timeout(pool.connect(key_, "10.0.0.2:8080", Headers()),
+                                               std::chrono::seconds(5));
+    EXPECT_TRUE(second.has_value() && second->has_value()) << "later connect blocked";
+    hold_.notify();
+  });
+  EXPECT_EQ(calls, 2);
 }
 
 }  // namespace
