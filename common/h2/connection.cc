@@ -444,8 +444,11 @@ awaitable<void> Connection::run() {
     s->writable_.notify();
     s->response_.notify();
   }
-  // close_notify is a courtesy; do not wait long for a peer that went away.
-  co_await async::with_timeout(tls_.async_shutdown(kTuple), std::chrono::seconds(1));
+  // close_notify is a courtesy; do not wait long for a peer that went away, nor at all for
+  // one that stopped answering.
+  if (!peer_unresponsive_) {
+    co_await async::with_timeout(tls_.async_shutdown(kTuple), std::chrono::seconds(1));
+  }
   error_code ec;
   tls_.lowest_layer().close(ec);
 }
@@ -505,6 +508,7 @@ awaitable<void> Connection::keepalive_loop() {
     auto now = std::chrono::steady_clock::now();
     if (ping_outstanding_ && now - ping_sent_ >= settings_.ping_timeout) {
       ZT_LOG_WARN("component=h2 msg=\"ping timeout, closing connection\"");
+      peer_unresponsive_ = true;
       co_return;
     }
     if (role_ == Role::kClient && streams_.empty() && !draining_ &&

@@ -188,6 +188,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool draining_ = false;
   bool goaway_received_ = false;
   bool ping_outstanding_ = false;
+  bool peer_unresponsive_ = false;
   std::chrono::steady_clock::time_point ping_sent_;
   std::chrono::steady_clock::time_point last_active_;
   uint64_t streams_total_ = 0;
