@@ -34,6 +34,27 @@ void write_file(const std::filesystem::path& p, const std::string& content) {
   std::filesystem::rename(tmp, p);
 }
 
+std::string two_workload_mesh_yaml(const std::string& client_ip, const std::string& server_ip,
+                                   const std::string& extra) {
+  return fmt::format(R"(workloads:
+- uid: cluster1//v1/Pod/default/client
+  name: client
+  namespace: default
+  serviceAccount: client
+  workloadIps: ["{}"]
+  protocol: HBONE
+  node: node-a
+- uid: cluster1//v1/Pod/default/server
+  name: server
+  namespace: default
+  serviceAccount: server
+  workloadIps: ["{}"]
+  protocol: HBONE
+  node: node-b
+{})",
+                     client_ip, server_ip, extra);
+}
+
 Result<std::unique_ptr<ZtunnelProcess>> ZtunnelProcess::start(const ZtunnelOptions& o) {
   std::vector<std::string> args = {
       "--admin-address",     "127.0.0.1:0",

@@ -28,6 +28,12 @@ class TempDir {
 
 void write_file(const std::filesystem::path& p, const std::string& content);
 
+// A local config with two HBONE workloads in namespace default: "client" (service account
+// client) at `client_ip` and "server" (service account server) at `server_ip`; `extra` is
+// appended under `workloads:` (more list items).
+std::string two_workload_mesh_yaml(const std::string& client_ip, const std::string& server_ip,
+                                   const std::string& extra = "");
+
 struct ZtunnelOptions {
   std::string ns = "default";
   std::string name;

@@ -20,6 +20,7 @@
 #include "common/async/timeout.h"
 #include "common/h2/connection.h"
 #include "common/tls/context.h"
+#include "tests/support/coro.h"
 #include "tests/support/mesh.h"
 #include "tests/support/servers.h"
 #include "tests/support/test_pki.h"
@@ -31,41 +32,6 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 constexpr uint16_t kEchoPort = 7000;
-
-template <class F>
-void run(asio::io_context& io, F&& co, std::chrono::seconds limit = 60s) {
-  bool done = false;
-  std::exception_ptr error;
-  asio::co_spawn(io, std::forward<F>(co)(), [&](std::exception_ptr e) {
-    error = e;
-    done = true;
-    io.stop();
-  });
-  io.run_for(limit);
-  io.restart();
-  ASSERT_TRUE(done) << "coroutine did not finish in time";
-  if (error) std::rethrow_exception(error);
-}
-
-std::string mesh_yaml(const std::string& client_ip, const std::string& server_ip) {
-  return fmt::format(R"(workloads:
-- uid: cluster1//v1/Pod/default/client
-  name: client
-  namespace: default
-  serviceAccount: client
-  workloadIps: ["{}"]
-  protocol: HBONE
-  node: node-a
-- uid: cluster1//v1/Pod/default/server
-  name: server
-  namespace: default
-  serviceAccount: server
-  workloadIps: ["{}"]
-  protocol: HBONE
-  node: node-b
-)",
-                     client_ip, server_ip);
-}
 
 // Writes `payload` and reads the same bytes back; failures are reported here.
 awaitable<bool> echo_round_trip(tcp::socket& s, std::string payload) {
@@ -230,7 +196,7 @@ class Drain : public ::testing::Test {
     server_ip_ = server_ip;
     auto ca = pki_.write_ca_files(dir_.path());
     auto config = dir_.path() / "mesh.yaml";
-    write_file(config, mesh_yaml(client_ip_, server_ip_));
+    write_file(config, two_workload_mesh_yaml(client_ip_, server_ip_));
     auto a = ZtunnelProcess::start(
         {.name = "client", .config = config, .ca_cert = ca.cert_path, .ca_key = ca.key_path});
     ASSERT_TRUE(a) << a.error().describe();
@@ -260,7 +226,7 @@ class Drain : public ::testing::Test {
 
   // Opens the long-lived connection through A and B and checks it echoes.
   void open_long_lived_connection() {
-    run(io_, [&]() -> awaitable<void> {
+    run_coroutine(io_, [&]() -> awaitable<void> {
       auto s = co_await socks5_connect(a_->socks5, server(kEchoPort));
       if (!s) {
         ADD_FAILURE() << "SOCKS5 through A: " << s.error().describe();
@@ -281,13 +247,13 @@ class Drain : public ::testing::Test {
     // (b) B's HBONE port no longer accepts...
     int attempts = 0;
     bool refused = false;
-    run(io_, [&]() -> awaitable<void> {
+    run_coroutine(io_, [&]() -> awaitable<void> {
       co_await connect_until_refused(server(15008), attempts, refused);
     });
     EXPECT_TRUE(refused) << "B's " << server_ip_ << ":15008 still accepts connections after "
                          << attempts << " attempts while draining";
     // ... so a new connection through A does not get through.
-    run(io_, [&]() -> awaitable<void> {
+    run_coroutine(io_, [&]() -> awaitable<void> {
       auto r = co_await async::with_timeout(socks5_connect(a_->socks5, server(kEchoPort)), 20s);
       EXPECT_TRUE(r.has_value()) << "SOCKS5 CONNECT through A hung while B drains";
       if (r) {
@@ -296,7 +262,7 @@ class Drain : public ::testing::Test {
     });
 
     // (a) The open connection keeps working, and B waits for it.
-    run(io_, [&]() -> awaitable<void> {
+    run_coroutine(io_, [&]() -> awaitable<void> {
       for (int i = 0; i < 3; ++i) {
         if (!co_await echo_round_trip(*conn_, fmt::format("during the drain #{}", i))) break;
       }
@@ -362,7 +328,7 @@ TEST_F(Drain, ConnectionStillOpenAtTheTerminationDeadlineIsClosedAndZtunnelExits
   EXPECT_TRUE(b_->daemon().saw(std::regex("deadline passed"))) << b_->daemon().output();
 
   // The client's connection was closed under it (EOF or reset), not left hanging.
-  run(io_, [&]() -> awaitable<void> {
+  run_coroutine(io_, [&]() -> awaitable<void> {
     std::array<char, 256> buf{};
     auto r = co_await async::with_timeout(conn_->async_read_some(asio::buffer(buf), kTuple), 10s);
     EXPECT_TRUE(r.has_value()) << "the client's connection is still open 10s after B exited";
@@ -395,14 +361,14 @@ TEST_F(Drain, HboneConnectionStillInItsTlsHandshakeWhenTheDrainStartsGetsNoNewSt
     std::function<void()> f;
     ~Cleanup() { f(); }
   } cleanup{[&] {
-    run(io_, [&]() -> awaitable<void> {
+    run_coroutine(io_, [&]() -> awaitable<void> {
       tasks.cancel_all();
       co_await tasks.wait_empty(5s);
     });
   }};
 
   // B accepts the connection and answers the ClientHello; the client's Finished is held.
-  run(io_, [&]() -> awaitable<void> {
+  run_coroutine(io_, [&]() -> awaitable<void> {
     tasks.spawn(gated_relay(gate, server(15008)), "relay");
     tasks.spawn(early_client_handshake(gate.acceptor.local_endpoint(), **ctx, early), "client");
     EXPECT_TRUE(co_await wait_flag(gate.answered, gate.answered_event, 10s))
@@ -418,7 +384,7 @@ TEST_F(Drain, HboneConnectionStillInItsTlsHandshakeWhenTheDrainStartsGetsNoNewSt
   ASSERT_TRUE(b_->daemon().wait_for(std::regex("draining \\(SIGTERM\\)"), 10s));
   int attempts = 0;
   bool refused = false;
-  run(io_, [&]() -> awaitable<void> {
+  run_coroutine(io_, [&]() -> awaitable<void> {
     co_await connect_until_refused(server(15008), attempts, refused);
   });
   ASSERT_TRUE(refused) << "B's listeners stayed open";
@@ -426,7 +392,7 @@ TEST_F(Drain, HboneConnectionStillInItsTlsHandshakeWhenTheDrainStartsGetsNoNewSt
   // Now B completes the handshake of the connection it accepted before; a CONNECT on it must
   // not be served.
   std::shared_ptr<h2::Connection> conn;
-  run(io_,
+  run_coroutine(io_,
       [&]() -> awaitable<void> {
         gate.release();
         auto c = h2::Connection::create(std::move(*early.tls), h2::Role::kClient, h2::Settings{});

@@ -8,6 +8,7 @@
 #include "common/h2/pool.h"
 #include "common/net/copy.h"
 #include "common/tls/context.h"
+#include "tests/support/coro.h"
 #include "tests/support/servers.h"
 #include "tests/support/test_pki.h"
 
@@ -15,22 +16,6 @@ namespace zt::h2 {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Runs `co` on `io` until it completes; fails the test after `limit`.
-template <class F>
-void run(asio::io_context& io, F&& co, std::chrono::seconds limit = 60s) {
-  bool done = false;
-  std::exception_ptr error;
-  asio::co_spawn(io, std::forward<F>(co)(), [&](std::exception_ptr e) {
-    error = e;
-    done = true;
-    io.stop();
-  });
-  io.run_for(limit);
-  io.restart();
-  ASSERT_TRUE(done) << "coroutine did not finish in time";
-  if (error) std::rethrow_exception(error);
-}
 
 class H2Test : public ::testing::Test {
  public:
@@ -153,7 +138,7 @@ awaitable<std::pair<std::string, uint64_t>> send_and_drain(Stream& st, uint64_t 
 
 TEST_F(H2Test, ConnectStreamEchoesBytesAndPassesHalfClose) {
   Pool pool(io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
-  run(io_, [&]() -> awaitable<void> {
+  testing::run_coroutine(io_, [&]() -> awaitable<void> {
     Headers headers;
     headers.emplace_back("forwarded", "for=\"10.0.0.1:1\"");
     auto st = co_await pool.connect(key_, "10.0.0.2:8080", headers);
@@ -172,7 +157,7 @@ TEST_F(H2Test, ConnectStreamEchoesBytesAndPassesHalfClose) {
 TEST_F(H2Test, BulkTransferLargerThanEveryWindowIsByteExact) {
   // 64 MiB is 4x the connection window: it only completes if WINDOW_UPDATEs follow reads.
   Pool pool(io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
-  run(io_, [&]() -> awaitable<void> {
+  testing::run_coroutine(io_, [&]() -> awaitable<void> {
     auto st = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
     if (!st) {
       ADD_FAILURE() << st.error().describe();
@@ -188,7 +173,7 @@ TEST_F(H2Test, BulkTransferLargerThanEveryWindowIsByteExact) {
 TEST_F(H2Test, PoolOpensANewConnectionPastTheStreamLimit) {
   Pool pool(io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
   std::vector<std::shared_ptr<Stream>> streams;
-  run(io_, [&]() -> awaitable<void> {
+  testing::run_coroutine(io_, [&]() -> awaitable<void> {
     // 250 streams open at once need three connections of at most 100 streams.
     auto ex = co_await asio::this_coro::executor;
     async::TaskGroup openers(ex);
@@ -212,7 +197,7 @@ TEST_F(H2Test, PoolOpensANewConnectionPastTheStreamLimit) {
 TEST_F(H2Test, NonOkAnswerIsAnErrorNamingTheStatus) {
   status_ = 503;
   Pool pool(io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
-  run(io_, [&]() -> awaitable<void> {
+  testing::run_coroutine(io_, [&]() -> awaitable<void> {
     auto st = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
     EXPECT_FALSE(st.has_value());
     if (!st) {
@@ -223,7 +208,7 @@ TEST_F(H2Test, NonOkAnswerIsAnErrorNamingTheStatus) {
 
 TEST_F(H2Test, GoawayLetsOpenStreamsFinishAndNewStreamsUseANewConnection) {
   Pool pool(io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
-  run(io_, [&]() -> awaitable<void> {
+  testing::run_coroutine(io_, [&]() -> awaitable<void> {
     auto first = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
     if (!first) {
       ADD_FAILURE() << first.error().describe();
@@ -254,7 +239,7 @@ TEST_F(H2Test, IdlePooledConnectionIsReleasedEvenThoughPingsAreAnswered) {
   settings_.ping_interval = std::chrono::milliseconds(50);
   settings_.idle_timeout = std::chrono::milliseconds(300);
   Pool pool(io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
-  run(io_, [&]() -> awaitable<void> {
+  testing::run_coroutine(io_, [&]() -> awaitable<void> {
     {
       auto st = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
       EXPECT_TRUE(st.has_value());
@@ -287,7 +272,7 @@ TEST_F(H2Test, ACancelledDialDoesNotBlockLaterConnectsToTheSameDestination) {
         }(this, calls, never, k);
       },
       tasks_);
-  run(io_, [&]() -> awaitable<void> {
+  testing::run_coroutine(io_, [&]() -> awaitable<void> {
     auto first = co_await async::with_timeout(pool.connect(key_, "10.0.0.2:8080", Headers()),
                                               std::chrono::milliseconds(100));
     EXPECT_FALSE(first.has_value()) << "the hanging dial should have timed out";

@@ -17,6 +17,7 @@
 #include "common/base/log.h"
 #include "common/h2/connection.h"
 #include "common/tls/context.h"
+#include "tests/support/coro.h"
 #include "tests/support/test_pki.h"
 
 namespace zt::h2 {
@@ -27,21 +28,6 @@ using Clock = std::chrono::steady_clock;
 
 long long ms(Clock::duration d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-}
-
-template <class F>
-void run(asio::io_context& io, F&& co, std::chrono::seconds limit = 30s) {
-  bool done = false;
-  std::exception_ptr error;
-  asio::co_spawn(io, std::forward<F>(co)(), [&](std::exception_ptr e) {
-    error = e;
-    done = true;
-    io.stop();
-  });
-  io.run_for(limit);
-  io.restart();
-  ASSERT_TRUE(done) << "coroutine did not finish in time";
-  if (error) std::rethrow_exception(error);
 }
 
 // Counts h2 log lines: PING ACKs the client received, and ping-timeout warnings. Lines come from
@@ -203,7 +189,7 @@ class H2Keepalive : public ::testing::Test {
 TEST_F(H2Keepalive, ClientClosesAConnectionWhosePeerStopsAnsweringPingsAfterThePingTimeout) {
   SilentPeer peer;
   ClientOutcome client;
-  run(io_, [&]() -> awaitable<void> {
+  testing::run_coroutine(io_, [&]() -> awaitable<void> {
     using namespace asio::experimental::awaitable_operators;
     co_await (silent_peer(acceptor_, *server_creds_->server_ctx, peer) &&
               client_until_closed(acceptor_.local_endpoint(), *client_creds_->client_ctx, client));
@@ -213,8 +199,8 @@ TEST_F(H2Keepalive, ClientClosesAConnectionWhosePeerStopsAnsweringPingsAfterTheP
   EXPECT_GE(peer.pings, 1) << "the client never sent a PING";
   EXPECT_EQ(log_->ping_timeouts.load(), 1) << "the connection did not end by ping timeout";
 
-  // The client gave up on the peer: it told the peer (close_notify) ping_timeout after its
-  // first unanswered PING, well within a second of starting.
+  // The client gave up on the peer ping_timeout after its first unanswered PING, well within a
+  // second of starting, and closed the socket (no close_notify courtesy for a dead peer).
   ASSERT_TRUE(peer.closed_at.has_value());
   ASSERT_TRUE(peer.first_ping.has_value());
   EXPECT_GE(*peer.closed_at - *peer.first_ping, 250ms)
@@ -222,14 +208,14 @@ TEST_F(H2Keepalive, ClientClosesAConnectionWhosePeerStopsAnsweringPingsAfterTheP
       << "ms after the first PING, before the 300ms ping timeout";
   EXPECT_LE(*peer.closed_at - client.started, 1s) << "the client closed the connection only after "
                                                   << ms(*peer.closed_at - client.started) << "ms";
-  EXPECT_EQ(peer.close_error, asio::error::eof) << peer.close_error.message();
+  EXPECT_TRUE(peer.close_error == asio::error::eof ||
+              peer.close_error == asio::ssl::error::stream_truncated)
+      << peer.close_error.message();
 
-  // run() returned and the connection says it is closed. After giving up, run() still waits up
-  // to 1 s for the hung peer's close_notify (its courtesy wait before closing the socket), so
-  // it returns about 1.4 s after the start here, not at the ping timeout itself.
+  // run() returned at the ping timeout, and the connection says it is closed.
   ASSERT_TRUE(client.run_returned) << "Connection::run() still running 10s after the start";
   EXPECT_TRUE(client.closed);
-  EXPECT_LE(client.run_took, 2s) << "Connection::run() returned after " << ms(client.run_took)
+  EXPECT_LE(client.run_took, 1s) << "Connection::run() returned after " << ms(client.run_took)
                                  << "ms";
 }
 
@@ -271,7 +257,7 @@ TEST_F(H2Keepalive, ConnectionToAnAnsweringPeerStaysOpenAcrossManyPingIntervals)
   log_->on_ack = [this, &acked] { asio::post(io_, [&acked] { acked.notify(); }); };
   std::shared_ptr<Connection> server_conn, client_conn;
   Clock::duration open_for{};
-  run(io_, [&]() -> awaitable<void> {
+  testing::run_coroutine(io_, [&]() -> awaitable<void> {
     tasks.spawn(h2_echo_server(acceptor_, *server_creds_->server_ctx, tasks, server_conn),
                 "server");
     auto tls = co_await tls_connect(acceptor_.local_endpoint(), *client_creds_->client_ctx);

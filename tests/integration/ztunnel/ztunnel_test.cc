@@ -10,6 +10,7 @@
 #include "common/async/task_group.h"
 #include "common/h2/connection.h"
 #include "common/net/address.h"
+#include "tests/support/coro.h"
 #include "tests/support/mesh.h"
 #include "tests/support/servers.h"
 #include "tests/support/test_pki.h"
@@ -19,42 +20,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-template <class F>
-void run(asio::io_context& io, F&& co, std::chrono::seconds limit = 120s) {
-  bool done = false;
-  std::exception_ptr error;
-  asio::co_spawn(io, std::forward<F>(co)(), [&](std::exception_ptr e) {
-    error = e;
-    done = true;
-    io.stop();
-  });
-  io.run_for(limit);
-  io.restart();
-  ASSERT_TRUE(done) << "coroutine did not finish in time";
-  if (error) std::rethrow_exception(error);
-}
-
-std::string mesh_yaml(const std::string& client_ip, const std::string& server_ip,
-                      const std::string& extra = "") {
-  return fmt::format(R"(workloads:
-- uid: cluster1//v1/Pod/default/client
-  name: client
-  namespace: default
-  serviceAccount: client
-  workloadIps: ["{}"]
-  protocol: HBONE
-  node: node-a
-- uid: cluster1//v1/Pod/default/server
-  name: server
-  namespace: default
-  serviceAccount: server
-  workloadIps: ["{}"]
-  protocol: HBONE
-  node: node-b
-{})",
-                     client_ip, server_ip, extra);
-}
-
 class TwoZtunnels : public ::testing::Test {
  protected:
   // Starts ztunnel A (client) and B (server) on 127.0.<subnet>.2 and .3.
@@ -63,7 +28,7 @@ class TwoZtunnels : public ::testing::Test {
     server_ip_ = fmt::format("127.0.{}.3", subnet);
     ca_ = pki_.write_ca_files(dir_.path());
     config_ = dir_.path() / "mesh.yaml";
-    write_file(config_, mesh_yaml(client_ip_, server_ip_));
+    write_file(config_, two_workload_mesh_yaml(client_ip_, server_ip_));
     auto a = ZtunnelProcess::start({.name = "client", .config = config_, .ca_cert = ca_.cert_path,
                                     .ca_key = ca_.key_path, .workers = workers});
     ASSERT_TRUE(a) << a.error().describe();
@@ -154,7 +119,7 @@ TEST_F(TwoZtunnels, TwoHundredMegabytesEachWayAreByteExactWithHalfClose) {
   asio::io_context io;
   std::string received_digest;
   uint64_t received = 0;
-  run(io, [&]() -> awaitable<void> {
+  run_coroutine(io, [&]() -> awaitable<void> {
     using namespace asio::experimental::awaitable_operators;
     auto sock = co_await socks5_connect(a_->socks5, server(9000));
     if (!sock) {
@@ -233,7 +198,7 @@ TEST_F(TwoZtunnels, ThousandConcurrentConnectionsAreByteExactAndThePoolCapsStrea
   int exact = 0;
   int established = 0;
   async::Event all_open(io.get_executor());
-  run(io, [&]() -> awaitable<void> {
+  run_coroutine(io, [&]() -> awaitable<void> {
     async::TaskGroup group(co_await asio::this_coro::executor);
     for (int i = 0; i < kConnections; ++i) {
       group.spawn(echo_client(i, kConnections, a_->socks5, server(7000), exact, established,
@@ -316,7 +281,7 @@ TEST_F(TwoZtunnels, RefusesUntrustedClientsAndKeepsServingGoodOnes) {
   auto good = client_ctx(pki_.issue(pki_.id("default", "client")));
 
   for (auto& c : bad) {
-    run(io, [&]() -> awaitable<void> {
+    run_coroutine(io, [&]() -> awaitable<void> {
       auto r = co_await hbone_request(hbone, *c.ctx, "CONNECT", authority);
       EXPECT_FALSE(r && *r == 200) << c.name << " was accepted";
       // Still serving: a good client gets through right after.
@@ -327,7 +292,7 @@ TEST_F(TwoZtunnels, RefusesUntrustedClientsAndKeepsServingGoodOnes) {
   }
 
   // Plaintext HTTP/2 on 15008: no TLS, no answer.
-  run(io, [&]() -> awaitable<void> {
+  run_coroutine(io, [&]() -> awaitable<void> {
     tcp::socket s(co_await asio::this_coro::executor);
     auto [cec] = co_await s.async_connect(hbone, kTuple);
     EXPECT_FALSE(cec);
@@ -365,7 +330,7 @@ TEST_F(TwoZtunnels, BadConnectRequestsGet400AndUnreachableTargets503) {
   get_headers.emplace_back(":path", "/");
   const h2::Headers none;
   auto c = *ctx;
-  run(io, [&]() -> awaitable<void> {
+  run_coroutine(io, [&]() -> awaitable<void> {
     co_await expect_status(hbone, c, 400, "GET", server_ip_ + ":8080", get_headers,
                            "non-CONNECT method");
     co_await expect_status(hbone, c, 400, "CONNECT", server_ip_, none, "authority without a port");
@@ -383,7 +348,7 @@ TEST_F(TwoZtunnels, BadConnectRequestsGet400AndUnreachableTargets503) {
 TEST(ZtunnelConfig, BadLocalConfigIsAClearErrorNamingTheField) {
   TempDir dir;
   auto config = dir.path() / "bad.yaml";
-  write_file(config, mesh_yaml("127.0.27.2", "not-an-ip"));
+  write_file(config, two_workload_mesh_yaml("127.0.27.2", "not-an-ip"));
   auto d = Daemon::start(bin_path("ztunnel"), {"--admin-address", "127.0.0.1:0", "--metrics-address",
                                                "127.0.0.1:0", "--readiness-address", "127.0.0.1:0"},
                          {"LOCAL_XDS_PATH=" + config.string(), "PROXY_WORKLOAD_INFO=default/client/client"});
@@ -408,7 +373,7 @@ TEST_F(TwoZtunnels, BadReloadKeepsThePreviousConfigAndAGoodOneIsApplied) {
   EXPECT_TRUE(a_->daemon().wait_for(std::regex("access connection complete.*dst.addr=\"" +
                                                server_ip_ + ":15008\"")));
   // A good change is applied: a new workload shows up in /config_dump.
-  write_file(config_, mesh_yaml(client_ip_, server_ip_, R"(- uid: cluster1//v1/Pod/default/newcomer
+  write_file(config_, two_workload_mesh_yaml(client_ip_, server_ip_, R"(- uid: cluster1//v1/Pod/default/newcomer
   name: newcomer
   namespace: default
   workloadIps: ["127.0.28.9"]

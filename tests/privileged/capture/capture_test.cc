@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "common/async/timeout.h"
+#include "tests/support/coro.h"
 #include "tests/support/mesh.h"
 #include "tests/support/privileges.h"
 #include "tests/support/servers.h"
@@ -481,41 +482,6 @@ ClientHello parse_client_hello(std::string_view body) {
 // ---------------------------------------------------------------------------------------------
 // The test
 
-template <class F>
-void run(asio::io_context& io, F&& co, std::chrono::seconds limit = 60s) {
-  bool done = false;
-  std::exception_ptr error;
-  asio::co_spawn(io, std::forward<F>(co)(), [&](std::exception_ptr e) {
-    error = e;
-    done = true;
-    io.stop();
-  });
-  io.run_for(limit);
-  io.restart();
-  ASSERT_TRUE(done) << "coroutine did not finish in time";
-  if (error) std::rethrow_exception(error);
-}
-
-std::string mesh_yaml(const std::string& client_ip, const std::string& server_ip) {
-  return fmt::format(R"(workloads:
-- uid: cluster1//v1/Pod/default/client
-  name: client
-  namespace: default
-  serviceAccount: client
-  workloadIps: ["{}"]
-  protocol: HBONE
-  node: node-a
-- uid: cluster1//v1/Pod/default/server
-  name: server
-  namespace: default
-  serviceAccount: server
-  workloadIps: ["{}"]
-  protocol: HBONE
-  node: node-b
-)",
-                     client_ip, server_ip);
-}
-
 // 32 random letters and digits: plaintext that cannot turn up by chance in ciphertext.
 std::string random_marker() {
   static constexpr char kAlphabet[] =
@@ -568,7 +534,7 @@ TEST(HboneOnTheWire, ZtunnelToZtunnelTrafficIsTls13AndTheClientsPlaintextNeverCr
   TestPki pki;
   auto ca = pki.write_ca_files(dir.path());
   auto config = dir.path() / "mesh.yaml";
-  write_file(config, mesh_yaml(client_ip.to_string(), server_ip.to_string()));
+  write_file(config, two_workload_mesh_yaml(client_ip.to_string(), server_ip.to_string()));
   auto a = ZtunnelProcess::start({.name = "client",
                                   .config = config,
                                   .ca_cert = ca.cert_path,
@@ -593,7 +559,7 @@ TEST(HboneOnTheWire, ZtunnelToZtunnelTrafficIsTls13AndTheClientsPlaintextNeverCr
       server_ip.to_string(), kEchoPort, body.size(), body);
   std::string echoed;
   asio::io_context io;
-  run(io, [&]() -> awaitable<void> {
+  run_coroutine(io, [&]() -> awaitable<void> {
     co_await send_through_mesh((*a)->socks5, tcp::endpoint(server_ip, kEchoPort), request, echoed);
   });
   ASSERT_EQ(echoed, request) << "the request did not make it through the mesh and back";
