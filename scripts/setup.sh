@@ -20,7 +20,7 @@ packages=(
   libbpf-dev bpftool linux-libc-dev
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  curl openssl iproute2 procps
+  curl openssl iproute2 procps prometheus
   nghttp2-client wrk iperf3 haproxy nginx-light python3 python3-h2
 )
 
