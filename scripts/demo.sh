@@ -27,24 +27,15 @@ trap cleanup EXIT
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-# Waits for a line matching $2 in file $1 (the daemons log "listening ..." and "ztunnel ready").
+# Waits (event-driven, up to 10 s) for a line matching $2 in file $1: the daemons log
+# "listening ..." and "ztunnel ready", the app logs "app listening".
 wait_for_line() {
   local file=$1 pattern=$2
-  for _ in $(seq 1 200); do
-    if grep -qE "$pattern" "$file" 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "timed out waiting for '$pattern' in $file" >&2
-  cat "$file" >&2
-  return 1
-}
-wait_for_port() {
-  for _ in $(seq 1 200); do
-    if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "timed out waiting for $1:$2" >&2
-  return 1
+  if ! timeout 10 grep -qm1 -E "$pattern" <(tail -F -n +1 "$file" 2>/dev/null); then
+    echo "timed out waiting for '$pattern' in $file" >&2
+    cat "$file" >&2
+    return 1
+  fi
 }
 listening() { grep -oE "listening component=$2 address=\S+" "$1" | head -1 | sed 's/.*address=//'; }
 
@@ -95,10 +86,12 @@ class H(http.server.BaseHTTPRequestHandler):
         msg = f"hello from server; you are {self.client_address[0]}:{self.client_address[1]}; got {len(body)} bytes\n".encode()
         self.send_response(200); self.send_header("Content-Length", str(len(msg))); self.end_headers(); self.wfile.write(msg)
     def log_message(self, *a): pass
-http.server.ThreadingHTTPServer((sys.argv[1], 8080), H).serve_forever()
+server = http.server.ThreadingHTTPServer((sys.argv[1], 8080), H)
+print("app listening", flush=True)
+server.serve_forever()
 PY
 pids+=($!)
-wait_for_port "$server_ip" 8080
+wait_for_line "$work/app.log" "app listening"
 
 common=(--ca-cert "$work/ca-cert.pem" --ca-key "$work/ca-key.pem" --worker-threads 1
         --admin-address 127.0.0.1:0 --metrics-address 127.0.0.1:0 --readiness-address 127.0.0.1:0)
