@@ -3,7 +3,6 @@
 #include "common/base/log.h"
 
 namespace zt::async {
-namespace {
 
 void log_exception(const std::string& name, std::exception_ptr e) {
   if (!e) return;
@@ -15,10 +14,10 @@ void log_exception(const std::string& name, std::exception_ptr e) {
     }
   } catch (const std::exception& ex) {
     ZT_LOG_ERROR("task {} failed: {}", name, ex.what());
+  } catch (...) {
+    ZT_LOG_ERROR("task {} failed with a non-standard exception", name);
   }
 }
-
-}  // namespace
 
 void TaskGroup::spawn(awaitable<void> task, std::string name) {
   auto it = signals_.emplace(signals_.end());

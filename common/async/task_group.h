@@ -37,6 +37,9 @@ class TaskGroup {
   Event idle_;
 };
 
+// Logs an exception that escaped task `name` (cancellation is not logged).
+void log_exception(const std::string& name, std::exception_ptr e);
+
 // Spawns a task outside any group, logging what escapes it.
 void spawn_logged(asio::any_io_executor ex, awaitable<void> task, std::string name);
 

@@ -10,6 +10,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "common/async/task_group.h"
 #include "common/base/log.h"
 #include "common/stats/registry.h"
 
@@ -27,16 +28,7 @@ constexpr size_t kMaxLingerBytes = 1024 * 1024;
 
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
-void log_exception(const std::string& what, std::exception_ptr e) {
-  if (!e) return;
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    ZT_LOG_ERROR("{} failed: {}", what, ex.what());
-  } catch (...) {
-    ZT_LOG_ERROR("{} failed with a non-standard exception", what);
-  }
-}
+using async::log_exception;
 
 std::string lower_first(std::string s) {
   if (!s.empty()) s[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[0])));
