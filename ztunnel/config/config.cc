@@ -133,6 +133,25 @@ Result<int> parse_worker_threads(std::string_view value) {
   return static_cast<int>(*n);
 }
 
+// "http://host:port" or "https://host:port", as the gRPC clients take them.
+Status valid_grpc_url(std::string_view v) {
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (v.starts_with(scheme)) {
+      auto rest = v.substr(scheme.size());
+      auto colon = rest.rfind(':');
+      if (rest.empty() || colon == std::string_view::npos || colon == 0 ||
+          colon + 1 == rest.size() || rest.find('/') != std::string_view::npos) {
+        return failf("{} is not a URL of the form {}HOST:PORT", net::quote(v), scheme);
+      }
+      if (auto port = parse_unsigned(rest.substr(colon + 1), 1, 65535); !port) {
+        return failf("{}: bad port: {}", net::quote(v), port.error().message);
+      }
+      return {};
+    }
+  }
+  return failf("{} is not an http:// or https:// URL", net::quote(v));
+}
+
 const std::vector<Option>& options() {
   static const std::vector<Option> kOptions = {
       {"local-xds-path", "LOCAL_XDS_PATH", "FILE", "none",
@@ -196,6 +215,58 @@ const std::vector<Option>& options() {
        [](Config& c, std::string_view v) -> Status {
          if (auto s = non_empty(v); !s) return s;
          c.ca_key_path = std::string(v);
+         return {};
+       }},
+      {"xds-address", "XDS_ADDRESS", "URL", "none",
+       "Control plane serving Delta ADS (the workload API): http://HOST:PORT (plaintext) or "
+       "https://HOST:PORT (TLS, verified with --xds-root-ca). Replaces --local-xds-path.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = valid_grpc_url(v); !s) return s;
+         c.xds_address = std::string(v);
+         return {};
+       }},
+      {"xds-root-ca", "XDS_ROOT_CA", "FILE", "none",
+       "PEM roots that verify an https:// XDS_ADDRESS.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = non_empty(v); !s) return s;
+         c.xds_root_ca = std::string(v);
+         return {};
+       }},
+      {"ca-address", "CA_ADDRESS", "URL", "none",
+       "Istio CA (IstioCertificateService): http://HOST:PORT or https://HOST:PORT. Without it "
+       "the built-in CA signs in-process.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = valid_grpc_url(v); !s) return s;
+         c.ca_address = std::string(v);
+         return {};
+       }},
+      {"ca-root-ca", "CA_ROOT_CA", "FILE", "none", "PEM roots that verify an https:// CA_ADDRESS.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = non_empty(v); !s) return s;
+         c.ca_root_ca = std::string(v);
+         return {};
+       }},
+      {"auth-token", "AUTH_TOKEN", "FILE", "none",
+       "File holding the bearer token sent to the CA and the control plane; re-read per request.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = non_empty(v); !s) return s;
+         c.auth_token_path = std::string(v);
+         return {};
+       }},
+      {"instance-ip", "INSTANCE_IP", "IP", "empty", "This proxy's IP, for the xDS node id.",
+       [](Config& c, std::string_view v) -> Status {
+         c.instance_ip = std::string(v);
+         return {};
+       }},
+      {"pod-name", "POD_NAME", "NAME", "empty", "This proxy's pod name, for the xDS node id.",
+       [](Config& c, std::string_view v) -> Status {
+         c.pod_name = std::string(v);
+         return {};
+       }},
+      {"pod-namespace", "POD_NAMESPACE", "NS", "empty",
+       "This proxy's namespace, for the xDS node id.",
+       [](Config& c, std::string_view v) -> Status {
+         c.pod_namespace = std::string(v);
          return {};
        }},
       {"enable-socks5", "UNSTABLE_ENABLE_SOCKS5", "", "false",
@@ -419,6 +490,18 @@ Result<Config> parse_config(int argc, char** argv, const Getenv& getenv) {
   if (config.ca_cert_path.has_value() != config.ca_key_path.has_value()) {
     return fail("--ca-cert and --ca-key go together: give both files, or neither to let the "
                 "built-in CA generate a key pair");
+  }
+  if (config.xds_address && config.local_xds_path) {
+    return fail("--xds-address (XDS_ADDRESS) and --local-xds-path (LOCAL_XDS_PATH) are two "
+                "configuration sources: give one");
+  }
+  if (config.xds_address && config.xds_address->starts_with("https://") && !config.xds_root_ca) {
+    return fail("--xds-address (XDS_ADDRESS) is https:// but no --xds-root-ca (XDS_ROOT_CA) "
+                "says which roots to trust");
+  }
+  if (config.ca_address && config.ca_address->starts_with("https://") && !config.ca_root_ca) {
+    return fail("--ca-address (CA_ADDRESS) is https:// but no --ca-root-ca (CA_ROOT_CA) says "
+                "which roots to trust");
   }
   if (config.proxy_mode == ProxyMode::kDedicated && !config.proxy_workload_info) {
     return fail("--proxy-workload-info (PROXY_WORKLOAD_INFO) is required in dedicated mode: "

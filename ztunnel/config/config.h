@@ -59,6 +59,20 @@ struct Config {
   std::optional<std::string> ca_cert_path{};
   std::optional<std::string> ca_key_path{};
 
+  // Control plane (facts §3.2, §4.1). "http://host:port" is plaintext (loopback tests and the
+  // simulated cluster); "https://host:port" verifies the server against the *_ROOT_CA file.
+  // No XDS_ADDRESS means the configuration comes from LOCAL_XDS_PATH; no CA_ADDRESS means the
+  // built-in CA signs in-process.
+  std::optional<std::string> xds_address{};
+  std::optional<std::string> xds_root_ca{};
+  std::optional<std::string> ca_address{};
+  std::optional<std::string> ca_root_ca{};
+  std::optional<std::string> auth_token_path{};  // bearer token file, re-read per request
+  // Who this ztunnel is, for the xDS node id and metadata.
+  std::string instance_ip{};
+  std::string pod_name{};
+  std::string pod_namespace{};
+
   bool enable_socks5 = false;
   tcp::endpoint socks5_address{asio::ip::address_v4::loopback(), kDefaultSocks5Port};
   tcp::endpoint admin_address{asio::ip::address_v4::loopback(), kDefaultAdminPort};

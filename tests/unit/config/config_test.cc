@@ -103,6 +103,22 @@ TEST(Config, FlagBeatsEnvBeatsDefault) {
        [](const Config& c) { return std::to_string(c.http2_frame_size); }, "1048576"},
       {"secret-ttl", "SECRET_TTL", "1h", "90m",
        [](const Config& c) { return std::to_string(c.secret_ttl.count()); }, "86400"},
+      {"xds-address", "XDS_ADDRESS", "http://127.0.0.1:15010", "http://[::1]:15011",
+       [](const Config& c) { return c.xds_address.value_or(""); }, ""},
+      {"xds-root-ca", "XDS_ROOT_CA", "/env-root.pem", "/flag-root.pem",
+       [](const Config& c) { return c.xds_root_ca.value_or(""); }, ""},
+      {"ca-address", "CA_ADDRESS", "http://127.0.0.1:15012", "http://localhost:15013",
+       [](const Config& c) { return c.ca_address.value_or(""); }, ""},
+      {"ca-root-ca", "CA_ROOT_CA", "/env-ca.pem", "/flag-ca.pem",
+       [](const Config& c) { return c.ca_root_ca.value_or(""); }, ""},
+      {"auth-token", "AUTH_TOKEN", "/env-token", "/flag-token",
+       [](const Config& c) { return c.auth_token_path.value_or(""); }, ""},
+      {"instance-ip", "INSTANCE_IP", "10.0.0.1", "10.0.0.2",
+       [](const Config& c) { return c.instance_ip; }, ""},
+      {"pod-name", "POD_NAME", "ztunnel-a", "ztunnel-b", [](const Config& c) { return c.pod_name; },
+       ""},
+      {"pod-namespace", "POD_NAMESPACE", "istio-system", "kube-system",
+       [](const Config& c) { return c.pod_namespace; }, ""},
   };
   const std::map<std::string, std::string> env_results = {
       {"connection-termination-deadline", "500"}, {"pool-unused-release-timeout", "1000"},
@@ -203,7 +219,10 @@ TEST(Config, HelpDocumentsEveryOptionAndVariable) {
         "CONNECTION_TERMINATION_DEADLINE", "--pool-max-streams", "POOL_MAX_STREAMS_PER_CONNECTION",
         "--pool-unused-release-timeout", "POOL_UNUSED_RELEASE_TIMEOUT", "--http2-stream-window",
         "HTTP2_STREAM_WINDOW_SIZE", "--http2-connection-window", "HTTP2_CONNECTION_WINDOW_SIZE",
-        "--http2-frame-size", "HTTP2_FRAME_SIZE", "--secret-ttl", "SECRET_TTL", "--help"}) {
+        "--http2-frame-size", "HTTP2_FRAME_SIZE", "--secret-ttl", "SECRET_TTL", "--xds-address",
+        "XDS_ADDRESS", "--xds-root-ca", "XDS_ROOT_CA", "--ca-address", "CA_ADDRESS",
+        "--ca-root-ca", "CA_ROOT_CA", "--auth-token", "AUTH_TOKEN", "--instance-ip", "INSTANCE_IP",
+        "--pod-name", "POD_NAME", "--pod-namespace", "POD_NAMESPACE", "--help"}) {
     EXPECT_NE(text.find(s), std::string::npos) << s;
   }
 }
@@ -259,6 +278,14 @@ TEST(Config, EveryErrorNamesItsFlag) {
       {{}, with({{"SECRET_TTL", "10ms"}}), {"--secret-ttl (SECRET_TTL)", "at least 1s"}},
       {{"--local-xds-path="}, kBaseEnv, {"--local-xds-path (LOCAL_XDS_PATH)", "must not be empty"}},
       {{"--node-name"}, kBaseEnv, {"--node-name (NODE_NAME) needs a value"}},
+      {{"--xds-address", "grpc://x:1"}, kBaseEnv, {"--xds-address (XDS_ADDRESS)", "http://"}},
+      {{"--xds-address", "http://host"}, kBaseEnv, {"--xds-address (XDS_ADDRESS)", "HOST:PORT"}},
+      {{"--xds-address", "http://host:0"}, kBaseEnv, {"--xds-address (XDS_ADDRESS)", "bad port"}},
+      {{"--ca-address", "https://h:1/path"}, kBaseEnv, {"--ca-address (CA_ADDRESS)", "HOST:PORT"}},
+      {{"--xds-address", "http://h:1", "--local-xds-path", "/x.yaml"}, kBaseEnv,
+       {"--xds-address", "--local-xds-path", "give one"}},
+      {{"--xds-address", "https://h:1"}, kBaseEnv, {"XDS_ROOT_CA", "roots"}},
+      {{"--ca-address", "https://h:1"}, kBaseEnv, {"CA_ROOT_CA", "roots"}},
       {{"--no-such-flag"}, kBaseEnv, {"unknown flag --no-such-flag"}},
       {{"positional"}, kBaseEnv, {"unexpected argument \"positional\""}},
       {{"-x"}, kBaseEnv, {"unexpected argument \"-x\""}},
