@@ -1,0 +1,34 @@
+// The composition root of meshd: the CA key pair, the manifest source and its watcher, the
+// ambient computation, and one gRPC server carrying the Delta ADS and CA services.
+//
+// Threads: the caller's thread runs an io_context for signals and the manifest watcher, and is the
+// only publisher of snapshots; gRPC's own threads serve the streams and CA calls.
+#pragma once
+
+#include <memory>
+
+#include "common/base/result.h"
+#include "meshd/app/config.h"
+
+namespace zt::meshd::app {
+
+class App {
+ public:
+  // Loads (or creates) the CA, reads the manifests, publishes the first snapshot and starts
+  // serving. Errors name what failed (CA files, tokens file, manifest directory, address in use).
+  static Result<std::unique_ptr<App>> create(Config config);
+  ~App();
+  App(const App&) = delete;
+  App& operator=(const App&) = delete;
+
+  // Serves until SIGTERM/SIGINT, republishing on manifest changes; then closes the streams and
+  // stops the server. Returns the exit code.
+  int run();
+
+ private:
+  struct Impl;
+  explicit App(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace zt::meshd::app

@@ -1,0 +1,137 @@
+#include "meshd/app/config.h"
+
+#include <map>
+#include <string>
+
+#include "common/tls/spiffe.h"
+
+namespace zt::meshd::app {
+namespace {
+
+struct Flag {
+  std::string_view name;
+  std::string_view value_name;
+  std::string_view help;
+};
+
+constexpr Flag kFlags[] = {
+    {"manifests", "DIR",
+     "Directory of Kubernetes YAML manifests (Namespace, Pod, Service, ServiceAccount,\n"
+     "AuthorizationPolicy, PeerAuthentication, Gateway, HTTPRoute). Required. Watched: edits\n"
+     "are pushed to connected ztunnels; an invalid object is logged and its last good\n"
+     "version kept."},
+    {"grpc-address", "IP:PORT",
+     "Where to serve Delta ADS and the Istio CA (one port). Default 127.0.0.1:15012.\n"
+     "Port 0 picks a free port; the log line \"listening component=grpc address=...\" says\n"
+     "which."},
+    {"tls-cert", "FILE", "Serve gRPC over TLS with this certificate chain (PEM). Needs --tls-key."},
+    {"tls-key", "FILE", "Private key (PEM) for --tls-cert."},
+    {"ca-cert", "FILE",
+     "CA signing certificate (PEM; may be followed by its chain up to the root). With\n"
+     "--ca-key. Loaded when both files exist; generated and saved there when neither does."},
+    {"ca-key", "FILE", "CA signing key (PEM). With --ca-cert."},
+    {"ca-dir", "DIR",
+     "Keep the CA in DIR (ca-cert.pem, ca-key.pem, root-cert.pem): loaded when present,\n"
+     "generated and saved otherwise. Give ztunnels DIR/root-cert.pem as their CA root.\n"
+     "Without --ca-cert/--ca-key or --ca-dir a fresh CA lives in memory only."},
+    {"tokens", "FILE",
+     "Bearer tokens, one \"<token>: <node name>\" per line. When given, CreateCertificate\n"
+     "requires a known token and signs only identities of pods on that token's node.\n"
+     "Without it any identity in the trust domain is signed (development only)."},
+    {"trust-domain", "NAME", "SPIFFE trust domain of issued identities. Default cluster.local."},
+    {"cluster-id", "NAME", "Cluster id in workload uids and resources. Default Kubernetes."},
+    {"log-level", "LEVEL", "trace, debug, info, warn, error or off. Default info."},
+    {"log-format", "FORMAT", "text or json. Default text."},
+};
+
+}  // namespace
+
+std::string help_text() {
+  std::string out =
+      "meshd: the ambient mesh control plane. Serves the Istio workload API (Delta xDS) and\n"
+      "the Istio CA to ztunnels, computed from a directory of Kubernetes manifests.\n\n"
+      "Usage: meshd --manifests DIR [flags]\n\nFlags:\n";
+  for (const auto& f : kFlags) {
+    out += fmt::format("  --{} {}\n", f.name, f.value_name);
+    std::string_view help = f.help;
+    while (!help.empty()) {
+      auto nl = help.find('\n');
+      out += fmt::format("      {}\n", help.substr(0, nl));
+      help = nl == std::string_view::npos ? std::string_view{} : help.substr(nl + 1);
+    }
+  }
+  out += "  --help\n      Print this text.\n";
+  return out;
+}
+
+Result<Config> parse_config(int argc, char** argv) {
+  std::map<std::string, std::string, std::less<>> values;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") return Config{.help = true};
+  }
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg.substr(0, 2) != "--" || arg.size() == 2) {
+      return failf("unexpected argument \"{}\"", arg);
+    }
+    arg.remove_prefix(2);
+    std::string value;
+    bool has_value = false;
+    if (auto eq = arg.find('='); eq != std::string_view::npos) {
+      value = std::string(arg.substr(eq + 1));
+      arg = arg.substr(0, eq);
+      has_value = true;
+    }
+    bool known = false;
+    for (const auto& f : kFlags) known = known || f.name == arg;
+    if (!known) return failf("unknown flag --{}", arg);
+    if (!has_value) {
+      if (i + 1 >= argc) return failf("--{} needs a value", arg);
+      value = argv[++i];
+    }
+    values[std::string(arg)] = value;
+  }
+
+  Config c;
+  auto get = [&](std::string_view name) -> std::optional<std::string> {
+    auto it = values.find(name);
+    if (it == values.end()) return std::nullopt;
+    return it->second;
+  };
+  if (auto v = get("manifests")) c.manifests_dir = *v;
+  if (c.manifests_dir.empty()) return fail("--manifests DIR is required");
+  if (auto v = get("grpc-address")) c.grpc_address = *v;
+  c.tls_cert_path = get("tls-cert");
+  c.tls_key_path = get("tls-key");
+  if (c.tls_cert_path.has_value() != c.tls_key_path.has_value()) {
+    return fail("--tls-cert and --tls-key go together");
+  }
+  c.ca_cert_path = get("ca-cert");
+  c.ca_key_path = get("ca-key");
+  if (c.ca_cert_path.has_value() != c.ca_key_path.has_value()) {
+    return fail("--ca-cert and --ca-key go together");
+  }
+  c.ca_dir = get("ca-dir");
+  if (c.ca_dir && c.ca_cert_path) return fail("give --ca-dir or --ca-cert/--ca-key, not both");
+  c.tokens_path = get("tokens");
+  if (auto v = get("trust-domain")) c.trust_domain = *v;
+  if (auto st = tls::SpiffeId::check_trust_domain(c.trust_domain); !st) {
+    return failf("--trust-domain: {}", st.error().describe());
+  }
+  if (auto v = get("cluster-id")) c.cluster_id = *v;
+  if (c.cluster_id.empty()) return fail("--cluster-id must not be empty");
+  if (auto v = get("log-level")) c.log_level = *v;
+  if (auto v = get("log-format")) {
+    if (*v == "text") {
+      c.log_format = log::Format::kText;
+    } else if (*v == "json") {
+      c.log_format = log::Format::kJson;
+    } else {
+      return failf("--log-format: \"{}\" is not text or json", *v);
+    }
+  }
+  return c;
+}
+
+}  // namespace zt::meshd::app

@@ -1,0 +1,37 @@
+// meshd's command line. Parsing is pure so every rule can be unit-tested; main.cc prints
+// help_text() for --help and the error otherwise.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/base/log.h"
+#include "common/base/result.h"
+
+namespace zt::meshd::app {
+
+inline constexpr std::string_view kDefaultGrpcAddress = "127.0.0.1:15012";
+
+struct Config {
+  bool help = false;
+
+  std::string manifests_dir{};                    // --manifests (required)
+  std::string grpc_address{kDefaultGrpcAddress};  // --grpc-address, ADS and CA on one port
+  std::optional<std::string> tls_cert_path{};     // --tls-cert / --tls-key: serve TLS
+  std::optional<std::string> tls_key_path{};
+  std::optional<std::string> ca_cert_path{};  // --ca-cert / --ca-key
+  std::optional<std::string> ca_key_path{};
+  std::optional<std::string> ca_dir{};          // --ca-dir
+  std::optional<std::string> tokens_path{};     // --tokens
+  std::string trust_domain{"cluster.local"};    // --trust-domain
+  std::string cluster_id{"Kubernetes"};         // --cluster-id
+  std::string log_level{"info"};                // --log-level
+  log::Format log_format = log::Format::kText;  // --log-format text|json
+};
+
+// Flags are "--name value" or "--name=value".
+Result<Config> parse_config(int argc, char** argv);
+std::string help_text();
+
+}  // namespace zt::meshd::app
