@@ -1,10 +1,14 @@
 #include "common/base/log.h"
 
+#include <atomic>
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
 namespace zt::log {
 namespace {
+
+std::atomic<Format> g_format{Format::kText};
 
 // %j: the message, escaped for a JSON string.
 class JsonEscapedMessage final : public spdlog::custom_flag_formatter {
@@ -35,6 +39,7 @@ class JsonEscapedMessage final : public spdlog::custom_flag_formatter {
 }  // namespace
 
 Status init(std::string_view level, Format format) {
+  g_format = format;
   auto logger = spdlog::stderr_logger_mt("zt");
   if (format == Format::kJson) {
     // The message itself is emitted as a JSON-escaped string field.
@@ -59,6 +64,8 @@ Status set_level(std::string_view level) {
   spdlog::set_level(parsed);
   return {};
 }
+
+Format current_format() { return g_format.load(); }
 
 std::string current_level() {
   auto sv = spdlog::level::to_string_view(spdlog::get_level());

@@ -22,6 +22,9 @@ Status set_level(std::string_view level);
 
 std::string current_level();
 
+// The format given to init() (text until then).
+Format current_format();
+
 }  // namespace zt::log
 
 #define ZT_LOG_TRACE(...) ::spdlog::trace(__VA_ARGS__)

@@ -1,7 +1,6 @@
 // Where workload certificates come from. The certificate manager only knows this interface; the
-// built-in CA implements it here, and a gRPC client of istiod's
-// istio.v1.auth.IstioCertificateService/CreateCertificate will implement it later (request:
-// csr, validity_duration, metadata ImpersonatedIdentity=<identity>; response: cert_chain).
+// built-in CA implements it here, and common/ca/grpc_ca_provider.h implements it as a client of
+// istio.v1.auth.IstioCertificateService/CreateCertificate (istiod or meshd).
 #pragma once
 
 #include <chrono>

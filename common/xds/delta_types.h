@@ -16,7 +16,7 @@ inline constexpr std::string_view kAuthorizationType =
     "type.googleapis.com/istio.security.Authorization";
 
 struct Resource {
-  std::string name{};     // workloads by uid, services by "namespace/hostname", policies by "ns/name"
+  std::string name{};  // workloads by uid, services by "namespace/hostname", policies by "ns/name"
   std::string version{};  // opaque, from the server
   google::protobuf::Any body{};
 };
@@ -24,7 +24,7 @@ struct Resource {
 // One DeltaDiscoveryResponse for one type URL.
 struct DeltaUpdate {
   std::string type_url{};
-  std::vector<Resource> added{};     // added or changed
+  std::vector<Resource> added{};  // added or changed
   std::vector<std::string> removed{};
 };
 

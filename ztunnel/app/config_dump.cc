@@ -57,6 +57,82 @@ json service_json(const state::Service& s) {
               {"endpoints", s.endpoints.size()}};
 }
 
+json string_matches(const std::vector<state::StringMatch>& v) {
+  json out = json::array();
+  for (const auto& m : v) {
+    switch (m.kind) {
+      case state::StringMatch::Kind::kExact:
+        out.push_back(json{{"exact", m.value}});
+        break;
+      case state::StringMatch::Kind::kPrefix:
+        out.push_back(json{{"prefix", m.value}});
+        break;
+      case state::StringMatch::Kind::kSuffix:
+        out.push_back(json{{"suffix", m.value}});
+        break;
+      case state::StringMatch::Kind::kPresence:
+        out.push_back(json{{"presence", true}});
+        break;
+    }
+  }
+  return out;
+}
+
+json service_accounts(const std::vector<state::ServiceAccountMatch>& v) {
+  json out = json::array();
+  for (const auto& sa : v) {
+    out.push_back(json{{"namespace", sa.namespace_name}, {"serviceAccount", sa.service_account}});
+  }
+  return out;
+}
+
+json cidrs(const std::vector<net::Cidr>& v) {
+  json out = json::array();
+  for (const auto& c : v) out.push_back(c.to_string());
+  return out;
+}
+
+// Only the fields that are set, as Istio's dump leaves empty lists out.
+json match_json(const state::Match& m) {
+  json j = json::object();
+  auto put = [&j](const char* key, json value) {
+    if (!value.empty()) j[key] = std::move(value);
+  };
+  put("namespaces", string_matches(m.namespaces));
+  put("notNamespaces", string_matches(m.not_namespaces));
+  put("serviceAccounts", service_accounts(m.service_accounts));
+  put("notServiceAccounts", service_accounts(m.not_service_accounts));
+  put("principals", string_matches(m.principals));
+  put("notPrincipals", string_matches(m.not_principals));
+  put("sourceIps", cidrs(m.source_ips));
+  put("notSourceIps", cidrs(m.not_source_ips));
+  put("destinationIps", cidrs(m.destination_ips));
+  put("notDestinationIps", cidrs(m.not_destination_ips));
+  put("destinationPorts", json(m.destination_ports));
+  put("notDestinationPorts", json(m.not_destination_ports));
+  return j;
+}
+
+json policy_json(const state::Authorization& p) {
+  // rules (OR) -> clauses (AND) -> matches (OR).
+  json rules = json::array();
+  for (const auto& rule : p.rules) {
+    json clauses = json::array();
+    for (const auto& clause : rule) {
+      json matches = json::array();
+      for (const auto& m : clause) matches.push_back(match_json(m));
+      clauses.push_back(json{{"matches", matches}});
+    }
+    rules.push_back(json{{"clauses", clauses}});
+  }
+  return json{{"name", p.name},
+              {"namespace", p.namespace_name},
+              {"scope", std::string(state::to_string(p.scope))},
+              {"action", std::string(state::to_string(p.action))},
+              {"dryRun", p.dry_run},
+              {"rules", rules}};
+}
+
 }  // namespace
 
 std::string config_dump_json(const std::shared_ptr<const state::State>& state,
@@ -67,16 +143,11 @@ std::string config_dump_json(const std::shared_ptr<const state::State>& state,
   json policies = json::array();
   for (const auto& w : state->workloads()) workloads.push_back(workload_json(*w));
   for (const auto& s : state->services()) services.push_back(service_json(*s));
-  for (const auto& p : state->policies()) {
-    policies.push_back(json{{"name", p->name},
-                            {"namespace", p->namespace_name},
-                            {"action", p->action == state::PolicyAction::kAllow ? "Allow" : "Deny"},
-                            {"dryRun", p->dry_run},
-                            {"rules", p->rules.size()}});
-  }
+  for (const auto& p : state->policies()) policies.push_back(policy_json(*p));
   json certificates = json::array();
   for (const auto& c : certs.list()) {
     json entry{{"identity", c.identity.uri()}, {"state", c.state}};
+    if (!c.last_error.empty()) entry["lastError"] = c.last_error;
     if (!c.serial.empty()) {
       entry["serialNumber"] = c.serial;
       entry["validFrom"] = iso8601(c.not_before);
@@ -85,13 +156,14 @@ std::string config_dump_json(const std::shared_ptr<const state::State>& state,
     }
     certificates.push_back(entry);
   }
-  json cfg{{"proxyMode", config.proxy_mode == config::ProxyMode::kDedicated ? "dedicated" : "shared"},
-           {"trustDomain", config.trust_domain},
-           {"clusterId", config.cluster_id},
-           {"nodeName", config.node_name},
-           {"localXdsPath", config.local_xds_path.value_or("")},
-           {"socks5Enabled", config.enable_socks5},
-           {"workerThreads", config.worker_threads}};
+  json cfg{
+      {"proxyMode", config.proxy_mode == config::ProxyMode::kDedicated ? "dedicated" : "shared"},
+      {"trustDomain", config.trust_domain},
+      {"clusterId", config.cluster_id},
+      {"nodeName", config.node_name},
+      {"localXdsPath", config.local_xds_path.value_or("")},
+      {"socks5Enabled", config.enable_socks5},
+      {"workerThreads", config.worker_threads}};
   json dump{{"workloads", workloads},
             {"services", services},
             {"policies", policies},

@@ -20,7 +20,7 @@ awaitable<void> Inbound::serve_connection(tcp::socket sock) {
   if (ec) co_return;
   sock.set_option(tcp::no_delay(true), ec);
 
-  auto creds = ctx_.certs.get(ctx_.local.identity);
+  auto creds = co_await ctx_.certs.get_async(ctx_.local.identity);
   if (!creds) {
     ctx_.metrics.error("inbound", "certificate");
     ZT_LOG_ERROR("component=inbound msg=\"no certificate for {}\" error=\"{}\"",
@@ -45,6 +45,7 @@ awaitable<void> Inbound::serve_connection(tcp::socket sock) {
     co_return;
   }
   info.identity = id->uri();
+  info.authz_identity.emplace(id->trust_domain, id->ns, id->sa);
   ZT_LOG_DEBUG("component=inbound msg=\"HBONE connection\" src.addr={} src.identity=\"{}\" tls=\"{}\"",
                net::format_endpoint(info.peer), info.identity,
                tls::negotiated_summary(tls.native_handle()));
@@ -99,11 +100,15 @@ awaitable<void> Inbound::serve_stream(std::shared_ptr<h2::Stream> stream, PeerIn
 
   auto snapshot = ctx_.state.current();
   if (auto src = snapshot->find_workload(ctx_.local.network, peer.peer.address())) {
-    rec.src_workload = src->name;
-    rec.src_namespace = src->namespace_name;
+    rec.set_source(*src);
   }
-  if (!forwarded_host.empty() && snapshot->find_service_by_hostname(forwarded_host)) {
-    rec.dst_service = forwarded_host;
+  if (auto self = snapshot->find_workload(ctx_.local.network, peer.local.address())) {
+    rec.set_destination(*self);
+  }
+  if (!forwarded_host.empty()) {
+    if (auto svc = snapshot->find_service_by_hostname(forwarded_host)) {
+      rec.set_destination_service(*svc);
+    }
   }
   auto target =
       state::resolve_inbound(*snapshot, peer.local, decision.authority, ctx_.local.network);
@@ -115,7 +120,39 @@ awaitable<void> Inbound::serve_stream(std::shared_ptr<h2::Stream> stream, PeerIn
   }
   rec.dst_addr = net::format_endpoint(target->app);
 
+  // Authorization at the destination (DESIGN §7): source IP and proven identity, the pod IP
+  // and target port. No co_await between reading the snapshot and tracking the stream, so a
+  // policy published meanwhile is re-checked against it.
+  authz::ConnectionInfo authz_conn{.source_ip = peer.peer.address(),
+                                   .identity = peer.authz_identity,
+                                   .destination_ip = target->app.address(),
+                                   .destination_port = target->app.port()};
+  auto verdict = check_authorization(authz_conn, *snapshot, *target->workload, "inbound");
+  if (verdict.denied()) {
+    stream->respond(hbone::kStatusUnauthorized);
+    rec.set_error(verdict.reason(), "DENY");
+    ctx_.metrics.error("inbound", "policy_denied");
+    co_return;
+  }
+
   tcp::socket app(co_await asio::this_coro::executor);
+  // Closed by a later policy change: the record says why, whatever the copy reports.
+  std::string revoked;
+  struct RevokedNote {
+    ConnectionRecord& rec;
+    std::string& reason;
+    ~RevokedNote() {
+      if (!reason.empty()) rec.set_error(reason, "DENY");
+    }
+  } revoked_note{rec, revoked};
+  auto tracked =
+      tracker_->track(std::move(authz_conn), target->workload, [&](const authz::Decision& d) {
+        revoked = "connection closed due to policy change: " + d.reason();
+        ctx_.metrics.error("inbound", "policy_revoked");
+        error_code ignored;
+        app.close(ignored);
+        stream->abort();
+      });
   auto connected = co_await async::with_timeout(app.async_connect(target->app, kTuple),
                                                 ctx_.settings.connect_timeout);
   if (!connected || std::get<0>(*connected)) {

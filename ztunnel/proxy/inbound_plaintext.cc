@@ -15,7 +15,8 @@ bool is_proxy_port(uint16_t port) {
 
 }  // namespace
 
-awaitable<void> serve_plaintext(tcp::socket client, tcp::endpoint original_dst, ProxyContext& ctx) {
+awaitable<void> serve_plaintext(tcp::socket client, tcp::endpoint original_dst, ProxyContext& ctx,
+                                ConnectionTracker* tracker) {
   error_code ec;
   ConnectionRecord rec(ctx.metrics, ConnectionRecord::Direction::kInbound);
   rec.src_addr = net::format_endpoint(client.remote_endpoint(ec));
@@ -38,7 +39,52 @@ awaitable<void> serve_plaintext(tcp::socket client, tcp::endpoint original_dst, 
     co_return;
   }
 
+  // Authorization with no identity (DESIGN §7): a STRICT-style DENY rejects plaintext here.
+  // No co_await from reading the snapshot to tracking the connection.
+  auto snapshot = ctx.state.current();
+  auto destination = snapshot->find_workload(ctx.local.network, original_dst.address());
+  if (destination) {
+    rec.set_destination(*destination);
+  } else {
+    // Not in the config (yet): policies still apply by the local workload's namespace.
+    auto placeholder = std::make_shared<state::Workload>();
+    placeholder->uid = "unknown/" + original_dst.address().to_string();
+    placeholder->namespace_name = ctx.local.ns;
+    placeholder->name = ctx.local.name;
+    destination = std::move(placeholder);
+  }
+  error_code peer_ec;
+  authz::ConnectionInfo authz_conn{.source_ip = client.remote_endpoint(peer_ec).address(),
+                                   .identity = std::nullopt,
+                                   .destination_ip = original_dst.address(),
+                                   .destination_port = original_dst.port()};
+  auto verdict = check_authorization(authz_conn, *snapshot, *destination, "inbound_plaintext");
+  if (verdict.denied()) {
+    rec.set_error(verdict.reason(), "DENY");
+    ctx.metrics.error("inbound_plaintext", "policy_denied");
+    co_return;  // closes the client connection
+  }
+
   tcp::socket app(co_await asio::this_coro::executor);
+  // Closed by a later policy change: the record says why, whatever the copy reports.
+  std::string revoked;
+  struct RevokedNote {
+    ConnectionRecord& rec;
+    std::string& reason;
+    ~RevokedNote() {
+      if (!reason.empty()) rec.set_error(reason, "DENY");
+    }
+  } revoked_note{rec, revoked};
+  ConnectionTracker::Registration tracked;
+  if (tracker != nullptr) {
+    tracked = tracker->track(std::move(authz_conn), destination, [&](const authz::Decision& d) {
+      revoked = "connection closed due to policy change: " + d.reason();
+      ctx.metrics.error("inbound_plaintext", "policy_revoked");
+      error_code ignored;
+      client.close(ignored);
+      app.close(ignored);
+    });
+  }
   auto connected = co_await async::with_timeout(app.async_connect(original_dst, kTuple),
                                                 ctx.settings.connect_timeout);
   if (!connected || std::get<0>(*connected)) {

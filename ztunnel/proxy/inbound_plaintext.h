@@ -4,11 +4,15 @@
 // as are destinations on the proxy's own ports (loops).
 #pragma once
 
+#include "ztunnel/proxy/authz_guard.h"
 #include "ztunnel/proxy/context.h"
 
 namespace zt::proxy {
 
-// Forwards `client` to `original_dst` (an app port of the local workload).
-awaitable<void> serve_plaintext(tcp::socket client, tcp::endpoint original_dst, ProxyContext& ctx);
+// Forwards `client` to `original_dst` (an app port of the local workload) when the
+// authorization policies allow it (no identity: plaintext). With a `tracker` (the worker's),
+// the connection is closed when a later policy change denies it.
+awaitable<void> serve_plaintext(tcp::socket client, tcp::endpoint original_dst, ProxyContext& ctx,
+                                ConnectionTracker* tracker = nullptr);
 
 }  // namespace zt::proxy

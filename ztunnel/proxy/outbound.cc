@@ -53,7 +53,7 @@ awaitable<Result<std::shared_ptr<h2::Connection>>> Outbound::dial(const h2::Pool
   if (!dst) co_return tl::unexpected(dst.error());
   auto src_id = tls::SpiffeId::parse(key.source_identity);
   if (!src_id) co_return tl::unexpected(src_id.error());
-  auto creds = ctx_.certs.get(*src_id);
+  auto creds = co_await ctx_.certs.get_async(*src_id);
   if (!creds) co_return tl::unexpected(wrap(creds.error(), "no certificate for the source"));
 
   tcp::socket sock(ex_);
@@ -109,17 +109,15 @@ awaitable<void> Outbound::proxy(tcp::socket client, tcp::endpoint original_dst,
   auto source = snapshot->find_workload(ctx_.local.network, ctx_.local.ips.empty()
                                                                 ? asio::ip::address()
                                                                 : ctx_.local.ips.front());
+  if (source) rec.set_source(*source);
   auto upstream = state::resolve_outbound(*snapshot, source.get(), original_dst, rng_);
   if (!upstream) {
     refuse(upstream.error().describe(), "NR");
     if (before_copy) co_await before_copy(client, false);
     co_return;
   }
-  if (upstream->workload) {
-    rec.dst_workload = upstream->workload->name;
-    rec.dst_namespace = upstream->workload->namespace_name;
-  }
-  if (upstream->service) rec.dst_service = upstream->service->hostname;
+  if (upstream->workload) rec.set_destination(*upstream->workload);
+  if (upstream->service) rec.set_destination_service(*upstream->service);
   rec.dst_addr = net::format_endpoint(upstream->connect);
 
   if (upstream->kind == state::UpstreamKind::kHbone) {

@@ -69,7 +69,8 @@ void Worker::start() {
                                  [this](tcp::socket s) {
                                    error_code ec;
                                    auto original_dst = s.local_endpoint(ec);
-                                   tasks_.spawn(serve_plaintext(std::move(s), original_dst, ctx_),
+                                   tasks_.spawn(serve_plaintext(std::move(s), original_dst, ctx_,
+                                                                &inbound_.tracker()),
                                                 "inbound-plaintext");
                                  }),
                      "plaintext-accept");

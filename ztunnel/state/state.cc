@@ -9,16 +9,39 @@ namespace zt::state {
 Result<std::shared_ptr<const State>> State::build(std::vector<Workload> workloads,
                                                   std::vector<Service> services,
                                                   std::vector<Authorization> policies) {
+  std::vector<std::shared_ptr<const Workload>> shared_workloads;
+  shared_workloads.reserve(workloads.size());
+  for (auto& w : workloads) {
+    shared_workloads.push_back(std::make_shared<const Workload>(std::move(w)));
+  }
+  std::vector<std::shared_ptr<const Service>> shared_services;
+  shared_services.reserve(services.size());
+  for (auto& svc : services) {
+    shared_services.push_back(std::make_shared<const Service>(std::move(svc)));
+  }
+  std::vector<std::shared_ptr<const Authorization>> shared_policies;
+  shared_policies.reserve(policies.size());
+  for (auto& p : policies) {
+    shared_policies.push_back(std::make_shared<const Authorization>(std::move(p)));
+  }
+  return build_shared(std::move(shared_workloads), std::move(shared_services),
+                      std::move(shared_policies));
+}
+
+Result<std::shared_ptr<const State>> State::build_shared(
+    std::vector<std::shared_ptr<const Workload>> workloads,
+    std::vector<std::shared_ptr<const Service>> services,
+    std::vector<std::shared_ptr<const Authorization>> policies) {
   std::shared_ptr<State> s(new State());
 
-  std::map<std::string, size_t, std::less<>> uid_index;
   for (size_t i = 0; i < workloads.size(); ++i) {
-    auto w = std::make_shared<const Workload>(std::move(workloads[i]));
-    if (auto [it, fresh] = uid_index.emplace(w->uid, i); !fresh) {
+    auto w = std::move(workloads[i]);
+    if (auto [it, fresh] = s->workload_by_uid_.emplace(std::string_view(w->uid), w); !fresh) {
+      // workloads_ holds the ones before i, in order: find which one has the uid.
+      auto first = std::find(s->workloads_.begin(), s->workloads_.end(), it->second);
       return failf("workloads[{}].uid: {} is already used by workloads[{}]", i, net::quote(w->uid),
-                   it->second);
+                   first - s->workloads_.begin());
     }
-    s->workload_by_uid_.emplace(w->uid, w);
     if (w->network_mode != NetworkMode::kHostNetwork) {
       auto& by_ip = s->workload_by_ip_[w->network];
       for (size_t k = 0; k < w->workload_ips.size(); ++k) {
@@ -34,7 +57,7 @@ Result<std::shared_ptr<const State>> State::build(std::vector<Workload> workload
   }
 
   for (size_t i = 0; i < services.size(); ++i) {
-    auto svc = std::make_shared<const Service>(std::move(services[i]));
+    auto svc = std::move(services[i]);
     auto key = svc->key();
     if (auto [it, fresh] = s->service_by_key_.emplace(key, svc); !fresh) {
       return failf("services[{}]: service {} is defined twice", i, key);
@@ -66,7 +89,7 @@ Result<std::shared_ptr<const State>> State::build(std::vector<Workload> workload
   }
 
   for (size_t i = 0; i < policies.size(); ++i) {
-    auto p = std::make_shared<const Authorization>(std::move(policies[i]));
+    auto p = std::move(policies[i]);
     if (auto [it, fresh] = s->policy_by_key_.emplace(p->key(), p); !fresh) {
       return failf("policies[{}]: policy {} is defined twice", i, p->key());
     }

@@ -35,6 +35,13 @@ class State {
                                                     std::vector<Service> services,
                                                     std::vector<Authorization> policies);
 
+  // The same checks over objects that are already shared (non-null): the xDS resource cache
+  // keeps its objects between snapshots, so a rebuild copies pointers, not workloads.
+  static Result<std::shared_ptr<const State>> build_shared(
+      std::vector<std::shared_ptr<const Workload>> workloads,
+      std::vector<std::shared_ptr<const Service>> services,
+      std::vector<std::shared_ptr<const Authorization>> policies);
+
   // The state before any configuration arrived.
   static std::shared_ptr<const State> empty();
 
@@ -76,7 +83,8 @@ class State {
   std::vector<std::shared_ptr<const Service>> services_;
   std::vector<std::shared_ptr<const Authorization>> policies_;
 
-  ByName<std::shared_ptr<const Workload>> workload_by_uid_;
+  // Keys view the uid inside the workload the value owns: no copy of 10k uids per snapshot.
+  std::map<std::string_view, std::shared_ptr<const Workload>, std::less<>> workload_by_uid_;
   ByAddress<std::shared_ptr<const Workload>> workload_by_ip_;
   ByName<std::shared_ptr<const Service>> service_by_key_;
   ByName<std::vector<std::shared_ptr<const Service>>> services_by_hostname_;
