@@ -13,6 +13,11 @@ if [ "${1:-}" = "--sanitize" ]; then
   cmake_args=(-DCMAKE_BUILD_TYPE=Debug -DZT_SANITIZE=ON -DZT_BUILD_FUZZ=OFF -DZT_BUILD_BENCH=OFF)
 fi
 
+# ccache, when installed, makes rebuilds in fresh clones cheap; CI works without it.
+if command -v ccache >/dev/null 2>&1; then
+  cmake_args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+fi
+
 jobs=$(nproc)
 cmake -S . -B "$build_dir" -G Ninja "${cmake_args[@]}" >/dev/null
 ninja -C "$build_dir" -j "$jobs" "$@"
