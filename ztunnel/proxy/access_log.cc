@@ -27,7 +27,11 @@ spdlog::logger& json_access_logger() {
   return *logger;
 }
 
-void json_escape(std::string& out, std::string_view s) {
+// A quote, backslash or newline inside a value is escaped so one record stays one line (a
+// key="value" parser can split text lines); JSON also needs the other control characters.
+enum class Escape { kText, kJson };
+
+void escape(std::string& out, std::string_view s, Escape mode) {
   for (char c : s) {
     switch (c) {
       case '"':
@@ -39,38 +43,12 @@ void json_escape(std::string& out, std::string_view s) {
       case '\n':
         out += "\\n";
         break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) {
+        if (mode == Escape::kJson && static_cast<unsigned char>(c) < 0x20) {
           fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned>(c));
         } else {
           out.push_back(c);
         }
-    }
-  }
-}
-
-// Text values are quoted; a quote, backslash or newline inside is escaped so one record stays
-// one line that a key="value" parser can split.
-void text_escape(std::string& out, std::string_view s) {
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out.push_back(c);
     }
   }
 }
@@ -81,7 +59,7 @@ class Fields {
   Fields(bool json, std::string_view msg) : json_(json) {
     if (json_) {
       out_ += "\"msg\":\"";
-      json_escape(out_, msg);
+      escape(out_, msg, Escape::kJson);
       out_ += '"';
     } else {
       out_ += "access ";
@@ -95,13 +73,13 @@ class Fields {
       out_ += ",\"";
       out_ += key;
       out_ += "\":\"";
-      json_escape(out_, value);
+      escape(out_, value, Escape::kJson);
       out_ += '"';
     } else {
       out_ += ' ';
       out_ += key;
       out_ += "=\"";
-      text_escape(out_, value);
+      escape(out_, value, Escape::kText);
       out_ += '"';
     }
   }

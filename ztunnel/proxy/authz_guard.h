@@ -13,14 +13,35 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 
 #include "common/async/asio.h"
 #include "ztunnel/authz/authz.h"
+#include "ztunnel/proxy/access_log.h"
 #include "ztunnel/state/store.h"
 
 namespace zt::proxy {
+
+// Why a policy change closed a connection. When set, it goes into the connection's access record
+// at scope exit, whatever error the copy reported after the sockets were closed under it.
+class RevocationNote {
+ public:
+  explicit RevocationNote(ConnectionRecord& rec) : rec_(rec) {}
+  RevocationNote(const RevocationNote&) = delete;
+  RevocationNote& operator=(const RevocationNote&) = delete;
+  ~RevocationNote() {
+    if (!reason_.empty()) rec_.set_error(reason_, "DENY");
+  }
+  void set(const authz::Decision& d) {
+    reason_ = "connection closed due to policy change: " + d.reason();
+  }
+
+ private:
+  ConnectionRecord& rec_;
+  std::string reason_;
+};
 
 // evaluate() plus the log lines: dry-run notes at INFO, a denial at INFO naming the policy.
 // `component` is "inbound" or "inbound_plaintext"; `src` and `dst` are for the log only.

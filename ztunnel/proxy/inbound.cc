@@ -28,8 +28,8 @@ awaitable<void> Inbound::serve_connection(tcp::socket sock) {
     co_return;
   }
   h2::TlsStream tls(std::move(sock), *(*creds)->server_ctx);
-  auto hs = co_await async::with_timeout(tls.async_handshake(asio::ssl::stream_base::server, kTuple),
-                                         ctx_.settings.handshake_timeout);
+  auto hs = co_await async::with_timeout(
+      tls.async_handshake(asio::ssl::stream_base::server, kTuple), ctx_.settings.handshake_timeout);
   if (!hs || std::get<0>(*hs)) {
     ctx_.metrics.error("inbound", "tls_handshake");
     ZT_LOG_WARN("component=inbound msg=\"TLS handshake failed\" src.addr={} error=\"{}\"",
@@ -46,9 +46,9 @@ awaitable<void> Inbound::serve_connection(tcp::socket sock) {
   }
   info.identity = id->uri();
   info.authz_identity.emplace(id->trust_domain, id->ns, id->sa);
-  ZT_LOG_DEBUG("component=inbound msg=\"HBONE connection\" src.addr={} src.identity=\"{}\" tls=\"{}\"",
-               net::format_endpoint(info.peer), info.identity,
-               tls::negotiated_summary(tls.native_handle()));
+  ZT_LOG_DEBUG(
+      "component=inbound msg=\"HBONE connection\" src.addr={} src.identity=\"{}\" tls=\"{}\"",
+      net::format_endpoint(info.peer), info.identity, tls::negotiated_summary(tls.native_handle()));
   ctx_.metrics.hbone_connections.with({{"direction", "inbound"}}).inc();
 
   auto conn = h2::Connection::create(
@@ -85,7 +85,8 @@ awaitable<void> Inbound::serve_stream(std::shared_ptr<h2::Stream> stream, PeerIn
   hbone::ConnectRequest req{stream->method(), stream->authority(), stream->headers()};
   std::string forwarded_host;
   if (auto fwd = hbone::find_header(req, hbone::kForwardedHeader)) {
-    if (auto client = hbone::parse_forwarded_for(*fwd)) rec.src_addr = net::format_endpoint(*client);
+    if (auto client = hbone::parse_forwarded_for(*fwd))
+      rec.src_addr = net::format_endpoint(*client);
     // host= names the service the client addressed (telemetry only). Only a service we know
     // becomes a label: peer-chosen label values would grow the metrics without bound.
     if (auto host = hbone::parse_forwarded_host(*fwd)) forwarded_host = *host;
@@ -137,17 +138,10 @@ awaitable<void> Inbound::serve_stream(std::shared_ptr<h2::Stream> stream, PeerIn
 
   tcp::socket app(co_await asio::this_coro::executor);
   // Closed by a later policy change: the record says why, whatever the copy reports.
-  std::string revoked;
-  struct RevokedNote {
-    ConnectionRecord& rec;
-    std::string& reason;
-    ~RevokedNote() {
-      if (!reason.empty()) rec.set_error(reason, "DENY");
-    }
-  } revoked_note{rec, revoked};
+  RevocationNote revoked(rec);
   auto tracked =
       tracker_->track(std::move(authz_conn), target->workload, [&](const authz::Decision& d) {
-        revoked = "connection closed due to policy change: " + d.reason();
+        revoked.set(d);
         ctx_.metrics.error("inbound", "policy_revoked");
         error_code ignored;
         app.close(ignored);

@@ -26,8 +26,8 @@ awaitable<void> serve_plaintext(tcp::socket client, tcp::endpoint original_dst, 
   client.set_option(tcp::no_delay(true), ec);
 
   if (is_proxy_port(original_dst.port())) {
-    rec.set_error(fmt::format("connection to {} is a call to the proxy itself (not captured)",
-                              rec.dst_addr));
+    rec.set_error(
+        fmt::format("connection to {} is a call to the proxy itself (not captured)", rec.dst_addr));
     ctx.metrics.error("inbound_plaintext", "self_call");
     co_return;
   }
@@ -67,18 +67,11 @@ awaitable<void> serve_plaintext(tcp::socket client, tcp::endpoint original_dst, 
 
   tcp::socket app(co_await asio::this_coro::executor);
   // Closed by a later policy change: the record says why, whatever the copy reports.
-  std::string revoked;
-  struct RevokedNote {
-    ConnectionRecord& rec;
-    std::string& reason;
-    ~RevokedNote() {
-      if (!reason.empty()) rec.set_error(reason, "DENY");
-    }
-  } revoked_note{rec, revoked};
+  RevocationNote revoked(rec);
   ConnectionTracker::Registration tracked;
   if (tracker != nullptr) {
     tracked = tracker->track(std::move(authz_conn), destination, [&](const authz::Decision& d) {
-      revoked = "connection closed due to policy change: " + d.reason();
+      revoked.set(d);
       ctx.metrics.error("inbound_plaintext", "policy_revoked");
       error_code ignored;
       client.close(ignored);

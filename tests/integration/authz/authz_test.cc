@@ -20,6 +20,7 @@
 #include "tests/support/mesh.h"
 #include "tests/support/servers.h"
 #include "tests/support/test_pki.h"
+#include "tests/support/two_ztunnels.h"
 #include "ztunnel/proxy/authz_guard.h"
 #include "ztunnel/proxy/context.h"
 #include "ztunnel/proxy/inbound_plaintext.h"
@@ -35,25 +36,11 @@ using namespace std::chrono_literals;
 std::string mesh_with_policies(const std::string& client_ip, const std::string& server_ip,
                                const std::string& policies,
                                const std::string& server_policy_keys = "[]") {
-  return fmt::format(R"(workloads:
-- uid: cluster1//v1/Pod/default/client
-  name: client
-  namespace: default
-  serviceAccount: client
-  workloadIps: ["{}"]
-  protocol: HBONE
-  node: node-a
-- uid: cluster1//v1/Pod/default/server
-  name: server
-  namespace: default
-  serviceAccount: server
-  workloadIps: ["{}"]
-  protocol: HBONE
-  node: node-b
-  authorizationPolicies: {}
-policies:{})",
-                     client_ip, server_ip, server_policy_keys,
-                     policies.empty() ? std::string(" []\n") : "\n" + policies);
+  // The extra lines continue the server's list item, then start `policies:`.
+  return two_workload_mesh_yaml(
+      client_ip, server_ip,
+      fmt::format("  authorizationPolicies: {}\npolicies:{}", server_policy_keys,
+                  policies.empty() ? std::string(" []\n") : "\n" + policies));
 }
 
 // A Namespace-scoped DENY of the client's identity on `port`.
@@ -70,40 +57,13 @@ std::string deny_client_on(uint16_t port) {
                      port);
 }
 
-class AuthzZtunnels : public ::testing::Test {
+class AuthzZtunnels : public TwoZtunnelsTest {
  protected:
   void start(int host, const std::string& policies) {
-    client_ip_ = fmt::format("127.0.41.{}", host);
-    server_ip_ = fmt::format("127.0.41.{}", host + 1);
-    ca_ = pki_.write_ca_files(dir_.path());
-    config_ = dir_.path() / "mesh.yaml";
-    write_file(config_, mesh_with_policies(client_ip_, server_ip_, policies));
-    auto a = ZtunnelProcess::start({.name = "client",
-                                    .config = config_,
-                                    .ca_cert = ca_.cert_path,
-                                    .ca_key = ca_.key_path,
-                                    .workers = 1});
-    ASSERT_TRUE(a) << a.error().describe();
-    a_ = std::move(*a);
-    auto b = ZtunnelProcess::start({.name = "server",
-                                    .config = config_,
-                                    .ca_cert = ca_.cert_path,
-                                    .ca_key = ca_.key_path,
-                                    .socks5 = false,
-                                    .workers = 2});
-    ASSERT_TRUE(b) << b.error().describe();
-    b_ = std::move(*b);
+    auto client_ip = fmt::format("127.0.41.{}", host);
+    auto server_ip = fmt::format("127.0.41.{}", host + 1);
+    start_pair(client_ip, server_ip, mesh_with_policies(client_ip, server_ip, policies), 1, 2);
   }
-  tcp::endpoint server(uint16_t port) const {
-    return tcp::endpoint(asio::ip::make_address(server_ip_), port);
-  }
-
-  TempDir dir_;
-  TestPki pki_;
-  TestPki::CaFiles ca_;
-  std::filesystem::path config_;
-  std::string client_ip_, server_ip_;
-  std::unique_ptr<ZtunnelProcess> a_, b_;
 };
 
 // One CONNECT on a fresh HBONE connection; the HTTP status, or the error.

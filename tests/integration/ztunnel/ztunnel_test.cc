@@ -3,9 +3,9 @@
 // Each test uses its own 127.0.<n>.x addresses so tests can run in parallel.
 #include <sys/resource.h>
 
-#include <gtest/gtest.h>
-
 #include <regex>
+
+#include <gtest/gtest.h>
 
 #include "common/async/task_group.h"
 #include "common/h2/connection.h"
@@ -14,40 +14,22 @@
 #include "tests/support/mesh.h"
 #include "tests/support/servers.h"
 #include "tests/support/test_pki.h"
+#include "tests/support/two_ztunnels.h"
 
 namespace zt::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-class TwoZtunnels : public ::testing::Test {
+class TwoZtunnels : public TwoZtunnelsTest {
  protected:
   // Starts ztunnel A (client) and B (server) on 127.0.<subnet>.2 and .3.
   void start(int subnet, int workers = 2) {
-    client_ip_ = fmt::format("127.0.{}.2", subnet);
-    server_ip_ = fmt::format("127.0.{}.3", subnet);
-    ca_ = pki_.write_ca_files(dir_.path());
-    config_ = dir_.path() / "mesh.yaml";
-    write_file(config_, two_workload_mesh_yaml(client_ip_, server_ip_));
-    auto a = ZtunnelProcess::start({.name = "client", .config = config_, .ca_cert = ca_.cert_path,
-                                    .ca_key = ca_.key_path, .workers = workers});
-    ASSERT_TRUE(a) << a.error().describe();
-    a_ = std::move(*a);
-    auto b = ZtunnelProcess::start({.name = "server", .config = config_, .ca_cert = ca_.cert_path,
-                                    .ca_key = ca_.key_path, .socks5 = false, .workers = workers});
-    ASSERT_TRUE(b) << b.error().describe();
-    b_ = std::move(*b);
+    auto client_ip = fmt::format("127.0.{}.2", subnet);
+    auto server_ip = fmt::format("127.0.{}.3", subnet);
+    start_pair(client_ip, server_ip, two_workload_mesh_yaml(client_ip, server_ip), workers,
+               workers);
   }
-  tcp::endpoint server(uint16_t port) const {
-    return tcp::endpoint(asio::ip::make_address(server_ip_), port);
-  }
-
-  TempDir dir_;
-  TestPki pki_;
-  TestPki::CaFiles ca_;
-  std::filesystem::path config_;
-  std::string client_ip_, server_ip_;
-  std::unique_ptr<ZtunnelProcess> a_, b_;
 };
 
 TEST_F(TwoZtunnels, CurlThroughSocks5ReachesServerAndServerSideLogsClientIdentity) {
@@ -59,16 +41,19 @@ TEST_F(TwoZtunnels, CurlThroughSocks5ReachesServerAndServerSideLogsClientIdentit
   EXPECT_NE(out.find("hello from server"), std::string::npos) << out;
 
   // B saw the client's SPIFFE identity, proven by mTLS, on the inbound HBONE stream.
-  auto inbound = b_->daemon().wait_for(std::regex("access connection complete.*direction=\"inbound\".*"));
+  auto inbound =
+      b_->daemon().wait_for(std::regex("access connection complete.*direction=\"inbound\".*"));
   ASSERT_TRUE(inbound) << b_->daemon().output();
   EXPECT_NE(inbound->find("src.identity=\"spiffe://cluster.local/ns/default/sa/client\""),
             std::string::npos)
       << *inbound;
   // A went over HBONE: TCP to the pod's 15008, CONNECT authority = the original destination.
-  auto outbound = a_->daemon().wait_for(std::regex("access connection complete.*direction=\"outbound\".*"));
+  auto outbound =
+      a_->daemon().wait_for(std::regex("access connection complete.*direction=\"outbound\".*"));
   ASSERT_TRUE(outbound) << a_->daemon().output();
   EXPECT_NE(outbound->find(fmt::format("dst.addr=\"{}:15008\"", server_ip_)), std::string::npos);
-  EXPECT_NE(outbound->find(fmt::format("dst.hbone_addr=\"{}:8080\"", server_ip_)), std::string::npos);
+  EXPECT_NE(outbound->find(fmt::format("dst.hbone_addr=\"{}:8080\"", server_ip_)),
+            std::string::npos);
   EXPECT_NE(outbound->find("dst.identity=\"spiffe://cluster.local/ns/default/sa/server\""),
             std::string::npos);
 }
@@ -102,7 +87,8 @@ TEST_F(TwoZtunnels, HboneListenerNegotiatesOnlyTls13WithAesGcmAndH2) {
       "</dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName",
       server_ip_, (dir_.path() / "client.pem").string(), (dir_.path() / "client.key").string(),
       (dir_.path() / "root.pem").string()));
-  EXPECT_NE(x509.find("URI:spiffe://cluster.local/ns/default/sa/server"), std::string::npos) << x509;
+  EXPECT_NE(x509.find("URI:spiffe://cluster.local/ns/default/sa/server"), std::string::npos)
+      << x509;
 
   auto [rc12, out12] = s_client("-tls1_2");
   EXPECT_EQ(out12.find("Protocol version: TLSv1.2"), std::string::npos) << out12;
@@ -201,9 +187,9 @@ TEST_F(TwoZtunnels, ThousandConcurrentConnectionsAreByteExactAndThePoolCapsStrea
   run_coroutine(io, [&]() -> awaitable<void> {
     async::TaskGroup group(co_await asio::this_coro::executor);
     for (int i = 0; i < kConnections; ++i) {
-      group.spawn(echo_client(i, kConnections, a_->socks5, server(7000), exact, established,
-                              all_open),
-                  "client");
+      group.spawn(
+          echo_client(i, kConnections, a_->socks5, server(7000), exact, established, all_open),
+          "client");
     }
     co_await group.wait_empty(100s);
   });
@@ -211,7 +197,8 @@ TEST_F(TwoZtunnels, ThousandConcurrentConnectionsAreByteExactAndThePoolCapsStrea
   auto metrics = a_->metrics_text();
   double hbone_conns =
       metric_sum(metrics, "ztunnel_hbone_connections_opened_total", {"direction=\"outbound\""});
-  double streams = metric_sum(metrics, "ztunnel_hbone_streams_opened_total", {"direction=\"outbound\""});
+  double streams =
+      metric_sum(metrics, "ztunnel_hbone_streams_opened_total", {"direction=\"outbound\""});
   EXPECT_EQ(streams, kConnections);
   // At most 100 streams per connection: 1000 concurrent streams need at least 10 connections,
   // and pooling means far fewer than one per stream.
@@ -272,9 +259,10 @@ TEST_F(TwoZtunnels, RefusesUntrustedClientsAndKeepsServingGoodOnes) {
     return cert;
   };
   std::vector<Case> bad = {
-      {"other trust domain (other CA)", client_ctx(with_roots(other_domain.issue(other_domain.id("default", "client"))))},
-      {"other trust domain (same CA)",
-       client_ctx(pki_.issue(*tls::SpiffeId::parse("spiffe://clusterset.local/ns/default/sa/client")))},
+      {"other trust domain (other CA)",
+       client_ctx(with_roots(other_domain.issue(other_domain.id("default", "client"))))},
+      {"other trust domain (same CA)", client_ctx(pki_.issue(*tls::SpiffeId::parse(
+                                           "spiffe://clusterset.local/ns/default/sa/client")))},
       {"expired", client_ctx(pki_.issue(pki_.id("default", "client"), now - 2h, now - 1h))},
       {"unknown CA", client_ctx(with_roots(unknown_ca.issue(unknown_ca.id("default", "client"))))},
   };
@@ -286,8 +274,8 @@ TEST_F(TwoZtunnels, RefusesUntrustedClientsAndKeepsServingGoodOnes) {
       EXPECT_FALSE(r && *r == 200) << c.name << " was accepted";
       // Still serving: a good client gets through right after.
       auto ok = co_await hbone_request(hbone, *good, "CONNECT", authority);
-      EXPECT_TRUE(ok && *ok == 200) << "after " << c.name << ": "
-                                    << (ok ? std::to_string(*ok) : ok.error().describe());
+      EXPECT_TRUE(ok && *ok == 200)
+          << "after " << c.name << ": " << (ok ? std::to_string(*ok) : ok.error().describe());
     });
   }
 
@@ -349,9 +337,11 @@ TEST(ZtunnelConfig, BadLocalConfigIsAClearErrorNamingTheField) {
   TempDir dir;
   auto config = dir.path() / "bad.yaml";
   write_file(config, two_workload_mesh_yaml("127.0.27.2", "not-an-ip"));
-  auto d = Daemon::start(bin_path("ztunnel"), {"--admin-address", "127.0.0.1:0", "--metrics-address",
-                                               "127.0.0.1:0", "--readiness-address", "127.0.0.1:0"},
-                         {"LOCAL_XDS_PATH=" + config.string(), "PROXY_WORKLOAD_INFO=default/client/client"});
+  auto d = Daemon::start(
+      bin_path("ztunnel"),
+      {"--admin-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0", "--readiness-address",
+       "127.0.0.1:0"},
+      {"LOCAL_XDS_PATH=" + config.string(), "PROXY_WORKLOAD_INFO=default/client/client"});
   ASSERT_TRUE(d) << d.error().describe();
   auto code = (*d)->stop(0, 20s);  // signal 0: only wait for the exit
   ASSERT_TRUE(code.has_value()) << "ztunnel kept running with a bad config";
@@ -365,15 +355,17 @@ TEST_F(TwoZtunnels, BadReloadKeepsThePreviousConfigAndAGoodOneIsApplied) {
   ASSERT_NO_FATAL_FAILURE(start(28, 1));
   auto http = HttpHelloServer::start(server(8080), "server");
   write_file(config_, "workloads: [ {uid: broken, workloadIps: [\"999.1.1.1\"]} ]\n");
-  ASSERT_TRUE(a_->daemon().wait_for(std::regex("keeping previous config"), 10s)) << a_->daemon().output();
+  ASSERT_TRUE(a_->daemon().wait_for(std::regex("keeping previous config"), 10s))
+      << a_->daemon().output();
   // Traffic still follows the previous config (HBONE to B).
   auto [rc, out] = run_command(fmt::format("curl -sS -m 10 --socks5 {} http://{}:8080/",
                                            net::format_endpoint(a_->socks5), server_ip_));
   EXPECT_NE(out.find("hello from server"), std::string::npos) << out;
-  EXPECT_TRUE(a_->daemon().wait_for(std::regex("access connection complete.*dst.addr=\"" +
-                                               server_ip_ + ":15008\"")));
+  EXPECT_TRUE(a_->daemon().wait_for(
+      std::regex("access connection complete.*dst.addr=\"" + server_ip_ + ":15008\"")));
   // A good change is applied: a new workload shows up in /config_dump.
-  write_file(config_, two_workload_mesh_yaml(client_ip_, server_ip_, R"(- uid: cluster1//v1/Pod/default/newcomer
+  write_file(config_, two_workload_mesh_yaml(client_ip_, server_ip_,
+                                             R"(- uid: cluster1//v1/Pod/default/newcomer
   name: newcomer
   namespace: default
   workloadIps: ["127.0.28.9"]
