@@ -18,6 +18,7 @@
 #include "ztunnel/admin/admin.h"
 #include "ztunnel/admin/readiness.h"
 #include "ztunnel/app/config_dump.h"
+#include "ztunnel/app/node_certificates.h"
 #include "ztunnel/proxy/context.h"
 #include "ztunnel/proxy/worker.h"
 #include "ztunnel/state/local_config.h"
@@ -61,45 +62,6 @@ Result<std::shared_ptr<identity::CertificateProvider>> make_certificate_provider
   return std::shared_ptr<identity::CertificateProvider>(
       std::make_shared<identity::BuiltinCaProvider>(std::move(*ca)));
 }
-
-// Shared mode: keeps a certificate ready for every identity of an HBONE workload on this node
-// (facts §3.3 prefetch) and forgets identities no such workload uses any more. Runs on the
-// state writer's thread; prefetch() and forget() do not block.
-class NodeCertificates {
- public:
-  NodeCertificates(identity::CertificateManager& certs, const state::StateStore& store,
-                   std::string node)
-      : certs_(certs), store_(store), node_(std::move(node)) {}
-
-  // Always from the newest snapshot, under the lock: two calls racing cannot leave an older
-  // snapshot's set in place.
-  void update() {
-    std::lock_guard lock(mu_);
-    std::set<tls::SpiffeId> want;
-    for (const auto& w : store_.current()->workloads()) {
-      if (w->node != node_ || w->protocol != state::TunnelProtocol::kHbone) continue;
-      auto id = tls::SpiffeId::parse(w->identity());
-      if (!id) {
-        ZT_LOG_WARN("component=identity msg=\"workload {}: no certificate: {}\"", w->uid,
-                    id.error().message);
-        continue;
-      }
-      want.insert(std::move(*id));
-    }
-    for (const auto& id : want) certs_.prefetch(id);
-    for (const auto& id : used_) {
-      if (!want.contains(id)) certs_.forget(id);
-    }
-    used_ = std::move(want);
-  }
-
- private:
-  identity::CertificateManager& certs_;
-  const state::StateStore& store_;
-  const std::string node_;
-  std::mutex mu_;
-  std::set<tls::SpiffeId> used_;
-};
 
 class AppImpl final : public App {
  public:
