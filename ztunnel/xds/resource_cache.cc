@@ -1,14 +1,11 @@
 #include "ztunnel/xds/resource_cache.h"
 
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
-
 #include <set>
 
 #include <fmt/format.h>
 
 #include "common/base/log.h"
+#include "common/base/memory.h"
 #include "istio/security/authorization.pb.h"
 #include "istio/workload/workload.pb.h"
 #include "ztunnel/xds/translate.h"
@@ -16,6 +13,11 @@
 namespace zt::xds {
 
 std::vector<Rejection> XdsResourceCache::apply(const DeltaUpdate& update) {
+  // The previous large update's response and decoded copies are freed by now.
+  if (trim_pending_) {
+    trim_pending_ = false;
+    release_free_memory();
+  }
   std::vector<Rejection> rejected;
   const bool address = update.type_url == kAddressType;
   if (!address && update.type_url != kAuthorizationType) {
@@ -174,9 +176,8 @@ std::shared_ptr<const state::State> XdsResourceCache::snapshot() {
   snapshot_generation_ = generation_;
   if (changed_since_trim_ >= kTrimAfter) {
     changed_since_trim_ = 0;
-#if defined(__GLIBC__)
-    malloc_trim(0);
-#endif
+    trim_pending_ = true;
+    release_free_memory();
   }
   return snapshot_;
 }

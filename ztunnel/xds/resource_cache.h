@@ -73,6 +73,7 @@ class XdsResourceCache {
 
   uint64_t generation_ = 0;
   size_t changed_since_trim_ = 0;  // resources added or removed since the last trim
+  bool trim_pending_ = false;      // trim again at the next apply()
   uint64_t snapshot_generation_ = 0;
   std::shared_ptr<const state::State> snapshot_ = state::State::empty();
 };
