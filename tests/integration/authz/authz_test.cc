@@ -17,6 +17,7 @@
 #include "common/stats/registry.h"
 #include "common/tls/context.h"
 #include "tests/support/coro.h"
+#include "tests/support/hbone_client.h"
 #include "tests/support/mesh.h"
 #include "tests/support/servers.h"
 #include "tests/support/test_pki.h"
@@ -66,32 +67,6 @@ class AuthzZtunnels : public TwoZtunnelsTest {
   }
 };
 
-// One CONNECT on a fresh HBONE connection; the HTTP status, or the error.
-awaitable<Result<int>> hbone_status(tcp::endpoint to, std::shared_ptr<asio::ssl::context> ctx,
-                                    std::string authority) {
-  auto ex = co_await asio::this_coro::executor;
-  tcp::socket s(ex);
-  auto [cec] = co_await s.async_connect(to, kTuple);
-  if (cec) co_return fail(cec, "connect");
-  h2::TlsStream tls(std::move(s), *ctx);
-  auto [hec] = co_await tls.async_handshake(asio::ssl::stream_base::client, kTuple);
-  if (hec) co_return fail(hec, "handshake");
-  auto conn = h2::Connection::create(std::move(tls), h2::Role::kClient, h2::Settings{});
-  if (!conn) co_return tl::unexpected(conn.error());
-  auto c = *conn;
-  async::spawn_logged(ex, c->run(), "test-hbone-client");
-  const h2::Headers none;
-  auto st = co_await async::with_timeout(c->open_request("CONNECT", authority, none), 10s);
-  c->close();
-  if (!st) co_return fail("no answer in 10s");
-  if (!*st) {
-    const auto& m = (*st).error().message;
-    if (m.rfind("http status: ", 0) == 0) co_return std::stoi(m.substr(13));
-    co_return tl::unexpected((*st).error());
-  }
-  co_return 200;
-}
-
 TEST_F(AuthzZtunnels, DeniedHboneConnectGets401AndTheDestinationLogsThePolicy) {
   ASSERT_NO_FATAL_FAILURE(start(2, deny_client_on(8080)));
   auto denied_app = HttpHelloServer::start(server(8080), "server");
@@ -104,14 +79,14 @@ TEST_F(AuthzZtunnels, DeniedHboneConnectGets401AndTheDestinationLogsThePolicy) {
   asio::io_context io;
   run_coroutine(io, [&]() -> awaitable<void> {
     auto hbone = server(15008);
-    auto denied = co_await hbone_status(hbone, *client, server_ip_ + ":8080");
+    auto denied = co_await hbone_request(hbone, **client, "CONNECT", server_ip_ + ":8080");
     EXPECT_TRUE(denied && *denied == 401)
         << (denied ? std::to_string(*denied) : denied.error().describe());
     // Same client, another port; same port, another identity: the DENY does not match.
-    auto port_ok = co_await hbone_status(hbone, *client, server_ip_ + ":8081");
+    auto port_ok = co_await hbone_request(hbone, **client, "CONNECT", server_ip_ + ":8081");
     EXPECT_TRUE(port_ok && *port_ok == 200)
         << (port_ok ? std::to_string(*port_ok) : port_ok.error().describe());
-    auto id_ok = co_await hbone_status(hbone, *other, server_ip_ + ":8080");
+    auto id_ok = co_await hbone_request(hbone, **other, "CONNECT", server_ip_ + ":8080");
     EXPECT_TRUE(id_ok && *id_ok == 200)
         << (id_ok ? std::to_string(*id_ok) : id_ok.error().describe());
   });

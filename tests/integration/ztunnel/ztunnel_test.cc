@@ -11,6 +11,7 @@
 #include "common/h2/connection.h"
 #include "common/net/address.h"
 #include "tests/support/coro.h"
+#include "tests/support/hbone_client.h"
 #include "tests/support/mesh.h"
 #include "tests/support/servers.h"
 #include "tests/support/test_pki.h"
@@ -204,33 +205,6 @@ TEST_F(TwoZtunnels, ThousandConcurrentConnectionsAreByteExactAndThePoolCapsStrea
   // and pooling means far fewer than one per stream.
   EXPECT_GE(hbone_conns, 10) << metrics;
   EXPECT_LE(hbone_conns, 40) << metrics;
-}
-
-// Opens an HBONE connection to B's 15008 with `cert` and asks for a CONNECT; true only when
-// the server answered 200.
-awaitable<Result<int>> hbone_request(const tcp::endpoint& to, asio::ssl::context& ctx,
-                                     std::string method, std::string authority,
-                                     h2::Headers headers = {}) {
-  auto ex = co_await asio::this_coro::executor;
-  tcp::socket s(ex);
-  auto [cec] = co_await s.async_connect(to, kTuple);
-  if (cec) co_return fail(cec, "connect");
-  h2::TlsStream tls(std::move(s), ctx);
-  auto [hec] = co_await tls.async_handshake(asio::ssl::stream_base::client, kTuple);
-  if (hec) co_return fail(hec, "handshake");
-  auto conn = h2::Connection::create(std::move(tls), h2::Role::kClient, h2::Settings{});
-  if (!conn) co_return tl::unexpected(conn.error());
-  auto c = *conn;
-  async::spawn_logged(ex, c->run(), "test-hbone-client");
-  auto st = co_await async::with_timeout(c->open_request(method, authority, headers), 10s);
-  c->close();
-  if (!st) co_return fail("no answer in 10s");
-  if (!*st) {
-    const auto& m = (*st).error().message;
-    if (m.rfind("http status: ", 0) == 0) co_return std::stoi(m.substr(13));
-    co_return tl::unexpected((*st).error());
-  }
-  co_return 200;
 }
 
 TEST_F(TwoZtunnels, RefusesUntrustedClientsAndKeepsServingGoodOnes) {

@@ -1,0 +1,44 @@
+// A one-request HBONE client for tests that check how a ztunnel answers a CONNECT (status codes,
+// refusals) without going through a client-side ztunnel.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "common/async/asio.h"
+#include "common/async/task_group.h"
+#include "common/async/timeout.h"
+#include "common/base/result.h"
+#include "common/h2/connection.h"
+
+namespace zt::testing {
+
+// Opens a fresh HBONE connection to `to` (TLS with `ctx`, HTTP/2) and sends one request; the
+// answer's HTTP status, or the error that prevented one. `to` and `ctx` must outlive the call.
+inline awaitable<Result<int>> hbone_request(const tcp::endpoint& to, asio::ssl::context& ctx,
+                                            std::string method, std::string authority,
+                                            h2::Headers headers = {}) {
+  auto ex = co_await asio::this_coro::executor;
+  tcp::socket s(ex);
+  auto [cec] = co_await s.async_connect(to, kTuple);
+  if (cec) co_return fail(cec, "connect");
+  h2::TlsStream tls(std::move(s), ctx);
+  auto [hec] = co_await tls.async_handshake(asio::ssl::stream_base::client, kTuple);
+  if (hec) co_return fail(hec, "handshake");
+  auto conn = h2::Connection::create(std::move(tls), h2::Role::kClient, h2::Settings{});
+  if (!conn) co_return tl::unexpected(conn.error());
+  auto c = *conn;
+  async::spawn_logged(ex, c->run(), "test-hbone-client");
+  auto st = co_await async::with_timeout(c->open_request(method, authority, headers),
+                                         std::chrono::seconds(10));
+  c->close();
+  if (!st) co_return fail("no answer in 10s");
+  if (!*st) {
+    const auto& m = (*st).error().message;
+    if (m.rfind("http status: ", 0) == 0) co_return std::stoi(m.substr(13));
+    co_return tl::unexpected((*st).error());
+  }
+  co_return 200;
+}
+
+}  // namespace zt::testing
