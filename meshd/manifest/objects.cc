@@ -70,4 +70,28 @@ size_t ObjectSet::size() const {
          http_routes.size();
 }
 
+namespace {
+
+// FNV-1a, 64 bit, from a given offset basis: stable across runs, machines and compilers.
+uint64_t fnv1a(std::string_view text, uint64_t basis) {
+  uint64_t h = basis;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+}  // namespace
+
+std::string kube_uid(std::string_view kind, const ObjectMeta& meta) {
+  if (!meta.uid.empty()) return meta.uid;
+  const std::string key = fmt::format("{}/{}/{}", kind, meta.namespace_, meta.name);
+  const uint64_t hi = fnv1a(key, 0xcbf29ce484222325ull);
+  const uint64_t lo = fnv1a(key, 0x84222325cbf29ce4ull);
+  // Shaped like an RFC 4122 version-5 UUID, as Kubernetes UIDs are UUIDs.
+  return fmt::format("{:08x}-{:04x}-5{:03x}-{:04x}-{:012x}", hi >> 32, (hi >> 16) & 0xffff,
+                     hi & 0xfff, 0x8000 | ((lo >> 48) & 0x3fff), lo & 0xffffffffffffull);
+}
+
 }  // namespace zt::meshd::manifest

@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -29,6 +30,7 @@ struct OwnerReference {
 struct ObjectMeta {
   std::string name;
   std::string generate_name;       // metadata.generateName (istiod's deployment heuristic needs it)
+  std::string uid;                 // metadata.uid as written; "" when absent (see kube_uid)
   std::string creation_timestamp;  // RFC 3339 as written; "" when absent (oldest-policy-wins rules)
   std::string namespace_;          // "" for cluster-scoped kinds (Namespace); defaults to "default"
   Labels labels;
@@ -36,6 +38,11 @@ struct ObjectMeta {
   std::vector<OwnerReference> owner_references;
   bool operator==(const ObjectMeta&) const = default;
 };
+
+// The object's Kubernetes UID: metadata.uid when the manifest has one (objects read from the
+// API always do), else a stable UUID-shaped value derived from kind, namespace and name, so the
+// node agent and the simulator name the same pod the same way without an API server.
+std::string kube_uid(std::string_view kind, const ObjectMeta& meta);
 
 struct Namespace {
   ObjectMeta meta;

@@ -174,6 +174,7 @@ ObjectMeta read_meta(const Fields& doc, bool namespaced) {
   auto md = doc.map_or_empty("metadata");
   meta.name = md.string("name");
   meta.generate_name = md.string("generateName");
+  meta.uid = md.string("uid");
   meta.creation_timestamp = md.string("creationTimestamp");
   meta.namespace_ = namespaced ? md.string("namespace", "default") : "";
   if (meta.namespace_.empty() && namespaced) meta.namespace_ = "default";
