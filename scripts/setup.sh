@@ -17,12 +17,18 @@ packages=(
   # libraries (libboost1.81-dev, not libboost-dev: Asio 1.26 has as_tuple and awaitable operators)
   libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libexpected-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libbpf-dev bpftool linux-libc-dev
+  libbpf-dev bpftool linux-libc-dev libre2-dev
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   curl openssl iproute2 procps prometheus
   nghttp2-client wrk iperf3 haproxy nginx-light python3 python3-h2
+  # validating the Kubernetes manifests (deploy/) with the kubernetes-models npm packages
+  nodejs
 )
+# npm: Debian's package, unless a node.js build that bundles its own npm is installed already.
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

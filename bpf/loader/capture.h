@@ -78,6 +78,10 @@ Status remove_pins(const std::string& pin_root);
 
 // ---- ztunnel ---------------------------------------------------------------------------------
 
+// The cookie of the network namespace a socket lives in (getsockopt SO_NETNS_COOKIE, Linux 5.14):
+// with the accepted socket's peer it is the key take_original_destination needs.
+Result<uint64_t> socket_netns_cookie(int socket_fd);
+
 class CaptureMaps {
  public:
   // Opens the maps the agent pinned. Error when they are absent ("no capture maps under X: is

@@ -15,7 +15,9 @@
 #include "common/net/address.h"
 #include "meshd/ambient/compute.h"
 #include "meshd/ca/ca_server.h"
-#include "meshd/manifest/source.h"
+#include "meshd/kube/config.h"
+#include "meshd/kube/kube_source.h"
+#include "meshd/manifest/object_source.h"
 #include "meshd/xds/delta_server.h"
 
 namespace zt::meshd::app {
@@ -118,27 +120,40 @@ Counts count(const MeshSnapshot& s) {
 struct App::Impl {
   Config config;
   asio::io_context io;
-  manifest::ManifestSource source;
+  asio::signal_set signals{io, SIGINT, SIGTERM};
+  bool stopping = false;
+  std::unique_ptr<manifest::ObjectSource> source;
+  std::string source_component;  // "manifests" or "kube", in log lines
   ambient::Options ambient_options;
   std::unique_ptr<xds::DeltaAdsServer> ads;
   std::unique_ptr<ca::CaServer> ca;
   std::unique_ptr<grpc::Server> server;
-  std::unique_ptr<manifest::ManifestWatcher> watcher;
   uint64_t version = 0;
+  bool published = false;
+  Counts first_counts;
 
   explicit Impl(Config c)
       : config(std::move(c)),
-        source(config.manifests_dir),
         ambient_options{.trust_domain = config.trust_domain, .cluster_id = config.cluster_id} {}
 
-  // Re-reads the manifests and publishes when anything changed (always on the first call).
-  Counts reload(bool initial) {
-    auto loaded = source.reload();
-    for (const auto& e : loaded.errors) {
-      ZT_LOG_WARN("manifest rejected component=manifests error=\"{}\"", e.message);
+  // An update from the source: publishes when anything changed (always the first time).
+  void on_update(const manifest::LoadResult& loaded) {
+    // The last good snapshot stays published whatever goes wrong here.
+    try {
+      auto c = publish(loaded);
+      if (!published) first_counts = c;
+      published = true;
+    } catch (const std::exception& e) {
+      ZT_LOG_ERROR("reload failed component={} error=\"{}\"", source_component, e.what());
     }
-    if (!initial && !loaded.changed) {
-      ZT_LOG_INFO("manifests reloaded component=manifests changed=false errors={}",
+  }
+
+  Counts publish(const manifest::LoadResult& loaded) {
+    for (const auto& e : loaded.errors) {
+      ZT_LOG_WARN("manifest rejected component={} error=\"{}\"", source_component, e.message);
+    }
+    if (published && !loaded.changed) {
+      ZT_LOG_INFO("manifests reloaded component={} changed=false errors={}", source_component,
                   loaded.errors.size());
       return {};
     }
@@ -159,10 +174,44 @@ struct App::Impl {
   }
 };
 
+// The object source the flags ask for.
+Result<std::unique_ptr<manifest::ObjectSource>> make_source(const Config& c,
+                                                            asio::any_io_executor executor) {
+  if (!c.manifests_dir.empty()) {
+    if (!fs::is_directory(c.manifests_dir)) {
+      return failf("--manifests {} is not a directory", c.manifests_dir);
+    }
+    return std::make_unique<manifest::ManifestDirectorySource>(executor, c.manifests_dir);
+  }
+  kube::KubeConfig kc;
+  if (c.kube_in_cluster) {
+    auto in_cluster = kube::in_cluster_config();
+    if (!in_cluster) return tl::unexpected(wrap(in_cluster.error(), "--kube-api"));
+    kc = std::move(*in_cluster);
+  } else {
+    auto url = kube::parse_server_url(c.kube_server);
+    if (!url) return tl::unexpected(wrap(url.error(), "--kube-server"));
+    kc.server = *url;
+    if (c.kube_token_file) {
+      if (auto token = read_file(*c.kube_token_file); !token) {
+        return tl::unexpected(wrap(token.error(), "--kube-token-file"));
+      }
+      kc.token_file = *c.kube_token_file;
+    }
+    if (c.kube_ca_file) {
+      if (auto ca = read_file(*c.kube_ca_file); !ca) {
+        return tl::unexpected(wrap(ca.error(), "--kube-ca-file"));
+      }
+      kc.ca_file = *c.kube_ca_file;
+    }
+  }
+  return std::make_unique<kube::KubeApiSource>(executor, std::move(kc));
+}
+
 App::App(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 App::~App() {
-  if (impl_->watcher) impl_->watcher->stop();
+  if (impl_->source) impl_->source->stop();
   if (impl_->server) {
     impl_->ads->close_all_streams();
     impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
@@ -171,15 +220,16 @@ App::~App() {
 }
 
 Result<std::unique_ptr<App>> App::create(Config config) {
-  if (!fs::is_directory(config.manifests_dir)) {
-    return failf("--manifests {} is not a directory", config.manifests_dir);
-  }
   auto requested = net::parse_endpoint(config.grpc_address);
   if (!requested) {
     return failf("--grpc-address {}: {}", config.grpc_address, requested.error().describe());
   }
   auto impl = std::make_unique<Impl>(std::move(config));
   const Config& c = impl->config;
+  auto source = make_source(c, impl->io.get_executor());
+  if (!source) return tl::unexpected(source.error());
+  impl->source = std::move(*source);
+  impl->source_component = c.manifests_dir.empty() ? "kube" : "manifests";
 
   std::string root_path;
   auto authority = load_or_create_ca(c, &root_path);
@@ -205,7 +255,28 @@ Result<std::unique_ptr<App>> App::create(Config config) {
                                             std::move(tokens));
   impl->ads = std::make_unique<xds::DeltaAdsServer>();
 
-  auto counts = impl->reload(/*initial=*/true);
+  // The first state before serving: a ztunnel must never be told that nothing exists. The
+  // directory source delivers it from start(); the API source once every kind is listed (it
+  // retries while the API server is unreachable; SIGTERM/SIGINT give up).
+  auto* raw = impl.get();
+  impl->signals.async_wait([raw](const error_code& ec, int sig) {
+    if (ec) return;
+    ZT_LOG_INFO("meshd shutting down signal={}", sig);
+    raw->stopping = true;
+    raw->source->stop();
+    raw->io.stop();
+  });
+  if (auto st = impl->source->start([raw](const manifest::LoadResult& u) { raw->on_update(u); });
+      !st) {
+    return tl::unexpected(wrap(st.error(), impl->source->describe()));
+  }
+  if (!impl->published) {
+    ZT_LOG_INFO("waiting for the first state component={} source=\"{}\"", impl->source_component,
+                impl->source->describe());
+  }
+  while (!impl->published && !impl->stopping) impl->io.run_one();
+  if (impl->stopping) return fail("stopped before the first state arrived");
+  auto counts = impl->first_counts;
 
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (c.tls_cert_path) {
@@ -238,34 +309,16 @@ Result<std::unique_ptr<App>> App::create(Config config) {
   ZT_LOG_INFO("listening component=grpc address={} tls={} services=ads,ca",
               net::format_endpoint(bound), c.tls_cert_path ? "true" : "false");
 
-  auto* raw = impl.get();
-  auto watcher = manifest::ManifestWatcher::start(impl->io.get_executor(), c.manifests_dir, [raw] {
-    // The last good snapshot stays published whatever goes wrong here.
-    try {
-      raw->reload(/*initial=*/false);
-    } catch (const std::exception& e) {
-      ZT_LOG_ERROR("manifest reload failed component=manifests error=\"{}\"", e.what());
-    }
-  });
-  if (!watcher) {
-    impl->server->Shutdown();
-    return tl::unexpected(wrap(watcher.error(), "watching --manifests"));
-  }
-  impl->watcher = std::move(*watcher);
   ZT_LOG_INFO("meshd ready: {} workloads, {} services, {} policies", counts.workloads,
               counts.services, counts.policies);
   return std::unique_ptr<App>(new App(std::move(impl)));
 }
 
 int App::run() {
-  asio::signal_set signals(impl_->io, SIGINT, SIGTERM);
-  signals.async_wait([this](const error_code& ec, int sig) {
-    if (ec) return;
-    ZT_LOG_INFO("meshd shutting down signal={}", sig);
-    impl_->watcher->stop();
-    impl_->io.stop();
-  });
-  impl_->io.run();
+  if (!impl_->stopping) {
+    impl_->io.restart();
+    impl_->io.run();
+  }
   impl_->ads->close_all_streams();
   impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   impl_->server->Wait();

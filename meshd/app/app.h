@@ -1,7 +1,8 @@
-// The composition root of meshd: the CA key pair, the manifest source and its watcher, the
-// ambient computation, and one gRPC server carrying the Delta ADS and CA services.
+// The composition root of meshd: the CA key pair, the object source (manifest directory or
+// Kubernetes API, manifest::ObjectSource), the ambient computation, and one gRPC server carrying
+// the Delta ADS and CA services.
 //
-// Threads: the caller's thread runs an io_context for signals and the manifest watcher, and is the
+// Threads: the caller's thread runs an io_context for signals and the object source, and is the
 // only publisher of snapshots; gRPC's own threads serve the streams and CA calls.
 #pragma once
 
@@ -14,14 +15,16 @@ namespace zt::meshd::app {
 
 class App {
  public:
-  // Loads (or creates) the CA, reads the manifests, publishes the first snapshot and starts
-  // serving. Errors name what failed (CA files, tokens file, manifest directory, address in use).
+  // Loads (or creates) the CA, reads the objects (with the Kubernetes API: waits until every kind
+  // is listed, retrying while the server fails), publishes the first snapshot and starts
+  // serving. Errors name what failed (CA files, tokens file, manifest directory, API flags,
+  // address in use).
   static Result<std::unique_ptr<App>> create(Config config);
   ~App();
   App(const App&) = delete;
   App& operator=(const App&) = delete;
 
-  // Serves until SIGTERM/SIGINT, republishing on manifest changes; then closes the streams and
+  // Serves until SIGTERM/SIGINT, republishing when the objects change; then closes the streams and
   // stops the server. Returns the exit code.
   int run();
 

@@ -17,9 +17,21 @@ struct Flag {
 constexpr Flag kFlags[] = {
     {"manifests", "DIR",
      "Directory of Kubernetes YAML manifests (Namespace, Pod, Service, ServiceAccount,\n"
-     "AuthorizationPolicy, PeerAuthentication, Gateway, HTTPRoute). Required. Watched: edits\n"
+     "AuthorizationPolicy, PeerAuthentication, Gateway, HTTPRoute). Watched: edits\n"
      "are pushed to connected ztunnels; an invalid object is logged and its last good\n"
-     "version kept."},
+     "version kept. Give exactly one of --manifests, --kube-api and --kube-server."},
+    {"kube-api", "",
+     "Read the same kinds from the Kubernetes API server of the cluster meshd runs in\n"
+     "(KUBERNETES_SERVICE_HOST/PORT, the service account token and ca.crt under\n"
+     "/var/run/secrets/kubernetes.io/serviceaccount; the token is re-read as it rotates).\n"
+     "Lists then watches each kind; serves once every kind is listed."},
+    {"kube-server", "URL",
+     "Read the objects from this Kubernetes API server (https://HOST:PORT, or http:// for\n"
+     "tests) instead, with --kube-token-file and --kube-ca-file."},
+    {"kube-token-file", "FILE",
+     "Bearer token for --kube-server, re-read before every request. Default: none."},
+    {"kube-ca-file", "FILE",
+     "PEM CA that verifies --kube-server's certificate. Default: the system's roots."},
     {"grpc-address", "IP:PORT",
      "Where to serve Delta ADS and the Istio CA (one port). Default 127.0.0.1:15012.\n"
      "Port 0 picks a free port; the log line \"listening component=grpc address=...\" says\n"
@@ -49,10 +61,12 @@ constexpr Flag kFlags[] = {
 std::string help_text() {
   std::string out =
       "meshd: the ambient mesh control plane. Serves the Istio workload API (Delta xDS) and\n"
-      "the Istio CA to ztunnels, computed from a directory of Kubernetes manifests.\n\n"
-      "Usage: meshd --manifests DIR [flags]\n\nFlags:\n";
+      "the Istio CA to ztunnels, computed from Kubernetes objects: a directory of manifests\n"
+      "or a Kubernetes API server.\n\n"
+      "Usage: meshd (--manifests DIR | --kube-api | --kube-server URL) [flags]\n\nFlags:\n";
   for (const auto& f : kFlags) {
-    out += fmt::format("  --{} {}\n", f.name, f.value_name);
+    out += f.value_name.empty() ? fmt::format("  --{}\n", f.name)
+                                : fmt::format("  --{} {}\n", f.name, f.value_name);
     std::string_view help = f.help;
     while (!help.empty()) {
       auto nl = help.find('\n');
@@ -83,9 +97,15 @@ Result<Config> parse_config(int argc, char** argv) {
       arg = arg.substr(0, eq);
       has_value = true;
     }
-    bool known = false;
-    for (const auto& f : kFlags) known = known || f.name == arg;
-    if (!known) return failf("unknown flag --{}", arg);
+    const Flag* flag = nullptr;
+    for (const auto& f : kFlags) {
+      if (f.name == arg) flag = &f;
+    }
+    if (!flag) return failf("unknown flag --{}", arg);
+    if (flag->value_name.empty()) {
+      if (has_value) return failf("--{} takes no value", arg);
+      has_value = true;
+    }
     if (!has_value) {
       if (i + 1 >= argc) return failf("--{} needs a value", arg);
       value = argv[++i];
@@ -99,8 +119,24 @@ Result<Config> parse_config(int argc, char** argv) {
     if (it == values.end()) return std::nullopt;
     return it->second;
   };
-  if (auto v = get("manifests")) c.manifests_dir = *v;
-  if (c.manifests_dir.empty()) return fail("--manifests DIR is required");
+  if (auto v = get("manifests")) {
+    c.manifests_dir = *v;
+    if (c.manifests_dir.empty()) return fail("--manifests needs a directory");
+  }
+  c.kube_in_cluster = get("kube-api").has_value();
+  if (auto v = get("kube-server")) {
+    c.kube_server = *v;
+    if (c.kube_server.empty()) return fail("--kube-server needs a URL");
+  }
+  int sources = (c.manifests_dir.empty() ? 0 : 1) + (c.kube_in_cluster ? 1 : 0) +
+                (c.kube_server.empty() ? 0 : 1);
+  if (sources == 0) return fail("--manifests DIR, --kube-api or --kube-server URL is required");
+  if (sources > 1) return fail("give only one of --manifests, --kube-api and --kube-server");
+  c.kube_token_file = get("kube-token-file");
+  c.kube_ca_file = get("kube-ca-file");
+  if ((c.kube_token_file || c.kube_ca_file) && c.kube_server.empty()) {
+    return fail("--kube-token-file and --kube-ca-file go with --kube-server");
+  }
   if (auto v = get("grpc-address")) c.grpc_address = *v;
   c.tls_cert_path = get("tls-cert");
   c.tls_key_path = get("tls-key");

@@ -16,7 +16,12 @@ inline constexpr std::string_view kDefaultGrpcAddress = "127.0.0.1:15012";
 struct Config {
   bool help = false;
 
-  std::string manifests_dir{};                    // --manifests (required)
+  // Where the objects come from: exactly one of --manifests, --kube-api, --kube-server.
+  std::string manifests_dir{};                    // --manifests DIR
+  bool kube_in_cluster = false;                   // --kube-api (in-cluster service account)
+  std::string kube_server{};                      // --kube-server URL
+  std::optional<std::string> kube_token_file{};   // --kube-token-file (with --kube-server)
+  std::optional<std::string> kube_ca_file{};      // --kube-ca-file (with --kube-server)
   std::string grpc_address{kDefaultGrpcAddress};  // --grpc-address, ADS and CA on one port
   std::optional<std::string> tls_cert_path{};     // --tls-cert / --tls-key: serve TLS
   std::optional<std::string> tls_key_path{};
@@ -30,7 +35,7 @@ struct Config {
   log::Format log_format = log::Format::kText;  // --log-format text|json
 };
 
-// Flags are "--name value" or "--name=value".
+// Flags are "--name value" or "--name=value"; switches (--kube-api, --help) take no value.
 Result<Config> parse_config(int argc, char** argv);
 std::string help_text();
 

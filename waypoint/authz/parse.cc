@@ -1,0 +1,414 @@
+#include "waypoint/authz/parse.h"
+
+#include <fmt/format.h>
+
+#include "waypoint/base/strings.h"
+
+namespace zt::waypoint::authz {
+namespace {
+
+std::string join(std::string_view path, std::string_view key) {
+  return fmt::format("{}.{}", path, key);
+}
+std::string index(std::string_view path, size_t i) { return fmt::format("{}[{}]", path, i); }
+tl::unexpected<Error> error_at(std::string_view path, std::string_view message) {
+  return failf("{}: {}", path, message);
+}
+bool present(const YAML::Node& n) { return n && n.IsDefined() && !n.IsNull(); }
+
+// Calls fn(key, value, path) for every entry; an unknown key is an error.
+template <class Fn>
+Status each_field(const YAML::Node& node, std::string_view path,
+                  std::initializer_list<std::string_view> known, Fn&& fn) {
+  if (!node.IsMap()) return error_at(path, "must be a map");
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    if (!it->first.IsScalar()) return error_at(path, "keys must be plain strings");
+    const std::string& key = it->first.Scalar();
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      std::string expected;
+      for (auto k : known) expected += fmt::format("{}{}", expected.empty() ? "" : ", ", k);
+      return error_at(join(path, key),
+                      fmt::format("unknown or unsupported field (expected one of: {})", expected));
+    }
+    if (it->second.IsNull()) continue;
+    if (auto s = fn(key, it->second, join(path, key)); !s) return s;
+  }
+  return {};
+}
+
+Status read_string(const YAML::Node& n, std::string_view path, std::string& out) {
+  if (!n.IsScalar()) return error_at(path, "must be a string");
+  out = n.Scalar();
+  return {};
+}
+
+Status read_strings(const YAML::Node& n, std::string_view path, std::vector<std::string>& out) {
+  if (!n.IsSequence()) return error_at(path, "must be a list of strings");
+  for (size_t i = 0; i < n.size(); ++i) {
+    std::string s;
+    if (auto st = read_string(n[i], index(path, i), s); !st) return st;
+    if (s.empty()) return error_at(index(path, i), "must not be empty");
+    out.push_back(std::move(s));
+  }
+  return {};
+}
+
+Status read_matches(const YAML::Node& n, std::string_view path, std::vector<StringMatch>& out) {
+  std::vector<std::string> raw;
+  if (auto s = read_strings(n, path, raw); !s) return s;
+  for (const auto& r : raw) out.push_back(StringMatch::parse(r));
+  return {};
+}
+
+Status read_principals(const YAML::Node& n, std::string_view path, std::vector<StringMatch>& out) {
+  std::vector<std::string> raw;
+  if (auto s = read_strings(n, path, raw); !s) return s;
+  for (auto r : raw) {
+    // Accept the URI form too: policies compare without "spiffe://".
+    if (r.starts_with("spiffe://")) r = r.substr(9);
+    out.push_back(StringMatch::parse(r));
+  }
+  return {};
+}
+
+Status read_cidrs(const YAML::Node& n, std::string_view path, std::vector<net::Cidr>& out) {
+  std::vector<std::string> raw;
+  if (auto s = read_strings(n, path, raw); !s) return s;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    auto c = net::Cidr::parse(raw[i]);
+    if (!c) return error_at(index(path, i), c.error().message);
+    out.push_back(*c);
+  }
+  return {};
+}
+
+Status read_paths(const YAML::Node& n, std::string_view path, std::vector<PathPattern>& out) {
+  std::vector<std::string> raw;
+  if (auto s = read_strings(n, path, raw); !s) return s;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    auto p = PathPattern::parse(raw[i]);
+    if (!p) return error_at(index(path, i), p.error().message);
+    out.push_back(std::move(*p));
+  }
+  return {};
+}
+
+Status read_source(const YAML::Node& node, std::string_view path, std::string_view policy_ns,
+                   Source& s) {
+  bool any = false;
+  bool has_sa = false;
+  Status st = each_field(
+      node, path,
+      {"principals", "notPrincipals", "requestPrincipals", "notRequestPrincipals", "namespaces",
+       "notNamespaces", "ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks",
+       "serviceAccounts", "notServiceAccounts"},
+      [&](const std::string& key, const YAML::Node& v, const std::string& p) -> Status {
+        any = true;
+        if (key == "principals") return read_principals(v, p, s.principals);
+        if (key == "notPrincipals") return read_principals(v, p, s.not_principals);
+        if (key == "requestPrincipals") return read_matches(v, p, s.request_principals);
+        if (key == "notRequestPrincipals") return read_matches(v, p, s.not_request_principals);
+        if (key == "namespaces") return read_matches(v, p, s.namespaces);
+        if (key == "notNamespaces") return read_matches(v, p, s.not_namespaces);
+        if (key == "ipBlocks") return read_cidrs(v, p, s.ip_blocks);
+        if (key == "notIpBlocks") return read_cidrs(v, p, s.not_ip_blocks);
+        if (key == "remoteIpBlocks") return read_cidrs(v, p, s.remote_ip_blocks);
+        if (key == "notRemoteIpBlocks") return read_cidrs(v, p, s.not_remote_ip_blocks);
+        // serviceAccounts "ns/sa" or "sa" (policy namespace): any trust domain.
+        has_sa = true;
+        std::vector<std::string> raw;
+        if (auto st2 = read_strings(v, p, raw); !st2) return st2;
+        auto& list = key == "serviceAccounts" ? s.principals : s.not_principals;
+        for (const auto& sa : raw) {
+          if (sa.find('*') != sa.npos) return error_at(p, "serviceAccounts take no wildcards");
+          const size_t slash = sa.find('/');
+          const std::string ns = slash == sa.npos ? std::string(policy_ns) : sa.substr(0, slash);
+          const std::string name = slash == sa.npos ? sa : sa.substr(slash + 1);
+          list.push_back({StringMatch::Kind::kSuffix, fmt::format("/ns/{}/sa/{}", ns, name)});
+        }
+        return {};
+      });
+  if (!st) return st;
+  if (!any) return error_at(path, "a source must set at least one field");
+  if (has_sa && (present(node["principals"]) || present(node["namespaces"]) ||
+                 present(node["notPrincipals"]) || present(node["notNamespaces"]))) {
+    return error_at(path, "serviceAccounts cannot be combined with principals or namespaces");
+  }
+  return {};
+}
+
+Status read_operation(const YAML::Node& node, std::string_view path, Operation& o) {
+  bool any = false;
+  Status st = each_field(
+      node, path,
+      {"hosts", "notHosts", "ports", "notPorts", "methods", "notMethods", "paths", "notPaths"},
+      [&](const std::string& key, const YAML::Node& v, const std::string& p) -> Status {
+        any = true;
+        if (key == "hosts") return read_matches(v, p, o.hosts);
+        if (key == "notHosts") return read_matches(v, p, o.not_hosts);
+        if (key == "ports") return read_strings(v, p, o.ports);
+        if (key == "notPorts") return read_strings(v, p, o.not_ports);
+        if (key == "methods") return read_matches(v, p, o.methods);
+        if (key == "notMethods") return read_matches(v, p, o.not_methods);
+        if (key == "paths") return read_paths(v, p, o.paths);
+        return read_paths(v, p, o.not_paths);
+      });
+  if (!st) return st;
+  if (!any) return error_at(path, "an operation must set at least one field");
+  return {};
+}
+
+Status read_condition(const YAML::Node& node, std::string_view path, Condition& c) {
+  std::vector<std::string> values, not_values;
+  Status st =
+      each_field(node, path, {"key", "values", "notValues"},
+                 [&](const std::string& key, const YAML::Node& v, const std::string& p) -> Status {
+                   if (key == "key") return read_string(v, p, c.key_text);
+                   if (key == "values") return read_strings(v, p, values);
+                   return read_strings(v, p, not_values);
+                 });
+  if (!st) return st;
+  if (c.key_text.empty()) return error_at(path, "missing required field \"key\"");
+  if (values.empty() && not_values.empty()) return error_at(path, "needs values or notValues");
+  using K = Condition::Key;
+  const std::string& k = c.key_text;
+  bool ip_key = false;
+  if (k.starts_with("request.headers[") && k.ends_with("]") && k.size() > 17) {
+    c.key = K::kRequestHeader;
+    c.header_name = k.substr(16, k.size() - 17);
+  } else if (k == "source.ip") {
+    c.key = K::kSourceIp;
+    ip_key = true;
+  } else if (k == "remote.ip") {
+    c.key = K::kRemoteIp;
+    ip_key = true;
+  } else if (k == "destination.ip") {
+    c.key = K::kDestinationIp;
+    ip_key = true;
+  } else if (k == "source.namespace") {
+    c.key = K::kSourceNamespace;
+  } else if (k == "source.principal") {
+    c.key = K::kSourcePrincipal;
+  } else if (k == "request.auth.principal") {
+    c.key = K::kRequestPrincipal;
+  } else if (k == "destination.port") {
+    c.key = K::kDestinationPort;
+  } else if (k.starts_with("request.auth.claims[") || k == "request.auth.audiences" ||
+             k == "request.auth.presenter" || k == "connection.sni") {
+    c.key = K::kUnavailable;
+  } else {
+    return error_at(join(path, "key"), fmt::format("unsupported key \"{}\"", k));
+  }
+  if (ip_key) {
+    for (size_t i = 0; i < values.size(); ++i) {
+      auto cidr = net::Cidr::parse(values[i]);
+      if (!cidr) return error_at(index(join(path, "values"), i), cidr.error().message);
+      c.ip_values.push_back(*cidr);
+    }
+    for (size_t i = 0; i < not_values.size(); ++i) {
+      auto cidr = net::Cidr::parse(not_values[i]);
+      if (!cidr) return error_at(index(join(path, "notValues"), i), cidr.error().message);
+      c.not_ip_values.push_back(*cidr);
+    }
+    return {};
+  }
+  for (auto v : values) {
+    if (c.key == K::kSourcePrincipal && v.starts_with("spiffe://")) v = v.substr(9);
+    c.values.push_back(StringMatch::parse(v));
+  }
+  for (auto v : not_values) {
+    if (c.key == K::kSourcePrincipal && v.starts_with("spiffe://")) v = v.substr(9);
+    c.not_values.push_back(StringMatch::parse(v));
+  }
+  return {};
+}
+
+template <class T, class Fn>
+Status read_list(const YAML::Node& n, std::string_view path, std::vector<T>& out, Fn&& fn) {
+  if (!n.IsSequence()) return error_at(path, "must be a list");
+  for (size_t i = 0; i < n.size(); ++i) {
+    T item;
+    if (auto s = fn(n[i], index(path, i), item); !s) return s;
+    out.push_back(std::move(item));
+  }
+  return {};
+}
+
+Status read_rule(const YAML::Node& node, std::string_view path, std::string_view ns, Rule& rule) {
+  if (node.IsMap() && node.size() == 0) return {};  // `{}`: matches everything
+  return each_field(
+      node, path, {"from", "to", "when"},
+      [&](const std::string& key, const YAML::Node& v, const std::string& p) -> Status {
+        if (key == "from") {
+          return read_list(v, p, rule.from,
+                           [&](const YAML::Node& item, const std::string& ip, Source& s) {
+                             return each_field(
+                                 item, ip, {"source"},
+                                 [&](const std::string&, const YAML::Node& sv,
+                                     const std::string& sp) { return read_source(sv, sp, ns, s); });
+                           });
+        }
+        if (key == "to") {
+          return read_list(
+              v, p, rule.to, [&](const YAML::Node& item, const std::string& ip, Operation& o) {
+                return each_field(item, ip, {"operation"},
+                                  [&](const std::string&, const YAML::Node& ov,
+                                      const std::string& op) { return read_operation(ov, op, o); });
+              });
+        }
+        return read_list(v, p, rule.when,
+                         [](const YAML::Node& item, const std::string& ip, Condition& c) {
+                           return read_condition(item, ip, c);
+                         });
+      });
+}
+
+Status read_target_ref(const YAML::Node& node, std::string_view path, std::string_view ns,
+                       TargetRef& t) {
+  Status st =
+      each_field(node, path, {"group", "kind", "name", "namespace"},
+                 [&](const std::string& key, const YAML::Node& v, const std::string& p) -> Status {
+                   if (key == "group") return read_string(v, p, t.group);
+                   if (key == "kind") return read_string(v, p, t.kind);
+                   if (key == "name") return read_string(v, p, t.name);
+                   return read_string(v, p, t.namespace_name);
+                 });
+  if (!st) return st;
+  if (t.kind.empty() || t.name.empty()) return error_at(path, "needs kind and name");
+  if (t.namespace_name.empty()) t.namespace_name = std::string(ns);
+  return {};
+}
+
+Status read_policy(const YAML::Node& object, std::string_view path, Policy& p) {
+  if (!object.IsMap()) return error_at(path, "must be a map");
+  const YAML::Node meta = object["metadata"];
+  if (!present(meta) || !meta.IsMap()) return error_at(path, "missing required field \"metadata\"");
+  if (!present(meta["name"]))
+    return error_at(join(path, "metadata"), "missing required field \"name\"");
+  if (auto s = read_string(meta["name"], join(path, "metadata.name"), p.name); !s) return s;
+  p.namespace_name = "default";
+  if (present(meta["namespace"])) {
+    if (auto s = read_string(meta["namespace"], join(path, "metadata.namespace"), p.namespace_name);
+        !s)
+      return s;
+  }
+  if (present(meta["annotations"]) && meta["annotations"].IsMap() &&
+      present(meta["annotations"]["istio.io/dry-run"])) {
+    std::string v;
+    if (auto s = read_string(meta["annotations"]["istio.io/dry-run"],
+                             join(path, "metadata.annotations[istio.io/dry-run]"), v);
+        !s) {
+      return s;
+    }
+    p.dry_run = iequals(v, "true");
+  }
+  const YAML::Node spec = object["spec"];
+  if (!present(spec)) return {};  // no spec: ALLOW with no rules = allow nothing
+  std::string action = "ALLOW";
+  bool has_provider = false;
+  Status st = each_field(
+      spec, join(path, "spec"),
+      {"action", "provider", "rules", "selector", "targetRef", "targetRefs"},
+      [&](const std::string& key, const YAML::Node& v, const std::string& fp) -> Status {
+        if (key == "action") return read_string(v, fp, action);
+        if (key == "provider") {
+          has_provider = true;
+          return each_field(v, fp, {"name"},
+                            [&](const std::string&, const YAML::Node& nv, const std::string& np) {
+                              return read_string(nv, np, p.provider);
+                            });
+        }
+        if (key == "rules") {
+          return read_list(v, fp, p.rules,
+                           [&](const YAML::Node& item, const std::string& ip, Rule& r) {
+                             return read_rule(item, ip, p.namespace_name, r);
+                           });
+        }
+        if (key == "selector") {
+          p.has_selector = true;
+          return Status{};
+        }
+        if (key == "targetRef") {
+          TargetRef t;
+          if (auto s = read_target_ref(v, fp, p.namespace_name, t); !s) return s;
+          p.target_refs.push_back(std::move(t));
+          return Status{};
+        }
+        return read_list(v, fp, p.target_refs,
+                         [&](const YAML::Node& item, const std::string& ip, TargetRef& t) {
+                           return read_target_ref(item, ip, p.namespace_name, t);
+                         });
+      });
+  if (!st) return st;
+  if (action == "ALLOW") {
+    p.action = Action::kAllow;
+  } else if (action == "DENY") {
+    p.action = Action::kDeny;
+  } else if (action == "AUDIT") {
+    p.action = Action::kAudit;
+  } else if (action == "CUSTOM") {
+    p.action = Action::kCustom;
+    if (!has_provider || p.provider.empty()) {
+      return error_at(join(path, "spec.provider"), "CUSTOM needs provider.name");
+    }
+  } else {
+    return error_at(
+        join(path, "spec.action"),
+        fmt::format("unknown action \"{}\" (expected ALLOW, DENY, AUDIT, CUSTOM)", action));
+  }
+  return {};
+}
+
+Status collect(const YAML::Node& node, const std::string& path, std::vector<Policy>& out,
+               int depth) {
+  if (!node || node.IsNull()) return {};
+  if (depth > 8) return error_at(path, "nested too deeply");
+  if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i) {
+      if (auto s = collect(node[i], index(path, i), out, depth + 1); !s) return s;
+    }
+    return {};
+  }
+  if (!node.IsMap()) return error_at(path, "must be a Kubernetes object");
+  if (!present(node["kind"]) || !node["kind"].IsScalar()) return {};
+  const std::string kind = node["kind"].Scalar();
+  if (kind == "AuthorizationPolicy") {
+    Policy p;
+    if (auto s = read_policy(node, path, p); !s) return s;
+    out.push_back(std::move(p));
+  } else if (kind.ends_with("List") && present(node["items"])) {
+    return collect(node["items"], join(path, "items"), out, depth + 1);
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<Policy> parse_authorization_policy(const YAML::Node& object, std::string_view path) {
+  try {
+    Policy p;
+    if (auto s = read_policy(object, path, p); !s) return tl::unexpected(s.error());
+    return p;
+  } catch (const std::exception& e) {
+    return failf("{}: {}", path, e.what());
+  }
+}
+
+Result<std::vector<Policy>> parse_authorization_policies(std::string_view yaml) {
+  try {
+    const auto docs = YAML::LoadAll(std::string(yaml));
+    std::vector<Policy> out;
+    for (size_t i = 0; i < docs.size(); ++i) {
+      if (auto s = collect(docs[i], index("document", i), out, 0); !s)
+        return tl::unexpected(s.error());
+    }
+    return out;
+  } catch (const YAML::Exception& e) {
+    return failf("invalid YAML at line {}, column {}: {}", e.mark.line + 1, e.mark.column + 1,
+                 e.msg);
+  } catch (const std::exception& e) {
+    return failf("authorization policies: {}", e.what());
+  }
+}
+
+}  // namespace zt::waypoint::authz

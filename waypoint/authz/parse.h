@@ -1,0 +1,27 @@
+// AuthorizationPolicy objects (security.istio.io/v1) from YAML, as Kubernetes writes them:
+// metadata {name, namespace, annotations["istio.io/dry-run"]} and spec {targetRefs | targetRef,
+// selector, action, provider.name, rules[{from[{source}], to[{operation}], when[{key, values,
+// notValues}]}]}. Errors name the field ("rules[0].to[0].operation.paths[1]: ...").
+//
+// Refused (instead of silently widened or narrowed): unknown fields, unknown `when` keys,
+// invalid path templates and CIDRs, serviceAccounts together with principals/namespaces,
+// CUSTOM without provider, a source/operation with no field set.
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+#include "common/base/result.h"
+#include "waypoint/authz/policy.h"
+
+namespace zt::waypoint::authz {
+
+Result<Policy> parse_authorization_policy(const YAML::Node& object,
+                                          std::string_view path = "AuthorizationPolicy");
+
+// Every AuthorizationPolicy in a YAML stream (documents, lists, `kind: List`); other kinds skipped.
+Result<std::vector<Policy>> parse_authorization_policies(std::string_view yaml);
+
+}  // namespace zt::waypoint::authz

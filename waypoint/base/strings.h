@@ -1,0 +1,20 @@
+// ASCII string helpers for HTTP: header names and tokens are ASCII and compare case-insensitively.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace zt::waypoint {
+
+inline char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+bool iequals(std::string_view a, std::string_view b);
+std::string to_lower(std::string_view s);
+// Strips spaces and horizontal tabs (HTTP optional whitespace) at both ends.
+std::string_view trim_ows(std::string_view s);
+// "a, b ,c" -> {"a","b","c"}; empty elements are kept as "" (callers decide what they mean).
+std::vector<std::string_view> split_list(std::string_view s, char sep = ',');
+bool starts_with_icase(std::string_view s, std::string_view prefix);
+
+}  // namespace zt::waypoint

@@ -1,0 +1,62 @@
+#include "waypoint/config/model.h"
+
+#include <re2/re2.h>
+
+#include "waypoint/base/strings.h"
+
+namespace zt::waypoint::config {
+
+Result<Regex> Regex::compile(std::string_view pattern) {
+  RE2::Options options;
+  options.set_log_errors(false);
+  auto re = std::make_shared<re2::RE2>(re2::StringPiece(pattern.data(), pattern.size()), options);
+  if (!re->ok()) return failf("invalid regular expression \"{}\": {}", pattern, re->error());
+  Regex out;
+  out.re_ = std::move(re);
+  out.pattern_ = std::string(pattern);
+  return out;
+}
+
+bool Regex::full_match(std::string_view text) const {
+  return re_ && RE2::FullMatch(re2::StringPiece(text.data(), text.size()), *re_);
+}
+
+std::string BackendRef::hostname(std::string_view cluster_domain) const {
+  return fmt::format("{}.{}.svc.{}", name, namespace_name, cluster_domain);
+}
+
+RetryPolicy RetryPolicy::istio_default() {
+  return RetryPolicy{
+      .attempts = 2,
+      .retry_on = kRetryOnConnectFailure | kRetryOnRefusedStream | kRetryOnUnavailable |
+                  kRetryOnCancelled | kRetryOnRetriableStatusCodes,
+  };
+}
+
+RetryPolicy RouteRule::effective_retry() const {
+  RetryPolicy policy = retry ? *retry : RetryPolicy::istio_default();
+  if (!policy.per_try_timeout && timeouts.backend_request) {
+    policy.per_try_timeout = timeouts.backend_request;
+  }
+  return policy;
+}
+
+TrafficPolicy DestinationPolicy::for_port(uint16_t port) const {
+  TrafficPolicy out = policy;
+  for (const auto& p : port_level) {
+    if (p.port != port) continue;
+    if (p.load_balancer) out.load_balancer = *p.load_balancer;
+    if (p.connection_pool) out.connection_pool = *p.connection_pool;
+    if (p.outlier_detection) out.outlier_detection = *p.outlier_detection;
+  }
+  return out;
+}
+
+const DestinationPolicy* WaypointConfig::destination(std::string_view host) const {
+  for (const auto& d : destinations) {
+    if (iequals(d.host, host)) return &d;
+  }
+  return nullptr;
+}
+
+}  // namespace zt::waypoint::config

@@ -1,0 +1,281 @@
+// The waypoint's configuration model: what HTTPRoutes (Gateway API), DestinationRule traffic
+// policies and VirtualService-style retries/faults (Istio) mean once parsed and validated.
+// Plain values, immutable once built; the proxy publishes one WaypointConfig snapshot and every
+// worker reads it. Parsing from YAML lives in parse.h; how routes are chosen in waypoint/route.
+//
+// Units: every duration is std::chrono::milliseconds (Istio's minimum granularity for these
+// knobs is 1 ms). A "disabled" timeout is nullopt, never zero.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/base/result.h"
+#include "waypoint/http/headers.h"
+
+namespace re2 {
+class RE2;
+}
+
+namespace zt::waypoint::config {
+
+using Duration = std::chrono::milliseconds;
+
+// An RE2 regular expression (linear time, no backreferences: what Envoy uses), compiled once
+// when the config is parsed. Matching is always against the whole input.
+class Regex {
+ public:
+  static Result<Regex> compile(std::string_view pattern);
+  bool full_match(std::string_view text) const;
+  const std::string& pattern() const { return pattern_; }
+
+ private:
+  std::shared_ptr<const re2::RE2> re_;
+  std::string pattern_;
+};
+
+// ---- HTTPRoute (gateway.networking.k8s.io/v1) ---------------------------------------------
+
+enum class PathMatchType { kExact, kPathPrefix, kRegularExpression };
+
+struct PathMatch {
+  PathMatchType type = PathMatchType::kPathPrefix;
+  std::string value = "/";  // for kPathPrefix: without a trailing '/' unless it is "/"
+  std::optional<Regex> regex;
+};
+
+enum class ValueMatchType { kExact, kRegularExpression };
+
+// A header (name case-insensitive) or query parameter (name case-sensitive) condition.
+struct ValueMatch {
+  ValueMatchType type = ValueMatchType::kExact;
+  std::string name;
+  std::string value;
+  std::optional<Regex> regex;
+};
+
+struct RouteMatch {
+  PathMatch path;
+  std::vector<ValueMatch> headers;
+  std::vector<ValueMatch> query_params;
+  std::optional<std::string> method;
+};
+
+struct HeaderModifier {
+  http::HeaderList set;
+  http::HeaderList add;
+  std::vector<std::string> remove;
+};
+
+enum class PathModifierType { kReplaceFullPath, kReplacePrefixMatch };
+
+struct PathModifier {
+  PathModifierType type = PathModifierType::kReplaceFullPath;
+  std::string value;
+};
+
+struct UrlRewrite {
+  std::optional<std::string> hostname;
+  std::optional<PathModifier> path;
+};
+
+struct RequestRedirect {
+  std::optional<std::string> scheme;  // "http" | "https"
+  std::optional<std::string> hostname;
+  std::optional<PathModifier> path;
+  std::optional<uint16_t> port;
+  int status_code = 302;  // 301, 302, 303, 307, 308
+};
+
+struct BackendRef {
+  std::string group;  // "" = core
+  std::string kind = "Service";
+  std::string name;
+  std::string namespace_name;  // defaulted to the route's namespace
+  std::optional<uint16_t> port;
+  uint32_t weight = 1;
+
+  // "<name>.<namespace>.svc.<cluster_domain>" for a Service.
+  std::string hostname(std::string_view cluster_domain) const;
+};
+
+struct RequestMirror {
+  BackendRef backend;
+  double percent = 100;  // 0-100; from `percent` or `fraction`
+};
+
+// ---- Istio traffic knobs --------------------------------------------------------------------
+
+// Envoy/Istio retryOn conditions (facts §3.4).
+enum RetryOn : uint32_t {
+  kRetryOn5xx = 1u << 0,
+  kRetryOnGatewayError = 1u << 1,
+  kRetryOnConnectFailure = 1u << 2,
+  kRetryOnReset = 1u << 3,
+  kRetryOnRetriable4xx = 1u << 4,
+  kRetryOnRefusedStream = 1u << 5,
+  kRetryOnRetriableStatusCodes = 1u << 6,
+  kRetryOnResetBeforeRequest = 1u << 7,
+  // gRPC, from the grpc-status response header.
+  kRetryOnCancelled = 1u << 8,
+  kRetryOnDeadlineExceeded = 1u << 9,
+  kRetryOnInternal = 1u << 10,
+  kRetryOnResourceExhausted = 1u << 11,
+  kRetryOnUnavailable = 1u << 12,
+};
+
+struct RetryPolicy {
+  uint32_t attempts = 2;  // retries after the first try; 0 disables
+  std::optional<Duration> per_try_timeout;
+  uint32_t retry_on = 0;  // RetryOn bits
+  std::vector<int> retriable_status_codes;
+  Duration backoff_base = Duration(25);  // jittered exponential, capped at 10x
+
+  // Istio's default route retry: 2 retries on
+  // connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes (no codes).
+  static RetryPolicy istio_default();
+  static RetryPolicy disabled() { return RetryPolicy{.attempts = 0}; }
+};
+
+struct FaultInjection {
+  struct Delay {
+    Duration fixed{0};
+    double percent = 0;  // 0-100; absent percentage = no fault
+  };
+  struct Abort {
+    int http_status = 0;
+    std::optional<int> grpc_status;  // gRPC abort: HTTP 200 + grpc-status
+    double percent = 0;
+  };
+  std::optional<Delay> delay;
+  std::optional<Abort> abort;
+};
+
+struct Timeouts {
+  std::optional<Duration> request;          // whole request including retries -> 504
+  std::optional<Duration> backend_request;  // each try (Istio: perTryTimeout)
+};
+
+struct RouteRule {
+  std::string name;                 // optional rule name
+  std::vector<RouteMatch> matches;  // never empty: absent = one {PathPrefix "/"}
+  std::optional<HeaderModifier> request_headers;
+  std::optional<HeaderModifier> response_headers;
+  std::optional<UrlRewrite> rewrite;
+  std::optional<RequestRedirect> redirect;
+  std::vector<RequestMirror> mirrors;
+  std::vector<BackendRef> backends;
+  Timeouts timeouts;
+  std::optional<RetryPolicy> retry;  // HTTPRoute `retry` or Istio `retries`; nullopt = default
+  std::optional<FaultInjection> fault;
+
+  // The retry policy in force: `retry` or Istio's default, with timeouts.backendRequest as the
+  // per-try timeout when the policy has none.
+  RetryPolicy effective_retry() const;
+};
+
+struct ParentRef {
+  std::string group;  // "" for a core Service
+  std::string kind = "Gateway";
+  std::string name;
+  std::string namespace_name;  // defaulted to the route's namespace
+  std::optional<uint16_t> port;
+  std::string section_name;
+
+  bool is_service() const { return (group.empty() || group == "core") && kind == "Service"; }
+};
+
+struct HttpRoute {
+  std::string name;
+  std::string namespace_name = "default";
+  // Seconds since the epoch from metadata.creationTimestamp; routes without one sort last.
+  int64_t created = std::numeric_limits<int64_t>::max();
+  std::vector<std::string> hostnames;
+  std::vector<ParentRef> parents;
+  std::vector<RouteRule> rules;
+
+  std::string key() const { return namespace_name + "/" + name; }
+};
+
+// ---- DestinationRule trafficPolicy (networking.istio.io) ------------------------------------
+
+enum class LbAlgorithm { kLeastRequest, kRoundRobin, kRandom, kPassthrough, kConsistentHash };
+
+struct ConsistentHash {
+  enum class Source { kHeader, kCookie, kSourceIp, kQueryParameter };
+  Source source = Source::kHeader;
+  std::string name;  // header / cookie / query parameter name
+  std::optional<Duration> cookie_ttl;
+  std::string cookie_path;
+  uint64_t minimum_ring_size = 1024;
+};
+
+struct LoadBalancer {
+  LbAlgorithm algorithm = LbAlgorithm::kLeastRequest;  // Istio's default
+  std::optional<ConsistentHash> hash;                  // set iff kConsistentHash
+};
+
+struct ConnectionPool {
+  static constexpr uint32_t kUnlimited = std::numeric_limits<uint32_t>::max();
+  uint32_t max_connections = kUnlimited;             // tcp.maxConnections
+  Duration connect_timeout = Duration(10'000);       // tcp.connectTimeout
+  uint32_t http1_max_pending_requests = kUnlimited;  // http.http1MaxPendingRequests
+  uint32_t http2_max_requests = kUnlimited;          // http.http2MaxRequests (all protocols)
+  uint32_t max_requests_per_connection = 0;          // 0 = unlimited
+  uint32_t max_retries = kUnlimited;                 // concurrent retries
+  std::optional<Duration> idle_timeout;
+};
+
+struct OutlierDetection {
+  uint32_t consecutive_5xx = 5;             // 0 disables
+  uint32_t consecutive_gateway_errors = 0;  // 0 disables
+  uint32_t consecutive_local_origin_failures = 5;
+  bool split_external_local_origin_errors = false;
+  Duration interval = Duration(10'000);
+  Duration base_ejection_time = Duration(30'000);
+  uint32_t max_ejection_percent = 10;
+  uint32_t min_health_percent = 0;
+};
+
+struct TrafficPolicy {
+  LoadBalancer load_balancer;
+  ConnectionPool connection_pool;
+  std::optional<OutlierDetection> outlier_detection;
+};
+
+struct PortTrafficPolicy {
+  uint16_t port = 0;
+  std::optional<LoadBalancer> load_balancer;
+  std::optional<ConnectionPool> connection_pool;
+  std::optional<OutlierDetection> outlier_detection;
+};
+
+struct DestinationPolicy {
+  std::string host;  // FQDN the policy applies to
+  std::string name;
+  std::string namespace_name;
+  TrafficPolicy policy;
+  std::vector<PortTrafficPolicy> port_level;
+
+  // The policy for one port: portLevelSettings sections replace the top-level ones.
+  TrafficPolicy for_port(uint16_t port) const;
+};
+
+// ---- The whole snapshot -------------------------------------------------------------------
+
+struct WaypointConfig {
+  std::string cluster_domain = "cluster.local";
+  std::vector<HttpRoute> routes;
+  std::vector<DestinationPolicy> destinations;
+
+  // The DestinationRule for `host` (FQDN), nullptr when none.
+  const DestinationPolicy* destination(std::string_view host) const;
+};
+
+}  // namespace zt::waypoint::config

@@ -1,0 +1,63 @@
+// YAML -> WaypointConfig. Accepts Kubernetes objects as `kubectl get -o yaml` writes them:
+//
+//   - a stream of documents, a `kind: List` with `items`, or a waypoint document
+//       { clusterDomain: cluster.local, httpRoutes: [<HTTPRoute>...],
+//         destinationRules: [<DestinationRule>...] };
+//   - HTTPRoute (gateway.networking.k8s.io): metadata {name, namespace, creationTimestamp} and
+//     `spec` exactly as Gateway API defines it (parentRefs, hostnames, rules with matches,
+//     filters, backendRefs, timeouts, retry);
+//   - DestinationRule (networking.istio.io): spec.host and spec.trafficPolicy (loadBalancer,
+//     connectionPool, outlierDetection, portLevelSettings);
+//   - Istio VirtualService-style `retries` and `fault` blocks (HTTPRetry, HTTPFaultInjection, as
+//     Istio writes them) as an extension on an HTTPRoute rule (`rules[i].retries`,
+//     `rules[i].fault`) or on the whole route (`istio: {retries, fault}` next to `spec`, used by
+//     rules without their own). A rule's Gateway API `retry` wins over `retries`.
+//
+// Strictness: inside a `spec`, an unknown key, a wrong type or an out-of-range value is an error
+// whose message starts with the path of the field ("httpRoutes[0].spec.rules[1].matches[0].path
+// .type: ..."); other kinds and metadata/status fields are ignored. Errors are values; no exception
+// escapes these functions.
+#pragma once
+
+#include <string_view>
+
+#include <yaml-cpp/yaml.h>
+
+#include "common/base/result.h"
+#include "waypoint/config/model.h"
+
+namespace zt::waypoint::config {
+
+// Go/Istio durations: "10s", "1.5s", "250ms", "1m30s", "1h", "100us", "0". Sub-millisecond
+// remainders round up to the next millisecond.
+Result<Duration> parse_duration(std::string_view text);
+
+// "2026-01-02T03:04:05Z" (fraction and numeric offsets accepted) -> seconds since the epoch.
+Result<int64_t> parse_rfc3339(std::string_view text);
+
+// The whole configuration from YAML text.
+Result<WaypointConfig> parse_waypoint_config(std::string_view yaml);
+
+// One HTTPRoute object (metadata + spec). `path` prefixes error messages.
+Result<HttpRoute> parse_http_route(const YAML::Node& object, std::string_view path = "HTTPRoute");
+
+// One DestinationRule object; a short spec.host is qualified with the rule's namespace.
+Result<DestinationPolicy> parse_destination_rule(const YAML::Node& object,
+                                                 std::string_view cluster_domain,
+                                                 std::string_view path = "DestinationRule");
+
+// DestinationRule spec.trafficPolicy.
+Result<TrafficPolicy> parse_traffic_policy(const YAML::Node& node,
+                                           std::string_view path = "trafficPolicy");
+
+// VirtualService HTTPRetry: {attempts, perTryTimeout, retryOn, backoff}.
+Result<RetryPolicy> parse_istio_retries(const YAML::Node& node, std::string_view path = "retries");
+
+// VirtualService HTTPFaultInjection: {delay{fixedDelay, percentage{value} | percent},
+// abort{httpStatus | grpcStatus, percentage{value} | percent}}.
+Result<FaultInjection> parse_istio_fault(const YAML::Node& node, std::string_view path = "fault");
+
+// A retryOn string ("5xx,gateway-error,503"): sets the bits and the status codes.
+Status parse_retry_on(std::string_view text, RetryPolicy& out, std::string_view path = "retryOn");
+
+}  // namespace zt::waypoint::config

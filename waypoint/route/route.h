@@ -1,0 +1,121 @@
+// Request -> route rule -> backend, with the Gateway API semantics a mesh (GAMMA) route has:
+// HTTPRoutes attach to a Service (parentRefs kind Service, optionally one port) and apply to
+// requests for that service whatever their Host header (hostnames are not used for Service
+// parents). Among all matches of all routes of a service the winner is the first in this order
+// (Gateway API HTTPRouteRule precedence; regex ranking is implementation-specific):
+//   1. path match type: Exact, then PathPrefix, then RegularExpression;
+//   2. longer path value (characters) first;
+//   3. a method match before none;
+//   4. more header matches; 5. more query-parameter matches;
+//   6. the older route (metadata.creationTimestamp), then "<namespace>/<name>" alphabetically;
+//   7. rule order in the route, then match order in the rule.
+// No match -> 404 (response flag NR). A matched rule without any backend of non-zero weight and
+// without a redirect -> 500.
+//
+// Everything is a pure function of (table, request, injected Random).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "waypoint/base/random.h"
+#include "waypoint/config/model.h"
+#include "waypoint/http/headers.h"
+
+namespace zt::waypoint::route {
+
+// One route rule's match, ready to test.
+struct Candidate {
+  const config::HttpRoute* route = nullptr;
+  const config::RouteRule* rule = nullptr;
+  const config::RouteMatch* match = nullptr;
+  size_t rule_index = 0;
+  size_t match_index = 0;
+  std::optional<uint16_t> port;  // the parentRef port; nullopt = every port of the service
+};
+
+struct Selection {
+  const config::HttpRoute* route = nullptr;
+  const config::RouteRule* rule = nullptr;
+  const config::RouteMatch* match = nullptr;
+  size_t rule_index = 0;
+
+  explicit operator bool() const { return rule != nullptr; }
+};
+
+// True when `match` (path, method, headers, query) accepts the request.
+bool matches(const config::RouteMatch& match, const http::RequestHead& head);
+
+// Every attached route's matches per service host, sorted by precedence. Keeps the config
+// snapshot alive.
+class RouteTable {
+ public:
+  RouteTable() = default;
+  explicit RouteTable(std::shared_ptr<const config::WaypointConfig> config);
+
+  // The winning rule for a request to service `host` (FQDN, case-insensitive) on `port`.
+  Selection select(std::string_view host, uint16_t port, const http::RequestHead& head) const;
+
+  // The candidates for `host` in precedence order (for tests and config dumps).
+  const std::vector<Candidate>* candidates(std::string_view host) const;
+  const config::WaypointConfig& config() const { return *config_; }
+
+ private:
+  std::shared_ptr<const config::WaypointConfig> config_;
+  std::unordered_map<std::string, std::vector<Candidate>> by_host_;
+};
+
+// Weighted random choice among the rule's backends; nullptr when none has weight > 0.
+const config::BackendRef* pick_backend(const config::RouteRule& rule, Random& random);
+
+// Gateway API header modifier: remove, then set (overwrite), then add (append ",value").
+void apply_header_modifier(const config::HeaderModifier& modifier, http::HeaderList& headers);
+
+// The new request target (query kept) after a path modifier; `match` is the rule's match that
+// selected the request (ReplacePrefixMatch replaces exactly its prefix, on a segment boundary).
+std::string modified_target(const config::PathModifier& modifier, const config::RouteMatch& match,
+                            std::string_view target);
+
+struct Redirect {
+  int status = 302;
+  std::string location;
+};
+
+// The redirect response for a RequestRedirect rule. `service_port` is the port the request was
+// addressed to (the "listener port" of a mesh route).
+Redirect redirect_for(const config::RequestRedirect& redirect, const config::RouteMatch& match,
+                      const http::RequestHead& head, uint16_t service_port);
+
+// Envoy's shadow host: "-shadow" appended to the host part ("svc:80" -> "svc-shadow:80").
+std::string shadow_authority(std::string_view authority);
+
+// The outcome of routing one request.
+struct RouteDecision {
+  enum class Kind {
+    kForward,    // send to `backend` (head already rewritten)
+    kRedirect,   // answer `redirect`
+    kNoRoute,    // 404, flag NR
+    kNoBackend,  // 500: the rule has no usable backend
+  };
+  Kind kind = Kind::kNoRoute;
+  Selection selection;
+  const config::BackendRef* backend = nullptr;
+  Redirect redirect;
+  std::vector<const config::RequestMirror*> mirrors;  // mirrors chosen for this request
+  std::string original_target;                        // before URLRewrite (x-envoy-original-path)
+};
+
+// Selects, redirects or forwards: on kForward applies the rule's RequestHeaderModifier and
+// URLRewrite to `head`, picks the backend and decides each mirror's percentage.
+RouteDecision route_request(const RouteTable& table, std::string_view host, uint16_t port,
+                            http::RequestHead& head, Random& random);
+
+// The rule's ResponseHeaderModifier, if any, on the response headers.
+void apply_response_filters(const config::RouteRule& rule, http::HeaderList& response_headers);
+
+}  // namespace zt::waypoint::route
