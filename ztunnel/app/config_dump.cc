@@ -137,7 +137,8 @@ json policy_json(const state::Authorization& p) {
 
 std::string config_dump_json(const std::shared_ptr<const state::State>& state,
                              const identity::CertificateManager& certs,
-                             const config::Config& config) {
+                             const config::Config& config,
+                             const std::vector<EnrolledPodInfo>& pods) {
   json workloads = json::array();
   json services = json::array();
   json policies = json::array();
@@ -169,6 +170,21 @@ std::string config_dump_json(const std::shared_ptr<const state::State>& state,
             {"policies", policies},
             {"certificates", certificates},
             {"config", cfg}};
+  if (config.proxy_mode == config::ProxyMode::kShared) {
+    cfg["inpodUds"] = config.inpod_uds;
+    cfg["bpfPinRoot"] = config.bpf_pin_root;
+    cfg["inpodMark"] = config.inpod_mark;
+    dump["config"] = cfg;
+    json enrolled = json::array();
+    for (const auto& p : pods) {
+      enrolled.push_back(json{{"uid", p.uid},
+                              {"workload", p.workload},
+                              {"identity", p.identity},
+                              {"netnsInode", p.netns_inode},
+                              {"ips", p.ips}});
+    }
+    dump["pods"] = enrolled;
+  }
   return dump.dump(2);
 }
 

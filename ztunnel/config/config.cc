@@ -81,7 +81,8 @@ Result<WorkloadInfo> parse_workload_info(std::string_view value) {
     if (slash == std::string_view::npos) break;
     start = slash + 1;
   }
-  if (parts.size() != 3 || std::any_of(parts.begin(), parts.end(), [](auto p) { return p.empty(); })) {
+  if (parts.size() != 3 ||
+      std::any_of(parts.begin(), parts.end(), [](auto p) { return p.empty(); })) {
     return failf("{} is not namespace/name/service-account", net::quote(value));
   }
   return WorkloadInfo{std::string(parts[0]), std::string(parts[1]), std::string(parts[2])};
@@ -163,18 +164,20 @@ const std::vector<Option>& options() {
          return {};
        }},
       {"proxy-mode", "PROXY_MODE", "MODE", "dedicated",
-       "dedicated: proxy for the one workload named by --proxy-workload-info. shared (one "
-       "proxy per node, in-pod listeners) needs the eBPF capture and is not built yet.",
+       "dedicated: proxy for the one workload named by --proxy-workload-info. shared: one proxy "
+       "for every pod the node agent enrolls over ZDS (--inpod-uds), with listeners inside each "
+       "pod's network namespace and the eBPF capture maps under --bpf-pin-root; needs "
+       "--node-name.",
        [](Config& c, std::string_view v) -> Status {
          if (v == "dedicated") {
            c.proxy_mode = ProxyMode::kDedicated;
            return {};
          }
          if (v == "shared") {
-           return fail("shared mode needs the eBPF capture, which is not built yet; use "
-                       "dedicated");
+           c.proxy_mode = ProxyMode::kShared;
+           return {};
          }
-         return failf("{} is not a proxy mode (dedicated)", net::quote(v));
+         return failf("{} is not a proxy mode (dedicated, shared)", net::quote(v));
        }},
       {"proxy-workload-info", "PROXY_WORKLOAD_INFO", "NS/NAME/SA", "none",
        "The workload a dedicated proxy acts for: namespace/name/service-account. Required in "
@@ -190,6 +193,24 @@ const std::vector<Option>& options() {
          c.node_name = std::string(v);
          return {};
        }},
+      {"inpod-uds", "INPOD_UDS", "PATH", "/var/run/ztunnel/ztunnel.sock",
+       "Shared mode: the node agent's ZDS socket (SOCK_SEQPACKET) that hands over enrolled "
+       "pods.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = non_empty(v); !s) return s;
+         c.inpod_uds = std::string(v);
+         return {};
+       }},
+      {"bpf-pin-root", "BPF_PIN_ROOT", "DIR", "/sys/fs/bpf/ambient-mesh",
+       "Shared mode: bpffs folder where the node agent pins the capture maps.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = non_empty(v); !s) return s;
+         c.bpf_pin_root = std::string(v);
+         return {};
+       }},
+      {"inpod-mark", "INPOD_MARK", "MARK", "1337",
+       "Shared mode: SO_MARK on every socket ztunnel opens in a pod, which the capture skips.",
+       [](Config& c, std::string_view v) { return set_u32(c.inpod_mark, v, 1, 0xffffffffu); }},
       {"trust-domain", "TRUST_DOMAIN", "DOMAIN", "cluster.local",
        "SPIFFE trust domain of the workload identities.",
        [](Config& c, std::string_view v) -> Status {
@@ -327,9 +348,7 @@ const std::vector<Option>& options() {
        }},
       {"pool-max-streams", "POOL_MAX_STREAMS_PER_CONNECTION", "N", "100",
        "HBONE streams per pooled connection before another connection is opened.",
-       [](Config& c, std::string_view v) {
-         return set_u32(c.pool_max_streams, v, 1, 1u << 31);
-       }},
+       [](Config& c, std::string_view v) { return set_u32(c.pool_max_streams, v, 1, 1u << 31); }},
       {"pool-unused-release-timeout", "POOL_UNUSED_RELEASE_TIMEOUT", "DURATION", "5m",
        "How long an idle pooled HBONE connection is kept.",
        [](Config& c, std::string_view v) -> Status {
@@ -488,24 +507,41 @@ Result<Config> parse_config(int argc, char** argv, const Getenv& getenv) {
   }
 
   if (config.ca_cert_path.has_value() != config.ca_key_path.has_value()) {
-    return fail("--ca-cert and --ca-key go together: give both files, or neither to let the "
-                "built-in CA generate a key pair");
+    return fail(
+        "--ca-cert and --ca-key go together: give both files, or neither to let the "
+        "built-in CA generate a key pair");
   }
   if (config.xds_address && config.local_xds_path) {
-    return fail("--xds-address (XDS_ADDRESS) and --local-xds-path (LOCAL_XDS_PATH) are two "
-                "configuration sources: give one");
+    return fail(
+        "--xds-address (XDS_ADDRESS) and --local-xds-path (LOCAL_XDS_PATH) are two "
+        "configuration sources: give one");
   }
   if (config.xds_address && config.xds_address->starts_with("https://") && !config.xds_root_ca) {
-    return fail("--xds-address (XDS_ADDRESS) is https:// but no --xds-root-ca (XDS_ROOT_CA) "
-                "says which roots to trust");
+    return fail(
+        "--xds-address (XDS_ADDRESS) is https:// but no --xds-root-ca (XDS_ROOT_CA) "
+        "says which roots to trust");
   }
   if (config.ca_address && config.ca_address->starts_with("https://") && !config.ca_root_ca) {
-    return fail("--ca-address (CA_ADDRESS) is https:// but no --ca-root-ca (CA_ROOT_CA) says "
-                "which roots to trust");
+    return fail(
+        "--ca-address (CA_ADDRESS) is https:// but no --ca-root-ca (CA_ROOT_CA) says "
+        "which roots to trust");
   }
   if (config.proxy_mode == ProxyMode::kDedicated && !config.proxy_workload_info) {
-    return fail("--proxy-workload-info (PROXY_WORKLOAD_INFO) is required in dedicated mode: "
-                "namespace/name/service-account of the workload this proxy acts for");
+    return fail(
+        "--proxy-workload-info (PROXY_WORKLOAD_INFO) is required in dedicated mode: "
+        "namespace/name/service-account of the workload this proxy acts for");
+  }
+  if (config.proxy_mode == ProxyMode::kShared) {
+    if (config.node_name.empty()) {
+      return fail(
+          "--node-name (NODE_NAME) is required in shared mode: the node whose pods this "
+          "proxy serves");
+    }
+    if (!config.xds_address && !config.local_xds_path) {
+      return fail(
+          "shared mode needs a configuration source: --xds-address (XDS_ADDRESS) or "
+          "--local-xds-path (LOCAL_XDS_PATH)");
+    }
   }
   return config;
 }

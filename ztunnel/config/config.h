@@ -43,6 +43,11 @@ inline constexpr uint32_t kDefaultHttp2StreamWindow = 4 * 1024 * 1024;
 inline constexpr uint32_t kDefaultHttp2ConnectionWindow = 16 * 1024 * 1024;
 inline constexpr uint32_t kDefaultHttp2FrameSize = 1024 * 1024;
 inline constexpr std::chrono::seconds kDefaultSecretTtl{24 * 3600};
+// Shared mode (facts §7): the node agent's ZDS socket, the capture maps' bpffs folder and the
+// SO_MARK of ztunnel's sockets in pods (Istio's 1337 = 0x539).
+inline constexpr std::string_view kDefaultInpodUds = "/var/run/ztunnel/ztunnel.sock";
+inline constexpr std::string_view kDefaultBpfPinRoot = "/sys/fs/bpf/ambient-mesh";
+inline constexpr uint32_t kDefaultInpodMark = 1337;
 
 struct Config {
   // --help was given: print help_text() and exit; nothing else was validated.
@@ -51,7 +56,12 @@ struct Config {
   std::optional<std::string> local_xds_path{};
   ProxyMode proxy_mode = ProxyMode::kDedicated;
   std::optional<WorkloadInfo> proxy_workload_info{};  // always set in dedicated mode
-  std::string node_name{};
+  std::string node_name{};                            // required in shared mode
+  // Shared mode: where the node agent serves ZDS, where its capture maps are pinned, and the
+  // mark on every socket ztunnel opens in a pod.
+  std::string inpod_uds{kDefaultInpodUds};
+  std::string bpf_pin_root{kDefaultBpfPinRoot};
+  uint32_t inpod_mark = kDefaultInpodMark;
   std::string trust_domain{kDefaultTrustDomain};
   std::string cluster_id{kDefaultClusterId};
 

@@ -27,7 +27,8 @@ struct ProxySettings {
   std::string cluster_id = "Kubernetes";
 };
 
-// The workload a dedicated-mode ztunnel acts for (PROXY_WORKLOAD_INFO).
+// The workload a proxy acts for: PROXY_WORKLOAD_INFO in dedicated mode, one enrolled pod in
+// shared mode (its PodScope, pod_scope.h).
 struct LocalWorkload {
   std::string ns;
   std::string name;
@@ -38,6 +39,8 @@ struct LocalWorkload {
 
 struct ProxyContext {
   ProxySettings settings;
+  // Dedicated mode: the one workload (the listeners get it through their PodScope). Empty in
+  // shared mode, where every pod has its own scope.
   LocalWorkload local;
   state::StateStore& state;
   identity::CertificateManager& certs;

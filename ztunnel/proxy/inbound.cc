@@ -20,11 +20,11 @@ awaitable<void> Inbound::serve_connection(tcp::socket sock) {
   if (ec) co_return;
   sock.set_option(tcp::no_delay(true), ec);
 
-  auto creds = co_await ctx_.certs.get_async(ctx_.local.identity);
+  auto creds = co_await ctx_.certs.get_async(scope_->local.identity);
   if (!creds) {
     ctx_.metrics.error("inbound", "certificate");
     ZT_LOG_ERROR("component=inbound msg=\"no certificate for {}\" error=\"{}\"",
-                 ctx_.local.identity.uri(), creds.error().describe());
+                 scope_->local.identity.uri(), creds.error().describe());
     co_return;
   }
   h2::TlsStream tls(std::move(sock), *(*creds)->server_ctx);
@@ -77,9 +77,9 @@ awaitable<void> Inbound::serve_stream(std::shared_ptr<h2::Stream> stream, PeerIn
   rec.mtls = true;
   rec.src_identity = peer.identity;
   rec.dst_hbone_addr = stream->authority();
-  rec.dst_identity = ctx_.local.identity.uri();
-  rec.dst_workload = ctx_.local.name;
-  rec.dst_namespace = ctx_.local.ns;
+  rec.dst_identity = scope_->local.identity.uri();
+  rec.dst_workload = scope_->local.name;
+  rec.dst_namespace = scope_->local.ns;
   rec.src_addr = net::format_endpoint(peer.peer);
 
   hbone::ConnectRequest req{stream->method(), stream->authority(), stream->headers()};
@@ -100,10 +100,10 @@ awaitable<void> Inbound::serve_stream(std::shared_ptr<h2::Stream> stream, PeerIn
   }
 
   auto snapshot = ctx_.state.current();
-  if (auto src = snapshot->find_workload(ctx_.local.network, peer.peer.address())) {
+  if (auto src = snapshot->find_workload(scope_->local.network, peer.peer.address())) {
     rec.set_source(*src);
   }
-  if (auto self = snapshot->find_workload(ctx_.local.network, peer.local.address())) {
+  if (auto self = snapshot->find_workload(scope_->local.network, peer.local.address())) {
     rec.set_destination(*self);
   }
   if (!forwarded_host.empty()) {
@@ -112,7 +112,7 @@ awaitable<void> Inbound::serve_stream(std::shared_ptr<h2::Stream> stream, PeerIn
     }
   }
   auto target =
-      state::resolve_inbound(*snapshot, peer.local, decision.authority, ctx_.local.network);
+      state::resolve_inbound(*snapshot, peer.local, decision.authority, scope_->local.network);
   if (!target) {
     stream->respond(hbone::kStatusServiceUnavailable);
     rec.set_error(target.error().describe());
@@ -136,7 +136,8 @@ awaitable<void> Inbound::serve_stream(std::shared_ptr<h2::Stream> stream, PeerIn
     co_return;
   }
 
-  tcp::socket app(co_await asio::this_coro::executor);
+  AppConnection delivery(*scope_, co_await asio::this_coro::executor);
+  tcp::socket& app = delivery.socket();
   // Closed by a later policy change: the record says why, whatever the copy reports.
   RevocationNote revoked(rec);
   auto tracked =
@@ -147,13 +148,20 @@ awaitable<void> Inbound::serve_stream(std::shared_ptr<h2::Stream> stream, PeerIn
         app.close(ignored);
         stream->abort();
       });
-  auto connected = co_await async::with_timeout(app.async_connect(target->app, kTuple),
-                                                ctx_.settings.connect_timeout);
-  if (!connected || std::get<0>(*connected)) {
+  // The app sees the HBONE peer's IP (the client pod), not ztunnel's.
+  if (auto st = delivery.open(peer.peer.address(), target->app); !st) {
+    stream->respond(hbone::kStatusServiceUnavailable);
+    rec.set_error(fmt::format("connection to the app at {} failed: {}",
+                              net::format_endpoint(target->app), st.error().describe()));
+    ctx_.metrics.error("inbound", "app_connect");
+    co_return;
+  }
+  auto cec = co_await delivery.connect(target->app, ctx_.settings.connect_timeout);
+  if (cec) {
     stream->respond(hbone::kStatusServiceUnavailable);
     rec.set_error(fmt::format("connection to the app at {} failed: {}",
                               net::format_endpoint(target->app),
-                              connected ? std::get<0>(*connected).message() : "timed out"));
+                              cec == asio::error::timed_out ? "timed out" : cec.message()));
     ctx_.metrics.error("inbound", "app_connect");
     co_return;
   }

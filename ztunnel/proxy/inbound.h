@@ -1,7 +1,7 @@
-// Inbound HBONE (port 15008): mTLS with the local workload's certificate, HTTP/2, one CONNECT
-// stream per proxied connection. Phases per stream, in order: check the request (400), find
-// the target (503), authorize (401), connect to the app (503), answer 200, copy; a policy
-// change that denies an open stream closes it (authz_guard.h).
+// Inbound HBONE (port 15008): mTLS with the certificate of the pod the listener serves (its
+// PodScope), HTTP/2, one CONNECT stream per proxied connection. Phases per stream, in order: check
+// the request (400), find the target (503), authorize (401), connect to the app (503), answer 200,
+// copy; a policy change that denies an open stream closes it (authz_guard.h).
 #pragma once
 
 #include <list>
@@ -13,16 +13,16 @@
 #include "ztunnel/authz/authz.h"
 #include "ztunnel/proxy/authz_guard.h"
 #include "ztunnel/proxy/context.h"
+#include "ztunnel/proxy/pod_scope.h"
 
 namespace zt::proxy {
 
 class Inbound {
  public:
-  Inbound(ProxyContext& ctx, async::TaskGroup& tasks)
-      : ctx_(ctx),
-        tasks_(tasks),
-        tracker_(ConnectionTracker::create(tasks.executor(), ctx.state)) {}
-  ~Inbound() { tracker_->stop(); }
+  // `tracker` is the worker's (one per worker, shared by its pods); `tasks` the pod's.
+  Inbound(ProxyContext& ctx, std::shared_ptr<const PodScope> scope, async::TaskGroup& tasks,
+          std::shared_ptr<ConnectionTracker> tracker)
+      : ctx_(ctx), scope_(std::move(scope)), tasks_(tasks), tracker_(std::move(tracker)) {}
   Inbound(const Inbound&) = delete;
   Inbound& operator=(const Inbound&) = delete;
 
@@ -46,6 +46,7 @@ class Inbound {
   awaitable<void> serve_stream(std::shared_ptr<h2::Stream> stream, PeerInfo peer);
 
   ProxyContext& ctx_;
+  std::shared_ptr<const PodScope> scope_;
   async::TaskGroup& tasks_;
   std::list<std::weak_ptr<h2::Connection>> connections_;
   std::shared_ptr<ConnectionTracker> tracker_;

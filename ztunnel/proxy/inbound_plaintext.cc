@@ -17,12 +17,20 @@ bool is_proxy_port(uint16_t port) {
 
 awaitable<void> serve_plaintext(tcp::socket client, tcp::endpoint original_dst, ProxyContext& ctx,
                                 ConnectionTracker* tracker) {
+  auto scope = std::make_shared<PodScope>();
+  scope->local = ctx.local;
+  co_await serve_plaintext(std::move(client), original_dst, ctx, std::move(scope), tracker);
+}
+
+awaitable<void> serve_plaintext(tcp::socket client, tcp::endpoint original_dst, ProxyContext& ctx,
+                                std::shared_ptr<const PodScope> scope, ConnectionTracker* tracker) {
+  const LocalWorkload& self = scope->local;
   error_code ec;
   ConnectionRecord rec(ctx.metrics, ConnectionRecord::Direction::kInbound);
   rec.src_addr = net::format_endpoint(client.remote_endpoint(ec));
   rec.dst_addr = net::format_endpoint(original_dst);
-  rec.dst_workload = ctx.local.name;
-  rec.dst_namespace = ctx.local.ns;
+  rec.dst_workload = self.name;
+  rec.dst_namespace = self.ns;
   client.set_option(tcp::no_delay(true), ec);
 
   if (is_proxy_port(original_dst.port())) {
@@ -32,7 +40,7 @@ awaitable<void> serve_plaintext(tcp::socket client, tcp::endpoint original_dst, 
     co_return;
   }
   bool local = false;
-  for (const auto& ip : ctx.local.ips) local = local || ip == original_dst.address();
+  for (const auto& ip : self.ips) local = local || ip == original_dst.address();
   if (!local) {
     rec.set_error(fmt::format("{} is not an address of the local workload", rec.dst_addr));
     ctx.metrics.error("inbound_plaintext", "unknown_target");
@@ -42,15 +50,15 @@ awaitable<void> serve_plaintext(tcp::socket client, tcp::endpoint original_dst, 
   // Authorization with no identity (DESIGN §7): a STRICT-style DENY rejects plaintext here.
   // No co_await from reading the snapshot to tracking the connection.
   auto snapshot = ctx.state.current();
-  auto destination = snapshot->find_workload(ctx.local.network, original_dst.address());
+  auto destination = snapshot->find_workload(self.network, original_dst.address());
   if (destination) {
     rec.set_destination(*destination);
   } else {
     // Not in the config (yet): policies still apply by the local workload's namespace.
     auto placeholder = std::make_shared<state::Workload>();
     placeholder->uid = "unknown/" + original_dst.address().to_string();
-    placeholder->namespace_name = ctx.local.ns;
-    placeholder->name = ctx.local.name;
+    placeholder->namespace_name = self.ns;
+    placeholder->name = self.name;
     destination = std::move(placeholder);
   }
   error_code peer_ec;
@@ -65,10 +73,12 @@ awaitable<void> serve_plaintext(tcp::socket client, tcp::endpoint original_dst, 
     co_return;  // closes the client connection
   }
 
-  tcp::socket app(co_await asio::this_coro::executor);
+  AppConnection delivery(*scope, co_await asio::this_coro::executor);
+  tcp::socket& app = delivery.socket();
   // Closed by a later policy change: the record says why, whatever the copy reports.
   RevocationNote revoked(rec);
   ConnectionTracker::Registration tracked;
+  auto client_ip = authz_conn.source_ip;
   if (tracker != nullptr) {
     tracked = tracker->track(std::move(authz_conn), destination, [&](const authz::Decision& d) {
       revoked.set(d);
@@ -78,11 +88,16 @@ awaitable<void> serve_plaintext(tcp::socket client, tcp::endpoint original_dst, 
       app.close(ignored);
     });
   }
-  auto connected = co_await async::with_timeout(app.async_connect(original_dst, kTuple),
-                                                ctx.settings.connect_timeout);
-  if (!connected || std::get<0>(*connected)) {
+  if (auto st = delivery.open(client_ip, original_dst); !st) {
+    rec.set_error(
+        fmt::format("connection to the app at {} failed: {}", rec.dst_addr, st.error().describe()));
+    ctx.metrics.error("inbound_plaintext", "app_connect");
+    co_return;
+  }
+  auto cec = co_await delivery.connect(original_dst, ctx.settings.connect_timeout);
+  if (cec) {
     rec.set_error(fmt::format("connection to the app at {} failed: {}", rec.dst_addr,
-                              connected ? std::get<0>(*connected).message() : "timed out"));
+                              cec == asio::error::timed_out ? "timed out" : cec.message()));
     ctx.metrics.error("inbound_plaintext", "app_connect");
     co_return;
   }

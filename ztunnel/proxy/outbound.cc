@@ -41,11 +41,14 @@ std::vector<tls::SpiffeId> split_identities(const std::string& joined) {
 
 }  // namespace
 
-Outbound::Outbound(ProxyContext& ctx, asio::any_io_executor ex, async::TaskGroup& tasks)
+Outbound::Outbound(ProxyContext& ctx, std::shared_ptr<const PodScope> scope,
+                   asio::any_io_executor ex, async::TaskGroup& tasks)
     : ctx_(ctx),
+      scope_(std::move(scope)),
       ex_(ex),
-      pool_(ex, ctx.settings.pool_max_streams,
-            [this](const h2::PoolKey& key) { return dial(key); }, tasks),
+      pool_(
+          ex, ctx.settings.pool_max_streams, [this](const h2::PoolKey& key) { return dial(key); },
+          tasks),
       rng_(std::random_device{}()) {}
 
 awaitable<Result<std::shared_ptr<h2::Connection>>> Outbound::dial(const h2::PoolKey& key) {
@@ -56,10 +59,12 @@ awaitable<Result<std::shared_ptr<h2::Connection>>> Outbound::dial(const h2::Pool
   auto creds = co_await ctx_.certs.get_async(*src_id);
   if (!creds) co_return tl::unexpected(wrap(creds.error(), "no certificate for the source"));
 
-  tcp::socket sock(ex_);
+  // In a pod: created in the pod's netns with the proxy mark, so the pod's capture skips it.
+  auto opened = scope_->open_socket(ex_, dst->protocol());
+  if (!opened) co_return tl::unexpected(wrap(opened.error(), "HBONE to " + key.destination));
+  tcp::socket sock = std::move(*opened);
   error_code ec;
-  sock.open(dst->protocol(), ec);
-  if (!ec && !key.source_ip.empty()) {
+  if (!key.source_ip.empty()) {
     auto src_ip = net::parse_ip(key.source_ip);
     if (src_ip && src_ip->is_v4() == dst->address().is_v4()) sock.bind({*src_ip, 0}, ec);
   }
@@ -67,18 +72,20 @@ awaitable<Result<std::shared_ptr<h2::Connection>>> Outbound::dial(const h2::Pool
   auto connected =
       co_await async::with_timeout(sock.async_connect(*dst, kTuple), ctx_.settings.connect_timeout);
   if (!connected) {
-    co_return failf("connection to {} timed out (maybe a NetworkPolicy is blocking HBONE port 15008)",
-                    key.destination);
+    co_return failf(
+        "connection to {} timed out (maybe a NetworkPolicy is blocking HBONE port 15008)",
+        key.destination);
   }
   if (auto [cec] = *connected; cec) co_return fail(cec, "cannot connect to " + key.destination);
   sock.set_option(tcp::no_delay(true), ec);
 
   // No SNI: the server's identity is checked by its SPIFFE SAN below.
   h2::TlsStream tls(std::move(sock), *(*creds)->client_ctx);
-  auto hs = co_await async::with_timeout(tls.async_handshake(asio::ssl::stream_base::client, kTuple),
-                                         ctx_.settings.handshake_timeout);
+  auto hs = co_await async::with_timeout(
+      tls.async_handshake(asio::ssl::stream_base::client, kTuple), ctx_.settings.handshake_timeout);
   if (!hs) co_return failf("TLS handshake with {} timed out", key.destination);
-  if (auto [hec] = *hs; hec) co_return fail(hec, "TLS handshake with " + key.destination + " failed");
+  if (auto [hec] = *hs; hec)
+    co_return fail(hec, "TLS handshake with " + key.destination + " failed");
   auto expected = split_identities(key.destination_identities);
   if (auto st = tls::verify_peer_identity(tls.native_handle(), expected); !st) {
     co_return tl::unexpected(wrap(st.error(), "HBONE peer " + key.destination));
@@ -92,11 +99,21 @@ awaitable<void> Outbound::proxy(tcp::socket client, tcp::endpoint original_dst,
   error_code ec;
   auto client_ep = client.remote_endpoint(ec);
   client.set_option(tcp::no_delay(true), ec);
+  if (scope_->in_pod() && client_ep.address().is_loopback()) {
+    // Captured by eBPF: the app's connect was rewritten to loopback, so its socket's address
+    // is 127.0.0.1. The client is the pod (as iptables capture would show it).
+    for (const auto& ip : scope_->local.ips) {
+      if (ip.is_v4() == client_ep.address().is_v4()) {
+        client_ep = tcp::endpoint(ip, client_ep.port());
+        break;
+      }
+    }
+  }
 
   ConnectionRecord rec(ctx_.metrics, ConnectionRecord::Direction::kOutbound);
   rec.src_addr = net::format_endpoint(client_ep);
-  rec.src_workload = ctx_.local.name;
-  rec.src_namespace = ctx_.local.ns;
+  rec.src_workload = scope_->local.name;
+  rec.src_namespace = scope_->local.ns;
   rec.dst_addr = net::format_endpoint(original_dst);
 
   // Records the failure; the client is told (SOCKS5) by the caller's hook, outside this lambda.
@@ -106,9 +123,7 @@ awaitable<void> Outbound::proxy(tcp::socket client, tcp::endpoint original_dst,
   };
 
   auto snapshot = ctx_.state.current();
-  auto source = snapshot->find_workload(ctx_.local.network, ctx_.local.ips.empty()
-                                                                ? asio::ip::address()
-                                                                : ctx_.local.ips.front());
+  auto source = scope_->find_workload(*snapshot);
   if (source) rec.set_source(*source);
   auto upstream = state::resolve_outbound(*snapshot, source.get(), original_dst, rng_);
   if (!upstream) {
@@ -122,17 +137,26 @@ awaitable<void> Outbound::proxy(tcp::socket client, tcp::endpoint original_dst,
 
   if (upstream->kind == state::UpstreamKind::kHbone) {
     rec.mtls = true;
-    rec.src_identity = ctx_.local.identity.uri();
+    rec.src_identity = scope_->local.identity.uri();
     rec.dst_hbone_addr = upstream->authority;
+    // The pod's address of the upstream's family is the HBONE connection's source.
+    std::string source_ip;
+    for (const auto& ip : scope_->local.ips) {
+      if (ip.is_v4() == upstream->connect.address().is_v4()) {
+        source_ip = ip.to_string();
+        break;
+      }
+    }
     h2::PoolKey key{
-        .source_identity = ctx_.local.identity.uri(),
+        .source_identity = scope_->local.identity.uri(),
         .destination_identities = join_sorted(upstream->expected_identities),
         .destination = net::format_endpoint(upstream->connect),
-        .source_ip = ctx_.local.ips.empty() ? std::string() : ctx_.local.ips.front().to_string(),
+        .source_ip = source_ip,
     };
     h2::Headers headers = {
-        {"forwarded", hbone::make_forwarded(client_ep, upstream->service ? upstream->service->hostname
-                                                                         : std::string())},
+        {"forwarded",
+         hbone::make_forwarded(client_ep,
+                               upstream->service ? upstream->service->hostname : std::string())},
         {"traceparent", hbone::make_traceparent(rng_)},
     };
     if (source) {
@@ -158,8 +182,9 @@ awaitable<void> Outbound::proxy(tcp::socket client, tcp::endpoint original_dst,
     }
     auto hbone = std::move(*stream);
     ctx_.metrics.hbone_streams.with({{"direction", "outbound"}}).inc();
-    rec.dst_identity = upstream->expected_identities.empty() ? std::string()
-                                                             : upstream->expected_identities.front();
+    rec.dst_identity = upstream->expected_identities.empty()
+                           ? std::string()
+                           : upstream->expected_identities.front();
     if (before_copy && !co_await before_copy(client, true)) {
       hbone->abort();
       co_return;
@@ -175,7 +200,13 @@ awaitable<void> Outbound::proxy(tcp::socket client, tcp::endpoint original_dst,
   }
 
   // Plain TCP: a TCP workload, or a destination the mesh does not know (passthrough).
-  tcp::socket upstream_sock(ex_);
+  auto opened = scope_->open_socket(ex_, upstream->connect.protocol());
+  if (!opened) {
+    refuse(opened.error().describe(), "CONNECT");
+    if (before_copy) co_await before_copy(client, false);
+    co_return;
+  }
+  tcp::socket upstream_sock = std::move(*opened);
   auto connected = co_await async::with_timeout(
       upstream_sock.async_connect(upstream->connect, kTuple), ctx_.settings.connect_timeout);
   if (!connected || std::get<0>(*connected)) {

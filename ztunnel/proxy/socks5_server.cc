@@ -136,7 +136,7 @@ awaitable<void> serve_socks5(tcp::socket client, ProxyContext& ctx, Outbound& ou
   } else {
     const auto& host = std::get<std::string>(request.host);
     auto snapshot = ctx.state.current();
-    auto svc = snapshot->find_service_by_hostname(host, ctx.local.ns);
+    auto svc = snapshot->find_service_by_hostname(host, outbound.scope().local.ns);
     if (svc && !svc->vips.empty()) {
       dst = tcp::endpoint(svc->vips.front().address, request.port);
     } else {

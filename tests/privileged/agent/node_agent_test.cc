@@ -26,6 +26,7 @@
 #include "bpf/loader/capture.h"
 #include "common/netns/netns.h"
 #include "common/zds/zds.h"
+#include "tests/integration/kube/fake_api_server.h"
 #include "tests/support/cluster_manifests.h"
 #include "tests/support/daemon.h"
 #include "tests/support/mesh.h"
@@ -424,6 +425,66 @@ TEST(NodeAgent, PodWithANewNetnsIsReenrolledAndReannounced) {
   EXPECT_TRUE((*agent)->saw(std::regex("pod netns changed")));
   EXPECT_TRUE(wait_lines(**agent, std::regex("enrolled pod=shop/web .*updated=true"), 1));
   EXPECT_TRUE(has_entries(fs::path(pins.path()) / "pods" / kUid));
+}
+
+// --kube-server: namespaces and this node's pods from an API server (the in-test one of
+// tests/integration/kube); a pod of another node is never asked for, a label flip releases.
+TEST(NodeAgent, FollowsTheKubernetesApiServer) {
+  ZT_REQUIRE_PRIVILEGE(has_capability(Capability::kBpf) && has_capability(Capability::kSysAdmin) &&
+                           has_capability(Capability::kNetAdmin) &&
+                           is_fs(kCgroup2, CGROUP2_SUPER_MAGIC),
+                       "needs CAP_BPF, CAP_SYS_ADMIN, CAP_NET_ADMIN and a cgroup2 mount at "
+                       "/sys/fs/cgroup/unified to attach the capture to a test pod");
+  const std::string suffix = std::to_string(::getpid());
+  PinRoot pins;
+  ASSERT_TRUE(pins.ok()) << "cannot prepare a bpffs pin root";
+  PodNetns netns("zt-agent-" + suffix + "-k");
+  ASSERT_TRUE(netns.ok()) << "ip netns add failed";
+  const std::string cgroup_root = std::string(kCgroup2) + "/zt-agent-test-" + suffix;
+  PodProcess pod(cgroup_root, netns.path());
+  ASSERT_TRUE(pod.ok()) << "the pod process did not start in its cgroup";
+
+  FakeApiServer api;
+  api.put_yaml(namespace_yaml("ambient"));
+  api.put_yaml(pod_yaml());
+  std::string other = pod_yaml();
+  other = std::regex_replace(other, std::regex("name: web"), "name: elsewhere");
+  other = std::regex_replace(other, std::regex(kUid), "0e0e0e0e-0000-4000-8000-000000000001");
+  other = std::regex_replace(other, std::regex("nodeName: node-test"), "nodeName: node-other");
+  api.put_yaml(other);
+
+  TempDir dir;
+  write_file(dir.path() / "token", "agent-token\n");
+  const std::string socket = (dir.path() / "ztunnel.sock").string();
+  auto agent = Daemon::start(
+      bin_path("node-agent"),
+      {"--kube-server", api.url(), "--kube-token-file", (dir.path() / "token").string(),
+       "--node-name", "node-test", "--cgroup-root", cgroup_root, "--bpf-pin-root", pins.path(),
+       "--zds-socket", socket, "--probe-source", "10.251.0.1"});
+  ASSERT_TRUE(agent) << agent.error().describe();
+  const std::regex enrolled_re(std::string("enrolled pod=shop/web uid=") + kUid);
+  ASSERT_TRUE(wait_lines(**agent, enrolled_re, 1)) << (*agent)->output();
+  FakeZtunnel ztunnel(socket);
+  ASSERT_TRUE(ztunnel.wait_count("snapshot", 1)) << ztunnel.dump() << (*agent)->output();
+  EXPECT_EQ(ztunnel.count(std::string("add ") + kUid +
+                          " shop/web web-sa inode=" + std::to_string(netns.inode())),
+            1u)
+      << ztunnel.dump();
+  EXPECT_FALSE((*agent)->saw(std::regex("elsewhere")));
+  for (const auto& r : api.requests()) {
+    EXPECT_EQ(r.authorization, "Bearer agent-token") << r.target;
+    bool pods = r.target.starts_with("/api/v1/pods?");
+    EXPECT_TRUE(pods || r.target.starts_with("/api/v1/namespaces?")) << r.target;
+    EXPECT_EQ(r.target.find("fieldSelector=spec.nodeName%3Dnode-test") != std::string::npos, pods)
+        << r.target;
+  }
+
+  // The namespace leaves the mesh through the API: released, DelWorkload.
+  api.put_yaml(namespace_yaml("none"));
+  ASSERT_TRUE(wait_lines(**agent, std::regex(std::string("released pod=shop/web uid=") + kUid), 1))
+      << (*agent)->output();
+  EXPECT_TRUE(ztunnel.wait_count(std::string("del ") + kUid, 1)) << ztunnel.dump();
+  EXPECT_EQ((*agent)->stop(SIGTERM), 0) << (*agent)->output();
 }
 
 }  // namespace

@@ -51,6 +51,29 @@ TEST(Config, DefaultsMatchTheConstants) {
   EXPECT_EQ(c->http2_connection_window, 16777216u);
   EXPECT_EQ(c->http2_frame_size, 1048576u);
   EXPECT_EQ(c->secret_ttl, std::chrono::hours(24));
+  EXPECT_EQ(c->inpod_uds, "/var/run/ztunnel/ztunnel.sock");
+  EXPECT_EQ(c->bpf_pin_root, "/sys/fs/bpf/ambient-mesh");
+  EXPECT_EQ(c->inpod_mark, 1337u);
+}
+
+TEST(Config, SharedModeNeedsNodeNameAndAConfigSource) {
+  auto c = parse({"--proxy-mode", "shared"},
+                 Env{{"NODE_NAME", "node-a"}, {"LOCAL_XDS_PATH", "/mesh.yaml"}});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->proxy_mode, ProxyMode::kShared);
+  EXPECT_FALSE(c->proxy_workload_info);  // not needed: pods come over ZDS
+  EXPECT_EQ(c->node_name, "node-a");
+
+  auto xds = parse({}, Env{{"PROXY_MODE", "shared"},
+                           {"NODE_NAME", "node-a"},
+                           {"XDS_ADDRESS", "http://127.0.0.1:15010"},
+                           {"INPOD_UDS", "/run/zds.sock"},
+                           {"BPF_PIN_ROOT", "/sys/fs/bpf/test"},
+                           {"INPOD_MARK", "4096"}});
+  ASSERT_TRUE(xds) << xds.error().message;
+  EXPECT_EQ(xds->inpod_uds, "/run/zds.sock");
+  EXPECT_EQ(xds->bpf_pin_root, "/sys/fs/bpf/test");
+  EXPECT_EQ(xds->inpod_mark, 4096u);
 }
 
 // For each option: a value from the environment, and a different one from the flag.
@@ -74,8 +97,8 @@ TEST(Config, FlagBeatsEnvBeatsDefault) {
                 c.proxy_workload_info->service_account;
        },
        "default/local/default"},
-      {"node-name", "NODE_NAME", "env-node", "flag-node", [](const Config& c) { return c.node_name; },
-       ""},
+      {"node-name", "NODE_NAME", "env-node", "flag-node",
+       [](const Config& c) { return c.node_name; }, ""},
       {"trust-domain", "TRUST_DOMAIN", "env.td", "flag.td",
        [](const Config& c) { return c.trust_domain; }, "cluster.local"},
       {"cluster-id", "CLUSTER_ID", "env-c", "flag-c", [](const Config& c) { return c.cluster_id; },
@@ -87,7 +110,9 @@ TEST(Config, FlagBeatsEnvBeatsDefault) {
       {"log-level", "RUST_LOG", "debug", "error", [](const Config& c) { return c.log_level; },
        "info"},
       {"log-format", "LOG_FORMAT", "json", "text",
-       [](const Config& c) { return std::string(c.log_format == log::Format::kJson ? "json" : "text"); },
+       [](const Config& c) {
+         return std::string(c.log_format == log::Format::kJson ? "json" : "text");
+       },
        "text"},
       {"connection-termination-deadline", "CONNECTION_TERMINATION_DEADLINE", "500ms", "1m",
        [&](const Config& c) { return ms(c.connection_termination_deadline); }, "5000"},
@@ -101,6 +126,12 @@ TEST(Config, FlagBeatsEnvBeatsDefault) {
        [](const Config& c) { return std::to_string(c.http2_connection_window); }, "16777216"},
       {"http2-frame-size", "HTTP2_FRAME_SIZE", "16384", "32768",
        [](const Config& c) { return std::to_string(c.http2_frame_size); }, "1048576"},
+      {"inpod-uds", "INPOD_UDS", "/env.sock", "/flag.sock",
+       [](const Config& c) { return c.inpod_uds; }, "/var/run/ztunnel/ztunnel.sock"},
+      {"bpf-pin-root", "BPF_PIN_ROOT", "/sys/fs/bpf/env", "/sys/fs/bpf/flag",
+       [](const Config& c) { return c.bpf_pin_root; }, "/sys/fs/bpf/ambient-mesh"},
+      {"inpod-mark", "INPOD_MARK", "1", "4095",
+       [](const Config& c) { return std::to_string(c.inpod_mark); }, "1337"},
       {"secret-ttl", "SECRET_TTL", "1h", "90m",
        [](const Config& c) { return std::to_string(c.secret_ttl.count()); }, "86400"},
       {"xds-address", "XDS_ADDRESS", "http://127.0.0.1:15010", "http://[::1]:15011",
@@ -121,10 +152,12 @@ TEST(Config, FlagBeatsEnvBeatsDefault) {
        [](const Config& c) { return c.pod_namespace; }, ""},
   };
   const std::map<std::string, std::string> env_results = {
-      {"connection-termination-deadline", "500"}, {"pool-unused-release-timeout", "1000"},
+      {"connection-termination-deadline", "500"},
+      {"pool-unused-release-timeout", "1000"},
       {"secret-ttl", "3600"}};
   const std::map<std::string, std::string> flag_results = {
-      {"connection-termination-deadline", "60000"}, {"pool-unused-release-timeout", "2000"},
+      {"connection-termination-deadline", "60000"},
+      {"pool-unused-release-timeout", "2000"},
       {"secret-ttl", "5400"}};
   for (const auto& c : cases) {
     std::string name = c.flag;
@@ -140,7 +173,8 @@ TEST(Config, FlagBeatsEnvBeatsDefault) {
     auto env_expected = env_results.count(name) ? env_results.at(name) : std::string(c.env_value);
     EXPECT_EQ(c.get(*e), env_expected) << name;
 
-    auto flag_expected = flag_results.count(name) ? flag_results.at(name) : std::string(c.flag_value);
+    auto flag_expected =
+        flag_results.count(name) ? flag_results.at(name) : std::string(c.flag_value);
     auto f = parse({"--" + name, c.flag_value}, env);
     ASSERT_TRUE(f) << name << ": " << f.error().message;
     EXPECT_EQ(c.get(*f), flag_expected) << name << " (--flag value)";
@@ -152,8 +186,9 @@ TEST(Config, FlagBeatsEnvBeatsDefault) {
 }
 
 TEST(Config, AddressFlags) {
-  auto c = parse({"--socks5-address", "127.0.0.2:0", "--admin-address=[::1]:15000",
-                  "--metrics-address", "127.0.0.2:25020", "--readiness-address", "127.0.0.2:25021"});
+  auto c =
+      parse({"--socks5-address", "127.0.0.2:0", "--admin-address=[::1]:15000", "--metrics-address",
+             "127.0.0.2:25020", "--readiness-address", "127.0.0.2:25021"});
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ(net::format_endpoint(c->socks5_address), "127.0.0.2:0");
   EXPECT_EQ(net::format_endpoint(c->admin_address), "[::1]:15000");
@@ -208,21 +243,75 @@ TEST(Config, HelpSkipsValidation) {
 
 TEST(Config, HelpDocumentsEveryOptionAndVariable) {
   auto text = help_text();
-  for (const char* s :
-       {"--local-xds-path", "LOCAL_XDS_PATH", "--proxy-mode", "PROXY_MODE", "--proxy-workload-info",
-        "PROXY_WORKLOAD_INFO", "--node-name", "NODE_NAME", "--trust-domain", "TRUST_DOMAIN",
-        "--cluster-id", "CLUSTER_ID", "--ca-cert", "--ca-key", "--enable-socks5",
-        "UNSTABLE_ENABLE_SOCKS5", "--socks5-address", "127.0.0.1:15080", "--admin-address",
-        "127.0.0.1:15000", "--metrics-address", "0.0.0.0:15020", "--readiness-address",
-        "0.0.0.0:15021", "--worker-threads", "ZTUNNEL_WORKER_THREADS", "--log-level", "RUST_LOG",
-        "--log-format", "LOG_FORMAT", "--connection-termination-deadline",
-        "CONNECTION_TERMINATION_DEADLINE", "--pool-max-streams", "POOL_MAX_STREAMS_PER_CONNECTION",
-        "--pool-unused-release-timeout", "POOL_UNUSED_RELEASE_TIMEOUT", "--http2-stream-window",
-        "HTTP2_STREAM_WINDOW_SIZE", "--http2-connection-window", "HTTP2_CONNECTION_WINDOW_SIZE",
-        "--http2-frame-size", "HTTP2_FRAME_SIZE", "--secret-ttl", "SECRET_TTL", "--xds-address",
-        "XDS_ADDRESS", "--xds-root-ca", "XDS_ROOT_CA", "--ca-address", "CA_ADDRESS",
-        "--ca-root-ca", "CA_ROOT_CA", "--auth-token", "AUTH_TOKEN", "--instance-ip", "INSTANCE_IP",
-        "--pod-name", "POD_NAME", "--pod-namespace", "POD_NAMESPACE", "--help"}) {
+  for (const char* s : {"--local-xds-path",
+                        "LOCAL_XDS_PATH",
+                        "--proxy-mode",
+                        "PROXY_MODE",
+                        "--proxy-workload-info",
+                        "PROXY_WORKLOAD_INFO",
+                        "--node-name",
+                        "NODE_NAME",
+                        "--trust-domain",
+                        "TRUST_DOMAIN",
+                        "--cluster-id",
+                        "CLUSTER_ID",
+                        "--ca-cert",
+                        "--ca-key",
+                        "--enable-socks5",
+                        "UNSTABLE_ENABLE_SOCKS5",
+                        "--socks5-address",
+                        "127.0.0.1:15080",
+                        "--admin-address",
+                        "127.0.0.1:15000",
+                        "--metrics-address",
+                        "0.0.0.0:15020",
+                        "--readiness-address",
+                        "0.0.0.0:15021",
+                        "--worker-threads",
+                        "ZTUNNEL_WORKER_THREADS",
+                        "--log-level",
+                        "RUST_LOG",
+                        "--log-format",
+                        "LOG_FORMAT",
+                        "--connection-termination-deadline",
+                        "CONNECTION_TERMINATION_DEADLINE",
+                        "--pool-max-streams",
+                        "POOL_MAX_STREAMS_PER_CONNECTION",
+                        "--pool-unused-release-timeout",
+                        "POOL_UNUSED_RELEASE_TIMEOUT",
+                        "--http2-stream-window",
+                        "HTTP2_STREAM_WINDOW_SIZE",
+                        "--http2-connection-window",
+                        "HTTP2_CONNECTION_WINDOW_SIZE",
+                        "--http2-frame-size",
+                        "HTTP2_FRAME_SIZE",
+                        "--secret-ttl",
+                        "SECRET_TTL",
+                        "--xds-address",
+                        "XDS_ADDRESS",
+                        "--xds-root-ca",
+                        "XDS_ROOT_CA",
+                        "--ca-address",
+                        "CA_ADDRESS",
+                        "--ca-root-ca",
+                        "CA_ROOT_CA",
+                        "--auth-token",
+                        "AUTH_TOKEN",
+                        "--instance-ip",
+                        "INSTANCE_IP",
+                        "--pod-name",
+                        "POD_NAME",
+                        "--pod-namespace",
+                        "POD_NAMESPACE",
+                        "--inpod-uds",
+                        "INPOD_UDS",
+                        "/var/run/ztunnel/ztunnel.sock",
+                        "--bpf-pin-root",
+                        "BPF_PIN_ROOT",
+                        "/sys/fs/bpf/ambient-mesh",
+                        "--inpod-mark",
+                        "INPOD_MARK",
+                        "--help"}) {
     EXPECT_NE(text.find(s), std::string::npos) << s;
   }
 }
@@ -240,40 +329,63 @@ TEST(Config, EveryErrorNamesItsFlag) {
     return env;
   };
   const ErrorCase cases[] = {
-      {{"--proxy-mode", "shared"}, kBaseEnv, {"--proxy-mode (PROXY_MODE)", "eBPF", "dedicated"}},
-      {{}, with({{"PROXY_MODE", "sidecar"}}), {"--proxy-mode (PROXY_MODE)", "\"sidecar\""}},
+      {{"--proxy-mode", "shared"},
+       with({{"LOCAL_XDS_PATH", "/m.yaml"}}),
+       {"--node-name (NODE_NAME)", "required in shared mode"}},
+      {{"--proxy-mode", "shared", "--node-name", "n"},
+       kBaseEnv,
+       {"shared mode", "--xds-address (XDS_ADDRESS)", "--local-xds-path (LOCAL_XDS_PATH)"}},
+      {{"--inpod-mark", "0"}, kBaseEnv, {"--inpod-mark (INPOD_MARK)", "out of range"}},
+      {{"--inpod-uds="}, kBaseEnv, {"--inpod-uds (INPOD_UDS)", "must not be empty"}},
+      {{},
+       with({{"PROXY_MODE", "sidecar"}}),
+       {"--proxy-mode (PROXY_MODE)", "\"sidecar\"", "shared"}},
       {{}, Env{}, {"--proxy-workload-info (PROXY_WORKLOAD_INFO)", "required in dedicated mode"}},
-      {{"--proxy-workload-info", "a/b"}, kBaseEnv,
+      {{"--proxy-workload-info", "a/b"},
+       kBaseEnv,
        {"--proxy-workload-info (PROXY_WORKLOAD_INFO)", "namespace/name/service-account"}},
-      {{}, with({{"PROXY_WORKLOAD_INFO", "a//c"}}), {"--proxy-workload-info (PROXY_WORKLOAD_INFO)"}},
+      {{},
+       with({{"PROXY_WORKLOAD_INFO", "a//c"}}),
+       {"--proxy-workload-info (PROXY_WORKLOAD_INFO)"}},
       {{"--trust-domain", "Bad Domain"}, kBaseEnv, {"--trust-domain (TRUST_DOMAIN)"}},
       {{"--ca-cert", "/ca.pem"}, kBaseEnv, {"--ca-cert", "--ca-key"}},
       {{"--ca-key", "/ca.key"}, kBaseEnv, {"--ca-cert", "--ca-key"}},
-      {{}, with({{"UNSTABLE_ENABLE_SOCKS5", "yes"}}),
+      {{},
+       with({{"UNSTABLE_ENABLE_SOCKS5", "yes"}}),
        {"--enable-socks5 (UNSTABLE_ENABLE_SOCKS5)", "\"yes\" is not true or false"}},
       {{"--socks5-address", "localhost:15080"}, kBaseEnv, {"--socks5-address", "\"localhost\""}},
       {{"--admin-address", "::1:15000"}, kBaseEnv, {"--admin-address", "brackets"}},
       {{"--metrics-address", "1.2.3.4"}, kBaseEnv, {"--metrics-address"}},
       {{"--readiness-address", "1.2.3.4:99999"}, kBaseEnv, {"--readiness-address"}},
-      {{"--worker-threads", "many"}, kBaseEnv,
+      {{"--worker-threads", "many"},
+       kBaseEnv,
        {"--worker-threads (ZTUNNEL_WORKER_THREADS)", "\"many\" is not a number"}},
-      {{}, with({{"ZTUNNEL_WORKER_THREADS", "5000"}}),
+      {{},
+       with({{"ZTUNNEL_WORKER_THREADS", "5000"}}),
        {"--worker-threads (ZTUNNEL_WORKER_THREADS)", "out of range"}},
       {{"--log-level", "loud"}, kBaseEnv, {"--log-level (RUST_LOG)", "not a log level"}},
       {{}, with({{"LOG_FORMAT", "xml"}}), {"--log-format (LOG_FORMAT)", "\"xml\""}},
-      {{"--connection-termination-deadline", "5"}, kBaseEnv,
+      {{"--connection-termination-deadline", "5"},
+       kBaseEnv,
        {"--connection-termination-deadline (CONNECTION_TERMINATION_DEADLINE)", "unit"}},
-      {{}, with({{"CONNECTION_TERMINATION_DEADLINE", "5 s"}}),
+      {{},
+       with({{"CONNECTION_TERMINATION_DEADLINE", "5 s"}}),
        {"--connection-termination-deadline (CONNECTION_TERMINATION_DEADLINE)"}},
       {{"--connection-termination-deadline", "0s"}, kBaseEnv, {"positive"}},
-      {{"--pool-max-streams", "0"}, kBaseEnv,
+      {{"--pool-max-streams", "0"},
+       kBaseEnv,
        {"--pool-max-streams (POOL_MAX_STREAMS_PER_CONNECTION)", "out of range"}},
-      {{}, with({{"POOL_UNUSED_RELEASE_TIMEOUT", "forever"}}),
+      {{},
+       with({{"POOL_UNUSED_RELEASE_TIMEOUT", "forever"}}),
        {"--pool-unused-release-timeout (POOL_UNUSED_RELEASE_TIMEOUT)"}},
-      {{"--http2-stream-window", "-1"}, kBaseEnv, {"--http2-stream-window (HTTP2_STREAM_WINDOW_SIZE)"}},
-      {{"--http2-connection-window", "4294967296"}, kBaseEnv,
+      {{"--http2-stream-window", "-1"},
+       kBaseEnv,
+       {"--http2-stream-window (HTTP2_STREAM_WINDOW_SIZE)"}},
+      {{"--http2-connection-window", "4294967296"},
+       kBaseEnv,
        {"--http2-connection-window (HTTP2_CONNECTION_WINDOW_SIZE)", "out of range"}},
-      {{"--http2-frame-size", "100"}, kBaseEnv,
+      {{"--http2-frame-size", "100"},
+       kBaseEnv,
        {"--http2-frame-size (HTTP2_FRAME_SIZE)", "out of range (16384-16777215)"}},
       {{}, with({{"SECRET_TTL", "10ms"}}), {"--secret-ttl (SECRET_TTL)", "at least 1s"}},
       {{"--local-xds-path="}, kBaseEnv, {"--local-xds-path (LOCAL_XDS_PATH)", "must not be empty"}},
@@ -282,7 +394,8 @@ TEST(Config, EveryErrorNamesItsFlag) {
       {{"--xds-address", "http://host"}, kBaseEnv, {"--xds-address (XDS_ADDRESS)", "HOST:PORT"}},
       {{"--xds-address", "http://host:0"}, kBaseEnv, {"--xds-address (XDS_ADDRESS)", "bad port"}},
       {{"--ca-address", "https://h:1/path"}, kBaseEnv, {"--ca-address (CA_ADDRESS)", "HOST:PORT"}},
-      {{"--xds-address", "http://h:1", "--local-xds-path", "/x.yaml"}, kBaseEnv,
+      {{"--xds-address", "http://h:1", "--local-xds-path", "/x.yaml"},
+       kBaseEnv,
        {"--xds-address", "--local-xds-path", "give one"}},
       {{"--xds-address", "https://h:1"}, kBaseEnv, {"XDS_ROOT_CA", "roots"}},
       {{"--ca-address", "https://h:1"}, kBaseEnv, {"CA_ROOT_CA", "roots"}},

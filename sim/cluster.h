@@ -1,0 +1,159 @@
+// Cluster: a Kubernetes-like cluster on one machine, built from a directory of manifests
+// (DESIGN §9). What exists while it is up, all named after the prefix (default "zsim") so a later
+// run can recognise and remove leftovers of a crashed one:
+//   netns <prefix>-fabric        bridge of the node network; meshd listens on 172.30.0.1:15012
+//   netns <prefix>-<node>        a node: routes to every pod; node agent and ztunnel run here
+//   netns <prefix>-<node>-<n>    a pod: eth0 <pod ip>/32, default via 169.254.1.1 (topology.h)
+//   cgroup <root>/<prefix>/meshd, <root>/<prefix>/<node>/{ztunnel,agent,pod<uid>}
+//   bpffs  /sys/fs/bpf/ambient-mesh/<prefix>-<node> (the agent's and ztunnel's pins); when
+//          /sys/fs/bpf is not a bpffs, a private one is mounted at <state dir>/bpffs instead
+//   state  <state dir>: state.json (plan + pids), tokens, CA, logs/<process>.log
+// Each pod runs a "pause" process (meshsim pause) and the app `http-echo --port <containerPort>`,
+// both in the pod's cgroup and netns. With mesh on, each node runs `node-agent` and `ztunnel`
+// (PROXY_MODE=shared) in its own cgroup in the node netns.
+//
+// Processes are started by this object (their parent) and recorded in state.json, so a cluster
+// started by `meshsim up` can be attached to and torn down by another process. Teardown kills
+// every process in the prefix's cgroups, so nothing started by the simulator can outlive it.
+//
+// Threading: not thread-safe; one thread drives a Cluster.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <signal.h>
+
+#include "common/base/result.h"
+#include "common/netns/netns.h"
+#include "sim/host.h"
+#include "sim/topology.h"
+
+namespace zt::sim {
+
+struct ClusterOptions {
+  std::filesystem::path manifests;  // required for up()
+  std::string prefix = "zsim";
+  std::filesystem::path state_dir;  // default: default_state_dir(prefix)
+  std::filesystem::path bin_dir;    // default: $ZT_BIN_DIR, else the running binary's directory
+  bool mesh = true;                 // false: no node agents and no ztunnels (a no-mesh baseline)
+  std::vector<std::string> extra_nodes;  // nodes without pods
+  std::chrono::milliseconds ready_timeout = std::chrono::seconds(60);
+  std::string log_level = "info";  // meshd, agents and ztunnels
+  // Progress and leftover-removal messages ("removed leftover netns zsim-fabric").
+  std::function<void(std::string_view)> progress;
+};
+
+enum class NodeDaemon { kZtunnel, kAgent };
+std::string_view to_string(NodeDaemon d);
+
+struct ProcessInfo {
+  std::string name;  // "meshd", "node-0.ztunnel", "node-0.agent", "ns.pod.pause", "ns.pod.app"
+  pid_t pid = -1;
+  bool alive = false;
+  std::filesystem::path log;
+};
+
+std::filesystem::path default_state_dir(const std::string& prefix);
+
+// Removes what an earlier run with `prefix` left behind: the processes in its cgroups (and the
+// pids in its state.json that still live in those cgroups), netns "<prefix>-*", the cgroup tree,
+// bpffs pins "/sys/fs/bpf/ambient-mesh/<prefix>-*" (or the private bpffs <state dir>/bpffs,
+// unmounted) and the state dir (only when it holds a
+// meshsim marker for this prefix or is empty; `keep_logs` keeps <state>/logs). Returns one line
+// per thing removed.
+Result<std::vector<std::string>> remove_leftovers(const std::string& prefix,
+                                                  const std::filesystem::path& state_dir,
+                                                  bool keep_logs = false);
+
+class Cluster {
+ public:
+  // Builds the cluster and waits until meshd, every pod's app and (with mesh) every node agent
+  // and ztunnel are ready. Leftovers of an earlier run with the same prefix are removed first.
+  // On failure everything created so far is torn down (logs are kept) and the error names the
+  // step and, for a process, the end of its log.
+  static Result<std::unique_ptr<Cluster>> up(ClusterOptions options);
+  // A cluster started by another process, from its state dir (state.json).
+  static Result<std::unique_ptr<Cluster>> attach(const std::filesystem::path& state_dir);
+
+  ~Cluster();  // down(), unless detach()ed
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  // Leaves the cluster running when this object goes away (meshsim up).
+  void detach() { detached_ = true; }
+  // Kills every process, deletes the netns, cgroups and pins; keeps <state dir>/logs.
+  Status down();
+
+  const Plan& plan() const { return plan_; }
+  const ClusterOptions& options() const { return options_; }
+  const std::vector<std::string>& leftovers_removed() const { return leftovers_removed_; }
+  std::string meshd_address() const;  // "172.30.0.1:15012"
+
+  // Runs argv (a name is looked up in PATH) in the pod's cgroup and netns, with POD_NAME,
+  // POD_NAMESPACE and POD_IP set. `pod` is "namespace/name".
+  Result<ExecResult> exec_in_pod(const std::string& pod, const std::vector<std::string>& argv,
+                                 std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Runs argv in a node's netns (the caller's cgroup): the node's view, like a kubelet probe.
+  Result<ExecResult> exec_in_node(const std::string& node, const std::vector<std::string>& argv,
+                                  std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+  // A node's ztunnel or node agent: start (and wait until ready), stop with a signal (SIGTERM
+  // waits for a clean exit, SIGKILL is a crash), running?
+  Status start(const std::string& node, NodeDaemon daemon);
+  Status stop(const std::string& node, NodeDaemon daemon, int sig = SIGTERM);
+  Status kill(const std::string& node, NodeDaemon daemon) { return stop(node, daemon, SIGKILL); }
+  bool running(const std::string& node, NodeDaemon daemon) const;
+
+  // Sets (value) or removes (nullopt) a label of a Namespace in the manifests directory; meshd
+  // and the node agents watch the directory.
+  Status label_namespace(const std::string& ns, const std::string& key,
+                         const std::optional<std::string>& value);
+
+  Result<netns::Netns> node_netns(const std::string& node) const;
+  Result<netns::Netns> pod_netns(const std::string& pod) const;
+  std::filesystem::path cgroup_root() const { return cgroup_root_; }  // <root>/<prefix>
+  std::filesystem::path node_cgroup(const std::string& node) const;
+  std::filesystem::path pod_cgroup(const std::string& pod) const;
+  std::filesystem::path bpf_pin_root(const std::string& node) const;
+  std::filesystem::path zds_socket(const std::string& node) const;
+  // Log file of a process by name (ProcessInfo::name), whether or not it runs.
+  std::filesystem::path log_path(const std::string& process) const;
+  std::vector<ProcessInfo> processes() const;
+
+ private:
+  Cluster() = default;
+
+  Status build();
+  Status build_network();
+  Status start_meshd();
+  Status start_pod(const PodPlan& pod);
+  Status wait_pod_ready(const PodPlan& pod);
+  Status write_state() const;
+  Result<pid_t> launch(const std::string& name, const SpawnSpec& spec);
+  SpawnSpec daemon_spec(const NodePlan& node, NodeDaemon daemon) const;
+  Status wait_daemon_ready(const NodePlan& node, NodeDaemon daemon);
+  std::string log_tail(const std::string& process) const;
+  void say(std::string_view message) const;
+
+  ClusterOptions options_;
+  Plan plan_;
+  std::filesystem::path cgroup_mount_;  // /sys/fs/cgroup/unified
+  std::filesystem::path cgroup_root_;   // <mount>/<prefix>
+  std::filesystem::path pin_base_;      // parent of the nodes' pin roots
+  std::map<std::string, pid_t> pids_;   // by process name
+  std::vector<std::string> leftovers_removed_;
+  bool detached_ = false;
+  bool down_ = false;
+};
+
+}  // namespace zt::sim
