@@ -98,7 +98,6 @@ int main(int argc, char** argv) {
   zt::sim::ClusterOptions co;
   co.prefix = prefix;
   co.state_dir = zt::sim::default_state_dir(prefix);
-  co.log_level = "warn";  // no access log line per connection while measuring
   const fs::path work = fs::temp_directory_path() / (prefix + "-manifests");
   std::error_code ec;
   fs::remove_all(work, ec);
