@@ -23,6 +23,7 @@
 #include "sim/demo/demo.h"
 #include "sim/host.h"
 #include "tests/support/daemon.h"
+#include "tests/support/log_lines.h"
 #include "tests/support/mesh.h"
 #include "tests/support/privileges.h"
 
@@ -53,38 +54,6 @@ status:
   podIPs:
   - ip: 10.10.0.13
 )";
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Lines of `log` that contain every needle.
-size_t count_lines(const fs::path& log, const std::vector<std::string>& needles) {
-  std::ifstream in(log);
-  std::string line;
-  size_t n = 0;
-  while (std::getline(in, line)) {
-    bool all = true;
-    for (const auto& s : needles) all = all && line.find(s) != std::string::npos;
-    n += all ? 1 : 0;
-  }
-  return n;
-}
-
-// Waits up to 10 s for at least `at_least` such lines; returns the count.
-size_t wait_lines(const fs::path& log, const std::vector<std::string>& needles,
-                  size_t at_least = 1) {
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  size_t n = 0;
-  while ((n = count_lines(log, needles)) < at_least &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(25ms);
-  }
-  return n;
-}
 
 class AmbientCluster : public ::testing::Test {
  protected:

@@ -25,6 +25,7 @@
 #include "sim/host.h"
 #include "tests/support/cluster_manifests.h"
 #include "tests/support/daemon.h"
+#include "tests/support/log_lines.h"
 #include "tests/support/mesh.h"
 #include "tests/support/privileges.h"
 
@@ -68,25 +69,6 @@ std::vector<std::string> what_is_left(const std::string& prefix, const fs::path&
     left.push_back("bpffs mount " + (state_dir / "bpffs").string());
   }
   return left;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-size_t count_lines(const fs::path& log, const std::vector<std::string>& needles) {
-  std::ifstream in(log);
-  std::string line;
-  size_t n = 0;
-  while (std::getline(in, line)) {
-    bool all = true;
-    for (const auto& s : needles) all = all && line.find(s) != std::string::npos;
-    n += all ? 1 : 0;
-  }
-  return n;
 }
 
 class SimCluster : public ::testing::Test {
@@ -344,17 +326,10 @@ TEST_F(SimCluster, WithTheMeshAmbientPodsTalkOverHboneAndPlainPodsDirectly) {
   // Ambient -> ambient across nodes: captured, HBONE, the app still sees the client's pod IP.
   expect_echo(**c, a0, a1);
   auto z0 = (*c)->log_path("node-0.ztunnel"), z1 = (*c)->log_path("node-1.ztunnel");
-  auto wait_log = [](const fs::path& log, const std::vector<std::string>& needles) {
-    auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (count_lines(log, needles) == 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(20ms);
-    }
-    return count_lines(log, needles);
-  };
-  EXPECT_GE(wait_log(z0, {"direction=\"outbound\"", "dst.hbone_addr=\"" + a1.ip + ":8080\"",
-                          "src.identity=\"spiffe://cluster.local/ns/ambient/sa/"}),
+  EXPECT_GE(wait_lines(z0, {"direction=\"outbound\"", "dst.hbone_addr=\"" + a1.ip + ":8080\"",
+                            "src.identity=\"spiffe://cluster.local/ns/ambient/sa/"}),
             1u);
-  EXPECT_GE(wait_log(z1, {"direction=\"inbound\"", "src.addr=\"" + a0.ip + ":"}), 1u);
+  EXPECT_GE(wait_lines(z1, {"direction=\"inbound\"", "src.addr=\"" + a0.ip + ":"}), 1u);
 
   // Plain -> plain: not captured (no ztunnel saw it).
   expect_echo(**c, p0, p1);
@@ -366,10 +341,12 @@ TEST_F(SimCluster, WithTheMeshAmbientPodsTalkOverHboneAndPlainPodsDirectly) {
   // Labelling the plain namespace (in the manifests) enrolls its running pods: new connections
   // from them are captured by their node's ztunnel.
   ASSERT_TRUE((*c)->label_namespace("plain", "istio.io/dataplane-mode", "ambient"));
-  EXPECT_GE(wait_log((*c)->log_path("node-0.agent"), {"enrolled pod=plain/" + p0.name + " "}), 1u);
-  EXPECT_GE(wait_log((*c)->log_path("node-1.agent"), {"enrolled pod=plain/" + p1.name + " "}), 1u);
+  EXPECT_GE(wait_lines((*c)->log_path("node-0.agent"), {"enrolled pod=plain/" + p0.name + " "}),
+            1u);
+  EXPECT_GE(wait_lines((*c)->log_path("node-1.agent"), {"enrolled pod=plain/" + p1.name + " "}),
+            1u);
   expect_echo(**c, p0, p1);
-  EXPECT_GE(wait_log(z0, {"direction=\"outbound\"", "src.workload=\"" + p0.name + "\""}), 1u)
+  EXPECT_GE(wait_lines(z0, {"direction=\"outbound\"", "src.workload=\"" + p0.name + "\""}), 1u)
       << slurp(z0);
   ASSERT_TRUE((*c)->label_namespace("plain", "istio.io/dataplane-mode", std::nullopt));
 
