@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/base/result.h"
 
@@ -37,6 +38,9 @@ struct KubeConfig {
   std::string pod_field_selector;
   // Optional label selector applied to every resource type ("" = none).
   std::string label_selector;
+  // Only these kinds of resource_types() ("Namespace", "Pod": what a node agent's RBAC allows);
+  // empty = every kind.
+  std::vector<std::string> kinds;
 
   uint32_t page_size = 500;              // LIST limit=
   uint32_t watch_timeout_seconds = 300;  // WATCH timeoutSeconds= (the server ends the watch)

@@ -1,5 +1,6 @@
 #include "meshd/kube/kube_source.h"
 
+#include <algorithm>
 #include <chrono>
 #include <vector>
 
@@ -24,6 +25,10 @@ struct KubeApiSource::Impl : std::enable_shared_from_this<Impl> {
   Impl(asio::any_io_executor ex, KubeConfig c)
       : executor(ex), config(std::move(c)), client(ex, config), publish_timer(ex) {
     for (const auto& t : resource_types()) {
+      if (!config.kinds.empty() &&
+          std::find(config.kinds.begin(), config.kinds.end(), t.kind) == config.kinds.end()) {
+        continue;
+      }
       TypeState s;
       s.type = &t;
       s.sleep = std::make_unique<asio::steady_timer>(ex);
