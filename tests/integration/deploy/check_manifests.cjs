@@ -1,4 +1,5 @@
-// Acceptance 1 (schemas): every object in every YAML file under deploy/ validates against the
+// Acceptance 1 (schemas): every object in every YAML file under deploy/ (and the simulated
+// cluster's workload manifests under sim/examples/) validates against the
 // Kubernetes, Istio or Gateway API schema of its apiVersion/kind, with no field the schema does
 // not know. Strategic-merge patch files are validated without "required" (they are partial on
 // purpose); kustomization.yaml files are checked by check_kustomize.cjs. The objects
@@ -35,6 +36,19 @@ for (const f of files) {
   }
   if (!docs.length) failures.push(`${L.rel(f)}: no objects`);
   for (const d of docs) check(L.rel(f), d, patchFiles.has(f));
+}
+
+// The simulated cluster's workloads (sim/examples) are the same kind of Kubernetes objects a
+// user applies to a cluster: the files that describe the workloads to meshsim must validate too.
+for (const f of L.yamlFiles(path.join(L.SOURCE_DIR, "sim/examples"))) {
+  let docs;
+  try {
+    docs = L.loadDocs(f);
+  } catch (e) {
+    failures.push(String(e.message));
+    continue;
+  }
+  for (const d of docs) check(L.rel(f), d, false);
 }
 
 // deploy/gen-certs.sh: its objects for the default namespace and a waypoint's ConfigMap.
