@@ -1,7 +1,8 @@
 // The control plane end to end (issue 3's acceptance): the real build/bin/meshd reads generated
 // Kubernetes manifests (3 namespaces, 20 pods on 2 nodes) and serves them over Delta ADS and the
 // Istio CA service to two real ztunnels, one per node, each acting for one pod. The pods' IPs are
-// loopback addresses (127.0.51.x) so the ztunnels can bind them; services get 127.0.52.x.
+// loopback addresses so the ztunnels can bind them: ctest runs the cases as parallel processes, so
+// each case has its own pair of /24s (pods 127.0.51/53/55.x, services 127.0.52/54/56.x).
 //
 // What is proven: both ztunnels hold exactly the workloads and services the manifests describe
 // (through /config_dump) and got their certificates from meshd's CA with node-scoped tokens;
@@ -33,8 +34,13 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-constexpr const char* kPodIpStart = "127.0.51.10";
-constexpr const char* kServiceIpStart = "127.0.52.10";
+// The third octet of this test case's pod addresses (its services use the next one).
+int pod_subnet_for_this_test() {
+  const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  if (name.rfind("Labelling", 0) == 0) return 53;
+  if (name.rfind("ZtunnelKeepsServing", 0) == 0) return 55;
+  return 51;
+}
 
 std::string read_file(const fs::path& p) {
   auto [rc, out] = run_command("cat '" + p.string() + "'");
@@ -45,8 +51,9 @@ class ControlPlane : public ::testing::Test {
  protected:
   void SetUp() override {
     ClusterManifestOptions o;
-    o.pod_ip_start = kPodIpStart;
-    o.service_ip_start = kServiceIpStart;
+    const int subnet = pod_subnet_for_this_test();
+    o.pod_ip_start = fmt::format("127.0.{}.10", subnet);
+    o.service_ip_start = fmt::format("127.0.{}.10", subnet + 1);
     o.ambient_namespaces = {"apps-0", "apps-1"};  // apps-2 starts plain
     cluster_ = write_cluster_manifests(manifests_.path(), o);
     write_file(tokens_, "token-node-0: node-0\ntoken-node-1: node-1\n");
