@@ -63,14 +63,17 @@ std::string frame_v6(const char* src, const char* dst, uint16_t sport, uint16_t 
 }
 
 TEST(Packets, ParsesIpv4AndIpv6TcpSegments) {
-  auto v4 = parse_tcp(frame_v4("10.0.1.2", "10.0.2.3", 40000, 15008, 7, kTcpSyn, ""));
+  const std::string frame4 = frame_v4("10.0.1.2", "10.0.2.3", 40000, 15008, 7, kTcpSyn, "");
+  auto v4 = parse_tcp(frame4);
   ASSERT_TRUE(v4);
   EXPECT_EQ(v4->src, tcp::endpoint(asio::ip::make_address("10.0.1.2"), 40000));
   EXPECT_EQ(v4->dst, tcp::endpoint(asio::ip::make_address("10.0.2.3"), 15008));
   EXPECT_EQ(v4->seq, 7u);
   EXPECT_EQ(v4->flags, kTcpSyn);
 
-  auto v6 = parse_tcp(frame_v6("fd00::1", "fd00::2", 1234, 80, 99, 0, "hello"));
+  // The segment's payload points into the frame, which must outlive it.
+  const std::string frame6 = frame_v6("fd00::1", "fd00::2", 1234, 80, 99, 0, "hello");
+  auto v6 = parse_tcp(frame6);
   ASSERT_TRUE(v6);
   EXPECT_EQ(v6->src, tcp::endpoint(asio::ip::make_address("fd00::1"), 1234));
   EXPECT_EQ(v6->dst.port(), 80);
