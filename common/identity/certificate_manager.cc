@@ -136,10 +136,17 @@ awaitable<Result<Credentials>> CertificateManager::get_async(tls::SpiffeId id) {
   // The answer is picked up by polling the waiter from this executor, not posted to it by the
   // pool: a worker's io_context may be stopped and destroyed while the CA is still working, and
   // the pool must never touch one. A CA round trip takes far longer than the poll interval.
+  // A cancellation can land between two waits, when no timer is pending: the state is checked
+  // on every round and the waits report it as an error code, never as an exception.
+  co_await asio::this_coro::throw_if_cancelled(false);
   asio::steady_timer timer(co_await asio::this_coro::executor);
   auto delay = std::chrono::milliseconds(1);
   for (;;) {
     if (auto r = w->try_take()) co_return std::move(*r);
+    auto state = co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none) {
+      co_return failf("waiting for a certificate for {} was cancelled", id);
+    }
     timer.expires_after(delay);
     auto [ec] = co_await timer.async_wait(kTuple);
     if (ec) co_return failf("waiting for a certificate for {} was cancelled", id);
