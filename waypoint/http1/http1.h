@@ -1,0 +1,64 @@
+// HTTP/1.1 for the waypoint, on Boost.Beast, with waypoint/http's checks in front of the parser.
+//
+// Server side: serve_http1() reads requests from a downstream Duplex one after another
+// (keep-alive, pipelining: bytes of the next request already read are kept), hands each complete
+// request to the handler and writes its response. Client side: Http1Client sends requests on one
+// upstream connection and reads the responses.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/base/result.h"
+#include "waypoint/message/message.h"
+
+namespace zt::waypoint::http1 {
+
+// Serves until the peer closes, a request or response says `Connection: close` (or HTTP/1.0
+// without keep-alive), a request is rejected, or a response was an upgrade.
+// - `already_read`: bytes read from `downstream` before (protocol sniffing); parsed first.
+// - Before Beast sees a head, http::check_raw_head runs on the raw bytes; after it,
+//   http::check_request_head on the fields. A rejection is answered with its status (400, 413,
+//   431, 501) and `Connection: close`, and the session ends without calling the handler.
+// - `Expect: 100-continue` with a body: "100 Continue" is sent before the body is read; the
+//   Expect header is not passed on.
+// - Request bodies (Content-Length or chunked, trailers kept) are read whole, at most
+//   limits.max_body_bytes (413).
+// - Responses are written with Content-Length (or no body for HEAD, 1xx, 204, 304); the
+//   response's hop-by-hop headers are removed first. A response with `upgraded` set is written
+//   as it is (101 with its Upgrade/Connection headers), then `upgraded` runs.
+// - An `Upgrade` request header (WebSocket) reaches the handler with its Upgrade and Connection
+//   headers intact (the proxy decides); an upgrade request with a body is refused (400).
+awaitable<void> serve_http1(Duplex downstream, std::string already_read, const Limits& limits,
+                            RequestHandler handler);
+
+// One upstream HTTP/1.1 connection. Not thread-safe; one request at a time.
+class Http1Client {
+ public:
+  explicit Http1Client(Duplex upstream, Limits limits = {});
+
+  // Writes `request` (HTTP/1.1, Host from head.authority, body with Content-Length, or chunked
+  // when it has trailers) and reads the response: 1xx other than 101 skipped, body read whole
+  // (Content-Length, chunked, or until close), at most limits.max_body_bytes. Errors: the
+  // connection failed or closed before a complete response ("upstream connection closed"), or
+  // the response was malformed or too large. After an error the client is not reusable.
+  awaitable<Result<Response>> send(const Request& request);
+
+  // True when the last exchange left the connection open for another request (keep-alive on
+  // both sides, complete response, no error, no upgrade).
+  bool reusable() const { return reusable_; }
+
+  // After a 101: the upstream stream and bytes read past the response head, for the relay.
+  Duplex& stream() { return upstream_; }
+  std::string take_already_read();
+
+  void abort() { upstream_.abort(); }
+
+ private:
+  Duplex upstream_;
+  Limits limits_;
+  bool reusable_ = true;
+  std::string buffer_;  // bytes read and not yet parsed
+};
+
+}  // namespace zt::waypoint::http1

@@ -1,0 +1,63 @@
+// The waypoint's HTTP messages, the same for HTTP/1.1 and HTTP/2 (gRPC included): the codecs
+// (waypoint/http1, waypoint/http2) turn bytes into these and back; the proxy (waypoint/proxy)
+// routes, filters and forwards them.
+//
+// Bodies are buffered whole, up to Limits::max_body_bytes: a retry or a mirror needs the request
+// body again, and a response must be complete before its status decides a retry. Upgrades
+// (WebSocket) are the exception: after a 101 the bytes are relayed, not buffered.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+
+#include "common/async/asio.h"
+#include "waypoint/http/headers.h"
+#include "waypoint/message/duplex.h"
+
+namespace zt::waypoint {
+
+enum class HttpVersion { kHttp10, kHttp11, kHttp2 };
+
+struct Limits {
+  size_t max_header_bytes = 60 * 1024;  // request or response head (Envoy's 60 KiB): 431
+  size_t max_headers = 100;             // header count (Envoy's 100): 431
+  size_t max_body_bytes = 8 * 1024 * 1024;  // request: 413; response: 502
+};
+
+struct Request {
+  HttpVersion version = HttpVersion::kHttp11;
+  // method, target (origin form), authority (Host or :authority), scheme, regular headers
+  // (HTTP/1.1: every field but Host; HTTP/2: no pseudo-headers).
+  http::RequestHead head;
+  std::string body;
+  http::HeaderList trailers;  // HTTP/2 (gRPC) or chunked HTTP/1.1 trailers
+};
+
+struct Response {
+  int status = 0;
+  http::HeaderList headers;  // regular headers only (no :status)
+  std::string body;
+  http::HeaderList trailers;  // gRPC's grpc-status / grpc-message live here
+
+  // Set only on a 101 answer to an upgrade: after the codec has written the response head it
+  // calls this with the downstream stream and any bytes it had already read past the request;
+  // the callback relays both ways until either side ends. The codec then ends the session.
+  std::function<awaitable<void>(Duplex downstream, std::string already_read)> upgraded;
+};
+
+// What a codec calls for every complete request. Always returns a response (errors are
+// responses: 503, 504 ...). Called concurrently for HTTP/2 streams of one connection.
+using RequestHandler = std::function<awaitable<Response>(Request)>;
+
+// A local answer with a text/plain body (Envoy style: "no healthy upstream", "upstream request
+// timeout", "RBAC: access denied").
+inline Response local_response(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.headers.push_back({"content-type", "text/plain"});
+  r.body = std::move(body);
+  return r;
+}
+
+}  // namespace zt::waypoint

@@ -1,0 +1,50 @@
+// The waypoint's metrics (Istio's request families with reporter="waypoint") and its own
+// counters. Families are registered once; the pipeline fills the labels per request.
+#pragma once
+
+#include "common/stats/registry.h"
+
+namespace zt::waypoint::proxy {
+
+// Labels of istio_requests_total / istio_request_duration_milliseconds, as Istio's standard
+// metrics: reporter ("waypoint"), source_workload, source_workload_namespace,
+// source_principal, source_app, source_version, destination_workload,
+// destination_workload_namespace, destination_principal, destination_service,
+// destination_service_name, destination_service_namespace, destination_version,
+// request_protocol ("http" | "grpc"), response_code, grpc_response_status, response_flags
+// ("-" when none; else NR, UO, UH, URX, UT, UF, DI, FI, UC, RL...), connection_security_policy
+// ("mutual_tls").
+struct WaypointMetrics {
+  explicit WaypointMetrics(stats::Registry& r)
+      : requests(r.counter_family("istio_requests_total", "Requests served by the waypoint.")),
+        duration(r.histogram_family("istio_request_duration_milliseconds",
+                                    "Request duration at the waypoint, in milliseconds.",
+                                    {0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000,
+                                     10000, 30000, 60000, 300000, 600000, 1800000, 3600000})),
+        request_bytes(r.histogram_family("istio_request_bytes", "Request sizes in bytes.",
+                                         {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000})),
+        response_bytes(r.histogram_family("istio_response_bytes", "Response sizes in bytes.",
+                                          {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000})),
+        upstream_attempts(r.counter_family("waypoint_upstream_attempts",
+                                           "Requests sent to endpoints, retries included.")),
+        ejections(r.counter_family("waypoint_outlier_ejections",
+                                   "Endpoints ejected by outlier detection.")),
+        hbone_streams(r.counter_family("waypoint_hbone_streams",
+                                       "HBONE CONNECT streams, by direction and result.")),
+        errors(r.counter_family("waypoint_errors", "Handled errors, by component and kind.")) {}
+
+  stats::CounterFamily& requests;
+  stats::HistogramFamily& duration;
+  stats::HistogramFamily& request_bytes;
+  stats::HistogramFamily& response_bytes;
+  stats::CounterFamily& upstream_attempts;
+  stats::CounterFamily& ejections;
+  stats::CounterFamily& hbone_streams;
+  stats::CounterFamily& errors;
+
+  void error(std::string_view component, std::string_view kind) {
+    errors.with({{"component", std::string(component)}, {"kind", std::string(kind)}}).inc();
+  }
+};
+
+}  // namespace zt::waypoint::proxy

@@ -1,0 +1,69 @@
+#include "waypoint/state/config_store.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "waypoint/authz/parse.h"
+#include "waypoint/config/parse.h"
+
+namespace zt::waypoint::state {
+
+std::vector<authz::Policy> ConfigSnapshot::policies_for(std::string_view gateway_namespace,
+                                                        std::string_view gateway_name,
+                                                        std::string_view service_namespace,
+                                                        std::string_view service_name) const {
+  std::vector<authz::Policy> out;
+  for (const auto& p : policies) {
+    bool applies = false;
+    for (const auto& ref : p.target_refs) {
+      const std::string& ns = ref.namespace_name.empty() ? p.namespace_name : ref.namespace_name;
+      if (ref.kind == "Gateway") {
+        applies = ns == gateway_namespace && ref.name == gateway_name;
+      } else if (ref.kind == "Service" || ref.kind == "ServiceEntry") {
+        applies = !service_name.empty() && ns == service_namespace && ref.name == service_name;
+      }
+      if (applies) break;
+    }
+    if (applies) out.push_back(p);
+  }
+  return out;
+}
+
+Result<std::shared_ptr<ConfigSnapshot>> build_config_snapshot(std::string_view yaml,
+                                                              std::string origin) {
+  auto snap = std::make_shared<ConfigSnapshot>();
+  auto cfg = config::parse_waypoint_config(yaml);
+  if (!cfg) return tl::unexpected(wrap(cfg.error(), "waypoint configuration"));
+  snap->config = std::make_shared<const config::WaypointConfig>(std::move(*cfg));
+  snap->routes = route::RouteTable(snap->config);
+  auto policies = authz::parse_authorization_policies(yaml);
+  if (!policies) return tl::unexpected(wrap(policies.error(), "authorization policies"));
+  for (auto& p : *policies) {
+    if (!p.target_refs.empty()) snap->policies.push_back(std::move(p));
+  }
+  std::sort(snap->policies.begin(), snap->policies.end(),
+            [](const authz::Policy& a, const authz::Policy& b) { return a.key() < b.key(); });
+  snap->origin = std::move(origin);
+  return snap;
+}
+
+ConfigStore::ConfigStore() {
+  auto empty = std::make_shared<ConfigSnapshot>();
+  empty->config = std::make_shared<const config::WaypointConfig>();
+  empty->routes = route::RouteTable(empty->config);
+  empty->origin = "empty";
+  current_ = std::move(empty);
+}
+
+std::shared_ptr<const ConfigSnapshot> ConfigStore::current() const {
+  std::lock_guard lock(mu_);
+  return current_;
+}
+
+void ConfigStore::publish(std::shared_ptr<ConfigSnapshot> snapshot) {
+  std::lock_guard lock(mu_);
+  snapshot->generation = ++generation_;
+  current_ = std::move(snapshot);
+}
+
+}  // namespace zt::waypoint::state
