@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The ambient-mesh image: ztunnel, meshd and the node agent, built from this checkout.
+# The ambient-mesh image: ztunnel, meshd, the node agent and the waypoint, built from this checkout.
 #   docker build -t ghcr.io/ambient-mesh/ambient-mesh:0.1.0 .
 # Used by every workload in deploy/ (each picks its binary with `command`).
 # tests/integration/deploy/check_dockerfile.cjs checks this file's structure: the stages and
@@ -17,8 +17,8 @@ COPY . .
 # Release build of the deployable binaries only: no tests, fuzzers or benchmarks.
 RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DZT_BUILD_TESTS=OFF -DZT_BUILD_FUZZ=OFF -DZT_BUILD_BENCH=OFF \
- && cmake --build build --target ztunnel meshd node-agent \
- && strip --strip-unneeded build/bin/ztunnel build/bin/meshd build/bin/node-agent
+ && cmake --build build --target ztunnel meshd node-agent waypoint \
+ && strip --strip-unneeded build/bin/ztunnel build/bin/meshd build/bin/node-agent build/bin/waypoint
 
 # ---- runtime: the shared libraries those binaries load, and nothing else -------------------
 FROM debian:bookworm-slim AS runtime
@@ -33,6 +33,7 @@ RUN apt-get update -q \
       libgrpc++1.51 \
       libprotobuf32 \
       libbpf1 \
+      libre2-9 \
  && rm -rf /var/lib/apt/lists/*
 # Non-root by default (meshd and the waypoint run like this). The node DaemonSet's containers
 # set runAsUser 0 because Kubernetes makes added capabilities effective only for root; they
@@ -43,10 +44,11 @@ RUN groupadd --system --gid 65532 mesh \
 COPY --from=build /src/build/bin/ztunnel /usr/local/bin/ztunnel
 COPY --from=build /src/build/bin/meshd /usr/local/bin/meshd
 COPY --from=build /src/build/bin/node-agent /usr/local/bin/node-agent
+COPY --from=build /src/build/bin/waypoint /usr/local/bin/waypoint
 USER 65532:65532
 # 15001/15006/15008 live in the pods' namespaces, not here; these are the proxy's own ports.
 EXPOSE 15008 15012 15020 15021
 ENTRYPOINT ["/usr/local/bin/ztunnel"]
 LABEL org.opencontainers.image.title="ambient-mesh" \
-      org.opencontainers.image.description="Istio-compatible ambient mesh data plane: ztunnel, meshd, node agent" \
+      org.opencontainers.image.description="Istio-compatible ambient mesh data plane: ztunnel, meshd, node agent, waypoint" \
       org.opencontainers.image.version="0.1.0"

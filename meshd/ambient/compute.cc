@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <regex>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -166,6 +167,8 @@ class Waypoints {
                  ref->namespace_, ref->name, traffic, meta.namespace_, meta.name);
     return nullptr;
   }
+
+  const std::map<std::string, Waypoint>& all() const { return by_key_; }
 
   bool is_instance(const manifest::Pod& pod) const {
     auto name = label(pod.meta.labels, kGatewayNameLabel);
@@ -658,6 +661,77 @@ std::optional<Authorization> convert_authorization_policy(
   return out;
 }
 
+// --- waypoint L7 configuration ----------------------------------------------------------------
+
+// The DestinationRule host `host` (written in namespace `ns`) names service `name`.`svc_ns`:
+// a short name is relative to the rule's namespace; "name.ns", "name.ns.svc" and the FQDN too.
+bool host_names_service(const std::string& host, const std::string& ns, const std::string& name,
+                        const std::string& svc_ns, const Options& options) {
+  if (host == name) return ns == svc_ns;
+  return host == name + "." + svc_ns || host == name + "." + svc_ns + ".svc" ||
+         host == service_hostname(name, svc_ns, options.domain_suffix);
+}
+
+// For each waypoint Gateway, the objects that configure it, as one YAML stream: HTTPRoutes with
+// a Service parentRef whose Service uses the waypoint, DestinationRules for those Services, and
+// AuthorizationPolicies whose targetRefs name the Gateway or such a Service. Every waypoint gets
+// a resource, empty when nothing applies, so that removing the last route is a change too.
+void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoints,
+                              const Options& options, MeshSnapshot& snapshot) {
+  for (const auto& [key, waypoint] : waypoints.all()) {
+    std::set<std::string> services;  // "ns/name" of the Services using this waypoint
+    for (const auto& [k, svc] : objects.services) {
+      if (label(svc.meta.labels, kManagedGatewayLabel) == kManagedByMesh) continue;
+      const auto* w = waypoints.for_target(svc.meta, "service");
+      if (w && w->name == waypoint.name && w->namespace_ == waypoint.namespace_) services.insert(k);
+    }
+    std::vector<const std::string*> documents;
+    for (const auto& [k, route] : objects.http_routes) {
+      bool attached = false;
+      for (const auto& parent : route.parent_refs) {
+        // The manifest reader fills an absent group with Gateway API's default; the waypoint
+        // reads an absent group as core, so both mean the Service here.
+        bool core = parent.group.empty() || parent.group == "core" ||
+                    parent.group == "gateway.networking.k8s.io";
+        if (parent.kind != "Service" || !core) continue;
+        auto ns = parent.namespace_.empty() ? route.meta.namespace_ : parent.namespace_;
+        attached = attached || services.contains(ns + "/" + parent.name);
+      }
+      if (attached) documents.push_back(&route.yaml);
+    }
+    for (const auto& [k, rule] : objects.destination_rules) {
+      bool applies = false;
+      for (const auto& svc_key : services) {
+        const auto& svc = objects.services.at(svc_key);
+        applies = applies || host_names_service(rule.host, rule.meta.namespace_, svc.meta.name,
+                                                svc.meta.namespace_, options);
+      }
+      if (applies) documents.push_back(&rule.yaml);
+    }
+    for (const auto& [k, policy] : objects.authorization_policies) {
+      bool targets = false;
+      for (const auto& ref : policy.target_refs) {
+        auto ns = ref.namespace_.empty() ? policy.meta.namespace_ : ref.namespace_;
+        if (ref.kind == "Gateway") {
+          targets = targets || (ns == waypoint.namespace_ && ref.name == waypoint.name);
+        } else if (ref.kind == "Service") {
+          targets = targets || services.contains(ns + "/" + ref.name);
+        }
+      }
+      if (targets) documents.push_back(&policy.yaml);
+    }
+    std::string yaml;
+    for (const auto* doc : documents) {
+      if (!yaml.empty()) yaml += "---\n";
+      yaml += *doc;
+      if (!yaml.empty() && yaml.back() != '\n') yaml += '\n';
+    }
+    ambientmesh::waypoint::v1::WaypointConfig config;
+    config.set_yaml(std::move(yaml));
+    snapshot.waypoint_configs.emplace(key, std::move(config));
+  }
+}
+
 MeshSnapshot compute(const manifest::ObjectSet& objects, const Options& options) {
   MeshSnapshot snapshot;
   Waypoints waypoints(objects, options);
@@ -782,6 +856,7 @@ MeshSnapshot compute(const manifest::ObjectSet& objects, const Options& options)
     *address.mutable_workload() = std::move(w);
     snapshot.addresses.emplace(std::move(uid), std::move(address));
   }
+  compute_waypoint_configs(objects, waypoints, options, snapshot);
   return snapshot;
 }
 

@@ -10,6 +10,7 @@
 //                            // services by "<ns>/<name>.<ns>.svc.<domain>"
 //   snapshot.authorizations  // by "<ns>/<name>"
 //   snapshot.identities_by_node  // node -> {"spiffe://<td>/ns/<ns>/sa/<sa>"}
+//   snapshot.waypoint_configs    // waypoint Gateway "<ns>/<name>" -> WaypointConfig{yaml}
 //
 // Rules (istiod's, summarised; details at each function in compute.cc):
 // - Pods with an IP (phase Running/Pending/unset) are Workloads. HBONE when captured: pod label
@@ -26,6 +27,11 @@
 //   selector = NAMESPACE, with selector = WORKLOAD_SELECTOR (listed on the selected workloads of
 //   its namespace, or of every namespace when in the root namespace); AUDIT and CUSTOM are not
 //   sent; a policy with targetRef(s) is for a waypoint and is not sent to ztunnel.
+// - Waypoint L7 configuration: for each waypoint Gateway, a YAML stream of the HTTPRoutes with a
+//   Service parentRef (namespace defaults to the route's) whose Service uses that waypoint, the
+//   DestinationRules whose host names such a Service (short name in the rule's namespace,
+//   name.ns, name.ns.svc or the FQDN), and the AuthorizationPolicies whose targetRefs name the
+//   Gateway or such a Service; in that order, each by namespace/name. Empty when none apply.
 // - PeerAuthentication: when any exists, the static DENY
 // "istio-system/istio_converted_static_strict"
 //   (notPrincipals: [presence]) is sent and every workload whose effective mode (mesh, then

@@ -15,6 +15,7 @@ constexpr const char* kind_name() {
   if constexpr (std::is_same_v<T, PeerAuthentication>) return "PeerAuthentication";
   if constexpr (std::is_same_v<T, Gateway>) return "Gateway";
   if constexpr (std::is_same_v<T, HttpRoute>) return "HTTPRoute";
+  if constexpr (std::is_same_v<T, DestinationRule>) return "DestinationRule";
 }
 
 std::string map_key(const ObjectMeta& meta) {
@@ -60,6 +61,9 @@ void ObjectSet::put(Object object) {
         }
         if constexpr (std::is_same_v<T, Gateway>) gateways.insert_or_assign(key, std::move(o));
         if constexpr (std::is_same_v<T, HttpRoute>) http_routes.insert_or_assign(key, std::move(o));
+        if constexpr (std::is_same_v<T, DestinationRule>) {
+          destination_rules.insert_or_assign(key, std::move(o));
+        }
       },
       std::move(object));
 }
@@ -67,7 +71,7 @@ void ObjectSet::put(Object object) {
 size_t ObjectSet::size() const {
   return namespaces.size() + pods.size() + services.size() + service_accounts.size() +
          authorization_policies.size() + peer_authentications.size() + gateways.size() +
-         http_routes.size();
+         http_routes.size() + destination_rules.size();
 }
 
 namespace {

@@ -141,6 +141,9 @@ struct AuthorizationPolicy {
   std::string action = "ALLOW";              // ALLOW | DENY | AUDIT | CUSTOM
   std::string provider;                      // spec.provider.name (CUSTOM)
   std::vector<PolicyRule> rules;
+  // The object re-emitted as YAML (apiVersion, kind, metadata name/namespace/creationTimestamp,
+  // spec), for waypoints; set for every policy, used for those with targetRefs.
+  std::string yaml;
   bool operator==(const AuthorizationPolicy&) const = default;
 };
 
@@ -213,11 +216,20 @@ struct HttpRoute {
   std::vector<RouteParentRef> parent_refs;
   std::vector<std::string> hostnames;
   std::vector<HttpRouteRule> rules;
+  std::string yaml;  // the object re-emitted as YAML, as AuthorizationPolicy::yaml
   bool operator==(const HttpRoute&) const = default;
 };
 
+// networking.istio.io DestinationRule: only the host is read; waypoints get the whole object.
+struct DestinationRule {
+  ObjectMeta meta;
+  std::string host;  // spec.host as written (short names are relative to the rule's namespace)
+  std::string yaml;  // the object re-emitted as YAML, as AuthorizationPolicy::yaml
+  bool operator==(const DestinationRule&) const = default;
+};
+
 using Object = std::variant<Namespace, Pod, Service, ServiceAccount, AuthorizationPolicy,
-                            PeerAuthentication, Gateway, HttpRoute>;
+                            PeerAuthentication, Gateway, HttpRoute, DestinationRule>;
 
 // kind ("Pod"), namespace ("" for Namespace), name.
 struct ObjectKey {
@@ -239,6 +251,7 @@ struct ObjectSet {
   std::map<std::string, PeerAuthentication> peer_authentications;
   std::map<std::string, Gateway> gateways;
   std::map<std::string, HttpRoute> http_routes;
+  std::map<std::string, DestinationRule> destination_rules;
 
   // Inserts or replaces the object with the same key.
   void put(Object object);

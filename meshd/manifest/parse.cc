@@ -3,6 +3,7 @@
 // which turns it into a value; nothing thrown here escapes the file.
 #include "meshd/manifest/parse.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -492,6 +493,54 @@ std::string api_group(const std::string& api_version) {
   return slash == std::string::npos ? "" : api_version.substr(0, slash);
 }
 
+// Canonical form: block style and map keys in order, so the same object read from YAML or from
+// the API server's JSON (flow style, sorted keys) is emitted as the same text.
+void emit_canonical(YAML::Emitter& out, const YAML::Node& node) {
+  if (node.IsMap()) {
+    // Keys are sorted, never the nodes: assigning a yaml-cpp Node writes through to the node
+    // it refers to, so moving Nodes around (as std::sort does) would overwrite the document.
+    std::vector<std::string> keys;
+    for (auto it = node.begin(); it != node.end(); ++it) keys.push_back(it->first.Scalar());
+    std::sort(keys.begin(), keys.end());
+    out << YAML::BeginMap;
+    for (const auto& key : keys) {
+      out << YAML::Key << key << YAML::Value;
+      emit_canonical(out, node[key]);
+    }
+    out << YAML::EndMap;
+  } else if (node.IsSequence()) {
+    out << YAML::BeginSeq;
+    for (auto it = node.begin(); it != node.end(); ++it) emit_canonical(out, *it);
+    out << YAML::EndSeq;
+  } else if (node.IsScalar()) {
+    out << node.Scalar();
+  } else {
+    out << YAML::Null;
+  }
+}
+
+// The object as a waypoint reads it: apiVersion, kind, metadata (name, namespace,
+// creationTimestamp; the rest is of no use to it) and spec, as one YAML document.
+std::string emit_object(const YAML::Node& document, const ObjectMeta& meta) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "apiVersion" << YAML::Value << document["apiVersion"];
+  out << YAML::Key << "kind" << YAML::Value << document["kind"];
+  out << YAML::Key << "metadata" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "name" << YAML::Value << meta.name;
+  out << YAML::Key << "namespace" << YAML::Value << meta.namespace_;
+  if (!meta.creation_timestamp.empty()) {
+    out << YAML::Key << "creationTimestamp" << YAML::Value << meta.creation_timestamp;
+  }
+  out << YAML::EndMap;
+  if (auto spec = document["spec"]; spec && !spec.IsNull()) {
+    out << YAML::Key << "spec" << YAML::Value;
+    emit_canonical(out, spec);
+  }
+  out << YAML::EndMap;
+  return out.c_str();
+}
+
 }  // namespace
 
 tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& document,
@@ -513,7 +562,8 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
       kAuthz,
       kPeerAuthn,
       kGateway,
-      kHttpRoute
+      kHttpRoute,
+      kDestinationRule
     } known;
     if (group.empty() && kind == "Namespace") {
       known = Known::kNamespace;
@@ -531,6 +581,8 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
       known = Known::kGateway;
     } else if (group == "gateway.networking.k8s.io" && kind == "HTTPRoute") {
       known = Known::kHttpRoute;
+    } else if (group == "networking.istio.io" && kind == "DestinationRule") {
+      known = Known::kDestinationRule;
     } else {
       ZT_LOG_DEBUG("component=manifest ignoring {}: kind {} ({}) is not used", where, kind,
                    api_version);
@@ -556,14 +608,27 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
         return Object(read_pod(doc, std::move(meta)));
       case Known::kService:
         return Object(read_service(doc, std::move(meta)));
-      case Known::kAuthz:
-        return Object(read_authorization_policy(doc, std::move(meta)));
+      case Known::kAuthz: {
+        auto policy = read_authorization_policy(doc, std::move(meta));
+        policy.yaml = emit_object(document, policy.meta);
+        return Object(std::move(policy));
+      }
       case Known::kPeerAuthn:
         return Object(read_peer_authentication(doc, std::move(meta)));
       case Known::kGateway:
         return Object(read_gateway(doc, std::move(meta)));
-      case Known::kHttpRoute:
-        return Object(read_http_route(doc, std::move(meta)));
+      case Known::kHttpRoute: {
+        auto route = read_http_route(doc, std::move(meta));
+        route.yaml = emit_object(document, route.meta);
+        return Object(std::move(route));
+      }
+      case Known::kDestinationRule: {
+        DestinationRule rule{std::move(meta), {}, {}};
+        auto spec = doc.map_or_empty("spec");
+        rule.host = spec.required_string("host");
+        rule.yaml = emit_object(document, rule.meta);
+        return Object(std::move(rule));
+      }
     }
     return std::nullopt;
   } catch (const Invalid& e) {

@@ -16,8 +16,8 @@ namespace {
 using envoy::service::discovery::v3::DeltaDiscoveryRequest;
 using envoy::service::discovery::v3::DeltaDiscoveryResponse;
 
-constexpr std::string_view kTypeUrls[DeltaAdsServer::kTypeCount] = {zt::xds::kAddressType,
-                                                                    zt::xds::kAuthorizationType};
+constexpr std::string_view kTypeUrls[DeltaAdsServer::kTypeCount] = {
+    zt::xds::kAddressType, zt::xds::kAuthorizationType, kWaypointConfigType};
 
 int type_index(std::string_view type_url) {
   for (size_t i = 0; i < DeltaAdsServer::kTypeCount; ++i) {
@@ -310,6 +310,11 @@ void DeltaAdsServer::publish(std::shared_ptr<const MeshSnapshot> snapshot) {
       auto bytes = serialize_deterministic(authz);
       auto version = content_version(bytes);
       indexed->types[1].emplace(name, Entry{std::move(version), std::move(bytes)});
+    }
+    for (const auto& [name, config] : snapshot->waypoint_configs) {
+      auto bytes = serialize_deterministic(config);
+      auto version = content_version(bytes);
+      indexed->types[2].emplace(name, Entry{std::move(version), std::move(bytes)});
     }
   }
   {

@@ -80,7 +80,7 @@ class DeltaAdsServer final
     std::string version;
     std::string bytes;  // serialized resource (the Any's value)
   };
-  static constexpr size_t kTypeCount = 2;
+  static constexpr size_t kTypeCount = 3;  // Address, Authorization, WaypointConfig
   struct Indexed {
     uint64_t generation = 0;
     std::map<std::string, Entry> types[kTypeCount];

@@ -29,6 +29,8 @@ namespace zt::waypoint::http1 {
 //   as it is (101 with its Upgrade/Connection headers), then `upgraded` runs.
 // - An `Upgrade` request header (WebSocket) reaches the handler with its Upgrade and Connection
 //   headers intact (the proxy decides); an upgrade request with a body is refused (400).
+// - `limits` is copied when serve_http1 is called (a temporary is fine).
+// - No timeouts here: an idle or slow peer is the caller's to cut (abort the Duplex).
 awaitable<void> serve_http1(Duplex downstream, std::string already_read, const Limits& limits,
                             RequestHandler handler);
 

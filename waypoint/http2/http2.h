@@ -26,6 +26,22 @@ inline constexpr std::string_view kClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n
 // - Responses: :status + headers (hop-by-hop removed, names lower-cased), DATA, and trailers
 //   as a final HEADERS frame when present (gRPC).
 // - Flow control is nghttp2's with a bounded window; a slow reader is not buffered beyond it.
+// Details of this implementation (server.cc):
+// - nghttp2's own HTTP checks are off so that a bad head gets a status like HTTP/1.1 does: 400
+//   for connection-specific fields (connection, keep-alive, proxy-connection,
+//   transfer-encoding, upgrade), `te` other than "trailers", upper-case names, unknown,
+//   repeated or late pseudo-headers, a missing :method/:scheme/:path, Host differing from
+//   :authority, pseudo-headers in trailers, Content-Length differing from the DATA received;
+//   then http::check_request_head(kHttp2). A Host field fills head.authority when :authority
+//   is absent and is never in head.headers. Refused requests never reach the handler.
+// - A response whose stream is reset by the peer, or whose connection ended, is dropped (the
+//   handler is not cancelled). A handler that throws is answered 500; a 1xx answer (an upgrade)
+//   is answered 502 (no extended CONNECT). Content-Length is corrected to the body's size
+//   (except for HEAD).
+// - Cancelling the coroutine (a drain) sends GOAWAY(NO_ERROR) before it ends. After the peer
+//   half-closes, answers still being computed are sent, then the session ends.
+// - No timers: idle and slow-peer timeouts are the caller's (the proxy's) business.
+// - `limits` is a reference: it must outlive the coroutine.
 awaitable<void> serve_http2(Duplex downstream, std::string already_read, const Limits& limits,
                             RequestHandler handler);
 
@@ -39,6 +55,11 @@ class Http2Client : public std::enable_shared_from_this<Http2Client> {
   ~Http2Client();
 
   // One request on a new stream; waits for the whole response (headers, body, trailers).
+  // Pseudo-headers come from request.head (:scheme defaults to "http"; :authority is the
+  // authority, else a Host field; CONNECT has neither :scheme nor :path); regular headers are
+  // sent as given with lower-cased names and Host removed: hop-by-hop fields are the caller's
+  // to strip (http::strip_hop_by_hop with keep_te_trailers for gRPC). Cancelling the awaiting
+  // coroutine resets the stream (CANCEL) and leaves the connection usable.
   // Errors: the connection ended, the stream was reset (message names the HTTP/2 error code,
   // e.g. "stream reset: REFUSED_STREAM"), the response was malformed or too large.
   awaitable<Result<Response>> send(Request request);

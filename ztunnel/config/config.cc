@@ -88,6 +88,8 @@ Result<WorkloadInfo> parse_workload_info(std::string_view value) {
   return WorkloadInfo{std::string(parts[0]), std::string(parts[1]), std::string(parts[2])};
 }
 
+}  // namespace
+
 Status valid_trust_domain(std::string_view value) {
   // SPIFFE trust domain names: lower-case letters, digits, '.', '-' and '_'.
   bool ok = !value.empty() && std::all_of(value.begin(), value.end(), [](char c) {
@@ -152,6 +154,8 @@ Status valid_grpc_url(std::string_view v) {
   }
   return failf("{} is not an http:// or https:// URL", net::quote(v));
 }
+
+namespace {
 
 const std::vector<Option>& options() {
   static const std::vector<Option> kOptions = {

@@ -115,6 +115,16 @@ std::optional<std::string> process_getenv(const char* name);
 // Every option with its variable, default and meaning.
 std::string help_text();
 
+// Value checks shared with the waypoint's command line (waypoint/app/config.h).
+// SPIFFE trust domain names: lower-case letters, digits, '.', '-' and '_'.
+Status valid_trust_domain(std::string_view value);
+// A log level name, or RUST_LOG directives whose target-less one sets the level.
+Result<std::string> parse_log_level(std::string_view value);
+// A number (0 = one per core) or a percentage of the cores ("50%").
+Result<int> parse_worker_threads(std::string_view value);
+// "http://host:port" or "https://host:port", as the gRPC clients take them.
+Status valid_grpc_url(std::string_view v);
+
 // "500ms", "5s", "5m", "24h", "1m30s": a positive duration.
 Result<std::chrono::milliseconds> parse_duration(std::string_view text);
 

@@ -189,6 +189,7 @@ std::string ConnectionRecord::render(std::string_view msg, bool full) const {
   f.str("dst.addr", dst_addr);
   if (full) {
     f.str("dst.hbone_addr", dst_hbone_addr);
+    f.str("dst.waypoint", dst_waypoint);
     f.str("dst.service", dst_service);
     f.str("dst.workload", dst_workload);
     f.str("dst.namespace", dst_namespace);

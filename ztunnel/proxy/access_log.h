@@ -73,6 +73,7 @@ struct ConnectionRecord {
   std::string src_identity;  // only when proven by mTLS
   std::string dst_addr;      // the L4 next hop
   std::string dst_hbone_addr;
+  std::string dst_waypoint;  // outbound: "<ip>:<port>" of the waypoint it went through, else ""
   std::string dst_service;  // hostname
   std::string dst_service_name;
   std::string dst_service_namespace;

@@ -134,6 +134,7 @@ awaitable<void> Outbound::proxy(tcp::socket client, tcp::endpoint original_dst,
   if (upstream->workload) rec.set_destination(*upstream->workload);
   if (upstream->service) rec.set_destination_service(*upstream->service);
   rec.dst_addr = net::format_endpoint(upstream->connect);
+  rec.dst_waypoint = upstream->waypoint_address();
 
   if (upstream->kind == state::UpstreamKind::kHbone) {
     rec.mtls = true;

@@ -1,6 +1,8 @@
 #include "ztunnel/state/routing.h"
 
 #include <algorithm>
+#include <optional>
+#include <variant>
 
 #include <fmt/format.h>
 
@@ -25,8 +27,8 @@ uint16_t target_port(const Service& svc, const PortMap& endpoint_ports, uint16_t
   return 0;
 }
 
-Upstream to_workload(std::shared_ptr<const Workload> w, const asio::ip::address& ip,
-                     uint16_t port, const tcp::endpoint& original_dst) {
+Upstream to_workload(std::shared_ptr<const Workload> w, const asio::ip::address& ip, uint16_t port,
+                     const tcp::endpoint& original_dst) {
   Upstream up;
   up.original_dst = original_dst;
   up.target_port = port;
@@ -43,7 +45,125 @@ Upstream to_workload(std::shared_ptr<const Workload> w, const asio::ip::address&
   return up;
 }
 
+// An endpoint chosen for a service port.
+struct Chosen {
+  std::shared_ptr<const Workload> workload;
+  asio::ip::address ip;
+  uint16_t port = 0;
+};
+
+// kUseServicePort: an endpoint without a target port for the port is reached on the port
+// itself (a waypoint's HBONE port need not be listed on its service).
+enum class PortFallback { kNone, kUseServicePort };
+
+// Endpoints are usable when healthy (or the health policy is AllowAll), with capacity > 0, an
+// address in `network` and a target port; one is picked at random weighted by capacity.
+std::optional<Chosen> pick_endpoint(const State& state, const Service& svc,
+                                    std::string_view network, const asio::ip::address& like,
+                                    uint16_t port, PortFallback fallback, std::mt19937_64& rng) {
+  bool allow_unhealthy =
+      svc.load_balancer && svc.load_balancer->health_policy == LoadBalancerHealthPolicy::kAllowAll;
+  std::vector<Chosen> candidates;
+  uint64_t total_weight = 0;
+  for (const auto& ep : state.endpoints(svc.key())) {
+    const auto& w = *ep.workload;
+    if (ep.status != HealthStatus::kHealthy && !allow_unhealthy) continue;
+    if (w.capacity == 0 || w.network != network) continue;
+    auto ip = pick_address(w, like);
+    if (!ip) continue;  // hostname-only workloads need DNS, not supported here
+    uint16_t target = target_port(svc, ep.ports, port);
+    if (target == 0 && fallback == PortFallback::kUseServicePort) target = port;
+    if (target == 0) continue;
+    candidates.push_back({ep.workload, *ip, target});
+    total_weight += w.capacity;
+  }
+  if (candidates.empty()) return std::nullopt;
+  uint64_t pick = std::uniform_int_distribution<uint64_t>(0, total_weight - 1)(rng);
+  for (const auto& c : candidates) {
+    if (pick < c.workload->capacity) return c;
+    pick -= c.workload->capacity;
+  }
+  return candidates.back();
+}
+
+std::string describe(const GatewayAddress& gw) {
+  if (const auto* a = std::get_if<NetworkAddress>(&gw.destination)) {
+    return a->network.empty() ? a->address.to_string() : a->to_string();
+  }
+  return std::get<NamespacedHostname>(gw.destination).to_string();
+}
+
+bool has_ip(const Workload& w, const asio::ip::address& ip) {
+  auto want = net::unmap(ip);
+  return std::any_of(w.workload_ips.begin(), w.workload_ips.end(),
+                     [&](const auto& a) { return net::unmap(a) == want; });
+}
+
+bool is_endpoint_of(const State& state, const Service& svc, const Workload& w) {
+  for (const auto& ep : state.endpoints(svc.key())) {
+    if (ep.workload.get() == &w || ep.workload->uid == w.uid) return true;
+  }
+  return false;
+}
+
+// The source is the waypoint itself: its IP is the waypoint's address, or it is an endpoint of
+// the waypoint's service (by VIP or hostname).
+bool is_from_waypoint(const State& state, const Workload* source, const GatewayAddress& gw) {
+  if (!source) return false;
+  if (const auto* a = std::get_if<NetworkAddress>(&gw.destination)) {
+    if (source->network == a->network && has_ip(*source, a->address)) return true;
+    auto svc = state.find_service(a->network, net::unmap(a->address));
+    return svc && is_endpoint_of(state, *svc, *source);
+  }
+  const auto& host = std::get<NamespacedHostname>(gw.destination);
+  auto svc = state.find_service(host.namespace_name, host.hostname);
+  return svc && is_endpoint_of(state, *svc, *source);
+}
+
+// HBONE to the waypoint named by `gw`, keeping the original destination as the authority.
+Result<Upstream> through_waypoint(const State& state, const Workload* source,
+                                  const GatewayAddress& gw, const tcp::endpoint& original_dst,
+                                  std::mt19937_64& rng) {
+  std::string_view network = source ? std::string_view(source->network) : std::string_view();
+  auto like = net::unmap(original_dst.address());
+  std::optional<Chosen> chosen;
+  if (const auto* a = std::get_if<NetworkAddress>(&gw.destination)) {
+    auto ip = net::unmap(a->address);
+    if (auto w = state.find_workload(a->network, ip)) {
+      // Referenced by IP: that IP is used, even when the client's family differs.
+      chosen = Chosen{std::move(w), ip, gw.hbone_mtls_port};
+    } else if (auto wsvc = state.find_service(a->network, ip)) {
+      chosen = pick_endpoint(state, *wsvc, a->network, ip, gw.hbone_mtls_port,
+                             PortFallback::kUseServicePort, rng);
+      if (!chosen) return failf("no healthy upstream for waypoint {}", wsvc->key());
+    }
+  } else {
+    const auto& host = std::get<NamespacedHostname>(gw.destination);
+    if (auto wsvc = state.find_service(host.namespace_name, host.hostname)) {
+      chosen = pick_endpoint(state, *wsvc, network, like, gw.hbone_mtls_port,
+                             PortFallback::kUseServicePort, rng);
+      if (!chosen) return failf("no healthy upstream for waypoint {}", wsvc->key());
+    }
+  }
+  if (!chosen) return failf("waypoint {} not found", describe(gw));
+
+  Upstream up;
+  up.kind = UpstreamKind::kHbone;
+  up.via_waypoint = true;
+  up.connect = tcp::endpoint(chosen->ip, chosen->port);
+  up.authority = net::format_endpoint(tcp::endpoint(like, original_dst.port()));
+  up.expected_identities.push_back(chosen->workload->identity());
+  up.original_dst = original_dst;
+  up.target_port = original_dst.port();
+  up.workload = std::move(chosen->workload);
+  return up;
+}
+
 }  // namespace
+
+std::string Upstream::waypoint_address() const {
+  return via_waypoint ? net::format_endpoint(connect) : std::string();
+}
 
 bool is_proxy_port(uint16_t port) {
   return std::find(kProxyPorts.begin(), kProxyPorts.end(), port) != kProxyPorts.end();
@@ -51,9 +171,12 @@ bool is_proxy_port(uint16_t port) {
 
 std::string_view to_string(UpstreamKind kind) {
   switch (kind) {
-    case UpstreamKind::kHbone: return "hbone";
-    case UpstreamKind::kTcp: return "tcp";
-    case UpstreamKind::kPassthrough: return "passthrough";
+    case UpstreamKind::kHbone:
+      return "hbone";
+    case UpstreamKind::kTcp:
+      return "tcp";
+    case UpstreamKind::kPassthrough:
+      return "passthrough";
   }
   return "?";
 }
@@ -66,45 +189,24 @@ Result<Upstream> resolve_outbound(const State& state, const Workload* source,
     return failf("attempted recursive call to ourselves ({})", net::format_endpoint(original_dst));
   }
   std::string_view network = source ? std::string_view(source->network) : std::string_view();
-  std::string_view client_ns = source ? std::string_view(source->namespace_name) : std::string_view();
+  std::string_view client_ns =
+      source ? std::string_view(source->namespace_name) : std::string_view();
 
   auto svc = state.find_service(network, dst_ip, client_ns);
   bool passthrough_service =
       svc && svc->load_balancer && svc->load_balancer->mode == LoadBalancerMode::kPassthrough;
+  if (svc && svc->waypoint && !is_from_waypoint(state, source, *svc->waypoint)) {
+    auto up = through_waypoint(state, source, *svc->waypoint, original_dst, rng);
+    if (!up) return tl::unexpected(wrap(up.error(), fmt::format("service {}", svc->key())));
+    up->service = svc;
+    return up;
+  }
   if (svc && !passthrough_service) {
-    bool allow_unhealthy = svc->load_balancer && svc->load_balancer->health_policy ==
-                                                     LoadBalancerHealthPolicy::kAllowAll;
-    struct Candidate {
-      const State::Endpoint* endpoint;
-      asio::ip::address ip;
-      uint16_t port;
-    };
-    std::vector<Candidate> candidates;
-    uint64_t total_weight = 0;
-    for (const auto& ep : state.endpoints(svc->key())) {
-      const auto& w = *ep.workload;
-      if (ep.status != HealthStatus::kHealthy && !allow_unhealthy) continue;
-      if (w.capacity == 0 || w.network != network) continue;
-      auto ip = pick_address(w, dst_ip);
-      if (!ip) continue;  // hostname-only workloads need DNS, not supported here
-      uint16_t target = target_port(*svc, ep.ports, port);
-      if (target == 0) continue;
-      candidates.push_back({&ep, *ip, target});
-      total_weight += w.capacity;
-    }
-    if (candidates.empty()) {
+    auto chosen = pick_endpoint(state, *svc, network, dst_ip, port, PortFallback::kNone, rng);
+    if (!chosen) {
       return failf("no healthy upstream for {} (port {})", svc->key(), port);
     }
-    uint64_t pick = std::uniform_int_distribution<uint64_t>(0, total_weight - 1)(rng);
-    const Candidate* chosen = &candidates.back();
-    for (const auto& c : candidates) {
-      if (pick < c.endpoint->workload->capacity) {
-        chosen = &c;
-        break;
-      }
-      pick -= c.endpoint->workload->capacity;
-    }
-    auto up = to_workload(chosen->endpoint->workload, chosen->ip, chosen->port, original_dst);
+    auto up = to_workload(chosen->workload, chosen->ip, chosen->port, original_dst);
     if (up.kind == UpstreamKind::kHbone) {
       for (const auto& san : svc->subject_alt_names) {
         if (std::find(up.expected_identities.begin(), up.expected_identities.end(), san) ==
@@ -120,6 +222,13 @@ Result<Upstream> resolve_outbound(const State& state, const Workload* source,
   // Addressed to a workload directly (or through a PASSTHROUGH service, which keeps the
   // original destination): its port is used as is.
   if (auto w = state.find_workload(network, dst_ip)) {
+    if (w->waypoint && !is_from_waypoint(state, source, *w->waypoint)) {
+      auto up = through_waypoint(state, source, *w->waypoint, original_dst, rng);
+      if (!up) return tl::unexpected(wrap(up.error(), fmt::format("workload {}", w->uid)));
+      up->addressed_workload = std::move(w);
+      if (passthrough_service) up->service = svc;
+      return up;
+    }
     auto up = to_workload(std::move(w), dst_ip, port, original_dst);
     if (passthrough_service) up.service = svc;
     return up;
@@ -134,9 +243,28 @@ Result<Upstream> resolve_outbound(const State& state, const Workload* source,
   return up;
 }
 
+std::vector<ServiceEndpointTarget> usable_service_endpoints(const State& state, const Service& svc,
+                                                            uint16_t service_port,
+                                                            std::string_view network,
+                                                            const asio::ip::address& like) {
+  bool allow_unhealthy =
+      svc.load_balancer && svc.load_balancer->health_policy == LoadBalancerHealthPolicy::kAllowAll;
+  std::vector<ServiceEndpointTarget> out;
+  for (const auto& ep : state.endpoints(svc.key())) {
+    const auto& w = *ep.workload;
+    if (ep.status != HealthStatus::kHealthy && !allow_unhealthy) continue;
+    if (w.capacity == 0 || w.network != network) continue;
+    auto ip = pick_address(w, like);
+    if (!ip) continue;
+    uint16_t target = target_port(svc, ep.ports, service_port);
+    if (target == 0) continue;
+    out.push_back({ep.workload, *ip, target});
+  }
+  return out;
+}
+
 Result<InboundTarget> resolve_inbound(const State& state, const tcp::endpoint& arrived_at,
-                                      const hbone::Authority& authority,
-                                      std::string_view network) {
+                                      const hbone::Authority& authority, std::string_view network) {
   auto pod_ip = net::unmap(arrived_at.address());
   InboundTarget target;
   target.workload = state.find_workload(network, pod_ip);
@@ -144,8 +272,8 @@ Result<InboundTarget> resolve_inbound(const State& state, const tcp::endpoint& a
 
   uint16_t port = authority.port;
   if (!authority.ip) {
-    target.service = state.find_service_by_hostname(authority.host,
-                                                    target.workload->namespace_name);
+    target.service =
+        state.find_service_by_hostname(authority.host, target.workload->namespace_name);
     if (!target.service) return failf("no service for hostname {}", net::quote(authority.host));
     const PortMap* own_ports = nullptr;
     for (const auto& ep : state.endpoints(target.service->key())) {

@@ -1,0 +1,257 @@
+// meshd serves each waypoint's L7 configuration (ambientmesh.waypoint.v1.WaypointConfig) on the
+// Delta xDS stream: the real build/bin/meshd on a manifest directory with a waypoint Gateway, a
+// Service that uses it, an HTTPRoute, a DestinationRule and AuthorizationPolicies; a client
+// subscribed to the type gets one resource per waypoint and an update when the route changes.
+#include <filesystem>
+#include <random>
+#include <regex>
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <yaml-cpp/yaml.h>
+
+#include "ambientmesh/waypoint/v1/waypoint.pb.h"
+#include "common/net/address.h"
+#include "tests/integration/meshd/ads_test_client.h"
+#include "tests/support/cluster_manifests.h"
+#include "tests/support/daemon.h"
+
+namespace zt::meshd {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using testing::AdsTestClient;
+
+constexpr const char* kWaypointUrl = "type.googleapis.com/ambientmesh.waypoint.v1.WaypointConfig";
+
+constexpr const char* kBase = R"(apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  labels: {istio.io/dataplane-mode: ambient}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: shop}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: idle-waypoint, namespace: shop}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: reviews
+  namespace: shop
+  labels: {istio.io/use-waypoint: waypoint}
+spec:
+  selector: {app: reviews}
+  clusterIP: 10.96.5.1
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ratings, namespace: shop}
+spec:
+  selector: {app: ratings}
+  clusterIP: 10.96.5.2
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews
+  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings, namespace: shop}
+spec:
+  host: ratings.shop.svc.cluster.local
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-delete, namespace: shop, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}]
+  action: DENY
+  rules: [{to: [{operation: {methods: [DELETE]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ztunnel-only, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: ALLOW
+  rules: [{from: [{source: {principals: ["cluster.local/ns/shop/sa/web"]}}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ratings, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: ratings, port: 9080}]
+  rules: [{backendRefs: [{name: ratings, port: 9080}]}]
+)";
+
+std::string route(const std::string& backend) {
+  return fmt::format(R"(apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: reviews
+  namespace: shop
+  creationTimestamp: "2026-01-02T03:04:05Z"
+  labels: {{dropped: "yes"}}
+spec:
+  parentRefs: [{{group: "", kind: Service, name: reviews, port: 9080}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /v2}}}}]
+    backendRefs: [{{name: {0}, port: 9080}}]
+    timeouts: {{request: 5s}}
+)",
+                     backend);
+}
+
+struct Doc {
+  std::string kind, name;
+  YAML::Node node;
+};
+
+std::vector<Doc> documents(const std::string& yaml) {
+  std::vector<Doc> out;
+  for (const auto& n : YAML::LoadAll(yaml)) {
+    out.push_back({n["kind"].as<std::string>(), n["metadata"]["name"].as<std::string>(), n});
+  }
+  return out;
+}
+
+std::map<std::string, std::pair<std::string, std::string>> configs(
+    const envoy::service::discovery::v3::DeltaDiscoveryResponse& r) {
+  std::map<std::string, std::pair<std::string, std::string>> out;  // name -> (version, yaml)
+  for (const auto& res : r.resources()) {
+    ambientmesh::waypoint::v1::WaypointConfig c;
+    EXPECT_EQ(res.resource().type_url(), kWaypointUrl);
+    EXPECT_TRUE(res.resource().UnpackTo(&c));
+    out[res.name()] = {res.version(), c.yaml()};
+  }
+  return out;
+}
+
+class MeshdWaypointConfig : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::random_device rd;
+    dir_ = fs::temp_directory_path() / fmt::format("meshd-waypoint-{:x}", rd());
+    fs::create_directories(dir_ / "manifests");
+    zt::testing::write_manifest_file(dir_ / "manifests" / "base.yaml", kBase);
+    zt::testing::write_manifest_file(dir_ / "manifests" / "route.yaml", route("reviews-v2"));
+    auto d =
+        zt::testing::Daemon::start(zt::testing::bin_path("meshd"),
+                                   {"--manifests", (dir_ / "manifests").string(), "--grpc-address",
+                                    "127.0.0.1:0", "--ca-dir", (dir_ / "ca").string()});
+    ASSERT_TRUE(d) << d.error().describe();
+    meshd_ = std::move(*d);
+    ASSERT_TRUE(meshd_->wait_for(std::regex("meshd ready"), 20s)) << meshd_->output();
+    auto ep = meshd_->listening("grpc");
+    ASSERT_TRUE(ep) << meshd_->output();
+    target_ = net::format_endpoint(*ep);
+  }
+  void TearDown() override {
+    if (meshd_) meshd_->stop(SIGTERM);
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  fs::path dir_;
+  std::unique_ptr<zt::testing::Daemon> meshd_;
+  std::string target_;
+};
+
+TEST_F(MeshdWaypointConfig, SubscriberGetsEachWaypointsObjectsAndAnUpdateWhenTheRouteChanges) {
+  AdsTestClient c(target_, "waypoint~10.244.0.20~waypoint-0.shop~shop.svc");
+  ASSERT_TRUE(c.subscribe(kWaypointUrl));
+  auto first = c.next(10s);
+  ASSERT_TRUE(first) << meshd_->output();
+  EXPECT_EQ(first->type_url(), kWaypointUrl);
+  auto got = configs(*first);
+  ASSERT_EQ(got.size(), 2u);
+  ASSERT_TRUE(got.contains("shop/waypoint"));
+  ASSERT_TRUE(got.contains("shop/idle-waypoint"));
+  EXPECT_EQ(got["shop/idle-waypoint"].second, "");  // no service uses it
+
+  auto docs = documents(got["shop/waypoint"].second);
+  ASSERT_EQ(docs.size(), 3u) << got["shop/waypoint"].second;
+  // The route of the service that uses the waypoint; not ratings' (ratings has no waypoint).
+  EXPECT_EQ(docs[0].kind, "HTTPRoute");
+  EXPECT_EQ(docs[0].name, "reviews");
+  EXPECT_EQ(docs[0].node["apiVersion"].as<std::string>(), "gateway.networking.k8s.io/v1");
+  EXPECT_EQ(docs[0].node["metadata"]["namespace"].as<std::string>(), "shop");
+  EXPECT_EQ(docs[0].node["metadata"]["creationTimestamp"].as<std::string>(),
+            "2026-01-02T03:04:05Z");
+  EXPECT_FALSE(docs[0].node["metadata"]["labels"]);
+  EXPECT_EQ(docs[0].node["spec"]["rules"][0]["backendRefs"][0]["name"].as<std::string>(),
+            "reviews-v2");
+  EXPECT_EQ(docs[0].node["spec"]["rules"][0]["timeouts"]["request"].as<std::string>(), "5s");
+  // The DestinationRule for reviews (short host), not the one for ratings.
+  EXPECT_EQ(docs[1].kind, "DestinationRule");
+  EXPECT_EQ(docs[1].name, "reviews");
+  EXPECT_EQ(docs[1].node["spec"]["trafficPolicy"]["loadBalancer"]["simple"].as<std::string>(),
+            "ROUND_ROBIN");
+  // The policy targeting the Gateway; the selector policy is ztunnel's.
+  EXPECT_EQ(docs[2].kind, "AuthorizationPolicy");
+  EXPECT_EQ(docs[2].name, "deny-delete");
+  EXPECT_EQ(docs[2].node["spec"]["action"].as<std::string>(), "DENY");
+  c.apply(*first);
+  auto old_version = got["shop/waypoint"].first;
+  EXPECT_FALSE(old_version.empty());
+
+  // The route changes: only that waypoint's resource is pushed, with a new version.
+  zt::testing::write_manifest_file(dir_ / "manifests" / "route.yaml", route("reviews-v3"));
+  auto update = c.next(10s);
+  ASSERT_TRUE(update) << meshd_->output();
+  auto changed = configs(*update);
+  ASSERT_EQ(changed.size(), 1u);
+  ASSERT_TRUE(changed.contains("shop/waypoint"));
+  EXPECT_NE(changed["shop/waypoint"].first, old_version);
+  auto new_docs = documents(changed["shop/waypoint"].second);
+  ASSERT_EQ(new_docs.size(), 3u);
+  EXPECT_EQ(new_docs[0].node["spec"]["rules"][0]["backendRefs"][0]["name"].as<std::string>(),
+            "reviews-v3");
+  c.apply(*update);
+
+  // Removing the route leaves the DestinationRule and the policy.
+  fs::remove(dir_ / "manifests" / "route.yaml");
+  auto removed = c.next(10s);
+  ASSERT_TRUE(removed) << meshd_->output();
+  auto after = configs(*removed);
+  ASSERT_TRUE(after.contains("shop/waypoint"));
+  auto rest = documents(after["shop/waypoint"].second);
+  ASSERT_EQ(rest.size(), 2u);
+  EXPECT_EQ(rest[0].kind, "DestinationRule");
+  EXPECT_EQ(rest[1].kind, "AuthorizationPolicy");
+}
+
+TEST_F(MeshdWaypointConfig, ZtunnelSubscriptionsDoNotReceiveWaypointConfigs) {
+  AdsTestClient c(target_, "ztunnel~10.244.0.10~ztunnel-0.istio-system~istio-system.svc");
+  ASSERT_TRUE(c.subscribe(testing::kAddressUrl));
+  auto first = c.next(10s);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->type_url(), testing::kAddressUrl);
+  c.apply(*first);
+  ASSERT_TRUE(c.subscribe(testing::kAuthorizationUrl));
+  auto policies = c.next(10s);
+  ASSERT_TRUE(policies);
+  EXPECT_EQ(policies->type_url(), testing::kAuthorizationUrl);
+  c.apply(*policies);
+  EXPECT_FALSE(c.next(500ms));
+}
+
+}  // namespace
+}  // namespace zt::meshd

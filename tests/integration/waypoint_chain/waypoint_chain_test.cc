@@ -1,0 +1,791 @@
+// Issue 6 acceptance through the real chain: client -> ztunnel (SOCKS5) -> HBONE -> bin/waypoint
+// -> HBONE -> ztunnel -> backend, every hop a real process or server on loopback
+// (tests/support/waypoint_chain.h; each test case its own slot of 127.0.65.0/24-127.0.69.0/24).
+//
+//  1. traffic split 90/10 within +-5 points over 1,000 requests; a header match overrides it
+//  2. route timeout 504; retries 503,503,200 -> 200 in 3 attempts; outlier ejection and return;
+//     connection-pool overflow 503 with the UO flag
+//  3. fault abort 50 % (45-55 % of 1,000, backend untouched); fixed delay on every response
+//  4. mirroring to a shadow service; a slow or failing shadow changes nothing for the primary
+//  5. L7 authorization (path, method, header, principal; normalisation)
+//  6. HTTP edge cases: pipelining, chunked, 100-continue, smuggling 400, 431; HTTP/2 and gRPC
+//  +  a destination not bound to the waypoint is refused; telemetry (metrics, access log)
+#include "tests/support/waypoint_chain.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "common/net/address.h"
+#include "istio/v1/auth/ca.grpc.pb.h"
+#include "tests/support/coro.h"
+#include "tests/support/hbone_client.h"
+#include "waypoint/http2/http2.h"
+
+namespace zt::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using waypoint::Duplex;
+using waypoint::HttpVersion;
+using waypoint::Request;
+using waypoint::Response;
+
+constexpr const char* kClientPrincipal = "cluster.local/ns/default/sa/client";
+
+// An HTTPRoute for Service `parent` (port 80) with `rules` (YAML list items, indented 2).
+std::string route(const std::string& parent, const std::string& rules) {
+  return fmt::format(R"(apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {0}, namespace: default, creationTimestamp: "2026-01-01T00:00:00Z"}}
+spec:
+  parentRefs: [{{group: "", kind: Service, name: {0}, port: 80}}]
+  rules:
+{1}
+---
+)",
+                     parent, rules);
+}
+
+// Everything for reviews goes to reviews-v1.
+std::string reviews_to_v1(const std::string& extra_rule_fields = "") {
+  return route("reviews", "  - backendRefs: [{name: reviews-v1, port: 80}]\n" + extra_rule_fields);
+}
+
+// The response bodies (backend names) of `n` GETs to `dst` over `connections` keep-alive
+// connections in parallel; statuses counted in `statuses`.
+struct Tally {
+  std::map<std::string, int> bodies;
+  std::map<int, int> statuses;
+  std::vector<std::string> errors;
+};
+
+Tally run_requests(const tcp::endpoint& socks5, const tcp::endpoint& dst, int n, int connections,
+                   const std::vector<std::string>& headers = {}, const std::string& target = "/") {
+  std::vector<Tally> parts(connections);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < connections; ++t) {
+    threads.emplace_back([&, t] {
+      int count = n / connections + (t < n % connections ? 1 : 0);
+      std::unique_ptr<ChainHttpConnection> conn;
+      for (int i = 0; i < count; ++i) {
+        if (!conn || conn->done()) {
+          auto c = ChainHttpConnection::open(socks5, dst);
+          if (!c) {
+            parts[t].errors.push_back(c.error().describe());
+            return;
+          }
+          conn = std::move(*c);
+        }
+        auto r = conn->request("GET", target, headers);
+        if (!r) {
+          parts[t].errors.push_back(r.error().describe());
+          conn.reset();
+          continue;
+        }
+        parts[t].statuses[r->status]++;
+        parts[t].bodies[r->body]++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  Tally all;
+  for (auto& p : parts) {
+    for (auto& [k, v] : p.bodies) all.bodies[k] += v;
+    for (auto& [k, v] : p.statuses) all.statuses[k] += v;
+    all.errors.insert(all.errors.end(), p.errors.begin(), p.errors.end());
+  }
+  return all;
+}
+
+std::string errors_of(const Tally& t) {
+  std::string out;
+  for (size_t i = 0; i < t.errors.size() && i < 5; ++i) out += t.errors[i] + "\n";
+  return out;
+}
+
+class WaypointChainTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(bin_path("waypoint"))) {
+      GTEST_SKIP() << "bin/waypoint is not built (waypoint/main.cc, the waypoint app, is missing)";
+    }
+  }
+
+  void TearDown() override {
+    // The processes' logs on failure, or always with ZT_CHAIN_VERBOSE=1.
+    if (!chain_ || (!HasFailure() && std::getenv("ZT_CHAIN_VERBOSE") == nullptr)) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    auto tail = [](const std::string& text) {
+      return text.size() > 6000 ? text.substr(text.size() - 6000) : text;
+    };
+    std::cerr << "client ztunnel running: " << chain_->client().daemon().running()
+              << ", waypoint running: " << chain_->waypoint().running() << "\n";
+    std::cerr << "---- client ztunnel output (tail) ----\n"
+              << tail(chain_->client().daemon().output()) << "\n---- waypoint output (tail) ----\n"
+              << tail(chain_->waypoint().output()) << "\n";
+  }
+
+  void start(int slot, const std::string& l7,
+             std::set<Backend> backends = {Backend::kReviewsV1, Backend::kReviewsV2},
+             bool intruder = false) {
+    ChainOptions o;
+    o.slot = slot;
+    o.backends = std::move(backends);
+    o.intruder = intruder;
+    o.l7_config = l7;
+    auto c = WaypointChain::start(std::move(o));
+    ASSERT_TRUE(c) << c.error().describe();
+    chain_ = std::move(*c);
+  }
+
+  Result<HttpResponse> get(const std::string& service, const std::string& target,
+                           const std::vector<std::string>& headers = {}) {
+    return chain_request(chain_->client().socks5, chain_->vip(service), "GET", target, headers);
+  }
+
+  double waypoint_metric(const std::string& family, std::vector<std::string> filters) {
+    filters.push_back("reporter=\"waypoint\"");
+    return metric_sum(chain_->waypoint_metrics_text(), family, filters);
+  }
+
+  std::unique_ptr<WaypointChain> chain_;
+};
+
+// ---- 1. traffic split
+// ------------------------------------------------------------------------------
+
+TEST_F(WaypointChainTest, WeightedSplitIsNinetyTenAndAHeaderMatchOverridesIt) {
+  ASSERT_NO_FATAL_FAILURE(
+      start(0, route("reviews", R"(  - matches: [{headers: [{name: end-user, value: jason}]}]
+    backendRefs: [{name: reviews-v2, port: 80}]
+  - backendRefs: [{name: reviews-v1, port: 80, weight: 90}, {name: reviews-v2, port: 80, weight: 10}])")));
+  auto split = run_requests(chain_->client().socks5, chain_->vip("reviews"), 1000, 4);
+  ASSERT_TRUE(split.errors.empty()) << errors_of(split);
+  EXPECT_EQ(split.statuses[200], 1000);
+  const int v1 = split.bodies["reviews-v1"];
+  const int v2 = split.bodies["reviews-v2"];
+  EXPECT_EQ(v1 + v2, 1000);
+  EXPECT_GE(v1, 850) << "v1 " << v1 << " v2 " << v2;
+  EXPECT_LE(v1, 950) << "v1 " << v1 << " v2 " << v2;
+  EXPECT_EQ(chain_->backend("reviews-v1").hits(), v1);
+  EXPECT_EQ(chain_->backend("reviews-v2").hits(), v2);
+
+  auto jason =
+      run_requests(chain_->client().socks5, chain_->vip("reviews"), 100, 2, {"end-user: jason"});
+  ASSERT_TRUE(jason.errors.empty()) << errors_of(jason);
+  EXPECT_EQ(jason.bodies["reviews-v2"], 100);
+  EXPECT_EQ(chain_->backend("reviews-v1").hits(), v1) << "the header match must override the split";
+}
+
+// ---- 2. resilience
+// -----------------------------------------------------------------------------------
+
+TEST_F(WaypointChainTest, RouteTimeoutAnswers504InTimeAndRetriesTurn503sInto200) {
+  ASSERT_NO_FATAL_FAILURE(start(1, reviews_to_v1("    timeouts: {request: 300ms}\n")));
+  auto& v1 = chain_->backend("reviews-v1");
+  v1.script({{200, 3s}});
+  auto slow = get("reviews", "/slow");
+  ASSERT_TRUE(slow) << slow.error().describe();
+  EXPECT_EQ(slow->status, 504) << slow->body;
+  EXPECT_GE(slow->elapsed, 250ms);
+  EXPECT_LT(slow->elapsed, 1500ms) << "the route timeout is 300ms";
+  EXPECT_TRUE(poll_until(
+      [&] {
+        return waypoint_metric("istio_requests_total",
+                               {"response_code=\"504\"", "response_flags=\"UT\""}) == 1;
+      },
+      5s))
+      << chain_->waypoint_metrics_text();
+  auto fast = get("reviews", "/fast");
+  ASSERT_TRUE(fast) << fast.error().describe();
+  EXPECT_EQ(fast->status, 200);
+  EXPECT_LT(fast->elapsed, 1000ms);
+
+  // Retries (Istio HTTPRetry on the rule: 2 retries on 5xx): 503, 503, 200 -> 200.
+  ASSERT_TRUE(chain_->set_config(reviews_to_v1(
+      "    retries: {attempts: 2, retryOn: \"5xx\"}\n    timeouts: {request: 10s}\n")));
+  v1.reset_counts();
+  v1.script({{503, 0ms}, {503, 0ms}, {200, 0ms}});
+  auto retried = get("reviews", "/retry");
+  ASSERT_TRUE(retried) << retried.error().describe();
+  EXPECT_EQ(retried->status, 200);
+  EXPECT_EQ(retried->body, "reviews-v1");
+  EXPECT_EQ(v1.hits(), 3) << "3 backend attempts";
+
+  // Exhausted: 503 x3 -> the last 503 comes back, still 3 attempts.
+  v1.reset_counts();
+  v1.script({{503, 0ms}, {503, 0ms}, {503, 0ms}});
+  auto exhausted = get("reviews", "/exhausted");
+  ASSERT_TRUE(exhausted) << exhausted.error().describe();
+  EXPECT_EQ(exhausted->status, 503);
+  EXPECT_EQ(v1.hits(), 3);
+}
+
+TEST_F(WaypointChainTest, FailingEndpointIsEjectedAndReturnsAfterItsEjectionTime) {
+  ASSERT_NO_FATAL_FAILURE(
+      start(2, route("reviews", "  - backendRefs: [{name: reviews, port: 80}]\n") +
+                   R"(apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection: {consecutive5xxErrors: 2, interval: 200ms, baseEjectionTime: 2s, maxEjectionPercent: 100}
+---
+)"));
+  auto& v1 = chain_->backend("reviews-v1");
+  auto& v2 = chain_->backend("reviews-v2");
+  v1.set_default({503, 0ms});
+  // Enough requests for v1 to fail twice in a row and be ejected.
+  auto first = run_requests(chain_->client().socks5, chain_->vip("reviews"), 12, 1);
+  ASSERT_TRUE(first.errors.empty()) << errors_of(first);
+  const int v1_before = v1.hits();
+  EXPECT_GE(v1_before, 2);
+  auto ejected = run_requests(chain_->client().socks5, chain_->vip("reviews"), 20, 1);
+  ASSERT_TRUE(ejected.errors.empty()) << errors_of(ejected);
+  EXPECT_EQ(v1.hits(), v1_before) << "an ejected endpoint gets no traffic";
+  EXPECT_EQ(ejected.statuses[200], 20);
+  EXPECT_GE(metric_sum(chain_->waypoint_metrics_text(), "waypoint_outlier_ejections_total"), 1);
+
+  // Healthy again; after the ejection time (2 s) it is back in rotation.
+  v1.set_default({200, 0ms});
+  std::this_thread::sleep_for(2500ms);
+  const int v2_before = v2.hits();
+  auto back = run_requests(chain_->client().socks5, chain_->vip("reviews"), 20, 1);
+  ASSERT_TRUE(back.errors.empty()) << errors_of(back);
+  EXPECT_EQ(back.statuses[200], 20);
+  EXPECT_GT(v1.hits(), v1_before) << "the endpoint returns after its ejection time";
+  EXPECT_GT(v2.hits(), v2_before);
+}
+
+TEST_F(WaypointChainTest, ConnectionPoolOverflowAnswers503WithTheOverloadFlag) {
+  ASSERT_NO_FATAL_FAILURE(start(3, reviews_to_v1() + R"(apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews-v1, namespace: default}
+spec:
+  host: reviews-v1
+  trafficPolicy:
+    connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1, maxRetries: 0}}
+---
+)"));
+  chain_->backend("reviews-v1").set_default({200, 1500ms});
+  constexpr int kClients = 5;
+  std::vector<Result<HttpResponse>> got(kClients, failf("not run"));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] { got[i] = get("reviews", "/pool"); });
+  }
+  for (auto& t : threads) t.join();
+  int ok = 0, overflow = 0;
+  for (auto& r : got) {
+    ASSERT_TRUE(r) << r.error().describe();
+    if (r->status == 200) ++ok;
+    if (r->status == 503) {
+      ++overflow;
+      EXPECT_LT(r->elapsed, 1000ms) << "an overflow is answered at once";
+      EXPECT_EQ(r->header("x-envoy-overloaded"), "true");
+    }
+  }
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(overflow, 1);
+  EXPECT_EQ(ok + overflow, kClients);
+  EXPECT_LE(chain_->backend("reviews-v1").hits(), 2) << "1 connection + 1 pending at most";
+  EXPECT_TRUE(poll_until(
+      [&] {
+        return waypoint_metric("istio_requests_total",
+                               {"response_code=\"503\"", "response_flags=\"UO\""}) >= overflow;
+      },
+      5s))
+      << chain_->waypoint_metrics_text();
+}
+
+// ---- 3. fault injection
+// ------------------------------------------------------------------------------
+
+TEST_F(WaypointChainTest, FaultAbortsHalfWithoutTouchingTheBackendAndDelaysEveryResponse) {
+  ASSERT_NO_FATAL_FAILURE(
+      start(4, reviews_to_v1("    fault: {abort: {httpStatus: 503, percentage: {value: 50}}}\n")));
+  auto& v1 = chain_->backend("reviews-v1");
+  auto t = run_requests(chain_->client().socks5, chain_->vip("reviews"), 1000, 4);
+  ASSERT_TRUE(t.errors.empty()) << errors_of(t);
+  const int aborted = t.statuses[503];
+  EXPECT_GE(aborted, 450);
+  EXPECT_LE(aborted, 550);
+  EXPECT_EQ(aborted + t.statuses[200], 1000);
+  EXPECT_EQ(v1.hits(), t.statuses[200]) << "an aborted request never reaches the backend";
+  EXPECT_TRUE(poll_until(
+      [&] { return waypoint_metric("istio_requests_total", {"response_flags=\"FI\""}) == aborted; },
+      5s));
+
+  ASSERT_TRUE(chain_->set_config(
+      reviews_to_v1("    fault: {delay: {fixedDelay: 300ms, percentage: {value: 100}}}\n")));
+  v1.reset_counts();
+  auto conn = ChainHttpConnection::open(chain_->client().socks5, chain_->vip("reviews"));
+  ASSERT_TRUE(conn) << conn.error().describe();
+  for (int i = 0; i < 5; ++i) {
+    auto r = (*conn)->request("GET", "/delayed");
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_GE(r->elapsed, 290ms);
+    EXPECT_LT(r->elapsed, 2000ms);
+  }
+  EXPECT_EQ(v1.hits(), 5);
+}
+
+// ---- 4. mirroring
+// -------------------------------------------------------------------------------------
+
+TEST_F(WaypointChainTest, MirrorCopiesToTheShadowAndASlowOrFailingShadowChangesNothing) {
+  const std::string mirrored = route("reviews", R"(  - backendRefs: [{name: reviews-v1, port: 80}]
+    filters:
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: shadow, port: 80}})");
+  ASSERT_NO_FATAL_FAILURE(start(5, mirrored, {Backend::kReviewsV1, Backend::kShadow}));
+  auto& shadow = chain_->backend("shadow");
+  auto& v1 = chain_->backend("reviews-v1");
+
+  // A slow shadow (2 s).
+  shadow.set_default({200, 2000ms});
+  auto conn = ChainHttpConnection::open(chain_->client().socks5, chain_->vip("reviews"));
+  ASSERT_TRUE(conn) << conn.error().describe();
+  for (int i = 0; i < 5; ++i) {
+    auto r = (*conn)->request("GET", fmt::format("/m{}", i));
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "reviews-v1");
+    EXPECT_LT(r->elapsed, 700ms) << "the primary does not wait for the shadow";
+  }
+  EXPECT_EQ(v1.hits(), 5);
+  EXPECT_TRUE(poll_until([&] { return shadow.hits() == 5; }, 5s)) << shadow.hits();
+  auto seen = shadow.requests();
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen[0].target, "/m0");
+  EXPECT_NE(seen[0].headers["host"].find("-shadow"), std::string::npos)
+      << "Envoy's mirror host is <host>-shadow: " << seen[0].headers["host"];
+
+  // A failing shadow (500 at once).
+  shadow.set_default({500, 0ms});
+  shadow.reset_counts();
+  for (int i = 0; i < 5; ++i) {
+    auto r = (*conn)->request("GET", "/f");
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "reviews-v1");
+    EXPECT_LT(r->elapsed, 700ms);
+  }
+  EXPECT_TRUE(poll_until([&] { return shadow.hits() == 5; }, 5s)) << shadow.hits();
+}
+
+// ---- 5. L7 authorization
+// -------------------------------------------------------------------------------
+
+TEST_F(WaypointChainTest, AuthorizationByPathMethodHeaderAndPrincipalWithNormalisation) {
+  const std::string policies = R"(apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  action: DENY
+  rules:
+  - to: [{operation: {paths: ["/admin", "/admin/*"]}}]
+  - to: [{operation: {methods: ["DELETE"]}}]
+  - when: [{key: "request.headers[x-evil]", values: ["yes"]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-client, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/default/sa/client"]}}]
+---
+)";
+  ASSERT_NO_FATAL_FAILURE(start(6, reviews_to_v1() + policies, {Backend::kReviewsV1}, true));
+  auto& v1 = chain_->backend("reviews-v1");
+  struct Case {
+    std::string method, target;
+    std::vector<std::string> headers;
+    int want;
+  };
+  const std::vector<Case> cases = {
+      {"GET", "/public", {}, 200},
+      {"GET", "/admin", {}, 403},
+      {"GET", "/admin/users", {}, 403},
+      {"GET", "/a/../admin", {}, 403},
+      {"GET", "/public/../admin", {}, 403},
+      {"GET", "/%61dmin", {}, 403},
+      {"GET", "/./admin", {}, 403},
+      {"GET", "/Admin", {}, 200},  // paths are case-sensitive
+      {"DELETE", "/public", {}, 403},
+      {"POST", "/public", {}, 200},
+      {"GET", "/public", {"x-evil: yes"}, 403},
+      {"GET", "/public", {"x-evil: no"}, 200},
+      {"GET", "/public%00", {}, 400},  // an encoded NUL is refused before any policy
+  };
+  int allowed = 0;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.method + " " + c.target);
+    auto r = chain_request(chain_->client().socks5, chain_->vip("reviews"), c.method, c.target,
+                           c.headers);
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_EQ(r->status, c.want) << r->body;
+    if (c.want == 403) {
+      EXPECT_EQ(r->body, "RBAC: access denied");
+    }
+    if (r->status == 200) ++allowed;
+  }
+  EXPECT_EQ(v1.hits(), allowed) << "a denied request never reaches the backend";
+
+  // What is forwarded is the normalised path the policy saw.
+  v1.reset_counts();
+  auto n = get("reviews", "/public/./x/../y?q=1");
+  ASSERT_TRUE(n) << n.error().describe();
+  EXPECT_EQ(n->status, 200);
+  ASSERT_EQ(v1.requests().size(), 1u);
+  EXPECT_EQ(v1.requests()[0].target, "/public/y?q=1");
+
+  // Doubled slashes and encoded slashes: Istio's default normalisation (BASE) neither merges
+  // nor decodes them, so they are not "/admin" and pass; what the backend gets is exactly the
+  // path the policy checked (escapes upper-cased), never "/admin".
+  const std::vector<std::pair<std::string, std::string>> kept = {
+      {"//admin", "//admin"}, {"/admin%2Fx", "/admin%2Fx"}, {"/admin%2fx", "/admin%2Fx"}};
+  for (const auto& [target, forwarded] : kept) {
+    SCOPED_TRACE(target);
+    v1.reset_counts();
+    auto r = get("reviews", target);
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_EQ(r->status, 200);
+    ASSERT_EQ(v1.requests().size(), 1u);
+    EXPECT_EQ(v1.requests()[0].target, forwarded);
+  }
+
+  // Another principal is not allowed.
+  v1.reset_counts();
+  auto other = chain_request(chain_->intruder().socks5, chain_->vip("reviews"), "GET", "/public");
+  ASSERT_TRUE(other) << other.error().describe();
+  EXPECT_EQ(other->status, 403);
+  EXPECT_EQ(v1.hits(), 0);
+}
+
+// ---- 6. HTTP edge cases
+// ----------------------------------------------------------------------------------
+
+TEST_F(WaypointChainTest, Http1PipeliningChunkedContinueSmugglingAndOversizedHeaders) {
+  ASSERT_NO_FATAL_FAILURE(start(7, reviews_to_v1(), {Backend::kReviewsV1}));
+  auto& v1 = chain_->backend("reviews-v1");
+  const auto socks = chain_->client().socks5;
+  const auto vip = chain_->vip("reviews");
+
+  {  // Pipelining: two requests in one write, two answers in order.
+    SCOPED_TRACE("pipelining");
+    auto c = ChainHttpConnection::open(socks, vip);
+    ASSERT_TRUE(c) << c.error().describe();
+    ASSERT_TRUE(
+        (*c)->write("GET /p1 HTTP/1.1\r\nHost: reviews\r\n\r\n"
+                    "GET /p2 HTTP/1.1\r\nHost: reviews\r\n\r\n"));
+    auto r1 = (*c)->read_response();
+    ASSERT_TRUE(r1) << r1.error().describe();
+    auto r2 = (*c)->read_response();
+    ASSERT_TRUE(r2) << r2.error().describe();
+    EXPECT_EQ(r1->status, 200);
+    EXPECT_EQ(r1->header("x-seen-path"), "/p1");
+    EXPECT_EQ(r2->status, 200);
+    EXPECT_EQ(r2->header("x-seen-path"), "/p2");
+  }
+  {  // Chunked request body: the backend gets the whole body.
+    SCOPED_TRACE("chunked");
+    v1.reset_counts();
+    auto c = ChainHttpConnection::open(socks, vip);
+    ASSERT_TRUE(c) << c.error().describe();
+    ASSERT_TRUE(
+        (*c)->write("POST /chunked HTTP/1.1\r\nHost: reviews\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"));
+    auto r = (*c)->read_response();
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_EQ(r->status, 200);
+    ASSERT_EQ(v1.requests().size(), 1u);
+    EXPECT_EQ(v1.requests()[0].body, "hello world");
+  }
+  {  // Expect: 100-continue: the 100 comes before the body is sent.
+    SCOPED_TRACE("100-continue");
+    v1.reset_counts();
+    auto c = ChainHttpConnection::open(socks, vip, 3s);
+    ASSERT_TRUE(c) << c.error().describe();
+    ASSERT_TRUE(
+        (*c)->write("POST /continue HTTP/1.1\r\nHost: reviews\r\nExpect: 100-continue\r\n"
+                    "Content-Length: 4\r\n\r\n"));
+    auto cont = (*c)->read_response();
+    ASSERT_TRUE(cont) << cont.error().describe();
+    EXPECT_EQ(cont->status, 100);
+    ASSERT_TRUE((*c)->write("data"));
+    auto r = (*c)->read_response();
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_EQ(r->status, 200);
+    ASSERT_EQ(v1.requests().size(), 1u);
+    EXPECT_EQ(v1.requests()[0].body, "data");
+  }
+  {  // Smuggling (Content-Length and Transfer-Encoding): 400, closed, nothing forwarded.
+    SCOPED_TRACE("smuggling");
+    v1.reset_counts();
+    auto c = ChainHttpConnection::open(socks, vip);
+    ASSERT_TRUE(c) << c.error().describe();
+    ASSERT_TRUE(
+        (*c)->write("POST /s HTTP/1.1\r\nHost: reviews\r\nContent-Length: 6\r\n"
+                    "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                    "GET /smuggled HTTP/1.1\r\nHost: reviews\r\n\r\n"));
+    auto r = (*c)->read_response();
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_EQ(r->status, 400);
+    EXPECT_TRUE((*c)->closed_by_peer());
+    EXPECT_EQ(v1.hits(), 0);
+  }
+  {  // Oversized headers: 431.
+    SCOPED_TRACE("431");
+    v1.reset_counts();
+    auto c = ChainHttpConnection::open(socks, vip);
+    ASSERT_TRUE(c) << c.error().describe();
+    auto r = (*c)->request("GET", "/big", {"X-Big: " + std::string(70 * 1024, 'b')});
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_EQ(r->status, 431);
+    EXPECT_EQ(v1.hits(), 0);
+  }
+}
+
+// An h2c backend: the waypoint's own HTTP/2 server codec with a handler naming what it got.
+class H2Backend : public LoopbackServer {
+ public:
+  static std::unique_ptr<H2Backend> start(const tcp::endpoint& at) {
+    std::unique_ptr<H2Backend> b(new H2Backend(at));
+    b->LoopbackServer::start();
+    return b;
+  }
+  std::atomic<int> hits{0};
+
+ private:
+  explicit H2Backend(const tcp::endpoint& at) : LoopbackServer(at) {}
+  awaitable<void> serve(tcp::socket s) override {
+    std::string preface(waypoint::http2::kClientPreface.size(), '\0');
+    auto [ec, n] = co_await asio::async_read(s, asio::buffer(preface), kTuple);
+    if (ec) co_return;
+    co_await waypoint::http2::serve_http2(Duplex::of_socket(std::move(s)), preface,
+                                          waypoint::Limits{},
+                                          [this](Request r) { return handle(std::move(r)); });
+  }
+  awaitable<Response> handle(Request r) {
+    ++hits;
+    Response resp;
+    resp.status = 200;
+    resp.headers.push_back({"content-type", "text/plain"});
+    resp.headers.push_back({"x-backend", "h2"});
+    resp.body = fmt::format("h2 {} {} {}", r.head.method, r.head.target, r.body);
+    co_return resp;
+  }
+};
+
+struct H2Results {
+  std::vector<Result<Response>> responses;
+};
+
+awaitable<void> one_h2(std::shared_ptr<waypoint::http2::Http2Client> client, int i,
+                       Result<Response>& out) {
+  Request req;
+  req.version = HttpVersion::kHttp2;
+  req.head.method = "POST";
+  req.head.target = fmt::format("/h2/{}", i);
+  req.head.authority = "h2.default.svc.cluster.local";
+  req.head.scheme = "http";
+  req.head.headers.push_back({"content-type", "text/plain"});
+  req.body = fmt::format("body{}", i);
+  out = co_await client->send(std::move(req));
+}
+
+awaitable<void> h2_session(tcp::endpoint socks, tcp::endpoint dst, int n, H2Results& results) {
+  auto s = co_await socks5_connect(socks, dst);
+  if (!s) {
+    results.responses.push_back(tl::unexpected(s.error()));
+    co_return;
+  }
+  auto ex = co_await asio::this_coro::executor;
+  auto client = waypoint::http2::Http2Client::start(ex, Duplex::of_socket(std::move(*s)));
+  results.responses.assign(n, failf("not answered"));
+  // Concurrent streams on the one connection.
+  async::TaskGroup group(ex);
+  for (int i = 0; i < n; ++i) group.spawn(one_h2(client, i, results.responses[i]), "h2-request");
+  co_await group.wait_empty(std::chrono::seconds(30));
+  client->close();
+}
+
+TEST_F(WaypointChainTest, Http2ClientThroughTheWaypoint) {
+  ASSERT_NO_FATAL_FAILURE(start(8, "", {Backend::kH2}));
+  auto backend = H2Backend::start(chain_->endpoint("h2"));
+  asio::io_context io;
+  H2Results results;
+  run_coroutine(
+      io, [&] { return h2_session(chain_->client().socks5, chain_->vip("h2"), 10, results); }, 30s);
+  ASSERT_EQ(results.responses.size(), 10u);
+  for (int i = 0; i < 10; ++i) {
+    auto& r = results.responses[i];
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, fmt::format("h2 POST /h2/{} body{}", i, i));
+  }
+  EXPECT_EQ(backend->hits.load(), 10);
+  EXPECT_TRUE(poll_until(
+      [&] { return waypoint_metric("istio_requests_total", {"response_code=\"200\""}) == 10; },
+      5s));
+}
+
+// A gRPC backend: the Istio CA service, answering with a fixed chain or an error.
+class GrpcBackend final : public istio::v1::auth::IstioCertificateService::Service {
+ public:
+  grpc::Status CreateCertificate(grpc::ServerContext*,
+                                 const istio::v1::auth::IstioCertificateRequest* req,
+                                 istio::v1::auth::IstioCertificateResponse* resp) override {
+    ++hits;
+    if (req->csr() == "fail") return {grpc::StatusCode::NOT_FOUND, "no such certificate"};
+    resp->add_cert_chain("grpc-backend");
+    resp->add_cert_chain(req->csr());
+    return grpc::Status::OK;
+  }
+  std::atomic<int> hits{0};
+};
+
+TEST_F(WaypointChainTest, GrpcCallThroughTheWaypoint) {
+  ASSERT_NO_FATAL_FAILURE(start(9, "", {Backend::kGrpc}));
+  GrpcBackend service;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(net::format_endpoint(chain_->endpoint("grpc")),
+                           grpc::InsecureServerCredentials());
+  builder.RegisterService(&service);
+  auto server = builder.BuildAndStart();
+  ASSERT_TRUE(server);
+  auto forwarder = SocksForwarder::start(chain_->client().socks5, chain_->vip("grpc"));
+  grpc::ChannelArguments args;
+  args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, "grpc.default.svc.cluster.local");
+  auto channel = grpc::CreateCustomChannel(net::format_endpoint(forwarder->endpoint()),
+                                           grpc::InsecureChannelCredentials(), args);
+  auto stub = istio::v1::auth::IstioCertificateService::NewStub(channel);
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    istio::v1::auth::IstioCertificateRequest req;
+    req.set_csr(fmt::format("csr-{}", i));
+    istio::v1::auth::IstioCertificateResponse resp;
+    auto st = stub->CreateCertificate(&ctx, req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
+    ASSERT_EQ(resp.cert_chain_size(), 2);
+    EXPECT_EQ(resp.cert_chain(0), "grpc-backend");
+    EXPECT_EQ(resp.cert_chain(1), fmt::format("csr-{}", i));
+  }
+  {  // A gRPC error travels in the trailers.
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    istio::v1::auth::IstioCertificateRequest req;
+    req.set_csr("fail");
+    istio::v1::auth::IstioCertificateResponse resp;
+    auto st = stub->CreateCertificate(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(st.error_message(), "no such certificate");
+  }
+  EXPECT_EQ(service.hits.load(), 4);
+  EXPECT_TRUE(poll_until(
+      [&] { return waypoint_metric("istio_requests_total", {"request_protocol=\"grpc\""}) == 4; },
+      5s))
+      << chain_->waypoint_metrics_text();
+  server->Shutdown(std::chrono::system_clock::now() + 1s);
+}
+
+// ---- binding, telemetry
+// ------------------------------------------------------------------------------------
+
+awaitable<void> connect_status(tcp::endpoint hbone, std::shared_ptr<asio::ssl::context> ctx,
+                               std::string authority, Result<int>& out) {
+  out = co_await hbone_request(hbone, *ctx, "CONNECT", authority);
+}
+
+TEST_F(WaypointChainTest, DestinationNotBoundToTheWaypointIsRefusedBeforeAnyByte) {
+  ASSERT_NO_FATAL_FAILURE(start(10, reviews_to_v1(), {Backend::kReviewsV1, Backend::kPlain}));
+  auto creds = chain_->pki().credentials(chain_->pki().id("default", "client"));
+  auto& plain = chain_->backend("plain");
+  auto status_of = [&](const std::string& authority) {
+    asio::io_context io;
+    Result<int> got = failf("not run");
+    run_coroutine(
+        io,
+        [&] { return connect_status(chain_->waypoint_hbone, creds->client_ctx, authority, got); },
+        20s);
+    return got;
+  };
+  // A service and a workload that exist but use no waypoint: 401; an unknown address: 503.
+  const std::vector<std::pair<std::string, int>> refused = {
+      {net::format_endpoint(chain_->vip("plain")), 401},
+      {net::format_endpoint(chain_->endpoint("plain")), 401},
+      {"127.0.0.1:8080", 503}};
+  for (const auto& [authority, want] : refused) {
+    SCOPED_TRACE(authority);
+    auto st = status_of(authority);
+    ASSERT_TRUE(st) << st.error().describe();
+    EXPECT_EQ(*st, want) << "the waypoint must refuse a destination not bound to it";
+  }
+  EXPECT_EQ(plain.connections(), 0) << "no byte relayed to an unbound destination";
+  EXPECT_EQ(plain.hits(), 0);
+
+  // The bound service is accepted.
+  auto bound = status_of(net::format_endpoint(chain_->vip("reviews")));
+  ASSERT_TRUE(bound) << bound.error().describe();
+  EXPECT_EQ(*bound, 200);
+
+  // And the plain service is reachable without the waypoint (its ztunnel, not the waypoint).
+  auto direct = get("plain", "/direct");
+  ASSERT_TRUE(direct) << direct.error().describe();
+  EXPECT_EQ(direct->status, 200);
+  EXPECT_EQ(direct->body, "plain");
+  EXPECT_EQ(plain.hits(), 1);
+  std::this_thread::sleep_for(200ms);
+  for (const auto& l : chain_->access_lines()) {
+    EXPECT_EQ(l.find("/direct"), std::string::npos) << "the waypoint saw plain's traffic: " << l;
+  }
+}
+
+TEST_F(WaypointChainTest, RequestsAreCountedWithReporterWaypointAndLoggedOncePerRequest) {
+  ASSERT_NO_FATAL_FAILURE(start(11, reviews_to_v1(), {Backend::kReviewsV1}));
+  auto ok = run_requests(chain_->client().socks5, chain_->vip("reviews"), 5, 1, {}, "/counted");
+  ASSERT_TRUE(ok.errors.empty()) << errors_of(ok);
+  EXPECT_EQ(ok.statuses[200], 5);
+  EXPECT_TRUE(poll_until(
+      [&] { return waypoint_metric("istio_requests_total", {"response_code=\"200\""}) == 5; }, 5s))
+      << chain_->waypoint_metrics_text();
+  const auto text = chain_->waypoint_metrics_text();
+  EXPECT_EQ(metric_sum(text, "istio_requests_total",
+                       {"reporter=\"waypoint\"", "request_protocol=\"http\"",
+                        fmt::format("source_principal=\"spiffe://{}\"", kClientPrincipal),
+                        "destination_service_namespace=\"default\""}),
+            5)
+      << text;
+  EXPECT_EQ(
+      metric_sum(text, "istio_request_duration_milliseconds_count", {"reporter=\"waypoint\""}), 5);
+  EXPECT_TRUE(poll_until(
+      [&] {
+        int n = 0;
+        for (const auto& l : chain_->access_lines()) {
+          if (l.find("reporter=waypoint") != std::string::npos &&
+              l.find("/counted") != std::string::npos) {
+            ++n;
+          }
+        }
+        return n == 5;
+      },
+      5s))
+      << chain_->waypoint().output();
+}
+
+}  // namespace
+}  // namespace zt::testing

@@ -1,0 +1,753 @@
+// The waypoint's HTTP/2 codec over real loopback TCP: Http2Client against serve_http2, raw
+// misbehaving peers, and real-world peers (nghttp, h2load, grpc++ client and server).
+#include "waypoint/http2/http2.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "common/async/asio.h"
+#include "common/async/timeout.h"
+#include "tests/support/coro.h"
+
+namespace zt::waypoint::http2 {
+namespace {
+
+using namespace std::chrono_literals;
+using http::find_header;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+tcp::acceptor listen_loopback(asio::io_context& io) {
+  tcp::acceptor acc(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return acc;
+}
+
+// Serves every connection accepted on `acc` with serve_http2 (limits live in this frame).
+awaitable<void> accept_loop(tcp::acceptor& acc, Limits limits, RequestHandler handler) {
+  for (;;) {
+    auto [ec, socket] = co_await acc.async_accept(kTuple);
+    if (ec) co_return;
+    asio::co_spawn(acc.get_executor(),
+                   serve_http2(Duplex::of_socket(std::move(socket)), {}, limits, handler),
+                   asio::detached);
+  }
+}
+
+awaitable<std::shared_ptr<Http2Client>> connect_client(uint16_t port, Limits limits = {}) {
+  auto ex = co_await asio::this_coro::executor;
+  tcp::socket socket(ex);
+  auto [ec] = co_await socket.async_connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), kTuple);
+  EXPECT_FALSE(ec) << ec.message();
+  co_return Http2Client::start(ex, Duplex::of_socket(std::move(socket)), limits);
+}
+
+awaitable<void> sleep_for(std::chrono::milliseconds d) {
+  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  co_await t.async_wait(kTuple);
+}
+
+// Polls `done` every 5 ms for at most `limit`; returns its last value.
+awaitable<bool> wait_until(std::function<bool()> done, std::chrono::milliseconds limit = 5000ms) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) co_return false;
+    co_await sleep_for(5ms);
+  }
+  co_return true;
+}
+
+Request make_request(std::string method, std::string target, std::string body = {}) {
+  Request r;
+  r.version = HttpVersion::kHttp2;
+  r.head.method = std::move(method);
+  r.head.target = std::move(target);
+  r.head.authority = "echo.test:80";
+  r.head.scheme = "http";
+  r.body = std::move(body);
+  return r;
+}
+
+std::string pattern(size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  uint32_t x = seed * 2654435761u + 1;
+  for (auto& c : s) {
+    x = x * 1664525u + 1013904223u;
+    c = static_cast<char>(x >> 24);
+  }
+  return s;
+}
+
+// Echoes what it saw: the request line in headers, the body, the trailers, and gRPC-style
+// trailers of its own. Also sends headers a codec must clean (hop-by-hop, upper case).
+awaitable<Response> echo_handler(Request req) {
+  Response r;
+  r.status = 200;
+  r.headers.push_back({"X-Method", req.head.method});
+  r.headers.push_back({"x-path", req.head.target});
+  r.headers.push_back({"x-authority", req.head.authority});
+  r.headers.push_back({"x-scheme", req.head.scheme});
+  r.headers.push_back({"x-version", req.version == HttpVersion::kHttp2 ? "2" : "1"});
+  r.headers.push_back({"x-header-count", std::to_string(req.head.headers.size())});
+  if (auto v = find_header(req.head.headers, "x-in"))
+    r.headers.push_back({"x-in", std::string(*v)});
+  if (auto v = find_header(req.trailers, "x-trailer")) {
+    r.headers.push_back({"x-got-trailer", std::string(*v)});
+  }
+  r.headers.push_back({"connection", "close"});
+  r.headers.push_back({"keep-alive", "timeout=5"});
+  r.headers.push_back({"transfer-encoding", "chunked"});
+  r.body = std::move(req.body);
+  if (req.head.target.rfind("/trailers", 0) == 0) {
+    r.trailers.push_back({"grpc-status", "0"});
+    r.trailers.push_back({"grpc-message", "all good"});
+  }
+  co_return r;
+}
+
+struct Counters {
+  std::atomic<int> calls{0};
+  std::atomic<int> active{0};
+  std::atomic<int> peak{0};
+};
+
+awaitable<Response> counting_handler(std::shared_ptr<Counters> c, Request req) {
+  ++c->calls;
+  int now = ++c->active;
+  int peak = c->peak.load();
+  while (now > peak && !c->peak.compare_exchange_weak(peak, now)) {
+  }
+  if (req.head.target.rfind("/slow", 0) == 0) co_await sleep_for(1500ms);
+  if (req.head.target.rfind("/pause", 0) == 0) co_await sleep_for(50ms);
+  --c->active;
+  if (req.head.target.rfind("/big", 0) == 0) {
+    Response r;
+    r.status = 200;
+    r.headers.push_back({"x-request-bytes", std::to_string(req.body.size())});
+    r.headers.push_back({"x-request-ok", req.body == pattern(req.body.size(), 7) ? "yes" : "no"});
+    r.body = pattern(4 * 1024 * 1024, 11);
+    co_return r;
+  }
+  co_return co_await echo_handler(std::move(req));
+}
+
+RequestHandler counting(std::shared_ptr<Counters> c) {
+  return [c](Request r) { return counting_handler(c, std::move(r)); };
+}
+
+// One serve_http2 listener on its own io_context thread (for external clients).
+class ServerThread {
+ public:
+  explicit ServerThread(RequestHandler handler, Limits limits = {})
+      : acceptor_(listen_loopback(io_)) {
+    port_ = acceptor_.local_endpoint().port();
+    asio::co_spawn(io_, accept_loop(acceptor_, limits, std::move(handler)), asio::detached);
+    thread_ = std::thread([this] {
+      auto guard = asio::make_work_guard(io_);
+      io_.run();
+    });
+  }
+  ~ServerThread() {
+    io_.stop();
+    thread_.join();
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+// Runs a shell command and returns its exit status and combined output.
+std::pair<int, std::string> run_command(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return {-1, "popen failed"};
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int rc = pclose(p);
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, out};
+}
+
+bool contains(const std::string& s, std::string_view part) {
+  return s.find(part) != std::string::npos;
+}
+
+class Http2Test : public ::testing::Test {
+ protected:
+  void serve(RequestHandler handler, Limits limits = {}) {
+    acceptor_ = std::make_unique<tcp::acceptor>(listen_loopback(io_));
+    port_ = acceptor_->local_endpoint().port();
+    asio::co_spawn(io_, accept_loop(*acceptor_, limits, std::move(handler)), asio::detached);
+  }
+  template <class F>
+  void run(F&& f) {
+    zt::testing::run_coroutine(io_, std::forward<F>(f), std::chrono::seconds(60));
+  }
+
+  asio::io_context io_;
+  std::unique_ptr<tcp::acceptor> acceptor_;
+  uint16_t port_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Http2Client <-> serve_http2
+
+TEST_F(Http2Test, RoundTripWithHeadersBodyAndTrailers) {
+  serve(echo_handler);
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    Request req = make_request("POST", "/trailers/x?q=1", "hello body");
+    req.head.headers.push_back({"X-In", "value-1"});
+    req.head.headers.push_back({"content-type", "text/plain"});
+    req.trailers.push_back({"x-trailer", "tv"});
+    auto res = co_await client->send(std::move(req));
+    EXPECT_TRUE(res) << res.error().message;
+    if (!res) co_return;
+    EXPECT_EQ(res->status, 200);
+    EXPECT_EQ(find_header(res->headers, "x-method"), "POST");
+    EXPECT_EQ(find_header(res->headers, "x-path"), "/trailers/x?q=1");
+    EXPECT_EQ(find_header(res->headers, "x-authority"), "echo.test:80");
+    EXPECT_EQ(find_header(res->headers, "x-scheme"), "http");
+    EXPECT_EQ(find_header(res->headers, "x-version"), "2");
+    EXPECT_EQ(find_header(res->headers, "x-in"), "value-1");
+    EXPECT_EQ(find_header(res->headers, "x-header-count"), "2");
+    EXPECT_EQ(find_header(res->headers, "x-got-trailer"), "tv");
+    // Names lower-cased on the wire, hop-by-hop fields gone.
+    bool any_upper = false;
+    for (const auto& h : res->headers) {
+      for (char c : h.name) any_upper |= (c >= 'A' && c <= 'Z');
+    }
+    EXPECT_FALSE(any_upper);
+    EXPECT_FALSE(find_header(res->headers, "connection"));
+    EXPECT_FALSE(find_header(res->headers, "keep-alive"));
+    EXPECT_FALSE(find_header(res->headers, "transfer-encoding"));
+    EXPECT_EQ(res->body, "hello body");
+    EXPECT_EQ(find_header(res->trailers, "grpc-status"), "0");
+    EXPECT_EQ(find_header(res->trailers, "grpc-message"), "all good");
+
+    // A GET without body and without trailers.
+    auto get = co_await client->send(make_request("GET", "/plain"));
+    EXPECT_TRUE(get) << get.error().message;
+    if (get) {
+      EXPECT_EQ(get->status, 200);
+      EXPECT_TRUE(get->body.empty());
+      EXPECT_TRUE(get->trailers.empty());
+    }
+    EXPECT_TRUE(client->usable());
+    EXPECT_EQ(client->active_streams(), 0u);
+    client->close();
+    EXPECT_FALSE(client->usable());
+  });
+}
+
+awaitable<void> send_numbered(std::shared_ptr<Http2Client> client, int i, std::vector<int>* ok,
+                              int* finished) {
+  auto body = "request-" + std::to_string(i);
+  auto res = co_await client->send(make_request("POST", "/pause/" + std::to_string(i), body));
+  if (res && res->status == 200 && res->body == body &&
+      find_header(res->headers, "x-path") == "/pause/" + std::to_string(i)) {
+    (*ok)[static_cast<size_t>(i)] = 1;
+  }
+  ++*finished;
+}
+
+TEST_F(Http2Test, FiftyConcurrentRequestsOnOneConnection) {
+  auto counters = std::make_shared<Counters>();
+  serve(counting(counters));
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    std::vector<int> ok(50, 0);
+    int finished = 0;
+    for (int i = 0; i < 50; ++i) {
+      asio::co_spawn(io_, send_numbered(client, i, &ok, &finished), asio::detached);
+    }
+    co_await wait_until([&] { return client->active_streams() > 1; }, 2000ms);
+    EXPECT_TRUE(co_await wait_until([&] { return finished == 50; }, 20000ms));
+    for (int i = 0; i < 50; ++i) EXPECT_EQ(ok[static_cast<size_t>(i)], 1) << "request " << i;
+    EXPECT_EQ(counters->calls.load(), 50);
+    EXPECT_GT(counters->peak.load(), 10) << "handlers did not run concurrently";
+    EXPECT_EQ(client->active_streams(), 0u);
+  });
+}
+
+TEST_F(Http2Test, FourMebibyteBodiesBothWays) {
+  auto counters = std::make_shared<Counters>();
+  serve(counting(counters));
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    const std::string body = pattern(4 * 1024 * 1024, 7);
+    auto res = co_await client->send(make_request("PUT", "/big", body));
+    EXPECT_TRUE(res) << res.error().message;
+    if (!res) co_return;
+    EXPECT_EQ(res->status, 200);
+    EXPECT_EQ(find_header(res->headers, "x-request-bytes"), std::to_string(body.size()));
+    EXPECT_EQ(find_header(res->headers, "x-request-ok"), "yes");
+    EXPECT_EQ(res->body.size(), 4u * 1024 * 1024);
+    EXPECT_TRUE(res->body == pattern(4 * 1024 * 1024, 11));
+  });
+}
+
+awaitable<void> send_and_flag(std::shared_ptr<Http2Client> client, std::string target, bool* done,
+                              int* status) {
+  auto res = co_await client->send(make_request("GET", std::move(target)));
+  *status = res ? res->status : -1;
+  *done = true;
+}
+
+TEST_F(Http2Test, SlowStreamDoesNotBlockOthers) {
+  auto counters = std::make_shared<Counters>();
+  serve(counting(counters));
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    bool slow_done = false, fast_done = false;
+    int slow_status = 0, fast_status = 0;
+    asio::co_spawn(io_, send_and_flag(client, "/slow", &slow_done, &slow_status), asio::detached);
+    co_await sleep_for(50ms);
+    auto started = std::chrono::steady_clock::now();
+    asio::co_spawn(io_, send_and_flag(client, "/fast", &fast_done, &fast_status), asio::detached);
+    EXPECT_TRUE(co_await wait_until([&] { return fast_done; }, 5000ms));
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 1000ms);
+    EXPECT_FALSE(slow_done) << "the fast answer waited for the slow one";
+    EXPECT_EQ(fast_status, 200);
+    EXPECT_TRUE(co_await wait_until([&] { return slow_done; }, 5000ms));
+    EXPECT_EQ(slow_status, 200);
+  });
+}
+
+TEST_F(Http2Test, BadHeadersAreAnsweredWithTheCheckStatus) {
+  auto counters = std::make_shared<Counters>();
+  serve(counting(counters));
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    struct Case {
+      http::Header header;
+      int status;
+    };
+    const std::vector<Case> cases = {
+        {{"connection", "keep-alive"}, 400},
+        {{"keep-alive", "timeout=5"}, 400},
+        {{"te", "gzip"}, 400},
+        {{"transfer-encoding", "chunked"}, 400},
+        {{"upgrade", "websocket"}, 400},
+        {{"bad name", "x"}, 400},
+        {{"x-ctl", std::string("a\x01z")}, 400},
+        {{"content-length", "abc"}, 400},
+    };
+    for (const auto& c : cases) {
+      Request req = make_request("GET", "/x");
+      req.head.headers.push_back(c.header);
+      auto res = co_await client->send(std::move(req));
+      EXPECT_TRUE(res) << c.header.name << ": " << res.error().message;
+      if (res) {
+        EXPECT_EQ(res->status, c.status) << c.header.name;
+      }
+    }
+    // A lower-case method and a bad target are refused by the same checks.
+    auto bad_method = co_await client->send(make_request("get", "/x"));
+    EXPECT_TRUE(bad_method && bad_method->status == 400);
+    auto bad_target = co_await client->send(make_request("GET", "no-slash"));
+    EXPECT_TRUE(bad_target && bad_target->status == 400);
+    // Content-Length that disagrees with the DATA sent.
+    Request mismatch = make_request("POST", "/x", "12345");
+    mismatch.head.headers.push_back({"content-length", "3"});
+    auto mm = co_await client->send(std::move(mismatch));
+    EXPECT_TRUE(mm && mm->status == 400);
+    // te: trailers is what gRPC sends: accepted.
+    Request grpc_like = make_request("POST", "/x", "b");
+    grpc_like.head.headers.push_back({"te", "trailers"});
+    auto ok = co_await client->send(std::move(grpc_like));
+    EXPECT_TRUE(ok && ok->status == 200);
+    EXPECT_EQ(counters->calls.load(), 1) << "a refused request reached the handler";
+    EXPECT_TRUE(client->usable()) << "a refused request must not end the connection";
+  });
+}
+
+TEST_F(Http2Test, OversizedHeaderListIs431) {
+  Limits limits;
+  limits.max_header_bytes = 8 * 1024;
+  limits.max_headers = 20;
+  auto counters = std::make_shared<Counters>();
+  serve(counting(counters), limits);
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    Request big = make_request("GET", "/x");
+    big.head.headers.push_back({"x-big", std::string(10 * 1024, 'a')});
+    auto res = co_await client->send(std::move(big));
+    EXPECT_TRUE(res) << res.error().message;
+    if (res) {
+      EXPECT_EQ(res->status, 431);
+    }
+
+    Request many = make_request("GET", "/x");
+    for (int i = 0; i < 30; ++i) many.head.headers.push_back({"x-h" + std::to_string(i), "v"});
+    auto res2 = co_await client->send(std::move(many));
+    EXPECT_TRUE(res2) << res2.error().message;
+    if (res2) {
+      EXPECT_EQ(res2->status, 431);
+    }
+
+    Request fine = make_request("GET", "/x");
+    for (int i = 0; i < 10; ++i) fine.head.headers.push_back({"x-h" + std::to_string(i), "v"});
+    auto res3 = co_await client->send(std::move(fine));
+    EXPECT_TRUE(res3 && res3->status == 200);
+    EXPECT_EQ(counters->calls.load(), 1);
+    EXPECT_TRUE(client->usable());
+  });
+}
+
+TEST_F(Http2Test, BodyOverLimitIs413) {
+  Limits limits;
+  limits.max_body_bytes = 256 * 1024;
+  auto counters = std::make_shared<Counters>();
+  serve(counting(counters), limits);
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    // Streamed past the limit (no content-length).
+    auto res = co_await client->send(make_request("POST", "/x", pattern(2 * 1024 * 1024, 1)));
+    EXPECT_TRUE(res) << res.error().message;
+    if (res) {
+      EXPECT_EQ(res->status, 413);
+    }
+    // Announced past the limit: refused at the head.
+    Request announced = make_request("POST", "/x", pattern(300 * 1024, 2));
+    announced.head.headers.push_back({"content-length", std::to_string(300 * 1024)});
+    auto res2 = co_await client->send(std::move(announced));
+    EXPECT_TRUE(res2) << res2.error().message;
+    if (res2) {
+      EXPECT_EQ(res2->status, 413);
+    }
+    // At the limit: served.
+    auto res3 = co_await client->send(make_request("POST", "/x", pattern(256 * 1024, 3)));
+    EXPECT_TRUE(res3 && res3->status == 200 && res3->body.size() == 256 * 1024);
+    EXPECT_EQ(counters->calls.load(), 1);
+    EXPECT_TRUE(client->usable());
+  });
+}
+
+TEST_F(Http2Test, ResponseOverClientLimitIsAnError) {
+  auto counters = std::make_shared<Counters>();
+  serve(counting(counters));
+  run([&]() -> awaitable<void> {
+    Limits small;
+    small.max_body_bytes = 1024 * 1024;
+    auto client = co_await connect_client(port_, small);
+    auto res = co_await client->send(make_request("GET", "/big"));
+    EXPECT_FALSE(res);
+    if (!res) {
+      EXPECT_TRUE(contains(res.error().message, "too large")) << res.error().message;
+    }
+    auto again = co_await client->send(make_request("GET", "/x"));
+    EXPECT_TRUE(again && again->status == 200) << "one oversized stream ended the connection";
+  });
+}
+
+// A peer that reads the request and then closes the TCP connection.
+awaitable<void> close_after_first_bytes(tcp::acceptor& acc) {
+  auto [ec, socket] = co_await acc.async_accept(kTuple);
+  if (ec) co_return;
+  std::array<char, 4096> buf{};
+  size_t total = 0;
+  while (total < 60) {  // preface (24) + SETTINGS + HEADERS
+    auto [rec, n] = co_await socket.async_read_some(asio::buffer(buf), kTuple);
+    if (rec) co_return;
+    total += n;
+  }
+  co_await sleep_for(50ms);
+  socket.close();
+}
+
+TEST_F(Http2Test, PeerClosingMidStreamIsAClientError) {
+  auto acc = listen_loopback(io_);
+  const uint16_t port = acc.local_endpoint().port();
+  asio::co_spawn(io_, close_after_first_bytes(acc), asio::detached);
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port);
+    auto res = co_await client->send(make_request("POST", "/x", "abc"));
+    EXPECT_FALSE(res);
+    if (!res) {
+      EXPECT_TRUE(contains(res.error().message, "connection")) << res.error().message;
+    }
+    EXPECT_FALSE(client->usable());
+    auto after = co_await client->send(make_request("GET", "/x"));
+    EXPECT_FALSE(after);
+  });
+}
+
+// A server that waits for the client's first request (preface, SETTINGS, HEADERS), then
+// answers with `frames` and keeps reading until the client goes away or `stop`.
+awaitable<void> scripted_server(tcp::acceptor& acc, std::string frames, bool* stop) {
+  auto [ec, socket] = co_await acc.async_accept(kTuple);
+  if (ec) co_return;
+  std::array<char, 4096> buf{};
+  size_t total = 0;
+  while (total < 60) {
+    auto [rec, n] = co_await socket.async_read_some(asio::buffer(buf), kTuple);
+    if (rec) co_return;
+    total += n;
+  }
+  co_await asio::async_write(socket, asio::buffer(frames), kTuple);
+  while (!*stop) {
+    auto r = co_await async::with_timeout(socket.async_read_some(asio::buffer(buf), kTuple), 100ms);
+    if (r && std::get<0>(*r)) co_return;
+  }
+}
+
+const std::string kEmptySettings("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);
+
+TEST_F(Http2Test, GoawayMakesTheClientUnusable) {
+  auto acc = listen_loopback(io_);
+  const uint16_t port = acc.local_endpoint().port();
+  bool stop = false;
+  // GOAWAY, last stream 0, NO_ERROR: stream 1 was not processed.
+  const std::string goaway(
+      "\x00\x00\x08\x07\x00\x00\x00\x00\x00"
+      "\x00\x00\x00\x00\x00\x00\x00\x00",
+      17);
+  asio::co_spawn(io_, scripted_server(acc, kEmptySettings + goaway, &stop), asio::detached);
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port);
+    EXPECT_TRUE(client->usable());
+    auto res = co_await client->send(make_request("GET", "/x"));
+    EXPECT_FALSE(res);
+    if (!res) {
+      EXPECT_TRUE(contains(res.error().message, "REFUSED_STREAM")) << res.error().message;
+    }
+    EXPECT_FALSE(client->usable());
+    auto after = co_await client->send(make_request("GET", "/x"));
+    EXPECT_FALSE(after);
+    stop = true;
+    client->close();
+  });
+}
+
+TEST_F(Http2Test, StreamResetNamesTheErrorCode) {
+  auto acc = listen_loopback(io_);
+  const uint16_t port = acc.local_endpoint().port();
+  bool stop = false;
+  // RST_STREAM on stream 1 with ENHANCE_YOUR_CALM (0xb).
+  const std::string rst(
+      "\x00\x00\x04\x03\x00\x00\x00\x00\x01"
+      "\x00\x00\x00\x0b",
+      13);
+  asio::co_spawn(io_, scripted_server(acc, kEmptySettings + rst, &stop), asio::detached);
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port);
+    auto res = co_await client->send(make_request("GET", "/x"));
+    EXPECT_FALSE(res);
+    if (!res) {
+      EXPECT_EQ(res.error().message, "stream reset: ENHANCE_YOUR_CALM");
+    }
+    EXPECT_TRUE(client->usable()) << "a stream reset must not end the connection";
+    EXPECT_EQ(client->active_streams(), 0u);
+    stop = true;
+    client->close();
+  });
+}
+
+TEST_F(Http2Test, CancelledSessionSendsGoaway) {
+  auto acc = listen_loopback(io_);
+  const uint16_t port = acc.local_endpoint().port();
+  asio::cancellation_signal drain;
+  bool served = false;
+  run([&]() -> awaitable<void> {
+    auto accepting = acc.async_accept(kTuple);
+    auto client = co_await connect_client(port);
+    auto [ec, socket] = co_await std::move(accepting);
+    EXPECT_FALSE(ec);
+    Limits limits;
+    asio::co_spawn(
+        io_, serve_http2(Duplex::of_socket(std::move(socket)), {}, limits, echo_handler),
+        asio::bind_cancellation_slot(drain.slot(), [&](std::exception_ptr e) { served = !e; }));
+    auto res = co_await client->send(make_request("GET", "/x"));
+    EXPECT_TRUE(res && res->status == 200);
+    drain.emit(asio::cancellation_type::terminal);
+    EXPECT_TRUE(co_await wait_until([&] { return !client->usable(); }));
+    EXPECT_TRUE(co_await wait_until([&] { return served; }));
+  });
+}
+
+awaitable<void> send_expect_error(std::shared_ptr<Http2Client> client, bool* failed) {
+  auto res = co_await client->send(make_request("GET", "/slow"));
+  *failed = !res;
+}
+
+TEST_F(Http2Test, CloseEndsStreamsInFlight) {
+  auto counters = std::make_shared<Counters>();
+  serve(counting(counters));
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    bool failed = false;
+    asio::co_spawn(io_, send_expect_error(client, &failed), asio::detached);
+    EXPECT_TRUE(co_await wait_until([&] { return counters->calls.load() == 1; }));
+    EXPECT_EQ(client->active_streams(), 1u);
+    client->close();
+    EXPECT_FALSE(client->usable());
+    EXPECT_TRUE(co_await wait_until([&] { return failed; }));
+    co_await sleep_for(1600ms);  // let the handler finish against a closed connection
+  });
+}
+
+awaitable<Response> throwing_handler(Request req) {
+  if (req.head.target == "/throw") throw std::runtime_error("handler bug");
+  co_return co_await echo_handler(std::move(req));
+}
+
+TEST_F(Http2Test, HandlerExceptionIs500) {
+  serve(throwing_handler);
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    auto res = co_await client->send(make_request("GET", "/throw"));
+    EXPECT_TRUE(res && res->status == 500);
+    auto ok = co_await client->send(make_request("GET", "/fine"));
+    EXPECT_TRUE(ok && ok->status == 200);
+  });
+}
+
+TEST_F(Http2Test, CancelledSendResetsOnlyItsStream) {
+  auto counters = std::make_shared<Counters>();
+  serve(counting(counters));
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    auto timed = co_await async::with_timeout(client->send(make_request("GET", "/slow")), 100ms);
+    EXPECT_FALSE(timed.has_value()) << "the slow request answered within 100 ms";
+    EXPECT_TRUE(co_await wait_until([&] { return client->active_streams() == 0; }));
+    EXPECT_TRUE(client->usable());
+    auto res = co_await client->send(make_request("GET", "/after"));
+    EXPECT_TRUE(res && res->status == 200);
+    co_await sleep_for(1600ms);  // the slow handler ends; its answer has no stream left
+    auto again = co_await client->send(make_request("GET", "/again"));
+    EXPECT_TRUE(again && again->status == 200);
+  });
+}
+
+// A client that sends a complete request and then closes its sending side still gets the
+// answer; one that closes mid-request does not keep the session alive.
+awaitable<void> raw_exchange(uint16_t port, std::string bytes, std::string* reply) {
+  tcp::socket socket(co_await asio::this_coro::executor);
+  auto [ec] = co_await socket.async_connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), kTuple);
+  if (ec) co_return;
+  co_await asio::async_write(socket, asio::buffer(bytes), kTuple);
+  error_code sec;
+  socket.shutdown(tcp::socket::shutdown_send, sec);  // and then EOF
+  std::array<char, 4096> buf{};
+  for (;;) {
+    auto r = co_await async::with_timeout(socket.async_read_some(asio::buffer(buf), kTuple), 3s);
+    if (!r) co_return;  // the server did not close: the caller sees no EOF
+    auto [rec, n] = *r;
+    if (rec) {
+      reply->append("<closed>");
+      co_return;
+    }
+    reply->append(buf.data(), n);
+  }
+}
+
+TEST_F(Http2Test, BadInputEndsTheSessionWithoutCrashing) {
+  auto counters = std::make_shared<Counters>();
+  serve(counting(counters));
+  run([&]() -> awaitable<void> {
+    std::string preface(kClientPreface);
+    const std::vector<std::string> inputs = {
+        "GET / HTTP/1.1\r\nHost: x\r\n\r\n",  // not HTTP/2 at all
+        preface + std::string(64, '\xff'),    // garbage frames
+        preface + std::string("\x00\x00\x04\x01\x05\x00\x00\x00\x01"
+                              "abcd",
+                              13),  // HEADERS
+                                    // before SETTINGS, bad HPACK
+        preface + std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9) +
+            std::string("\x00\x00\x05\x00\x01\x00\x00\x00\x03hello", 14),  // DATA on idle stream
+        preface.substr(0, 10),  // truncated preface, then EOF
+    };
+    for (const auto& in : inputs) {
+      std::string reply;
+      co_await raw_exchange(port_, in, &reply);
+      EXPECT_TRUE(contains(reply, "<closed>"))
+          << "session did not end for input of " << in.size() << " bytes";
+    }
+    EXPECT_EQ(counters->calls.load(), 0);
+    // Still serving.
+    auto client = co_await connect_client(port_);
+    auto res = co_await client->send(make_request("GET", "/x"));
+    EXPECT_TRUE(res && res->status == 200);
+  });
+}
+
+TEST_F(Http2Test, AnswersAfterThePeerHalfCloses) {
+  auto counters = std::make_shared<Counters>();
+  serve(counting(counters));
+  run([&]() -> awaitable<void> {
+    // GET http://a/pause (HPACK: static :method GET, :scheme http; literal :path, :authority).
+    const std::string block(
+        "\x82\x86\x44\x06/pause\x41\x01"
+        "a",
+        13);
+    std::string bytes(kClientPreface);
+    bytes += std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);  // SETTINGS
+    bytes += std::string("\x00\x00\x0d\x01\x05\x00\x00\x00\x01", 9) + block;
+    std::string reply;
+    co_await raw_exchange(port_, bytes, &reply);
+    EXPECT_EQ(counters->calls.load(), 1);
+    EXPECT_TRUE(contains(reply, "<closed>"));
+    // The answer (HEADERS with END_STREAM on stream 1, :status 200 = static index 8) came first.
+    EXPECT_TRUE(contains(reply, std::string("\x01\x05\x00\x00\x00\x01\x88", 7)))
+        << "no response HEADERS in " << reply.size() << " bytes";
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real-world clients: nghttp and h2load.
+
+TEST(Http2Interop, NghttpClient) {
+  ServerThread server(echo_handler);
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port());
+  auto [rc, out] = run_command("nghttp -v " + url + "/trailers/hello");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_TRUE(contains(out, ":status: 200")) << out;
+  EXPECT_TRUE(contains(out, "x-path: /trailers/hello")) << out;
+  EXPECT_TRUE(contains(out, "x-authority: 127.0.0.1:" + std::to_string(server.port()))) << out;
+  EXPECT_TRUE(contains(out, "grpc-status: 0")) << out;  // the trailers HEADERS frame
+  EXPECT_FALSE(contains(out, "connection: close")) << out;
+
+  // An upload: the body comes back.
+  const std::string file = ::testing::TempDir() + "/h2_upload.txt";
+  {
+    FILE* f = fopen(file.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    fputs("uploaded by nghttp", f);
+    fclose(f);
+  }
+  auto [rc2, out2] = run_command("nghttp -d " + file + " " + url + "/upload");
+  EXPECT_EQ(rc2, 0) << out2;
+  EXPECT_TRUE(contains(out2, "uploaded by nghttp")) << out2;
+  std::remove(file.c_str());
+
+  // A request nghttp sends with a connection-specific header is refused with 400.
+  auto [rc3, out3] = run_command("nghttp -v -H 'te: gzip' " + url + "/x");
+  EXPECT_TRUE(contains(out3, ":status: 400")) << out3;
+}
+
+TEST(Http2Interop, H2load) {
+  ServerThread server(echo_handler);
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/load";
+  auto [rc, out] = run_command("h2load -n 2000 -c 4 -m 20 " + url);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_TRUE(contains(out, "2000 succeeded, 0 failed, 0 errored")) << out;
+  EXPECT_TRUE(contains(out, "2000 2xx")) << out;
+}
+
+}  // namespace
+}  // namespace zt::waypoint::http2

@@ -1,0 +1,816 @@
+// The waypoint's per-request pipeline (waypoint/proxy/pipeline.h) in process, end to end: a
+// real Pipeline on the test's io_context drives requests through authorization, routing,
+// faults, load balancing, outlier detection, pool limits, retries and timeouts, to endpoints
+// reached over HBONE through real ztunnel processes (dedicated mode, one per endpoint workload
+// on 127.0.61.x, certified by one test CA) in front of scripted HTTP/1.1 backends.
+#include "waypoint/proxy/pipeline.h"
+
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "common/identity/certificate_manager.h"
+#include "common/identity/certificate_provider.h"
+#include "common/stats/registry.h"
+#include "tests/integration/waypoint_pipeline/scripted_server.h"
+#include "tests/support/coro.h"
+#include "tests/support/mesh.h"
+#include "tests/support/test_pki.h"
+#include "waypoint/state/config_store.h"
+#include "ztunnel/state/local_config.h"
+#include "ztunnel/state/store.h"
+
+namespace zt::waypoint::proxy {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr uint16_t kAppPort = 8080;
+constexpr uint16_t kServicePort = 80;
+constexpr std::string_view kClientPrincipal = "cluster.local/ns/default/sa/client";
+
+struct EndpointSpec {
+  std::string name;     // workload (and service account) name
+  int host = 0;         // 127.0.61.<host>
+  std::string service;  // the service it serves (short name, namespace default)
+  std::string version;
+  bool h2 = false;  // an h2c backend (H2Server) instead of a ScriptedServer
+};
+
+std::string endpoint_ip(int host) { return fmt::format("127.0.61.{}", host); }
+std::string fqdn(std::string_view name) {
+  return fmt::format("{}.default.svc.cluster.local", name);
+}
+
+// Sends every request of `requests` through the pipeline one after another.
+awaitable<void> send_all(Pipeline& p, std::shared_ptr<const StreamContext> stream,
+                         std::vector<Request> requests, std::vector<Response>& out) {
+  for (auto& r : requests) out.push_back(co_await p.handle(stream, std::move(r)));
+}
+
+// One request; its response and how long it took.
+awaitable<void> send_timed(Pipeline& p, std::shared_ptr<const StreamContext> stream, Request r,
+                           Response& out, Clock::duration& took, int& pending) {
+  auto start = Clock::now();
+  out = co_await p.handle(stream, std::move(r));
+  took = Clock::now() - start;
+  --pending;
+}
+
+Request get(std::string target, http::HeaderList headers = {}, std::string method = "GET") {
+  Request r;
+  r.version = HttpVersion::kHttp11;
+  r.head.method = std::move(method);
+  r.head.target = std::move(target);
+  r.head.authority = "reviews:80";
+  r.head.headers = std::move(headers);
+  return r;
+}
+
+std::string version_of(const Response& r) {
+  auto v = http::find_header(r.headers, "x-version");
+  return v ? std::string(*v) : std::string();
+}
+
+// A connected TCP pair on 127.0.62.<host>: [0] is the test's end, [1] the downstream's.
+std::pair<tcp::socket, tcp::socket> socket_pair(asio::io_context& io, int host) {
+  tcp::acceptor acceptor(
+      io, tcp::endpoint(asio::ip::make_address(fmt::format("127.0.62.{}", host)), 0));
+  tcp::socket a(io);
+  a.connect(acceptor.local_endpoint());
+  tcp::socket b = acceptor.accept();
+  return {std::move(a), std::move(b)};
+}
+
+// Runs the upgraded relay for `downstream`, writes `send` from the test's end and reads
+// `expect_bytes` bytes back, then closes the test's end.
+awaitable<void> exercise_relay(std::function<awaitable<void>(Duplex, std::string)> relay,
+                               tcp::socket& mine, tcp::socket downstream, std::string already,
+                               std::string send, size_t expect_bytes, std::string& got,
+                               bool& relay_done) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::co_spawn(ex, relay(Duplex::of_socket(std::move(downstream)), std::move(already)),
+                 [&relay_done](std::exception_ptr) { relay_done = true; });
+  auto [wec, wn] = co_await asio::async_write(mine, asio::buffer(send), kTuple);
+  EXPECT_FALSE(wec);
+  got.resize(expect_bytes);
+  auto [rec, rn] = co_await asio::async_read(mine, asio::buffer(got), kTuple);
+  EXPECT_FALSE(rec) << rec.message();
+  got.resize(rn);
+  error_code ec;
+  mine.shutdown(tcp::socket::shutdown_send, ec);
+  asio::steady_timer t(ex);
+  for (int i = 0; i < 100 && !relay_done; ++i) {
+    t.expires_after(20ms);
+    co_await t.async_wait(kTuple);
+  }
+}
+
+// relay_tcp with `already` as the first bytes; reads everything the upstream sends until EOF.
+awaitable<void> exercise_tcp(Pipeline& p, std::shared_ptr<const StreamContext> stream,
+                             tcp::socket& mine, tcp::socket downstream, std::string already,
+                             std::string& got, bool& relay_done) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::co_spawn(ex,
+                 p.relay_tcp(stream, Duplex::of_socket(std::move(downstream)), std::move(already)),
+                 [&relay_done](std::exception_ptr) { relay_done = true; });
+  char buf[4096];
+  for (;;) {
+    auto [ec, n] = co_await mine.async_read_some(asio::buffer(buf), kTuple);
+    got.append(buf, n);
+    if (ec) break;
+  }
+  error_code ec;
+  mine.close(ec);
+  asio::steady_timer t(ex);
+  for (int i = 0; i < 100 && !relay_done; ++i) {
+    t.expires_after(20ms);
+    co_await t.async_wait(kTuple);
+  }
+}
+
+class WaypointPipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    log_sink_ = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_stream_);
+    spdlog::default_logger()->sinks().push_back(log_sink_);
+  }
+
+  void TearDown() override {
+    if (pipeline_) {
+      pipeline_->close_idle();
+      tasks_.cancel_all();
+      testing::run_coroutine(
+          io_, [&]() -> awaitable<void> { co_await tasks_.wait_empty(std::chrono::seconds(5)); });
+      pipeline_.reset();
+      // Let aborted streams and connections finish their coroutines.
+      io_.run_for(200ms);
+    }
+    auto& sinks = spdlog::default_logger()->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), log_sink_), sinks.end());
+  }
+
+  // The local config: a client workload (127.0.62.<block+9>, not running), the endpoint
+  // workloads, one service per distinct `service` (VIP 127.0.62.<block+i>, port 80 -> 8080).
+  std::string mesh_yaml(const std::vector<EndpointSpec>& eps, int block) {
+    std::string out = fmt::format(R"(workloads:
+- uid: cluster1//v1/Pod/default/client
+  name: client
+  namespace: default
+  serviceAccount: client
+  workloadIps: ["127.0.62.{}"]
+  protocol: HBONE
+  workloadName: client-deploy
+  canonicalName: client-app
+  canonicalRevision: v1
+)",
+                                  block + 9);
+    for (const auto& e : eps) {
+      out += fmt::format(R"(- uid: cluster1//v1/Pod/default/{0}
+  name: {0}
+  namespace: default
+  serviceAccount: {0}
+  workloadIps: ["{1}"]
+  protocol: HBONE
+  workloadName: {0}-deploy
+  canonicalName: {2}
+  canonicalRevision: {3}
+  services:
+    "default/{4}": {{"80": 8080}}
+)",
+                         e.name, endpoint_ip(e.host), e.service, e.version, fqdn(e.service));
+    }
+    out += "services:\n";
+    std::vector<std::string> names;
+    for (const auto& e : eps) {
+      if (std::find(names.begin(), names.end(), e.service) == names.end()) {
+        names.push_back(e.service);
+      }
+    }
+    for (size_t i = 0; i < names.size(); ++i) {
+      out += fmt::format(R"(- name: {0}
+  namespace: default
+  hostname: {1}
+  vips: ["/127.0.62.{2}"]
+  ports: {{"80": 8080}}
+)",
+                         names[i], fqdn(names[i]), block + static_cast<int>(i));
+    }
+    return out;
+  }
+
+  // Publishes the state and `l7` config, starts a backend and a ztunnel per endpoint and the
+  // pipeline. `block` keeps each test's addresses apart (127.0.6x.<block..block+9>).
+  void start(const std::vector<EndpointSpec>& eps, const std::string& l7, int block) {
+    block_ = block;
+    ca_ = pki_.write_ca_files(dir_.path());
+    auto mesh = mesh_yaml(eps, block);
+    auto config_path = dir_.path() / "mesh.yaml";
+    testing::write_file(config_path, mesh);
+    auto parsed = zt::state::parse_local_config(mesh);
+    ASSERT_TRUE(parsed) << parsed.error().describe() << "\n" << mesh;
+    store_.publish(*parsed);
+    auto snapshot = state::build_config_snapshot(l7, "test");
+    ASSERT_TRUE(snapshot) << snapshot.error().describe();
+    config_.publish(*snapshot);
+
+    for (const auto& e : eps) {
+      tcp::endpoint app(asio::ip::make_address(endpoint_ip(e.host)), kAppPort);
+      if (e.h2) {
+        h2_servers_[e.name] = std::make_unique<testing::H2Server>(app);
+      } else {
+        servers_[e.name] = std::make_unique<testing::ScriptedServer>(app, e.version);
+      }
+      auto z = testing::ZtunnelProcess::start({.name = e.name,
+                                               .config = config_path,
+                                               .ca_cert = ca_.cert_path,
+                                               .ca_key = ca_.key_path,
+                                               .socks5 = false,
+                                               .workers = 1});
+      ASSERT_TRUE(z) << z.error().describe();
+      ztunnels_.push_back(std::move(*z));
+    }
+
+    auto ca = identity::CertificateAuthority::load(ca_.cert_path.string(), ca_.key_path.string());
+    ASSERT_TRUE(ca) << ca.error().describe();
+    certs_ = std::make_unique<identity::CertificateManager>(
+        std::make_shared<identity::BuiltinCaProvider>(std::move(*ca)));
+    Self self{.name = "waypoint",
+              .namespace_name = "default",
+              .identity = pki_.id("default", "waypoint"),
+              .ips = {asio::ip::make_address(fmt::format("127.0.62.{}", block + 8))},
+              .hostname = "waypoint.default.svc.cluster.local"};
+    ctx_ = std::make_unique<WaypointContext>(WaypointContext{
+        .self = self,
+        .settings = {},
+        .state = store_,
+        .certs = *certs_,
+        .config = config_,
+        .metrics = metrics_,
+    });
+    pipeline_ = std::make_unique<Pipeline>(*ctx_, io_.get_executor(), tasks_);
+  }
+
+  // A stream bound to service `name` on port 80, from the client workload.
+  std::shared_ptr<StreamContext> service_stream(
+      const std::string& name,
+      std::optional<std::string> principal = std::string(kClientPrincipal)) {
+    auto st = store_.current();
+    auto s = std::make_shared<StreamContext>();
+    s->principal = principal;
+    s->peer_identity = principal ? "spiffe://" + *principal : std::string();
+    s->source_ip = asio::ip::make_address(fmt::format("127.0.62.{}", block_ + 9));
+    s->peer_ip = s->source_ip;
+    s->source_workload = st->find_workload("", s->source_ip);
+    s->service = st->find_service_by_hostname(fqdn(name));
+    EXPECT_TRUE(s->service) << name;
+    if (s->service) s->destination_ip = s->service->vips.front().address;
+    s->port = kServicePort;
+    s->authority = net::format_endpoint(tcp::endpoint(s->destination_ip, kServicePort));
+    return s;
+  }
+
+  std::vector<Response> run(std::shared_ptr<const StreamContext> stream,
+                            std::vector<Request> requests,
+                            std::chrono::seconds limit = std::chrono::seconds(120)) {
+    std::vector<Response> out;
+    testing::run_coroutine(
+        io_, [&]() { return send_all(*pipeline_, stream, std::move(requests), out); }, limit);
+    return out;
+  }
+
+  Response run_one(std::shared_ptr<const StreamContext> stream, Request r) {
+    std::vector<Request> v;
+    v.push_back(std::move(r));
+    auto out = run(std::move(stream), std::move(v));
+    return out.empty() ? Response{} : std::move(out.front());
+  }
+
+  // `n` copies of the same request, sent concurrently; responses and latencies.
+  void run_concurrent(std::shared_ptr<const StreamContext> stream, const Request& r, int n,
+                      std::vector<Response>& out, std::vector<Clock::duration>& took) {
+    out.assign(n, Response{});
+    took.assign(n, Clock::duration{});
+    int pending = n;
+    for (int i = 0; i < n; ++i) {
+      asio::co_spawn(io_, send_timed(*pipeline_, stream, r, out[i], took[i], pending),
+                     asio::detached);
+    }
+    auto deadline = Clock::now() + 60s;
+    while (pending > 0 && Clock::now() < deadline) io_.run_one_for(100ms);
+    io_.restart();
+    EXPECT_EQ(pending, 0);
+  }
+
+  std::string metrics_text() const { return registry_.render_prometheus(); }
+  std::string log_text() {
+    spdlog::default_logger()->flush();
+    return log_stream_.str();
+  }
+
+  testing::TempDir dir_;
+  testing::TestPki pki_;
+  testing::TestPki::CaFiles ca_;
+  int block_ = 0;
+  std::map<std::string, std::unique_ptr<testing::ScriptedServer>> servers_;
+  std::map<std::string, std::unique_ptr<testing::H2Server>> h2_servers_;
+  std::vector<std::unique_ptr<testing::ZtunnelProcess>> ztunnels_;
+  stats::Registry registry_;
+  WaypointMetrics metrics_{registry_};
+  zt::state::StateStore store_;
+  state::ConfigStore config_;
+  std::unique_ptr<identity::CertificateManager> certs_;
+  asio::io_context io_;
+  async::TaskGroup tasks_{io_.get_executor()};
+  std::unique_ptr<WaypointContext> ctx_;
+  std::unique_ptr<Pipeline> pipeline_;
+  std::ostringstream log_stream_;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> log_sink_;
+};
+
+constexpr std::string_view kSplitRoute = R"(
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: reviews, namespace: default}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews, port: 80}]
+  rules:
+  - matches: [{headers: [{name: end-user, value: jason}]}]
+    backendRefs: [{name: reviews-v2, port: 80}]
+  - backendRefs: [{name: reviews-v1, port: 80, weight: 90}, {name: reviews-v2, port: 80, weight: 10}]
+)";
+
+TEST_F(WaypointPipelineTest, WeightedSplitAndHeaderMatch) {
+  start({{"reviews-a", 1, "reviews", "v0"},
+         {"reviews-v1-pod", 2, "reviews-v1", "v1"},
+         {"reviews-v2-pod", 3, "reviews-v2", "v2"}},
+        std::string(kSplitRoute), 0);
+  auto stream = service_stream("reviews");
+  std::vector<Request> requests;
+  for (int i = 0; i < 1000; ++i) requests.push_back(get("/reviews/1"));
+  auto out = run(stream, std::move(requests), std::chrono::seconds(200));
+  std::map<std::string, int> by_version;
+  for (const auto& r : out) {
+    EXPECT_EQ(r.status, 200);
+    ++by_version[version_of(r)];
+  }
+  EXPECT_EQ(by_version["v1"] + by_version["v2"], 1000);
+  EXPECT_GE(by_version["v1"], 850) << "v1=" << by_version["v1"] << " v2=" << by_version["v2"];
+  EXPECT_LE(by_version["v1"], 950);
+  EXPECT_EQ(servers_["reviews-a"]->hits(), 0);  // the route replaces the default
+
+  std::vector<Request> jason;
+  for (int i = 0; i < 50; ++i) jason.push_back(get("/reviews/1", {{"end-user", "jason"}}));
+  for (const auto& r : run(stream, std::move(jason))) EXPECT_EQ(version_of(r), "v2");
+
+  // The forwarded request: authority kept, forwarding headers added.
+  auto seen = servers_["reviews-v2-pod"]->seen();
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back().host, "reviews:80");
+  EXPECT_FALSE(seen.back().headers["x-request-id"].empty());
+  EXPECT_FALSE(seen.back().headers["traceparent"].empty());
+  EXPECT_EQ(seen.back().headers["x-forwarded-for"], "127.0.62.9");
+}
+
+TEST_F(WaypointPipelineTest, DefaultRouteTimeoutAndRetries) {
+  start({{"details-a", 11, "details", "v1"}}, R"(
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: details, namespace: default}
+spec:
+  parentRefs: [{kind: Service, name: details, port: 80}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /slow}}]
+    backendRefs: [{name: details, port: 80}]
+    timeouts: {request: 300ms}
+  - matches: [{path: {type: PathPrefix, value: /retry}}]
+    backendRefs: [{name: details, port: 80}]
+    retry: {codes: [503], attempts: 2, backoff: 10ms}
+  - matches: [{path: {type: PathPrefix, value: /once}}]
+    backendRefs: [{name: details, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: other, namespace: default}
+spec:
+  parentRefs: [{kind: Service, name: other, port: 80}]
+  rules: [{backendRefs: [{name: other, port: 80}]}]
+)",
+        10);
+  auto& backend = *servers_["details-a"];
+  auto stream = service_stream("details");
+
+  // No rule matches "/" here: 404 NR.
+  auto nr = run_one(stream, get("/"));
+  EXPECT_EQ(nr.status, 404);
+
+  // Route timeout: the backend takes 2 s, the route allows 300 ms.
+  backend.set_delay(2000ms);
+  auto start = Clock::now();
+  auto timed_out = run_one(stream, get("/slow"));
+  auto took = Clock::now() - start;
+  EXPECT_EQ(timed_out.status, 504);
+  EXPECT_EQ(timed_out.body, "upstream request timeout");
+  EXPECT_GE(took, 290ms);
+  EXPECT_LT(took, 1500ms);
+  backend.set_delay(0ms);
+
+  // Retries: 503, 503, 200 -> 200 with exactly three hits.
+  int before = backend.hits();
+  backend.script({503, 503, 200});
+  auto retried = run_one(stream, get("/retry"));
+  EXPECT_EQ(retried.status, 200);
+  EXPECT_EQ(backend.hits() - before, 3);
+
+  // Exhausted: 503 x3 -> the last 503, flag URX.
+  before = backend.hits();
+  backend.script({503, 503, 503});
+  auto exhausted = run_one(stream, get("/retry"));
+  EXPECT_EQ(exhausted.status, 503);
+  EXPECT_EQ(backend.hits() - before, 3);
+
+  // Istio's default policy does not retry an application's 503.
+  before = backend.hits();
+  backend.script({503});
+  EXPECT_EQ(run_one(stream, get("/once")).status, 503);
+  EXPECT_EQ(backend.hits() - before, 1);
+
+  auto text = metrics_text();
+  EXPECT_GE(testing::metric_sum(
+                text, "istio_requests_total",
+                {"reporter=\"waypoint\"", "response_flags=\"UT\"", "response_code=\"504\""}),
+            1);
+  EXPECT_GE(testing::metric_sum(text, "istio_requests_total",
+                                {"response_flags=\"URX\"", "response_code=\"503\""}),
+            1);
+  EXPECT_GE(testing::metric_sum(text, "istio_requests_total",
+                                {"response_flags=\"NR\"", "response_code=\"404\""}),
+            1);
+  EXPECT_GE(testing::metric_sum(text, "waypoint_upstream_attempts_total"), 8);
+}
+
+TEST_F(WaypointPipelineTest, OutlierEjectionAndReturn) {
+  start({{"ratings-1", 21, "ratings", "v1"},
+         {"ratings-2", 22, "ratings", "v1"},
+         {"ratings-3", 23, "ratings", "v1"}},
+        R"(
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings, namespace: default}
+spec:
+  host: ratings
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection: {consecutive5xxErrors: 2, interval: 100ms, baseEjectionTime: 2s, maxEjectionPercent: 100}
+)",
+        20);
+  auto& bad = *servers_["ratings-3"];
+  bad.set_default_status(500);
+  auto stream = service_stream("ratings");
+  std::vector<Request> warm;
+  for (int i = 0; i < 12; ++i) warm.push_back(get("/r"));
+  auto first = run(stream, std::move(warm));
+  int bad_hits = bad.hits();
+  EXPECT_EQ(bad_hits, 2) << "ejected after its second consecutive 5xx";
+
+  // Ejected: the others take all the traffic.
+  std::vector<Request> more;
+  for (int i = 0; i < 20; ++i) more.push_back(get("/r"));
+  for (const auto& r : run(stream, std::move(more))) EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(bad.hits(), bad_hits);
+  EXPECT_GT(servers_["ratings-1"]->hits(), 10);
+  EXPECT_GT(servers_["ratings-2"]->hits(), 10);
+  EXPECT_GE(testing::metric_sum(metrics_text(), "waypoint_outlier_ejections_total"), 1);
+
+  // After the ejection time it gets traffic again.
+  bad.set_default_status(200);
+  io_.run_for(2200ms);
+  io_.restart();
+  std::vector<Request> after;
+  for (int i = 0; i < 12; ++i) after.push_back(get("/r"));
+  for (const auto& r : run(stream, std::move(after))) EXPECT_EQ(r.status, 200);
+  EXPECT_GE(bad.hits() - bad_hits, 3);
+}
+
+TEST_F(WaypointPipelineTest, ConsistentHashIsSticky) {
+  start({{"cart-1", 81, "cart", "v1"}, {"cart-2", 82, "cart", "v2"}, {"cart-3", 83, "cart", "v3"}},
+        R"(
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: cart, namespace: default}
+spec:
+  host: cart
+  trafficPolicy:
+    loadBalancer: {consistentHash: {httpHeaderName: x-user}}
+)",
+        80);
+  auto stream = service_stream("cart");
+  std::map<std::string, std::set<std::string>> versions_by_user;
+  std::set<std::string> all;
+  for (int u = 0; u < 12; ++u) {
+    std::vector<Request> requests;
+    auto user = fmt::format("user-{}", u);
+    for (int i = 0; i < 5; ++i) requests.push_back(get("/cart", {{"x-user", user}}));
+    for (const auto& r : run(stream, std::move(requests))) {
+      EXPECT_EQ(r.status, 200);
+      versions_by_user[user].insert(version_of(r));
+      all.insert(version_of(r));
+    }
+  }
+  for (const auto& [user, versions] : versions_by_user) {
+    EXPECT_EQ(versions.size(), 1u) << user << " was spread over several endpoints";
+  }
+  EXPECT_GE(all.size(), 2u) << "users spread over the endpoints";
+}
+
+TEST_F(WaypointPipelineTest, PoolOverflowIsUO) {
+  start({{"slow-1", 31, "slow", "v1"}}, R"(
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: slow, namespace: default}
+spec:
+  host: slow.default.svc.cluster.local
+  trafficPolicy:
+    connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1}}
+)",
+        30);
+  auto& backend = *servers_["slow-1"];
+  backend.set_delay(400ms);
+  auto stream = service_stream("slow");
+  std::vector<Response> out;
+  std::vector<Clock::duration> took;
+  run_concurrent(stream, get("/"), 5, out, took);
+  int ok = 0, overflow = 0;
+  for (const auto& r : out) {
+    if (r.status == 200) ++ok;
+    if (r.status == 503) {
+      ++overflow;
+      EXPECT_EQ(http::find_header(r.headers, "x-envoy-overloaded").value_or(""), "true");
+    }
+  }
+  EXPECT_EQ(ok, 2) << "one on the connection, one queued for it";
+  EXPECT_EQ(overflow, 3);
+  EXPECT_EQ(backend.hits(), 2);
+  EXPECT_EQ(testing::metric_sum(metrics_text(), "istio_requests_total",
+                                {"response_flags=\"UO\"", "response_code=\"503\""}),
+            3);
+}
+
+TEST_F(WaypointPipelineTest, FaultAbortAndDelay) {
+  start({{"faulty-1", 41, "faulty", "v1"}}, R"(
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: faulty, namespace: default}
+spec:
+  parentRefs: [{kind: Service, name: faulty, port: 80}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /abort}}]
+    backendRefs: [{name: faulty, port: 80}]
+    fault: {abort: {httpStatus: 503, percentage: {value: 50}}}
+  - matches: [{path: {type: PathPrefix, value: /delay}}]
+    backendRefs: [{name: faulty, port: 80}]
+    fault: {delay: {fixedDelay: 200ms, percentage: {value: 100}}}
+  - backendRefs: [{name: faulty, port: 80}]
+)",
+        40);
+  auto& backend = *servers_["faulty-1"];
+  auto stream = service_stream("faulty");
+  backend.set_default_status(200);
+  // Abort 50%: the aborted ones never reach the backend.
+  std::vector<Request> requests;
+  for (int i = 0; i < 1000; ++i) requests.push_back(get("/abort"));
+  auto out = run(stream, std::move(requests), std::chrono::seconds(200));
+  int aborted = 0;
+  for (const auto& r : out) aborted += r.status == 503 ? 1 : 0;
+  EXPECT_GE(aborted, 450);
+  EXPECT_LE(aborted, 550);
+  EXPECT_EQ(backend.hits(), 1000 - aborted);
+
+  // A fixed delay on every matched request; unmatched ones are not delayed.
+  for (int i = 0; i < 3; ++i) {
+    auto start = Clock::now();
+    EXPECT_EQ(run_one(stream, get("/delay")).status, 200);
+    EXPECT_GE(Clock::now() - start, 195ms);
+  }
+  auto start_fast = Clock::now();
+  EXPECT_EQ(run_one(stream, get("/plain")).status, 200);
+  EXPECT_LT(Clock::now() - start_fast, 150ms);
+
+  auto text = metrics_text();
+  EXPECT_EQ(testing::metric_sum(text, "istio_requests_total",
+                                {"reporter=\"waypoint\"", "response_flags=\"FI\""}),
+            aborted);
+  EXPECT_EQ(testing::metric_sum(text, "istio_requests_total", {"response_flags=\"DI\""}), 3);
+  auto log = log_text();
+  EXPECT_NE(log.find("component=access reporter=waypoint"), std::string::npos);
+  EXPECT_NE(log.find("flags=FI"), std::string::npos);
+  EXPECT_NE(log.find("flags=DI"), std::string::npos);
+}
+
+TEST_F(WaypointPipelineTest, MirrorNeverAffectsThePrimary) {
+  start({{"web-1", 51, "web", "v1"}, {"shadow-1", 52, "web-shadow", "shadow"}}, R"(
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: default}
+spec:
+  parentRefs: [{kind: Service, name: web, port: 80}]
+  rules:
+  - backendRefs: [{name: web, port: 80}]
+    filters:
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: web-shadow, port: 80}}
+)",
+        50);
+  auto& shadow = *servers_["shadow-1"];
+  shadow.set_delay(1500ms);
+  shadow.set_default_status(500);
+  auto stream = service_stream("web");
+  for (int i = 0; i < 5; ++i) {
+    auto start = Clock::now();
+    auto r = run_one(stream, get("/page"));
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(version_of(r), "v1");
+    EXPECT_LT(Clock::now() - start, 700ms);
+  }
+  EXPECT_EQ(servers_["web-1"]->hits(), 5);
+  // The shadow copies arrive (its answers are ignored).
+  auto deadline = Clock::now() + 10s;
+  while (shadow.hits() < 5 && Clock::now() < deadline) {
+    io_.run_for(50ms);
+    io_.restart();
+  }
+  EXPECT_EQ(shadow.hits(), 5);
+  auto seen = shadow.seen();
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.front().host, "reviews-shadow:80");
+  EXPECT_EQ(seen.front().target, "/page");
+}
+
+TEST_F(WaypointPipelineTest, AuthorizationWithNormalisation) {
+  start({{"secure-1", 61, "secure", "v1"}}, R"(
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: secure}]
+  action: DENY
+  rules:
+  - to: [{operation: {paths: ["/admin", "/admin/*"]}}]
+  - to: [{operation: {methods: ["DELETE"]}}]
+  - when: [{key: "request.headers[x-block]", values: ["yes"]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-client, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: secure}]
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/default/sa/client"]}}]
+)",
+        60);
+  auto& backend = *servers_["secure-1"];
+  auto stream = service_stream("secure");
+  struct Case {
+    std::string method, target;
+    http::HeaderList headers;
+    int status;
+  };
+  std::vector<Case> cases = {
+      {"GET", "/public", {}, 200},
+      {"GET", "/admin", {}, 403},
+      {"GET", "/admin/users", {}, 403},
+      {"GET", "/a/../admin", {}, 403},  // dot segments resolved first
+      {"GET", "/public/./../admin", {}, 403},
+      {"GET", "/%61dmin", {}, 403},        // unreserved escapes decoded
+      {"GET", "/admin%2Fusers", {}, 200},  // BASE keeps %2F: not "/admin/*" (Istio default)
+      {"GET", "//admin", {}, 200},         // BASE does not merge slashes (Istio default)
+      {"DELETE", "/public", {}, 403},
+      {"GET", "/public", {{"x-block", "yes"}}, 403},
+      {"GET", "/public", {{"x-block", "no"}}, 200},
+  };
+  for (const auto& c : cases) {
+    int before = backend.hits();
+    auto r = run_one(stream, get(c.target, c.headers, c.method));
+    EXPECT_EQ(r.status, c.status) << c.method << " " << c.target;
+    if (c.status == 403) {
+      EXPECT_EQ(r.body, "RBAC: access denied");
+      EXPECT_EQ(backend.hits(), before) << c.target;
+    }
+  }
+  // What the backend saw is the normalised path.
+  bool saw_normalised = false;
+  for (const auto& s : backend.seen()) saw_normalised |= s.target == "/admin%2Fusers";
+  EXPECT_TRUE(saw_normalised);
+
+  // Principals: another identity, and no identity at all, are not allowed.
+  EXPECT_EQ(
+      run_one(service_stream("secure", "cluster.local/ns/other/sa/evil"), get("/public")).status,
+      403);
+  EXPECT_EQ(run_one(service_stream("secure", std::nullopt), get("/public")).status, 403);
+
+  auto text = metrics_text();
+  EXPECT_GE(testing::metric_sum(
+                text, "istio_requests_total",
+                {"reporter=\"waypoint\"", "response_code=\"403\"", "response_flags=\"-\""}),
+            8);
+  EXPECT_GE(testing::metric_sum(
+                text, "istio_requests_total",
+                {"response_code=\"200\"", "source_workload=\"client-deploy\"",
+                 "destination_workload=\"secure-1-deploy\"",
+                 "destination_service=\"secure.default.svc.cluster.local\"",
+                 "destination_principal=\"spiffe://cluster.local/ns/default/sa/secure-1\"",
+                 "source_principal=\"spiffe://cluster.local/ns/default/sa/client\""}),
+            4);
+  EXPECT_GE(testing::metric_sum(text, "istio_request_duration_milliseconds_count",
+                                {"reporter=\"waypoint\""}),
+            13);
+  auto log = log_text();
+  EXPECT_NE(log.find("component=access reporter=waypoint"), std::string::npos);
+  EXPECT_NE(log.find("status=403 flags=-"), std::string::npos);
+  EXPECT_NE(log.find("upstream=\"127.0.61.61:8080\""), std::string::npos);
+}
+
+TEST_F(WaypointPipelineTest, UpgradeHttp2AndTcpRelay) {
+  start({{"echo-1", 71, "echo", "v1"}, {"grpc-1", 72, "grpc", "v1", true}}, "", 70);
+  auto stream = service_stream("echo");
+
+  // WebSocket: 101 from the backend, then bytes both ways through the HBONE stream.
+  auto up = run_one(stream, get("/ws", {{"connection", "Upgrade"}, {"upgrade", "websocket"}}));
+  ASSERT_EQ(up.status, 101);
+  ASSERT_TRUE(up.upgraded);
+  auto seen = servers_["echo-1"]->seen();
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back().headers["upgrade"], "websocket");
+  {
+    auto [mine, theirs] = socket_pair(io_, 75);
+    std::string got;
+    bool done = false;
+    testing::run_coroutine(io_, [&]() {
+      return exercise_relay(up.upgraded, mine, std::move(theirs), "hello ", "world", 11, got, done);
+    });
+    EXPECT_EQ(got, "hello world");
+    EXPECT_TRUE(done);
+  }
+
+  // A stream bound to a workload (pod ip authority): forwarded to that pod and port, no routes.
+  {
+    auto st = store_.current();
+    auto w = std::make_shared<StreamContext>(*stream);
+    w->service = nullptr;
+    w->destination_ip = asio::ip::make_address(endpoint_ip(71));
+    w->workload = st->find_workload("", w->destination_ip);
+    ASSERT_TRUE(w->workload);
+    w->port = kAppPort;
+    w->authority = fmt::format("{}:{}", endpoint_ip(71), kAppPort);
+    int before = servers_["echo-1"]->hits();
+    auto r = run_one(w, get("/pod"));
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(version_of(r), "v1");
+    EXPECT_EQ(servers_["echo-1"]->hits(), before + 1);
+    EXPECT_EQ(servers_["echo-1"]->seen().back().target, "/pod");
+  }
+
+  // HTTP/2 requests go out as HTTP/2 (one shared client per endpoint).
+  auto grpc = service_stream("grpc");
+  std::vector<Request> h2_requests;
+  for (int i = 0; i < 3; ++i) {
+    auto r = get(fmt::format("/h2/{}", i));
+    r.version = HttpVersion::kHttp2;
+    r.head.authority = "grpc:80";
+    h2_requests.push_back(std::move(r));
+  }
+  auto h2_out = run(grpc, std::move(h2_requests));
+  ASSERT_EQ(h2_out.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(h2_out[i].status, 200);
+    EXPECT_EQ(h2_out[i].body, fmt::format("h2:/h2/{}", i));
+    EXPECT_EQ(http::find_header(h2_out[i].headers, "x-seen-version").value_or(""), "2");
+  }
+  EXPECT_EQ(h2_servers_["grpc-1"]->hits(), 3);
+
+  // Plain TCP through the waypoint: relayed as bytes, one L4 access line.
+  {
+    auto [mine, theirs] = socket_pair(io_, 76);
+    std::string got;
+    bool done = false;
+    testing::run_coroutine(io_, [&]() {
+      return exercise_tcp(*pipeline_, stream, mine, std::move(theirs),
+                          "GET /tcp HTTP/1.1\r\nHost: echo\r\nConnection: close\r\n\r\n", got,
+                          done);
+    });
+    EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got;
+    EXPECT_NE(got.find("x-version: v1"), std::string::npos);
+    EXPECT_TRUE(done);
+    EXPECT_EQ(servers_["echo-1"]->seen().back().target, "/tcp");
+    EXPECT_NE(log_text().find("reporter=waypoint protocol=tcp"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace zt::waypoint::proxy

@@ -1,0 +1,118 @@
+// compute(): the L7 configuration of each waypoint Gateway (MeshSnapshot::waypoint_configs).
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include "tests/unit/meshd_ambient/objects.h"
+
+namespace zt::meshd::ambient {
+namespace {
+
+using namespace test;
+
+const Options kOptions{};
+
+std::string gateway(const std::string& ns, const std::string& name) {
+  return "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: " + name +
+         ", namespace: " + ns + "}\nspec: {gatewayClassName: istio-waypoint}\n";
+}
+
+std::string svc(const std::string& ns, const std::string& name, const std::string& labels,
+                const std::string& ip) {
+  return "---\napiVersion: v1\nkind: Service\nmetadata: {name: " + name + ", namespace: " + ns +
+         ", labels: " + labels + "}\nspec: {clusterIP: " + ip +
+         ", ports: [{port: 80}], selector: {app: " + name + "}}\n";
+}
+
+std::string http_route(const std::string& ns, const std::string& name, const std::string& parent) {
+  return "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: " +
+         name + ", namespace: " + ns + "}\nspec:\n  parentRefs: [" + parent +
+         "]\n  rules: [{backendRefs: [{name: x, port: 80}]}]\n";
+}
+
+std::string dest_rule(const std::string& ns, const std::string& name, const std::string& host) {
+  return "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: " +
+         name + ", namespace: " + ns + "}\nspec: {host: " + host + "}\n";
+}
+
+std::string policy(const std::string& ns, const std::string& name, const std::string& target) {
+  return "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: " +
+         name + ", namespace: " + ns + "}\nspec: {targetRefs: [" + target +
+         "], action: ALLOW, rules: [{}]}\n";
+}
+
+// "Kind/name" of each document of a waypoint's YAML.
+std::vector<std::string> kinds_and_names(const MeshSnapshot& s, const std::string& key) {
+  auto it = s.waypoint_configs.find(key);
+  if (it == s.waypoint_configs.end()) {
+    ADD_FAILURE() << "no waypoint config " << key;
+    return {};
+  }
+  std::vector<std::string> out;
+  for (const auto& doc : YAML::LoadAll(it->second.yaml())) {
+    out.push_back(doc["kind"].as<std::string>() + "/" +
+                  doc["metadata"]["namespace"].as<std::string>() + "/" +
+                  doc["metadata"]["name"].as<std::string>());
+  }
+  return out;
+}
+
+TEST(WaypointConfigs, ObjectsAttachedThroughServicesThatUseTheWaypoint) {
+  auto objects = objects_from(
+      ns_yaml("shop", "{istio.io/use-waypoint: wp}") + ns_yaml("other") + gateway("shop", "wp") +
+      gateway("other", "wp2") +
+      // reviews uses wp through its namespace label; ratings opts out; other/api uses wp2.
+      svc("shop", "reviews", "{}", "10.96.0.1") +
+      svc("shop", "ratings", "{istio.io/use-waypoint: none}", "10.96.0.2") +
+      svc("other", "api", "{istio.io/use-waypoint: wp2}", "10.96.0.3") +
+      http_route("shop", "r-reviews", "{kind: Service, group: '', name: reviews}") +
+      http_route("shop", "r-ratings", "{kind: Service, group: '', name: ratings}") +
+      http_route("other", "r-cross", "{kind: Service, name: reviews, namespace: shop}") +
+      http_route("shop", "r-gateway", "{kind: Gateway, name: wp}") +
+      dest_rule("shop", "d-short", "reviews") + dest_rule("other", "d-short-other-ns", "reviews") +
+      dest_rule("other", "d-fqdn", "reviews.shop.svc.cluster.local") +
+      dest_rule("shop", "d-ratings", "ratings") +
+      policy("shop", "p-gateway", "{kind: Gateway, group: gateway.networking.k8s.io, name: wp}") +
+      policy("shop", "p-service", "{kind: Service, group: '', name: reviews}") +
+      policy("shop", "p-ratings", "{kind: Service, group: '', name: ratings}") +
+      policy("other", "p-wp2", "{kind: Gateway, group: gateway.networking.k8s.io, name: wp2}"));
+  auto s = compute(objects, kOptions);
+  ASSERT_EQ(s.waypoint_configs.size(), 2u);
+  EXPECT_EQ(kinds_and_names(s, "shop/wp"),
+            (std::vector<std::string>{
+                "HTTPRoute/other/r-cross", "HTTPRoute/shop/r-reviews",
+                "DestinationRule/other/d-fqdn", "DestinationRule/shop/d-short",
+                "AuthorizationPolicy/shop/p-gateway", "AuthorizationPolicy/shop/p-service"}));
+  EXPECT_EQ(kinds_and_names(s, "other/wp2"),
+            (std::vector<std::string>{"AuthorizationPolicy/other/p-wp2"}));
+  // Policies with targetRefs are still not sent to ztunnel.
+  EXPECT_FALSE(s.authorizations.contains("shop/p-gateway"));
+}
+
+TEST(WaypointConfigs, AWaypointWithNothingAttachedHasAnEmptyResource) {
+  auto s = compute(objects_from(ns_yaml("shop") + gateway("shop", "wp")), kOptions);
+  ASSERT_TRUE(s.waypoint_configs.contains("shop/wp"));
+  EXPECT_EQ(s.waypoint_configs.at("shop/wp").yaml(), "");
+}
+
+TEST(WaypointConfigs, ObjectsKeepOnlyNameNamespaceCreationTimestampAndSpec) {
+  auto objects = objects_from(
+      ns_yaml("shop") + gateway("shop", "wp") +
+      svc("shop", "reviews", "{istio.io/use-waypoint: wp}", "10.96.0.1") +
+      "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: r\n"
+      "  namespace: shop\n  creationTimestamp: '2026-01-02T03:04:05Z'\n  labels: {a: b}\n"
+      "  resourceVersion: '7'\nspec:\n  parentRefs: [{kind: Service, name: reviews}]\n"
+      "  rules: [{timeouts: {request: 3s}, backendRefs: [{name: reviews, port: 80}]}]\n"
+      "status: {parents: []}\n");
+  auto s = compute(objects, kOptions);
+  auto docs = YAML::LoadAll(s.waypoint_configs.at("shop/wp").yaml());
+  ASSERT_EQ(docs.size(), 1u);
+  const auto& d = docs[0];
+  EXPECT_EQ(d["apiVersion"].as<std::string>(), "gateway.networking.k8s.io/v1");
+  EXPECT_EQ(d["metadata"].size(), 3u);
+  EXPECT_EQ(d["metadata"]["creationTimestamp"].as<std::string>(), "2026-01-02T03:04:05Z");
+  EXPECT_FALSE(d["status"]);
+  EXPECT_EQ(d["spec"]["rules"][0]["timeouts"]["request"].as<std::string>(), "3s");
+}
+
+}  // namespace
+}  // namespace zt::meshd::ambient

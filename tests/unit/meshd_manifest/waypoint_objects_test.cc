@@ -1,0 +1,84 @@
+// The objects a waypoint receives: DestinationRule is read (host), and HTTPRoute,
+// DestinationRule and AuthorizationPolicy keep a YAML copy of apiVersion, kind, metadata
+// name/namespace/creationTimestamp and spec.
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include "meshd/manifest/parse.h"
+
+namespace zt::meshd::manifest {
+namespace {
+
+TEST(WaypointObjects, DestinationRuleHostAndYaml) {
+  auto parsed = parse_manifest(R"(apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+  namespace: shop
+  creationTimestamp: "2026-01-02T03:04:05Z"
+  annotations: {x: y}
+spec:
+  host: reviews
+  trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}}}
+status: {}
+)",
+                               "dr.yaml");
+  ASSERT_TRUE(parsed.errors.empty()) << parsed.errors[0].message;
+  ASSERT_EQ(parsed.objects.size(), 1u);
+  EXPECT_EQ(key_of(parsed.objects[0]).describe(), "DestinationRule shop/reviews");
+  const auto& dr = std::get<DestinationRule>(parsed.objects[0]);
+  EXPECT_EQ(dr.host, "reviews");
+  auto node = YAML::Load(dr.yaml);
+  EXPECT_EQ(node["apiVersion"].as<std::string>(), "networking.istio.io/v1");
+  EXPECT_EQ(node["kind"].as<std::string>(), "DestinationRule");
+  EXPECT_EQ(node["metadata"]["name"].as<std::string>(), "reviews");
+  EXPECT_EQ(node["metadata"]["namespace"].as<std::string>(), "shop");
+  EXPECT_EQ(node["metadata"]["creationTimestamp"].as<std::string>(), "2026-01-02T03:04:05Z");
+  EXPECT_FALSE(node["metadata"]["annotations"]);
+  EXPECT_FALSE(node["status"]);
+  EXPECT_EQ(node["spec"]["trafficPolicy"]["connectionPool"]["tcp"]["maxConnections"].as<int>(), 1);
+
+  ObjectSet set;
+  set.put(parsed.objects[0]);
+  EXPECT_EQ(set.destination_rules.count("shop/reviews"), 1u);
+  EXPECT_EQ(set.size(), 1u);
+}
+
+TEST(WaypointObjects, DestinationRuleWithoutHostIsAnError) {
+  auto parsed = parse_manifest(
+      "apiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\n"
+      "metadata: {name: d, namespace: n}\nspec: {}\n",
+      "dr.yaml");
+  ASSERT_EQ(parsed.errors.size(), 1u);
+  EXPECT_EQ(parsed.errors[0].message, "dr.yaml: DestinationRule n/d: spec.host: is required");
+}
+
+TEST(WaypointObjects, HttpRouteAndPolicyKeepTheirYaml) {
+  auto parsed = parse_manifest(R"(apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: web}]
+  rules: [{timeouts: {request: 2s}, backendRefs: [{name: web, port: 80}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: wp}]
+  rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+)",
+                               "l7.yaml");
+  ASSERT_TRUE(parsed.errors.empty()) << parsed.errors[0].message;
+  ASSERT_EQ(parsed.objects.size(), 2u);
+  auto route = YAML::Load(std::get<HttpRoute>(parsed.objects[0]).yaml);
+  EXPECT_EQ(route["spec"]["rules"][0]["timeouts"]["request"].as<std::string>(), "2s");
+  EXPECT_FALSE(route["metadata"]["creationTimestamp"]);
+  auto policy = YAML::Load(std::get<AuthorizationPolicy>(parsed.objects[1]).yaml);
+  EXPECT_EQ(policy["kind"].as<std::string>(), "AuthorizationPolicy");
+  EXPECT_EQ(policy["spec"]["rules"][0]["to"][0]["operation"]["paths"][0].as<std::string>(),
+            "/admin*");
+}
+
+}  // namespace
+}  // namespace zt::meshd::manifest

@@ -1,0 +1,319 @@
+#include "waypoint/app/config.h"
+
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+
+namespace zt::waypoint::app {
+namespace {
+
+using Apply = Status (*)(Config&, std::string_view);
+
+// One row per option: parsing, precedence, error messages and --help come from this table.
+struct Option {
+  std::string_view flag;  // without "--"
+  const char* env;        // nullptr: no variable
+  std::string_view value_name;
+  std::string_view default_text;
+  std::string_view help;
+  Apply apply;
+};
+
+Status non_empty(std::string_view v) {
+  if (v.empty()) return fail("must not be empty");
+  return {};
+}
+
+// A Kubernetes object name / namespace (RFC 1123 label): lower-case letters, digits, '-'.
+Status valid_label(std::string_view v) {
+  bool ok = !v.empty() && v.size() <= 63 && v.front() != '-' && v.back() != '-' &&
+            std::all_of(v.begin(), v.end(), [](char c) {
+              return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+            });
+  if (!ok) {
+    return failf("{} is not a Kubernetes name (lower-case letters, digits and '-', at most 63)",
+                 net::quote(v));
+  }
+  return {};
+}
+
+Status valid_domain(std::string_view v) {
+  if (auto s = net::validate_hostname(v); !s) return failf("{} is not a domain", net::quote(v));
+  return {};
+}
+
+Status set_endpoint(tcp::endpoint& out, std::string_view v) {
+  auto ep = net::parse_endpoint(v);
+  if (!ep) return tl::unexpected(ep.error());
+  out = *ep;
+  return {};
+}
+
+Status set_path(std::optional<std::string>& out, std::string_view v) {
+  if (auto s = non_empty(v); !s) return s;
+  out = std::string(v);
+  return {};
+}
+
+const std::vector<Option>& options() {
+  static const std::vector<Option> kOptions = {
+      {"name", "WAYPOINT_NAME", "NAME", "required", "The Gateway's name.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = valid_label(v); !s) return s;
+         c.name = std::string(v);
+         return {};
+       }},
+      {"namespace", "POD_NAMESPACE", "NS", "required", "The Gateway's namespace.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = valid_label(v); !s) return s;
+         c.namespace_name = std::string(v);
+         return {};
+       }},
+      {"service-account", "SERVICE_ACCOUNT", "SA", "the value of --name",
+       "Service account of the waypoint: its identity is spiffe://TD/ns/NS/sa/SA.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = non_empty(v); !s) return s;
+         if (v.find('/') != std::string_view::npos) {
+           return failf("{} must not contain '/'", net::quote(v));
+         }
+         c.service_account = std::string(v);
+         return {};
+       }},
+      {"trust-domain", "TRUST_DOMAIN", "DOMAIN", "cluster.local", "SPIFFE trust domain.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = zt::config::valid_trust_domain(v); !s) return s;
+         c.trust_domain = std::string(v);
+         return {};
+       }},
+      {"cluster-domain", "CLUSTER_DOMAIN", "DOMAIN", "cluster.local",
+       "DNS suffix of services: the waypoint's hostname is NAME.NS.svc.DOMAIN.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = valid_domain(v); !s) return s;
+         c.cluster_domain = std::string(v);
+         return {};
+       }},
+      {"cluster-id", "CLUSTER_ID", "ID", "Kubernetes", "Cluster name, for xDS and the CA.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = non_empty(v); !s) return s;
+         c.cluster_id = std::string(v);
+         return {};
+       }},
+      {"instance-ip", "INSTANCE_IP", "IP[,IP...]", "the IP of --hbone-address if specific",
+       "The waypoint's own addresses, as services and workloads name it in their `waypoint`.",
+       [](Config& c, std::string_view v) -> Status {
+         std::vector<asio::ip::address> ips;
+         size_t start = 0;
+         while (start <= v.size()) {
+           auto comma = v.find(',', start);
+           auto item = v.substr(start, comma == std::string_view::npos ? comma : comma - start);
+           if (!item.empty()) {
+             auto ip = net::parse_ip(item);
+             if (!ip) return failf("{} is not an IP address", net::quote(item));
+             ips.push_back(net::unmap(*ip));
+           }
+           if (comma == std::string_view::npos) break;
+           start = comma + 1;
+         }
+         if (ips.empty()) return fail("no IP address given");
+         c.instance_ips = std::move(ips);
+         return {};
+       }},
+      {"hbone-address", "WAYPOINT_HBONE_ADDRESS", "IP:PORT", "0.0.0.0:15008",
+       "HBONE listener (port 0 picks a free port; the log reports it).",
+       [](Config& c, std::string_view v) { return set_endpoint(c.hbone_address, v); }},
+      {"local-xds-path", "LOCAL_XDS_PATH", "FILE", "none",
+       "Workloads and services in ztunnel's local config YAML; reloaded when the file changes.",
+       [](Config& c, std::string_view v) { return set_path(c.local_xds_path, v); }},
+      {"xds-address", "XDS_ADDRESS", "URL", "none",
+       "Control plane (Delta ADS: Address and WaypointConfig types): http://HOST:PORT or "
+       "https://HOST:PORT. Wins over --local-xds-path.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = zt::config::valid_grpc_url(v); !s) return s;
+         c.xds_address = std::string(v);
+         return {};
+       }},
+      {"xds-root-ca", "XDS_ROOT_CA", "FILE", "none", "PEM roots for an https:// XDS_ADDRESS.",
+       [](Config& c, std::string_view v) { return set_path(c.xds_root_ca, v); }},
+      {"ca-address", "CA_ADDRESS", "URL", "none",
+       "Istio CA (IstioCertificateService). Without it the built-in CA signs in-process.",
+       [](Config& c, std::string_view v) -> Status {
+         if (auto s = zt::config::valid_grpc_url(v); !s) return s;
+         c.ca_address = std::string(v);
+         return {};
+       }},
+      {"ca-root-ca", "CA_ROOT_CA", "FILE", "none", "PEM roots for an https:// CA_ADDRESS.",
+       [](Config& c, std::string_view v) { return set_path(c.ca_root_ca, v); }},
+      {"auth-token", "AUTH_TOKEN", "FILE", "none",
+       "Bearer token file for the CA and the control plane; re-read per request.",
+       [](Config& c, std::string_view v) { return set_path(c.auth_token_path, v); }},
+      {"ca-cert", nullptr, "FILE", "none",
+       "Built-in CA certificate (PEM), with --ca-key; with neither the built-in CA generates "
+       "its own key pair.",
+       [](Config& c, std::string_view v) { return set_path(c.ca_cert_path, v); }},
+      {"ca-key", nullptr, "FILE", "none", "Built-in CA private key (PEM), with --ca-cert.",
+       [](Config& c, std::string_view v) { return set_path(c.ca_key_path, v); }},
+      {"config", "WAYPOINT_CONFIG", "FILE", "none",
+       "L7 configuration YAML (HTTPRoute, DestinationRule, AuthorizationPolicy), reloaded when "
+       "the file changes; a bad edit is logged and the last good configuration kept.",
+       [](Config& c, std::string_view v) { return set_path(c.config_path, v); }},
+      {"admin-address", nullptr, "IP:PORT", "127.0.0.1:15000",
+       "Admin listener (/config_dump, /logging, /quitquitquit).",
+       [](Config& c, std::string_view v) { return set_endpoint(c.admin_address, v); }},
+      {"metrics-address", nullptr, "IP:PORT", "0.0.0.0:15020",
+       "Prometheus listener (/metrics, /stats/prometheus).",
+       [](Config& c, std::string_view v) { return set_endpoint(c.metrics_address, v); }},
+      {"readiness-address", nullptr, "IP:PORT", "0.0.0.0:15021",
+       "Readiness listener (/healthz/ready).",
+       [](Config& c, std::string_view v) { return set_endpoint(c.readiness_address, v); }},
+      {"worker-threads", "WAYPOINT_WORKER_THREADS", "N", "2",
+       "Worker threads: a number (0 = one per core) or a percentage of the cores (\"50%\").",
+       [](Config& c, std::string_view v) -> Status {
+         auto n = zt::config::parse_worker_threads(v);
+         if (!n) return tl::unexpected(n.error());
+         c.worker_threads = *n;
+         return {};
+       }},
+      {"log-level", "RUST_LOG", "LEVEL", "info",
+       "trace, debug, info, warn, error or off (RUST_LOG per-target directives are ignored).",
+       [](Config& c, std::string_view v) -> Status {
+         auto level = zt::config::parse_log_level(v);
+         if (!level) return tl::unexpected(level.error());
+         c.log_level = std::move(*level);
+         return {};
+       }},
+      {"log-format", "LOG_FORMAT", "FORMAT", "text", "text or json (one object per line).",
+       [](Config& c, std::string_view v) -> Status {
+         if (v == "text") {
+           c.log_format = log::Format::kText;
+         } else if (v == "json") {
+           c.log_format = log::Format::kJson;
+         } else {
+           return failf("{} is not a log format (text, json)", net::quote(v));
+         }
+         return {};
+       }},
+      {"connection-termination-deadline", nullptr, "DURATION", "5s",
+       "On SIGTERM, how long open streams may finish before they are closed.",
+       [](Config& c, std::string_view v) -> Status {
+         auto d = zt::config::parse_duration(v);
+         if (!d) return tl::unexpected(d.error());
+         c.connection_termination_deadline = *d;
+         return {};
+       }},
+  };
+  return kOptions;
+}
+
+std::string option_name(const Option& o) {
+  if (o.env == nullptr) return fmt::format("--{}", o.flag);
+  return fmt::format("--{} ({})", o.flag, o.env);
+}
+
+const Option* find_option(std::string_view flag) {
+  for (const auto& o : options()) {
+    if (o.flag == flag) return &o;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::string Config::identity_uri() const {
+  return fmt::format("spiffe://{}/ns/{}/sa/{}", trust_domain, namespace_name, service_account);
+}
+
+std::string Config::hostname() const {
+  return fmt::format("{}.{}.svc.{}", name, namespace_name, cluster_domain);
+}
+
+Result<Config> parse_config(int argc, char** argv, const zt::config::Getenv& getenv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") return Config{.help = true};
+  }
+  std::map<std::string_view, std::string> flags;  // last occurrence wins
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg.substr(0, 2) != "--" || arg.size() == 2) {
+      return failf("unexpected argument {} (options start with --; see --help)", net::quote(arg));
+    }
+    auto body = arg.substr(2);
+    auto eq = body.find('=');
+    auto name = body.substr(0, eq);
+    const Option* option = find_option(name);
+    if (option == nullptr) return failf("unknown flag --{} (see --help)", name);
+    if (eq != std::string_view::npos) {
+      flags[option->flag] = std::string(body.substr(eq + 1));
+    } else if (i + 1 < argc) {
+      flags[option->flag] = argv[++i];
+    } else {
+      return failf("{} needs a value ({})", option_name(*option), option->value_name);
+    }
+  }
+
+  Config c;
+  for (const auto& option : options()) {
+    std::optional<std::string> value;
+    if (auto it = flags.find(option.flag); it != flags.end()) {
+      value = it->second;
+    } else if (option.env != nullptr) {
+      value = getenv(option.env);
+      if (value && value->empty()) value.reset();
+    }
+    if (!value) continue;
+    if (auto applied = option.apply(c, *value); !applied) {
+      return tl::unexpected(wrap(applied.error(), option_name(option)));
+    }
+  }
+
+  if (c.name.empty()) return fail("--name (WAYPOINT_NAME) is required: the Gateway's name");
+  if (c.namespace_name.empty()) {
+    return fail("--namespace (POD_NAMESPACE) is required: the Gateway's namespace");
+  }
+  if (c.service_account.empty()) c.service_account = c.name;
+  if (c.instance_ips.empty() && !c.hbone_address.address().is_unspecified()) {
+    c.instance_ips.push_back(net::unmap(c.hbone_address.address()));
+  }
+  if (c.ca_cert_path.has_value() != c.ca_key_path.has_value()) {
+    return fail(
+        "--ca-cert and --ca-key go together: give both files, or neither to let the built-in "
+        "CA generate a key pair");
+  }
+  if (c.xds_address && c.xds_address->starts_with("https://") && !c.xds_root_ca) {
+    return fail(
+        "--xds-address (XDS_ADDRESS) is https:// but no --xds-root-ca (XDS_ROOT_CA) says which "
+        "roots to trust");
+  }
+  if (c.ca_address && c.ca_address->starts_with("https://") && !c.ca_root_ca) {
+    return fail(
+        "--ca-address (CA_ADDRESS) is https:// but no --ca-root-ca (CA_ROOT_CA) says which "
+        "roots to trust");
+  }
+  if (!c.xds_address && !c.local_xds_path) {
+    return fail(
+        "no source of workloads and services: give --xds-address (XDS_ADDRESS) or "
+        "--local-xds-path (LOCAL_XDS_PATH)");
+  }
+  return c;
+}
+
+std::string help_text() {
+  std::string out =
+      "Usage: waypoint [options]\n"
+      "\n"
+      "The ambient mesh's L7 waypoint proxy. Every option can be given as a flag (--flag value\n"
+      "or --flag=value) or, where shown, as an environment variable; a flag wins over its\n"
+      "variable, which wins over the default.\n"
+      "\n"
+      "Options:\n";
+  for (const auto& o : options()) {
+    out += fmt::format("  --{} {}\n", o.flag, o.value_name);
+    std::string env = o.env ? fmt::format("env {}, ", o.env) : std::string();
+    out += fmt::format("      {} ({}default {})\n", o.help, env, o.default_text);
+  }
+  out += "  --help, -h\n      Print this text.\n";
+  return out;
+}
+
+}  // namespace zt::waypoint::app

@@ -1,0 +1,383 @@
+// serve_http1(): the downstream HTTP/1.1 session. One request at a time: head (raw checks,
+// Beast, field checks), optional 100 Continue, body, handler, response; then the next request
+// from the bytes already buffered (pipelining) or a new read (keep-alive).
+#include <exception>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "common/base/log.h"
+#include "waypoint/base/strings.h"
+#include "waypoint/http/forwarding.h"
+#include "waypoint/http/request_checks.h"
+#include "waypoint/http1/http1.h"
+#include "waypoint/http1/wire.h"
+
+namespace zt::waypoint::http1 {
+
+using namespace detail;  // NOLINT(google-build-using-namespace): private helpers of this folder
+
+namespace {
+
+// Beast needs the head in one piece; its own limit is only a backstop behind check_raw_head.
+constexpr size_t kBeastHeadSlack = 4096;
+
+struct Rejected {
+  int status;
+  std::string reason;
+};
+
+// What one request produced: the message for the handler, or a rejection, or nothing (the peer
+// closed or the stream failed; the session ends without an answer).
+struct ReadOutcome {
+  std::optional<Request> request;
+  std::optional<Rejected> rejected;
+  bool keep_alive = false;
+  bool upgrade = false;
+};
+
+// The head as check_request_head wants it, split by hand (used when Beast refused a head whose
+// lines check_raw_head accepted, so the answer carries the check's status when it has one).
+http::RequestHead split_head(std::string_view head, http::Version& version) {
+  http::RequestHead out;
+  version = http::Version::kHttp11;
+  size_t pos = head.find("\r\n");
+  const std::string_view line = head.substr(0, pos);
+  const size_t sp1 = line.find(' ');
+  const size_t sp2 = line.rfind(' ');
+  if (sp1 != line.npos && sp2 != line.npos && sp2 > sp1) {
+    out.method = std::string(line.substr(0, sp1));
+    out.target = std::string(line.substr(sp1 + 1, sp2 - sp1 - 1));
+    if (line.substr(sp2 + 1) == "HTTP/1.0") version = http::Version::kHttp10;
+  }
+  while (pos != head.npos) {
+    pos += 2;
+    const size_t end = head.find("\r\n", pos);
+    const std::string_view field = head.substr(pos, end == head.npos ? head.npos : end - pos);
+    pos = end;
+    if (field.empty()) break;
+    const size_t colon = field.find(':');
+    if (colon == field.npos) continue;
+    out.headers.push_back(
+        {std::string(field.substr(0, colon)), std::string(trim_ows(field.substr(colon + 1)))});
+  }
+  return out;
+}
+
+std::string serialize_rejection(const Rejected& r) {
+  std::string out = "HTTP/1.1 ";
+  out.append(std::to_string(r.status));
+  out.push_back(' ');
+  out.append(reason_phrase(r.status));
+  out.append("\r\ncontent-type: text/plain\r\ncontent-length: ");
+  out.append(std::to_string(r.reason.size()));
+  out.append("\r\nconnection: close\r\n\r\n");
+  out.append(r.reason);
+  return out;
+}
+
+class Session {
+ public:
+  Session(Duplex downstream, std::string already_read, const Limits& limits, RequestHandler handler)
+      : stream_(std::move(downstream)),
+        buffer_(std::move(already_read)),
+        limits_(limits),
+        handler_(std::move(handler)) {}
+
+  awaitable<void> run() {
+    for (;;) {
+      ReadOutcome in = co_await read_request();
+      if (in.rejected) {
+        ZT_LOG_DEBUG("http1: request rejected with {}: {}", in.rejected->status,
+                     in.rejected->reason);
+        const std::string rejection_wire = serialize_rejection(*in.rejected);
+        if (!co_await stream_.write_all(asio::buffer(rejection_wire))) co_await close();
+        co_return;
+      }
+      if (!in.request) co_return;
+
+      const bool head_request = in.request->head.method == "HEAD";
+      const HttpVersion version = in.request->version;
+      Response res;
+      try {
+        res = co_await handler_(std::move(*in.request));
+      } catch (const std::exception& e) {
+        ZT_LOG_ERROR("http1: request handler failed: {}", e.what());
+        res = local_response(500, "internal error");
+        in.keep_alive = false;
+      }
+
+      if (res.status == 101 || res.upgraded) {
+        const bool relay = res.status == 101 && res.upgraded && in.upgrade;
+        if (!relay) {
+          // A 101 nobody relays, or a relay without a 101 (or for a request that did not ask
+          // to upgrade): refuse rather than leave the client waiting on a dead tunnel.
+          ZT_LOG_WARN("http1: handler answered status {} {} a relay to a request that {} upgrade",
+                      res.status, res.upgraded ? "with" : "without",
+                      in.upgrade ? "asked for an" : "did not ask for an");
+          res = local_response(502, "upgrade failed");
+          in.keep_alive = false;
+        } else {
+          std::string upgrade_head = "HTTP/1.1 101 Switching Protocols\r\n";
+          append_fields(upgrade_head, res.headers);
+          upgrade_head.append("\r\n");
+          if (co_await stream_.write_all(asio::buffer(upgrade_head))) co_return;
+          // Locals, not temporaries, across the suspension (g++ 12 coroutine pitfall).
+          const auto relay_fn = std::move(res.upgraded);
+          awaitable<void> relay = relay_fn(stream_, std::move(buffer_));
+          co_await std::move(relay);
+          co_return;
+        }
+      }
+
+      const http::HopByHop hop = http::strip_hop_by_hop(res.headers);
+      const bool keep_alive = in.keep_alive && !hop.connection_close;
+      const std::string response_wire = serialize_response(res, head_request, version, keep_alive);
+      if (co_await stream_.write_all(asio::buffer(response_wire))) co_return;
+      if (!keep_alive) {
+        co_await close();
+        co_return;
+      }
+    }
+  }
+
+ private:
+  awaitable<void> close() {
+    awaitable<void> linger = linger_close(stream_);  // no temporary across the suspension
+    co_await std::move(linger);
+  }
+
+  static ReadOutcome reject(int status, std::string reason) {
+    ReadOutcome out;
+    out.rejected = Rejected{status, std::move(reason)};
+    return out;
+  }
+
+  http::HeadLimits head_limits() const {
+    http::HeadLimits l;
+    l.max_head_bytes = limits_.max_header_bytes;
+    l.max_headers = limits_.max_headers;
+    return l;
+  }
+
+  // Drops empty lines before a request line (RFC 9112 §2.2: a server SHOULD ignore at least one;
+  // some clients send a CRLF after a POST body).
+  void skip_leading_empty_lines() {
+    size_t i = 0;
+    while (i + 1 < buffer_.size() && buffer_[i] == '\r' && buffer_[i + 1] == '\n') i += 2;
+    if (i > 0) buffer_.erase(0, i);
+  }
+
+  awaitable<ReadOutcome> read_request() {
+    const http::HeadLimits hl = head_limits();
+    // 1. The raw head, checked before the parser sees it.
+    size_t head_end = 0;
+    size_t scanned = 0;    // where the blank line was last looked for
+    bool new_line = true;  // a line ended in the last read: worth checking again
+    for (;;) {
+      if (scanned == 0) skip_leading_empty_lines();
+      head_end = http::find_head_end(std::string_view(buffer_).substr(scanned));
+      if (head_end != std::string::npos) {
+        head_end += scanned;
+        break;
+      }
+      scanned = buffer_.size() > 3 ? buffer_.size() - 3 : 0;
+      // Incomplete: refuse early (bare LF, obs-fold, too large, too many fields). Checked only
+      // when a line ended (at most max_headers times before 431) or the size limit is passed,
+      // so a client sending a byte at a time costs no quadratic work.
+      if (new_line || buffer_.size() > limits_.max_header_bytes) {
+        if (auto ok = http::check_raw_head(buffer_, hl); !ok) {
+          co_return reject(ok.error().status, ok.error().reason);
+        }
+        if (buffer_.size() > limits_.max_header_bytes) {
+          co_return reject(431, "http1.headers_too_large");
+        }
+      }
+      const size_t before = buffer_.size();
+      const error_code ec = co_await read_more(stream_, buffer_);
+      if (ec) {
+        if (!buffer_.empty()) {
+          ZT_LOG_DEBUG("http1: downstream ended inside a request head: {}", ec.message());
+        }
+        co_return ReadOutcome{};
+      }
+      new_line = buffer_.find('\n', before) != std::string::npos;
+    }
+    const std::string_view raw(buffer_.data(), head_end);
+    if (auto ok = http::check_raw_head(raw, hl); !ok) {
+      co_return reject(ok.error().status, ok.error().reason);
+    }
+
+    // 2. Beast parses the head; then the field checks.
+    RequestParser parser(limits_.max_headers);
+    parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes + kBeastHeadSlack));
+    parser.body_limit(limits_.max_body_bytes);
+    parser.eager(false);
+    error_code ec;
+    const size_t used = parser.put(asio::buffer(buffer_.data(), head_end), ec);
+    if (ec || !parser.is_header_done()) {
+      http::Version v;
+      const http::RequestHead manual = split_head(raw, v);
+      if (auto framing = http::check_request_head(manual, v, hl); !framing) {
+        co_return reject(framing.error().status, framing.error().reason);
+      }
+      if (ec == bhttp::error::body_limit) co_return reject(413, "request_body_too_large");
+      if (ec == bhttp::error::header_limit) co_return reject(431, "headers_too_large");
+      co_return reject(400, "http1.codec_error: " + (ec ? ec.message() : "incomplete head"));
+    }
+    buffer_.erase(0, used);
+
+    const http::Version version =
+        parser.version == 10 ? http::Version::kHttp10 : http::Version::kHttp11;
+    http::RequestHead head;
+    head.method = std::move(parser.method);
+    head.target = std::move(parser.target);
+    head.headers = std::move(parser.headers);
+    auto framing = http::check_request_head(head, version, hl);
+    if (!framing) co_return reject(framing.error().status, framing.error().reason);
+
+    ReadOutcome out;
+    out.keep_alive = parser.keep_alive();
+    out.upgrade = version == http::Version::kHttp11 &&
+                  http::find_header(head.headers, "upgrade").has_value() &&
+                  header_has_token(head.headers, "connection", "upgrade");
+    const bool has_body =
+        framing->kind == http::BodyFraming::Kind::kChunked ||
+        (framing->kind == http::BodyFraming::Kind::kContentLength && framing->content_length > 0);
+    if (out.upgrade && has_body) co_return reject(400, "upgrade_with_body");
+    if (framing->kind == http::BodyFraming::Kind::kContentLength &&
+        framing->content_length > limits_.max_body_bytes) {
+      co_return reject(413, "request_body_too_large");
+    }
+
+    // 3. Expect: 100-continue is answered here and not passed on.
+    bool expect_continue = false;
+    for (auto it = head.headers.begin(); it != head.headers.end();) {
+      if (iequals(it->name, "expect") && iequals(trim_ows(it->value), "100-continue")) {
+        expect_continue = true;
+        it = head.headers.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (expect_continue && has_body && version == http::Version::kHttp11 && !parser.is_done()) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      if (co_await stream_.write_all(asio::buffer(kContinue))) co_return ReadOutcome{};
+    }
+
+    // 4. The body, whole.
+    parser.eager(true);
+    for (;;) {
+      ec = feed(parser, buffer_);
+      if (!ec) break;
+      if (ec == bhttp::error::body_limit) co_return reject(413, "request_body_too_large");
+      if (ec == bhttp::error::header_limit) co_return reject(431, "trailers_too_large");
+      if (ec != bhttp::error::need_more) {
+        co_return reject(400, "http1.invalid_body: " + ec.message());
+      }
+      // Bytes wait unconsumed only while a chunk line or the trailers are incomplete.
+      if (buffer_.size() > limits_.max_header_bytes) {
+        co_return reject(431, "chunk_header_or_trailers_too_large");
+      }
+      const error_code rec = co_await read_more(stream_, buffer_);
+      if (rec) {
+        ZT_LOG_DEBUG("http1: downstream ended inside a request body: {}", rec.message());
+        co_return ReadOutcome{};
+      }
+    }
+
+    // 5. The message for the handler: Host becomes the authority.
+    Request req;
+    req.version = version == http::Version::kHttp10 ? HttpVersion::kHttp10 : HttpVersion::kHttp11;
+    if (auto host = http::find_header(head.headers, "host")) head.authority = std::string(*host);
+    http::remove_header(head.headers, "host");
+    req.head = std::move(head);
+    req.body = std::move(parser.body);
+    req.trailers = std::move(parser.trailers);
+    out.request = std::move(req);
+    co_return out;
+  }
+
+  static bool bodyless_status(int status) {
+    return (status >= 100 && status < 200) || status == 204 || status == 304;
+  }
+
+  static std::string serialize_response(Response& res, bool head_request, HttpVersion version,
+                                        bool keep_alive) {
+    if (res.status < 100 || res.status > 999) {
+      ZT_LOG_WARN("http1: handler answered invalid status {}", res.status);
+      res = local_response(500, "invalid response status");
+    }
+    const bool no_body = bodyless_status(res.status);
+    std::optional<std::string> declared_length;
+    if (auto cl = http::find_header(res.headers, "content-length")) {
+      const std::string_view v = trim_ows(*cl);
+      if (!v.empty() && v.size() <= 19 && v.find_first_not_of("0123456789") == v.npos) {
+        declared_length = std::string(v);
+      }
+    }
+    http::remove_header(res.headers, "content-length");
+    const bool chunked =
+        !no_body && !head_request && !res.trailers.empty() && version == HttpVersion::kHttp11;
+
+    std::string out = fmt::format("HTTP/1.1 {} {}\r\n", res.status, reason_phrase(res.status));
+    append_fields(out, res.headers);
+    if (chunked) {
+      out.append("transfer-encoding: chunked\r\n");
+    } else if (!no_body) {
+      // HEAD: the length a GET would have had, the handler's when it said one.
+      const std::string length =
+          head_request && declared_length ? *declared_length : std::to_string(res.body.size());
+      out.append("content-length: ").append(length).append("\r\n");
+    } else if (res.status == 304 && declared_length) {
+      out.append("content-length: ").append(*declared_length).append("\r\n");
+    }
+    if (!keep_alive) {
+      out.append("connection: close\r\n");
+    } else if (version == HttpVersion::kHttp10) {
+      out.append("connection: keep-alive\r\n");
+    }
+    out.append("\r\n");
+    if (no_body || head_request) return out;
+    if (chunked) {
+      if (!res.body.empty()) {
+        out.append(fmt::format("{:x}\r\n", res.body.size()));
+        out.append(res.body);
+        out.append("\r\n");
+      }
+      out.append("0\r\n");
+      append_fields(out, res.trailers);
+      out.append("\r\n");
+    } else {
+      out.append(res.body);
+    }
+    return out;
+  }
+
+  Duplex stream_;
+  std::string buffer_;
+  Limits limits_;
+  RequestHandler handler_;
+};
+
+}  // namespace
+
+namespace {
+
+awaitable<void> serve(Duplex downstream, std::string already_read, Limits limits,
+                      RequestHandler handler) {
+  Session session(std::move(downstream), std::move(already_read), limits, std::move(handler));
+  co_await session.run();
+}
+
+}  // namespace
+
+// Not a coroutine itself: `limits` is copied at the call, so a temporary is fine.
+awaitable<void> serve_http1(Duplex downstream, std::string already_read, const Limits& limits,
+                            RequestHandler handler) {
+  return serve(std::move(downstream), std::move(already_read), limits, std::move(handler));
+}
+
+}  // namespace zt::waypoint::http1

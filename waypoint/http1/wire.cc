@@ -1,0 +1,95 @@
+#include "waypoint/http1/wire.h"
+
+#include <array>
+#include <chrono>
+#include <memory>
+
+#include <boost/beast/http/status.hpp>
+
+#include "waypoint/base/strings.h"
+#include "waypoint/http/request_checks.h"
+
+namespace zt::waypoint::http1::detail {
+
+namespace {
+
+constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kMaxLingerBytes = 1024 * 1024;
+constexpr auto kMaxLinger = std::chrono::seconds(1);
+
+}  // namespace
+
+awaitable<error_code> read_more(Duplex& stream, std::string& buffer) {
+  const size_t old = buffer.size();
+  buffer.resize(old + kReadChunk);
+  auto [ec, n] = co_await stream.read_some(asio::buffer(buffer.data() + old, kReadChunk));
+  buffer.resize(old + n);
+  if (n > 0) co_return error_code{};
+  if (!ec) ec = asio::error::eof;  // a zero-byte read without an error is an end of stream
+  co_return ec;
+}
+
+awaitable<void> linger_close(Duplex stream) {
+  if (co_await stream.shutdown_write()) {
+    stream.abort();
+    co_return;
+  }
+  auto executor = co_await asio::this_coro::executor;
+  auto finished = std::make_shared<bool>(false);
+  auto timer = std::make_shared<asio::steady_timer>(executor, kMaxLinger);
+  timer->async_wait([stream, finished, timer](error_code ec) mutable {
+    if (!ec && !*finished) stream.abort();
+  });
+  std::array<char, 4096> scratch;
+  size_t total = 0;
+  while (total < kMaxLingerBytes) {
+    auto [ec, n] = co_await stream.read_some(asio::buffer(scratch));
+    if (ec || n == 0) break;
+    total += n;
+  }
+  *finished = true;
+  timer->cancel();
+}
+
+bool list_has_token(std::string_view list, std::string_view token) {
+  for (auto item : split_list(list)) {
+    if (iequals(trim_ows(item), token)) return true;
+  }
+  return false;
+}
+
+bool header_has_token(const http::HeaderList& headers, std::string_view name,
+                      std::string_view token) {
+  for (const auto& h : headers) {
+    if (iequals(h.name, name) && list_has_token(h.value, token)) return true;
+  }
+  return false;
+}
+
+bool writable_field(const http::Header& h) {
+  if (!http::is_token(h.name)) return false;
+  for (unsigned char c : h.value) {
+    if (c == '\r' || c == '\n' || c == '\0') return false;
+  }
+  return true;
+}
+
+std::string_view reason_phrase(int status) {
+  if (status < 100 || status > 999) return "Unknown";
+  const auto s = bhttp::int_to_status(static_cast<unsigned>(status));
+  if (s == bhttp::status::unknown) return "Unknown";
+  const auto r = bhttp::obsolete_reason(s);
+  return {r.data(), r.size()};
+}
+
+void append_fields(std::string& out, const http::HeaderList& headers) {
+  for (const auto& h : headers) {
+    if (!writable_field(h)) continue;
+    out.append(h.name);
+    out.append(": ");
+    out.append(h.value);
+    out.append("\r\n");
+  }
+}
+
+}  // namespace zt::waypoint::http1::detail

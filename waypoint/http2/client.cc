@@ -1,0 +1,260 @@
+// Http2Client: one upstream h2c connection; every send() is a stream of its own.
+#include <algorithm>
+#include <memory>
+#include <unordered_map>
+
+#include "common/base/log.h"
+#include "waypoint/http2/http2.h"
+#include "waypoint/http2/session.h"
+
+namespace zt::waypoint::http2 {
+namespace {
+
+constexpr int32_t kStreamWindow = 1024 * 1024;
+constexpr int32_t kConnectionWindow = 4 * 1024 * 1024;
+
+struct ClientStream {
+  explicit ClientStream(const asio::any_io_executor& ex) : changed(ex) {}
+  int32_t id = -1;
+  OutBody out;
+  Response response;
+  size_t header_bytes = 0;
+  size_t header_count = 0;
+  bool final_head = false;  // a non-1xx :status arrived
+  bool done = false;
+  std::string error;  // set when the stream failed
+  async::Event changed;
+};
+
+class ClientConnection final : public Session,
+                               public std::enable_shared_from_this<ClientConnection> {
+ public:
+  ClientConnection(asio::any_io_executor ex, Duplex io, Limits limits)
+      : Session(std::move(ex), std::move(io)), limits_(limits) {}
+
+  Status init();
+  awaitable<void> run() {
+    auto self = shared_from_this();
+    co_await pump({});
+    fail_all("HTTP/2 connection ended");
+  }
+  awaitable<Result<Response>> send(Request request);
+  bool usable() const {
+    return ng_ != nullptr && !ended_ && !fatal_ && !peer_eof_ && !goaway_ && !closing_ &&
+           nghttp2_session_check_request_allowed(ng_) != 0;
+  }
+  size_t active_streams() const { return streams_.size(); }
+  void close() {
+    if (ng_ == nullptr) ended_ = true;
+    if (ended_ || closing_) return;
+    closing_ = true;
+    nghttp2_session_terminate_session(ng_, NGHTTP2_NO_ERROR);
+    fail_all("HTTP/2 connection closed");
+    wake();
+  }
+
+ private:
+  struct Callbacks;
+
+  bool idle_after_peer_eof() const override { return true; }
+  ClientStream* find(int32_t id) {
+    auto it = streams_.find(id);
+    return it == streams_.end() ? nullptr : it->second.get();
+  }
+  void finish(ClientStream& s, std::string error) {
+    if (s.done) return;
+    s.done = true;
+    s.error = std::move(error);
+    s.changed.notify();
+  }
+  void fail_all(const std::string& why) {
+    for (auto& [id, s] : streams_) finish(*s, why);
+    if (ended_) streams_.clear();
+  }
+
+  Limits limits_;
+  bool goaway_ = false;
+  bool closing_ = false;
+  std::unordered_map<int32_t, std::shared_ptr<ClientStream>> streams_;
+};
+
+struct ClientConnection::Callbacks {
+  static ClientConnection& conn(void* user_data) {
+    return static_cast<ClientConnection&>(*static_cast<Session*>(user_data));
+  }
+
+  static int on_header(nghttp2_session* ng, const nghttp2_frame* frame, const uint8_t* name,
+                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
+                       void* user_data) {
+    auto& c = conn(user_data);
+    ClientStream* s = c.find(frame->hd.stream_id);
+    if (s == nullptr || s->done || frame->hd.type != NGHTTP2_HEADERS) return 0;
+    std::string_view n(reinterpret_cast<const char*>(name), namelen);
+    std::string_view v(reinterpret_cast<const char*>(value), valuelen);
+    s->header_bytes += namelen + valuelen;
+    if (++s->header_count > c.limits_.max_headers + 1 ||
+        s->header_bytes > c.limits_.max_header_bytes) {
+      c.finish(*s, "response headers too large");
+      nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+      return 0;
+    }
+    if (s->final_head) {  // after the final head: trailers
+      if (n.front() != ':') s->response.trailers.push_back({std::string(n), std::string(v)});
+      return 0;
+    }
+    if (n == ":status") {
+      int status = 0;
+      for (char ch : v) status = status * 10 + (ch - '0');  // nghttp2 checked: 3 digits
+      s->response.status = status;
+    } else if (n.front() != ':') {
+      s->response.headers.push_back({std::string(n), std::string(v)});
+    }
+    return 0;
+  }
+
+  static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+    auto& c = conn(user_data);
+    if (frame->hd.type == NGHTTP2_GOAWAY) {
+      c.goaway_ = true;
+      return 0;
+    }
+    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
+    ClientStream* s = c.find(frame->hd.stream_id);
+    if (s == nullptr || s->done) return 0;
+    if (frame->hd.type == NGHTTP2_HEADERS && !s->final_head) {
+      if (s->response.status >= 200) {
+        s->final_head = true;
+      } else {  // 1xx: informational, wait for the real head
+        s->response.headers.clear();
+        s->header_bytes = 0;
+        s->header_count = 0;
+      }
+    }
+    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) c.finish(*s, {});
+    return 0;
+  }
+
+  static int on_data_chunk(nghttp2_session* ng, uint8_t, int32_t stream_id, const uint8_t* data,
+                           size_t len, void* user_data) {
+    auto& c = conn(user_data);
+    ClientStream* s = c.find(stream_id);
+    if (s == nullptr || s->done) return 0;
+    if (s->response.body.size() + len > c.limits_.max_body_bytes) {
+      c.finish(*s, "response body too large");
+      nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
+      return 0;
+    }
+    s->response.body.append(reinterpret_cast<const char*>(data), len);
+    return 0;
+  }
+
+  static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t code, void* user_data) {
+    auto& c = conn(user_data);
+    auto it = c.streams_.find(stream_id);
+    if (it == c.streams_.end()) return 0;
+    auto s = std::move(it->second);
+    c.streams_.erase(it);
+    if (code == NGHTTP2_NO_ERROR) {
+      c.finish(*s, "stream closed before the response ended");
+    } else {
+      c.finish(*s, fmt::format("stream reset: {}", error_code_name(code)));
+    }
+    return 0;
+  }
+};
+
+Status ClientConnection::init() {
+  Setup setup;
+  setup.max_send_header_block = std::max<size_t>(64 * 1024, 2 * limits_.max_header_bytes);
+  setup.settings = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+                    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow}};
+  setup.connection_window = kConnectionWindow;
+  setup.add_callbacks = [](nghttp2_session_callbacks* cbs) {
+    nghttp2_session_callbacks_set_on_header_callback(cbs, &Callbacks::on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &Callbacks::on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &Callbacks::on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &Callbacks::on_stream_close);
+  };
+  return start_session(setup);
+}
+
+awaitable<Result<Response>> ClientConnection::send(Request request) {
+  auto self = shared_from_this();
+  if (!usable()) co_return fail("HTTP/2 connection is not usable (closed or GOAWAY received)");
+  auto& head = request.head;
+  std::string authority = head.authority;
+  if (authority.empty()) {
+    if (auto host = http::find_header(head.headers, "host")) authority = *host;
+  }
+  HeaderBlock block;
+  block.add(":method", head.method);
+  if (head.method != "CONNECT") {
+    block.add(":scheme", head.scheme.empty() ? "http" : head.scheme);
+    block.add(":path", head.target.empty() ? "/" : head.target);
+  }
+  if (!authority.empty()) block.add(":authority", authority);
+  http::remove_header(head.headers, "host");
+  block.add_regular(head.headers);
+
+  auto s = std::make_shared<ClientStream>(ex_);
+  s->out.data = std::move(request.body);
+  s->out.trailers = std::move(request.trailers);
+  nghttp2_data_provider prd = provider(s->out);
+  const int32_t id = nghttp2_submit_request(ng_, nullptr, block.data(), block.size(),
+                                            needs_provider(s->out) ? &prd : nullptr, s.get());
+  if (id < 0) co_return failf("HTTP/2 request not sent: {}", nghttp2_strerror(id));
+  s->id = id;
+  s->out.stream_id = id;
+  streams_[id] = s;
+  wake();
+  while (!s->done) {
+    if (!co_await s->changed.wait() && !s->done) {
+      // Cancelled by the caller (a timeout): the stream is given up.
+      if (!ended_ && streams_.count(id) != 0) {
+        nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+        wake();
+      }
+      co_return fail("HTTP/2 request cancelled");
+    }
+  }
+  if (!s->error.empty()) co_return fail(s->error);
+  co_return std::move(s->response);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+struct Http2Client::Impl {
+  std::shared_ptr<ClientConnection> conn;
+};
+
+std::shared_ptr<Http2Client> Http2Client::start(asio::any_io_executor ex, Duplex upstream,
+                                                Limits limits) {
+  auto conn = std::make_shared<ClientConnection>(ex, std::move(upstream), limits);
+  if (auto st = conn->init(); !st) {
+    ZT_LOG_WARN("component=waypoint_h2 msg=\"client session not started\" error=\"{}\"",
+                st.error().message);
+    conn->close();
+  } else {
+    asio::co_spawn(ex, conn->run(), asio::detached);
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->conn = std::move(conn);
+  return std::shared_ptr<Http2Client>(new Http2Client(std::move(impl)));
+}
+
+Http2Client::Http2Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Http2Client::~Http2Client() { impl_->conn->close(); }
+
+awaitable<Result<Response>> Http2Client::send(Request request) {
+  auto conn = impl_->conn;
+  co_return co_await conn->send(std::move(request));
+}
+
+bool Http2Client::usable() const { return impl_->conn->usable(); }
+size_t Http2Client::active_streams() const { return impl_->conn->active_streams(); }
+void Http2Client::close() { impl_->conn->close(); }
+
+}  // namespace zt::waypoint::http2

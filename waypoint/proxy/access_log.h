@@ -1,0 +1,54 @@
+// One record per request the waypoint served: at finish() it adds one sample to
+// istio_requests_total and istio_request_duration_milliseconds (and the request/response size
+// histograms) with reporter="waypoint", and writes one access log line through the process
+// logger: `component=access reporter=waypoint src.addr=... method=GET path="/x" status=200
+// flags=- ...` (text values quoted and escaped, unknown fields left out, as ztunnel's log).
+// A TCP relay (relay_tcp) writes one L4 line with TcpRecord.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "waypoint/proxy/metrics.h"
+#include "ztunnel/state/types.h"
+
+namespace zt::waypoint::proxy {
+
+struct RequestRecord {
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+
+  std::string src_addr;      // the original client ip
+  std::string src_identity;  // the HBONE peer's SPIFFE URI
+  std::string src_workload, src_namespace, src_app, src_version;
+  std::string dst_service, dst_service_name, dst_service_namespace;  // the backend service
+  std::string dst_workload, dst_namespace, dst_principal, dst_version;
+  std::string upstream;  // endpoint "<ip>:<port>" of the last attempt
+  std::string method, path, authority, protocol = "http";
+  std::string route;  // "ns/name" of the HTTPRoute, "default" for the implicit route
+  std::string request_id;
+  int status = 0;
+  std::string grpc_status;
+  std::string flags;  // comma-joined, "" = none ("-")
+  std::string error;  // why a local response was produced
+  uint64_t request_bytes = 0, response_bytes = 0;
+  uint32_t attempts = 0;
+
+  void set_source(const zt::state::Workload& w);
+  void set_destination(const zt::state::Workload& w);
+  void set_service(const zt::state::Service& s);
+  void add_flag(std::string_view flag);
+
+  // Metrics and log line; call once.
+  void finish(WaypointMetrics& metrics);
+};
+
+struct TcpRecord {
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  std::string src_addr, src_identity, dst_service, dst_workload, dst_namespace, upstream;
+  std::string error, flags;
+  uint64_t bytes_sent = 0, bytes_received = 0;
+  void finish();
+};
+
+}  // namespace zt::waypoint::proxy

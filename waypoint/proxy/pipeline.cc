@@ -1,0 +1,835 @@
+#include "waypoint/proxy/pipeline.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "common/base/log.h"
+#include "common/net/address.h"
+#include "common/net/copy.h"
+#include "waypoint/authz/normalize.h"
+#include "waypoint/authz/policy.h"
+#include "waypoint/base/random.h"
+#include "waypoint/base/strings.h"
+#include "waypoint/http/forwarding.h"
+#include "waypoint/proxy/access_log.h"
+#include "waypoint/proxy/upstream.h"
+#include "waypoint/resilience/fault.h"
+#include "waypoint/resilience/load_balancer.h"
+#include "waypoint/resilience/outlier.h"
+#include "waypoint/resilience/pool.h"
+#include "waypoint/resilience/retry.h"
+#include "waypoint/route/route.h"
+#include "ztunnel/state/routing.h"
+
+namespace zt::waypoint::proxy {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using resilience::AttemptResult;
+
+constexpr std::string_view kNoHealthyUpstream = "no healthy upstream";
+constexpr std::chrono::milliseconds kMirrorTimeout{10'000};
+
+// Per destination (service host and port) of one worker: its traffic policy from the config
+// generation it was built for, outlier state, pool limits and picker.
+struct Destination {
+  Destination(asio::any_io_executor ex, std::string h, uint16_t p, uint64_t gen,
+              config::TrafficPolicy tp)
+      : host(std::move(h)),
+        port(p),
+        generation(gen),
+        policy(std::move(tp)),
+        limiter(policy.connection_pool),
+        freed(ex) {
+    if (policy.outlier_detection) outlier.emplace(*policy.outlier_detection);
+  }
+
+  std::string host;
+  uint16_t port;
+  uint64_t generation;
+  config::TrafficPolicy policy;
+  std::optional<resilience::OutlierDetector> outlier;
+  resilience::ConnectionPoolLimiter limiter;
+  std::optional<resilience::EndpointPicker> picker;
+  std::vector<std::string> keys;
+  std::unordered_map<std::string, uint32_t> active;
+  Clock::time_point last_sweep = Clock::now();
+  async::Event freed;  // a request finished or a connection became idle or closed
+};
+
+// One upstream attempt, run on its own task so that a deadline can abandon it.
+struct AttemptSlot {
+  explicit AttemptSlot(asio::any_io_executor ex) : timer(ex, Clock::time_point::max()) {}
+
+  std::shared_ptr<Upstream> upstream;
+  std::shared_ptr<Destination> dest;
+  EndpointTarget target;
+  TunnelInfo info;
+  Request request;
+  Limits limits;
+  bool http2 = false;
+  bool counted_connection = false;  // a new connection was admitted for it
+
+  asio::steady_timer timer;  // cancelled when the attempt is done
+  bool done = false;
+  bool abandoned = false;       // deadline passed or the caller went away
+  bool connect_failed = false;  // no stream to the endpoint
+  std::optional<Result<Response>> result;
+  IdleHttp1 h1;  // the HTTP/1.1 client in use; kept after a 101 for the relay
+
+  void abandon() {
+    abandoned = true;
+    if (h1.client) h1.client->abort();
+  }
+};
+
+void drop_client(IdleHttp1& idle) {
+  if (idle.client) idle.client->abort();
+  idle.client.reset();
+  if (idle.on_close) {
+    auto f = std::move(idle.on_close);
+    idle.on_close = nullptr;
+    f();
+  }
+}
+
+IdleHttp1 new_http1(Duplex stream, const AttemptSlot& slot) {
+  IdleHttp1 idle;
+  idle.client = std::make_unique<http1::Http1Client>(std::move(stream), slot.limits);
+  if (slot.counted_connection) {
+    std::weak_ptr<Destination> weak = slot.dest;
+    idle.on_close = [weak] {
+      if (auto d = weak.lock()) {
+        d->limiter.connection_closed();
+        d->freed.notify();
+      }
+    };
+  }
+  return idle;
+}
+
+awaitable<void> run_attempt(std::shared_ptr<AttemptSlot> slot) {
+  auto finish = [&] {
+    slot->done = true;
+    slot->timer.cancel();
+  };
+  auto key = slot->target.key();
+  if (slot->http2) {
+    auto client = co_await slot->upstream->http2_client(slot->target, slot->info);
+    if (!client) {
+      slot->connect_failed = true;
+      slot->result = tl::unexpected(client.error());
+    } else if (!slot->abandoned) {
+      slot->result = co_await (*client)->send(slot->request);
+    }
+    finish();
+    co_return;
+  }
+  bool reused = false;
+  // Admitted for a new connection: open one (the pool counted it), else reuse an idle one.
+  std::optional<IdleHttp1> idle;
+  if (!slot->counted_connection) idle = slot->upstream->take_idle_http1(key);
+  if (idle) {
+    slot->h1 = std::move(*idle);
+    reused = true;
+  } else {
+    auto stream = co_await slot->upstream->open(slot->target, slot->info);
+    if (!stream) {
+      slot->connect_failed = true;
+      slot->result = tl::unexpected(stream.error());
+      if (slot->counted_connection) {
+        slot->dest->limiter.connection_closed();
+        slot->dest->freed.notify();
+      }
+      finish();
+      co_return;
+    }
+    slot->h1 = new_http1(std::move(*stream), *slot);
+  }
+  if (slot->abandoned) {
+    drop_client(slot->h1);
+    finish();
+    co_return;
+  }
+  slot->result = co_await slot->h1.client->send(slot->request);
+  if (!*slot->result && reused && !slot->abandoned) {
+    // A kept-alive connection the endpoint had closed meanwhile: once more on a new one, which
+    // takes over the old one's place in the pool accounting.
+    auto on_close = std::move(slot->h1.on_close);
+    slot->h1.on_close = nullptr;
+    drop_client(slot->h1);
+    auto stream = co_await slot->upstream->open(slot->target, slot->info);
+    if (!stream) {
+      if (on_close) on_close();
+      slot->connect_failed = true;
+      slot->result = tl::unexpected(stream.error());
+      finish();
+      co_return;
+    }
+    slot->h1 = new_http1(std::move(*stream), *slot);
+    slot->h1.on_close = std::move(on_close);
+    if (!slot->abandoned) slot->result = co_await slot->h1.client->send(slot->request);
+  }
+  bool upgraded = *slot->result && (*slot->result)->status == 101;
+  if (!upgraded) {
+    ++slot->h1.served;
+    if (*slot->result && slot->h1.client->reusable() && !slot->abandoned &&
+        slot->dest->limiter.connection_reusable(slot->h1.served)) {
+      slot->upstream->put_idle_http1(key, std::move(slot->h1));
+      slot->h1 = {};
+      slot->dest->freed.notify();
+    } else {
+      drop_client(slot->h1);
+    }
+  }
+  finish();
+}
+
+// Waits for the attempt until `deadline`; abandons it then (or when this coroutine is
+// cancelled). True when it completed.
+awaitable<bool> await_attempt(std::shared_ptr<AttemptSlot> slot,
+                              std::optional<Clock::time_point> deadline) {
+  if (!slot->done) {
+    slot->timer.expires_at(deadline.value_or(Clock::time_point::max()));
+    co_await slot->timer.async_wait(kTuple);
+    // Not done: the deadline passed, or this coroutine was cancelled (the caller went away).
+    if (!slot->done) {
+      slot->abandon();
+      co_return false;
+    }
+  }
+  co_return true;
+}
+
+awaitable<void> run_mirror(async::TaskGroup& tasks, std::shared_ptr<AttemptSlot> slot) {
+  tasks.spawn(run_attempt(slot), "waypoint mirror attempt");
+  // On a timeout the attempt is abandoned (aborted); run_attempt drops its client itself.
+  bool completed = co_await await_attempt(slot, Clock::now() + kMirrorTimeout);
+  auto& dest = *slot->dest;
+  if (dest.outlier) {
+    auto key = slot->target.key();
+    if (completed && slot->result && *slot->result) {
+      dest.outlier->report_status(key, (**slot->result).status, Clock::now());
+    } else {
+      dest.outlier->report_local_failure(key, Clock::now());
+    }
+  }
+}
+
+awaitable<void> relay_upgraded(std::shared_ptr<AttemptSlot> slot, Duplex downstream,
+                               std::string already_read) {
+  Duplex upstream = slot->h1.client->stream();
+  std::string extra = slot->h1.client->take_already_read();
+  if (!already_read.empty()) {
+    if (auto ec = co_await upstream.write_all(asio::buffer(already_read)); ec) {
+      drop_client(slot->h1);
+      co_return;
+    }
+  }
+  if (!extra.empty()) {
+    if (auto ec = co_await downstream.write_all(asio::buffer(extra)); ec) {
+      drop_client(slot->h1);
+      co_return;
+    }
+  }
+  std::atomic<uint64_t> up{0}, down{0};
+  co_await net::copy_bidirectional(downstream, upstream, up, down);
+  drop_client(slot->h1);
+}
+
+awaitable<void> relay_tcp_streams(Duplex downstream, Duplex upstream, TcpRecord& rec) {
+  std::atomic<uint64_t> up{0}, down{0};
+  auto result = co_await net::copy_bidirectional(downstream, upstream, up, down);
+  rec.bytes_received = up.load();
+  rec.bytes_sent = down.load();
+  if (result.error && result.error != asio::error::operation_aborted) {
+    rec.error = result.error.message();
+  }
+}
+
+bool is_grpc(const http::HeaderList& headers) {
+  auto ct = http::find_header(headers, "content-type");
+  return ct && ct->substr(0, 16) == "application/grpc";
+}
+
+Response overflow_response() {
+  auto r = local_response(resilience::kOverflowStatus,
+                          "upstream connect error or disconnect/reset before headers. reset "
+                          "reason: overflow");
+  r.headers.push_back({"x-envoy-overloaded", "true"});
+  return r;
+}
+
+// The local answer for an attempt that produced no response.
+Response failure_response(const AttemptResult& r, RequestRecord& rec) {
+  switch (r.kind) {
+    case AttemptResult::Kind::kPerTryTimeout:
+      rec.add_flag("UT");
+      return local_response(504, "upstream request timeout");
+    case AttemptResult::Kind::kConnectFailure:
+      rec.add_flag("UF");
+      return local_response(503,
+                            "upstream connect error or disconnect/reset before headers. reset "
+                            "reason: connection failure");
+    case AttemptResult::Kind::kRefusedStream:
+      rec.add_flag("UF");
+      return local_response(503,
+                            "upstream connect error or disconnect/reset before headers. reset "
+                            "reason: remote refused stream reset");
+    default:
+      rec.add_flag("UC");
+      return local_response(503,
+                            "upstream connect error or disconnect/reset before headers. reset "
+                            "reason: connection termination");
+  }
+}
+
+std::optional<int> grpc_status_of(const Response& r) {
+  auto v = http::find_header(r.trailers, "grpc-status");
+  if (!v) v = http::find_header(r.headers, "grpc-status");
+  if (!v) return std::nullopt;
+  int out = 0;
+  for (char c : *v) {
+    if (c < '0' || c > '9') return std::nullopt;
+    out = out * 10 + (c - '0');
+  }
+  return out;
+}
+
+}  // namespace
+
+struct Pipeline::Impl {
+  Impl(WaypointContext& c, asio::any_io_executor e, async::TaskGroup& t)
+      : ctx(c),
+        ex(e),
+        tasks(t),
+        upstream(std::make_shared<Upstream>(c, e, t)),
+        rng(SeededRandom::from_entropy()) {}
+
+  WaypointContext& ctx;
+  asio::any_io_executor ex;
+  async::TaskGroup& tasks;
+  std::shared_ptr<Upstream> upstream;
+  SeededRandom rng;
+  std::unordered_map<std::string, std::shared_ptr<Destination>> destinations;
+
+  // The state of `host:port` for this config generation.
+  std::shared_ptr<Destination> destination(const state::ConfigSnapshot& cfg,
+                                           const std::string& host, uint16_t port) {
+    auto key = fmt::format("{}:{}", host, port);
+    auto& d = destinations[key];
+    if (!d || d->generation != cfg.generation) {
+      config::TrafficPolicy tp;
+      if (cfg.config) {
+        if (const auto* p = cfg.config->destination(host)) tp = p->for_port(port);
+      }
+      d = std::make_shared<Destination>(ex, host, port, cfg.generation, std::move(tp));
+    }
+    return d;
+  }
+
+  static void set_hosts(Destination& d, const std::vector<EndpointTarget>& endpoints) {
+    std::vector<std::string> keys;
+    keys.reserve(endpoints.size());
+    for (const auto& e : endpoints) keys.push_back(e.key());
+    if (keys == d.keys && d.picker) return;
+    d.keys = keys;
+    if (d.outlier) d.outlier->set_hosts(keys);
+    d.picker.emplace(d.policy.load_balancer, keys);
+  }
+
+  void sweep(Destination& d, Clock::time_point now) {
+    if (!d.outlier) return;
+    if (now - d.last_sweep >= d.outlier->config().interval) {
+      d.outlier->sweep(now);
+      d.last_sweep = now;
+    }
+  }
+
+  std::optional<size_t> pick(Destination& d, const http::RequestHead& head,
+                             const std::string& source_ip) {
+    std::vector<resilience::HostView> hosts(d.keys.size());
+    bool panic = d.outlier && d.outlier->panic();
+    for (size_t i = 0; i < d.keys.size(); ++i) {
+      hosts[i].available = !d.outlier || panic || !d.outlier->ejected(d.keys[i]);
+      auto it = d.active.find(d.keys[i]);
+      hosts[i].active_requests = it == d.active.end() ? 0 : it->second;
+    }
+    return d.picker->pick(hosts, head, source_ip, rng);
+  }
+
+  // Endpoints of service `svc` for `port`, with the identities their ztunnels may present.
+  static std::vector<EndpointTarget> service_endpoints(const zt::state::State& st,
+                                                       const zt::state::Service& svc, uint16_t port,
+                                                       const asio::ip::address& like) {
+    std::vector<EndpointTarget> out;
+    for (auto& e : zt::state::usable_service_endpoints(st, svc, port, {}, like)) {
+      EndpointTarget t{.workload = e.workload, .ip = e.ip, .port = e.port, .identities = {}};
+      t.identities.push_back(e.workload->identity());
+      for (const auto& san : svc.subject_alt_names) t.identities.push_back(san);
+      out.push_back(std::move(t));
+    }
+    return out;
+  }
+
+  void report(Destination& d, const std::string& key, const AttemptResult& r,
+              Clock::time_point now) {
+    if (!d.outlier) return;
+    size_t before = d.outlier->ejected_count();
+    if (r.kind == AttemptResult::Kind::kResponse) {
+      d.outlier->report_status(key, r.status, now);
+    } else {
+      d.outlier->report_local_failure(key, now);
+    }
+    if (d.outlier->ejected_count() > before) {
+      ctx.metrics.ejections.with({{"destination_service", d.host}}).inc();
+      ZT_LOG_INFO("component=waypoint msg=\"outlier ejected\" endpoint={} destination={}:{}", key,
+                  d.host, d.port);
+    }
+  }
+
+  awaitable<Response> handle(std::shared_ptr<const StreamContext> stream, Request request) {
+    RequestRecord rec;
+    rec.src_addr = stream->source_ip.to_string();
+    rec.src_identity = stream->peer_identity;
+    if (stream->source_workload) rec.set_source(*stream->source_workload);
+    rec.method = request.head.method;
+    rec.path = request.head.target;
+    rec.authority = request.head.authority;
+    rec.protocol = is_grpc(request.head.headers) ? "grpc" : "http";
+    rec.request_bytes = request.body.size();
+    Response resp;
+    try {
+      resp = co_await process(*stream, std::move(request), rec);
+    } catch (const std::exception& e) {
+      rec.error = e.what();
+      ctx.metrics.error("pipeline", "exception");
+      resp = local_response(500, "internal error");
+    }
+    rec.status = resp.status;
+    rec.response_bytes = resp.body.size();
+    if (auto g = grpc_status_of(resp)) rec.grpc_status = std::to_string(*g);
+    rec.finish(ctx.metrics);
+    co_return resp;
+  }
+
+  awaitable<Response> process(const StreamContext& stream, Request request, RequestRecord& rec) {
+    auto cfg = ctx.config.current();
+    auto st = ctx.state.current();
+
+    // 1. Normalise: what policy checks is what is forwarded.
+    auto normalized = authz::normalize_target(request.head.target);
+    if (!normalized) {
+      rec.error = normalized.error().reason;
+      co_return local_response(normalized.error().status, "Bad Request");
+    }
+    request.head.target = std::move(*normalized);
+    rec.path = request.head.target;
+
+    // 2. L7 authorization.
+    std::string svc_ns = stream.service ? stream.service->namespace_name : std::string();
+    std::string svc_name = stream.service ? stream.service->name : std::string();
+    auto policies = cfg->policies_for(ctx.self.namespace_name, ctx.self.name, svc_ns, svc_name);
+    if (!policies.empty()) {
+      authz::RequestInfo info;
+      info.method = request.head.method;
+      info.path = request.head.path();
+      info.host = request.head.authority;
+      info.destination_port = stream.port;
+      info.headers = &request.head.headers;
+      info.principal = stream.principal;
+      info.source_ip = stream.source_ip;
+      info.destination_ip = stream.destination_ip;
+      auto decision = authz::evaluate(policies, info);
+      if (!decision.allowed()) {
+        rec.error = "RBAC: access denied" +
+                    (decision.policy.empty() ? std::string() : " by " + decision.policy);
+        co_return local_response(403, "RBAC: access denied");
+      }
+    }
+
+    // 3. Route.
+    const config::RouteRule* rule = nullptr;
+    std::vector<const config::RequestMirror*> mirrors;
+    std::shared_ptr<const zt::state::Service> backend_svc;
+    uint16_t backend_port = stream.port;
+    std::string backend_host;
+    std::string cluster_domain = cfg->config ? cfg->config->cluster_domain : "cluster.local";
+    if (stream.service) {
+      const auto& svc = *stream.service;
+      bool attached = false;
+      if (const auto* cands = cfg->routes.candidates(svc.hostname)) {
+        for (const auto& c : *cands) {
+          if (!c.port || *c.port == stream.port) attached = true;
+        }
+      }
+      if (attached) {
+        auto decision =
+            route::route_request(cfg->routes, svc.hostname, stream.port, request.head, rng);
+        if (decision.selection.route) rec.route = decision.selection.route->key();
+        switch (decision.kind) {
+          case route::RouteDecision::Kind::kNoRoute:
+            rec.add_flag("NR");
+            rec.set_service(svc);
+            co_return local_response(404, "");
+          case route::RouteDecision::Kind::kNoBackend:
+            rec.set_service(svc);
+            rec.error = "the route rule has no usable backend";
+            co_return local_response(500, "");
+          case route::RouteDecision::Kind::kRedirect: {
+            rec.set_service(svc);
+            Response r;
+            r.status = decision.redirect.status;
+            r.headers.push_back({"location", decision.redirect.location});
+            if (decision.selection.rule) {
+              route::apply_response_filters(*decision.selection.rule, r.headers);
+            }
+            co_return r;
+          }
+          case route::RouteDecision::Kind::kForward:
+            break;
+        }
+        rule = decision.selection.rule;
+        mirrors = decision.mirrors;
+        backend_host = decision.backend->hostname(cluster_domain);
+        backend_port = decision.backend->port.value_or(stream.port);
+        backend_svc = st->find_service_by_hostname(backend_host, decision.backend->namespace_name);
+        if (!backend_svc) {
+          rec.add_flag("NC");
+          rec.error = "no service " + backend_host;
+          co_return local_response(500, "");
+        }
+        if (decision.original_target != request.head.target) {
+          http::set_header(request.head.headers, "x-envoy-original-path", decision.original_target);
+        }
+      } else {
+        rec.route = "default";
+        backend_svc = stream.service;
+        backend_host = svc.hostname;
+      }
+      rec.set_service(*backend_svc);
+    }
+
+    // 4. Fault injection.
+    if (rule && rule->fault) {
+      auto fault = resilience::decide_fault(*rule->fault, rng);
+      if (fault.delay) {
+        rec.add_flag("DI");
+        asio::steady_timer t(ex, *fault.delay);
+        co_await t.async_wait(kTuple);
+      }
+      if (fault.aborts()) {
+        rec.add_flag("FI");
+        if (fault.abort_grpc_status) {
+          Response r;
+          r.status = 200;
+          r.headers.push_back({"content-type", "application/grpc"});
+          r.headers.push_back({"grpc-status", std::to_string(*fault.abort_grpc_status)});
+          r.headers.push_back({"grpc-message", "fault filter abort"});
+          co_return r;
+        }
+        co_return local_response(*fault.abort_status, "fault filter abort");
+      }
+    }
+
+    // 5. Endpoints.
+    std::vector<EndpointTarget> endpoints;
+    std::shared_ptr<Destination> dest;
+    if (backend_svc) {
+      endpoints = service_endpoints(*st, *backend_svc, backend_port, stream.destination_ip);
+      dest = destination(*cfg, backend_host, backend_port);
+    } else if (stream.workload) {
+      EndpointTarget t{.workload = stream.workload,
+                       .ip = stream.destination_ip,
+                       .port = stream.port,
+                       .identities = {stream.workload->identity()}};
+      endpoints.push_back(std::move(t));
+      dest = destination(*cfg, net::format_endpoint(tcp::endpoint(stream.destination_ip, 0)),
+                         stream.port);
+      rec.route = "workload";
+    }
+    if (endpoints.empty() || !dest) {
+      rec.add_flag("UH");
+      co_return local_response(503, std::string(kNoHealthyUpstream));
+    }
+    set_hosts(*dest, endpoints);
+
+    // Forwarding headers.
+    bool upgrade = http::find_header(request.head.headers, "upgrade").has_value();
+    auto hop = http::strip_hop_by_hop(
+        request.head.headers,
+        {.keep_upgrade = upgrade, .keep_te_trailers = request.version == HttpVersion::kHttp2});
+    upgrade = hop.upgrade.has_value();
+    rec.request_id = http::ensure_request_id(request.head.headers, rng);
+    http::ensure_traceparent(request.head.headers, rng);
+    http::append_forwarded_for(request.head.headers, stream.source_ip.to_string());
+
+    TunnelInfo tunnel{.client_ip = stream.source_ip,
+                      .service_host = backend_svc ? backend_svc->hostname : std::string(),
+                      .source = stream.source_workload};
+
+    // 9b. Mirrors: fire and forget, never delaying the primary.
+    for (const auto* m : mirrors)
+      start_mirror(*st, *cfg, *m, request, tunnel, cluster_domain, backend_port);
+
+    // 6-8. Attempts with retries and timeouts.
+    config::RetryPolicy retry =
+        rule ? rule->effective_retry() : config::RetryPolicy::istio_default();
+    if (upgrade) retry = config::RetryPolicy::disabled();
+    std::optional<config::Duration> timeout = rule ? rule->timeouts.request : std::nullopt;
+    resilience::RetryState retries(retry, Clock::now(), timeout);
+    std::string source_ip = stream.source_ip.to_string();
+    bool in_retry = false;
+    auto end_retry = [&] {
+      if (in_retry) dest->limiter.finish_retry();
+      in_retry = false;
+    };
+
+    for (;;) {
+      auto now = Clock::now();
+      sweep(*dest, now);
+      auto index = pick(*dest, request.head, source_ip);
+      if (!index) {
+        end_retry();
+        rec.add_flag("UH");
+        co_return local_response(503, std::string(kNoHealthyUpstream));
+      }
+      const auto& ep = endpoints[*index];
+      auto key = ep.key();
+      if (ep.workload) rec.set_destination(*ep.workload);
+      rec.upstream = key;
+
+      bool http2 = request.version == HttpVersion::kHttp2;
+      bool idle = http2 ? upstream->has_http2(key) : upstream->has_idle_http1(key);
+      auto admission = dest->limiter.admit(idle);
+      if (admission == resilience::ConnectionPoolLimiter::Admission::kOverflow) {
+        end_retry();
+        rec.add_flag(resilience::kOverflowFlag);
+        co_return overflow_response();
+      }
+      if (admission == resilience::ConnectionPoolLimiter::Admission::kQueued) {
+        auto limit = retries.request_deadline().value_or(
+            Clock::now() + dest->policy.connection_pool.connect_timeout);
+        // Waits for a connection of this destination to become idle (or to close, making
+        // room under maxConnections), then leaves the queue.
+        bool dispatched = false;
+        for (;;) {
+          bool free_connection =
+              (http2 ? upstream->has_http2(key) : upstream->has_idle_http1(key)) ||
+              dest->limiter.connections() < dest->policy.connection_pool.max_connections;
+          if (free_connection && dest->limiter.dispatch_pending()) {
+            dispatched = true;
+            break;
+          }
+          auto left = limit - Clock::now();
+          if (left <= Clock::duration::zero()) break;
+          auto woke = co_await async::with_timeout(dest->freed.wait(), left);
+          if (woke && !*woke) break;  // cancelled
+        }
+        if (dispatched && !(http2 ? upstream->has_http2(key) : upstream->has_idle_http1(key))) {
+          // A connection closed: this request opens the new one, counted like any other.
+          dest->limiter.finish_request();
+          admission = dest->limiter.admit(false);
+          if (admission == resilience::ConnectionPoolLimiter::Admission::kQueued ||
+              admission == resilience::ConnectionPoolLimiter::Admission::kOverflow) {
+            dispatched = false;  // (a kQueued one leaves the queue below)
+          }
+        } else if (dispatched) {
+          admission = resilience::ConnectionPoolLimiter::Admission::kReuseConnection;
+        }
+        if (!dispatched) {
+          if (admission == resilience::ConnectionPoolLimiter::Admission::kQueued) {
+            dest->limiter.cancel_pending();
+          }
+          end_retry();
+          rec.add_flag(resilience::kOverflowFlag);
+          co_return overflow_response();
+        }
+      }
+
+      auto slot = std::make_shared<AttemptSlot>(ex);
+      slot->upstream = upstream;
+      slot->dest = dest;
+      slot->target = ep;
+      slot->info = tunnel;
+      slot->request = request;
+      slot->limits = ctx.settings.limits;
+      slot->http2 = http2;
+      slot->counted_connection =
+          admission == resilience::ConnectionPoolLimiter::Admission::kNewConnection && !http2;
+      ++dest->active[key];
+      ++rec.attempts;
+      ctx.metrics.upstream_attempts.with({{"destination_service", dest->host}}).inc();
+      tasks.spawn(run_attempt(slot), "waypoint upstream attempt");
+      bool completed = co_await await_attempt(slot, retries.attempt_deadline(now));
+      if (--dest->active[key] == 0) dest->active.erase(key);
+      dest->limiter.finish_request();
+      if (http2 && admission == resilience::ConnectionPoolLimiter::Admission::kNewConnection) {
+        dest->limiter.connection_closed();  // HTTP/2 shares one connection per endpoint
+      }
+      dest->freed.notify();
+
+      AttemptResult result;
+      if (!completed) {
+        result = AttemptResult::failure(AttemptResult::Kind::kPerTryTimeout);
+      } else if (slot->connect_failed) {
+        result = AttemptResult::failure(AttemptResult::Kind::kConnectFailure);
+        rec.error = slot->result->error().describe();
+      } else if (!*slot->result) {
+        auto why = slot->result->error().describe();
+        rec.error = why;
+        result = AttemptResult::failure(why.find("REFUSED_STREAM") != std::string::npos
+                                            ? AttemptResult::Kind::kRefusedStream
+                                            : AttemptResult::Kind::kReset);
+      } else {
+        result = AttemptResult::response((*slot->result)->status, grpc_status_of(**slot->result));
+        rec.error.clear();
+      }
+      auto after = Clock::now();
+      report(*dest, key, result, after);
+      auto decision = retries.on_attempt(result, after, rng);
+      end_retry();
+      using Kind = resilience::RetryState::Decision::Kind;
+      if (decision.kind == Kind::kRetry) {
+        if (!dest->limiter.try_start_retry()) {
+          decision.kind = Kind::kDone;  // retry budget (maxRetries) spent: answer this one
+        } else {
+          in_retry = true;
+          asio::steady_timer backoff(ex, decision.backoff);
+          co_await backoff.async_wait(kTuple);
+          continue;
+        }
+      }
+      if (decision.kind == Kind::kTimedOut) {
+        rec.add_flag("UT");
+        co_return local_response(504, "upstream request timeout");
+      }
+      if (decision.kind == Kind::kExhausted) rec.add_flag("URX");
+      if (result.kind != AttemptResult::Kind::kResponse) co_return failure_response(result, rec);
+
+      Response resp = std::move(**slot->result);
+      if (rule) route::apply_response_filters(*rule, resp.headers);
+      if (resp.status == 101 && slot->h1.client) {
+        resp.upgraded = [slot](Duplex downstream, std::string already_read) {
+          return relay_upgraded(slot, std::move(downstream), std::move(already_read));
+        };
+      }
+      co_return resp;
+    }
+  }
+
+  void start_mirror(const zt::state::State& st, const state::ConfigSnapshot& cfg,
+                    const config::RequestMirror& mirror, const Request& request,
+                    const TunnelInfo& tunnel, const std::string& cluster_domain,
+                    uint16_t default_port) {
+    auto host = mirror.backend.hostname(cluster_domain);
+    uint16_t port = mirror.backend.port.value_or(default_port);
+    auto svc = st.find_service_by_hostname(host, mirror.backend.namespace_name);
+    if (!svc) return;
+    auto endpoints = service_endpoints(st, *svc, port, {});
+    if (endpoints.empty()) return;
+    auto dest = destination(cfg, host, port);
+    set_hosts(*dest, endpoints);
+    sweep(*dest, Clock::now());
+    auto index = pick(*dest, request.head, tunnel.client_ip.to_string());
+    if (!index) return;
+    auto slot = std::make_shared<AttemptSlot>(ex);
+    slot->upstream = upstream;
+    slot->dest = dest;
+    slot->target = endpoints[*index];
+    slot->info = tunnel;
+    slot->info.service_host = svc->hostname;
+    slot->request = request;
+    slot->request.head.authority = route::shadow_authority(request.head.authority);
+    slot->limits = ctx.settings.limits;
+    slot->http2 = request.version == HttpVersion::kHttp2;
+    tasks.spawn(run_mirror(tasks, slot), "waypoint mirror");
+  }
+
+  awaitable<void> relay(std::shared_ptr<const StreamContext> stream, Duplex downstream,
+                        std::string already_read) {
+    TcpRecord rec;
+    rec.src_addr = stream->source_ip.to_string();
+    rec.src_identity = stream->peer_identity;
+    auto cfg = ctx.config.current();
+    auto st = ctx.state.current();
+    std::vector<EndpointTarget> endpoints;
+    std::shared_ptr<Destination> dest;
+    if (stream->service) {
+      rec.dst_service = stream->service->hostname;
+      endpoints = service_endpoints(*st, *stream->service, stream->port, stream->destination_ip);
+      dest = destination(*cfg, stream->service->hostname, stream->port);
+    } else if (stream->workload) {
+      endpoints.push_back({.workload = stream->workload,
+                           .ip = stream->destination_ip,
+                           .port = stream->port,
+                           .identities = {stream->workload->identity()}});
+      dest = destination(*cfg, net::format_endpoint(tcp::endpoint(stream->destination_ip, 0)),
+                         stream->port);
+    }
+    std::optional<size_t> index;
+    if (!endpoints.empty()) {
+      set_hosts(*dest, endpoints);
+      sweep(*dest, Clock::now());
+      http::RequestHead none;
+      index = pick(*dest, none, rec.src_addr);
+    }
+    if (!index) {
+      rec.flags = "UH";
+      rec.error = std::string(kNoHealthyUpstream);
+      downstream.abort();
+      rec.finish();
+      co_return;
+    }
+    const auto& ep = endpoints[*index];
+    rec.upstream = ep.key();
+    if (ep.workload) {
+      rec.dst_workload = ep.workload->name;
+      rec.dst_namespace = ep.workload->namespace_name;
+    }
+    TunnelInfo tunnel{.client_ip = stream->source_ip,
+                      .service_host = stream->service ? stream->service->hostname : std::string(),
+                      .source = stream->source_workload};
+    auto opened = co_await upstream->open(ep, tunnel);
+    if (!opened) {
+      report(*dest, ep.key(), AttemptResult::failure(AttemptResult::Kind::kConnectFailure),
+             Clock::now());
+      rec.flags = "UF";
+      rec.error = opened.error().describe();
+      downstream.abort();
+      rec.finish();
+      co_return;
+    }
+    Duplex up = std::move(*opened);
+    if (!already_read.empty()) {
+      if (auto ec = co_await up.write_all(asio::buffer(already_read)); ec) {
+        rec.error = ec.message();
+        up.abort();
+        downstream.abort();
+        rec.finish();
+        co_return;
+      }
+    }
+    co_await relay_tcp_streams(downstream, up, rec);
+    rec.bytes_received += already_read.size();
+    rec.finish();
+  }
+};
+
+Pipeline::Pipeline(WaypointContext& ctx, asio::any_io_executor ex, async::TaskGroup& tasks)
+    : impl_(std::make_unique<Impl>(ctx, ex, tasks)) {}
+
+Pipeline::~Pipeline() = default;
+
+awaitable<Response> Pipeline::handle(std::shared_ptr<const StreamContext> stream, Request request) {
+  co_return co_await impl_->handle(std::move(stream), std::move(request));
+}
+
+awaitable<void> Pipeline::relay_tcp(std::shared_ptr<const StreamContext> stream, Duplex downstream,
+                                    std::string already_read) {
+  co_await impl_->relay(std::move(stream), std::move(downstream), std::move(already_read));
+}
+
+void Pipeline::close_idle() { impl_->upstream->close_idle(); }
+
+}  // namespace zt::waypoint::proxy
