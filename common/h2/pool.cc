@@ -1,5 +1,7 @@
 #include "common/h2/pool.h"
 
+#include <algorithm>
+
 #include "common/base/log.h"
 
 namespace zt::h2 {
@@ -7,6 +9,29 @@ namespace zt::h2 {
 std::string PoolKey::to_string() const {
   return fmt::format("{}->{}@{} from {}", source_identity, destination_identities, destination,
                      source_ip);
+}
+
+std::string join_identities(std::vector<std::string> identities) {
+  std::sort(identities.begin(), identities.end());
+  identities.erase(std::unique(identities.begin(), identities.end()), identities.end());
+  std::string out;
+  for (const auto& id : identities) {
+    if (!out.empty()) out += ',';
+    out += id;
+  }
+  return out;
+}
+
+std::vector<tls::SpiffeId> split_identities(std::string_view joined) {
+  std::vector<tls::SpiffeId> out;
+  size_t pos = 0;
+  while (!joined.empty() && pos <= joined.size()) {
+    size_t end = joined.find(',', pos);
+    if (end == std::string_view::npos) end = joined.size();
+    if (auto id = tls::SpiffeId::parse(joined.substr(pos, end - pos))) out.push_back(*id);
+    pos = end + 1;
+  }
+  return out;
 }
 
 size_t PoolKeyHash::operator()(const PoolKey& k) const {

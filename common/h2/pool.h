@@ -22,6 +22,7 @@
 
 #include "common/async/task_group.h"
 #include "common/h2/connection.h"
+#include "common/tls/spiffe.h"
 
 namespace zt::h2 {
 
@@ -34,6 +35,11 @@ struct PoolKey {
   std::string to_string() const;
   friend bool operator==(const PoolKey&, const PoolKey&) = default;
 };
+
+// PoolKey::destination_identities from a list of SPIFFE URIs (sorted, duplicates dropped,
+// comma-joined), and back to identities (entries that do not parse are skipped).
+std::string join_identities(std::vector<std::string> identities);
+std::vector<tls::SpiffeId> split_identities(std::string_view joined);
 
 struct PoolKeyHash {
   size_t operator()(const PoolKey& k) const;

@@ -9,35 +9,6 @@
 #include "common/tls/context.h"
 
 namespace zt::waypoint::proxy {
-namespace {
-
-std::string join_sorted(std::vector<std::string> v) {
-  std::sort(v.begin(), v.end());
-  v.erase(std::unique(v.begin(), v.end()), v.end());
-  std::string out;
-  for (const auto& s : v) {
-    if (!out.empty()) out += ',';
-    out += s;
-  }
-  return out;
-}
-
-std::vector<tls::SpiffeId> split_identities(const std::string& joined) {
-  std::vector<tls::SpiffeId> out;
-  size_t pos = 0;
-  while (!joined.empty() && pos <= joined.size()) {
-    size_t end = joined.find(',', pos);
-    if (end == std::string::npos) end = joined.size();
-    if (auto id = tls::SpiffeId::parse(std::string_view(joined).substr(pos, end - pos))) {
-      out.push_back(*id);
-    }
-    pos = end + 1;
-  }
-  return out;
-}
-
-}  // namespace
-
 std::string EndpointTarget::key() const { return net::format_endpoint(tcp::endpoint(ip, port)); }
 
 bool EndpointTarget::hbone() const {
@@ -88,7 +59,7 @@ awaitable<Result<std::shared_ptr<h2::Connection>>> Upstream::dial(const h2::Pool
   if (auto [hec] = *hs; hec) {
     co_return fail(hec, "TLS handshake with " + key.destination + " failed");
   }
-  auto expected = split_identities(key.destination_identities);
+  auto expected = h2::split_identities(key.destination_identities);
   if (auto st = tls::verify_peer_identity(tls.native_handle(), expected); !st) {
     co_return tl::unexpected(wrap(st.error(), "HBONE peer " + key.destination));
   }
@@ -109,7 +80,7 @@ awaitable<Result<Duplex>> Upstream::open(const EndpointTarget& target, const Tun
   }
   h2::PoolKey key{
       .source_identity = ctx_.self.identity.uri(),
-      .destination_identities = join_sorted(target.identities),
+      .destination_identities = h2::join_identities(target.identities),
       .destination = net::format_endpoint(tcp::endpoint(target.ip, kHbonePort)),
       .source_ip = {},
   };

@@ -7,39 +7,12 @@
 #include "common/hbone/headers.h"
 #include "common/hbone/request.h"
 #include "common/net/address.h"
+#include "common/net/listener.h"
 #include "common/tls/context.h"
 #include "waypoint/http1/http1.h"
 #include "waypoint/http2/http2.h"
-#include "ztunnel/proxy/listener.h"
 
 namespace zt::waypoint::server {
-namespace {
-
-// Binds with SO_REUSEPORT so every worker has its own socket on the same port (as ztunnel's
-// workers do); the kernel spreads connections across them.
-Result<tcp::acceptor> bind_reuseport(asio::any_io_executor ex, const tcp::endpoint& at) {
-  tcp::acceptor a(ex);
-  error_code ec;
-  auto what = [&](std::string_view step) {
-    return fail(ec, fmt::format("{} {} (hbone)", step, net::format_endpoint(at)));
-  };
-  a.open(at.protocol(), ec);
-  if (ec) return what("cannot open socket for");
-  a.set_option(tcp::acceptor::reuse_address(true), ec);
-  int one = 1;
-  if (::setsockopt(a.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
-    ec = error_code(errno, boost::system::system_category());
-    return what("cannot set SO_REUSEPORT on");
-  }
-  a.bind(at, ec);
-  if (ec) return what("cannot bind");
-  a.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return what("cannot listen on");
-  return a;
-}
-
-}  // namespace
-
 HboneWorker::HboneWorker(proxy::WaypointContext& ctx, int index, ServerOptions options)
     : ctx_(ctx),
       index_(index),
@@ -57,7 +30,7 @@ HboneWorker::~HboneWorker() {
 }
 
 Result<tcp::endpoint> HboneWorker::bind(const tcp::endpoint& at) {
-  auto a = bind_reuseport(io_.get_executor(), at);
+  auto a = net::bind_listener(io_.get_executor(), at, "hbone");
   if (!a) return tl::unexpected(a.error());
   error_code ec;
   auto local = a->local_endpoint(ec);
@@ -69,11 +42,11 @@ Result<tcp::endpoint> HboneWorker::bind(const tcp::endpoint& at) {
 
 void HboneWorker::start() {
   if (acceptor_) {
-    downstream_.spawn(zt::proxy::accept_loop(*acceptor_, "hbone",
-                                             [this](tcp::socket s) {
-                                               downstream_.spawn(serve_connection(std::move(s)),
-                                                                 "waypoint-connection");
-                                             }),
+    downstream_.spawn(net::accept_loop(*acceptor_, "hbone",
+                                       [this](tcp::socket s) {
+                                         downstream_.spawn(serve_connection(std::move(s)),
+                                                           "waypoint-connection");
+                                       }),
                       "waypoint-accept");
   }
   thread_ = std::thread([this] { io_.run(); });

@@ -13,34 +13,6 @@
 #include "ztunnel/state/routing.h"
 
 namespace zt::proxy {
-namespace {
-
-std::string join_sorted(std::vector<std::string> v) {
-  std::sort(v.begin(), v.end());
-  std::string out;
-  for (const auto& s : v) {
-    if (!out.empty()) out += ',';
-    out += s;
-  }
-  return out;
-}
-
-std::vector<tls::SpiffeId> split_identities(const std::string& joined) {
-  std::vector<tls::SpiffeId> out;
-  size_t pos = 0;
-  while (pos <= joined.size() && !joined.empty()) {
-    size_t end = joined.find(',', pos);
-    if (end == std::string::npos) end = joined.size();
-    if (auto id = tls::SpiffeId::parse(std::string_view(joined).substr(pos, end - pos))) {
-      out.push_back(*id);
-    }
-    pos = end + 1;
-  }
-  return out;
-}
-
-}  // namespace
-
 Outbound::Outbound(ProxyContext& ctx, std::shared_ptr<const PodScope> scope,
                    asio::any_io_executor ex, async::TaskGroup& tasks)
     : ctx_(ctx),
@@ -86,7 +58,7 @@ awaitable<Result<std::shared_ptr<h2::Connection>>> Outbound::dial(const h2::Pool
   if (!hs) co_return failf("TLS handshake with {} timed out", key.destination);
   if (auto [hec] = *hs; hec)
     co_return fail(hec, "TLS handshake with " + key.destination + " failed");
-  auto expected = split_identities(key.destination_identities);
+  auto expected = h2::split_identities(key.destination_identities);
   if (auto st = tls::verify_peer_identity(tls.native_handle(), expected); !st) {
     co_return tl::unexpected(wrap(st.error(), "HBONE peer " + key.destination));
   }
@@ -150,7 +122,7 @@ awaitable<void> Outbound::proxy(tcp::socket client, tcp::endpoint original_dst,
     }
     h2::PoolKey key{
         .source_identity = scope_->local.identity.uri(),
-        .destination_identities = join_sorted(upstream->expected_identities),
+        .destination_identities = h2::join_identities(upstream->expected_identities),
         .destination = net::format_endpoint(upstream->connect),
         .source_ip = source_ip,
     };

@@ -1,17 +1,17 @@
-#include "ztunnel/proxy/listener.h"
+#include "common/net/listener.h"
 
 #include <sys/socket.h>
 
 #include "common/net/address.h"
 
-namespace zt::proxy {
+namespace zt::net {
 
 Result<tcp::acceptor> bind_listener(asio::any_io_executor ex, const tcp::endpoint& at,
                                     std::string_view name) {
   tcp::acceptor a(ex);
   error_code ec;
   auto what = [&](std::string_view step) {
-    return fail(ec, fmt::format("{} {} ({})", step, net::format_endpoint(at), name));
+    return fail(ec, fmt::format("{} {} ({})", step, format_endpoint(at), name));
   };
   a.open(at.protocol(), ec);
   if (ec) return what("cannot open socket for");
@@ -28,4 +28,4 @@ Result<tcp::acceptor> bind_listener(asio::any_io_executor ex, const tcp::endpoin
   return a;
 }
 
-}  // namespace zt::proxy
+}  // namespace zt::net
