@@ -11,7 +11,7 @@
 #include "bpf/loader/capture.h"
 #include "common/base/log.h"
 #include "common/base/memory.h"
-#include "common/ca/grpc_ca_provider.h"
+#include "common/ca/provider_factory.h"
 #include "common/identity/certificate_authority.h"
 #include "common/identity/certificate_manager.h"
 #include "common/identity/certificate_provider.h"
@@ -35,39 +35,21 @@
 namespace zt::app {
 namespace {
 
-Result<identity::CertificateAuthority> make_ca(const config::Config& c) {
-  if (c.ca_cert_path && c.ca_key_path) {
-    auto ca = identity::CertificateAuthority::load(*c.ca_cert_path, *c.ca_key_path);
-    if (!ca)
-      return tl::unexpected(wrap(ca.error(), "loading the built-in CA (--ca-cert/--ca-key)"));
-    return ca;
-  }
-  ZT_LOG_INFO("component=ca msg=\"no --ca-cert/--ca-key: generated a CA key pair for {}\"",
-              c.trust_domain);
-  return identity::CertificateAuthority::generate(c.trust_domain);
-}
-
 // The certificate source: istiod-compatible CA over gRPC when CA_ADDRESS is set, else the
 // built-in CA in-process.
 Result<std::shared_ptr<identity::CertificateProvider>> make_certificate_provider(
     const config::Config& c) {
-  if (c.ca_address) {
-    ca::GrpcCaOptions o;
-    o.address = *c.ca_address;
-    o.root_ca_path = c.ca_root_ca;
-    o.token_path = c.auth_token_path;
-    o.cluster_id = c.cluster_id;
-    // Shared mode asks for the identities of the pods it proxies, not its own.
-    o.impersonate = c.proxy_mode == config::ProxyMode::kShared;
-    auto p = ca::GrpcCaProvider::create(std::move(o));
-    if (!p) return tl::unexpected(wrap(p.error(), "CA_ADDRESS"));
-    ZT_LOG_INFO("component=ca msg=\"certificates from {}\"", *c.ca_address);
-    return std::shared_ptr<identity::CertificateProvider>(std::move(*p));
-  }
-  auto ca = make_ca(c);
-  if (!ca) return tl::unexpected(ca.error());
-  return std::shared_ptr<identity::CertificateProvider>(
-      std::make_shared<identity::BuiltinCaProvider>(std::move(*ca)));
+  ca::ProviderChoice choice;
+  choice.ca_address = c.ca_address;
+  choice.grpc.root_ca_path = c.ca_root_ca;
+  choice.grpc.token_path = c.auth_token_path;
+  choice.grpc.cluster_id = c.cluster_id;
+  // Shared mode asks for the identities of the pods it proxies, not its own.
+  choice.grpc.impersonate = c.proxy_mode == config::ProxyMode::kShared;
+  choice.ca_cert_path = c.ca_cert_path;
+  choice.ca_key_path = c.ca_key_path;
+  choice.trust_domain = c.trust_domain;
+  return ca::make_certificate_provider(std::move(choice));
 }
 
 std::string join_ips(const std::vector<asio::ip::address>& ips) {
