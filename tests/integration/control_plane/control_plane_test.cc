@@ -182,6 +182,26 @@ TEST_F(ControlPlane, ZtunnelsHoldTheManifestsAndCarryTrafficWithCertificatesFrom
   ASSERT_EQ(cluster_.pods.size(), 20u);
   ASSERT_EQ(cluster_.namespaces.size(), 3u);
 
+  // With CA_ADDRESS the certificate is fetched behind readiness (connections wait for it):
+  // give meshd's CA a moment to answer before the dump is read.
+  auto available = [&](int node) {
+    const auto& pod = pod_on(fmt::format("node-{}", node));
+    auto id =
+        fmt::format("spiffe://cluster.local/ns/{}/sa/{}", pod.namespace_, pod.service_account);
+    auto d = dump(node);
+    if (!d.is_object() || !d.contains("certificates")) return false;
+    for (const auto& c : d["certificates"]) {
+      if (c["identity"] == id && c["state"] == "Available") return true;
+    }
+    return false;
+  };
+  for (int node = 0; node < 2; ++node) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!available(node) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
   for (int node = 0; node < 2; ++node) {
     SCOPED_TRACE(fmt::format("ztunnel on node-{}", node));
     auto d = dump(node);
