@@ -166,6 +166,7 @@ Status AppImpl::init() {
   admin_ = std::move(*servers);
 
   proxy::Settings settings;
+  settings.path_normalization.mode = config_.path_normalization;
   ctx_ = std::unique_ptr<proxy::WaypointContext>(
       new proxy::WaypointContext{self_, settings, store_, *certs_, config_store_, metrics_});
   tcp::endpoint at = config_.hbone_address;

@@ -193,6 +193,25 @@ const std::vector<Option>& options() {
          }
          return {};
        }},
+      {"path-normalization", "WAYPOINT_PATH_NORMALIZATION", "MODE", "BASE",
+       "Request path normalisation before L7 policy and forwarding, as Istio's "
+       "meshConfig.pathNormalization: NONE, BASE, MERGE_SLASHES or DECODE_AND_MERGE_SLASHES "
+       "(DEFAULT = BASE).",
+       [](Config& c, std::string_view v) -> Status {
+         using authz::PathNormalization;
+         if (v == "DEFAULT" || v == "BASE") {
+           c.path_normalization = PathNormalization::kBase;
+         } else if (v == "NONE") {
+           c.path_normalization = PathNormalization::kNone;
+         } else if (v == "MERGE_SLASHES") {
+           c.path_normalization = PathNormalization::kMergeSlashes;
+         } else if (v == "DECODE_AND_MERGE_SLASHES") {
+           c.path_normalization = PathNormalization::kDecodeAndMergeSlashes;
+         } else {
+           return failf("\"{}\" is not NONE, BASE, MERGE_SLASHES or DECODE_AND_MERGE_SLASHES", v);
+         }
+         return {};
+       }},
       {"connection-termination-deadline", nullptr, "DURATION", "5s",
        "On SIGTERM, how long open streams may finish before they are closed.",
        [](Config& c, std::string_view v) -> Status {

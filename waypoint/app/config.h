@@ -13,6 +13,7 @@
 #include "common/base/log.h"
 #include "common/base/result.h"
 #include "common/net/address.h"
+#include "waypoint/authz/normalize.h"
 #include "ztunnel/config/config.h"
 
 namespace zt::waypoint::app {
@@ -47,6 +48,7 @@ struct Config {
   int worker_threads = 2;
   std::string log_level{"info"};
   log::Format log_format = log::Format::kText;
+  authz::PathNormalization path_normalization = authz::PathNormalization::kBase;
   std::chrono::milliseconds connection_termination_deadline{5'000};
 
   // spiffe://<trust domain>/ns/<namespace>/sa/<service account>

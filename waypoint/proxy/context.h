@@ -11,6 +11,7 @@
 #include "common/h2/connection.h"
 #include "common/identity/certificate_manager.h"
 #include "common/tls/spiffe.h"
+#include "waypoint/authz/normalize.h"
 #include "waypoint/message/message.h"
 #include "waypoint/proxy/metrics.h"
 #include "waypoint/state/config_store.h"
@@ -25,9 +26,9 @@ inline constexpr uint16_t kHbonePort = 15008;
 struct Self {
   std::string name;
   std::string namespace_name;
-  tls::SpiffeId identity;               // its certificate's SAN; HBONE out is opened with it
-  std::vector<asio::ip::address> ips;   // where ztunnels reach it (GatewayAddress by address)
-  std::string hostname;                 // "<name>.<namespace>.svc.<domain>" (by hostname)
+  tls::SpiffeId identity;              // its certificate's SAN; HBONE out is opened with it
+  std::vector<asio::ip::address> ips;  // where ztunnels reach it (GatewayAddress by address)
+  std::string hostname;                // "<name>.<namespace>.svc.<domain>" (by hostname)
 
   // True when `gw` (a service's or workload's `waypoint` field) names this waypoint: its
   // address is one of `ips`, or its hostname is `hostname` (namespace included).
@@ -41,6 +42,8 @@ struct Settings {
   std::chrono::milliseconds handshake_timeout{10'000};
   Limits limits;
   std::string cluster_id = "Kubernetes";
+  // meshConfig.pathNormalization: what L7 policy checks and what is forwarded.
+  authz::NormalizeOptions path_normalization;
 };
 
 struct WaypointContext {

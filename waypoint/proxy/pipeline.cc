@@ -418,7 +418,7 @@ struct Pipeline::Impl {
     auto st = ctx.state.current();
 
     // 1. Normalise: what policy checks is what is forwarded.
-    auto normalized = authz::normalize_target(request.head.target);
+    auto normalized = authz::normalize_target(request.head.target, ctx.settings.path_normalization);
     if (!normalized) {
       rec.error = normalized.error().reason;
       co_return local_response(normalized.error().status, "Bad Request");

@@ -651,6 +651,37 @@ spec:
   EXPECT_EQ(seen.front().target, "/page");
 }
 
+// meshConfig.pathNormalization DECODE_AND_MERGE_SLASHES (--path-normalization): doubled and
+// percent-encoded slashes are normalised before the policy sees the path, so they cannot bypass
+// a DENY on /admin; the backend gets the normalised path.
+TEST_F(WaypointPipelineTest, MergedAndDecodedSlashesCannotBypassADeny) {
+  start({{"locked-1", 91, "locked", "v1"}}, R"(
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: locked}]
+  action: DENY
+  rules:
+  - to: [{operation: {paths: ["/admin", "/admin/*"]}}]
+)",
+        90);
+  ctx_->settings.path_normalization.mode = authz::PathNormalization::kDecodeAndMergeSlashes;
+  auto& backend = *servers_["locked-1"];
+  auto stream = service_stream("locked");
+  for (std::string target : {"//admin", "/admin%2Fusers", "/admin%2fusers", "///admin//users",
+                             "/public/..//admin", "/admin%5Cusers"}) {
+    int before = backend.hits();
+    auto r = run_one(stream, get(target));
+    EXPECT_EQ(r.status, 403) << target;
+    EXPECT_EQ(backend.hits(), before) << target;
+  }
+  EXPECT_EQ(run_one(stream, get("//public//page")).status, 200);
+  bool merged = false;
+  for (const auto& seen : backend.seen()) merged |= seen.target == "/public/page";
+  EXPECT_TRUE(merged);
+}
+
 TEST_F(WaypointPipelineTest, AuthorizationWithNormalisation) {
   start({{"secure-1", 61, "secure", "v1"}}, R"(
 apiVersion: security.istio.io/v1

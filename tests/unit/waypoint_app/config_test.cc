@@ -192,6 +192,27 @@ TEST(WaypointConfig, FlagWinsOverVariableWinsOverDefault) {
   EXPECT_EQ(e->log_level, "error");
 }
 
+TEST(WaypointConfig, PathNormalizationTakesIstiosModeNames) {
+  auto c = parse(kRequired);
+  ASSERT_TRUE(c) << error_of(c);
+  EXPECT_EQ(c->path_normalization, authz::PathNormalization::kBase);
+  const std::vector<std::pair<std::string, authz::PathNormalization>> modes = {
+      {"DEFAULT", authz::PathNormalization::kBase},
+      {"NONE", authz::PathNormalization::kNone},
+      {"BASE", authz::PathNormalization::kBase},
+      {"MERGE_SLASHES", authz::PathNormalization::kMergeSlashes},
+      {"DECODE_AND_MERGE_SLASHES", authz::PathNormalization::kDecodeAndMergeSlashes},
+  };
+  for (const auto& [name, mode] : modes) {
+    auto f = parse(with({"--path-normalization", name}));
+    ASSERT_TRUE(f) << name << ": " << error_of(f);
+    EXPECT_EQ(f->path_normalization, mode) << name;
+  }
+  auto e = parse(kRequired, {{"WAYPOINT_PATH_NORMALIZATION", "MERGE_SLASHES"}});
+  ASSERT_TRUE(e) << error_of(e);
+  EXPECT_EQ(e->path_normalization, authz::PathNormalization::kMergeSlashes);
+}
+
 TEST(WaypointConfig, InstanceIpDefaultsToASpecificHboneAddress) {
   auto c = parse(with({"--hbone-address", "127.0.63.1:0"}));
   ASSERT_TRUE(c) << c.error().describe();
@@ -253,6 +274,7 @@ TEST(WaypointConfig, BadValuesNameTheFlag) {
       {{"--worker-threads", "x"}, "--worker-threads (WAYPOINT_WORKER_THREADS)"},
       {{"--log-level", "loud"}, "--log-level (RUST_LOG)"},
       {{"--log-format", "xml"}, "--log-format (LOG_FORMAT)"},
+      {{"--path-normalization", "merge"}, "--path-normalization (WAYPOINT_PATH_NORMALIZATION)"},
       {{"--connection-termination-deadline", "5 parsecs"}, "--connection-termination-deadline"},
       {{"--connection-termination-deadline", "0s"}, "--connection-termination-deadline"},
   };
@@ -326,6 +348,7 @@ TEST(WaypointConfig, HelpSkipsValidation) {
                            "--log-level",
                            "--log-format",
                            "--connection-termination-deadline",
+                           "--path-normalization",
                            "WAYPOINT_NAME",
                            "WAYPOINT_CONFIG",
                            "WAYPOINT_HBONE_ADDRESS"}) {
