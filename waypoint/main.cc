@@ -1,4 +1,4 @@
-// waypoint: the ambient mesh's L7 proxy. Parses the command line (/tmp/waypoint_cli.md, see
+// waypoint: the ambient mesh's L7 proxy. Parses the command line (README "Waypoint", see
 // waypoint/app/config.h) and hands over to the composition root.
 #include <sys/resource.h>
 

@@ -1,4 +1,4 @@
-// The waypoint's start-up configuration (bin/waypoint's command line, /tmp/waypoint_cli.md):
+// The waypoint's start-up configuration (bin/waypoint's command line, README "Waypoint"):
 // flags, each backed by an environment variable where one exists. A flag wins over its
 // variable, which wins over the default; `--flag value` or `--flag=value`. Parsing is pure (the
 // environment comes in as a function, as ztunnel/config does) so every rule is unit-tested;
