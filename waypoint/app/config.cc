@@ -5,20 +5,14 @@
 
 #include <fmt/format.h>
 
+#include "common/cli/options.h"
+
 namespace zt::waypoint::app {
 namespace {
 
-using Apply = Status (*)(Config&, std::string_view);
-
-// One row per option: parsing, precedence, error messages and --help come from this table.
-struct Option {
-  std::string_view flag;  // without "--"
-  const char* env;        // nullptr: no variable
-  std::string_view value_name;
-  std::string_view default_text;
-  std::string_view help;
-  Apply apply;
-};
+// One row per option (common/cli): parsing, precedence, error messages and --help come from
+// this table.
+using Option = cli::Option<Config>;
 
 Status non_empty(std::string_view v) {
   if (v.empty()) return fail("must not be empty");
@@ -224,18 +218,6 @@ const std::vector<Option>& options() {
   return kOptions;
 }
 
-std::string option_name(const Option& o) {
-  if (o.env == nullptr) return fmt::format("--{}", o.flag);
-  return fmt::format("--{} ({})", o.flag, o.env);
-}
-
-const Option* find_option(std::string_view flag) {
-  for (const auto& o : options()) {
-    if (o.flag == flag) return &o;
-  }
-  return nullptr;
-}
-
 }  // namespace
 
 std::string Config::identity_uri() const {
@@ -247,43 +229,10 @@ std::string Config::hostname() const {
 }
 
 Result<Config> parse_config(int argc, char** argv, const zt::config::Getenv& getenv) {
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") return Config{.help = true};
-  }
-  std::map<std::string_view, std::string> flags;  // last occurrence wins
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg.substr(0, 2) != "--" || arg.size() == 2) {
-      return failf("unexpected argument {} (options start with --; see --help)", net::quote(arg));
-    }
-    auto body = arg.substr(2);
-    auto eq = body.find('=');
-    auto name = body.substr(0, eq);
-    const Option* option = find_option(name);
-    if (option == nullptr) return failf("unknown flag --{} (see --help)", name);
-    if (eq != std::string_view::npos) {
-      flags[option->flag] = std::string(body.substr(eq + 1));
-    } else if (i + 1 < argc) {
-      flags[option->flag] = argv[++i];
-    } else {
-      return failf("{} needs a value ({})", option_name(*option), option->value_name);
-    }
-  }
-
+  if (cli::wants_help(argc, argv)) return Config{.help = true};
   Config c;
-  for (const auto& option : options()) {
-    std::optional<std::string> value;
-    if (auto it = flags.find(option.flag); it != flags.end()) {
-      value = it->second;
-    } else if (option.env != nullptr) {
-      value = getenv(option.env);
-      if (value && value->empty()) value.reset();
-    }
-    if (!value) continue;
-    if (auto applied = option.apply(c, *value); !applied) {
-      return tl::unexpected(wrap(applied.error(), option_name(option)));
-    }
+  if (auto st = cli::apply_options(argc, argv, getenv, options(), c); !st) {
+    return tl::unexpected(st.error());
   }
 
   if (c.name.empty()) return fail("--name (WAYPOINT_NAME) is required: the Gateway's name");
@@ -318,21 +267,15 @@ Result<Config> parse_config(int argc, char** argv, const zt::config::Getenv& get
 }
 
 std::string help_text() {
-  std::string out =
+  return cli::help_text(
       "Usage: waypoint [options]\n"
       "\n"
       "The ambient mesh's L7 waypoint proxy. Every option can be given as a flag (--flag value\n"
       "or --flag=value) or, where shown, as an environment variable; a flag wins over its\n"
       "variable, which wins over the default.\n"
       "\n"
-      "Options:\n";
-  for (const auto& o : options()) {
-    out += fmt::format("  --{} {}\n", o.flag, o.value_name);
-    std::string env = o.env ? fmt::format("env {}, ", o.env) : std::string();
-    out += fmt::format("      {} ({}default {})\n", o.help, env, o.default_text);
-  }
-  out += "  --help, -h\n      Print this text.\n";
-  return out;
+      "Options:\n",
+      cli::infos(options()));
 }
 
 }  // namespace zt::waypoint::app

@@ -8,21 +8,14 @@
 
 #include <fmt/format.h>
 
+#include "common/cli/options.h"
+
 namespace zt::config {
 namespace {
 
-using Apply = Status (*)(Config&, std::string_view);
-
-// One row per option: the table drives parsing, precedence, error messages and --help alike,
-// so the four cannot drift apart.
-struct Option {
-  std::string_view flag;        // without the leading "--"
-  const char* env;              // nullptr when ztunnel has no variable for it
-  std::string_view value_name;  // shown in --help; empty for boolean flags
-  std::string_view default_text;
-  std::string_view help;
-  Apply apply;
-};
+// One row per option (common/cli): the table drives parsing, precedence, error messages and
+// --help alike, so the four cannot drift apart.
+using Option = cli::Option<Config>;
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -49,13 +42,6 @@ Result<uint64_t> parse_unsigned(std::string_view text, uint64_t min, uint64_t ma
 Status non_empty(std::string_view value) {
   if (value.empty()) return fail("must not be empty");
   return {};
-}
-
-Result<bool> parse_bool(std::string_view text) {
-  auto lower = to_lower(text);
-  if (lower == "true") return true;
-  if (lower == "false") return false;
-  return failf("{} is not true or false", net::quote(text));
 }
 
 Status set_endpoint(tcp::endpoint& out, std::string_view value) {
@@ -297,7 +283,7 @@ const std::vector<Option>& options() {
       {"enable-socks5", "UNSTABLE_ENABLE_SOCKS5", "", "false",
        "Run the SOCKS5 listener (no-auth CONNECT; development only). As a variable: true|false.",
        [](Config& c, std::string_view v) -> Status {
-         auto b = parse_bool(v);
+         auto b = cli::parse_bool(v);
          if (!b) return tl::unexpected(b.error());
          c.enable_socks5 = *b;
          return {};
@@ -389,39 +375,6 @@ const std::vector<Option>& options() {
   return kOptions;
 }
 
-std::string option_name(const Option& o) {
-  if (o.env == nullptr) return fmt::format("--{}", o.flag);
-  return fmt::format("--{} ({})", o.flag, o.env);
-}
-
-const Option* find_option(std::string_view flag) {
-  for (const auto& o : options()) {
-    if (o.flag == flag) return &o;
-  }
-  return nullptr;
-}
-
-// `text` as lines of at most `width` columns (words are never split), each after `indent`.
-std::string wrap_words(std::string_view text, std::string_view indent, size_t width) {
-  std::string out;
-  std::string line(indent);
-  size_t start = 0;
-  while (start < text.size()) {
-    auto space = text.find(' ', start);
-    auto word = text.substr(start, space == std::string_view::npos ? space : space - start);
-    start = space == std::string_view::npos ? text.size() : space + 1;
-    if (word.empty()) continue;
-    if (line.size() > indent.size() && line.size() + 1 + word.size() > width) {
-      out += line + "\n";
-      line = std::string(indent);
-    }
-    if (line.size() > indent.size()) line += ' ';
-    line += word;
-  }
-  if (line.size() > indent.size()) out += line + "\n";
-  return out;
-}
-
 }  // namespace
 
 Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
@@ -467,47 +420,10 @@ std::optional<std::string> process_getenv(const char* name) {
 }
 
 Result<Config> parse_config(int argc, char** argv, const Getenv& getenv) {
-  std::map<std::string_view, std::string> flags;  // last occurrence wins
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") return Config{.help = true};
-  }
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg.substr(0, 2) != "--" || arg.size() == 2) {
-      return failf("unexpected argument {} (options start with --; see --help)", net::quote(arg));
-    }
-    auto body = arg.substr(2);
-    auto eq = body.find('=');
-    auto name = body.substr(0, eq);
-    const Option* option = find_option(name);
-    if (option == nullptr) return failf("unknown flag --{} (see --help)", name);
-    if (eq != std::string_view::npos) {
-      flags[option->flag] = std::string(body.substr(eq + 1));
-    } else if (option->value_name.empty()) {
-      // A boolean flag is on when bare; "--flag true|false" is also understood.
-      bool explicit_value = i + 1 < argc && parse_bool(argv[i + 1]).has_value();
-      flags[option->flag] = explicit_value ? std::string(argv[++i]) : "true";
-    } else if (i + 1 < argc) {
-      flags[option->flag] = argv[++i];
-    } else {
-      return failf("{} needs a value ({})", option_name(*option), option->value_name);
-    }
-  }
-
+  if (cli::wants_help(argc, argv)) return Config{.help = true};
   Config config;
-  for (const auto& option : options()) {
-    std::optional<std::string> value;
-    if (auto it = flags.find(option.flag); it != flags.end()) {
-      value = it->second;
-    } else if (option.env != nullptr) {
-      value = getenv(option.env);
-      if (value && value->empty()) value.reset();
-    }
-    if (!value) continue;
-    if (auto applied = option.apply(config, *value); !applied) {
-      return tl::unexpected(wrap(applied.error(), option_name(option)));
-    }
+  if (auto st = cli::apply_options(argc, argv, getenv, options(), config); !st) {
+    return tl::unexpected(st.error());
   }
 
   if (config.ca_cert_path.has_value() != config.ca_key_path.has_value()) {
@@ -551,23 +467,15 @@ Result<Config> parse_config(int argc, char** argv, const Getenv& getenv) {
 }
 
 std::string help_text() {
-  std::string out =
+  return cli::help_text(
       "Usage: ztunnel [options]\n"
       "\n"
       "An Istio-compatible ambient mesh node proxy. Every option can be given as a flag\n"
       "(--flag value or --flag=value) or, where shown, as an environment variable; a flag\n"
       "wins over its variable, which wins over the default.\n"
       "\n"
-      "Options:\n";
-  for (const auto& o : options()) {
-    std::string head = o.value_name.empty() ? fmt::format("  --{}", o.flag)
-                                            : fmt::format("  --{} {}", o.flag, o.value_name);
-    std::string env = o.env ? fmt::format("env {}, ", o.env) : std::string();
-    out += head + "\n";
-    out += wrap_words(fmt::format("{} ({}default {})", o.help, env, o.default_text), "      ", 80);
-  }
-  out += "  --help, -h\n      Print this text.\n";
-  return out;
+      "Options:\n",
+      cli::infos(options()));
 }
 
 }  // namespace zt::config
