@@ -421,6 +421,10 @@ uint32_t Connection::peer_max_streams() const {
 
 awaitable<void> Connection::run() {
   using namespace asio::experimental::awaitable_operators;
+  // Cancelling run() (a drain, a worker going away) ends the loops below; what follows them
+  // must still run, or the streams, which hold their pool lease, would keep this connection
+  // alive forever. So a cancellation is not rethrown by the cleanup's own (bounded) waits.
+  co_await asio::this_coro::throw_if_cancelled(false);
   auto self = shared_from_this();
   signal_write();
   co_await (read_loop() || write_loop() || keepalive_loop());

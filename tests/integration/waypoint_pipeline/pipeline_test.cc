@@ -146,7 +146,7 @@ class WaypointPipelineTest : public ::testing::Test {
       pipeline_->close_idle();
       tasks_.cancel_all();
       testing::run_coroutine(
-          io_, [&]() -> awaitable<void> { co_await tasks_.wait_empty(std::chrono::seconds(5)); });
+          io_, [&]() -> awaitable<void> { co_await tasks_.wait_empty(std::chrono::seconds(20)); });
       pipeline_.reset();
       // Let aborted streams and connections finish their coroutines.
       io_.run_for(200ms);
