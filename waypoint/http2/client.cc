@@ -3,6 +3,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "common/async/task_group.h"
 #include "common/base/log.h"
 #include "waypoint/http2/http2.h"
 #include "waypoint/http2/session.h"
@@ -237,7 +238,7 @@ std::shared_ptr<Http2Client> Http2Client::start(asio::any_io_executor ex, Duplex
                 st.error().message);
     conn->close();
   } else {
-    asio::co_spawn(ex, conn->run(), asio::detached);
+    async::spawn_logged(ex, conn->run(), "waypoint h2 client connection");
   }
   auto impl = std::make_unique<Impl>();
   impl->conn = std::move(conn);

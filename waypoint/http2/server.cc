@@ -6,6 +6,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "common/async/task_group.h"
 #include "common/base/log.h"
 #include "waypoint/base/strings.h"
 #include "waypoint/http/forwarding.h"
@@ -277,8 +278,8 @@ void ServerConnection::on_request_complete(ServerStream& s) {
   }
   s.dispatched = true;
   s.head_request = s.request.head.method == "HEAD";
-  asio::co_spawn(ex_, run_handler(weak_from_this(), s.id, std::move(s.request), handler_),
-                 asio::detached);
+  async::spawn_logged(ex_, run_handler(weak_from_this(), s.id, std::move(s.request), handler_),
+                      "waypoint h2 request handler");
 }
 
 void ServerConnection::reject(ServerStream& s, int status, std::string reason) {
