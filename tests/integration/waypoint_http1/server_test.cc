@@ -681,7 +681,8 @@ std::string pattern(size_t n) {
 }
 
 TEST(Http1ServerCurl, ChunkedUpload) {
-  if (system("command -v curl >/dev/null 2>&1") != 0) GTEST_SKIP() << "curl not installed";
+  ASSERT_EQ(system("command -v curl >/dev/null 2>&1"), 0)
+      << "curl is needed (scripts/setup.sh installs it)";
   CurlServer server;
   const std::string body = pattern(200 * 1000);
   const std::string file = temp_file("chunked", body);
@@ -700,7 +701,8 @@ TEST(Http1ServerCurl, ChunkedUpload) {
 }
 
 TEST(Http1ServerCurl, ExpectContinueLargeBody) {
-  if (system("command -v curl >/dev/null 2>&1") != 0) GTEST_SKIP() << "curl not installed";
+  ASSERT_EQ(system("command -v curl >/dev/null 2>&1"), 0)
+      << "curl is needed (scripts/setup.sh installs it)";
   CurlServer server;
   const std::string body = pattern(3 * 1024 * 1024);
   const std::string file = temp_file("expect", body);
@@ -722,7 +724,8 @@ TEST(Http1ServerCurl, ExpectContinueLargeBody) {
 }
 
 TEST(Http1ServerCurl, KeepAliveReusesConnection) {
-  if (system("command -v curl >/dev/null 2>&1") != 0) GTEST_SKIP() << "curl not installed";
+  ASSERT_EQ(system("command -v curl >/dev/null 2>&1"), 0)
+      << "curl is needed (scripts/setup.sh installs it)";
   CurlServer server;
   const std::string base = "http://127.0.0.1:" + std::to_string(server.port());
   const std::string out = run("curl -s --http1.1 " + base + "/one " + base + "/two -I " +
