@@ -805,14 +805,7 @@ Status Cluster::start(const std::string& node, NodeDaemon daemon) {
 }
 
 Status Cluster::stop(const std::string& node, NodeDaemon daemon, int sig) {
-  auto name = node + "." + std::string(to_string(daemon));
-  auto it = pids_.find(name);
-  if (it == pids_.end()) return {};
-  if (!stop_process(it->second, sig, 15s)) {
-    return failf("{} (pid {}) did not exit within 15 s of signal {}", name, it->second, sig);
-  }
-  pids_.erase(it);
-  return write_state();
+  return stop_named(node + "." + std::string(to_string(daemon)), sig);
 }
 
 bool Cluster::running(const std::string& node, NodeDaemon daemon) const {
@@ -832,6 +825,54 @@ Result<ExecResult> Cluster::exec_in_pod(const std::string& pod,
   spec.cgroup = pod_cgroup(pod);
   spec.netns = netns_path(p->netns);
   return run_captured(spec, timeout);
+}
+
+fs::path Cluster::sidecar_cgroup(const std::string& pod) const {
+  auto cg = pod_cgroup(pod);
+  if (cg.empty()) return {};
+  return cg.parent_path() / (cg.filename().string() + "-proxy");
+}
+
+Result<pid_t> Cluster::start_in_pod(const std::string& pod, const std::string& name,
+                                    std::vector<std::string> argv, std::vector<std::string> env,
+                                    PodCgroup where) {
+  const auto* p = plan_.find_pod(pod);
+  if (!p) return failf("no pod {} in the simulated cluster", pod);
+  if (argv.empty()) return failf("start_in_pod {}: empty command", name);
+  if (auto it = pids_.find(name); it != pids_.end() && process_alive(it->second)) {
+    return failf("a process named {} is already running (pid {})", name, it->second);
+  }
+  SpawnSpec spec;
+  spec.argv = std::move(argv);
+  spec.env = {"POD_NAME=" + p->name, "POD_NAMESPACE=" + p->namespace_, "POD_IP=" + p->ip,
+              "NODE_NAME=" + p->node};
+  for (auto& e : env) spec.env.push_back(std::move(e));
+  spec.netns = netns_path(p->netns);
+  if (where == PodCgroup::kSidecar) {
+    spec.cgroup = sidecar_cgroup(pod);
+    std::error_code ec;
+    fs::create_directories(spec.cgroup, ec);
+    if (ec) return failf("cannot create cgroup {}: {}", spec.cgroup.string(), ec.message());
+  } else {
+    spec.cgroup = pod_cgroup(pod);
+  }
+  return launch(name, spec);
+}
+
+Status Cluster::stop_named(const std::string& name, int sig) {
+  auto it = pids_.find(name);
+  if (it == pids_.end()) return {};
+  if (!stop_process(it->second, sig, 15s)) {
+    return failf("{} (pid {}) did not exit within 15 s of signal {}", name, it->second, sig);
+  }
+  pids_.erase(it);
+  return write_state();
+}
+
+std::optional<pid_t> Cluster::pid_of(const std::string& name) const {
+  auto it = pids_.find(name);
+  if (it == pids_.end()) return std::nullopt;
+  return it->second;
 }
 
 Result<ExecResult> Cluster::exec_in_node(const std::string& node,

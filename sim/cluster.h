@@ -114,6 +114,24 @@ class Cluster {
   Status kill(const std::string& node, NodeDaemon daemon) { return stop(node, daemon, SIGKILL); }
   bool running(const std::string& node, NodeDaemon daemon) const;
 
+  // Long-running processes next to a pod's app (benchmarks: sidecar proxies, a waypoint, an
+  // iperf3 server). The process runs in the pod's netns with POD_NAME, POD_NAMESPACE, POD_IP and
+  // NODE_NAME set, is recorded like the cluster's own processes (state.json, logs/<name>.log)
+  // and is killed by down(). kApp: in the pod's cgroup, so it is captured like the app when the
+  // pod is enrolled; kSidecar: in the sibling cgroup sidecar_cgroup(pod) below the node's cgroup,
+  // which shares the pod's netns but not its cgroup programs (a proxy is never captured by its
+  // own pod). `name` must be unused ("ns.pod.sidecar"). Returns the pid once exec succeeded.
+  enum class PodCgroup { kApp, kSidecar };
+  Result<pid_t> start_in_pod(const std::string& pod, const std::string& name,
+                             std::vector<std::string> argv, std::vector<std::string> env = {},
+                             PodCgroup where = PodCgroup::kApp);
+  // Stops a process started by start_in_pod (or any process by its ProcessInfo::name): `sig`,
+  // then waits up to 15 s for it to exit. Unknown names are success.
+  Status stop_named(const std::string& name, int sig = SIGTERM);
+  std::optional<pid_t> pid_of(const std::string& name) const;  // running or not
+  std::filesystem::path sidecar_cgroup(const std::string& pod) const;  // "<pod cgroup>-proxy"
+  const std::filesystem::path& state_dir() const { return options_.state_dir; }
+
   // Sets (value) or removes (nullopt) a label of a Namespace in the manifests directory; meshd
   // and the node agents watch the directory.
   Status label_namespace(const std::string& ns, const std::string& key,
@@ -124,6 +142,8 @@ class Cluster {
   std::filesystem::path cgroup_root() const { return cgroup_root_; }  // <root>/<prefix>
   std::filesystem::path node_cgroup(const std::string& node) const;
   std::filesystem::path pod_cgroup(const std::string& pod) const;
+  // "<pin base>/<prefix>-<name>": a node's pin root, or (any other name) a private pin root that
+  // down() and remove_leftovers() remove with the node's (e.g. a sidecar pod's own capture).
   std::filesystem::path bpf_pin_root(const std::string& node) const;
   std::filesystem::path zds_socket(const std::string& node) const;
   // Log file of a process by name (ProcessInfo::name), whether or not it runs.
