@@ -25,6 +25,28 @@ using namespace std::chrono_literals;
 constexpr const char* kServiceVip = "10.96.0.20";  // shop/checkout in sim/examples/demo
 constexpr uint16_t kHbonePort = 15008;
 
+// How a connection travelled, as the ztunnels' access logs tell it.
+enum class Path {
+  kDirect,            // no ztunnel logged it: not captured anywhere
+  kHbone,             // captured at the source, HBONE mTLS to the destination
+  kPassthrough,       // captured at the source, sent on as plain TCP
+  kInboundPlaintext,  // not captured at the source; the destination's ztunnel took it in
+};
+
+std::string_view describe(Path p) {
+  switch (p) {
+    case Path::kDirect:
+      return "not captured: direct TCP";
+    case Path::kHbone:
+      return "captured at the source, HBONE mTLS to the destination";
+    case Path::kPassthrough:
+      return "captured at the source, passthrough as plain TCP";
+    case Path::kInboundPlaintext:
+      return "not captured at the source; the destination's ztunnel took it in as plaintext";
+  }
+  return "?";
+}
+
 // One request of the demo and what became of it.
 struct Call {
   std::string title;
@@ -32,9 +54,12 @@ struct Call {
   std::string to_pod;      // the pod that should answer
   std::string url;         // curl's target
   bool encrypted = false;  // expected to cross the node link as HBONE
-  std::string path;        // how it should travel, for the report
+  Path expected = Path::kDirect;
   // results
+  Path seen = Path::kDirect;
+  std::vector<std::string> log_evidence;  // the access lines the path was read from
   std::string marker;
+  std::string curl_output;  // the echo, then "local_port=N" (curl -w)
   bool answered = false;
   std::string answered_by;  // pod=... in the echo
   std::string peer_seen;    // the client IP the app saw
@@ -66,6 +91,14 @@ std::string echo_field(const std::string& body, std::string_view key) {
     if (token.rfind(std::string(key) + "=", 0) == 0) return token.substr(key.size() + 1);
   }
   return {};
+}
+
+// The client's own port, as curl printed it after the body (-w "local_port=%{local_port}").
+std::string local_port(const Call& call) {
+  auto pos = call.curl_output.rfind("local_port=");
+  if (pos == std::string::npos) return "?";
+  auto end = call.curl_output.find('\n', pos);
+  return call.curl_output.substr(pos + 11, end == std::string::npos ? end : end - pos - 11);
 }
 
 std::string ip_of(const std::string& endpoint) {
@@ -164,31 +197,31 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
        .to_pod = "shop/checkout",
        .url = fmt::format("http://{}:8080/", pod_ip("shop/checkout")),
        .encrypted = true,
-       .path = "captured on node-0 (eBPF), HBONE mTLS to node-1, delivered by ztunnel"},
+       .expected = Path::kHbone},
       {.title = "shop/frontend -> checkout.shop Service VIP",
        .from = "shop/frontend",
        .to_pod = "shop/checkout",
        .url = fmt::format("http://{}:80/", kServiceVip),
        .encrypted = true,
-       .path = "captured, VIP resolved by ztunnel, HBONE mTLS to the endpoint"},
+       .expected = Path::kHbone},
       {.title = "legacy/batch -> legacy/ledger",
        .from = "legacy/batch",
        .to_pod = "legacy/ledger",
        .url = fmt::format("http://{}:8080/", pod_ip("legacy/ledger")),
        .encrypted = false,
-       .path = "not captured (plain namespace): direct TCP"},
+       .expected = Path::kDirect},
       {.title = "shop/frontend -> legacy/ledger",
        .from = "shop/frontend",
        .to_pod = "legacy/ledger",
        .url = fmt::format("http://{}:8080/", pod_ip("legacy/ledger")),
        .encrypted = false,
-       .path = "captured, passthrough as plain TCP (destination not in the mesh)"},
+       .expected = Path::kPassthrough},
       {.title = "shop/debug (opt-out label) -> shop/checkout",
        .from = "shop/debug",
        .to_pod = "shop/checkout",
        .url = fmt::format("http://{}:8080/", pod_ip("shop/checkout")),
        .encrypted = false,
-       .path = "not captured at the source; node-1's ztunnel takes it in as plaintext"},
+       .expected = Path::kInboundPlaintext},
   };
 
   // Capture node-0's link to the other node while the requests run.
@@ -205,6 +238,17 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
     return 1;
   }
 
+  // The access lines every ztunnel has written so far, to find each call's own lines.
+  auto ztunnel_lines = [&] {
+    std::vector<std::pair<std::string, std::map<std::string, std::string>>> all;
+    for (const auto& node : c.plan().nodes) {
+      for (auto& l : access_lines(c.log_path(node.name + ".ztunnel"))) {
+        all.emplace_back(node.name, std::move(l));
+      }
+    }
+    return all;
+  };
+
   say("\n== Requests (curl in the client pod -> http-echo in the server pod)\n");
   for (auto& call : calls) {
     call.marker = random_marker();
@@ -212,7 +256,7 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
     while (body.size() < 1024) body += call.marker + " ";
     auto r = c.exec_in_pod(call.from,
                            {"curl", "-sS", "--max-time", "10", "-H", "Content-Type: text/plain",
-                            "--data-binary", body, call.url},
+                            "--data-binary", body, "-w", "\nlocal_port=%{local_port}\n", call.url},
                            15s);
     if (!r) {
       call.error = r.error().describe();
@@ -220,12 +264,45 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
       call.error = fmt::format("curl exit {}: {}", r->exit_code, r->err);
     } else {
       call.answered = true;
+      call.curl_output = r->out;
       call.peer_seen = ip_of(echo_field(r->out, "peer"));
       call.answered_by = echo_field(r->out, "pod");
       if (r->out.find(call.marker) == std::string::npos) call.error = "the echo lost the body";
     }
+    // A ztunnel writes its access line when the connection closes, with the app's own socket
+    // (client IP and port) as the source: wait until this call's lines stop changing, or
+    // 700 ms without any.
+    const std::string client_addr = fmt::format("{}:{}", pod_ip(call.from), local_port(call));
+    std::vector<std::pair<std::string, std::map<std::string, std::string>>> mine;
+    auto start = std::chrono::steady_clock::now();
+    auto last_change = start;
+    for (;;) {
+      auto all = ztunnel_lines();
+      std::vector<std::pair<std::string, std::map<std::string, std::string>>> now;
+      for (auto& line : all) {
+        if (get(line.second, "src.addr") == client_addr) now.push_back(std::move(line));
+      }
+      auto t = std::chrono::steady_clock::now();
+      if (now.size() != mine.size()) last_change = t;
+      mine = std::move(now);
+      if (mine.empty() ? t - start > 700ms : t - last_change > 250ms) break;
+      if (t - start > 3s) break;
+      std::this_thread::sleep_for(50ms);
+    }
+    call.seen = Path::kDirect;
+    bool inbound = false;
+    for (const auto& [node, l] : mine) {
+      call.log_evidence.push_back(fmt::format(
+          "{} {} {} -> {}{}", node, get(l, "direction"), get(l, "src.addr"), get(l, "dst.addr"),
+          l.count("dst.hbone_addr") ? " via HBONE " + get(l, "dst.hbone_addr") : ""));
+      if (get(l, "direction") == "outbound") {
+        call.seen = l.count("dst.hbone_addr") ? Path::kHbone : Path::kPassthrough;
+      } else if (get(l, "direction") == "inbound") {
+        inbound = true;
+      }
+    }
+    if (call.seen == Path::kDirect && inbound) call.seen = Path::kInboundPlaintext;
   }
-  std::this_thread::sleep_for(1s);  // access log lines are written when connections close
   auto frames = (*capture)->stop();
 
   // Wire evidence.
@@ -243,7 +320,8 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
   for (const auto& call : calls) {
     const std::string client_ip = pod_ip(call.from);
     const std::string server_name = call.to_pod.substr(call.to_pod.find('/') + 1);
-    out << "  " << call.title << "\n      " << call.path << "\n";
+    out << "  " << call.title << "\n      " << describe(call.seen) << "\n";
+    for (const auto& e : call.log_evidence) out << "        access log: " << e << "\n";
     if (!call.answered) {
       out << "      FAILED: " << call.error << "\n";
     } else {
@@ -257,6 +335,7 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
     check(call.title + ": answered by " + call.to_pod,
           call.answered && call.error.empty() && call.answered_by == server_name);
     check(call.title + ": the app sees the client's own IP", call.peer_seen == client_ip);
+    check(call.title + ": " + std::string(describe(call.expected)), call.seen == call.expected);
     check(
         call.title + (call.encrypted ? ": plaintext never on the wire" : ": plain TCP on the wire"),
         call.marker_on_wire == !call.encrypted);

@@ -16,14 +16,11 @@ const path = require("path");
 const { execFileSync } = require("child_process");
 const L = require("./lib.cjs");
 
-// Settings the manifests use before the binaries implement them, with the work that adds them.
-// A missing one is reported, not failed; everything else must be in --help.
-const PENDING = {
-  "node-agent": {
-    args: { "--kube-api": "the node agent's Kubernetes API source (issue 8), named like meshd's" },
-  },
-  waypoint: { binary: "issue 6, the waypoint" },
-};
+// Settings the manifests use before the binaries implement them, with the work that adds them,
+// as { binary: { binary: "why", args: { "--flag": "why" }, env: { NAME: "why" } } }. A missing one
+// is reported, not failed; everything else must be in --help. None now: node-agent --kube-api
+// (issue 8) and the waypoint binary (issue 6) exist, so they are checked like the rest.
+const PENDING = {};
 
 const failures = [];
 const notes = [];

@@ -11,10 +11,13 @@ const L = require("./lib.cjs");
 function copyTree(root) {
   fs.cpSync(path.join(L.SOURCE_DIR, "deploy"), path.join(root, "deploy"), { recursive: true });
   fs.copyFileSync(path.join(L.SOURCE_DIR, "Dockerfile"), path.join(root, "Dockerfile"));
-  const kinds = path.join(L.SOURCE_DIR, "meshd/kube/protocol.cc");  // what meshd reads (RBAC)
-  if (fs.existsSync(kinds)) {
-    fs.mkdirSync(path.join(root, "meshd/kube"), { recursive: true });
-    fs.copyFileSync(kinds, path.join(root, "meshd/kube/protocol.cc"));
+  // What meshd and the node agent read (their RBAC).
+  for (const rel of ["meshd/kube/protocol.cc", "agent/app/app.cc"]) {
+    const src = path.join(L.SOURCE_DIR, rel);
+    if (fs.existsSync(src)) {
+      fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+      fs.copyFileSync(src, path.join(root, rel));
+    }
   }
   (function scan(dir) {
     for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -75,6 +78,18 @@ const cases = [
   { name: "meshd's ClusterRole missing a resource meshd reads", script: "check_manifests.cjs",
     file: "deploy/daemonset/rbac.yaml", from: "resources: [\"gateways\", \"httproutes\"]", to: "resources: [\"gateways\"]",
     expect: "ClusterRole ambient-mesh-meshd grants" },
+  { name: "a rolling update that surges", script: "check_daemonset.cjs",
+    file: "deploy/daemonset/ztunnel.yaml", from: "      maxSurge: 0", to: "      maxSurge: 1",
+    expect: "rollingUpdate.maxSurge must be 0" },
+  { name: "a grace period shorter than the drain", script: "check_daemonset.cjs",
+    file: "deploy/daemonset/ztunnel.yaml", from: "terminationGracePeriodSeconds: 30", to: "terminationGracePeriodSeconds: 20",
+    expect: "terminationGracePeriodSeconds (20) must exceed CONNECTION_TERMINATION_DEADLINE (25s)" },
+  { name: "the node agent's ClusterRole reading more than the agent reads", script: "check_daemonset.cjs",
+    file: "deploy/daemonset/rbac.yaml", from: "resources: [\"namespaces\", \"pods\"]", to: "resources: [\"namespaces\", \"pods\", \"services\"]",
+    expect: "ClusterRole ambient-mesh-node-agent grants [/namespaces /pods /services] but the node agent reads [/namespaces /pods]" },
+  { name: "a role that writes", script: "check_daemonset.cjs",
+    file: "deploy/daemonset/rbac.yaml", from: "verbs: [\"list\", \"watch\"]", to: "verbs: [\"list\", \"watch\", \"patch\"]",
+    expect: "grants patch on namespaces,pods; no part of the mesh writes to the API" },
   { name: "a patch whose target is gone", script: "check_kustomize.cjs",
     file: "deploy/istiod/ztunnel-istiod.yaml", from: "  name: ztunnel\n", to: "  name: ztunnel-renamed\n",
     expect: "targets DaemonSet ambient-mesh/ztunnel-renamed, which no resource defines" },
@@ -106,7 +121,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "deploy-selftest-"));
 try {
   const clean = path.join(tmp, "clean");
   copyTree(clean);
-  for (const script of ["check_manifests.cjs", "check_kustomize.cjs", "check_security_context.cjs", "check_dockerfile.cjs"]) {
+  for (const script of ["check_manifests.cjs", "check_kustomize.cjs", "check_security_context.cjs", "check_dockerfile.cjs", "check_daemonset.cjs"]) {
     const r = run(clean, script);
     if (r.code !== 0) failures.push(`the unbroken copy fails ${script}:\n${r.out}`);
   }

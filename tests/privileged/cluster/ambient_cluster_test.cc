@@ -138,6 +138,7 @@ class AmbientCluster : public ::testing::Test {
 // ambient -> plain is passthrough, the opt-out pod is not captured. run_demo computes each of
 // these from the system (curl output, access logs, the packets) and lists them as checks.
 TEST_F(AmbientCluster, TheDemoReportsEveryCheckAsHeld) {
+  std::error_code ec;
   std::ostringstream report;
   int rc = sim::run_demo({.manifests = manifests_.path(),
                           .prefix = prefix_,
@@ -148,15 +149,50 @@ TEST_F(AmbientCluster, TheDemoReportsEveryCheckAsHeld) {
   EXPECT_NE(out.find("All checks passed."), std::string::npos) << out;
   EXPECT_EQ(out.find("FAIL"), std::string::npos) << out;
   for (const char* line :
-       {"ok    shop/frontend -> shop/checkout, by pod IP: plaintext never on the wire",
+       {"ok    shop/frontend -> shop/checkout, by pod IP: the app sees the client's own IP",
+        "ok    shop/frontend -> shop/checkout, by pod IP: plaintext never on the wire",
+        "ok    shop/frontend -> checkout.shop Service VIP: answered by shop/checkout",
         "ok    shop/frontend -> checkout.shop Service VIP: the app sees the client's own IP",
+        "ok    shop/frontend -> checkout.shop Service VIP: plaintext never on the wire",
         "ok    every connection on port 15008 is TLS 1.3 with only the hellos in the clear",
+        "ok    node-0's ztunnel logs frontend -> checkout with both SPIFFE identities",
         "ok    node-1's ztunnel logs frontend -> checkout with both SPIFFE identities",
+        "ok    shop/frontend -> legacy/ledger: answered by legacy/ledger",
+        "ok    shop/frontend -> legacy/ledger: the app sees the client's own IP",
         "ok    shop/debug (opt-out label) -> shop/checkout: plain TCP on the wire",
-        "ok    legacy/batch -> legacy/ledger: plain TCP on the wire"}) {
+        "ok    legacy/batch -> legacy/ledger: plain TCP on the wire",
+        // Each call's path as read from the ztunnels' access lines (matched by the client's
+        // own address and port), not as described.
+        "ok    shop/frontend -> shop/checkout, by pod IP: captured at the source, HBONE mTLS to "
+        "the destination",
+        "ok    shop/frontend -> checkout.shop Service VIP: captured at the source, HBONE mTLS to "
+        "the destination",
+        "ok    legacy/batch -> legacy/ledger: not captured: direct TCP",
+        "ok    shop/frontend -> legacy/ledger: captured at the source, passthrough as plain TCP",
+        "ok    shop/debug (opt-out label) -> shop/checkout: not captured at the source; the "
+        "destination's ztunnel took it in as plaintext"}) {
     EXPECT_NE(out.find(line), std::string::npos) << line << "\n" << out;
   }
   EXPECT_TRUE(sim::list_netns(prefix_ + "-").empty());
+
+  // Acceptance 2 from the ztunnels' access logs (kept after teardown): ambient -> plain was
+  // captured on node-0 and went out as passthrough (plain TCP to the pod's port, no HBONE) and
+  // node-1's ztunnel never saw it; the opt-out pod and the plain pod were never captured.
+  const fs::path logs = sim::default_state_dir(prefix_) / "logs";
+  const fs::path z0 = logs / "node-0.ztunnel.log", z1 = logs / "node-1.ztunnel.log";
+  const std::string ledger = "dst.addr=\"10.10.1.41:8080\"";  // sim/examples/demo
+  EXPECT_EQ(count_lines(z0, {"access connection complete", "direction=\"outbound\"",
+                             "src.workload=\"frontend\"", ledger}),
+            1u)
+      << slurp(z0);
+  EXPECT_EQ(count_lines(z0, {ledger, "dst.hbone_addr="}), 0u) << slurp(z0);
+  EXPECT_EQ(count_lines(z1, {"dst.workload=\"ledger\""}), 0u) << slurp(z1);
+  // shop/debug (10.10.0.12) is not captured at its source; node-1 takes it in as plaintext.
+  EXPECT_EQ(count_lines(z0, {"src.addr=\"10.10.0.12:"}), 0u) << slurp(z0);
+  // legacy/batch (10.10.0.31) -> legacy/ledger touches no ztunnel at all.
+  EXPECT_EQ(count_lines(z0, {"src.addr=\"10.10.0.31:"}), 0u) << slurp(z0);
+  EXPECT_EQ(count_lines(z1, {"src.addr=\"10.10.0.31:"}), 0u) << slurp(z1);
+  if (!HasFailure()) fs::remove_all(sim::default_state_dir(prefix_), ec);
 }
 
 // Acceptance 3: labelling the plain namespace captures its running pods' new connections;

@@ -304,6 +304,46 @@ TEST_F(SimCluster, AFailedUpSaysWhyAndLeavesNothing) {
   EXPECT_TRUE(fs::exists(foreign / "precious"));
 }
 
+// A mesh cluster that was never torn down (`meshsim up` returns with it running) also leaves
+// node agents, ztunnels and bpffs pins: a later up() removes those too, and its mesh works.
+TEST_F(SimCluster, UpRemovesWhatANeverTornDownMeshClusterLeftIncludingPins) {
+  ZT_REQUIRE_PRIVILEGE(has_capability(Capability::kBpf), "needs CAP_BPF for the eBPF capture");
+  for (const char* b : {"node-agent", "ztunnel"}) {
+    if (::access(bin_path(b).c_str(), X_OK) != 0) GTEST_SKIP() << b << " is not built";
+  }
+  auto [rc, out] = run_command(
+      fmt::format("{} up --manifests {} --prefix {} --state-dir {} --bin-dir {} 2>&1",
+                  bin_path("meshsim"), manifests_.path().string(), prefix_, state_dir_.string(),
+                  fs::path(bin_path("ztunnel")).parent_path().string()));
+  ASSERT_EQ(rc, 0) << out;
+  const auto left = what_is_left(prefix_, state_dir_);
+  std::string listed;
+  for (const auto& l : left) listed += l + "\n";
+  EXPECT_NE(listed.find("/node-0/agent"), std::string::npos) << listed;
+  EXPECT_NE(listed.find("/node-1/ztunnel"), std::string::npos) << listed;
+  EXPECT_TRUE(listed.find("pins ") != std::string::npos ||
+              listed.find("bpffs mount ") != std::string::npos)
+      << listed;
+
+  auto o = options();
+  o.mesh = true;
+  auto c = sim::Cluster::up(o);
+  ASSERT_TRUE(c) << c.error().describe();
+  std::string removed;
+  for (const auto& l : (*c)->leftovers_removed()) removed += l + "\n";
+  EXPECT_NE(removed.find("removed bpffs pins "), std::string::npos) << removed;
+  EXPECT_NE(removed.find("removed cgroup"), std::string::npos) << removed;
+  // The new cluster's capture works: ambient -> ambient across nodes goes through both ztunnels.
+  const auto& a0 = pod("ambient", "node-0");
+  const auto& a1 = pod("ambient", "node-1");
+  expect_echo(**c, a0, a1);
+  EXPECT_GE(wait_lines((*c)->log_path("node-1.ztunnel"),
+                       {"direction=\"inbound\"", "src.addr=\"" + a0.ip + ":"}),
+            1u);
+  ASSERT_TRUE((*c)->down());
+  EXPECT_EQ(what_is_left(prefix_, state_dir_), std::vector<std::string>{});
+}
+
 // With the mesh: meshd, one node agent and one shared-mode ztunnel per node, eBPF capture.
 TEST_F(SimCluster, WithTheMeshAmbientPodsTalkOverHboneAndPlainPodsDirectly) {
   ZT_REQUIRE_PRIVILEGE(has_capability(Capability::kBpf), "needs CAP_BPF for the eBPF capture");
@@ -335,8 +375,15 @@ TEST_F(SimCluster, WithTheMeshAmbientPodsTalkOverHboneAndPlainPodsDirectly) {
   expect_echo(**c, p0, p1);
   EXPECT_EQ(count_lines(z0, {"src.addr=\"" + p0.ip + ":"}), 0u);
   EXPECT_EQ(count_lines(z1, {"src.addr=\"" + p0.ip + ":"}), 0u);
-  // Ambient -> plain: passthrough, the app sees the client IP.
+  // Ambient -> plain: passthrough, the app sees the client IP. node-0's ztunnel took it (an
+  // outbound record) and sent it as plain TCP to the pod's port (no HBONE address); node-1's
+  // ztunnel never saw it.
   expect_echo(**c, a0, p1);
+  const std::string to_p1 = "dst.addr=\"" + p1.ip + ":8080\"";
+  EXPECT_GE(wait_lines(z0, {"direction=\"outbound\"", "src.addr=\"" + a0.ip + ":", to_p1}), 1u)
+      << slurp(z0);
+  EXPECT_EQ(count_lines(z0, {to_p1, "dst.hbone_addr="}), 0u) << slurp(z0);
+  EXPECT_EQ(count_lines(z1, {to_p1}), 0u) << slurp(z1);
 
   // Labelling the plain namespace (in the manifests) enrolls its running pods: new connections
   // from them are captured by their node's ztunnel.
