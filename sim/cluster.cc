@@ -375,13 +375,11 @@ Result<std::unique_ptr<Cluster>> Cluster::up(ClusterOptions options) {
   if (ec) return failf("cannot create state dir {}: {}", sd.string(), ec.message());
   if (auto ok = write_text(sd / kMarker, c->options_.prefix); !ok)
     return tl::unexpected(ok.error());
-  if (c->options_.mesh) {
-    auto pins = prepare_pin_base(sd);
-    if (!pins) return tl::unexpected(pins.error());
-    c->pin_base_ = *pins;
-  } else {
-    c->pin_base_ = kPinBase;
-  }
+  // Also without mesh: private pin roots (bpf_pin_root, e.g. a sidecar pod's own capture)
+  // need a bpffs too.
+  auto pins = prepare_pin_base(sd);
+  if (!pins) return tl::unexpected(pins.error());
+  c->pin_base_ = *pins;
 
   meshd::manifest::ManifestSource source(c->options_.manifests);
   auto loaded = source.reload();

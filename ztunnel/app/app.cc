@@ -1,5 +1,6 @@
 #include "ztunnel/app/app.h"
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <future>
@@ -85,6 +86,7 @@ class AppImpl final : public App {
   // state; with xDS that is after the first full set, so these run on the control thread.
   std::shared_ptr<const state::Workload> find_self() const;
   Status build_proxy();
+  Status build_sidecar(std::shared_ptr<proxy::PodScope> scope);
   void maybe_start_proxy();
   void start_workers();
   proxy::ProxySettings proxy_settings() const;
@@ -137,7 +139,7 @@ class AppImpl final : public App {
   uint64_t zds_connection_ = 0;              // the connection snapshot_seen_ belongs to
   std::atomic<zds::Client*> zds_client_{nullptr};
   uint64_t next_pod_id_ = 1;                // 0 is the dedicated workload's
-  std::shared_ptr<bpf::CaptureMaps> maps_;  // opened at the first AddWorkload
+  std::shared_ptr<bpf::CaptureMaps> maps_;  // at the first AddWorkload; --sidecar-capture: at start
   admin::ReadyBlock zds_block_;
   std::atomic<bool> stopping_{false};
   std::unique_ptr<zds::Client> zds_;
@@ -293,6 +295,7 @@ Status AppImpl::build_proxy() {
       new proxy::ProxyContext{settings, local, store_, *certs_, metrics_});
   auto scope = std::make_shared<proxy::PodScope>();
   scope->local = local;
+  if (config_.sidecar_capture) return build_sidecar(std::move(scope));
 
   // Listeners: in dedicated mode the inbound ones bind the workload's own IPs.
   proxy::ListenAddresses want;
@@ -310,6 +313,58 @@ Status AppImpl::build_proxy() {
     workers_.push_back(std::move(w));
   }
 
+  return {};
+}
+
+// --sidecar-capture: the pod's own netns is the one this process runs in, and the pod is
+// served exactly as shared mode serves an enrolled pod (Worker::add_pod): in-pod listeners,
+// 15006/15008 registered in the capture maps, origins from the maps, AppConnection delivery.
+Status AppImpl::build_sidecar(std::shared_ptr<proxy::PodScope> scope) {
+  auto ns = netns::Netns::current();
+  if (!ns) return tl::unexpected(wrap(ns.error(), "--sidecar-capture: this process's netns"));
+  auto maps = bpf::CaptureMaps::open(config_.bpf_pin_root);
+  if (!maps) {
+    return tl::unexpected(wrap(
+        maps.error(), fmt::format("--sidecar-capture: capture maps at {}", config_.bpf_pin_root)));
+  }
+  maps_ = std::shared_ptr<bpf::CaptureMaps>(std::move(*maps));
+  scope->uid = scope->local.ns + "/" + scope->local.name;
+  scope->netns = std::move(*ns);
+  scope->maps = maps_;
+  scope->mark = config_.inpod_mark;
+  if (scope->local.ips.empty()) {
+    return failf("--sidecar-capture: workload {} has no workloadIps to capture for", scope->uid);
+  }
+  // Started outside its pod (e.g. in the host's netns), the listeners would be registered for
+  // addresses this namespace does not have: say so, since nothing would ever reach them.
+  if (auto here = scope->netns->addresses(); here) {
+    for (const auto& ip : scope->local.ips) {
+      if (std::find(here->begin(), here->end(), ip) == here->end()) {
+        ZT_LOG_WARN(
+            "component=proxy msg=\"--sidecar-capture: workload IP {} is not an address of this "
+            "network namespace; is ztunnel running inside the pod?\" addresses={}",
+            ip.to_string(), join_ips(*here));
+      }
+    }
+  }
+  if (config_.enable_socks5) {
+    ZT_LOG_WARN(
+        "component=socks5 msg=\"SOCKS5 is not served with --sidecar-capture (the app's "
+        "connections are captured instead); ignoring --enable-socks5\"");
+  }
+  int n = std::max(1, config_.worker_threads);
+  for (int i = 0; i < n; ++i) {
+    auto w = std::make_unique<proxy::Worker>(*ctx_, i);
+    // Before start(): the listeners exist (and the maps point at them) once this returns.
+    if (auto st = w->add_pod(0, scope, i == 0); !st) {
+      return tl::unexpected(wrap(st.error(), "--sidecar-capture listeners"));
+    }
+    workers_.push_back(std::move(w));
+  }
+  ZT_LOG_INFO(
+      "component=proxy msg=\"sidecar capture\" workload={} ips={} netns={} pin_root={} "
+      "listeners=127.0.0.1:15001,15006,15008",
+      scope->uid, join_ips(scope->local.ips), scope->netns->inode(), config_.bpf_pin_root);
   return {};
 }
 
@@ -359,8 +414,9 @@ void AppImpl::start_workers() {
                 config_.inpod_uds, workers_.size());
     return;
   }
-  ZT_LOG_INFO("ztunnel ready mode=dedicated workload={}/{} identity=\"{}\" workers={}",
-              ctx_->local.ns, ctx_->local.name, ctx_->local.identity.uri(), workers_.size());
+  ZT_LOG_INFO("ztunnel ready mode=dedicated{} workload={}/{} identity=\"{}\" workers={}",
+              config_.sidecar_capture ? " sidecar_capture=true" : "", ctx_->local.ns,
+              ctx_->local.name, ctx_->local.identity.uri(), workers_.size());
 }
 
 void AppImpl::begin_drain(std::string_view why) {

@@ -184,6 +184,11 @@ std::string config_dump_json(const std::shared_ptr<const state::State>& state,
                               {"ips", p.ips}});
     }
     dump["pods"] = enrolled;
+  } else if (config.sidecar_capture) {
+    cfg["sidecarCapture"] = true;
+    cfg["bpfPinRoot"] = config.bpf_pin_root;
+    cfg["inpodMark"] = config.inpod_mark;
+    dump["config"] = cfg;
   }
   return dump.dump(2);
 }

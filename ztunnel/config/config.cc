@@ -178,6 +178,19 @@ const std::vector<Option>& options() {
          c.proxy_workload_info = std::move(*info);
          return {};
        }},
+      {"sidecar-capture", "SIDECAR_CAPTURE", "", "false",
+       "Dedicated mode: this ztunnel runs inside its pod's network namespace as the pod's "
+       "sidecar and serves its workload through the eBPF capture whose maps are pinned at "
+       "--bpf-pin-root: outbound capture on 127.0.0.1:15001, inbound 127.0.0.1:15006/15008 "
+       "registered in the capture maps for the workload's IPs, original destinations from the "
+       "maps, delivery to the app as in shared mode. Not with --proxy-mode shared. As a "
+       "variable: true|false.",
+       [](Config& c, std::string_view v) -> Status {
+         auto b = cli::parse_bool(v);
+         if (!b) return tl::unexpected(b.error());
+         c.sidecar_capture = *b;
+         return {};
+       }},
       {"node-name", "NODE_NAME", "NAME", "empty", "The node this proxy runs on.",
        [](Config& c, std::string_view v) -> Status {
          c.node_name = std::string(v);
@@ -192,14 +205,15 @@ const std::vector<Option>& options() {
          return {};
        }},
       {"bpf-pin-root", "BPF_PIN_ROOT", "DIR", "/sys/fs/bpf/ambient-mesh",
-       "Shared mode: bpffs folder where the node agent pins the capture maps.",
+       "Shared mode (and --sidecar-capture): bpffs folder where the capture maps are pinned.",
        [](Config& c, std::string_view v) -> Status {
          if (auto s = non_empty(v); !s) return s;
          c.bpf_pin_root = std::string(v);
          return {};
        }},
       {"inpod-mark", "INPOD_MARK", "MARK", "1337",
-       "Shared mode: SO_MARK on every socket ztunnel opens in a pod, which the capture skips.",
+       "Shared mode (and --sidecar-capture): SO_MARK on every socket ztunnel opens in a pod, "
+       "which the capture skips.",
        [](Config& c, std::string_view v) { return set_u32(c.inpod_mark, v, 1, 0xffffffffu); }},
       {"trust-domain", "TRUST_DOMAIN", "DOMAIN", "cluster.local",
        "SPIFFE trust domain of the workload identities.",
@@ -452,6 +466,12 @@ Result<Config> parse_config(int argc, char** argv, const Getenv& getenv) {
         "namespace/name/service-account of the workload this proxy acts for");
   }
   if (config.proxy_mode == ProxyMode::kShared) {
+    if (config.sidecar_capture) {
+      return fail(
+          "--sidecar-capture (SIDECAR_CAPTURE) is for dedicated mode (one pod's own ztunnel); "
+          "shared mode gets its pods from the node agent: drop it or use --proxy-mode "
+          "dedicated");
+    }
     if (config.node_name.empty()) {
       return fail(
           "--node-name (NODE_NAME) is required in shared mode: the node whose pods this "

@@ -56,9 +56,15 @@ struct Config {
   std::optional<std::string> local_xds_path{};
   ProxyMode proxy_mode = ProxyMode::kDedicated;
   std::optional<WorkloadInfo> proxy_workload_info{};  // always set in dedicated mode
-  std::string node_name{};                            // required in shared mode
+  // Dedicated mode only: this ztunnel runs inside its pod's netns as the pod's sidecar and
+  // serves its workload through the eBPF capture pinned at bpf_pin_root (listeners
+  // 127.0.0.1:15001/15006/15008 in that netns, 15006/15008 registered in the capture maps for
+  // the workload's IPs), as shared mode serves an enrolled pod. false: the listeners bind the
+  // workload's IPs directly and there is no outbound capture.
+  bool sidecar_capture = false;
+  std::string node_name{};  // required in shared mode
   // Shared mode: where the node agent serves ZDS, where its capture maps are pinned, and the
-  // mark on every socket ztunnel opens in a pod.
+  // mark on every socket ztunnel opens in a pod (the last two also with sidecar_capture).
   std::string inpod_uds{kDefaultInpodUds};
   std::string bpf_pin_root{kDefaultBpfPinRoot};
   uint32_t inpod_mark = kDefaultInpodMark;

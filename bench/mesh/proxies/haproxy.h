@@ -1,8 +1,7 @@
 // HAProxy sidecars with mutual TLS (issue 7's outside reference): what a user might deploy
 // instead of a mesh. Debian's haproxy, configured by the bench, one process per pod in the pod's
 // sidecar cgroup and netns, mode tcp:
-//   client pod:  127.0.0.1:kHaproxyAppPort  -> <server ip>:kHaproxyTlsAppPort  (TLS 1.3, client
-//   cert)
+//   client pod:  127.0.0.1:kHaproxyAppPort  -> <server ip>:kHaproxyTlsAppPort  (TLS 1.3, client cert)
 //                127.0.0.1:kHaproxyBulkPort -> <server ip>:kHaproxyTlsBulkPort
 //   server pod:  <server ip>:kHaproxyTlsAppPort  (TLS 1.3, client cert required) -> 127.0.0.1:app
 //                <server ip>:kHaproxyTlsBulkPort                               -> 127.0.0.1:bulk

@@ -27,10 +27,12 @@ struct WaypointOptions {
   std::optional<std::string> xds_address;
   std::filesystem::path local_config;
   std::string log_level = "warn";
+  int worker_threads = 2;  // --worker-threads (the waypoint's default)
 };
 
 // Starts the waypoint (process "<ns>.<pod>.waypoint") and waits until it is ready (its readiness
-// endpoint inside the pod's netns). Fails naming the step, with the end of its log.
+// endpoint inside the pod's netns). Fails naming the step, with the end of its log. The role of
+// the result is "waypoint" with xds_address, else "sidecar-waypoint".
 Result<StartedProxy> start_waypoint(sim::Cluster& cluster, const WaypointOptions& options);
 
 }  // namespace zt::bench::mesh

@@ -1,8 +1,9 @@
 // Our sidecar mode, for the comparison with ambient (issue 7): one ztunnel per pod in dedicated
 // mode (PROXY_MODE=dedicated, the pod's own workload), in a cgroup next to the pod's
 // (sim::Cluster::PodCgroup::kSidecar) and inside the pod's netns, behind the same eBPF capture as
-// ambient but with the pod's own programs and maps (a private pin root), so the capture points at
-// the pod's own proxy instead of the node's:
+// ambient but with the pod's own programs pointing at its own listeners (one sidecar pin root per
+// node, apart from the node agent's), so the capture points at the pod's own proxy instead of the
+// node's:
 //   outbound: the app's connect -> 127.0.0.1:15001 in the pod -> this ztunnel -> HBONE;
 //   inbound:  sk_lookup assigns <pod ip>:15008 / any other port to this ztunnel's listeners.
 // Workloads come from a ztunnel local config file (the workloads of both ends), certificates
@@ -50,10 +51,15 @@ struct SidecarOptions {
   std::string log_level = "warn";
 };
 
-// Enrolls the pod in its own capture (pins under cluster.bpf_pin_root("sc" + <pod index>...),
-// removed by the cluster's down()), starts the sidecar ztunnel (process "<ns>.<pod>.ztunnel") and
+// Enrolls the pod in the node's sidecar capture (pins under sidecar_pin_root(), removed by the
+// cluster's down()), starts the sidecar ztunnel (process "<ns>.<pod>.ztunnel") and
 // waits until it is ready (readiness inside the pod's netns). Fails naming the step, with the
 // end of the sidecar's log.
 Result<StartedProxy> start_sidecar_ztunnel(sim::Cluster& cluster, const SidecarOptions& options);
+
+// The pin root of the sidecar capture of the pod's node (cluster.bpf_pin_root("sc<node
+// index>")), shared by the node's sidecar pods, e.g. to read its counters with
+// bpf::CaptureMaps::open(...)->counters(). Empty for a pod the cluster does not have.
+std::filesystem::path sidecar_pin_root(const sim::Cluster& cluster, const std::string& pod);
 
 }  // namespace zt::bench::mesh

@@ -54,6 +54,55 @@ TEST(Config, DefaultsMatchTheConstants) {
   EXPECT_EQ(c->inpod_uds, "/var/run/ztunnel/ztunnel.sock");
   EXPECT_EQ(c->bpf_pin_root, "/sys/fs/bpf/ambient-mesh");
   EXPECT_EQ(c->inpod_mark, 1337u);
+  EXPECT_FALSE(c->sidecar_capture);
+}
+
+TEST(Config, SidecarCaptureIsADedicatedModeSwitch) {
+  auto bare = parse({"--sidecar-capture", "--bpf-pin-root", "/sys/fs/bpf/sc-1"});
+  ASSERT_TRUE(bare) << bare.error().message;
+  EXPECT_EQ(bare->proxy_mode, ProxyMode::kDedicated);
+  EXPECT_TRUE(bare->sidecar_capture);
+  EXPECT_EQ(bare->bpf_pin_root, "/sys/fs/bpf/sc-1");
+
+  auto env = parse({}, Env{{"PROXY_MODE", "dedicated"},
+                           {"SIDECAR_CAPTURE", "true"},
+                           {"PROXY_WORKLOAD_INFO", "sidecar/client/default"},
+                           {"INPOD_MARK", "4096"}});
+  ASSERT_TRUE(env) << env.error().message;
+  EXPECT_TRUE(env->sidecar_capture);
+  EXPECT_EQ(env->inpod_mark, 4096u);
+
+  auto off = parse({"--sidecar-capture=false"},
+                   Env{{"PROXY_WORKLOAD_INFO", "a/b/c"}, {"SIDECAR_CAPTURE", "true"}});
+  ASSERT_TRUE(off) << off.error().message;
+  EXPECT_FALSE(off->sidecar_capture);
+
+  // Still a dedicated proxy: it needs its workload.
+  auto no_workload = parse({"--sidecar-capture"}, Env{});
+  ASSERT_FALSE(no_workload);
+  EXPECT_NE(no_workload.error().message.find("PROXY_WORKLOAD_INFO"), std::string::npos);
+}
+
+TEST(Config, SidecarCaptureIsRefusedInSharedMode) {
+  auto c = parse({}, Env{{"PROXY_MODE", "shared"},
+                         {"SIDECAR_CAPTURE", "true"},
+                         {"NODE_NAME", "n"},
+                         {"LOCAL_XDS_PATH", "/m.yaml"}});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("--sidecar-capture (SIDECAR_CAPTURE)"), std::string::npos)
+      << c.error().message;
+  EXPECT_NE(c.error().message.find("dedicated"), std::string::npos) << c.error().message;
+  auto flag = parse({"--proxy-mode", "shared", "--sidecar-capture", "--node-name", "n",
+                     "--local-xds-path", "/m.yaml"},
+                    Env{});
+  ASSERT_FALSE(flag);
+  EXPECT_NE(flag.error().message.find("--sidecar-capture"), std::string::npos);
+  // Explicitly off is fine in shared mode.
+  auto off = parse({"--proxy-mode", "shared", "--sidecar-capture=false", "--node-name", "n",
+                    "--local-xds-path", "/m.yaml"},
+                   Env{});
+  ASSERT_TRUE(off) << off.error().message;
+  EXPECT_FALSE(off->sidecar_capture);
 }
 
 TEST(Config, SharedModeNeedsNodeNameAndAConfigSource) {
@@ -126,6 +175,8 @@ TEST(Config, FlagBeatsEnvBeatsDefault) {
        [](const Config& c) { return std::to_string(c.http2_connection_window); }, "16777216"},
       {"http2-frame-size", "HTTP2_FRAME_SIZE", "16384", "32768",
        [](const Config& c) { return std::to_string(c.http2_frame_size); }, "1048576"},
+      {"sidecar-capture", "SIDECAR_CAPTURE", "true", "false",
+       [](const Config& c) { return std::string(c.sidecar_capture ? "true" : "false"); }, "false"},
       {"inpod-uds", "INPOD_UDS", "/env.sock", "/flag.sock",
        [](const Config& c) { return c.inpod_uds; }, "/var/run/ztunnel/ztunnel.sock"},
       {"bpf-pin-root", "BPF_PIN_ROOT", "/sys/fs/bpf/env", "/sys/fs/bpf/flag",
@@ -251,6 +302,8 @@ TEST(Config, HelpDocumentsEveryOptionAndVariable) {
                         "PROXY_WORKLOAD_INFO",
                         "--node-name",
                         "NODE_NAME",
+                        "--sidecar-capture",
+                        "SIDECAR_CAPTURE",
                         "--trust-domain",
                         "TRUST_DOMAIN",
                         "--cluster-id",
@@ -336,6 +389,7 @@ TEST(Config, EveryErrorNamesItsFlag) {
        kBaseEnv,
        {"shared mode", "--xds-address (XDS_ADDRESS)", "--local-xds-path (LOCAL_XDS_PATH)"}},
       {{"--inpod-mark", "0"}, kBaseEnv, {"--inpod-mark (INPOD_MARK)", "out of range"}},
+      {{}, with({{"SIDECAR_CAPTURE", "yes"}}), {"--sidecar-capture (SIDECAR_CAPTURE)", "\"yes\""}},
       {{"--inpod-uds="}, kBaseEnv, {"--inpod-uds (INPOD_UDS)", "must not be empty"}},
       {{},
        with({{"PROXY_MODE", "sidecar"}}),

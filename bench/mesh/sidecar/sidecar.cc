@@ -1,0 +1,187 @@
+// start_sidecar_ztunnel: our sidecar mode. The pod gets a capture of its own (programs and maps
+// under a private pin root), enrolled the way the node agent enrolls an ambient pod, and a
+// dedicated ztunnel with --sidecar-capture in the pod's netns (sibling cgroup, so its own
+// connections are never captured) serves it through that capture.
+#include "bench/mesh/sidecar/sidecar.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include "bpf/loader/capture.h"
+#include "common/base/log.h"
+#include "common/base/unique_fd.h"
+#include "common/net/address.h"
+#include "common/netns/netns.h"
+#include "sim/cluster.h"
+
+namespace zt::bench::mesh {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+constexpr uint16_t kReadinessPort = 15021;
+
+// GET http://127.0.0.1:<port><path> from inside `ns` (this process's cgroup: no capture);
+// true on a 200 answer.
+bool http_ok_in(const netns::Netns& ns, uint16_t port, const char* path) {
+  auto sock = ns.socket(AF_INET, SOCK_STREAM);
+  if (!sock) return false;
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(sock->get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 &&
+      errno != EINPROGRESS) {
+    return false;
+  }
+  pollfd p{sock->get(), POLLOUT, 0};
+  if (::poll(&p, 1, 500) != 1) return false;
+  int err = 0;
+  socklen_t len = sizeof(err);
+  ::getsockopt(sock->get(), SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err != 0) return false;
+  auto req = fmt::format("GET {} HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
+  if (::send(sock->get(), req.data(), req.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(req.size())) {
+    return false;
+  }
+  std::string answer;
+  char buf[512];
+  auto deadline = std::chrono::steady_clock::now() + 1s;
+  while (answer.size() < 12 && std::chrono::steady_clock::now() < deadline) {
+    pollfd in{sock->get(), POLLIN, 0};
+    if (::poll(&in, 1, 200) != 1) continue;
+    ssize_t n = ::recv(sock->get(), buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    answer.append(buf, static_cast<size_t>(n));
+  }
+  return answer.rfind("HTTP/1.", 0) == 0 && answer.size() >= 12 && answer.substr(9, 3) == "200";
+}
+
+// The last lines of a process's log, for error messages.
+std::string log_tail(const fs::path& log, size_t lines = 15) {
+  std::ifstream in(log);
+  if (!in) return "";
+  std::vector<std::string> all;
+  for (std::string line; std::getline(in, line);) all.push_back(std::move(line));
+  std::string out;
+  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i) {
+    out += "\n  " + all[i];
+  }
+  return out.empty() ? "" : fmt::format("\nlast lines of {}:{}", log.string(), out);
+}
+
+// Enrolls the pod in a capture of its own under `pin_root`; the CaptureProgram object is not
+// kept: the pinned links and maps stay until the cluster's down() removes the pins.
+Status enroll_pod(sim::Cluster& cluster, const sim::PodPlan& pod, const sim::NodePlan& node,
+                  const std::string& pin_root) {
+  std::error_code ec;
+  fs::create_directories(pin_root, ec);  // on bpffs; load() names the problem if it is not
+  auto capture = bpf::CaptureProgram::load(pin_root);
+  if (!capture) return tl::unexpected(wrap(capture.error(), "loading the capture"));
+  auto ns = cluster.pod_netns(pod.key());
+  if (!ns) return tl::unexpected(wrap(ns.error(), "opening the pod's netns"));
+  auto cgroup = cluster.pod_cgroup(pod.key());
+  UniqueFd cgroup_fd(::open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!cgroup_fd) {
+    return fail(std::error_code(errno, std::system_category()),
+                fmt::format("opening cgroup {}", cgroup.string()));
+  }
+  bpf::PodNetwork net;
+  auto pod_ip = net::parse_ip(pod.ip);
+  if (!pod_ip) return tl::unexpected(wrap(pod_ip.error(), "pod IP"));
+  net.ips.push_back(*pod_ip);
+  // Connections from the node (kubelet-style probes) reach the app as in ambient.
+  if (auto node_ip = net::parse_ip(node.ip)) net.probe_sources.push_back(*node_ip);
+  if (auto st = (*capture)->enroll(pod.uid, cgroup_fd.get(), ns->fd(), net); !st) {
+    return tl::unexpected(wrap(st.error(), "enrolling the pod"));
+  }
+  // Delivery with the client's source IP (bpf/README.md): fwmark 0x53a routed to the local
+  // stack. Without it ztunnel falls back to the pod's own IP as source, so it is not fatal.
+  if (auto st = netns::configure_delivery_routing(*ns); !st) {
+    ZT_LOG_WARN(
+        "component=meshbench msg=\"pod {}: no delivery routing, the app will see the pod's own "
+        "IP as source\" error=\"{}\"",
+        pod.key(), st.error().describe());
+  }
+  return {};
+}
+
+}  // namespace
+
+std::filesystem::path sidecar_pin_root(const sim::Cluster& cluster, const std::string& pod) {
+  const auto* p = cluster.plan().find_pod(pod);
+  if (!p) return {};
+  const auto* node = cluster.plan().find_node(p->node);
+  if (!node) return {};
+  // One sidecar capture per node, apart from the node agent's: the maps are keyed by netns
+  // cookie and pod IP, so every sidecar pod of the node shares them (a private set per pod
+  // would cost ~11 MB of map memory each, mostly the origins LRU), while each pod's own
+  // programs and listeners point at its own proxy.
+  return cluster.bpf_pin_root(fmt::format("sc{}", node->index));
+}
+
+Result<StartedProxy> start_sidecar_ztunnel(sim::Cluster& cluster, const SidecarOptions& options) {
+  const auto* pod = cluster.plan().find_pod(options.pod);
+  if (!pod) return failf("sidecar ztunnel: no pod {} in the simulated cluster", options.pod);
+  const auto* node = cluster.plan().find_node(pod->node);
+  if (!node) return failf("sidecar ztunnel {}: no node {}", options.pod, pod->node);
+  auto pin_root = sidecar_pin_root(cluster, options.pod).string();
+  auto name = pod->namespace_ + "." + pod->name + ".ztunnel";
+  auto step = [&](std::string_view what, const Error& e) {
+    return tl::unexpected(wrap(e, fmt::format("sidecar ztunnel {}: {}", options.pod, what)));
+  };
+
+  if (auto st = enroll_pod(cluster, *pod, *node, pin_root); !st) {
+    return step(fmt::format("capture at {}", pin_root), st.error());
+  }
+
+  std::string sa = pod->service_account.empty() ? "default" : pod->service_account;
+  auto bin = cluster.options().bin_dir / "ztunnel";
+  std::vector<std::string> argv = {bin.string(), "--ca-cert",
+                                   (options.ca_dir / "ca-cert.pem").string(), "--ca-key",
+                                   (options.ca_dir / "ca-key.pem").string()};
+  std::vector<std::string> env = {
+      "PROXY_MODE=dedicated",
+      "SIDECAR_CAPTURE=true",
+      "BPF_PIN_ROOT=" + pin_root,
+      fmt::format("PROXY_WORKLOAD_INFO={}/{}/{}", pod->namespace_, pod->name, sa),
+      "LOCAL_XDS_PATH=" + options.local_config.string(),
+      "RUST_LOG=" + options.log_level,
+  };
+  auto pid = cluster.start_in_pod(pod->key(), name, std::move(argv), std::move(env),
+                                  sim::Cluster::PodCgroup::kSidecar);
+  if (!pid) return step("start", pid.error());
+
+  auto ns = cluster.pod_netns(pod->key());
+  if (!ns) return step("opening the pod's netns", ns.error());
+  auto deadline = std::chrono::steady_clock::now() + cluster.options().ready_timeout;
+  while (!http_ok_in(*ns, kReadinessPort, "/healthz/ready")) {
+    if (!sim::process_alive(*pid)) {
+      return failf("sidecar ztunnel {}: exited during start-up{}", options.pod,
+                   log_tail(cluster.log_path(name)));
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      auto tail = log_tail(cluster.log_path(name));
+      (void)cluster.stop_named(name, SIGKILL);
+      return failf("sidecar ztunnel {}: not ready on 127.0.0.1:{} in the pod after {} ms{}",
+                   options.pod, kReadinessPort, cluster.options().ready_timeout.count(), tail);
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  return StartedProxy{.process = name, .pid = *pid, .role = "sidecar-ztunnel", .pod = pod->key()};
+}
+
+}  // namespace zt::bench::mesh
