@@ -40,4 +40,12 @@ RunOptions smoke_options();
 
 Status run_mesh_bench(const RunOptions& options);
 
+// Reads <out_dir>/results.json of an earlier run, derives the summaries and targets again from
+// its raw measurements and rewrites results.json, report.md and plots/ (no cluster, no root).
+Status rerender_report(const std::filesystem::path& out_dir);
+
+// Asks a running run_mesh_bench to stop at its next step (the cluster is then torn down).
+// Async-signal-safe: a SIGINT/SIGTERM handler may call it.
+void interrupt_mesh_bench();
+
 }  // namespace zt::bench::mesh

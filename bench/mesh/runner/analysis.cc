@@ -1,0 +1,534 @@
+#include "bench/mesh/runner/analysis.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "bench/mesh/runner/stats.h"
+
+namespace zt::bench::mesh {
+using Json = nlohmann::json;
+
+namespace {
+
+double num(const Json& j, const char* key, double fallback = 0) {
+  if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return fallback;
+  return j[key].get<double>();
+}
+
+Json spread_json(const std::vector<double>& v) {
+  auto s = spread_of(v);
+  return {{"median", s.median}, {"min", s.min}, {"max", s.max}};
+}
+
+Json summarize_point(const std::vector<const Json*>& runs) {
+  Json pt = Json::object();
+  std::vector<const Json*> ok;
+  Json failures = Json::array();
+  for (const Json* r : runs) {
+    if (r->value("ok", false)) {
+      ok.push_back(r);
+    } else {
+      failures.push_back(r->value("error", "failed"));
+    }
+  }
+  pt["runs"] = runs.size();
+  pt["ok_runs"] = ok.size();
+  pt["failures"] = failures;
+  if (ok.empty()) return pt;
+  std::vector<double> p99s;
+  for (const Json* r : ok) p99s.push_back(num((*r)["latency_us"], "p99"));
+  const auto kept_idx = kept_runs(p99s);
+  std::vector<const Json*> kept;
+  Json kept_repeats = Json::array();
+  for (size_t i : kept_idx) {
+    kept.push_back(ok[i]);
+    kept_repeats.push_back((*ok[i])["repeat"]);
+  }
+  pt["kept_repeats"] = kept_repeats;
+  auto collect = [&](auto&& f) {
+    std::vector<double> v;
+    for (const Json* r : kept) {
+      if (auto x = f(*r)) v.push_back(*x);
+    }
+    return v;
+  };
+  Json lat = Json::object();
+  for (const char* p : kPercentiles) {
+    lat[p] = spread_json(
+        collect([&](const Json& r) -> std::optional<double> { return num(r["latency_us"], p); }));
+  }
+  pt["latency_us"] = lat;
+  pt["completed"] =
+      median(collect([](const Json& r) -> std::optional<double> { return num(r, "completed"); }));
+  pt["achieved_rps"] = median(
+      collect([](const Json& r) -> std::optional<double> { return num(r, "achieved_rps"); }));
+  double errors = 0, late = 0;
+  for (const Json* r : kept) {
+    errors += num(*r, "errors");
+    late = std::max(late, num(*r, "late_over_1ms"));
+  }
+  pt["request_errors"] = errors;
+  pt["late_over_1ms_max"] = late;
+  const double completed = pt["completed"].get<double>();
+  pt["late_fraction"] = completed > 0 ? late / completed : 0.0;
+
+  // CPU seconds per 1,000 completed requests, over the measurement window.
+  std::map<std::string, std::vector<double>> per_proxy;
+  std::vector<double> total, machine, softirq, vcpu;
+  for (const Json* r : kept) {
+    const double completed = num(*r, "completed");
+    if (completed <= 0 || !r->contains("cpu_s")) continue;
+    double sum = 0;
+    for (const auto& [name, v] : (*r)["cpu_s"].items()) {
+      per_proxy[name].push_back(v.get<double>() / completed * 1000);
+      sum += v.get<double>();
+    }
+    total.push_back(sum / completed * 1000);
+    const double window = num(*r, "window_s");
+    if (window > 0) vcpu.push_back(sum / window);
+    if (r->contains("machine_cpu_s")) {
+      machine.push_back(num((*r)["machine_cpu_s"], "busy") / completed * 1000);
+      softirq.push_back(num((*r)["machine_cpu_s"], "softirq") / completed * 1000);
+    }
+  }
+  Json cpu = Json::object();
+  Json proxies = Json::object();
+  for (const auto& [name, v] : per_proxy) proxies[name] = median(v);
+  cpu["proxies"] = proxies;
+  if (!total.empty()) cpu["total"] = median(total);
+  if (!vcpu.empty()) cpu["proxies_vcpu"] = median(vcpu);
+  if (!machine.empty()) cpu["machine"] = median(machine);
+  if (!softirq.empty()) cpu["machine_softirq"] = median(softirq);
+  pt["cpu_per_1000"] = cpu;
+
+  Json rss = Json::object();
+  for (const Json* r : kept) {
+    const Json run_rss = r->value("rss_bytes", Json::object());
+    for (const auto& [name, v] : run_rss.items()) {
+      rss[name] = std::max(num(rss, name.c_str()), v.get<double>());
+    }
+  }
+  pt["rss_bytes_max"] = rss;
+  return pt;
+}
+
+// The scenario's summary at (rate, connections), or nullptr.
+const Json* point_of(const Json& scenario, double rate, int conns) {
+  if (!scenario.contains("points")) return nullptr;
+  for (const auto& p : scenario["points"]) {
+    if (num(p, "rate") == rate && static_cast<int>(num(p, "connections")) == conns &&
+        p.value("ok_runs", 0) > 0) {
+      return &p;
+    }
+  }
+  return nullptr;
+}
+
+const Json* scenario_named(const Json& results, const std::string& name) {
+  for (const auto& s : results["scenarios"]) {
+    if (s.value("name", "") == name) return &s;
+  }
+  return nullptr;
+}
+
+bool scenario_ok(const Json* s) { return s && s->value("status", "") == "ok"; }
+
+std::string why_missing(const Json* s, const std::string& name) {
+  if (!s) return fmt::format("scenario {} not run", name);
+  if (!scenario_ok(s)) return fmt::format("scenario {} failed: {}", name, s->value("error", ""));
+  return fmt::format("scenario {} has no measurement here", name);
+}
+
+double nearest_rate(const Json& results, double want) {
+  double best = std::numeric_limits<double>::quiet_NaN();
+  for (const auto& r : results["options"]["rates"]) {
+    double v = r.get<double>();
+    if (std::isnan(best) || std::abs(v - want) < std::abs(best - want)) best = v;
+  }
+  return best;
+}
+
+std::string rate_note(double rate) {
+  return rate == 1000 ? "" : fmt::format(" (1,000 rps not measured; nearest rate {:.0f})", rate);
+}
+
+// A caution when the no-mesh baseline could not keep its schedule at these points (more than 5 %
+// of its sends over 1 ms late): the machine was busy and latency differences are mostly noise.
+std::string noise_note(const Json* nomesh, const std::vector<std::pair<double, int>>& points) {
+  if (!nomesh) return "";
+  double worst = 0;
+  for (const auto& [rate, conns] : points) {
+    if (const Json* p = point_of(*nomesh, rate, conns))
+      worst = std::max(worst, num(*p, "late_fraction"));
+  }
+  if (worst <= 0.05) return "";
+  return fmt::format(
+      "; caution: no mesh itself sent {:.0f} % of its requests more than 1 ms late "
+      "at these points (a busy machine), so these latency differences are mostly "
+      "noise",
+      worst * 100);
+}
+
+Json target(const std::string& name, const std::string& goal, const std::string& achieved,
+            std::optional<bool> met, const std::string& detail) {
+  return {{"name", name},
+          {"target", goal},
+          {"achieved", achieved},
+          {"met", met ? Json(*met) : Json(nullptr)},
+          {"detail", detail}};
+}
+
+double mb(double bytes) { return bytes / (1024.0 * 1024.0); }
+
+// The memory curve's growth per pod between its first and last point, bytes.
+std::optional<double> per_pod_slope(const Json& points) {
+  if (!points.is_array() || points.size() < 2) return std::nullopt;
+  const auto& a = points.front();
+  const auto& b = points.back();
+  const double dp = num(b, "pods") - num(a, "pods");
+  if (dp <= 0) return std::nullopt;
+  return (num(b, "rss_bytes") - num(a, "rss_bytes")) / dp;
+}
+
+Json compute_targets(const Json& results) {
+  Json out = Json::array();
+  const Json* ambient = scenario_named(results, "ambient");
+  const Json* haproxy = scenario_named(results, "haproxy");
+  const Json* sidecar = scenario_named(results, "sidecar");
+  const Json* wp = scenario_named(results, "ambient-waypoint");
+  const Json* nomesh = scenario_named(results, "no-mesh");
+  const double r1000 = nearest_rate(results, 1000);
+  std::vector<int> conns;
+  for (const auto& c : results["options"]["connections"]) conns.push_back(c.get<int>());
+  std::vector<double> rates;
+  for (const auto& r : results["options"]["rates"]) rates.push_back(r.get<double>());
+
+  // 1. ambient L4 CPU per 1,000 requests, both ztunnels.
+  {
+    double worst = -1;
+    std::string where;
+    for (int c : conns) {
+      const Json* p = scenario_ok(ambient) ? point_of(*ambient, r1000, c) : nullptr;
+      if (!p || !p->contains("cpu_per_1000") || !(*p)["cpu_per_1000"].contains("total")) continue;
+      double v = (*p)["cpu_per_1000"]["total"].get<double>();
+      if (v > worst) {
+        worst = v;
+        where = fmt::format("{:.0f} rps x {} conn", r1000, c);
+      }
+    }
+    if (worst < 0) {
+      out.push_back(target("ambient L4 CPU per 1,000 requests (both ztunnels)", "<= 0.10 vCPU-s",
+                           "not measured", std::nullopt, why_missing(ambient, "ambient")));
+    } else {
+      out.push_back(target("ambient L4 CPU per 1,000 requests (both ztunnels)", "<= 0.10 vCPU-s",
+                           fmt::format("{:.3f} vCPU-s", worst), worst <= 0.10,
+                           "worst over connection counts, at " + where + rate_note(r1000)));
+    }
+  }
+  // 2. ambient CPU <= half of HAProxy's, at every point.
+  {
+    double worst = -1;
+    std::string where;
+    int n = 0;
+    for (double r : rates) {
+      for (int c : conns) {
+        const Json* a = scenario_ok(ambient) ? point_of(*ambient, r, c) : nullptr;
+        const Json* h = scenario_ok(haproxy) ? point_of(*haproxy, r, c) : nullptr;
+        if (!a || !h) continue;
+        const double av = num((*a)["cpu_per_1000"], "total", -1);
+        const double hv = num((*h)["cpu_per_1000"], "total", -1);
+        if (av < 0 || hv <= 0) continue;
+        ++n;
+        if (av / hv > worst) {
+          worst = av / hv;
+          where = fmt::format("{:.0f} rps x {} conn: {:.3f} vs {:.3f}", r, c, av, hv);
+        }
+      }
+    }
+    if (n == 0) {
+      out.push_back(target("ambient L4 CPU vs HAProxy sidecars", "<= 0.50 x HAProxy",
+                           "not measured", std::nullopt,
+                           scenario_ok(ambient) ? why_missing(haproxy, "haproxy")
+                                                : why_missing(ambient, "ambient")));
+    } else {
+      out.push_back(target("ambient L4 CPU vs HAProxy sidecars", "<= 0.50 x HAProxy",
+                           fmt::format("{:.2f} x", worst), worst <= 0.5,
+                           fmt::format("worst of {} points, {}", n, where)));
+    }
+  }
+  // 3./4. ambient added latency below the sidecar mode and HAProxy at every point (p50 and p99).
+  for (const auto& [other, other_name] :
+       {std::pair{sidecar, std::string("sidecar")}, std::pair{haproxy, std::string("haproxy")}}) {
+    int n = 0, p50_wins = 0, p99_wins = 0;
+    std::string losses;
+    for (double r : rates) {
+      for (int c : conns) {
+        const Json* a = scenario_ok(ambient) ? point_of(*ambient, r, c) : nullptr;
+        const Json* o = scenario_ok(other) ? point_of(*other, r, c) : nullptr;
+        if (!a || !o || !a->contains("added_us") || !o->contains("added_us")) continue;
+        ++n;
+        const double a50 = num((*a)["added_us"], "p50"), o50 = num((*o)["added_us"], "p50");
+        const double a99 = num((*a)["added_us"], "p99"), o99 = num((*o)["added_us"], "p99");
+        if (a50 < o50) {
+          ++p50_wins;
+        } else {
+          losses += fmt::format("; {:.0f}x{} p50 {:+.0f} vs {:+.0f} us", r, c, a50, o50);
+        }
+        if (a99 < o99) {
+          ++p99_wins;
+        } else {
+          losses += fmt::format("; {:.0f}x{} p99 {:+.0f} vs {:+.0f} us", r, c, a99, o99);
+        }
+      }
+    }
+    std::vector<std::pair<double, int>> all_points;
+    for (double r : rates) {
+      for (int c : conns) all_points.emplace_back(r, c);
+    }
+    const std::string name = "ambient added latency below " + other_name + " at every rate";
+    if (n == 0) {
+      out.push_back(target(
+          name, "every point, p50 and p99", "not measured", std::nullopt,
+          scenario_ok(ambient) ? why_missing(other, other_name) : why_missing(ambient, "ambient")));
+    } else {
+      out.push_back(target(name, "every point, p50 and p99",
+                           fmt::format("p50 {}/{}, p99 {}/{} points", p50_wins, n, p99_wins, n),
+                           p50_wins == n && p99_wins == n,
+                           (losses.empty() ? "below at every point" : "not below" + losses) +
+                               noise_note(nomesh, all_points)));
+    }
+  }
+  // 5. p99 added <= 0.2 ms at 1,000 rps.
+  {
+    double worst = std::numeric_limits<double>::lowest();
+    std::string where;
+    for (int c : conns) {
+      const Json* a = scenario_ok(ambient) ? point_of(*ambient, r1000, c) : nullptr;
+      if (!a || !a->contains("added_us")) continue;
+      const double v = num((*a)["added_us"], "p99");
+      if (v > worst) {
+        worst = v;
+        where = fmt::format("{:.0f} rps x {} conn", r1000, c);
+      }
+    }
+    if (where.empty()) {
+      out.push_back(target(
+          "ambient p99 added at 1,000 rps", "<= 200 us", "not measured", std::nullopt,
+          scenario_ok(nomesh) ? why_missing(ambient, "ambient") : why_missing(nomesh, "no-mesh")));
+    } else {
+      std::vector<std::pair<double, int>> pts;
+      for (int c : conns) pts.emplace_back(r1000, c);
+      out.push_back(target("ambient p99 added at 1,000 rps", "<= 200 us",
+                           fmt::format("{:+.0f} us", worst), worst <= 200,
+                           "worst over connection counts, at " + where + rate_note(r1000) +
+                               noise_note(nomesh, pts)));
+    }
+  }
+  // 6. node-0 ztunnel RSS at 1,000 rps serving 10 pods.
+  {
+    double worst = -1;
+    for (int c : conns) {
+      const Json* a = scenario_ok(ambient) ? point_of(*ambient, r1000, c) : nullptr;
+      if (!a) continue;
+      worst = std::max(worst, num((*a)["rss_bytes_max"], "node-0.ztunnel", -1));
+    }
+    const int pods = results.value("node0_pods_served_during_load", -1);
+    if (worst < 0) {
+      out.push_back(target("ztunnel RSS at 1,000 rps serving 10 pods", "<= 12 MB", "not measured",
+                           std::nullopt, why_missing(ambient, "ambient")));
+    } else {
+      out.push_back(target(
+          "ztunnel RSS at 1,000 rps serving 10 pods", "<= 12 MB",
+          fmt::format("{:.1f} MiB", mb(worst)), worst <= 12.0 * 1024 * 1024,
+          fmt::format("node-0's ztunnel, largest VmRSS after the {:.0f} rps runs, serving {} "
+                      "pods{}",
+                      r1000, pods, rate_note(r1000))));
+    }
+  }
+  // 7. flat memory vs pods while the sidecar's grows.
+  {
+    const Json& curves = results["memory_vs_pods"];
+    auto a = per_pod_slope(curves["ambient"]["points"]);
+    auto s = per_pod_slope(curves["sidecar"]["points"]);
+    const std::string name = "ztunnel memory flat from 1 to N pods (sidecars grow per pod)";
+    const std::string goal = "ambient growth per pod <= 10 % of the sidecar's";
+    if (!a || !s) {
+      std::string why;
+      for (const char* k : {"ambient", "sidecar"}) {
+        if (!curves[k]["error"].is_null()) {
+          why += fmt::format("{} curve failed: {}; ", k, curves[k]["error"].get<std::string>());
+        }
+      }
+      out.push_back(target(name, goal, "not measured", std::nullopt,
+                           why.empty() ? "fewer than two pod counts" : why));
+    } else {
+      const auto& ap = curves["ambient"]["points"];
+      const auto& sp = curves["sidecar"]["points"];
+      out.push_back(target(
+          name, goal,
+          fmt::format("ambient {:+.0f} KiB/pod, sidecar {:+.0f} KiB/pod", *a / 1024, *s / 1024),
+          *s > 0 && *a <= 0.1 * *s,
+          fmt::format(
+              "ztunnel {:.1f} -> {:.1f} MiB for {} -> {} pods; sidecars {:.1f} -> {:.1f} MiB",
+              mb(num(ap.front(), "rss_bytes")), mb(num(ap.back(), "rss_bytes")),
+              num(ap.front(), "pods"), num(ap.back(), "pods"), mb(num(sp.front(), "rss_bytes")),
+              mb(num(sp.back(), "rss_bytes")))));
+    }
+  }
+  // 8. single-stream throughput.
+  {
+    const bool have = scenario_ok(ambient) && scenario_ok(nomesh) &&
+                      (*ambient)["throughput"].contains("ratio_vs_no_mesh");
+    if (!have) {
+      std::string why = !scenario_ok(ambient)  ? why_missing(ambient, "ambient")
+                        : !scenario_ok(nomesh) ? why_missing(nomesh, "no-mesh")
+                                               : "";
+      for (const Json* s : {ambient, nomesh}) {
+        if (s && s->contains("throughput") && (*s)["throughput"].contains("error")) {
+          why += fmt::format("{}: {}; ", s->value("name", ""),
+                             (*s)["throughput"]["error"].get<std::string>());
+        }
+      }
+      out.push_back(target("single-stream throughput, ambient vs no mesh", ">= 50 %",
+                           "not measured", std::nullopt, why));
+    } else {
+      const double ratio = (*ambient)["throughput"]["ratio_vs_no_mesh"].get<double>();
+      out.push_back(target("single-stream throughput, ambient vs no mesh", ">= 50 %",
+                           fmt::format("{:.0f} %", ratio * 100), ratio >= 0.5,
+                           fmt::format("{:.2f} vs {:.2f} Gbit/s (iperf3, one stream)",
+                                       num((*ambient)["throughput"], "gbit_per_s"),
+                                       num((*nomesh)["throughput"], "gbit_per_s"))));
+    }
+  }
+  // 9./10. the waypoint (ambient-waypoint's).
+  {
+    std::string proc;
+    if (scenario_ok(wp)) {
+      for (const auto& p : (*wp)["proxies"]) {
+        if (p.value("role", "") == "waypoint") proc = p.value("process", "");
+      }
+    }
+    double cpu_worst = -1, rss_worst = -1;
+    std::string where;
+    for (int c : conns) {
+      const Json* p = proc.empty() ? nullptr : point_of(*wp, r1000, c);
+      if (!p) continue;
+      const double v = num((*p)["cpu_per_1000"]["proxies"], proc.c_str(), -1);
+      if (v > cpu_worst) {
+        cpu_worst = v;
+        where = fmt::format("{:.0f} rps x {} conn", r1000, c);
+      }
+    }
+    if (!proc.empty()) {
+      for (const auto& pt : (*wp)["points"]) {
+        if (pt.contains("rss_bytes_max")) {
+          rss_worst = std::max(rss_worst, num(pt["rss_bytes_max"], proc.c_str(), -1));
+        }
+      }
+    }
+    if (cpu_worst < 0) {
+      out.push_back(target("waypoint CPU per 1,000 requests", "<= 0.15 vCPU-s", "not measured",
+                           std::nullopt, why_missing(wp, "ambient-waypoint")));
+    } else {
+      out.push_back(target("waypoint CPU per 1,000 requests", "<= 0.15 vCPU-s",
+                           fmt::format("{:.3f} vCPU-s", cpu_worst), cpu_worst <= 0.15,
+                           "ambient-waypoint's waypoint, worst over connection counts, at " +
+                               where + rate_note(r1000)));
+    }
+    if (rss_worst < 0) {
+      out.push_back(target("waypoint RSS", "<= 30 MB", "not measured", std::nullopt,
+                           why_missing(wp, "ambient-waypoint")));
+    } else {
+      out.push_back(target("waypoint RSS", "<= 30 MB", fmt::format("{:.1f} MiB", mb(rss_worst)),
+                           rss_worst <= 30.0 * 1024 * 1024,
+                           "ambient-waypoint's waypoint, largest VmRSS after any load run"));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void analyze(Json& results) {
+  std::vector<double> rates;
+  for (const auto& r : results["options"]["rates"]) rates.push_back(r.get<double>());
+  std::vector<int> conns;
+  for (const auto& c : results["options"]["connections"]) conns.push_back(c.get<int>());
+  for (auto& s : results["scenarios"]) {
+    Json points = Json::array();
+    for (double r : rates) {
+      for (int c : conns) {
+        std::vector<const Json*> runs;
+        for (const auto& run : s["runs"]) {
+          if (num(run, "rate") == r && static_cast<int>(num(run, "connections")) == c) {
+            runs.push_back(&run);
+          }
+        }
+        if (runs.empty()) continue;
+        Json pt = summarize_point(runs);
+        pt["rate"] = r;
+        pt["connections"] = c;
+        points.push_back(std::move(pt));
+      }
+    }
+    s["points"] = std::move(points);
+  }
+  // Added latency: same percentile, medians of the kept repeats, minus no mesh at the point.
+  const Json* base = nullptr;
+  for (const auto& s : results["scenarios"]) {
+    if (s.value("name", "") == "no-mesh") base = &s;
+  }
+  for (auto& s : results["scenarios"]) {
+    if (!base || &s == base) continue;
+    for (auto& pt : s["points"]) {
+      if (pt.value("ok_runs", 0) == 0) continue;
+      const Json* b = point_of(*base, num(pt, "rate"), static_cast<int>(num(pt, "connections")));
+      if (!b) continue;
+      Json added = Json::object();
+      for (const char* p : kPercentiles) {
+        added[p] = pt["latency_us"][p]["median"].get<double>() -
+                   (*b)["latency_us"][p]["median"].get<double>();
+      }
+      pt["added_us"] = added;
+    }
+    for (const char* key : {"throughput", "conn_rate"}) {
+      const char* field = std::string(key) == "throughput" ? "gbit_per_s" : "achieved_rps";
+      if (!s[key].is_object() || !(*base)[key].is_object()) continue;
+      const double mine = num(s[key], field, -1), theirs = num((*base)[key], field, -1);
+      if (mine >= 0 && theirs > 0) s[key]["ratio_vs_no_mesh"] = mine / theirs;
+    }
+  }
+  auto& curves = results["memory_vs_pods"];
+  for (const char* k : {"ambient", "sidecar"}) {
+    if (!curves.contains(k)) continue;
+    if (auto slope = per_pod_slope(curves[k]["points"])) curves[k]["bytes_per_pod"] = *slope;
+  }
+  results["targets"] = compute_targets(results);
+}
+
+std::string targets_table_text(const Json& results) {
+  std::string out = "Targets (issue 7), from this run:\n";
+  size_t w = 6, wa = 8, wg = 4;
+  for (const auto& t : results["targets"]) {
+    w = std::max(w, t["name"].get<std::string>().size());
+    wa = std::max(wa, t["achieved"].get<std::string>().size());
+    wg = std::max(wg, t["target"].get<std::string>().size());
+  }
+  out += fmt::format("  {:<{}}  {:<{}}  {:<{}}  {}\n", "target", w, "achieved", wa, "target", wg,
+                     "met");
+  for (const auto& t : results["targets"]) {
+    const std::string met = t["met"].is_null() ? "n/a" : (t["met"].get<bool>() ? "yes" : "NO");
+    out +=
+        fmt::format("  {:<{}}  {:<{}}  {:<{}}  {}\n", t["name"].get<std::string>(), w,
+                    t["achieved"].get<std::string>(), wa, t["target"].get<std::string>(), wg, met);
+  }
+  return out;
+}
+
+}  // namespace zt::bench::mesh

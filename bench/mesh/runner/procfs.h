@@ -1,0 +1,61 @@
+// What mesh_bench reads from /proc and cgroupfs: a process's CPU time and resident memory, the
+// machine's CPU time (/proc/stat, softirq included), a cgroup's memory.current, and the facts
+// about the machine the report states (CPU model, cores, kernel, Debian version, tool versions).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace zt::bench::mesh {
+
+// utime + stime of a whole process (every thread), seconds; nullopt when it is gone.
+std::optional<double> process_cpu_seconds(pid_t pid);
+// VmRSS of a process, bytes; nullopt when it is gone.
+std::optional<uint64_t> process_rss_bytes(pid_t pid);
+// memory.current of a cgroup v2 directory, bytes; nullopt when absent (no memory controller).
+std::optional<uint64_t> cgroup_memory_bytes(const std::filesystem::path& cgroup);
+
+// A cgroup's memory: memory.current when the memory controller is enabled on the cgroup v2
+// hierarchy, otherwise (hybrid hosts, where memory is a v1 controller) the sum of VmRSS of the
+// processes in its cgroup.procs. nullopt when the cgroup does not exist.
+struct CgroupMemory {
+  uint64_t bytes = 0;
+  std::string source;  // "memory.current" or "sum of VmRSS of cgroup.procs"
+};
+std::optional<CgroupMemory> cgroup_memory(const std::filesystem::path& cgroup);
+
+// The machine's CPU time from the "cpu" line of /proc/stat, seconds summed over all CPUs.
+struct MachineCpu {
+  double busy = 0;     // everything but idle and iowait: user nice system irq softirq steal
+  double softirq = 0;  // softirq alone (the packet path of every veth and the bridge)
+  double total = 0;    // busy + idle + iowait
+};
+std::optional<MachineCpu> machine_cpu();
+
+struct MachineInfo {
+  std::string cpu_model;
+  int cores = 0;
+  std::string kernel;          // uname -sr
+  std::string debian_version;  // /etc/debian_version
+  std::string os_pretty_name;  // PRETTY_NAME of /etc/os-release
+  uint64_t memory_total_bytes = 0;
+  std::string hostname;
+};
+MachineInfo machine_info();
+
+// "0.52 0.61 0.70" from /proc/loadavg.
+std::string load_average();
+// The first line of `argv`'s output (stdout, else stderr), or "not installed" when it cannot run.
+std::string tool_version(const std::vector<std::string>& argv);
+// True when `name` is an executable in PATH.
+bool in_path(const std::string& name);
+std::string utc_now();    // 2026-11-26T08:30:00Z
+std::string utc_stamp();  // 20261126-083000 (directory names)
+std::string read_text_file(const std::filesystem::path& path);
+
+}  // namespace zt::bench::mesh

@@ -1,0 +1,52 @@
+#include "bench/mesh/runner/sampler.h"
+
+namespace zt::bench::mesh {
+
+CpuSnapshot take_cpu_snapshot(const std::vector<std::pair<std::string, pid_t>>& processes) {
+  CpuSnapshot s;
+  s.at = std::chrono::steady_clock::now();
+  s.machine = machine_cpu();
+  for (const auto& [name, pid] : processes) s.process_s[name] = process_cpu_seconds(pid);
+  return s;
+}
+
+WindowSampler::WindowSampler(std::vector<std::pair<std::string, pid_t>> processes,
+                             std::chrono::steady_clock::time_point start,
+                             std::chrono::milliseconds warmup, std::chrono::milliseconds duration)
+    : processes_(std::move(processes)) {
+  thread_ = std::thread([this, b = start + warmup, e = start + warmup + duration] { run(b, e); });
+}
+
+WindowSampler::~WindowSampler() { finish(); }
+
+void WindowSampler::finish() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void WindowSampler::run(std::chrono::steady_clock::time_point begin,
+                        std::chrono::steady_clock::time_point end) {
+  std::unique_lock lock(mu_);
+  if (cv_.wait_until(lock, begin, [this] { return stop_; })) return;
+  lock.unlock();
+  auto first = take_cpu_snapshot(processes_);
+  lock.lock();
+  begin_ = std::move(first);
+  if (cv_.wait_until(lock, end, [this] { return stop_; })) return;
+  lock.unlock();
+  auto last = take_cpu_snapshot(processes_);
+  lock.lock();
+  end_ = std::move(last);
+}
+
+std::optional<std::pair<CpuSnapshot, CpuSnapshot>> WindowSampler::window() const {
+  std::lock_guard lock(mu_);
+  if (!begin_ || !end_) return std::nullopt;
+  return std::make_pair(*begin_, *end_);
+}
+
+}  // namespace zt::bench::mesh

@@ -1,0 +1,56 @@
+// CPU sampling over a load run's measurement window: a thread that reads the proxies' CPU time
+// and the machine's (/proc/stat) when the warm-up ends and again when the window ends, timed from
+// the moment the load generator was started. The load generator runs to completion on the
+// calling thread meanwhile (sim::Cluster::exec_in_pod), so the thread only reads /proc.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "bench/mesh/runner/procfs.h"
+
+namespace zt::bench::mesh {
+
+struct CpuSnapshot {
+  std::chrono::steady_clock::time_point at;
+  std::map<std::string, std::optional<double>> process_s;  // by process name
+  std::optional<MachineCpu> machine;
+};
+
+CpuSnapshot take_cpu_snapshot(const std::vector<std::pair<std::string, pid_t>>& processes);
+
+class WindowSampler {
+ public:
+  WindowSampler(std::vector<std::pair<std::string, pid_t>> processes,
+                std::chrono::steady_clock::time_point start, std::chrono::milliseconds warmup,
+                std::chrono::milliseconds duration);
+  ~WindowSampler();
+  WindowSampler(const WindowSampler&) = delete;
+  WindowSampler& operator=(const WindowSampler&) = delete;
+
+  // Stops waiting (the load ended early) and joins the thread.
+  void finish();
+  // Both snapshots, when the window was sampled completely.
+  std::optional<std::pair<CpuSnapshot, CpuSnapshot>> window() const;
+
+ private:
+  void run(std::chrono::steady_clock::time_point begin, std::chrono::steady_clock::time_point end);
+
+  std::vector<std::pair<std::string, pid_t>> processes_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::optional<CpuSnapshot> begin_, end_;
+  std::thread thread_;
+};
+
+}  // namespace zt::bench::mesh
