@@ -167,6 +167,10 @@ Status AppImpl::init() {
 
   proxy::Settings settings;
   settings.path_normalization.mode = config_.path_normalization;
+  settings.limits.request_headers_timeout = config_.request_headers_timeout;
+  settings.limits.stream_idle_timeout = config_.stream_idle_timeout;
+  settings.limits.idle_timeout = config_.idle_timeout;
+  settings.limits.max_connection_body_bytes = config_.max_connection_body_bytes;
   ctx_ = std::unique_ptr<proxy::WaypointContext>(
       new proxy::WaypointContext{self_, settings, store_, *certs_, config_store_, metrics_});
   tcp::endpoint at = config_.hbone_address;

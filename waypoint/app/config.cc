@@ -50,6 +50,43 @@ Status set_path(std::optional<std::string>& out, std::string_view v) {
   return {};
 }
 
+// A timeout: a duration (500ms, 10s, 5m, 1h), or 0 (0s) to disable it.
+Status set_timeout(std::chrono::milliseconds& out, std::string_view v) {
+  if (v == "0" || v == "0s" || v == "0ms" || v == "0m" || v == "0h") {
+    out = std::chrono::milliseconds(0);
+    return {};
+  }
+  auto d = zt::config::parse_duration(v);
+  if (!d) return tl::unexpected(d.error());
+  out = *d;
+  return {};
+}
+
+// A positive size in bytes: digits, optionally followed by Ki, Mi or Gi (Kubernetes quantities).
+Result<size_t> parse_bytes(std::string_view v) {
+  size_t digits = 0;
+  while (digits < v.size() && v[digits] >= '0' && v[digits] <= '9') ++digits;
+  const std::string_view unit = v.substr(digits);
+  uint64_t scale = 0;
+  if (unit.empty()) {
+    scale = 1;
+  } else if (unit == "Ki") {
+    scale = uint64_t{1} << 10;
+  } else if (unit == "Mi") {
+    scale = uint64_t{1} << 20;
+  } else if (unit == "Gi") {
+    scale = uint64_t{1} << 30;
+  }
+  if (digits == 0 || digits > 12 || scale == 0) {
+    return failf("{} is not a size (bytes, or a number with Ki, Mi or Gi)", net::quote(v));
+  }
+  uint64_t n = 0;
+  for (size_t i = 0; i < digits; ++i) n = n * 10 + static_cast<uint64_t>(v[i] - '0');
+  if (n == 0) return failf("{} is not a positive size", net::quote(v));
+  if (n > (uint64_t{1} << 40) / scale) return failf("{} is too large (at most 1Ti)", net::quote(v));
+  return static_cast<size_t>(n * scale);
+}
+
 const std::vector<Option>& options() {
   static const std::vector<Option> kOptions = {
       {"name", "WAYPOINT_NAME", "NAME", "required", "The Gateway's name.",
@@ -212,6 +249,30 @@ const std::vector<Option>& options() {
          auto d = zt::config::parse_duration(v);
          if (!d) return tl::unexpected(d.error());
          c.connection_termination_deadline = *d;
+         return {};
+       }},
+      {"request-headers-timeout", "WAYPOINT_REQUEST_HEADERS_TIMEOUT", "DURATION", "10s",
+       "Longest time from the first byte of a request head to its end (Envoy's "
+       "request_headers_timeout): HTTP/1.1 answers 408 and closes, HTTP/2 answers 408 on the "
+       "stream. 0 disables it.",
+       [](Config& c, std::string_view v) { return set_timeout(c.request_headers_timeout, v); }},
+      {"stream-idle-timeout", "WAYPOINT_STREAM_IDLE_TIMEOUT", "DURATION", "5m",
+       "A request that makes no progress (no byte of its head or body) for this long is answered "
+       "408 (HTTP/1.1 then closes); a response the peer takes nothing of for this long is cut "
+       "(HTTP/2: RST_STREAM). Envoy's stream_idle_timeout; 0 disables it.",
+       [](Config& c, std::string_view v) { return set_timeout(c.stream_idle_timeout, v); }},
+      {"idle-timeout", "WAYPOINT_IDLE_TIMEOUT", "DURATION", "1h",
+       "A downstream connection without any request in progress for this long is closed "
+       "(HTTP/2: GOAWAY first). Envoy's idle_timeout; 0 disables it.",
+       [](Config& c, std::string_view v) { return set_timeout(c.idle_timeout, v); }},
+      {"max-connection-body-bytes", "WAYPOINT_MAX_CONNECTION_BODY_BYTES", "SIZE", "32Mi",
+       "HTTP/2: request body bytes one connection may have buffered at once, all its streams "
+       "together (each request body is at most 8Mi); the stream that would pass it is reset "
+       "with REFUSED_STREAM. Bytes, or a number with Ki, Mi or Gi.",
+       [](Config& c, std::string_view v) -> Status {
+         auto n = parse_bytes(v);
+         if (!n) return tl::unexpected(n.error());
+         c.max_connection_body_bytes = *n;
          return {};
        }},
   };

@@ -51,6 +51,12 @@ struct Config {
   authz::PathNormalization path_normalization = authz::PathNormalization::kBase;
   std::chrono::milliseconds connection_termination_deadline{5'000};
 
+  // What one downstream peer may hold (waypoint/message Limits; zero disables a timeout).
+  std::chrono::milliseconds request_headers_timeout{10'000};  // first byte of a head to its end
+  std::chrono::milliseconds stream_idle_timeout{300'000};     // a request or response stalled
+  std::chrono::milliseconds idle_timeout{3'600'000};          // a connection without requests
+  size_t max_connection_body_bytes = 32 * 1024 * 1024;        // HTTP/2 bodies held at once
+
   // spiffe://<trust domain>/ns/<namespace>/sa/<service account>
   std::string identity_uri() const;
   // <name>.<namespace>.svc.<cluster domain>

@@ -30,7 +30,13 @@ namespace zt::waypoint::http1 {
 // - An `Upgrade` request header (WebSocket) reaches the handler with its Upgrade and Connection
 //   headers intact (the proxy decides); an upgrade request with a body is refused (400).
 // - `limits` is copied when serve_http1 is called (a temporary is fine).
-// - No timeouts here: an idle or slow peer is the caller's to cut (abort the Duplex).
+// - Timeouts (Limits; zero disables one): between requests (and before the first byte of the
+//   first, when `already_read` is empty) `idle_timeout`, then the session ends without an
+//   answer. From the first byte of a head to its end `request_headers_timeout`, and while a
+//   head or body is read, `stream_idle_timeout` without a byte: 408 with `Connection: close`,
+//   the handler is not called. A response the peer takes no 64 KiB piece of for
+//   `stream_idle_timeout`: the stream is aborted. The handler's time and an upgrade's relay are
+//   not timed here (route timeouts, the relay's own).
 awaitable<void> serve_http1(Duplex downstream, std::string already_read, const Limits& limits,
                             RequestHandler handler);
 

@@ -1,6 +1,8 @@
 // serve_http1(): the downstream HTTP/1.1 session. One request at a time: head (raw checks,
 // Beast, field checks), optional 100 Continue, body, handler, response; then the next request
 // from the bytes already buffered (pipelining) or a new read (keep-alive).
+#include <algorithm>
+#include <chrono>
 #include <exception>
 #include <optional>
 #include <string>
@@ -23,6 +25,21 @@ namespace {
 
 // Beast needs the head in one piece; its own limit is only a backstop behind check_raw_head.
 constexpr size_t kBeastHeadSlack = 4096;
+
+using Clock = std::chrono::steady_clock;
+using Wait = std::optional<Clock::duration>;  // nullopt: no limit
+
+// A configured timeout; zero disables it.
+Wait limit_of(std::chrono::milliseconds d) {
+  if (d.count() <= 0) return std::nullopt;
+  return Clock::duration(d);
+}
+
+Wait shorter(Wait a, Wait b) {
+  if (!a) return b;
+  if (!b) return a;
+  return std::min(*a, *b);
+}
 
 struct Rejected {
   int status;
@@ -84,7 +101,8 @@ class Session {
       : stream_(std::move(downstream)),
         buffer_(std::move(already_read)),
         limits_(limits),
-        handler_(std::move(handler)) {}
+        handler_(std::move(handler)),
+        idle_since_(Clock::now()) {}
 
   awaitable<void> run() {
     for (;;) {
@@ -96,7 +114,7 @@ class Session {
         if (!co_await stream_.write_all(asio::buffer(rejection_wire))) co_await close();
         co_return;
       }
-      if (!in.request) co_return;
+      if (!in.request) co_return;  // the peer closed, the stream failed, or the idle timeout
 
       const bool head_request = in.request->head.method == "HEAD";
       const HttpVersion version = in.request->version;
@@ -135,11 +153,20 @@ class Session {
       const http::HopByHop hop = http::strip_hop_by_hop(res.headers);
       const bool keep_alive = in.keep_alive && !hop.connection_close;
       const std::string response_wire = serialize_response(res, head_request, version, keep_alive);
-      if (co_await stream_.write_all(asio::buffer(response_wire))) co_return;
+      if (const error_code wec =
+              co_await write_all_within(stream_, response_wire, limits_.stream_idle_timeout)) {
+        if (wec == asio::error::timed_out) {
+          ZT_LOG_DEBUG("http1: downstream took no response bytes for {} ms, closing",
+                       limits_.stream_idle_timeout.count());
+          stream_.abort();
+        }
+        co_return;
+      }
       if (!keep_alive) {
         co_await close();
         co_return;
       }
+      idle_since_ = Clock::now();
     }
   }
 
@@ -176,6 +203,7 @@ class Session {
     size_t head_end = 0;
     size_t scanned = 0;    // where the blank line was last looked for
     bool new_line = true;  // a line ended in the last read: worth checking again
+    std::optional<Clock::time_point> head_started;  // the first byte of this head
     for (;;) {
       if (scanned == 0) skip_leading_empty_lines();
       head_end = http::find_head_end(std::string_view(buffer_).substr(scanned));
@@ -195,11 +223,35 @@ class Session {
           co_return reject(431, "http1.headers_too_large");
         }
       }
+      // Between requests the connection's idle timeout runs; from the head's first byte the
+      // head timeout, and the stream idle timeout between reads.
+      Wait wait;
+      const Clock::time_point now = Clock::now();
+      if (buffer_.empty()) {
+        // Counted from the last answer: blank lines between requests do not reset it.
+        if (auto t = limit_of(limits_.idle_timeout)) wait = idle_since_ + *t - now;
+      } else {
+        if (!head_started) head_started = now;
+        Wait head_left;
+        if (auto t = limit_of(limits_.request_headers_timeout)) {
+          head_left = *head_started + *t - now;
+        }
+        wait = shorter(head_left, limit_of(limits_.stream_idle_timeout));
+      }
       const size_t before = buffer_.size();
-      const error_code ec = co_await read_more(stream_, buffer_);
-      if (ec) {
+      const std::optional<error_code> ec = co_await read_more_within(stream_, buffer_, wait);
+      if (!ec) {
+        if (buffer_.empty()) {
+          ZT_LOG_DEBUG("http1: connection idle for {} ms, closing", limits_.idle_timeout.count());
+          co_return ReadOutcome{};
+        }
+        const bool head_expired = limits_.request_headers_timeout.count() > 0 &&
+                                  Clock::now() >= *head_started + limits_.request_headers_timeout;
+        co_return reject(408, head_expired ? "request_header_timeout" : "stream_idle_timeout");
+      }
+      if (*ec) {
         if (!buffer_.empty()) {
-          ZT_LOG_DEBUG("http1: downstream ended inside a request head: {}", ec.message());
+          ZT_LOG_DEBUG("http1: downstream ended inside a request head: {}", ec->message());
         }
         co_return ReadOutcome{};
       }
@@ -281,9 +333,11 @@ class Session {
       if (buffer_.size() > limits_.max_header_bytes) {
         co_return reject(431, "chunk_header_or_trailers_too_large");
       }
-      const error_code rec = co_await read_more(stream_, buffer_);
-      if (rec) {
-        ZT_LOG_DEBUG("http1: downstream ended inside a request body: {}", rec.message());
+      const std::optional<error_code> rec =
+          co_await read_more_within(stream_, buffer_, limit_of(limits_.stream_idle_timeout));
+      if (!rec) co_return reject(408, "stream_idle_timeout");
+      if (*rec) {
+        ZT_LOG_DEBUG("http1: downstream ended inside a request body: {}", rec->message());
         co_return ReadOutcome{};
       }
     }
@@ -360,6 +414,7 @@ class Session {
   std::string buffer_;
   Limits limits_;
   RequestHandler handler_;
+  Clock::time_point idle_since_;  // the session began or the last response was written
 };
 
 }  // namespace

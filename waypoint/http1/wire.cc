@@ -1,11 +1,13 @@
 #include "waypoint/http1/wire.h"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <memory>
 
 #include <boost/beast/http/status.hpp>
 
+#include "common/async/timeout.h"
 #include "waypoint/base/strings.h"
 #include "waypoint/http/request_checks.h"
 
@@ -14,6 +16,7 @@ namespace zt::waypoint::http1::detail {
 namespace {
 
 constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kWritePiece = 64 * 1024;
 constexpr size_t kMaxLingerBytes = 1024 * 1024;
 constexpr auto kMaxLinger = std::chrono::seconds(1);
 
@@ -27,6 +30,29 @@ awaitable<error_code> read_more(Duplex& stream, std::string& buffer) {
   if (n > 0) co_return error_code{};
   if (!ec) ec = asio::error::eof;  // a zero-byte read without an error is an end of stream
   co_return ec;
+}
+
+awaitable<std::optional<error_code>> read_more_within(
+    Duplex& stream, std::string& buffer, std::optional<std::chrono::steady_clock::duration> wait) {
+  if (!wait) co_return co_await read_more(stream, buffer);
+  if (*wait <= std::chrono::steady_clock::duration::zero()) co_return std::nullopt;
+  awaitable<error_code> op = read_more(stream, buffer);  // no temporary across the suspension
+  co_return co_await async::with_timeout(std::move(op), *wait);
+}
+
+awaitable<error_code> write_all_within(Duplex& stream, std::string_view data,
+                                       std::chrono::milliseconds idle) {
+  if (idle.count() <= 0) co_return co_await stream.write_all(asio::buffer(data));
+  size_t offset = 0;
+  while (offset < data.size()) {
+    const size_t n = std::min(kWritePiece, data.size() - offset);
+    awaitable<error_code> op = stream.write_all(asio::buffer(data.data() + offset, n));
+    const std::optional<error_code> r = co_await async::with_timeout(std::move(op), idle);
+    if (!r) co_return asio::error::timed_out;
+    if (*r) co_return *r;
+    offset += n;
+  }
+  co_return error_code{};
 }
 
 awaitable<void> linger_close(Duplex stream) {

@@ -2,7 +2,9 @@
 // apart from the head, body into a string) and the small I/O helpers around a Duplex.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -104,6 +106,17 @@ boost::system::error_code feed(MessageParser<isRequest>& parser, std::string& bu
 // Appends up to 16 KiB read from `stream` to `buffer`. Returns the read error only when no byte
 // arrived (eof included).
 awaitable<error_code> read_more(Duplex& stream, std::string& buffer);
+
+// read_more, waiting at most `wait` (nullopt: no limit; zero or less: already expired).
+// nullopt when the time ran out first (the read is cancelled; nothing is appended).
+awaitable<std::optional<error_code>> read_more_within(
+    Duplex& stream, std::string& buffer, std::optional<std::chrono::steady_clock::duration> wait);
+
+// Writes `data` in pieces of at most 64 KiB; each piece must be taken within `idle` (zero: no
+// limit), so a peer that reads slowly but steadily is served and one that stopped is not.
+// asio::error::timed_out when a piece was not taken in time (the stream is then unusable).
+awaitable<error_code> write_all_within(Duplex& stream, std::string_view data,
+                                       std::chrono::milliseconds idle);
 
 // Shuts down our sending side, then reads and drops what the peer still sends (at most 1 MiB,
 // at most 1 s, after which the stream is aborted): closing with unread bytes would make the

@@ -25,7 +25,18 @@ inline constexpr std::string_view kClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n
 //   oversized header lists 431; bodies larger than limits.max_body_bytes 413 (RST after).
 // - Responses: :status + headers (hop-by-hop removed, names lower-cased), DATA, and trailers
 //   as a final HEADERS frame when present (gRPC).
-// - Flow control is nghttp2's with a bounded window; a slow reader is not buffered beyond it.
+// - Flow control is nghttp2's with bounded windows (1 MiB per stream, 4 MiB per connection in
+//   flight); a slow reader is not buffered beyond them. Request bodies held at once on one
+//   connection (all streams; a body counts until its handler returns, even if the peer resets
+//   the stream) are capped by limits.max_connection_body_bytes: the stream whose DATA would
+//   pass it is reset with REFUSED_STREAM (never processed, so safe to retry); the others go on.
+// - Timeouts (Limits; zero disables one): from a stream's first HEADERS frame to the end of its
+//   header block `request_headers_timeout`; a request that makes no progress (no frame for
+//   the stream) for `stream_idle_timeout`: 408 on that stream (then RST_STREAM(NO_ERROR) as for
+//   any early answer). A response the peer takes nothing of for `stream_idle_timeout`:
+//   RST_STREAM(CANCEL); if even that cannot leave within another `stream_idle_timeout`, the
+//   connection ends. No stream open for `idle_timeout`: GOAWAY(NO_ERROR), then close (PINGs
+//   and SETTINGS do not count as activity). A running handler is not timed here.
 // Details of this implementation (server.cc):
 // - nghttp2's own HTTP checks are off so that a bad head gets a status like HTTP/1.1 does: 400
 //   for connection-specific fields (connection, keep-alive, proxy-connection,
@@ -40,7 +51,6 @@ inline constexpr std::string_view kClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n
 //   (except for HEAD).
 // - Cancelling the coroutine (a drain) sends GOAWAY(NO_ERROR) before it ends. After the peer
 //   half-closes, answers still being computed are sent, then the session ends.
-// - No timers: idle and slow-peer timeouts are the caller's (the proxy's) business.
 // - `limits` is a reference: it must outlive the coroutine.
 awaitable<void> serve_http2(Duplex downstream, std::string already_read, const Limits& limits,
                             RequestHandler handler);

@@ -2,9 +2,11 @@
 // messaging checks are off, so that a bad head is answered with a status, as for HTTP/1.1,
 // instead of a bare RST_STREAM).
 #include <algorithm>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "common/async/task_group.h"
 #include "common/base/log.h"
@@ -25,6 +27,11 @@ constexpr int32_t kConnectionWindow = 4 * 1024 * 1024;
 // HPACK's per-field accounting (RFC 9113 §6.5.2) on top of names and values.
 constexpr size_t kFieldOverhead = 32;
 
+using Clock = std::chrono::steady_clock;
+
+// A configured timeout; zero disables it.
+bool enabled(std::chrono::milliseconds d) { return d.count() > 0; }
+
 struct ServerStream {
   int32_t id = -1;
   Request request;
@@ -39,6 +46,13 @@ struct ServerStream {
   bool dispatched = false;                   // the handler runs (or ran) for it
   bool responded = false;
   OutBody out;
+
+  // Timers (ServerConnection::watchdog).
+  bool head_done = false;
+  Clock::time_point started;                  // the first HEADERS frame began
+  Clock::time_point last_progress;            // the last frame in either direction
+  std::optional<Clock::time_point> reset_at;  // we reset it for a stalled response
+  size_t charged = 0;  // request body bytes counted against the connection's budget
 };
 
 bool is_connection_specific(std::string_view name) {
@@ -55,12 +69,19 @@ class ServerConnection final : public Session,
  public:
   ServerConnection(asio::any_io_executor ex, Duplex io, const Limits& limits,
                    RequestHandler handler)
-      : Session(std::move(ex), std::move(io)), limits_(limits), handler_(std::move(handler)) {}
+      : Session(std::move(ex), std::move(io)),
+        limits_(limits),
+        handler_(std::move(handler)),
+        timer_(executor(), Clock::time_point::max()) {}
 
   Status init();
   awaitable<void> run(std::string already_read) {
+    using namespace asio::experimental::awaitable_operators;
     auto self = shared_from_this();
-    co_await pump(std::move(already_read));
+    idle_since_ = Clock::now();
+    // The watchdog returns only to end the connection (idle, or stuck): the pump is then
+    // cancelled, which says GOAWAY(NO_ERROR) and closes, as a drain does.
+    co_await (pump(std::move(already_read)) || watchdog());
     streams_.clear();
   }
 
@@ -84,12 +105,24 @@ class ServerConnection final : public Session,
   void on_head_complete(ServerStream& s);
   void on_request_complete(ServerStream& s);
   void respond(ServerStream& s, Response response);
+  // Returns the stream's body bytes to the connection's budget.
+  void release(ServerStream& s);
+  // Wakes the watchdog earlier when `at` comes before what it waits for.
+  void arm(Clock::time_point at);
+  // Enforces the timeouts; returns (ends the connection) when idle or stuck.
+  awaitable<void> watchdog();
+  // Times out the streams due by `now`; lowers `next` to the next deadline. False when the
+  // connection is stuck (a reset stream could not even be closed in time).
+  bool expire_streams(Clock::time_point now, Clock::time_point& next);
   static awaitable<void> run_handler(std::weak_ptr<ServerConnection> weak, int32_t id,
-                                     Request request, RequestHandler handler);
+                                     Request request, RequestHandler handler, size_t charge);
 
   Limits limits_;
   RequestHandler handler_;
   std::unordered_map<int32_t, std::unique_ptr<ServerStream>> streams_;
+  asio::steady_timer timer_;      // the watchdog's
+  Clock::time_point idle_since_;  // when streams_ last became empty
+  size_t body_bytes_ = 0;         // request body bytes held, all streams (the budget's use)
 };
 
 // nghttp2 callbacks; `user_data` is the Session base of the ServerConnection.
@@ -105,6 +138,10 @@ struct ServerConnection::Callbacks {
     s->id = frame->hd.stream_id;
     s->request.version = HttpVersion::kHttp2;
     s->request.head.scheme.clear();
+    s->started = s->last_progress = Clock::now();
+    const Limits& l = c.limits_;
+    if (enabled(l.request_headers_timeout)) c.arm(s->started + l.request_headers_timeout);
+    if (enabled(l.stream_idle_timeout)) c.arm(s->started + l.stream_idle_timeout);
     c.streams_[s->id] = std::move(s);
     return 0;
   }
@@ -115,6 +152,7 @@ struct ServerConnection::Callbacks {
     auto& c = conn(user_data);
     ServerStream* s = c.find(frame->hd.stream_id);
     if (s == nullptr || s->rejection || s->responded) return 0;
+    s->last_progress = Clock::now();
     c.on_header(*s, frame->headers.cat != NGHTTP2_HCAT_REQUEST,
                 {reinterpret_cast<const char*>(name), namelen},
                 {reinterpret_cast<const char*>(value), valuelen});
@@ -127,8 +165,10 @@ struct ServerConnection::Callbacks {
     ServerStream* s = c.find(frame->hd.stream_id);
     if (s == nullptr || s->responded) return 0;
     const bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    s->last_progress = Clock::now();
     if (frame->hd.type == NGHTTP2_HEADERS) {
       if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        s->head_done = true;
         c.on_head_complete(*s);
       } else if (!end && !s->rejection) {
         c.reject(*s, 400, "http2.trailers_without_end_stream");
@@ -149,17 +189,39 @@ struct ServerConnection::Callbacks {
     auto& c = conn(user_data);
     ServerStream* s = c.find(stream_id);
     if (s == nullptr || s->responded || s->rejection || s->dispatched) return 0;
+    s->last_progress = Clock::now();
     if (s->request.body.size() + len > c.limits_.max_body_bytes) {
       c.reject(*s, 413, "http2.request_body_too_large");
       return 0;
     }
+    const size_t budget = c.limits_.max_connection_body_bytes;
+    if (budget > 0 && c.body_bytes_ + len > budget) {
+      // Not processed, so safe to retry (on another connection, or here once others end).
+      ZT_LOG_DEBUG(
+          "component=waypoint_h2 msg=\"request refused\" stream={} "
+          "reason=connection_body_budget held={} budget={}",
+          s->id, c.body_bytes_, budget);
+      s->responded = true;
+      s->request = Request{};
+      c.release(*s);
+      nghttp2_submit_rst_stream(c.ng(), NGHTTP2_FLAG_NONE, s->id, NGHTTP2_REFUSED_STREAM);
+      c.wake();
+      return 0;
+    }
     s->request.body.append(reinterpret_cast<const char*>(data), len);
+    s->charged += len;
+    c.body_bytes_ += len;
     return 0;
   }
 
   // An answer that ends the stream before the request did (413, 431, 400): reset the request
   // side once the answer is out, so the client stops sending.
-  static int on_frame_send(nghttp2_session* ng, const nghttp2_frame* frame, void*) {
+  static int on_frame_send(nghttp2_session* ng, const nghttp2_frame* frame, void* user_data) {
+    if (frame->hd.stream_id > 0) {
+      if (ServerStream* s = conn(user_data).find(frame->hd.stream_id)) {
+        s->last_progress = Clock::now();
+      }
+    }
     if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
         (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) {
       return 0;
@@ -171,7 +233,13 @@ struct ServerConnection::Callbacks {
   }
 
   static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t, void* user_data) {
-    conn(user_data).streams_.erase(stream_id);  // a handler still running finds it gone
+    auto& c = conn(user_data);
+    if (ServerStream* s = c.find(stream_id)) c.release(*s);
+    c.streams_.erase(stream_id);  // a handler still running finds it gone
+    if (c.streams_.empty()) {
+      c.idle_since_ = Clock::now();
+      if (enabled(c.limits_.idle_timeout)) c.arm(c.idle_since_ + c.limits_.idle_timeout);
+    }
     return 0;
   }
 };
@@ -278,7 +346,12 @@ void ServerConnection::on_request_complete(ServerStream& s) {
   }
   s.dispatched = true;
   s.head_request = s.request.head.method == "HEAD";
-  async::spawn_logged(ex_, run_handler(weak_from_this(), s.id, std::move(s.request), handler_),
+  // The body goes to the handler and stays counted until the handler is done with it, even if
+  // the peer resets the stream meanwhile.
+  const size_t charge = s.charged;
+  s.charged = 0;
+  async::spawn_logged(ex_,
+                      run_handler(weak_from_this(), s.id, std::move(s.request), handler_, charge),
                       "waypoint h2 request handler");
 }
 
@@ -287,8 +360,10 @@ void ServerConnection::reject(ServerStream& s, int status, std::string reason) {
                status, reason);
   s.rejection = http::Rejection{status, reason};
   s.request = Request{};
+  release(s);
   const char* body = status == 431   ? "request header fields too large"
                      : status == 413 ? "payload too large"
+                     : status == 408 ? "request timeout"
                      : status == 400 ? "bad request"
                                      : "request refused";
   respond(s, local_response(status, body));
@@ -326,8 +401,86 @@ void ServerConnection::respond(ServerStream& s, Response response) {
   wake();
 }
 
+void ServerConnection::release(ServerStream& s) {
+  body_bytes_ -= std::min(body_bytes_, s.charged);
+  s.charged = 0;
+}
+
+void ServerConnection::arm(Clock::time_point at) {
+  if (at < timer_.expiry()) timer_.expires_at(at);  // wakes the watchdog to recompute
+}
+
+bool ServerConnection::expire_streams(Clock::time_point now, Clock::time_point& next) {
+  const auto idle = limits_.stream_idle_timeout;
+  const auto head = limits_.request_headers_timeout;
+  std::vector<ServerStream*> due;
+  for (auto& [id, sp] : streams_) {
+    ServerStream& s = *sp;
+    Clock::time_point deadline = Clock::time_point::max();
+    if (s.reset_at) {
+      // Reset, yet not closed: nothing leaves the connection (the peer reads nothing).
+      if (enabled(idle) && now >= *s.reset_at + idle) return false;
+      if (enabled(idle)) deadline = *s.reset_at + idle;
+    } else if (s.responded) {
+      // The answer is out or going out: the peer must keep taking it.
+      if (enabled(idle)) deadline = s.last_progress + idle;
+    } else if (!s.dispatched) {
+      // The request is still arriving.
+      if (enabled(idle)) deadline = s.last_progress + idle;
+      if (!s.head_done && enabled(head)) deadline = std::min(deadline, s.started + head);
+    }
+    // (dispatched, not responded: the handler's time is the route timeouts' business)
+    if (deadline == Clock::time_point::max()) continue;
+    if (now >= deadline) {
+      due.push_back(&s);
+    } else {
+      next = std::min(next, deadline);
+    }
+  }
+  for (ServerStream* s : due) {
+    if (s->responded) {
+      ZT_LOG_DEBUG("component=waypoint_h2 msg=\"response stalled, stream reset\" stream={}", s->id);
+      s->reset_at = now;
+      nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+      if (enabled(idle)) next = std::min(next, now + idle);
+    } else {
+      const bool head_expired = !s->head_done && enabled(head) && now >= s->started + head;
+      reject(*s, 408, head_expired ? "http2.request_header_timeout" : "http2.stream_idle_timeout");
+      if (enabled(idle)) next = std::min(next, now + idle);
+    }
+  }
+  if (!due.empty()) wake();
+  return true;
+}
+
+awaitable<void> ServerConnection::watchdog() {
+  for (;;) {
+    const Clock::time_point now = Clock::now();
+    Clock::time_point next = Clock::time_point::max();
+    if (streams_.empty()) {
+      if (enabled(limits_.idle_timeout)) {
+        if (now >= idle_since_ + limits_.idle_timeout) {
+          ZT_LOG_DEBUG("component=waypoint_h2 msg=\"connection idle, closing\" idle_ms={}",
+                       limits_.idle_timeout.count());
+          co_return;
+        }
+        next = idle_since_ + limits_.idle_timeout;
+      }
+    } else if (!expire_streams(now, next)) {
+      ZT_LOG_DEBUG("component=waypoint_h2 msg=\"connection stuck, closing\"");
+      co_return;
+    }
+    timer_.expires_at(next);
+    auto [ec] = co_await timer_.async_wait(kTuple);
+    (void)ec;  // expired, or re-armed earlier: recompute either way
+    auto state = co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none) co_return;
+  }
+}
+
 awaitable<void> ServerConnection::run_handler(std::weak_ptr<ServerConnection> weak, int32_t id,
-                                              Request request, RequestHandler handler) {
+                                              Request request, RequestHandler handler,
+                                              size_t charge) {
   Response response;
   try {
     response = co_await handler(std::move(request));
@@ -336,6 +489,7 @@ awaitable<void> ServerConnection::run_handler(std::weak_ptr<ServerConnection> we
     response = local_response(500, "internal error");
   }
   auto c = weak.lock();
+  if (c) c->body_bytes_ -= std::min(c->body_bytes_, charge);  // the handler let the body go
   if (!c || c->ended_) co_return;
   if (ServerStream* s = c->find(id)) c->respond(*s, std::move(response));
 }

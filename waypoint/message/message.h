@@ -7,6 +7,7 @@
 // (WebSocket) are the exception: after a 101 the bytes are relayed, not buffered.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <string>
@@ -19,10 +20,27 @@ namespace zt::waypoint {
 
 enum class HttpVersion { kHttp10, kHttp11, kHttp2 };
 
+// What one downstream peer may hold. The sizes apply to both sides (server and client); the
+// timeouts and the connection budget only to the servers (serve_http1, serve_http2). A zero
+// duration disables that timeout.
 struct Limits {
-  size_t max_header_bytes = 60 * 1024;  // request or response head (Envoy's 60 KiB): 431
-  size_t max_headers = 100;             // header count (Envoy's 100): 431
+  size_t max_header_bytes = 60 * 1024;      // request or response head (Envoy's 60 KiB): 431
+  size_t max_headers = 100;                 // header count (Envoy's 100): 431
   size_t max_body_bytes = 8 * 1024 * 1024;  // request: 413; response: 502
+
+  // From the first byte of a request head to its end (Envoy's request_headers_timeout): 408.
+  std::chrono::milliseconds request_headers_timeout{10'000};
+  // A request (head or body) that makes no progress for this long, or a response the peer does
+  // not take for this long (Envoy's stream_idle_timeout, 5 min): 408 while no response was
+  // started, else the stream is reset. The handler's own time is not counted (route timeouts).
+  std::chrono::milliseconds stream_idle_timeout{300'000};
+  // A connection without any request in progress for this long is closed (Envoy's
+  // idle_timeout, 1 h); HTTP/2 says GOAWAY first.
+  std::chrono::milliseconds idle_timeout{3'600'000};
+  // HTTP/2: request body bytes held at once on one connection, all streams together (a body
+  // counts until its handler returns); a stream whose DATA would pass it is reset with
+  // REFUSED_STREAM (it was not processed).
+  size_t max_connection_body_bytes = 32 * 1024 * 1024;
 };
 
 struct Request {

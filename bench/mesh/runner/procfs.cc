@@ -56,6 +56,34 @@ std::optional<uint64_t> process_rss_bytes(pid_t pid) {
   return std::nullopt;
 }
 
+namespace {
+// "Key:   123 kB" lines of a /proc file -> bytes of each wanted key.
+std::optional<uint64_t> kb_field(const std::string& text, std::string_view key) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.starts_with(key) && line.size() > key.size() && line[key.size()] == ':') {
+      std::istringstream ls(line.substr(key.size() + 1));
+      uint64_t kb = 0;
+      if (ls >> kb) return kb * 1024;
+    }
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+std::optional<ProcessMemory> process_memory(pid_t pid) {
+  if (pid <= 0) return std::nullopt;
+  auto status = read_text_file(fmt::format("/proc/{}/status", pid));
+  auto rss = kb_field(status, "VmRSS");
+  if (!rss) return std::nullopt;
+  ProcessMemory m;
+  m.rss = *rss;
+  m.anon = kb_field(status, "RssAnon").value_or(0);
+  m.pss = kb_field(read_text_file(fmt::format("/proc/{}/smaps_rollup", pid)), "Pss").value_or(0);
+  return m;
+}
+
 std::optional<uint64_t> cgroup_memory_bytes(const fs::path& cgroup) {
   if (cgroup.empty()) return std::nullopt;
   const std::string text = read_text_file(cgroup / "memory.current");

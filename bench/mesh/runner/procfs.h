@@ -17,6 +17,14 @@ namespace zt::bench::mesh {
 std::optional<double> process_cpu_seconds(pid_t pid);
 // VmRSS of a process, bytes; nullopt when it is gone.
 std::optional<uint64_t> process_rss_bytes(pid_t pid);
+// A process's resident memory split the way it matters for a per-node vs per-pod comparison:
+// rss (VmRSS: everything resident, shared library pages counted in full), anon (RssAnon: the
+// process's own heap, stacks and buffers), pss (Pss from smaps_rollup: shared pages divided among
+// the processes mapping them). nullopt when the process is gone.
+struct ProcessMemory {
+  uint64_t rss = 0, anon = 0, pss = 0;
+};
+std::optional<ProcessMemory> process_memory(pid_t pid);
 // memory.current of a cgroup v2 directory, bytes; nullopt when absent (no memory controller).
 std::optional<uint64_t> cgroup_memory_bytes(const std::filesystem::path& cgroup);
 

@@ -228,13 +228,26 @@ void memory_section(std::string& md, const Json& r) {
       "where memory is a cgroup v1 controller) the sum of VmRSS of the processes in the "
       "cgroup (shared pages counted once per process). Read once every scenario's load runs "
       "were done.\n\n";
-  md += "| scenario | proxy | role | RSS (MiB) |\n|---|---|---|---|\n";
+  md +=
+      "RSS counts every resident page of the shared libraries a process maps (OpenSSL, gRPC, "
+      "protobuf, libstdc++) in full, although one copy serves every process on the machine; "
+      "\"private\" is the process's own anonymous memory (RssAnon: heap, stacks, buffers), what "
+      "each additional proxy really adds; PSS divides shared pages among the processes that map "
+      "them.\n\n";
+  md +=
+      "| scenario | proxy | role | RSS (MiB) | private (MiB) | PSS (MiB) |\n"
+      "|---|---|---|---|---|---|\n";
   for (const auto& s : r["scenarios"]) {
     if (!s["memory"].is_object()) continue;
     const Json rss = s["memory"].value("proxy_rss_bytes", Json::object());
+    const Json split = s["memory"].value("proxy_memory", Json::object());
     for (const auto& p : s["proxies"]) {
-      md += fmt::format("| {} | {} | {} | {} |\n", str(s, "name"), str(p, "process"),
-                        str(p, "role"), fmt_mb(num(rss, str(p, "process").c_str())));
+      const std::string name = str(p, "process");
+      const Json one = split.value(name, Json::object());
+      md += fmt::format("| {} | {} | {} | {} | {} | {} |\n", str(s, "name"), name, str(p, "role"),
+                        fmt_mb(num(rss, name.c_str())),
+                        one.contains("anon_bytes") ? fmt_mb(num(one, "anon_bytes")) : "–",
+                        one.contains("pss_bytes") ? fmt_mb(num(one, "pss_bytes")) : "–");
     }
   }
   md += "\n| scenario | cgroup | memory (MiB) | measured as |\n|---|---|---|---|\n";
@@ -293,16 +306,20 @@ void curves_section(std::string& md, const Json& r) {
       "ztunnel lists them in its /config_dump; then node-0's ztunnel VmRSS is read (it also "
       "serves the scenarios' own ambient pods on node-0: \"pods served\"). Sidecar: a dedicated "
       "ztunnel is started in each scale pod (a local config with that pod's workload); the sum "
-      "of their VmRSS and of their cgroups' memory.current is read.\n\n";
+      "of their VmRSS and of their cgroups' memory.current is read. \"Private\" is RssAnon (see "
+      "the memory section): the sum of RSS counts the shared libraries once per sidecar, the sum "
+      "of private memory does not count them at all; the truth for N sidecars lies between the "
+      "sum of private memory plus one copy of the libraries and the sum of PSS.\n\n";
   for (const char* k : {"ambient", "sidecar"}) {
     if (c.contains(k) && !c[k]["error"].is_null()) {
       md += fmt::format("**{} curve failed**: {}\n\n", k, cell(c[k]["error"].get<std::string>()));
     }
   }
   md +=
-      "| pods | ambient: node-0 ztunnel RSS (MiB) | ambient: pods served | sidecar: sum of RSS "
+      "| pods | ambient: node-0 ztunnel RSS (MiB) | ambient: private (MiB) | ambient: pods "
+      "served | sidecar: sum of RSS (MiB) | sidecar: sum of private (MiB) | sidecar: sum of PSS "
       "(MiB) | sidecar: mean RSS per sidecar (MiB) | sidecar: sum of cgroup memory (MiB) |\n";
-  md += "|---|---|---|---|---|---|\n";
+  md += "|---|---|---|---|---|---|---|---|---|\n";
   std::set<int> counts;
   for (const auto& x : r["options"]["pod_counts"]) counts.insert(x.get<int>());
   auto find = [&](const char* k, int n) -> const Json* {
@@ -316,9 +333,11 @@ void curves_section(std::string& md, const Json& r) {
     const Json* a = find("ambient", n);
     const Json* s = find("sidecar", n);
     md += fmt::format(
-        "| {} | {} | {} | {} | {} | {} |\n", n, a ? fmt_mb(num(*a, "rss_bytes")) : "–",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", n,
+        a ? fmt_mb(num(*a, "rss_bytes")) : "–", a ? fmt_mb(num(*a, "anon_bytes")) : "–",
         a ? fmt::format("{}", a->value("pods_served", 0)) : "–",
-        s ? fmt_mb(num(*s, "rss_bytes")) : "–", s ? fmt_mb(num(*s, "rss_bytes") / n) : "–",
+        s ? fmt_mb(num(*s, "rss_bytes")) : "–", s ? fmt_mb(num(*s, "anon_bytes")) : "–",
+        s ? fmt_mb(num(*s, "pss_bytes")) : "–", s ? fmt_mb(num(*s, "rss_bytes") / n) : "–",
         s && !str(*s, "cgroup_memory_source").empty()
             ? fmt_mb(num(*s, "cgroup_memory_bytes")) + " (" + str(*s, "cgroup_memory_source") + ")"
             : "–");

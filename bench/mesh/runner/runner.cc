@@ -669,6 +669,13 @@ Json Runner::memory_snapshot(const Scenario& s) {
     if (auto v = process_rss_bytes(p.pid)) rss[p.process] = *v;
   }
   m["proxy_rss_bytes"] = rss;
+  Json split = Json::object();
+  for (const auto& p : s.proxies) {
+    if (auto v = process_memory(p.pid)) {
+      split[p.process] = {{"rss_bytes", v->rss}, {"anon_bytes", v->anon}, {"pss_bytes", v->pss}};
+    }
+  }
+  m["proxy_memory"] = split;
   Json cg = Json::object();
   auto add = [&](const std::string& label, const fs::path& path) {
     if (auto v = cgroup_memory(path)) cg[label] = {{"bytes", v->bytes}, {"source", v->source}};
@@ -709,12 +716,18 @@ void Runner::memory_curves() {
       std::this_thread::sleep_for(1s);  // certificates for new identities, settled allocations
       int total = 0;
       auto served = node0_scale_pods_served(&total);
-      auto rss = process_rss_bytes(*pid);
-      if (!rss) return failf("node-0's ztunnel (pid {}) is gone", *pid);
-      ambient.push_back({{"pods", n}, {"pods_served", total}, {"rss_bytes", *rss}});
-      progress(
-          fmt::format("memory vs pods, ambient: {} scale pods ({} served): ztunnel RSS {:.1f} MiB",
-                      n, total, static_cast<double>(*rss) / 1e6));
+      auto mem = process_memory(*pid);
+      if (!mem) return failf("node-0's ztunnel (pid {}) is gone", *pid);
+      ambient.push_back({{"pods", n},
+                         {"pods_served", total},
+                         {"rss_bytes", mem->rss},
+                         {"anon_bytes", mem->anon},
+                         {"pss_bytes", mem->pss}});
+      progress(fmt::format(
+          "memory vs pods, ambient: {} scale pods ({} served): ztunnel RSS {:.1f} MiB, private "
+          "{:.1f} MiB",
+          n, total, static_cast<double>(mem->rss) / 1048576.0,
+          static_cast<double>(mem->anon) / 1048576.0));
       (void)served;
     }
     progress("memory vs pods, ambient: unlabelling the scale namespaces again");
@@ -754,13 +767,16 @@ void Runner::memory_curves() {
       }
       running = n;
       std::this_thread::sleep_for(1s);
-      uint64_t total = 0, cgroups = 0;
+      uint64_t total = 0, anon = 0, pss = 0, cgroups = 0;
       std::string source;
       Json each = Json::array();
       for (const auto& p : started) {
-        auto rss = process_rss_bytes(p.pid);
-        if (!rss) return failf("{} (pid {}) is gone", p.process, p.pid);
-        total += *rss;
+        auto mem = process_memory(p.pid);
+        if (!mem) return failf("{} (pid {}) is gone", p.process, p.pid);
+        const auto* rss = &mem->rss;
+        total += mem->rss;
+        anon += mem->anon;
+        pss += mem->pss;
         if (auto m = cgroup_memory(cluster_->sidecar_cgroup(p.pod))) {
           cgroups += m->bytes;
           source = m->source;
@@ -769,6 +785,8 @@ void Runner::memory_curves() {
       }
       sidecar.push_back({{"pods", n},
                          {"rss_bytes", total},
+                         {"anon_bytes", anon},
+                         {"pss_bytes", pss},
                          {"cgroup_memory_bytes", cgroups},
                          {"cgroup_memory_source", source},
                          {"each", each}});

@@ -62,6 +62,75 @@ TEST(WaypointConfig, Defaults) {
   EXPECT_EQ(c->connection_termination_deadline, std::chrono::seconds(5));
 }
 
+TEST(WaypointConfig, DownstreamLimitsDefaultToEnvoys) {
+  auto c = parse(kRequired);
+  ASSERT_TRUE(c) << error_of(c);
+  EXPECT_EQ(c->request_headers_timeout, std::chrono::seconds(10));
+  EXPECT_EQ(c->stream_idle_timeout, std::chrono::minutes(5));
+  EXPECT_EQ(c->idle_timeout, std::chrono::hours(1));
+  EXPECT_EQ(c->max_connection_body_bytes, size_t{32} * 1024 * 1024);
+}
+
+TEST(WaypointConfig, DownstreamLimitsFromFlagsAndVariables) {
+  auto c = parse(with({"--request-headers-timeout", "200ms", "--stream-idle-timeout=30s",
+                       "--idle-timeout", "2m", "--max-connection-body-bytes", "64Mi"}));
+  ASSERT_TRUE(c) << error_of(c);
+  EXPECT_EQ(c->request_headers_timeout, std::chrono::milliseconds(200));
+  EXPECT_EQ(c->stream_idle_timeout, std::chrono::seconds(30));
+  EXPECT_EQ(c->idle_timeout, std::chrono::minutes(2));
+  EXPECT_EQ(c->max_connection_body_bytes, size_t{64} * 1024 * 1024);
+
+  auto v = parse(kRequired, {{"WAYPOINT_REQUEST_HEADERS_TIMEOUT", "1s"},
+                             {"WAYPOINT_STREAM_IDLE_TIMEOUT", "1m30s"},
+                             {"WAYPOINT_IDLE_TIMEOUT", "10m"},
+                             {"WAYPOINT_MAX_CONNECTION_BODY_BYTES", "1048576"}});
+  ASSERT_TRUE(v) << error_of(v);
+  EXPECT_EQ(v->request_headers_timeout, std::chrono::seconds(1));
+  EXPECT_EQ(v->stream_idle_timeout, std::chrono::seconds(90));
+  EXPECT_EQ(v->idle_timeout, std::chrono::minutes(10));
+  EXPECT_EQ(v->max_connection_body_bytes, size_t{1048576});
+
+  // The flag wins over the variable.
+  auto w = parse(with({"--idle-timeout", "5s"}), {{"WAYPOINT_IDLE_TIMEOUT", "10m"}});
+  ASSERT_TRUE(w) << error_of(w);
+  EXPECT_EQ(w->idle_timeout, std::chrono::seconds(5));
+
+  // 0 disables a timeout; Ki and Gi sizes.
+  auto z = parse(with({"--request-headers-timeout", "0", "--stream-idle-timeout", "0s",
+                       "--idle-timeout", "0", "--max-connection-body-bytes", "512Ki"}));
+  ASSERT_TRUE(z) << error_of(z);
+  EXPECT_EQ(z->request_headers_timeout.count(), 0);
+  EXPECT_EQ(z->stream_idle_timeout.count(), 0);
+  EXPECT_EQ(z->idle_timeout.count(), 0);
+  EXPECT_EQ(z->max_connection_body_bytes, size_t{512} * 1024);
+  auto g = parse(with({"--max-connection-body-bytes", "1Gi"}));
+  ASSERT_TRUE(g) << error_of(g);
+  EXPECT_EQ(g->max_connection_body_bytes, size_t{1} << 30);
+}
+
+TEST(WaypointConfig, BadDownstreamLimitsNameTheFlag) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--request-headers-timeout", "10"}, "--request-headers-timeout"},
+      {{"--request-headers-timeout", "-1s"}, "--request-headers-timeout"},
+      {{"--stream-idle-timeout", "5 minutes"}, "--stream-idle-timeout"},
+      {{"--idle-timeout", ""}, "--idle-timeout"},
+      {{"--idle-timeout", "1x"}, "--idle-timeout"},
+      {{"--max-connection-body-bytes", "0"}, "--max-connection-body-bytes"},
+      {{"--max-connection-body-bytes", "32MB"}, "--max-connection-body-bytes"},
+      {{"--max-connection-body-bytes", "Mi"}, "--max-connection-body-bytes"},
+      {{"--max-connection-body-bytes", "-5"}, "--max-connection-body-bytes"},
+      {{"--max-connection-body-bytes", "99999999999Gi"}, "--max-connection-body-bytes"},
+  };
+  for (const auto& [args, flag] : cases) {
+    auto c = parse(with(args));
+    EXPECT_FALSE(c) << args[0] << " " << args[1];
+    EXPECT_NE(error_of(c).find(flag), std::string::npos) << error_of(c);
+  }
+  auto e = parse(kRequired, {{"WAYPOINT_STREAM_IDLE_TIMEOUT", "soon"}});
+  EXPECT_FALSE(e);
+  EXPECT_NE(error_of(e).find("WAYPOINT_STREAM_IDLE_TIMEOUT"), std::string::npos) << error_of(e);
+}
+
 TEST(WaypointConfig, EveryFlag) {
   auto c = parse({"--name=gw",
                   "--namespace",
@@ -349,6 +418,12 @@ TEST(WaypointConfig, HelpSkipsValidation) {
                            "--log-format",
                            "--connection-termination-deadline",
                            "--path-normalization",
+                           "--request-headers-timeout",
+                           "--stream-idle-timeout",
+                           "--idle-timeout",
+                           "--max-connection-body-bytes",
+                           "WAYPOINT_REQUEST_HEADERS_TIMEOUT",
+                           "WAYPOINT_MAX_CONNECTION_BODY_BYTES",
                            "WAYPOINT_NAME",
                            "WAYPOINT_CONFIG",
                            "WAYPOINT_HBONE_ADDRESS"}) {
