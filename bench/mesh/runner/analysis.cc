@@ -80,7 +80,7 @@ Json summarize_point(const std::vector<const Json*>& runs) {
 
   // CPU seconds per 1,000 completed requests, over the measurement window.
   std::map<std::string, std::vector<double>> per_proxy;
-  std::vector<double> total, machine, softirq, vcpu;
+  std::vector<double> total, machine, softirq, vcpu, cluster;
   for (const Json* r : kept) {
     const double completed = num(*r, "completed");
     if (completed <= 0 || !r->contains("cpu_s")) continue;
@@ -92,6 +92,8 @@ Json summarize_point(const std::vector<const Json*>& runs) {
     total.push_back(sum / completed * 1000);
     const double window = num(*r, "window_s");
     if (window > 0) vcpu.push_back(sum / window);
+    if (r->contains("cluster_cpu_s"))
+      cluster.push_back(num(*r, "cluster_cpu_s") / completed * 1000);
     if (r->contains("machine_cpu_s")) {
       machine.push_back(num((*r)["machine_cpu_s"], "busy") / completed * 1000);
       softirq.push_back(num((*r)["machine_cpu_s"], "softirq") / completed * 1000);
@@ -104,6 +106,7 @@ Json summarize_point(const std::vector<const Json*>& runs) {
   if (!total.empty()) cpu["total"] = median(total);
   if (!vcpu.empty()) cpu["proxies_vcpu"] = median(vcpu);
   if (!machine.empty()) cpu["machine"] = median(machine);
+  if (!cluster.empty()) cpu["cluster"] = median(cluster);
   if (!softirq.empty()) cpu["machine_softirq"] = median(softirq);
   pt["cpu_per_1000"] = cpu;
 

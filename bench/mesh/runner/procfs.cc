@@ -103,6 +103,17 @@ std::optional<CgroupMemory> cgroup_memory(const fs::path& cgroup) {
   return m;
 }
 
+std::optional<double> cgroup_cpu_seconds(const fs::path& cgroup) {
+  if (cgroup.empty()) return std::nullopt;
+  std::istringstream in(read_text_file(cgroup / "cpu.stat"));
+  std::string key;
+  double value = 0;
+  while (in >> key >> value) {
+    if (key == "usage_usec") return value / 1e6;
+  }
+  return std::nullopt;
+}
+
 std::optional<MachineCpu> machine_cpu() {
   std::istringstream in(read_text_file("/proc/stat"));
   std::string label;

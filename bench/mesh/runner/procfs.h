@@ -37,6 +37,10 @@ struct CgroupMemory {
 };
 std::optional<CgroupMemory> cgroup_memory(const std::filesystem::path& cgroup);
 
+// usage_usec of a cgroup v2 directory's cpu.stat (every process below it, exact: from the
+// scheduler's runtime, not sampled), seconds; nullopt when absent.
+std::optional<double> cgroup_cpu_seconds(const std::filesystem::path& cgroup);
+
 // The machine's CPU time from the "cpu" line of /proc/stat, seconds summed over all CPUs.
 struct MachineCpu {
   double busy = 0;     // everything but idle and iowait: user nice system irq softirq steal

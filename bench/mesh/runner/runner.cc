@@ -458,7 +458,7 @@ Json Runner::load_run(Scenario& s, double rate, int connections, int repeat) {
                                          s.url};
   const auto procs = proxy_pids(s);
   const auto t0 = Clock::now();
-  WindowSampler sampler(procs, t0, o_.warmup, o_.duration);
+  WindowSampler sampler(procs, t0, o_.warmup, o_.duration, cluster_->cgroup_root());
   auto r = cluster_->exec_in_pod(s.plan->client_pod(), argv, o_.warmup + o_.duration + 60s);
   sampler.finish();
   if (!r || r->exit_code != 0) {
@@ -499,6 +499,7 @@ Json Runner::load_run(Scenario& s, double rate, int connections, int repeat) {
                               {"softirq", b.machine->softirq - a.machine->softirq},
                               {"total", b.machine->total - a.machine->total}};
     }
+    if (a.cluster_s && b.cluster_s) run["cluster_cpu_s"] = *b.cluster_s - *a.cluster_s;
   } else {
     run["cpu_error"] = "the load ended before its measurement window did";
   }

@@ -2,18 +2,21 @@
 
 namespace zt::bench::mesh {
 
-CpuSnapshot take_cpu_snapshot(const std::vector<std::pair<std::string, pid_t>>& processes) {
+CpuSnapshot take_cpu_snapshot(const std::vector<std::pair<std::string, pid_t>>& processes,
+                              const std::filesystem::path& cluster_cgroup) {
   CpuSnapshot s;
   s.at = std::chrono::steady_clock::now();
   s.machine = machine_cpu();
+  s.cluster_s = cgroup_cpu_seconds(cluster_cgroup);
   for (const auto& [name, pid] : processes) s.process_s[name] = process_cpu_seconds(pid);
   return s;
 }
 
 WindowSampler::WindowSampler(std::vector<std::pair<std::string, pid_t>> processes,
                              std::chrono::steady_clock::time_point start,
-                             std::chrono::milliseconds warmup, std::chrono::milliseconds duration)
-    : processes_(std::move(processes)) {
+                             std::chrono::milliseconds warmup, std::chrono::milliseconds duration,
+                             std::filesystem::path cluster_cgroup)
+    : processes_(std::move(processes)), cluster_cgroup_(std::move(cluster_cgroup)) {
   thread_ = std::thread([this, b = start + warmup, e = start + warmup + duration] { run(b, e); });
 }
 
@@ -33,12 +36,12 @@ void WindowSampler::run(std::chrono::steady_clock::time_point begin,
   std::unique_lock lock(mu_);
   if (cv_.wait_until(lock, begin, [this] { return stop_; })) return;
   lock.unlock();
-  auto first = take_cpu_snapshot(processes_);
+  auto first = take_cpu_snapshot(processes_, cluster_cgroup_);
   lock.lock();
   begin_ = std::move(first);
   if (cv_.wait_until(lock, end, [this] { return stop_; })) return;
   lock.unlock();
-  auto last = take_cpu_snapshot(processes_);
+  auto last = take_cpu_snapshot(processes_, cluster_cgroup_);
   lock.lock();
   end_ = std::move(last);
 }

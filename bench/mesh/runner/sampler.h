@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -24,15 +25,17 @@ struct CpuSnapshot {
   std::chrono::steady_clock::time_point at;
   std::map<std::string, std::optional<double>> process_s;  // by process name
   std::optional<MachineCpu> machine;
+  std::optional<double> cluster_s;  // cpu.stat usage_usec of the cluster's cgroup tree
 };
 
-CpuSnapshot take_cpu_snapshot(const std::vector<std::pair<std::string, pid_t>>& processes);
+CpuSnapshot take_cpu_snapshot(const std::vector<std::pair<std::string, pid_t>>& processes,
+                              const std::filesystem::path& cluster_cgroup);
 
 class WindowSampler {
  public:
   WindowSampler(std::vector<std::pair<std::string, pid_t>> processes,
                 std::chrono::steady_clock::time_point start, std::chrono::milliseconds warmup,
-                std::chrono::milliseconds duration);
+                std::chrono::milliseconds duration, std::filesystem::path cluster_cgroup);
   ~WindowSampler();
   WindowSampler(const WindowSampler&) = delete;
   WindowSampler& operator=(const WindowSampler&) = delete;
@@ -46,6 +49,7 @@ class WindowSampler {
   void run(std::chrono::steady_clock::time_point begin, std::chrono::steady_clock::time_point end);
 
   std::vector<std::pair<std::string, pid_t>> processes_;
+  std::filesystem::path cluster_cgroup_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
