@@ -45,6 +45,7 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include "bench/common/procfs.h"
 #include "common/async/asio.h"
 #include "common/base/result.h"
 #include "common/net/address.h"
@@ -328,21 +329,14 @@ struct CpuTimes {
   double other() const { return std::max(0.0, machine_busy - bench - ztunnels()); }
 };
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // On-CPU time of every thread of `pid`, from schedstat (nanoseconds; /proc/<pid>/stat counts
 // in clock ticks, too coarse for a few hundred connections).
-double process_cpu_seconds(pid_t pid) {
+double process_oncpu_seconds(pid_t pid) {
   std::error_code ec;
   double ns = 0;
   for (const auto& task :
        std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
-    std::istringstream in(read_text((task.path() / "schedstat").string()));
+    std::istringstream in(read_text_file((task.path() / "schedstat").string()));
     double run_ns = 0;
     if (in >> run_ns) ns += run_ns;
   }
@@ -350,7 +344,7 @@ double process_cpu_seconds(pid_t pid) {
 }
 
 double machine_busy_seconds() {
-  std::istringstream in(read_text("/proc/stat"));
+  std::istringstream in(read_text_file("/proc/stat"));
   std::string cpu;
   in >> cpu;
   double busy = 0;
@@ -370,7 +364,7 @@ CpuTimes cpu_now(Pids pids) {
   rusage self{};
   ::getrusage(RUSAGE_SELF, &self);
   auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
-  auto of = [](pid_t pid) { return pid > 0 ? process_cpu_seconds(pid) : 0.0; };
+  auto of = [](pid_t pid) { return pid > 0 ? process_oncpu_seconds(pid) : 0.0; };
   return {of(pids.ztunnel_a), of(pids.ztunnel_b), tv(self.ru_utime) + tv(self.ru_stime),
           machine_busy_seconds(),
           std::chrono::duration<double>(Clock::now().time_since_epoch()).count()};
@@ -378,7 +372,7 @@ CpuTimes cpu_now(Pids pids) {
 
 // VmRSS and VmHWM in KiB.
 std::pair<uint64_t, uint64_t> rss_kib(pid_t pid) {
-  std::istringstream in(read_text(fmt::format("/proc/{}/status", pid)));
+  std::istringstream in(read_text_file(fmt::format("/proc/{}/status", pid)));
   std::string line;
   uint64_t rss = 0, peak = 0;
   while (std::getline(in, line)) {
@@ -709,33 +703,6 @@ struct Summary {
   static Summary of(const Paired& r) { return {percentiles(r[0].ns), percentiles(r[1].ns)}; }
 };
 
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string cpu_model() {
-  std::istringstream in(read_text("/proc/cpuinfo"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.starts_with("model name")) {
-      auto colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(colon + 2);
-    }
-  }
-  return "unknown";
-}
-
-std::string kernel() {
-  utsname u{};
-  ::uname(&u);
-  return fmt::format("{} {}", u.sysname, u.release);
-}
-
 std::string human_bytes(uint64_t n) {
   for (auto [unit, name] : {std::pair<uint64_t, const char*>{1ull << 30, "GiB"},
                             {1ull << 20, "MiB"},
@@ -914,7 +881,8 @@ void Bench::print_table() const {
   const unsigned cpus = std::thread::hardware_concurrency();
   constexpr size_t kD = static_cast<size_t>(Path::kDirect);
   constexpr size_t kT = static_cast<size_t>(Path::kTunnel);
-  fmt::print("hbone_bench  {}  {} CPUs ({}), {}\n", started_, cpus, cpu_model(), kernel());
+  fmt::print("hbone_bench  {}  {} CPUs ({}), {}\n", started_, cpus, machine_info().cpu_model,
+             machine_info().kernel);
   fmt::print(
       "tunnel: client -> SOCKS5 -> ztunnel A -> HBONE (mTLS + HTTP/2 CONNECT) -> ztunnel B -> "
       "server\n");
@@ -1021,8 +989,8 @@ Json Bench::json() const {
   j["benchmark"] = "hbone_bench";
   j["date"] = started_;
   j["host"] = {{"cpus", std::thread::hardware_concurrency()},
-               {"cpu_model", cpu_model()},
-               {"kernel", kernel()}};
+               {"cpu_model", machine_info().cpu_model},
+               {"kernel", machine_info().kernel}};
   j["options"] = {{"bytes", o_.bytes},
                   {"requests", o_.requests},
                   {"warmup", o_.warmup},

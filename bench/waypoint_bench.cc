@@ -43,6 +43,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "bench/common/procfs.h"
 #include "common/base/result.h"
 #include "common/net/address.h"
 #include "tests/support/mesh.h"
@@ -180,31 +181,6 @@ Result<Options> parse_options(int argc, char** argv) {
 // ---------------------------------------------------------------------------------------------
 // The machine and the processes, from /proc.
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// utime + stime of the whole process (all threads), in seconds; nullopt when it is gone.
-std::optional<double> process_cpu_seconds(pid_t pid) {
-  const std::string stat = read_text(fmt::format("/proc/{}/stat", pid));
-  // "pid (comm) state ppid ...": comm may contain spaces, so fields count from the last ')'.
-  auto close = stat.rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  std::istringstream in(stat.substr(close + 1));
-  std::string field;
-  double utime = 0, stime = 0;
-  // After ')': state is field 3; utime and stime are fields 14 and 15.
-  for (int f = 3; f <= 15; ++f) {
-    if (!(in >> field)) return std::nullopt;
-    if (f == 14) utime = std::strtod(field.c_str(), nullptr);
-    if (f == 15) stime = std::strtod(field.c_str(), nullptr);
-  }
-  return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
 // The child of this process whose environment says PROXY_WORKLOAD_INFO=default/<workload>/...:
 // the dedicated ztunnel the chain started for that workload (WaypointChain does not expose its
 // endpoint ztunnels).
@@ -216,14 +192,14 @@ std::optional<pid_t> ztunnel_of(const std::string& workload) {
     if (name.empty() ||
         !std::all_of(name.begin(), name.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
       continue;
-    const std::string stat = read_text(e.path() / "stat");
+    const std::string stat = read_text_file(e.path() / "stat");
     auto close = stat.rfind(')');
     if (close == std::string::npos) continue;
     std::istringstream in(stat.substr(close + 1));
     std::string state;
     pid_t ppid = -1;
     if (!(in >> state >> ppid) || ppid != ::getpid()) continue;
-    const std::string env = read_text(e.path() / "environ");
+    const std::string env = read_text_file(e.path() / "environ");
     size_t pos = 0;
     while (pos < env.size()) {
       size_t end = env.find('\0', pos);
@@ -233,40 +209,6 @@ std::optional<pid_t> ztunnel_of(const std::string& workload) {
     }
   }
   return std::nullopt;
-}
-
-std::string load_average() {
-  std::istringstream in(read_text("/proc/loadavg"));
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return fmt::format("{} {} {}", a, b, c);
-}
-
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string cpu_model() {
-  std::istringstream in(read_text("/proc/cpuinfo"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.starts_with("model name")) {
-      auto colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(colon + 2);
-    }
-  }
-  return "unknown";
-}
-
-std::string kernel() {
-  utsname u{};
-  ::uname(&u);
-  return fmt::format("{} {}", u.sysname, u.release);
 }
 
 // Points bin_path() at the binaries next to this one unless ZT_BIN_DIR says otherwise.
@@ -422,7 +364,7 @@ Result<RunResult> Bench::run(PathIndex path, double rate) {
   }
   Json j;
   try {
-    j = Json::parse(read_text(json_path.string()));
+    j = Json::parse(read_text_file(json_path.string()));
     r.rps = j.at("achieved_rps").get<double>();
     const auto& l = j.at("latency_us");
     r.p50 = l.at("p50").get<double>();
@@ -546,7 +488,8 @@ std::string per_k(double cpu, int requests) {
 
 void Bench::print() const {
   const unsigned cpus = std::thread::hardware_concurrency();
-  fmt::print("waypoint_bench  {}  {} CPUs ({}), {}\n", started_, cpus, cpu_model(), kernel());
+  fmt::print("waypoint_bench  {}  {} CPUs ({}), {}\n", started_, cpus, machine_info().cpu_model,
+             machine_info().kernel);
   fmt::print("load average (1, 5, 15 min): {} at the start, {} at the end\n", load_start_,
              load_end_);
   fmt::print(

@@ -64,48 +64,10 @@ std::string random_token() {
   return out;
 }
 
-// Connects to ip:port from inside `ns` (the caller's cgroup, so no pod capture applies).
-Result<UniqueFd> connect_in(const netns::Netns& ns, const std::string& ip, uint16_t port,
-                            std::chrono::milliseconds timeout) {
-  auto sock = ns.socket(AF_INET, SOCK_STREAM);
-  if (!sock) return tl::unexpected(sock.error());
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  if (::inet_pton(AF_INET, ip.c_str(), &sa.sin_addr) != 1) return failf("bad IP {}", ip);
-  if (::connect(sock->get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 &&
-      errno != EINPROGRESS) {
-    return fail(std::error_code(errno, std::system_category()), "connect");
-  }
-  pollfd p{sock->get(), POLLOUT, 0};
-  if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return fail("connect timed out");
-  int err = 0;
-  socklen_t len = sizeof(err);
-  ::getsockopt(sock->get(), SOL_SOCKET, SO_ERROR, &err, &len);
-  if (err != 0) return fail(std::error_code(err, std::system_category()), "connect");
-  return sock;
-}
-
-// GET http://127.0.0.1:<port><path> inside `ns`; true on a 200 answer.
-bool http_ok(const netns::Netns& ns, uint16_t port, const std::string& path) {
-  auto sock = connect_in(ns, "127.0.0.1", port, 500ms);
-  if (!sock) return false;
-  auto req = fmt::format("GET {} HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
-  if (::send(sock->get(), req.data(), req.size(), MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(req.size())) {
-    return false;
-  }
-  std::string answer;
-  char buf[512];
-  auto deadline = std::chrono::steady_clock::now() + 1s;
-  while (answer.size() < 12 && std::chrono::steady_clock::now() < deadline) {
-    pollfd p{sock->get(), POLLIN, 0};
-    if (::poll(&p, 1, 200) != 1) continue;
-    ssize_t n = ::recv(sock->get(), buf, sizeof(buf), 0);
-    if (n <= 0) break;
-    answer.append(buf, static_cast<size_t>(n));
-  }
-  return answer.rfind("HTTP/1.", 0) == 0 && answer.size() >= 12 && answer.substr(9, 3) == "200";
+// The ztunnel's readiness endpoint inside `ns` answers 200.
+bool ready_in(const netns::Netns& ns) {
+  auto status = http_status_in(ns, "127.0.0.1", kReadinessPort, "/healthz/ready", 1500ms);
+  return status && *status == 200;
 }
 
 std::string ip_batch_file(const fs::path& dir, const std::string& ns,
@@ -461,18 +423,7 @@ fs::path Cluster::log_path(const std::string& process) const {
 }
 
 std::string Cluster::log_tail(const std::string& process) const {
-  auto text = read_text(log_path(process));
-  size_t pos = text.size();
-  for (int lines = 0; lines < 15 && pos > 0; ++lines) {
-    auto nl = text.rfind('\n', pos - 1);
-    if (nl == std::string::npos) {
-      pos = 0;
-      break;
-    }
-    pos = nl;
-  }
-  return fmt::format("\n--- last lines of {} ---\n{}", log_path(process).string(),
-                     text.substr(pos == 0 ? 0 : pos + 1));
+  return sim::log_tail(log_path(process));
 }
 
 Status Cluster::write_state() const {
@@ -774,8 +725,7 @@ Status Cluster::wait_daemon_ready(const NodePlan& node, NodeDaemon daemon) {
   auto ready_file = options_.state_dir / node.name / "agent.ready";
   for (;;) {
     std::error_code ec;
-    bool ready = daemon == NodeDaemon::kAgent ? fs::exists(ready_file, ec)
-                                              : http_ok(*ns, kReadinessPort, "/healthz/ready");
+    bool ready = daemon == NodeDaemon::kAgent ? fs::exists(ready_file, ec) : ready_in(*ns);
     if (ready) return {};
     auto it = pids_.find(name);
     if (it == pids_.end() || !process_alive(it->second)) {

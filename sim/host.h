@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "common/base/result.h"
+#include "common/base/unique_fd.h"
+#include "common/netns/netns.h"
 
 namespace zt::sim {
 
@@ -75,6 +77,20 @@ inline std::string netns_path(const std::string& name) { return "/var/run/netns/
 
 // True when /sys/fs/bpf is a mounted bpffs.
 bool bpffs_mounted();
+
+// Connects to ip:port (IPv4) from inside `ns`, from the caller's cgroup (so no pod capture
+// applies): the connected socket, or an error naming the address (refused, timed out).
+Result<UniqueFd> connect_in(const netns::Netns& ns, const std::string& ip, uint16_t port,
+                            std::chrono::milliseconds timeout);
+
+// GET http://ip:port<path> (HTTP/1.0) from inside `ns`, as connect_in: the status code, or an
+// error naming what failed (connect, send, no answer, not HTTP). `timeout` bounds the whole call.
+Result<int> http_status_in(const netns::Netns& ns, const std::string& ip, uint16_t port,
+                           const std::string& path, std::chrono::milliseconds timeout);
+
+// "\n--- last lines of <log> ---\n<the last `lines` lines>", for error messages; "" when the
+// file cannot be read.
+std::string log_tail(const std::filesystem::path& log, int lines = 15);
 
 // Directory of the running executable.
 std::filesystem::path self_dir();

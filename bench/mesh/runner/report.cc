@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 
 #include "bench/mesh/runner/analysis.h"
-#include "bench/mesh/runner/procfs.h"
+#include "bench/common/procfs.h"
 #include "sim/host.h"
 
 namespace zt::bench::mesh {

@@ -22,7 +22,7 @@
 #include "bench/mesh/proxies/haproxy.h"
 #include "bench/mesh/proxies/waypoint.h"
 #include "bench/mesh/runner/analysis.h"
-#include "bench/mesh/runner/procfs.h"
+#include "bench/common/procfs.h"
 #include "bench/mesh/runner/report.h"
 #include "bench/mesh/runner/sampler.h"
 #include "bench/mesh/sidecar/sidecar.h"

@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "bench/mesh/runner/procfs.h"
+#include "bench/common/procfs.h"
 
 namespace zt::bench::mesh {
 

@@ -24,6 +24,7 @@
 #include "common/net/address.h"
 #include "common/netns/netns.h"
 #include "sim/cluster.h"
+#include "sim/host.h"
 
 namespace zt::bench::mesh {
 namespace {
@@ -33,54 +34,11 @@ using namespace std::chrono_literals;
 
 constexpr uint16_t kReadinessPort = 15021;
 
-// GET http://127.0.0.1:<port><path> from inside `ns` (this process's cgroup: no capture);
-// true on a 200 answer.
-bool http_ok_in(const netns::Netns& ns, uint16_t port, const char* path) {
-  auto sock = ns.socket(AF_INET, SOCK_STREAM);
-  if (!sock) return false;
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(sock->get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 &&
-      errno != EINPROGRESS) {
-    return false;
-  }
-  pollfd p{sock->get(), POLLOUT, 0};
-  if (::poll(&p, 1, 500) != 1) return false;
-  int err = 0;
-  socklen_t len = sizeof(err);
-  ::getsockopt(sock->get(), SOL_SOCKET, SO_ERROR, &err, &len);
-  if (err != 0) return false;
-  auto req = fmt::format("GET {} HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
-  if (::send(sock->get(), req.data(), req.size(), MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(req.size())) {
-    return false;
-  }
-  std::string answer;
-  char buf[512];
-  auto deadline = std::chrono::steady_clock::now() + 1s;
-  while (answer.size() < 12 && std::chrono::steady_clock::now() < deadline) {
-    pollfd in{sock->get(), POLLIN, 0};
-    if (::poll(&in, 1, 200) != 1) continue;
-    ssize_t n = ::recv(sock->get(), buf, sizeof(buf), 0);
-    if (n <= 0) break;
-    answer.append(buf, static_cast<size_t>(n));
-  }
-  return answer.rfind("HTTP/1.", 0) == 0 && answer.size() >= 12 && answer.substr(9, 3) == "200";
-}
-
-// The last lines of a process's log, for error messages.
-std::string log_tail(const fs::path& log, size_t lines = 15) {
-  std::ifstream in(log);
-  if (!in) return "";
-  std::vector<std::string> all;
-  for (std::string line; std::getline(in, line);) all.push_back(std::move(line));
-  std::string out;
-  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i) {
-    out += "\n  " + all[i];
-  }
-  return out.empty() ? "" : fmt::format("\nlast lines of {}:{}", log.string(), out);
+// The sidecar's readiness endpoint (inside the pod's netns, from this process's cgroup: no
+// capture) answers 200.
+bool ready_in(const netns::Netns& ns) {
+  auto status = sim::http_status_in(ns, "127.0.0.1", kReadinessPort, "/healthz/ready", 1500ms);
+  return status && *status == 200;
 }
 
 // Enrolls the pod in a capture of its own under `pin_root`; the CaptureProgram object is not
@@ -168,13 +126,13 @@ Result<StartedProxy> start_sidecar_ztunnel(sim::Cluster& cluster, const SidecarO
   auto ns = cluster.pod_netns(pod->key());
   if (!ns) return step("opening the pod's netns", ns.error());
   auto deadline = std::chrono::steady_clock::now() + cluster.options().ready_timeout;
-  while (!http_ok_in(*ns, kReadinessPort, "/healthz/ready")) {
+  while (!ready_in(*ns)) {
     if (!sim::process_alive(*pid)) {
       return failf("sidecar ztunnel {}: exited during start-up{}", options.pod,
-                   log_tail(cluster.log_path(name)));
+                   sim::log_tail(cluster.log_path(name)));
     }
     if (std::chrono::steady_clock::now() > deadline) {
-      auto tail = log_tail(cluster.log_path(name));
+      auto tail = sim::log_tail(cluster.log_path(name));
       (void)cluster.stop_named(name, SIGKILL);
       return failf("sidecar ztunnel {}: not ready on 127.0.0.1:{} in the pod after {} ms{}",
                    options.pod, kReadinessPort, cluster.options().ready_timeout.count(), tail);

@@ -1,4 +1,4 @@
-// What mesh_bench reads from /proc and cgroupfs: a process's CPU time and resident memory, the
+// What the benchmarks read from /proc and cgroupfs: a process's CPU time and resident memory, the
 // machine's CPU time (/proc/stat, softirq included), a cgroup's memory.current, and the facts
 // about the machine the report states (CPU model, cores, kernel, Debian version, tool versions).
 #pragma once
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace zt::bench::mesh {
+namespace zt::bench {
 
 // utime + stime of a whole process (every thread), seconds; nullopt when it is gone.
 std::optional<double> process_cpu_seconds(pid_t pid);
@@ -70,4 +70,4 @@ std::string utc_now();    // 2026-11-26T08:30:00Z
 std::string utc_stamp();  // 20261126-083000 (directory names)
 std::string read_text_file(const std::filesystem::path& path);
 
-}  // namespace zt::bench::mesh
+}  // namespace zt::bench

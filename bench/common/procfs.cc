@@ -1,4 +1,4 @@
-#include "bench/mesh/runner/procfs.h"
+#include "bench/common/procfs.h"
 
 #include <sys/utsname.h>
 
@@ -12,7 +12,7 @@
 
 #include "sim/host.h"
 
-namespace zt::bench::mesh {
+namespace zt::bench {
 namespace fs = std::filesystem;
 
 std::string read_text_file(const fs::path& path) {
@@ -234,4 +234,4 @@ std::string utc_stamp() {
   return buf;
 }
 
-}  // namespace zt::bench::mesh
+}  // namespace zt::bench
