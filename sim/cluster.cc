@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -289,6 +290,33 @@ Result<std::vector<std::string>> remove_leftovers(const std::string& prefix,
 }
 
 // ---------------------------------------------------------------------------------------------
+
+std::vector<std::string> remove_leftovers_of_dead_owners(const std::string& stem) {
+  std::vector<std::string> names = list_netns(stem);
+  if (auto root = cgroup2_root()) {
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(*root, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      auto name = it->path().filename().string();
+      if (name.rfind(stem, 0) == 0) names.push_back(name);
+    }
+  }
+  std::set<std::string> dead;
+  for (const auto& n : names) {
+    auto dash = n.find('-');
+    auto digits =
+        n.substr(stem.size(), dash == std::string::npos ? std::string::npos : dash - stem.size());
+    if (digits.empty() || digits.size() > 9 ||
+        digits.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    if (::kill(std::stoi(digits), 0) != 0 && errno == ESRCH) dead.insert(stem + digits);
+  }
+  // The owner's state dir is unknown (tests keep theirs in a temporary folder): only the
+  // machine-wide things (processes, netns, cgroups, pins) are removed.
+  for (const auto& p : dead) (void)remove_leftovers(p, "/nonexistent/" + p);
+  return {dead.begin(), dead.end()};
+}
 
 Result<std::unique_ptr<Cluster>> Cluster::up(ClusterOptions options) {
   if (auto ok = validate_prefix(options.prefix); !ok) return tl::unexpected(ok.error());

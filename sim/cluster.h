@@ -75,6 +75,11 @@ Result<std::vector<std::string>> remove_leftovers(const std::string& prefix,
                                                   const std::filesystem::path& state_dir,
                                                   bool keep_logs = false);
 
+// For clusters named "<stem><pid>" (tests name theirs after their process): removes what those
+// whose process is gone left behind (a test killed by a timeout cannot tear its cluster down).
+// Clusters of live processes are left alone. Returns the prefixes it cleaned.
+std::vector<std::string> remove_leftovers_of_dead_owners(const std::string& stem);
+
 class Cluster {
  public:
   // Builds the cluster and waits until meshd, every pod's app and (with mesh) every node agent
@@ -128,7 +133,7 @@ class Cluster {
   // Stops a process started by start_in_pod (or any process by its ProcessInfo::name): `sig`,
   // then waits up to 15 s for it to exit. Unknown names are success.
   Status stop_named(const std::string& name, int sig = SIGTERM);
-  std::optional<pid_t> pid_of(const std::string& name) const;  // running or not
+  std::optional<pid_t> pid_of(const std::string& name) const;          // running or not
   std::filesystem::path sidecar_cgroup(const std::string& pod) const;  // "<pod cgroup>-proxy"
   const std::filesystem::path& state_dir() const { return options_.state_dir; }
 

@@ -51,31 +51,6 @@ const mb::ScenarioPlan& plan_of(mb::Mode mode) {
   throw std::runtime_error("no such scenario");
 }
 
-// A killed test process cannot tear its cluster down; its prefix names its pid, so the next run
-// removes what a dead one left.
-void remove_leftovers_of_dead_test_processes() {
-  std::set<std::string> prefixes;
-  std::vector<std::string> names = sim::list_netns(kPrefixStem);
-  if (auto root = sim::cgroup2_root()) {
-    std::error_code ec;
-    for (auto it = fs::directory_iterator(*root, ec); !ec && it != fs::directory_iterator();
-         it.increment(ec)) {
-      auto name = it->path().filename().string();
-      if (name.rfind(kPrefixStem, 0) == 0) names.push_back(name);
-    }
-  }
-  const size_t stem = std::string_view(kPrefixStem).size();
-  for (const auto& n : names) {
-    auto dash = n.find('-');
-    auto digits = n.substr(stem, dash == std::string::npos ? std::string::npos : dash - stem);
-    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (::kill(std::stoi(digits), 0) != 0 && errno == ESRCH) {
-      prefixes.insert(kPrefixStem + digits);
-    }
-  }
-  for (const auto& p : prefixes) (void)sim::remove_leftovers(p, "/nonexistent/" + p);
-}
-
 // Sum of the samples of `metric` whose labels contain every one of `labels` (Prometheus text).
 double metric_sum(const std::string& text, const std::string& metric,
                   const std::vector<std::string>& labels) {
@@ -121,7 +96,7 @@ class MeshProxies : public ::testing::Test {
                              has_capability(Capability::kBpf) && sim::cgroup2_root(),
                          "needs CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF and cgroup v2 for the "
                          "simulated cluster and its eBPF capture");
-    remove_leftovers_of_dead_test_processes();
+    (void)sim::remove_leftovers_of_dead_owners(kPrefixStem);
     auto ok = mb::write_bench_manifests(manifests_.path(), 0);
     ASSERT_TRUE(ok) << ok.error().describe();
   }

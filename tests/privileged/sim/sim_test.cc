@@ -78,7 +78,8 @@ class SimCluster : public ::testing::Test {
                              has_capability(Capability::kNetAdmin) && sim::cgroup2_root(),
                          "needs CAP_SYS_ADMIN, CAP_NET_ADMIN and a cgroup v2 mount for network "
                          "namespaces and pod cgroups");
-    remove_leftovers_of_dead_test_processes();
+    // A test process killed by ctest's timeout cannot tear down; its prefix zs<pid> names it.
+    (void)sim::remove_leftovers_of_dead_owners("zs");
     ClusterManifestOptions o;
     // Pod i goes to nodes[i % 4] and namespaces[i % 2]: two pods of each namespace per node.
     o.nodes = {"node-0", "node-0", "node-1", "node-1"};
@@ -89,28 +90,6 @@ class SimCluster : public ::testing::Test {
     o.pod_ip_start = "10.244.1.10";
     o.service_ip_start = "10.96.1.10";
     cluster_ = write_cluster_manifests(manifests_.path(), o);
-  }
-
-  // A test process killed by ctest's timeout cannot tear down; its prefix zs<pid> names it, so
-  // the next run removes what a dead one left.
-  static void remove_leftovers_of_dead_test_processes() {
-    std::set<std::string> prefixes;
-    std::vector<std::string> names = sim::list_netns("zs");
-    if (auto root = sim::cgroup2_root()) {
-      std::error_code ec;
-      for (auto it = fs::directory_iterator(*root, ec); !ec && it != fs::directory_iterator();
-           it.increment(ec)) {
-        auto name = it->path().filename().string();
-        if (name.rfind("zs", 0) == 0) names.push_back(name);
-      }
-    }
-    for (const auto& ns : names) {
-      auto dash = ns.find('-');
-      auto digits = ns.substr(2, dash == std::string::npos ? std::string::npos : dash - 2);
-      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
-      if (::kill(std::stoi(digits), 0) != 0 && errno == ESRCH) prefixes.insert("zs" + digits);
-    }
-    for (const auto& p : prefixes) (void)sim::remove_leftovers(p, "/nonexistent/" + p);
   }
 
   void TearDown() override {

@@ -98,34 +98,6 @@ metadata:
   return out;
 }
 
-// A killed test process cannot tear its cluster down; its prefix names its pid, so the next run
-// removes what a dead one left.
-void remove_leftovers_of_dead_test_processes() {
-  std::set<std::string> prefixes;
-  std::vector<std::string> names = sim::list_netns(kPrefixStem);
-  if (auto root = sim::cgroup2_root()) {
-    std::error_code ec;
-    for (auto it = fs::directory_iterator(*root, ec); !ec && it != fs::directory_iterator();
-         it.increment(ec)) {
-      auto name = it->path().filename().string();
-      if (name.rfind(kPrefixStem, 0) == 0) names.push_back(name);
-    }
-  }
-  const size_t stem = std::string_view(kPrefixStem).size();
-  for (const auto& n : names) {
-    auto dash = n.find('-');
-    auto digits = n.substr(stem, dash == std::string::npos ? std::string::npos : dash - stem);
-    if (digits.empty() || digits.size() > 9 ||
-        digits.find_first_not_of("0123456789") != std::string::npos) {
-      continue;
-    }
-    if (::kill(std::stoi(digits), 0) != 0 && errno == ESRCH) {
-      prefixes.insert(kPrefixStem + digits);
-    }
-  }
-  for (const auto& p : prefixes) (void)sim::remove_leftovers(p, "/nonexistent/" + p);
-}
-
 class ZtunnelSidecar : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -134,7 +106,7 @@ class ZtunnelSidecar : public ::testing::Test {
                              has_capability(Capability::kBpf) && sim::cgroup2_root(),
                          "needs CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF and cgroup v2 for the "
                          "simulated cluster and the sidecars' eBPF capture");
-    remove_leftovers_of_dead_test_processes();
+    (void)sim::remove_leftovers_of_dead_owners(kPrefixStem);
     write_file(manifests_.path() / "sidecar.yaml",
                namespace_manifest("sidecar", {"client", "server"}) +
                    pod_manifest("sidecar", "client", "node-0", kClientIp, "client") +
