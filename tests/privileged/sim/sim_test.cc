@@ -288,7 +288,7 @@ TEST_F(SimCluster, AFailedUpSaysWhyAndLeavesNothing) {
 TEST_F(SimCluster, UpRemovesWhatANeverTornDownMeshClusterLeftIncludingPins) {
   ZT_REQUIRE_PRIVILEGE(has_capability(Capability::kBpf), "needs CAP_BPF for the eBPF capture");
   for (const char* b : {"node-agent", "ztunnel"}) {
-    if (::access(bin_path(b).c_str(), X_OK) != 0) GTEST_SKIP() << b << " is not built";
+    ASSERT_EQ(::access(bin_path(b).c_str(), X_OK), 0) << b << " is not built (ninja " << b << ")";
   }
   auto [rc, out] = run_command(
       fmt::format("{} up --manifests {} --prefix {} --state-dir {} --bin-dir {} 2>&1",
@@ -327,7 +327,7 @@ TEST_F(SimCluster, UpRemovesWhatANeverTornDownMeshClusterLeftIncludingPins) {
 TEST_F(SimCluster, WithTheMeshAmbientPodsTalkOverHboneAndPlainPodsDirectly) {
   ZT_REQUIRE_PRIVILEGE(has_capability(Capability::kBpf), "needs CAP_BPF for the eBPF capture");
   for (const char* b : {"node-agent", "ztunnel"}) {
-    if (::access(bin_path(b).c_str(), X_OK) != 0) GTEST_SKIP() << b << " is not built";
+    ASSERT_EQ(::access(bin_path(b).c_str(), X_OK), 0) << b << " is not built (ninja " << b << ")";
   }
   auto o = options();
   o.mesh = true;
