@@ -262,7 +262,10 @@ TEST_F(MeshProxies, HaproxyPairCarriesTrafficOverMutualTls13) {
   ASSERT_TRUE(iperf) << iperf.error().describe();
   auto server_ns = c.pod_netns(s.server_pod());
   ASSERT_TRUE(server_ns);
-  std::this_thread::sleep_for(300ms);
+  // Until iperf3 listens in the server pod (polled there, not through the proxies), at most 10 s.
+  for (int i = 0; i < 100 && !sim::connect_in(*server_ns, "127.0.0.1", mb::kBulkPort, 100ms); ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
   auto bulk = c.exec_in_pod(
       s.client_pod(),
       {"iperf3", "-c", "127.0.0.1", "-p", std::to_string(mb::kHaproxyBulkPort), "-t", "1"}, 20s);
