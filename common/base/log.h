@@ -2,10 +2,12 @@
 // line in JSON mode. Components name themselves in the message ("component=inbound ...").
 #pragma once
 
+#include <iterator>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
-#include <spdlog/spdlog.h>
+#include <fmt/format.h>
 
 #include "common/base/result.h"
 
@@ -25,10 +27,39 @@ std::string current_level();
 // The format given to init() (text until then).
 Format current_format();
 
+// The macros below go through these, so that only log.cc (and code that configures sinks)
+// includes spdlog: spdlog is compiled header-only into each program that links zt_base,
+// which keeps it (and fmt) out of the shared libraries ztunnel maps.
+enum class Level { kTrace, kDebug, kInfo, kWarn, kError };
+// Whether the default logger writes `level` now (one atomic load).
+bool enabled(Level level);
+// Writes an already formatted message through the default logger.
+void write(Level level, std::string_view message);
+
+// A format string with arguments, checked at compile time as spdlog does.
+template <typename... Args>
+void emit(Level level, fmt::format_string<Args...> format, Args&&... args) {
+  if (!enabled(level)) return;
+  fmt::memory_buffer text;
+  fmt::vformat_to(std::back_inserter(text), format, fmt::make_format_args(args...));
+  write(level, std::string_view(text.data(), text.size()));
+}
+
+// A single argument is the message as it is (braces are not interpreted), as in spdlog.
+template <typename T>
+void emit(Level level, const T& message) {
+  if (!enabled(level)) return;
+  if constexpr (std::is_convertible_v<const T&, std::string_view>) {
+    write(level, std::string_view(message));
+  } else {
+    write(level, fmt::to_string(message));
+  }
+}
+
 }  // namespace zt::log
 
-#define ZT_LOG_TRACE(...) ::spdlog::trace(__VA_ARGS__)
-#define ZT_LOG_DEBUG(...) ::spdlog::debug(__VA_ARGS__)
-#define ZT_LOG_INFO(...) ::spdlog::info(__VA_ARGS__)
-#define ZT_LOG_WARN(...) ::spdlog::warn(__VA_ARGS__)
-#define ZT_LOG_ERROR(...) ::spdlog::error(__VA_ARGS__)
+#define ZT_LOG_TRACE(...) ::zt::log::emit(::zt::log::Level::kTrace, __VA_ARGS__)
+#define ZT_LOG_DEBUG(...) ::zt::log::emit(::zt::log::Level::kDebug, __VA_ARGS__)
+#define ZT_LOG_INFO(...) ::zt::log::emit(::zt::log::Level::kInfo, __VA_ARGS__)
+#define ZT_LOG_WARN(...) ::zt::log::emit(::zt::log::Level::kWarn, __VA_ARGS__)
+#define ZT_LOG_ERROR(...) ::zt::log::emit(::zt::log::Level::kError, __VA_ARGS__)

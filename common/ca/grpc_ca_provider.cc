@@ -3,18 +3,19 @@
 #include <fstream>
 #include <sstream>
 
-#include <grpcpp/grpcpp.h>
 #include <openssl/x509v3.h>
 
+#include "common/grpc/client.h"
 #include "common/tls/certs.h"
-#include "istio/v1/auth/ca.grpc.pb.h"
+#include "istio/v1/auth/ca.pb.h"
 
 namespace zt::ca {
 namespace {
 
 using istio::v1::auth::IstioCertificateRequest;
 using istio::v1::auth::IstioCertificateResponse;
-using istio::v1::auth::IstioCertificateService;
+constexpr std::string_view kCreateCertificatePath =
+    "/istio.v1.auth.IstioCertificateService/CreateCertificate";
 
 Result<std::string> read_file(const std::string& path, std::string_view what) {
   std::ifstream in(path, std::ios::binary);
@@ -29,47 +30,6 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
   return s;
-}
-
-std::string_view status_name(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::OK:
-      return "OK";
-    case grpc::CANCELLED:
-      return "CANCELLED";
-    case grpc::UNKNOWN:
-      return "UNKNOWN";
-    case grpc::INVALID_ARGUMENT:
-      return "INVALID_ARGUMENT";
-    case grpc::DEADLINE_EXCEEDED:
-      return "DEADLINE_EXCEEDED";
-    case grpc::NOT_FOUND:
-      return "NOT_FOUND";
-    case grpc::ALREADY_EXISTS:
-      return "ALREADY_EXISTS";
-    case grpc::PERMISSION_DENIED:
-      return "PERMISSION_DENIED";
-    case grpc::UNAUTHENTICATED:
-      return "UNAUTHENTICATED";
-    case grpc::RESOURCE_EXHAUSTED:
-      return "RESOURCE_EXHAUSTED";
-    case grpc::FAILED_PRECONDITION:
-      return "FAILED_PRECONDITION";
-    case grpc::ABORTED:
-      return "ABORTED";
-    case grpc::OUT_OF_RANGE:
-      return "OUT_OF_RANGE";
-    case grpc::UNIMPLEMENTED:
-      return "UNIMPLEMENTED";
-    case grpc::INTERNAL:
-      return "INTERNAL";
-    case grpc::UNAVAILABLE:
-      return "UNAVAILABLE";
-    case grpc::DATA_LOSS:
-      return "DATA_LOSS";
-    default:
-      return "UNKNOWN_CODE";
-  }
 }
 
 }  // namespace
@@ -101,51 +61,30 @@ Result<std::shared_ptr<GrpcCaProvider>> GrpcCaProvider::create(GrpcCaOptions opt
       new GrpcCaProvider(std::move(options), std::move(target), tls));
 }
 
-Result<std::shared_ptr<grpc::Channel>> GrpcCaProvider::channel() {
-  std::string roots;
-  if (tls_) {
-    auto r = read_file(*options_.root_ca_path, "CA root");
-    if (!r) return tl::unexpected(r.error());
-    if (trim(*r).empty()) return failf("the CA root file {} is empty", *options_.root_ca_path);
-    roots = std::move(*r);
-  }
-  std::lock_guard lock(mu_);
-  if (channel_ && roots == channel_roots_) return channel_;
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-              static_cast<int>(options_.max_reconnect_backoff.count()));
-  std::shared_ptr<grpc::ChannelCredentials> creds;
-  if (tls_) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = roots;
-    creds = grpc::SslCredentials(ssl);
-  } else {
-    creds = grpc::InsecureChannelCredentials();
-  }
-  channel_ = grpc::CreateCustomChannel(target_, creds, args);
-  channel_roots_ = std::move(roots);
-  return channel_;
+Result<std::optional<std::string>> GrpcCaProvider::roots() const {
+  if (!tls_) return std::optional<std::string>{};
+  auto r = read_file(*options_.root_ca_path, "CA root");
+  if (!r) return tl::unexpected(r.error());
+  if (trim(*r).empty()) return failf("the CA root file {} is empty", *options_.root_ca_path);
+  return std::optional<std::string>(std::move(*r));
 }
 
 Result<std::vector<std::string>> GrpcCaProvider::create_certificate(const std::string& csr_pem,
                                                                     const tls::SpiffeId& identity,
                                                                     std::chrono::seconds validity) {
   const std::string& ca = options_.address;
-  auto ch = channel();
-  if (!ch) return tl::unexpected(wrap(ch.error(), "CA " + ca));
+  auto root_pem = roots();
+  if (!root_pem) return tl::unexpected(wrap(root_pem.error(), "CA " + ca));
 
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + options_.timeout);
+  grpc::Metadata metadata;
   if (options_.token_path) {
     auto token = read_file(*options_.token_path, "CA token");
     if (!token) return tl::unexpected(wrap(token.error(), "CA " + ca));
     auto t = trim(*token);
     if (t.empty()) return failf("CA {}: the token file {} is empty", ca, *options_.token_path);
-    ctx.AddMetadata("authorization", fmt::format("Bearer {}", t));
+    metadata.emplace_back("authorization", fmt::format("Bearer {}", t));
   }
-  if (!options_.cluster_id.empty()) ctx.AddMetadata("clusterid", options_.cluster_id);
+  if (!options_.cluster_id.empty()) metadata.emplace_back("clusterid", options_.cluster_id);
 
   IstioCertificateRequest req;
   req.set_csr(csr_pem);
@@ -154,13 +93,23 @@ Result<std::vector<std::string>> GrpcCaProvider::create_certificate(const std::s
     (*req.mutable_metadata()->mutable_fields())["ImpersonatedIdentity"].set_string_value(
         identity.uri());
   }
+  std::string request;
+  if (!req.SerializeToString(&request)) return failf("CA {}: cannot serialize the request", ca);
+
+  grpc::ChannelOptions channel;
+  channel.address = options_.address;
+  channel.root_pem = std::move(*root_pem);
+  std::string response;
+  grpc::CallStatus status =
+      grpc::unary(channel, std::string(kCreateCertificatePath), std::move(metadata), request,
+                  &response, std::chrono::steady_clock::now() + options_.timeout);
   IstioCertificateResponse resp;
-  auto stub = IstioCertificateService::NewStub(*ch);
-  grpc::Status status = stub->CreateCertificate(&ctx, req, &resp);
+  if (status.ok() && !resp.ParseFromString(response)) {
+    status = {grpc::StatusCode::kInternal, "the response does not parse"};
+  }
   if (!status.ok()) {
     return failf("CA {}: CreateCertificate for {} failed: {} ({}): {}", ca, identity,
-                 status_name(status.error_code()), static_cast<int>(status.error_code()),
-                 status.error_message());
+                 grpc::code_name(status.code), static_cast<int>(status.code), status.message);
   }
   std::vector<std::string> chain(resp.cert_chain().begin(), resp.cert_chain().end());
   if (auto st = check_ca_response(chain, identity, ca); !st) return tl::unexpected(st.error());

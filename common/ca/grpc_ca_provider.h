@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,10 +15,6 @@
 #include "common/base/result.h"
 #include "common/identity/certificate_provider.h"
 #include "common/tls/spiffe.h"
-
-namespace grpc {
-class Channel;
-}
 
 namespace zt::ca {
 
@@ -37,8 +32,9 @@ struct GrpcCaOptions {
   // impersonates in the request metadata (ImpersonatedIdentity).
   bool impersonate = false;
   std::chrono::milliseconds timeout{10'000};  // per call
-  // Lower than gRPC's default reconnect backoff (up to 120 s) so a CA that comes back is used by
-  // the certificate manager's next retry rather than minutes later.
+  // Kept for compatibility: every call now makes its own connection (common/grpc), so there is
+  // no reconnect backoff at all and a CA that comes back is used by the certificate manager's
+  // next retry.
   std::chrono::milliseconds max_reconnect_backoff{5'000};
 };
 
@@ -58,16 +54,12 @@ class GrpcCaProvider : public identity::CertificateProvider {
   GrpcCaProvider(GrpcCaOptions options, std::string target, bool tls)
       : options_(std::move(options)), target_(std::move(target)), tls_(tls) {}
 
-  // The channel for the current root file contents (a new channel when the file changed).
-  Result<std::shared_ptr<grpc::Channel>> channel();
+  // The root file's current contents (https; re-read per call so a rotated root applies).
+  Result<std::optional<std::string>> roots() const;
 
   const GrpcCaOptions options_;
   const std::string target_;  // host:port
   const bool tls_;
-
-  std::mutex mu_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::string channel_roots_;  // the roots channel_ was built with
 };
 
 // The checks create_certificate() applies to a CA answer, separately testable: non-empty chain,

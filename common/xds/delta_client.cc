@@ -7,24 +7,25 @@
 #include <sstream>
 #include <thread>
 
-#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include "common/base/log.h"
-#include "envoy/service/discovery/v3/discovery.grpc.pb.h"
+#include "common/grpc/client.h"
+#include "envoy/service/discovery/v3/discovery.pb.h"
 
 extern char** environ;
 
 namespace zt::xds {
 namespace {
 
-using envoy::service::discovery::v3::AggregatedDiscoveryService;
 using envoy::service::discovery::v3::DeltaDiscoveryRequest;
 using envoy::service::discovery::v3::DeltaDiscoveryResponse;
 
 constexpr std::string_view kMetaPrefix = "ISTIO_META_";
 // A full push of a large mesh is one message; gRPC's default 4 MiB limit is too small for it.
-constexpr int kMaxReceiveMessageBytes = 512 * 1024 * 1024;
+constexpr size_t kMaxReceiveMessageBytes = 512 * 1024 * 1024;
+constexpr std::string_view kDeltaAdsPath =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 constexpr int kInvalidArgument = 3;  // google.rpc.Code
 
 Result<std::string> read_file(const std::string& path, std::string_view what) {
@@ -110,34 +111,27 @@ struct DeltaClient::Impl {
   Handler handler;
   ReadyCallback on_ready;
   Target target;
-  std::string root_ca_pem;
+  std::optional<std::string> root_ca_pem;  // https: unset means the system roots
   envoy::config::core::v3::Node node;
 
   std::thread thread;
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;                                               // guarded by mu
-  grpc::ClientContext* current = nullptr;                              // guarded by mu
+  grpc::Call* current = nullptr;                                       // guarded by mu
   std::map<std::string, std::map<std::string, std::string>> versions;  // guarded by mu
 
   // Client thread only.
   std::set<std::string> acked;
 
-  std::shared_ptr<grpc::Channel> make_channel() const {
-    std::shared_ptr<grpc::ChannelCredentials> creds;
-    if (target.tls) {
-      grpc::SslCredentialsOptions ssl;
-      ssl.pem_root_certs = root_ca_pem;
-      creds = grpc::SslCredentials(ssl);
-    } else {
-      creds = grpc::InsecureChannelCredentials();
-    }
-    grpc::ChannelArguments args;
-    // A fresh channel per attempt with its own subchannel: our backoff is the only one, and a
-    // restarted server is reached on the next attempt instead of after gRPC's own backoff.
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
-    return grpc::CreateCustomChannel(target.host_port, creds, args);
+  // A fresh connection per stream: our backoff is the only one, and a restarted server is
+  // reached on the next attempt.
+  grpc::ChannelOptions channel_options() const {
+    grpc::ChannelOptions o;
+    o.address = options.address;
+    if (target.tls) o.root_pem = root_ca_pem;
+    o.max_receive_message_bytes = kMaxReceiveMessageBytes;
+    return o;
   }
 
   void run() {
@@ -158,22 +152,23 @@ struct DeltaClient::Impl {
   // One stream, start to end. True when it delivered at least one response.
   bool run_stream() {
     owner->stats_.connect_attempts.fetch_add(1, std::memory_order_relaxed);
-    grpc::ClientContext ctx;
+    grpc::Metadata metadata;
     if (options.token_path) {
       auto token = read_file(*options.token_path, "xDS bearer token");
       if (!token) {
         ZT_LOG_WARN("component=xds msg=\"not connecting: {}\"", token.error().describe());
         return false;
       }
-      ctx.AddMetadata("authorization", "Bearer " + trim(*token));
+      metadata.emplace_back("authorization", "Bearer " + trim(*token));
     }
-    if (!options.cluster_id.empty()) ctx.AddMetadata("clusterid", options.cluster_id);
+    if (!options.cluster_id.empty()) metadata.emplace_back("clusterid", options.cluster_id);
 
+    grpc::Call call(channel_options(), std::string(kDeltaAdsPath), std::move(metadata));
     std::map<std::string, std::map<std::string, std::string>> initial;
     {
       std::lock_guard lock(mu);
       if (stopping) return false;
-      current = &ctx;
+      current = &call;
       initial = versions;
     }
     struct Unregister {
@@ -184,11 +179,8 @@ struct DeltaClient::Impl {
       }
     } unregister{this};
 
-    auto channel = make_channel();
-    auto stub = AggregatedDiscoveryService::NewStub(channel);
-    auto stream = stub->DeltaAggregatedResources(&ctx);
-
     bool ok = true;
+    std::string buf;
     for (const auto& type : options.type_urls) {
       DeltaDiscoveryRequest req;
       *req.mutable_node() = node;
@@ -196,7 +188,8 @@ struct DeltaClient::Impl {
       for (const auto& [name, version] : initial[type]) {
         (*req.mutable_initial_resource_versions())[name] = version;
       }
-      if (!stream->Write(req)) {
+      buf.clear();
+      if (!req.SerializeToString(&buf) || !call.write(buf)) {
         ok = false;
         break;
       }
@@ -206,24 +199,31 @@ struct DeltaClient::Impl {
       ZT_LOG_INFO("component=xds msg=\"stream open to {}, subscribed {} types\"", options.address,
                   options.type_urls.size());
       DeltaDiscoveryResponse resp;
-      while (stream->Read(&resp)) {
+      while (call.read(&buf)) {
+        if (!resp.ParseFromString(buf)) {
+          ZT_LOG_WARN("component=xds msg=\"{} sent a DeltaDiscoveryResponse that does not parse\"",
+                      options.address);
+          ok = false;
+          break;
+        }
         if (!delivered) {
           delivered = true;
           owner->stats_.streams_with_response.fetch_add(1, std::memory_order_relaxed);
         }
         owner->stats_.responses.fetch_add(1, std::memory_order_relaxed);
         DeltaDiscoveryRequest answer = handle(resp);
-        if (!stream->Write(answer)) {
+        buf.clear();
+        if (!answer.SerializeToString(&buf) || !call.write(buf)) {
           ok = false;
           break;
         }
         if (!answer.has_error_detail()) mark_acked(resp.type_url());
       }
     }
-    // A failed write means the stream is broken; cancel so Finish returns without waiting for
-    // the server. After Read returned false, Finish has the server's status.
-    if (!ok) ctx.TryCancel();
-    grpc::Status status = stream->Finish();
+    // A broken stream is cancelled so finish() does not wait for the server; after read()
+    // returned false, finish() has the server's status (or the error that ended the call).
+    if (!ok) call.cancel();
+    grpc::CallStatus status = call.finish();
     bool stopped;
     {
       std::lock_guard lock(mu);
@@ -231,8 +231,8 @@ struct DeltaClient::Impl {
     }
     if (!stopped) {
       ZT_LOG_WARN("component=xds msg=\"stream to {} ended: {} ({})\"", options.address,
-                  status.error_message().empty() ? "no message" : status.error_message(),
-                  static_cast<int>(status.error_code()));
+                  status.message.empty() ? "no message" : status.message,
+                  static_cast<int>(status.code));
     }
     return delivered;
   }
@@ -312,6 +312,9 @@ Result<std::unique_ptr<DeltaClient>> DeltaClient::create(DeltaClientOptions opti
   auto impl = std::make_unique<Impl>();
   auto target = parse_address(options.address);
   if (!target) return tl::unexpected(target.error());
+  if (auto t = grpc::parse_target(options.address); !t) {
+    return failf("xDS address \"{}\": {}", options.address, t.error().message);
+  }
   impl->target = *target;
   if (target->tls && options.root_ca_path) {
     auto pem = read_file(*options.root_ca_path, "xDS root CA");
@@ -345,7 +348,7 @@ void DeltaClient::stop() {
   {
     std::lock_guard lock(impl_->mu);
     impl_->stopping = true;
-    if (impl_->current != nullptr) impl_->current->TryCancel();
+    if (impl_->current != nullptr) impl_->current->cancel();
   }
   impl_->cv.notify_all();
   if (impl_->thread.joinable()) impl_->thread.join();

@@ -1,5 +1,7 @@
 #include "waypoint/proxy/access_log.h"
 
+#include <iterator>
+
 #include <fmt/format.h>
 
 #include "common/base/log.h"
@@ -7,7 +9,9 @@
 namespace zt::waypoint::proxy {
 namespace {
 
-std::string or_unknown(const std::string& s) { return s.empty() ? "unknown" : s; }
+std::string_view or_unknown(const std::string& s) {
+  return s.empty() ? std::string_view("unknown") : std::string_view(s);
+}
 
 // `key="value"` with quotes, backslashes and newlines escaped (one record stays one line);
 // nothing when the value is empty.
@@ -63,35 +67,80 @@ void RequestRecord::add_flag(std::string_view flag) {
   flags += flag;
 }
 
-void RequestRecord::finish(WaypointMetrics& metrics) {
+void RequestRecord::finish(WaypointMetrics& metrics, RequestSeriesCache* cache) {
   auto elapsed = std::chrono::steady_clock::now() - start;
   double ms = std::chrono::duration<double, std::milli>(elapsed).count();
-  std::string flag_label = flags.empty() ? "-" : flags;
-  stats::Labels labels = {
-      {"reporter", "waypoint"},
-      {"source_workload", or_unknown(src_workload)},
-      {"source_workload_namespace", or_unknown(src_namespace)},
-      {"source_principal", or_unknown(src_identity)},
-      {"source_app", or_unknown(src_app)},
-      {"source_version", or_unknown(src_version)},
-      {"destination_workload", or_unknown(dst_workload)},
-      {"destination_workload_namespace", or_unknown(dst_namespace)},
-      {"destination_principal", or_unknown(dst_principal)},
-      {"destination_service", or_unknown(dst_service)},
-      {"destination_service_name", or_unknown(dst_service_name)},
-      {"destination_service_namespace", or_unknown(dst_service_namespace)},
-      {"destination_version", or_unknown(dst_version)},
-      {"request_protocol", protocol},
-      {"response_code", std::to_string(status)},
-      {"grpc_response_status", grpc_status},
-      {"response_flags", flag_label},
-      {"connection_security_policy", "mutual_tls"},
+  const std::string_view flag_label = flags.empty() ? std::string_view("-") : flags;
+  char code_buf[16];
+  const auto code_end = fmt::format_to_n(code_buf, sizeof(code_buf), "{}", status).out;
+  const std::string_view code(code_buf, static_cast<size_t>(code_end - code_buf));
+  // The label values, in the order of the label names below.
+  const std::string_view values[] = {
+      or_unknown(src_workload),
+      or_unknown(src_namespace),
+      or_unknown(src_identity),
+      or_unknown(src_app),
+      or_unknown(src_version),
+      or_unknown(dst_workload),
+      or_unknown(dst_namespace),
+      or_unknown(dst_principal),
+      or_unknown(dst_service),
+      or_unknown(dst_service_name),
+      or_unknown(dst_service_namespace),
+      or_unknown(dst_version),
+      protocol,
+      code,
+      grpc_status,
+      flag_label,
   };
-  metrics.requests.with(labels).inc();
-  metrics.duration.with(labels).observe(ms);
-  metrics.request_bytes.with(labels).observe(static_cast<double>(request_bytes));
-  metrics.response_bytes.with(labels).observe(static_cast<double>(response_bytes));
+  const RequestSeries* series = nullptr;
+  RequestSeries uncached;
+  std::string key;
+  if (cache != nullptr) {
+    key.reserve(256);
+    for (auto v : values) RequestSeriesCache::append(key, v);
+    series = cache->find(key);
+  }
+  if (series == nullptr) {
+    static constexpr const char* kNames[] = {
+        "source_workload",
+        "source_workload_namespace",
+        "source_principal",
+        "source_app",
+        "source_version",
+        "destination_workload",
+        "destination_workload_namespace",
+        "destination_principal",
+        "destination_service",
+        "destination_service_name",
+        "destination_service_namespace",
+        "destination_version",
+        "request_protocol",
+        "response_code",
+        "grpc_response_status",
+        "response_flags",
+    };
+    static_assert(std::size(kNames) == std::size(values));
+    stats::Labels labels;
+    labels.reserve(std::size(kNames) + 2);
+    labels.emplace_back("reporter", "waypoint");
+    for (size_t i = 0; i < std::size(kNames); ++i) labels.emplace_back(kNames[i], values[i]);
+    labels.emplace_back("connection_security_policy", "mutual_tls");
+    uncached = RequestSeries{
+        .requests = &metrics.requests.with(labels),
+        .duration = &metrics.duration.with(labels),
+        .request_bytes = &metrics.request_bytes.with(labels),
+        .response_bytes = &metrics.response_bytes.with(labels),
+    };
+    series = cache != nullptr ? &cache->insert(std::move(key), uncached) : &uncached;
+  }
+  series->requests->inc();
+  series->duration->observe(ms);
+  series->request_bytes->observe(static_cast<double>(request_bytes));
+  series->response_bytes->observe(static_cast<double>(response_bytes));
 
+  // The access log line: only built when it is written.
+  if (!::zt::log::enabled(::zt::log::Level::kInfo)) return;
   std::string line = "component=access reporter=waypoint";
   str(line, "src.addr", src_addr);
   str(line, "src.identity", src_identity);
@@ -107,7 +156,8 @@ void RequestRecord::finish(WaypointMetrics& metrics) {
   str(line, "authority", authority);
   str(line, "protocol", protocol);
   num(line, "status", static_cast<uint64_t>(status));
-  line += " flags=" + flag_label;
+  line += " flags=";
+  line += flag_label;
   str(line, "route", route);
   str(line, "request_id", request_id);
   num(line, "attempts", attempts);

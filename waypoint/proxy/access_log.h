@@ -39,8 +39,9 @@ struct RequestRecord {
   void set_service(const zt::state::Service& s);
   void add_flag(std::string_view flag);
 
-  // Metrics and log line; call once.
-  void finish(WaypointMetrics& metrics);
+  // Metrics and log line (built only when info lines are logged); call once. With `cache` (the
+  // worker's), the series are looked up there first.
+  void finish(WaypointMetrics& metrics, RequestSeriesCache* cache = nullptr);
 };
 
 struct TcpRecord {

@@ -2,6 +2,10 @@
 // counters. Families are registered once; the pipeline fills the labels per request.
 #pragma once
 
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
 #include "common/stats/registry.h"
 
 namespace zt::waypoint::proxy {
@@ -19,8 +23,8 @@ struct WaypointMetrics {
       : requests(r.counter_family("istio_requests_total", "Requests served by the waypoint.")),
         duration(r.histogram_family("istio_request_duration_milliseconds",
                                     "Request duration at the waypoint, in milliseconds.",
-                                    {0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000,
-                                     10000, 30000, 60000, 300000, 600000, 1800000, 3600000})),
+                                    {0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
+                                     30000, 60000, 300000, 600000, 1800000, 3600000})),
         request_bytes(r.histogram_family("istio_request_bytes", "Request sizes in bytes.",
                                          {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000})),
         response_bytes(r.histogram_family("istio_response_bytes", "Response sizes in bytes.",
@@ -45,6 +49,44 @@ struct WaypointMetrics {
   void error(std::string_view component, std::string_view kind) {
     errors.with({{"component", std::string(component)}, {"kind", std::string(kind)}}).inc();
   }
+};
+
+// The series of one request label set: istio_requests_total, the duration and the two size
+// histograms.
+struct RequestSeries {
+  stats::Counter* requests = nullptr;
+  stats::Histogram* duration = nullptr;
+  stats::Histogram* request_bytes = nullptr;
+  stats::Histogram* response_bytes = nullptr;
+};
+
+// One worker's cache of RequestSeries by label values, so a request does not build, sort and
+// look up its 18 labels four times under the registry's locks (Family::with). Single-threaded
+// (a Pipeline owns one). The key is the values in the fixed label order, each prefixed with its
+// length, so two different label sets never share a key.
+class RequestSeriesCache {
+ public:
+  static constexpr size_t kMaxEntries = 4096;  // then cleared: the registry keeps the series
+
+  // The cached series for `key`, or nullptr.
+  const RequestSeries* find(const std::string& key) const {
+    auto it = series_.find(key);
+    return it == series_.end() ? nullptr : &it->second;
+  }
+  const RequestSeries& insert(std::string key, RequestSeries s) {
+    if (series_.size() >= kMaxEntries) series_.clear();
+    return series_.insert_or_assign(std::move(key), s).first->second;
+  }
+
+  // Appends `value` to `key` with its length first.
+  static void append(std::string& key, std::string_view value) {
+    const auto n = static_cast<uint32_t>(value.size());
+    key.append(reinterpret_cast<const char*>(&n), sizeof(n));
+    key.append(value);
+  }
+
+ private:
+  std::unordered_map<std::string, RequestSeries> series_;
 };
 
 }  // namespace zt::waypoint::proxy

@@ -55,6 +55,7 @@ struct Destination {
   std::unordered_map<std::string, uint32_t> active;
   Clock::time_point last_sweep = Clock::now();
   async::Event freed;  // a request finished or a connection became idle or closed
+  stats::Counter* attempts_counter = nullptr;  // waypoint_upstream_attempts of `host`, cached
 };
 
 // One upstream attempt, run on its own task so that a deadline can abandon it.
@@ -65,7 +66,7 @@ struct AttemptSlot {
   std::shared_ptr<Destination> dest;
   EndpointTarget target;
   TunnelInfo info;
-  Request request;
+  std::shared_ptr<const Request> request;  // shared by the attempts (and retries) of a request
   Limits limits;
   bool http2 = false;
   bool counted_connection = false;  // a new connection was admitted for it
@@ -108,6 +109,13 @@ IdleHttp1 new_http1(Duplex stream, const AttemptSlot& slot) {
   return idle;
 }
 
+// True when this coroutine was asked to stop (an attempt run inline by a request that is being
+// cancelled must not open a new connection).
+awaitable<bool> cancelled() {
+  auto state = co_await asio::this_coro::cancellation_state;
+  co_return state.cancelled() != asio::cancellation_type::none;
+}
+
 awaitable<void> run_attempt(std::shared_ptr<AttemptSlot> slot) {
   auto finish = [&] {
     slot->done = true;
@@ -120,7 +128,7 @@ awaitable<void> run_attempt(std::shared_ptr<AttemptSlot> slot) {
       slot->connect_failed = true;
       slot->result = tl::unexpected(client.error());
     } else if (!slot->abandoned) {
-      slot->result = co_await (*client)->send(slot->request);
+      slot->result = co_await (*client)->send(*slot->request);
     }
     finish();
     co_return;
@@ -151,8 +159,10 @@ awaitable<void> run_attempt(std::shared_ptr<AttemptSlot> slot) {
     finish();
     co_return;
   }
-  slot->result = co_await slot->h1.client->send(slot->request);
-  if (!*slot->result && reused && !slot->abandoned) {
+  slot->result = co_await slot->h1.client->send(*slot->request);
+  bool again = !*slot->result && reused && !slot->abandoned;
+  if (again) again = !(co_await cancelled());
+  if (again) {
     // A kept-alive connection the endpoint had closed meanwhile: once more on a new one, which
     // takes over the old one's place in the pool accounting.
     auto on_close = std::move(slot->h1.on_close);
@@ -168,7 +178,7 @@ awaitable<void> run_attempt(std::shared_ptr<AttemptSlot> slot) {
     }
     slot->h1 = new_http1(std::move(*stream), *slot);
     slot->h1.on_close = std::move(on_close);
-    if (!slot->abandoned) slot->result = co_await slot->h1.client->send(slot->request);
+    if (!slot->abandoned) slot->result = co_await slot->h1.client->send(*slot->request);
   }
   bool upgraded = *slot->result && (*slot->result)->status == 101;
   if (!upgraded) {
@@ -312,6 +322,7 @@ struct Pipeline::Impl {
   std::shared_ptr<Upstream> upstream;
   SeededRandom rng;
   std::unordered_map<std::string, std::shared_ptr<Destination>> destinations;
+  RequestSeriesCache series_cache;
 
   // The state of `host:port` for this config generation.
   std::shared_ptr<Destination> destination(const state::ConfigSnapshot& cfg,
@@ -409,7 +420,7 @@ struct Pipeline::Impl {
     rec.status = resp.status;
     rec.response_bytes = resp.body.size();
     if (auto g = grpc_status_of(resp)) rec.grpc_status = std::to_string(*g);
-    rec.finish(ctx.metrics);
+    rec.finish(ctx.metrics, &series_cache);
     co_return resp;
   }
 
@@ -562,7 +573,7 @@ struct Pipeline::Impl {
     upgrade = hop.upgrade.has_value();
     rec.request_id = http::ensure_request_id(request.head.headers, rng);
     http::ensure_traceparent(request.head.headers, rng);
-    http::append_forwarded_for(request.head.headers, stream.source_ip.to_string());
+    http::append_forwarded_for(request.head.headers, rec.src_addr);
 
     TunnelInfo tunnel{.client_ip = stream.source_ip,
                       .service_host = backend_svc ? backend_svc->hostname : std::string(),
@@ -578,7 +589,10 @@ struct Pipeline::Impl {
     if (upgrade) retry = config::RetryPolicy::disabled();
     std::optional<config::Duration> timeout = rule ? rule->timeouts.request : std::nullopt;
     resilience::RetryState retries(retry, Clock::now(), timeout);
-    std::string source_ip = stream.source_ip.to_string();
+    const std::string& source_ip = rec.src_addr;
+    // From here on the request is only read: every attempt shares it.
+    const auto shared_request = std::make_shared<const Request>(std::move(request));
+    const Request& req = *shared_request;
     bool in_retry = false;
     auto end_retry = [&] {
       if (in_retry) dest->limiter.finish_retry();
@@ -588,7 +602,7 @@ struct Pipeline::Impl {
     for (;;) {
       auto now = Clock::now();
       sweep(*dest, now);
-      auto index = pick(*dest, request.head, source_ip);
+      auto index = pick(*dest, req.head, source_ip);
       if (!index) {
         end_retry();
         rec.add_flag("UH");
@@ -599,7 +613,7 @@ struct Pipeline::Impl {
       if (ep.workload) rec.set_destination(*ep.workload);
       rec.upstream = key;
 
-      bool http2 = request.version == HttpVersion::kHttp2;
+      bool http2 = req.version == HttpVersion::kHttp2;
       bool idle = http2 ? upstream->has_http2(key) : upstream->has_idle_http1(key);
       auto admission = dest->limiter.admit(idle);
       if (admission == resilience::ConnectionPoolLimiter::Admission::kOverflow) {
@@ -652,16 +666,35 @@ struct Pipeline::Impl {
       slot->dest = dest;
       slot->target = ep;
       slot->info = tunnel;
-      slot->request = request;
+      slot->request = shared_request;
       slot->limits = ctx.settings.limits;
       slot->http2 = http2;
       slot->counted_connection =
           admission == resilience::ConnectionPoolLimiter::Admission::kNewConnection && !http2;
       ++dest->active[key];
       ++rec.attempts;
-      ctx.metrics.upstream_attempts.with({{"destination_service", dest->host}}).inc();
-      tasks.spawn(run_attempt(slot), "waypoint upstream attempt");
-      bool completed = co_await await_attempt(slot, retries.attempt_deadline(now));
+      if (dest->attempts_counter == nullptr) {
+        dest->attempts_counter =
+            &ctx.metrics.upstream_attempts.with({{"destination_service", dest->host}});
+      }
+      dest->attempts_counter->inc();
+      bool completed = true;
+      if (auto deadline = retries.attempt_deadline(now)) {
+        // On its own task, so that the deadline can abandon it.
+        tasks.spawn(run_attempt(slot), "waypoint upstream attempt");
+        completed = co_await await_attempt(slot, deadline);
+      } else {
+        // No deadline: nothing would abandon it but a cancellation of this request, which
+        // reaches it here as well. Inline: no task, no timer.
+        try {
+          co_await run_attempt(slot);
+        } catch (const std::exception& e) {
+          // Cancelled (a drain past its deadline) or failed: the books below are still kept.
+          drop_client(slot->h1);
+          slot->result = Result<Response>(failf("upstream attempt failed: {}", e.what()));
+          slot->done = true;
+        }
+      }
       if (--dest->active[key] == 0) dest->active.erase(key);
       dest->limiter.finish_request();
       if (http2 && admission == resilience::ConnectionPoolLimiter::Admission::kNewConnection) {
@@ -739,8 +772,9 @@ struct Pipeline::Impl {
     slot->target = endpoints[*index];
     slot->info = tunnel;
     slot->info.service_host = svc->hostname;
-    slot->request = request;
-    slot->request.head.authority = route::shadow_authority(request.head.authority);
+    auto copy = std::make_shared<Request>(request);
+    copy->head.authority = route::shadow_authority(request.head.authority);
+    slot->request = std::move(copy);
     slot->limits = ctx.settings.limits;
     slot->http2 = request.version == HttpVersion::kHttp2;
     tasks.spawn(run_mirror(tasks, slot), "waypoint mirror");

@@ -236,8 +236,9 @@ void memory_section(std::string& md, const Json& r) {
       "cgroup (shared pages counted once per process). Read once every scenario's load runs "
       "were done.\n\n";
   md +=
-      "RSS counts every resident page of the shared libraries a process maps (OpenSSL, gRPC, "
-      "protobuf, libstdc++) in full, although one copy serves every process on the machine; "
+      "RSS counts every resident page of the shared libraries a process maps (glibc; for HAProxy "
+      "and the waypoint also OpenSSL, libstdc++ and others; ztunnel links them statically) in "
+      "full, although one copy serves every process on the machine; "
       "\"private\" is the process's own anonymous memory (RssAnon: heap, stacks, buffers), what "
       "each additional proxy really adds; PSS divides shared pages among the processes that map "
       "them.\n\n";

@@ -1,6 +1,7 @@
 // HBONE's HTTP/2 layer over real TLS on loopback: CONNECT streams, half-close, flow control
 // with bulk data, the pool's stream limit, non-200 answers and GOAWAY drain.
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 
 #include "common/async/task_group.h"
 #include "common/base/log.h"

@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 #include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "common/async/task_group.h"
 #include "common/base/log.h"

@@ -1,0 +1,77 @@
+# Static third-party libraries for the executables that run on every node.
+#
+# A shared library costs resident memory in every process that maps it: its relocated data, its
+# GOT, and every code page the process touches (plus the neighbours the kernel's fault-around maps
+# with it). An executable that links Debian's static archives instead carries only the objects it
+# uses, packed together, so it touches fewer pages. ztunnel opts in (issue 7: ztunnel RSS target).
+#
+# How: the libraries name the zt_dep_* interface targets below instead of the packages' own
+# targets. Each one links the static archives when the executable being linked has the target
+# property ZT_STATIC_DEPS set, and the shared libraries otherwise, so tests and the other
+# programs are unchanged. zt_static_executable(<target>) sets the property. glibc stays shared
+# (NSS and getaddrinfo need it), and so does libstdc++ while a shared C++ library is linked:
+# two copies of libstdc++ in one process are not safe.
+option(ZT_STATIC_DEPS "Link ztunnel's third-party libraries statically (lower RSS)" ON)
+
+set(zt_static_lib_dir /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE})
+
+# zt_static_dep(<name> SHARED <targets...> STATIC <archive file names...> [SYSTEM <libs...>])
+# STATIC archives are looked up in the multiarch library directory, in link order; SYSTEM
+# libraries (dl, pthread) follow them. When an archive is missing the shared targets are used.
+function(zt_static_dep name)
+  cmake_parse_arguments(arg "" "" "SHARED;STATIC;SYSTEM" ${ARGN})
+  add_library(${name} INTERFACE)
+  set(archives)
+  foreach(a ${arg_STATIC})
+    if(NOT EXISTS ${zt_static_lib_dir}/${a})
+      set(archives)
+      break()
+    endif()
+    list(APPEND archives ${zt_static_lib_dir}/${a})
+  endforeach()
+  if(NOT ZT_STATIC_DEPS OR NOT archives)
+    target_link_libraries(${name} INTERFACE ${arg_SHARED})
+    return()
+  endif()
+  set(static "$<BOOL:$<TARGET_PROPERTY:ZT_STATIC_DEPS>>")
+  # Compile-time usage requirements (include directories, definitions) always come from the
+  # packages' targets; only what is linked differs.
+  # (Copied now: a package's imported targets may be visible only in this directory.)
+  foreach(t ${arg_SHARED})
+    target_link_libraries(${name} INTERFACE "$<$<NOT:${static}>:${t}>")
+    if(TARGET ${t})
+      get_target_property(dirs ${t} INTERFACE_INCLUDE_DIRECTORIES)
+      get_target_property(defs ${t} INTERFACE_COMPILE_DEFINITIONS)
+      if(dirs)
+        target_include_directories(${name} SYSTEM INTERFACE ${dirs})
+      endif()
+      if(defs)
+        target_compile_definitions(${name} INTERFACE ${defs})
+      endif()
+    endif()
+  endforeach()
+  foreach(a ${archives} ${arg_SYSTEM})
+    target_link_libraries(${name} INTERFACE "$<${static}:${a}>")
+  endforeach()
+endfunction()
+
+# zt_static_executable(<target> [RUNTIME]): link <target>'s zt_dep_* libraries statically (when
+# ZT_STATIC_DEPS is ON; the sanitizer build keeps everything shared). RUNTIME: libstdc++ and
+# libgcc too, for a program that maps no shared C++ library at all (ztunnel; the waypoint maps
+# libre2).
+function(zt_static_executable target)
+  cmake_parse_arguments(arg "RUNTIME" "" "" ${ARGN})
+  if(ZT_STATIC_DEPS AND NOT ZT_SANITIZE)
+    set_target_properties(${target} PROPERTIES ZT_STATIC_DEPS ON)
+    # Drop the archives' unreferenced sections (protobuf and libstdc++ have one per function).
+    target_link_options(${target} PRIVATE -Wl,--gc-sections)
+    if(arg_RUNTIME)
+      target_link_options(${target} PRIVATE -static-libstdc++ -static-libgcc)
+    endif()
+  endif()
+endfunction()
+
+zt_static_dep(zt_dep_openssl SHARED OpenSSL::SSL OpenSSL::Crypto
+              STATIC libssl.a libcrypto.a SYSTEM dl Threads::Threads)
+zt_static_dep(zt_dep_nghttp2 SHARED PkgConfig::NGHTTP2 STATIC libnghttp2.a)
+zt_static_dep(zt_dep_yaml SHARED yaml-cpp STATIC libyaml-cpp.a)
