@@ -35,7 +35,8 @@ class TestPki {
   // certificate the CA issues), or for exactly [not_before, not_after] (e.g. already expired).
   tls::WorkloadCertificate issue(const tls::SpiffeId& id,
                                  std::chrono::seconds validity = std::chrono::hours(1)) const;
-  tls::WorkloadCertificate issue(const tls::SpiffeId& id, std::chrono::system_clock::time_point not_before,
+  tls::WorkloadCertificate issue(const tls::SpiffeId& id,
+                                 std::chrono::system_clock::time_point not_before,
                                  std::chrono::system_clock::time_point not_after) const;
 
   // issue() plus the HBONE server and client TLS contexts.
@@ -56,5 +57,14 @@ class TestPki {
   std::string trust_domain_;
   identity::CertificateAuthority ca_;
 };
+
+// A TLS server certificate that is its own root (self-signed, CA:TRUE, serverAuth), for a test
+// server the client verifies by host name: `san` is the subjectAltName list
+// ("IP:127.0.0.1,DNS:localhost"), `cn` the subject's common name. Valid for an hour either side
+// of now.
+struct ServerCert {
+  std::string cert_pem, key_pem;
+};
+ServerCert self_signed_server_cert(const char* san, const char* cn = "test server");
 
 }  // namespace zt::testing

@@ -20,6 +20,7 @@
 #include "istio/v1/auth/ca.grpc.pb.h"
 #include "tests/support/mesh.h"
 #include "tests/support/servers.h"
+#include "tests/support/test_pki.h"
 
 namespace zt::ca {
 namespace {
@@ -36,35 +37,10 @@ bool contains(const std::string& s, std::string_view part) {
 
 // A self-signed TLS certificate for the CA server (SAN IP:127.0.0.1 and DNS:localhost); being
 // self-signed and CA:TRUE it is also the root the client trusts.
-struct ServerTls {
-  std::string cert_pem, key_pem;
-};
+using ServerTls = testing::ServerCert;
 
 ServerTls make_server_tls() {
-  auto key = identity::generate_p256_key();
-  if (!key) throw std::runtime_error(key.error().message);
-  tls::X509Ptr cert(X509_new());
-  X509_set_version(cert.get(), 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()),
-                   static_cast<long>(system_clock::now().time_since_epoch().count() & 0x7fffffff));
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600);
-  X509_NAME* name = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("test istiod"), -1, -1, 0);
-  X509_set_issuer_name(cert.get(), name);
-  X509_set_pubkey(cert.get(), key->get());
-  X509V3_CTX v3;
-  X509V3_set_ctx(&v3, cert.get(), cert.get(), nullptr, nullptr, 0);
-  for (auto [nid, value] : {std::pair{NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost"},
-                            std::pair{NID_basic_constraints, "critical,CA:TRUE"},
-                            std::pair{NID_key_usage, "critical,digitalSignature,keyCertSign"},
-                            std::pair{NID_ext_key_usage, "serverAuth"}}) {
-    tls::X509ExtensionPtr ext(X509V3_EXT_conf_nid(nullptr, &v3, nid, value));
-    if (!ext || X509_add_ext(cert.get(), ext.get(), -1) != 1) throw std::runtime_error("extension");
-  }
-  if (X509_sign(cert.get(), key->get(), EVP_sha256()) == 0) throw std::runtime_error("X509_sign");
-  return {tls::cert_to_pem(cert.get()), tls::key_to_pem(key->get())};
+  return testing::self_signed_server_cert("IP:127.0.0.1,DNS:localhost", "test istiod");
 }
 
 // What the server saw in one request.

@@ -38,36 +38,10 @@ bool contains(const std::string& s, std::string_view part) {
   return s.find(part) != std::string::npos;
 }
 
-struct ServerCert {
-  std::string cert_pem, key_pem;
-};
+using testing::ServerCert;
 
-// A self-signed CA:TRUE server certificate with the given subjectAltName; it is its own root.
 ServerCert make_server_cert(const char* san) {
-  auto key = identity::generate_p256_key();
-  if (!key) throw std::runtime_error(key.error().message);
-  tls::X509Ptr cert(X509_new());
-  X509_set_version(cert.get(), 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()),
-                   static_cast<long>(Clock::now().time_since_epoch().count() & 0x7fffffff));
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600);
-  X509_NAME* name = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("grpc test server"), -1, -1, 0);
-  X509_set_issuer_name(cert.get(), name);
-  X509_set_pubkey(cert.get(), key->get());
-  X509V3_CTX v3;
-  X509V3_set_ctx(&v3, cert.get(), cert.get(), nullptr, nullptr, 0);
-  for (auto [nid, value] :
-       {std::pair{NID_subject_alt_name, san}, std::pair{NID_basic_constraints, "critical,CA:TRUE"},
-        std::pair{NID_key_usage, "critical,digitalSignature,keyCertSign"},
-        std::pair{NID_ext_key_usage, "serverAuth"}}) {
-    tls::X509ExtensionPtr ext(X509V3_EXT_conf_nid(nullptr, &v3, nid, value));
-    if (!ext || X509_add_ext(cert.get(), ext.get(), -1) != 1) throw std::runtime_error("extension");
-  }
-  if (X509_sign(cert.get(), key->get(), EVP_sha256()) == 0) throw std::runtime_error("X509_sign");
-  return {tls::cert_to_pem(cert.get()), tls::key_to_pem(key->get())};
+  return testing::self_signed_server_cert(san, "grpc test server");
 }
 
 // The unary service: what it answers depends on the csr field.
