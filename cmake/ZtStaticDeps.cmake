@@ -15,6 +15,9 @@ option(ZT_STATIC_DEPS "Link ztunnel's third-party libraries statically (lower RS
 
 set(zt_static_lib_dir /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE})
 
+include(CheckLinkerFlag)
+check_linker_flag(CXX -Wl,-z,pack-relative-relocs ZT_LINKER_HAS_RELR)
+
 # zt_static_dep(<name> SHARED <targets...> STATIC <archive file names...> [SYSTEM <libs...>])
 # STATIC archives are looked up in the multiarch library directory, in link order; SYSTEM
 # libraries (dl, pthread) follow them. When an archive is missing the shared targets are used.
@@ -65,6 +68,11 @@ function(zt_static_executable target)
     set_target_properties(${target} PROPERTIES ZT_STATIC_DEPS ON)
     # Drop the archives' unreferenced sections (protobuf and libstdc++ have one per function).
     target_link_options(${target} PRIVATE -Wl,--gc-sections)
+    # Relative relocations as a bitmap (DT_RELR, glibc 2.36) instead of 24 bytes each: ztunnel's
+    # .rela.dyn, read by the dynamic loader at every start, shrinks from ~680 KB to a few KB.
+    if(ZT_LINKER_HAS_RELR)
+      target_link_options(${target} PRIVATE -Wl,-z,pack-relative-relocs)
+    endif()
     if(arg_RUNTIME)
       target_link_options(${target} PRIVATE -static-libstdc++ -static-libgcc)
     endif()

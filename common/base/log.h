@@ -2,7 +2,6 @@
 // line in JSON mode. Components name themselves in the message ("component=inbound ...").
 #pragma once
 
-#include <iterator>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -40,9 +39,9 @@ void write(Level level, std::string_view message);
 template <typename... Args>
 void emit(Level level, fmt::format_string<Args...> format, Args&&... args) {
   if (!enabled(level)) return;
-  fmt::memory_buffer text;
-  fmt::vformat_to(std::back_inserter(text), format, fmt::make_format_args(args...));
-  write(level, std::string_view(text.data(), text.size()));
+  // fmt::vformat is compiled once (base/fmt_impl.cc); vformat_to into a buffer would compile
+  // fmt's formatting engine into every file that logs.
+  write(level, fmt::vformat(format, fmt::make_format_args(args...)));
 }
 
 // A single argument is the message as it is (braces are not interpreted), as in spdlog.
