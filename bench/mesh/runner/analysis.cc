@@ -362,8 +362,9 @@ Json compute_targets(const Json& results) {
           "ztunnel RSS at 1,000 rps serving 10 pods", "<= 12 MB",
           fmt::format("{:.1f} MiB", mb(worst)), worst <= 12.0 * 1024 * 1024,
           fmt::format("node-0's ztunnel, largest VmRSS after the {:.0f} rps runs, serving {} "
-                      "pods{}{}",
-                      r1000, pods, rate_note(r1000), memory_split_note(*ambient))));
+                      "pods{}{}; 12 MB is read as 12 MiB (12,582,912 bytes), {:.1f} million "
+                      "bytes here",
+                      r1000, pods, rate_note(r1000), memory_split_note(*ambient), worst / 1e6)));
     }
   }
   // 7. flat memory vs pods while the sidecar's grows.
