@@ -5,7 +5,6 @@
 // FMT_HEADER_ONLY defines fmt's non-template functions here, and below are the template
 // instantiations that fmt's headers declare but leave to the library (format.h declares them
 // `extern`; the linker names any that is missing).
-#include <clocale>
 #include <locale>
 
 #include <fmt/format-inl.h>
