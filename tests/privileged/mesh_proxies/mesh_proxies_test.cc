@@ -160,6 +160,23 @@ class MeshProxies : public ::testing::Test {
     return s.str();
   }
 
+  // A process's log once one of its lines contains every one of `parts`, polling for up to 10 s:
+  // access lines are written when a connection closes, which can come a moment after the client
+  // has its answer. On timeout, the log as it then stands, for the failure message.
+  struct LogMatch {
+    bool found = false;
+    std::string log;
+  };
+  LogMatch log_with(const std::string& process, const std::vector<std::string>& parts) {
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    for (;;) {
+      LogMatch m{.found = false, .log = read_log(process)};
+      m.found = line_with(m.log, parts);
+      if (m.found || std::chrono::steady_clock::now() >= deadline) return m;
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+
   TempDir manifests_, state_, work_;
   std::string prefix_ = fmt::format("{}{}", kPrefixStem, ::getpid());
   fs::path state_dir_ = state_.path() / "state";
@@ -213,20 +230,20 @@ TEST_F(MeshProxies, AmbientWaypointCarriesTheServiceVipAndCountsTheRequest) {
 
   // The waypoint's access log: reporter waypoint, the client's identity, the server pod as the
   // upstream of a request addressed to the VIP.
-  auto log = read_log(wp->process);
   auto wanted = fmt::format("upstream=\"{}:{}\"", s.server_ip, mb::kAppPort);
-  EXPECT_TRUE(line_with(log, {"component=access reporter=waypoint",
-                              "src.identity=\"spiffe://cluster.local/ns/ambient-wp/sa/default\"",
-                              wanted, "status=200"}))
-      << log;
+  auto log = log_with(wp->process,
+                      {"component=access reporter=waypoint",
+                       "src.identity=\"spiffe://cluster.local/ns/ambient-wp/sa/default\"", wanted,
+                       "status=200"});
+  EXPECT_TRUE(log.found) << log.log;
   // The client's ztunnel sent it to the waypoint, not to the server directly: its outbound access
   // line has the waypoint pod as destination and the VIP as the HBONE target.
-  auto ztunnel_log = read_log(std::string(mb::kClientNode) + ".ztunnel");
-  EXPECT_TRUE(line_with(
-      ztunnel_log, {"direction=\"outbound\"", fmt::format("dst.addr=\"{}:15008\"", s.waypoint_ip),
-                    fmt::format("dst.hbone_addr=\"{}:{}\"", s.service_vip, mb::kAppPort)}))
-      << ztunnel_log;
-  if (std::getenv("ZT_TEST_VERBOSE")) std::cout << ztunnel_log << "\n" << log << "\n";
+  auto ztunnel_log = log_with(
+      std::string(mb::kClientNode) + ".ztunnel",
+      {"direction=\"outbound\"", fmt::format("dst.addr=\"{}:15008\"", s.waypoint_ip),
+       fmt::format("dst.hbone_addr=\"{}:{}\"", s.service_vip, mb::kAppPort)});
+  EXPECT_TRUE(ztunnel_log.found) << ztunnel_log.log;
+  if (std::getenv("ZT_TEST_VERBOSE")) std::cout << ztunnel_log.log << "\n" << log.log << "\n";
 }
 
 TEST_F(MeshProxies, HaproxyPairCarriesTrafficOverMutualTls13) {
@@ -352,18 +369,19 @@ TEST_F(MeshProxies, SidecarL7GoesThroughTheServersWaypoint) {
   auto answer = curl_until_answered(s.client_pod(), url);
   EXPECT_NE(answer.find("pod=server"), std::string::npos) << answer;
 
-  auto log = read_log(wp->process);
-  EXPECT_TRUE(
-      line_with(log, {"component=access reporter=waypoint",
-                      "src.identity=\"spiffe://cluster.local/ns/sidecar-l7/sa/default\"",
-                      fmt::format("upstream=\"{}:{}\"", s.server_ip, mb::kAppPort), "status=200"}))
-      << log;
-  auto client_log = read_log(sidecar_processes[1]);
-  EXPECT_TRUE(line_with(
-      client_log, {"direction=\"outbound\"", fmt::format("dst.addr=\"{}:15008\"", s.waypoint_ip)}))
-      << client_log;
+  auto log = log_with(wp->process,
+                      {"component=access reporter=waypoint",
+                       "src.identity=\"spiffe://cluster.local/ns/sidecar-l7/sa/default\"",
+                       fmt::format("upstream=\"{}:{}\"", s.server_ip, mb::kAppPort), "status=200"});
+  EXPECT_TRUE(log.found) << log.log;
+  auto client_log =
+      log_with(sidecar_processes[1],
+               {"direction=\"outbound\"", fmt::format("dst.addr=\"{}:15008\"", s.waypoint_ip)});
+  EXPECT_TRUE(client_log.found) << client_log.log;
   if (std::getenv("ZT_TEST_VERBOSE")) {
-    std::cout << client_log << "\n" << log << "\n" << read_log(sidecar_processes[0]) << "\n";
+    std::cout << client_log.log << "\n"
+              << log.log << "\n"
+              << read_log(sidecar_processes[0]) << "\n";
   }
 }
 
