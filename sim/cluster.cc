@@ -174,11 +174,46 @@ std::string_view to_string(NodeDaemon d) { return d == NodeDaemon::kZtunnel ? "z
 
 fs::path default_state_dir(const std::string& prefix) { return fs::path("/run/meshsim") / prefix; }
 
+std::vector<pid_t> orphaned_commands(const std::string& prefix) {
+  std::vector<pid_t> pids;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator("/proc", ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    auto name = it->path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(it->path() / "cmdline");
+    std::vector<std::string> argv;
+    for (std::string arg; std::getline(in, arg, '\0');) argv.push_back(arg);
+    if (argv.empty() || fs::path(argv[0]).filename() != "ip") continue;
+    if (std::none_of(argv.begin() + 1, argv.end(),
+                     [&](const std::string& a) { return a.rfind(prefix + "-", 0) == 0; })) {
+      continue;
+    }
+    const auto pid = static_cast<pid_t>(std::stol(name));
+    auto cg = process_cgroup(pid);
+    if (cg && cg->rfind("/" + prefix + "/", 0) == 0) continue;  // the cluster's own
+    if (process_alive(pid)) pids.push_back(pid);
+  }
+  return pids;
+}
+
 Result<std::vector<std::string>> remove_leftovers(const std::string& prefix,
                                                   const fs::path& state_dir, bool keep_logs) {
   if (auto ok = validate_prefix(prefix); !ok) return tl::unexpected(ok.error());
   std::vector<std::string> removed;
   std::vector<std::string> errors;
+
+  // First let the earlier run's last commands finish: what they create is removed below.
+  auto orphans = orphaned_commands(prefix);
+  for (auto deadline = std::chrono::steady_clock::now() + 10s;
+       !orphans.empty() && std::chrono::steady_clock::now() < deadline;
+       orphans = orphaned_commands(prefix)) {
+    std::this_thread::sleep_for(10ms);
+  }
+  for (auto pid : orphans) {
+    ::kill(pid, SIGKILL);
+    removed.push_back(fmt::format("killed ip command {} left running by an earlier run", pid));
+  }
   auto mount = cgroup2_root();
   std::error_code ec;
 

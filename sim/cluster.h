@@ -75,6 +75,13 @@ Result<std::vector<std::string>> remove_leftovers(const std::string& prefix,
                                                   const std::filesystem::path& state_dir,
                                                   bool keep_logs = false);
 
+// `ip` commands an earlier run with `prefix` started that outlived it: they run in their own
+// process group and outside the cluster's cgroups, so a SIGKILL of the simulator leaves e.g. an
+// `ip netns add <prefix>-node-0` running, which would race the next `up` for the same name.
+// Pids of the live `ip` processes outside "/<prefix>/" cgroups with an argument "<prefix>-...".
+// remove_leftovers() waits for them (up to 10 s) before it removes anything, then kills the rest.
+std::vector<pid_t> orphaned_commands(const std::string& prefix);
+
 // For clusters named "<stem><pid>" (tests name theirs after their process): removes what those
 // whose process is gone left behind (a test killed by a timeout cannot tear its cluster down).
 // Clusters of live processes are left alone. Returns the prefixes it cleaned.
