@@ -363,8 +363,10 @@ Json compute_targets(const Json& results) {
           fmt::format("{:.1f} MiB", mb(worst)), worst <= 12.0 * 1024 * 1024,
           fmt::format("node-0's ztunnel, largest VmRSS after the {:.0f} rps runs, serving {} "
                       "pods{}{}; 12 MB is read as 12 MiB (12,582,912 bytes), {:.1f} million "
-                      "bytes here",
-                      r1000, pods, rate_note(r1000), memory_split_note(*ambient), worst / 1e6)));
+                      "bytes here{}",
+                      r1000, pods, rate_note(r1000), memory_split_note(*ambient), worst / 1e6,
+                      worst <= 12e6 ? ", so under 12 MB read as 12,000,000 bytes too"
+                                    : ", over 12 MB read as 12,000,000 bytes")));
     }
   }
   // 7. flat memory vs pods while the sidecar's grows.
