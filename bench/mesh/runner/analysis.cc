@@ -228,12 +228,14 @@ Json compute_targets(const Json& results) {
   {
     double worst = -1;
     std::string where;
+    int worst_conns = 0;
     for (int c : conns) {
       const Json* p = scenario_ok(ambient) ? point_of(*ambient, r1000, c) : nullptr;
       if (!p || !p->contains("cpu_per_1000") || !(*p)["cpu_per_1000"].contains("total")) continue;
       double v = (*p)["cpu_per_1000"]["total"].get<double>();
       if (v > worst) {
         worst = v;
+        worst_conns = c;
         where = fmt::format("{:.0f} rps x {} conn", r1000, c);
       }
     }
@@ -241,9 +243,20 @@ Json compute_targets(const Json& results) {
       out.push_back(target("ambient L4 CPU per 1,000 requests (both ztunnels)", "<= 0.10 vCPU-s",
                            "not measured", std::nullopt, why_missing(ambient, "ambient")));
     } else {
+      // For scale on this machine: what the no-mesh run's processes cost per request at the same
+      // point (loadgen and the server app are woken once per request and response each, as
+      // each ztunnel is).
+      std::string scale;
+      const Json* base = scenario_ok(nomesh) ? point_of(*nomesh, r1000, worst_conns) : nullptr;
+      if (base && base->contains("cpu_per_1000") && (*base)["cpu_per_1000"].contains("cluster")) {
+        scale = fmt::format(
+            "; for scale, the whole no-mesh cluster (loadgen, the server app, the idle daemons) "
+            "used {:.3f} at the same point",
+            (*base)["cpu_per_1000"]["cluster"].get<double>());
+      }
       out.push_back(target("ambient L4 CPU per 1,000 requests (both ztunnels)", "<= 0.10 vCPU-s",
                            fmt::format("{:.3f} vCPU-s", worst), worst <= 0.10,
-                           "worst over connection counts, at " + where + rate_note(r1000)));
+                           "worst over connection counts, at " + where + rate_note(r1000) + scale));
     }
   }
   // 2. ambient CPU <= half of HAProxy's, at every point.
