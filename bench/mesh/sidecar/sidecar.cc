@@ -77,6 +77,62 @@ Status enroll_pod(sim::Cluster& cluster, const sim::PodPlan& pod, const sim::Nod
   return {};
 }
 
+// Undoes enroll_pod() for a pod whose sidecar did not come up, so that its connections go
+// direct again instead of to listeners nobody opened.
+void release_pod(const sim::PodPlan& pod, const std::string& pin_root) {
+  auto capture = bpf::CaptureProgram::load(pin_root);
+  Status st = capture ? (*capture)->release(pod.uid) : Status(tl::unexpected(capture.error()));
+  if (!st) {
+    ZT_LOG_WARN(
+        "component=meshbench msg=\"pod {}: its sidecar did not start and its capture could not "
+        "be released\" error=\"{}\"",
+        pod.key(), st.error().describe());
+  }
+}
+
+// Starts the pod's ztunnel (its capture is in place) and waits until it is ready.
+Result<StartedProxy> start_enrolled(sim::Cluster& cluster, const SidecarOptions& options,
+                                    const sim::PodPlan& pod, const std::string& name,
+                                    const std::string& pin_root) {
+  auto step = [&](std::string_view what, const Error& e) {
+    return tl::unexpected(wrap(e, fmt::format("sidecar ztunnel {}: {}", options.pod, what)));
+  };
+  std::string sa = pod.service_account.empty() ? "default" : pod.service_account;
+  auto bin = cluster.options().bin_dir / "ztunnel";
+  std::vector<std::string> argv = {bin.string(), "--ca-cert",
+                                   (options.ca_dir / "ca-cert.pem").string(), "--ca-key",
+                                   (options.ca_dir / "ca-key.pem").string()};
+  std::vector<std::string> env = {
+      "PROXY_MODE=dedicated",
+      "SIDECAR_CAPTURE=true",
+      "BPF_PIN_ROOT=" + pin_root,
+      fmt::format("PROXY_WORKLOAD_INFO={}/{}/{}", pod.namespace_, pod.name, sa),
+      "LOCAL_XDS_PATH=" + options.local_config.string(),
+      "RUST_LOG=" + options.log_level,
+  };
+  auto pid = cluster.start_in_pod(pod.key(), name, std::move(argv), std::move(env),
+                                  sim::Cluster::PodCgroup::kSidecar);
+  if (!pid) return step("start", pid.error());
+
+  auto ns = cluster.pod_netns(pod.key());
+  if (!ns) return step("opening the pod's netns", ns.error());
+  auto deadline = std::chrono::steady_clock::now() + cluster.options().ready_timeout;
+  while (!ready_in(*ns)) {
+    if (!sim::process_alive(*pid)) {
+      return failf("sidecar ztunnel {}: exited during start-up{}", options.pod,
+                   sim::log_tail(cluster.log_path(name)));
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      auto tail = sim::log_tail(cluster.log_path(name));
+      (void)cluster.stop_named(name, SIGKILL);
+      return failf("sidecar ztunnel {}: not ready on 127.0.0.1:{} in the pod after {} ms{}",
+                   options.pod, kReadinessPort, cluster.options().ready_timeout.count(), tail);
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  return StartedProxy{.process = name, .pid = *pid, .role = "sidecar-ztunnel", .pod = pod.key()};
+}
+
 }  // namespace
 
 std::filesystem::path sidecar_pin_root(const sim::Cluster& cluster, const std::string& pod) {
@@ -98,48 +154,13 @@ Result<StartedProxy> start_sidecar_ztunnel(sim::Cluster& cluster, const SidecarO
   if (!node) return failf("sidecar ztunnel {}: no node {}", options.pod, pod->node);
   auto pin_root = sidecar_pin_root(cluster, options.pod).string();
   auto name = pod->namespace_ + "." + pod->name + ".ztunnel";
-  auto step = [&](std::string_view what, const Error& e) {
-    return tl::unexpected(wrap(e, fmt::format("sidecar ztunnel {}: {}", options.pod, what)));
-  };
-
   if (auto st = enroll_pod(cluster, *pod, *node, pin_root); !st) {
-    return step(fmt::format("capture at {}", pin_root), st.error());
+    return tl::unexpected(
+        wrap(st.error(), fmt::format("sidecar ztunnel {}: capture at {}", options.pod, pin_root)));
   }
-
-  std::string sa = pod->service_account.empty() ? "default" : pod->service_account;
-  auto bin = cluster.options().bin_dir / "ztunnel";
-  std::vector<std::string> argv = {bin.string(), "--ca-cert",
-                                   (options.ca_dir / "ca-cert.pem").string(), "--ca-key",
-                                   (options.ca_dir / "ca-key.pem").string()};
-  std::vector<std::string> env = {
-      "PROXY_MODE=dedicated",
-      "SIDECAR_CAPTURE=true",
-      "BPF_PIN_ROOT=" + pin_root,
-      fmt::format("PROXY_WORKLOAD_INFO={}/{}/{}", pod->namespace_, pod->name, sa),
-      "LOCAL_XDS_PATH=" + options.local_config.string(),
-      "RUST_LOG=" + options.log_level,
-  };
-  auto pid = cluster.start_in_pod(pod->key(), name, std::move(argv), std::move(env),
-                                  sim::Cluster::PodCgroup::kSidecar);
-  if (!pid) return step("start", pid.error());
-
-  auto ns = cluster.pod_netns(pod->key());
-  if (!ns) return step("opening the pod's netns", ns.error());
-  auto deadline = std::chrono::steady_clock::now() + cluster.options().ready_timeout;
-  while (!ready_in(*ns)) {
-    if (!sim::process_alive(*pid)) {
-      return failf("sidecar ztunnel {}: exited during start-up{}", options.pod,
-                   sim::log_tail(cluster.log_path(name)));
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      auto tail = sim::log_tail(cluster.log_path(name));
-      (void)cluster.stop_named(name, SIGKILL);
-      return failf("sidecar ztunnel {}: not ready on 127.0.0.1:{} in the pod after {} ms{}",
-                   options.pod, kReadinessPort, cluster.options().ready_timeout.count(), tail);
-    }
-    std::this_thread::sleep_for(20ms);
-  }
-  return StartedProxy{.process = name, .pid = *pid, .role = "sidecar-ztunnel", .pod = pod->key()};
+  auto started = start_enrolled(cluster, options, *pod, name, pin_root);
+  if (!started) release_pod(*pod, pin_root);
+  return started;
 }
 
 }  // namespace zt::bench::mesh

@@ -29,6 +29,7 @@
 #include "bench/mesh/proxies/haproxy.h"
 #include "bench/mesh/proxies/waypoint.h"
 #include "bench/mesh/sidecar/sidecar.h"
+#include "bpf/loader/capture.h"
 #include "sim/cluster.h"
 #include "sim/host.h"
 #include "tests/support/daemon.h"
@@ -320,6 +321,32 @@ TEST_F(MeshProxies, HaproxyPairCarriesTrafficOverMutualTls13) {
   ASSERT_TRUE(text);
   EXPECT_NE(text->out.find("URI:spiffe://cluster.local/ns/haproxy/sa/default"), std::string::npos)
       << text->out << text->err;
+}
+
+// A sidecar ztunnel that cannot start (its local config is missing) is reported, and its pod is
+// not left captured towards listeners nobody opened: its connections go direct again.
+TEST_F(MeshProxies, ASidecarThatFailsToStartLeavesItsPodUncaptured) {
+  auto& c = up();
+  const auto& s = plan_of(mb::Mode::kSidecar);
+  mb::SidecarOptions so;
+  so.pod = s.client_pod();
+  so.local_config = work_.path() / "missing.yaml";
+  so.ca_dir = c.state_dir() / "ca";
+  auto sc = mb::start_sidecar_ztunnel(c, so);
+  ASSERT_FALSE(sc);
+  EXPECT_NE(sc.error().describe().find("exited during start-up"), std::string::npos)
+      << sc.error().describe();
+
+  auto capture = bpf::CaptureProgram::load(mb::sidecar_pin_root(c, s.client_pod()).string());
+  ASSERT_TRUE(capture) << capture.error().describe();
+  const auto* pod = c.plan().find_pod(s.client_pod());
+  ASSERT_NE(pod, nullptr);
+  auto enrolled = (*capture)->enrolled();
+  EXPECT_EQ(std::count(enrolled.begin(), enrolled.end(), pod->uid), 0)
+      << "pod " << pod->uid << " is still enrolled";
+
+  auto answer = curl(s.client_pod(), {fmt::format("http://{}:{}/", s.server_ip, mb::kAppPort)});
+  EXPECT_NE(answer.find("pod=server"), std::string::npos) << answer;
 }
 
 // sidecar-l7: per-pod sidecar ztunnels (local config) and a waypoint dedicated to the server pod
