@@ -328,11 +328,9 @@ TEST_F(MeshProxies, HaproxyPairCarriesTrafficOverMutualTls13) {
 TEST_F(MeshProxies, ASidecarThatFailsToStartLeavesItsPodUncaptured) {
   auto& c = up();
   const auto& s = plan_of(mb::Mode::kSidecar);
-  mb::SidecarOptions so;
-  so.pod = s.client_pod();
-  so.local_config = work_.path() / "missing.yaml";
-  so.ca_dir = c.state_dir() / "ca";
-  auto sc = mb::start_sidecar_ztunnel(c, so);
+  auto sc = mb::start_sidecar_ztunnel(c, {.pod = s.client_pod(),
+                                          .local_config = work_.path() / "missing.yaml",
+                                          .ca_dir = c.state_dir() / "ca"});
   ASSERT_FALSE(sc);
   EXPECT_NE(sc.error().describe().find("exited during start-up"), std::string::npos)
       << sc.error().describe();
