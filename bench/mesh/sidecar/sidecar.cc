@@ -78,7 +78,8 @@ Status enroll_pod(sim::Cluster& cluster, const sim::PodPlan& pod, const sim::Nod
 }
 
 // Undoes enroll_pod() for a pod whose sidecar did not come up, so that its connections go
-// direct again instead of to listeners nobody opened.
+// direct again instead of to listeners nobody opened. The delivery routing stays: it only
+// routes packets with ztunnel's fwmark, which nothing sets once no proxy runs there.
 void release_pod(const sim::PodPlan& pod, const std::string& pin_root) {
   auto capture = bpf::CaptureProgram::load(pin_root);
   Status st = capture ? (*capture)->release(pod.uid) : Status(tl::unexpected(capture.error()));
@@ -115,7 +116,10 @@ Result<StartedProxy> start_enrolled(sim::Cluster& cluster, const SidecarOptions&
   if (!pid) return step("start", pid.error());
 
   auto ns = cluster.pod_netns(pod.key());
-  if (!ns) return step("opening the pod's netns", ns.error());
+  if (!ns) {
+    (void)cluster.stop_named(name, SIGKILL);  // its pod's capture is about to be released
+    return step("opening the pod's netns", ns.error());
+  }
   auto deadline = std::chrono::steady_clock::now() + cluster.options().ready_timeout;
   while (!ready_in(*ns)) {
     if (!sim::process_alive(*pid)) {
