@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <set>
 #include <sstream>
@@ -33,6 +32,7 @@
 #include "sim/cluster.h"
 #include "sim/host.h"
 #include "tests/support/daemon.h"
+#include "tests/support/log_lines.h"
 #include "tests/support/mesh.h"
 #include "tests/support/privileges.h"
 
@@ -74,19 +74,6 @@ double metric_sum(const std::string& text, const std::string& metric,
     }
   }
   return sum;
-}
-
-// True when one line of `text` contains every one of `parts`.
-bool line_with(const std::string& text, const std::vector<std::string>& parts) {
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (std::all_of(parts.begin(), parts.end(),
-                    [&](const std::string& p) { return line.find(p) != std::string::npos; })) {
-      return true;
-    }
-  }
-  return false;
 }
 
 class MeshProxies : public ::testing::Test {
@@ -154,28 +141,14 @@ class MeshProxies : public ::testing::Test {
     return {};
   }
 
-  std::string read_log(const std::string& process) {
-    std::ifstream in(cluster_->log_path(process));
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
-
-  // A process's log once one of its lines contains every one of `parts`, polling for up to 10 s:
-  // access lines are written when a connection closes, which can come a moment after the client
-  // has its answer. On timeout, the log as it then stands, for the failure message.
-  struct LogMatch {
-    bool found = false;
-    std::string log;
-  };
-  LogMatch log_with(const std::string& process, const std::vector<std::string>& parts) {
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    for (;;) {
-      LogMatch m{.found = false, .log = read_log(process)};
-      m.found = line_with(m.log, parts);
-      if (m.found || std::chrono::steady_clock::now() >= deadline) return m;
-      std::this_thread::sleep_for(50ms);
-    }
+  // Waits (tests/support/log_lines.h) for a line of the process's log holding every one of
+  // `parts`: access lines are written when a connection closes, which can come a moment after
+  // the client has its answer. The log on failure.
+  ::testing::AssertionResult log_has(const std::string& process,
+                                     const std::vector<std::string>& parts) {
+    auto path = cluster_->log_path(process);
+    if (wait_lines(path, parts) > 0) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "no such line in " << path << ":\n" << slurp(path);
   }
 
   TempDir manifests_, state_, work_;
@@ -232,19 +205,16 @@ TEST_F(MeshProxies, AmbientWaypointCarriesTheServiceVipAndCountsTheRequest) {
   // The waypoint's access log: reporter waypoint, the client's identity, the server pod as the
   // upstream of a request addressed to the VIP.
   auto wanted = fmt::format("upstream=\"{}:{}\"", s.server_ip, mb::kAppPort);
-  auto log = log_with(wp->process,
-                      {"component=access reporter=waypoint",
-                       "src.identity=\"spiffe://cluster.local/ns/ambient-wp/sa/default\"", wanted,
-                       "status=200"});
-  EXPECT_TRUE(log.found) << log.log;
+  EXPECT_TRUE(log_has(
+      wp->process,
+      {"component=access reporter=waypoint",
+       "src.identity=\"spiffe://cluster.local/ns/ambient-wp/sa/default\"", wanted, "status=200"}));
   // The client's ztunnel sent it to the waypoint, not to the server directly: its outbound access
   // line has the waypoint pod as destination and the VIP as the HBONE target.
-  auto ztunnel_log = log_with(
-      std::string(mb::kClientNode) + ".ztunnel",
-      {"direction=\"outbound\"", fmt::format("dst.addr=\"{}:15008\"", s.waypoint_ip),
-       fmt::format("dst.hbone_addr=\"{}:{}\"", s.service_vip, mb::kAppPort)});
-  EXPECT_TRUE(ztunnel_log.found) << ztunnel_log.log;
-  if (std::getenv("ZT_TEST_VERBOSE")) std::cout << ztunnel_log.log << "\n" << log.log << "\n";
+  EXPECT_TRUE(
+      log_has(std::string(mb::kClientNode) + ".ztunnel",
+              {"direction=\"outbound\"", fmt::format("dst.addr=\"{}:15008\"", s.waypoint_ip),
+               fmt::format("dst.hbone_addr=\"{}:{}\"", s.service_vip, mb::kAppPort)}));
 }
 
 TEST_F(MeshProxies, HaproxyPairCarriesTrafficOverMutualTls13) {
@@ -394,20 +364,12 @@ TEST_F(MeshProxies, SidecarL7GoesThroughTheServersWaypoint) {
   auto answer = curl_until_answered(s.client_pod(), url);
   EXPECT_NE(answer.find("pod=server"), std::string::npos) << answer;
 
-  auto log = log_with(wp->process,
-                      {"component=access reporter=waypoint",
-                       "src.identity=\"spiffe://cluster.local/ns/sidecar-l7/sa/default\"",
-                       fmt::format("upstream=\"{}:{}\"", s.server_ip, mb::kAppPort), "status=200"});
-  EXPECT_TRUE(log.found) << log.log;
-  auto client_log =
-      log_with(sidecar_processes[1],
-               {"direction=\"outbound\"", fmt::format("dst.addr=\"{}:15008\"", s.waypoint_ip)});
-  EXPECT_TRUE(client_log.found) << client_log.log;
-  if (std::getenv("ZT_TEST_VERBOSE")) {
-    std::cout << client_log.log << "\n"
-              << log.log << "\n"
-              << read_log(sidecar_processes[0]) << "\n";
-  }
+  EXPECT_TRUE(log_has(
+      wp->process, {"component=access reporter=waypoint",
+                    "src.identity=\"spiffe://cluster.local/ns/sidecar-l7/sa/default\"",
+                    fmt::format("upstream=\"{}:{}\"", s.server_ip, mb::kAppPort), "status=200"}));
+  EXPECT_TRUE(log_has(sidecar_processes[1], {"direction=\"outbound\"",
+                                             fmt::format("dst.addr=\"{}:15008\"", s.waypoint_ip)}));
 }
 
 }  // namespace
