@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 
@@ -203,16 +204,22 @@ Result<std::vector<std::string>> remove_leftovers(const std::string& prefix,
   std::vector<std::string> removed;
   std::vector<std::string> errors;
 
-  // First let the earlier run's last commands finish: what they create is removed below.
-  auto orphans = orphaned_commands(prefix);
-  for (auto deadline = std::chrono::steady_clock::now() + 10s;
-       !orphans.empty() && std::chrono::steady_clock::now() < deadline;
-       orphans = orphaned_commands(prefix)) {
-    std::this_thread::sleep_for(10ms);
-  }
-  for (auto pid : orphans) {
-    ::kill(pid, SIGKILL);
-    removed.push_back(fmt::format("killed ip command {} left running by an earlier run", pid));
+  // First let the earlier run's last commands finish (a pidfd becomes readable when its process
+  // exits): what they create is removed below. One still running after 10 s is killed.
+  const auto orphan_deadline = std::chrono::steady_clock::now() + 10s;
+  for (auto pid : orphaned_commands(prefix)) {
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    if (!pidfd) continue;  // already gone
+    int polled = 0;
+    do {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          orphan_deadline - std::chrono::steady_clock::now());
+      pollfd p{pidfd.get(), POLLIN, 0};
+      polled = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+    } while (polled < 0 && errno == EINTR);
+    if (polled == 0 && ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0) == 0) {
+      removed.push_back(fmt::format("killed ip command {} left running by an earlier run", pid));
+    }
   }
   auto mount = cgroup2_root();
   std::error_code ec;

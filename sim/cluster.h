@@ -79,7 +79,8 @@ Result<std::vector<std::string>> remove_leftovers(const std::string& prefix,
 // process group and outside the cluster's cgroups, so a SIGKILL of the simulator leaves e.g. an
 // `ip netns add <prefix>-node-0` running, which would race the next `up` for the same name.
 // Pids of the live `ip` processes outside "/<prefix>/" cgroups with an argument "<prefix>-...".
-// remove_leftovers() waits for them (up to 10 s) before it removes anything, then kills the rest.
+// remove_leftovers() waits for them to exit (on pidfds, up to 10 s in all) before it removes
+// anything, and kills those still running.
 std::vector<pid_t> orphaned_commands(const std::string& prefix);
 
 // For clusters named "<stem><pid>" (tests name theirs after their process): removes what those
