@@ -1,9 +1,10 @@
 // Bidirectional copy between two duplex byte streams (TCP sockets, HBONE streams).
 //
 // Invariants:
-// - Each direction owns one buffer, reused for the life of the copy and grown for bulk
-//   transfers (1 KiB -> 16 KiB after 128 KiB -> 256 KiB after 10 MiB), so an idle connection
-//   costs little and a bulk one makes few syscalls.
+// - Each direction owns one buffer, reused for the life of the copy. It starts at 1 KiB and
+//   doubles each time a read fills it (more was waiting), up to 16 KiB, and up to 256 KiB once
+//   10 MiB have gone through: a bulk transfer makes few syscalls, while a request/response
+//   connection keeps the smallest size its messages fit in however many bytes it moves.
 // - A direction writes everything it read before reading again: a slow reader slows its writer
 //   (backpressure), memory never grows beyond the buffer.
 // - End of stream in one direction is passed on as a half-close (shutdown of the write side);
@@ -12,10 +13,11 @@
 #pragma once
 
 #include <atomic>
+#include <algorithm>
 #include <concepts>
 #include <cstdint>
+#include <memory>
 #include <tuple>
-#include <vector>
 
 #include "common/async/asio.h"
 
@@ -56,30 +58,43 @@ class TcpDuplex {
   tcp::socket& s_;
 };
 
-// Grows in steps with the bytes moved so far.
+// The buffer of one copy direction (see the invariants above).
 class AdaptiveBuffer {
  public:
   static constexpr size_t kSmall = 1024;
   static constexpr size_t kMedium = 16 * 1024;
   static constexpr size_t kLarge = 256 * 1024;
-  static constexpr uint64_t kMediumAfter = 128 * 1024;
   static constexpr uint64_t kLargeAfter = 10 * 1024 * 1024;
 
-  asio::mutable_buffer next(uint64_t moved_so_far) {
-    size_t want = moved_so_far >= kLargeAfter ? kLarge : moved_so_far >= kMediumAfter ? kMedium : kSmall;
-    if (buf_.size() < want) buf_.resize(want);
-    return asio::buffer(buf_);
+  AdaptiveBuffer() { resize(kSmall); }
+
+  // Where the next read goes.
+  asio::mutable_buffer get() { return {buf_.get(), size_}; }
+  // After a read of `n` bytes was passed on; `moved` counts every byte so far, these included.
+  void used(size_t n, uint64_t moved) {
+    if (n < size_) return;
+    const size_t cap = moved >= kLargeAfter ? kLarge : kMedium;
+    if (size_ < cap) resize(std::min(size_ * 2, cap));
   }
-  size_t capacity() const { return buf_.size(); }
+  size_t capacity() const { return size_; }
 
  private:
-  std::vector<uint8_t> buf_;
+  void resize(size_t n) {
+    buf_ = std::make_unique_for_overwrite<uint8_t[]>(n);
+    size_ = n;
+  }
+
+  std::unique_ptr<uint8_t[]> buf_;
+  size_t size_ = 0;
 };
 
 struct CopyResult {
   uint64_t a_to_b = 0;
   uint64_t b_to_a = 0;
   error_code error;  // first error that was not an orderly end of stream
+  // Each direction's buffer size at the end (AdaptiveBuffer::capacity()).
+  size_t a_to_b_buffer = 0;
+  size_t b_to_a_buffer = 0;
 };
 
 namespace detail {
@@ -92,13 +107,13 @@ inline bool is_orderly_end(const error_code& ec) {
 // abort it caused, which is not worth reporting.
 template <DuplexStream From, DuplexStream To>
 awaitable<error_code> copy_one_way(From& from, To& to, std::atomic<uint64_t>& moved, bool& failed,
-                                   error_code& first_error) {
+                                   error_code& first_error, size_t& buffer_size) {
   AdaptiveBuffer buf;
   uint64_t total = 0;
   for (;;) {
-    auto [rec, n] = co_await from.read_some(buf.next(total));
+    auto [rec, n] = co_await from.read_some(buf.get());
     if (n > 0) {
-      auto wec = co_await to.write_all(asio::buffer(buf.next(total).data(), n));
+      auto wec = co_await to.write_all(asio::buffer(buf.get().data(), n));
       if (wec) {
         if (!failed) first_error = wec;
         failed = true;
@@ -108,6 +123,8 @@ awaitable<error_code> copy_one_way(From& from, To& to, std::atomic<uint64_t>& mo
       }
       total += n;
       moved.fetch_add(n, std::memory_order_relaxed);
+      buf.used(n, total);
+      buffer_size = buf.capacity();
     }
     if (rec) {
       if (is_orderly_end(rec) && !failed) {
@@ -132,9 +149,10 @@ awaitable<CopyResult> copy_bidirectional(A& a, B& b, std::atomic<uint64_t>& a_to
   using namespace asio::experimental::awaitable_operators;
   bool failed = false;
   error_code first_error;
-  auto [e1, e2] = co_await (detail::copy_one_way(a, b, a_to_b, failed, first_error) &&
-                            detail::copy_one_way(b, a, b_to_a, failed, first_error));
   CopyResult r;
+  auto [e1, e2] = co_await (
+      detail::copy_one_way(a, b, a_to_b, failed, first_error, r.a_to_b_buffer) &&
+      detail::copy_one_way(b, a, b_to_a, failed, first_error, r.b_to_a_buffer));
   r.a_to_b = a_to_b.load(std::memory_order_relaxed);
   r.b_to_a = b_to_a.load(std::memory_order_relaxed);
   // A failed shutdown_write (after an orderly end) is an error too.
