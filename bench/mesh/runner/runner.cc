@@ -500,6 +500,12 @@ Json Runner::load_run(Scenario& s, double rate, int connections, int repeat) {
                               {"total", b.machine->total - a.machine->total}};
     }
     if (a.cluster_s && b.cluster_s) run["cluster_cpu_s"] = *b.cluster_s - *a.cluster_s;
+    // Memory while the connections are open and busy (the window ends before the load does).
+    Json under_load = Json::object();
+    for (const auto& [name, v] : b.rss_bytes) {
+      if (v) under_load[name] = *v;
+    }
+    run["rss_under_load_bytes"] = under_load;
   } else {
     run["cpu_error"] = "the load ended before its measurement window did";
   }

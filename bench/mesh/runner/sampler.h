@@ -1,5 +1,5 @@
 // CPU sampling over a load run's measurement window: a thread that reads the proxies' CPU time
-// and the machine's (/proc/stat) when the warm-up ends and again when the window ends, timed from
+// (and their VmRSS, so memory is also seen under load) and the machine's (/proc/stat) when the warm-up ends and again when the window ends, timed from
 // the moment the load generator was started. The load generator runs to completion on the
 // calling thread meanwhile (sim::Cluster::exec_in_pod), so the thread only reads /proc.
 #pragma once
@@ -26,6 +26,7 @@ struct CpuSnapshot {
   std::map<std::string, std::optional<double>> process_s;  // by process name
   std::optional<MachineCpu> machine;
   std::optional<double> cluster_s;  // cpu.stat usage_usec of the cluster's cgroup tree
+  std::map<std::string, std::optional<uint64_t>> rss_bytes;  // VmRSS, by process name
 };
 
 CpuSnapshot take_cpu_snapshot(const std::vector<std::pair<std::string, pid_t>>& processes,
