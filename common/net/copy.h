@@ -4,7 +4,8 @@
 // - Each direction owns one buffer, reused for the life of the copy. It starts at 1 KiB and
 //   doubles each time a read fills it (more was waiting), up to 16 KiB, and up to 256 KiB once
 //   10 MiB have gone through: a bulk transfer makes few syscalls, while a request/response
-//   connection keeps the smallest size its messages fit in however many bytes it moves.
+//   connection keeps the next power of two above its largest read however many bytes it moves.
+//   Buffers do not shrink: a connection keeps the size its largest burst reached.
 // - A direction writes everything it read before reading again: a slow reader slows its writer
 //   (backpressure), memory never grows beyond the buffer.
 // - End of stream in one direction is passed on as a half-close (shutdown of the write side);
@@ -12,9 +13,10 @@
 // - An error in either direction aborts both streams, so neither side waits forever.
 #pragma once
 
-#include <atomic>
 #include <algorithm>
+#include <atomic>
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <tuple>
@@ -109,6 +111,7 @@ template <DuplexStream From, DuplexStream To>
 awaitable<error_code> copy_one_way(From& from, To& to, std::atomic<uint64_t>& moved, bool& failed,
                                    error_code& first_error, size_t& buffer_size) {
   AdaptiveBuffer buf;
+  buffer_size = buf.capacity();
   uint64_t total = 0;
   for (;;) {
     auto [rec, n] = co_await from.read_some(buf.get());
@@ -150,9 +153,9 @@ awaitable<CopyResult> copy_bidirectional(A& a, B& b, std::atomic<uint64_t>& a_to
   bool failed = false;
   error_code first_error;
   CopyResult r;
-  auto [e1, e2] = co_await (
-      detail::copy_one_way(a, b, a_to_b, failed, first_error, r.a_to_b_buffer) &&
-      detail::copy_one_way(b, a, b_to_a, failed, first_error, r.b_to_a_buffer));
+  auto [e1, e2] =
+      co_await (detail::copy_one_way(a, b, a_to_b, failed, first_error, r.a_to_b_buffer) &&
+                detail::copy_one_way(b, a, b_to_a, failed, first_error, r.b_to_a_buffer));
   r.a_to_b = a_to_b.load(std::memory_order_relaxed);
   r.b_to_a = b_to_a.load(std::memory_order_relaxed);
   // A failed shutdown_write (after an orderly end) is an error too.
