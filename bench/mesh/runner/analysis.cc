@@ -376,12 +376,13 @@ Json compute_targets(const Json& results) {
       out.push_back(target(
           "ztunnel RSS at 1,000 rps serving 10 pods", "<= 12 MB",
           fmt::format("{:.1f} MiB", mb(worst)), worst <= 12.0 * 1024 * 1024,
-          fmt::format("node-0's ztunnel, largest VmRSS under load or after the {:.0f} rps runs, serving {} "
-                      "pods{}{}; 12 MB is read as 12 MiB (12,582,912 bytes), {:.1f} million "
-                      "bytes here{}",
-                      r1000, pods, rate_note(r1000), memory_split_note(*ambient), worst / 1e6,
-                      worst <= 12e6 ? ", so under 12 MB read as 12,000,000 bytes too"
-                                    : ", over 12 MB read as 12,000,000 bytes")));
+          fmt::format(
+              "node-0's ztunnel, largest VmRSS under load or after the {:.0f} rps runs, serving {} "
+              "pods{}{}; 12 MB is read as 12 MiB (12,582,912 bytes), {:.1f} million "
+              "bytes here{}",
+              r1000, pods, rate_note(r1000), memory_split_note(*ambient), worst / 1e6,
+              worst <= 12e6 ? ", so under 12 MB read as 12,000,000 bytes too"
+                            : ", over 12 MB read as 12,000,000 bytes")));
     }
   }
   // 7. flat memory vs pods while the sidecar's grows.
@@ -478,9 +479,10 @@ Json compute_targets(const Json& results) {
       out.push_back(target("waypoint RSS", "<= 30 MB", "not measured", std::nullopt,
                            why_missing(wp, "ambient-waypoint")));
     } else {
-      out.push_back(target("waypoint RSS", "<= 30 MB", fmt::format("{:.1f} MiB", mb(rss_worst)),
-                           rss_worst <= 30.0 * 1024 * 1024,
-                           "ambient-waypoint's waypoint, largest VmRSS under load or after any load run"));
+      out.push_back(
+          target("waypoint RSS", "<= 30 MB", fmt::format("{:.1f} MiB", mb(rss_worst)),
+                 rss_worst <= 30.0 * 1024 * 1024,
+                 "ambient-waypoint's waypoint, largest VmRSS under load or after any load run"));
     }
   }
   return out;

@@ -1,13 +1,15 @@
-// CPU sampling over a load run's measurement window: a thread that reads the proxies' CPU time
-// (and their VmRSS, so memory is also seen under load) and the machine's (/proc/stat) when the warm-up ends and again when the window ends, timed from
-// the moment the load generator was started. The load generator runs to completion on the
-// calling thread meanwhile (sim::Cluster::exec_in_pod), so the thread only reads /proc.
+// CPU and memory sampling over a load run's measurement window: a thread that reads the proxies'
+// CPU time and VmRSS (memory under load), the cluster cgroup's CPU and the machine's
+// (/proc/stat) when the warm-up ends and again when the window ends, timed from the moment the
+// load generator was started. The load generator runs to completion on the calling thread
+// meanwhile (sim::Cluster::exec_in_pod), so the thread only reads /proc.
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <mutex>

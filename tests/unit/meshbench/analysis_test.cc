@@ -1,0 +1,91 @@
+// mesh_bench's analysis (pure JSON in, summaries and targets out).
+#include "bench/mesh/runner/analysis.h"
+
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace zt::bench::mesh {
+namespace {
+
+using Json = nlohmann::json;
+
+Json run(double rate, int conns, Json rss_after, Json rss_under_load) {
+  Json r = {
+      {"rate", rate},
+      {"connections", conns},
+      {"repeat", 1},
+      {"ok", true},
+      {"completed", 1000},
+      {"errors", 0},
+      {"achieved_rps", rate},
+      {"latency_us", {{"p50", 100}, {"p90", 150}, {"p99", 200}, {"p99.9", 300}, {"max", 400}}},
+      {"rss_bytes", std::move(rss_after)}};
+  if (!rss_under_load.is_null()) r["rss_under_load_bytes"] = std::move(rss_under_load);
+  return r;
+}
+
+// A scenario as results.json has it, with only what these tests look at measured.
+Json scenario(const std::string& name, Json run) {
+  Json s = {{"name", name},
+            {"status", "ok"},
+            {"error", ""},
+            {"proxies", Json::array()},
+            {"memory", Json::object()},
+            {"throughput", {{"gbit_per_s", 1.0}}},
+            {"conn_rate", {{"achieved_rps", 100.0}}}};
+  s["runs"] = Json::array({std::move(run)});
+  return s;
+}
+
+Json results_with(Json ambient_run) {
+  Json r = Json::object();
+  r["options"] = {{"rates", Json::array({1000})}, {"connections", Json::array({4})}};
+  r["node0_pods_served_during_load"] = 10;
+  r["scenarios"] = Json::array({scenario("no-mesh", run(1000, 4, Json::object(), nullptr)),
+                                scenario("ambient", std::move(ambient_run))});
+  Json no_curve = {{"points", Json::array()}, {"error", "not measured here"}};
+  r["memory_vs_pods"] = {{"ambient", no_curve}, {"sidecar", no_curve}};
+  return r;
+}
+
+const Json& target_named(const Json& results, const std::string& name) {
+  for (const auto& t : results["targets"]) {
+    if (t.value("name", "") == name) return t;
+  }
+  static const Json none;
+  ADD_FAILURE() << "no target " << name;
+  return none;
+}
+
+constexpr const char* kRssTarget = "ztunnel RSS at 1,000 rps serving 10 pods";
+
+TEST(MeshBenchAnalysis, RssTargetCountsTheReadingUnderLoadWhenItIsLarger) {
+  Json r = results_with(run(1000, 4, {{"node-0.ztunnel", 10.0 * 1024 * 1024}},
+                            {{"node-0.ztunnel", 13.0 * 1024 * 1024}}));
+  analyze(r);
+  EXPECT_DOUBLE_EQ(r["scenarios"][1]["points"][0]["rss_bytes_max"]["node-0.ztunnel"].get<double>(),
+                   13.0 * 1024 * 1024);
+  const Json& t = target_named(r, kRssTarget);
+  EXPECT_EQ(t.value("achieved", ""), "13.0 MiB");
+  EXPECT_EQ(t["met"], false);
+}
+
+TEST(MeshBenchAnalysis, RssTargetCountsTheReadingAfterTheRunWhenItIsLarger) {
+  Json r = results_with(run(1000, 4, {{"node-0.ztunnel", 11.0 * 1024 * 1024}},
+                            {{"node-0.ztunnel", 10.0 * 1024 * 1024}}));
+  analyze(r);
+  const Json& t = target_named(r, kRssTarget);
+  EXPECT_EQ(t.value("achieved", ""), "11.0 MiB");
+  EXPECT_EQ(t["met"], true);
+}
+
+TEST(MeshBenchAnalysis, RunsWithoutAReadingUnderLoadStillCount) {
+  // results.json of earlier versions has only rss_bytes (mesh_bench --rerender reads them).
+  Json r = results_with(run(1000, 4, {{"node-0.ztunnel", 11.5 * 1024 * 1024}}, nullptr));
+  analyze(r);
+  EXPECT_EQ(target_named(r, kRssTarget).value("achieved", ""), "11.5 MiB");
+}
+
+}  // namespace
+}  // namespace zt::bench::mesh
