@@ -66,12 +66,42 @@ function(zt_static_dep name)
   endforeach()
 endfunction()
 
-# zt_static_executable(<target> [RUNTIME]): link <target>'s zt_dep_* libraries statically (when
-# ZT_STATIC_DEPS is ON; the sanitizer build keeps everything shared). RUNTIME: libstdc++ and
-# libgcc too, for a program that maps no shared C++ library at all (ztunnel; the waypoint maps
-# libre2).
+# Code layout from a profile (TEXT_ORDER below). The kernel maps a program's code 64 KiB at a time
+# around each page it touches (fault-around), and all of it counts in the RSS. ztunnel runs about
+# 1.6 MB of its 5.8 MB of code, spread over nearly all of it; linked with the functions a real run
+# executed first (lld's --symbol-ordering-file; GNU ld 2.40 has no equivalent), about 3.5 MB of its
+# code is resident instead of 5.4 MB. lld 15 or later: -z pack-relative-relocs (DT_RELR with the
+# GLIBC_ABI_DT_RELR dependency glibc requires) is new in 15. Debian 12 has lld 16 (lld-16).
+option(ZT_TEXT_ORDER "Link ztunnel with lld in the order of ztunnel/text-order.txt (lower RSS)" ON)
+set(zt_text_order_linker_dir)
+if(ZT_TEXT_ORDER AND ZT_STATIC_DEPS AND NOT ZT_SANITIZE)
+  find_program(ZT_LLD NAMES ld.lld-16 ld.lld-17 ld.lld-18 ld.lld-15 ld.lld)
+  set(version 0)
+  if(ZT_LLD)
+    execute_process(COMMAND ${ZT_LLD} --version OUTPUT_VARIABLE out ERROR_QUIET)
+    if(out MATCHES "LLD ([0-9]+)")
+      set(version ${CMAKE_MATCH_1})
+    endif()
+  endif()
+  if(version GREATER_EQUAL 15)
+    # g++ 12 has no --ld-path; -fuse-ld=lld runs the first ld.lld on its -B prefix.
+    set(zt_text_order_linker_dir ${CMAKE_BINARY_DIR}/text-order-linker)
+    file(MAKE_DIRECTORY ${zt_text_order_linker_dir})
+    file(CREATE_LINK ${ZT_LLD} ${zt_text_order_linker_dir}/ld.lld SYMBOLIC)
+  else()
+    message(STATUS "ztunnel's code layout from a profile needs lld 15 or later "
+                   "(apt-get install lld-16; found: ${ZT_LLD} ${version}); linking it in the default "
+                   "order, which leaves more of it resident")
+  endif()
+endif()
+
+# zt_static_executable(<target> [RUNTIME] [TEXT_ORDER <file>]): link <target>'s zt_dep_* libraries
+# statically (when ZT_STATIC_DEPS is ON; the sanitizer build keeps everything shared). RUNTIME:
+# libstdc++ and libgcc too, for a program that maps no shared C++ library at all (ztunnel; the
+# waypoint maps libre2). TEXT_ORDER: lay its functions out in the order of <file>, one symbol per
+# line (scripts/text-order.sh writes it), when lld 15+ is there (above).
 function(zt_static_executable target)
-  cmake_parse_arguments(arg "RUNTIME" "" "" ${ARGN})
+  cmake_parse_arguments(arg "RUNTIME" "TEXT_ORDER" "" ${ARGN})
   if(ZT_STATIC_DEPS AND NOT ZT_SANITIZE)
     set_target_properties(${target} PROPERTIES ZT_STATIC_DEPS ON)
     # Drop the archives' unreferenced sections (protobuf and libstdc++ have one per function).
@@ -83,6 +113,13 @@ function(zt_static_executable target)
     endif()
     if(arg_RUNTIME)
       target_link_options(${target} PRIVATE -static-libstdc++ -static-libgcc)
+    endif()
+    if(arg_TEXT_ORDER AND zt_text_order_linker_dir)
+      # Names missing from the program (the list is older than the code) are skipped quietly.
+      target_link_options(${target} PRIVATE -B${zt_text_order_linker_dir}/ -fuse-ld=lld
+                          -Wl,--symbol-ordering-file=${arg_TEXT_ORDER}
+                          -Wl,--no-warn-symbol-ordering)
+      set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS ${arg_TEXT_ORDER})
     endif()
   endif()
 endfunction()

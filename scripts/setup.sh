@@ -14,6 +14,8 @@ packages=(
   # toolchain
   build-essential g++ cmake ninja-build pkg-config git
   clang llvm lld libclang-rt-14-dev
+  # lld 16 links ztunnel in the order of ztunnel/text-order.txt (lld 14 lacks -z pack-relative-relocs)
+  lld-16
   # libraries (libboost1.81-dev, not libboost-dev: Asio 1.26 has as_tuple and awaitable operators)
   libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libexpected-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler

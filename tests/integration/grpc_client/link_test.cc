@@ -1,11 +1,14 @@
 // ztunnel and the waypoint speak gRPC through common/grpc: neither binary may need a gRPC,
 // abseil, upb, c-ares or re2 shared library (they cost several MiB of resident memory), and the
 // static build of ztunnel needs nothing but glibc. Reads the DT_NEEDED entries from the ELF
-// dynamic section of build/bin/<binary>.
+// dynamic section of build/bin/<binary>. Also: ztunnel's code is laid out in the order of
+// ztunnel/text-order.txt (its symbol table).
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <elf.h>
@@ -97,6 +100,103 @@ TEST(StaticLink, ZtunnelNeedsOnlyGlibc) {
       << "built without ZT_STATIC_DEPS (or with sanitizers): ztunnel links shared libraries";
 #endif
 }
+
+// The functions of a 64-bit ELF file's symbol table (SHT_SYMTAB) by name (address, size), and
+// the address range of its .text section.
+struct Functions {
+  std::unordered_map<std::string, std::pair<uint64_t, uint64_t>> by_name;
+  uint64_t text_begin = 0, text_end = 0;
+};
+
+Result<Functions> functions(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return failf("cannot open {}", path);
+  std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto at = [&](size_t off, size_t len) { return off <= file.size() && len <= file.size() - off; };
+  if (!at(0, sizeof(Elf64_Ehdr))) return failf("{}: too small for an ELF header", path);
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, file.data(), sizeof(eh));
+  if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+      eh.e_shentsize != sizeof(Elf64_Shdr) ||
+      !at(eh.e_shoff, size_t{eh.e_shnum} * sizeof(Elf64_Shdr)) || eh.e_shstrndx >= eh.e_shnum)
+    return failf("{}: not a 64-bit ELF file with section headers", path);
+  auto section = [&](size_t i) {
+    Elf64_Shdr sh;
+    std::memcpy(&sh, file.data() + eh.e_shoff + i * sizeof(Elf64_Shdr), sizeof(sh));
+    return sh;
+  };
+  auto string_at = [&](const Elf64_Shdr& table, size_t off) -> std::string {
+    if (!at(table.sh_offset, table.sh_size) || off >= table.sh_size) return {};
+    const char* s = file.data() + table.sh_offset + off;
+    return std::string(s, strnlen(s, table.sh_size - off));
+  };
+  Functions out;
+  const Elf64_Shdr names = section(eh.e_shstrndx);
+  for (size_t i = 0; i < eh.e_shnum; ++i) {
+    const Elf64_Shdr sh = section(i);
+    if (string_at(names, sh.sh_name) == ".text") {
+      out.text_begin = sh.sh_addr;
+      out.text_end = sh.sh_addr + sh.sh_size;
+    }
+    if (sh.sh_type != SHT_SYMTAB) continue;
+    if (sh.sh_link >= eh.e_shnum || !at(sh.sh_offset, sh.sh_size))
+      return failf("{}: bad symbol table", path);
+    const Elf64_Shdr strtab = section(sh.sh_link);
+    for (size_t off = 0; off + sizeof(Elf64_Sym) <= sh.sh_size; off += sizeof(Elf64_Sym)) {
+      Elf64_Sym sym;
+      std::memcpy(&sym, file.data() + sh.sh_offset + off, sizeof(sym));
+      if (ELF64_ST_TYPE(sym.st_info) != STT_FUNC || sym.st_shndx == SHN_UNDEF) continue;
+      out.by_name.try_emplace(string_at(strtab, sym.st_name), sym.st_value, sym.st_size);
+    }
+  }
+  if (out.by_name.empty()) return failf("{}: no symbol table (stripped?)", path);
+  if (out.text_end == 0) return failf("{}: no .text section", path);
+  return out;
+}
+
+// With lld 15+ (cmake/ZtStaticDeps.cmake, ZT_TEXT_ORDER) ztunnel's code starts with the functions
+// of ztunnel/text-order.txt, packed together, so the code a run executes is resident and the
+// rest is not (issue 7's ztunnel RSS target). Linked in the default order, the same functions
+// spread over all of .text.
+TEST(StaticLink, ZtunnelCodeInProfileOrder) {
+#ifdef ZT_TEST_TEXT_ORDER
+  std::ifstream list(ZT_TEST_TEXT_ORDER);
+  ASSERT_TRUE(list) << "cannot open " << ZT_TEST_TEXT_ORDER;
+  auto fns = functions(testing::bin_path("ztunnel"));
+  ASSERT_TRUE(fns) << fns.error().message;
+  size_t listed = 0, present = 0;
+  uint64_t lo = UINT64_MAX, hi = 0;
+  std::string first;
+  for (std::string name; std::getline(list, name);) {
+    ++listed;
+    auto it = fns->by_name.find(name);
+    if (it == fns->by_name.end()) continue;
+    ++present;
+    if (first.empty()) first = name;
+    lo = std::min(lo, it->second.first);
+    hi = std::max(hi, it->second.first + it->second.second);
+  }
+  ASSERT_GT(listed, 1000u) << ZT_TEST_TEXT_ORDER << " is too short to be a profile";
+  // Code changes rename functions; past this, regenerate the list (scripts/text-order.sh).
+  EXPECT_GE(present * 10, listed * 8)
+      << present << " of the " << listed << " functions of " << ZT_TEST_TEXT_ORDER
+      << " are in ztunnel: the list is stale, regenerate it with scripts/text-order.sh";
+  ASSERT_FALSE(first.empty());
+  // The first listed function opens .text (lld puts ordered sections first; allow alignment).
+  EXPECT_LT(fns->by_name[first].first - fns->text_begin, 64u)
+      << first << " is not at the start of .text: ztunnel was not linked in the listed order";
+  const double text = static_cast<double>(fns->text_end - fns->text_begin);
+  const double span = static_cast<double>(hi - lo);
+  // About 58 % with the current list (whole-object sections of OpenSSL and protobuf come along
+  // with the functions of theirs that run); about 100 % in the default order.
+  EXPECT_LT(span / text, 0.75) << "the listed functions span " << span / text * 100
+                               << " % of .text: not packed together";
+#else
+  GTEST_SKIP() << "ztunnel is linked in the default order: its code layout from a profile needs "
+                  "lld 15 or later (lld-16) and ZT_STATIC_DEPS, outside the sanitizer build";
+#endif
+}
+
 
 }  // namespace
 }  // namespace zt
