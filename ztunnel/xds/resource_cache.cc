@@ -12,6 +12,17 @@
 
 namespace zt::xds {
 
+namespace {
+
+// Any::UnpackTo(Message*) checks the type against the message's descriptor, and building that
+// descriptor loads the whole generated descriptor pool (heap, and code pages that stay resident).
+// Is<T>() compares against T's name without it; the callers check it first.
+bool unpack(const google::protobuf::Any& body, google::protobuf::MessageLite& message) {
+  return message.ParseFromString(body.value());
+}
+
+}  // namespace
+
 std::vector<Rejection> XdsResourceCache::apply(const DeltaUpdate& update) {
   // The previous large update's response and decoded copies are freed by now.
   if (trim_pending_) {
@@ -51,7 +62,7 @@ Status XdsResourceCache::put_address(const Resource& resource) {
   if (!resource.body.Is<istio::workload::Address>()) {
     return failf("body is {}, not istio.workload.Address", net::quote(resource.body.type_url()));
   }
-  if (!resource.body.UnpackTo(&address)) return fail("cannot decode istio.workload.Address");
+  if (!unpack(resource.body, address)) return fail("cannot decode istio.workload.Address");
   switch (address.type_case()) {
     case istio::workload::Address::kWorkload: {
       auto workload = to_workload(address.workload());
@@ -122,7 +133,7 @@ Status XdsResourceCache::put_authorization(const Resource& resource) {
     return failf("body is {}, not istio.security.Authorization",
                  net::quote(resource.body.type_url()));
   }
-  if (!resource.body.UnpackTo(&policy)) return fail("cannot decode istio.security.Authorization");
+  if (!unpack(resource.body, policy)) return fail("cannot decode istio.security.Authorization");
   auto translated = to_authorization(policy);
   if (!translated) return tl::unexpected(translated.error());
   auto key = translated->key();

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include <fmt/format.h>
+#include <google/protobuf/descriptor.h>
 #include <gtest/gtest.h>
 #include <time.h>
 
@@ -15,6 +16,17 @@ namespace {
 
 namespace pb = istio::workload;
 namespace sec = istio::security;
+
+// Any::PackFrom(const Message&) would build the message's descriptor, which the test
+// XdsResourceCache.DecodingBuildsNoDescriptors checks the cache never does: pack by hand.
+void pack(google::protobuf::Any& any, const pb::Address& a) {
+  any.set_type_url(std::string(kAddressType));
+  any.set_value(a.SerializeAsString());
+}
+void pack(google::protobuf::Any& any, const sec::Authorization& a) {
+  any.set_type_url(std::string(kAuthorizationType));
+  any.set_value(a.SerializeAsString());
+}
 
 asio::ip::address ip(std::string_view text) { return net::parse_ip(text).value(); }
 
@@ -43,7 +55,7 @@ Resource resource(const pb::Workload& w, std::string name = {}) {
   pb::Address a;
   *a.mutable_workload() = w;
   Resource r{name.empty() ? w.uid() : std::move(name), "v1", {}};
-  r.body.PackFrom(a);
+  pack(r.body, a);
   return r;
 }
 
@@ -66,7 +78,7 @@ Resource resource(const pb::Service& s, std::string name = {}) {
   Resource r{name.empty() ? fmt::format("{}/{}", s.namespace_(), s.hostname()) : std::move(name),
              "v1",
              {}};
-  r.body.PackFrom(a);
+  pack(r.body, a);
   return r;
 }
 
@@ -82,7 +94,7 @@ sec::Authorization policy(std::string_view name, uint32_t port) {
 Resource resource(const sec::Authorization& a, std::string name = {}) {
   Resource r{
       name.empty() ? fmt::format("{}/{}", a.namespace_(), a.name()) : std::move(name), "v1", {}};
-  r.body.PackFrom(a);
+  pack(r.body, a);
   return r;
 }
 
@@ -243,9 +255,9 @@ TEST(XdsResourceCache, ResourceNameMustMatchTheObject) {
 TEST(XdsResourceCache, EmptyAddressAndWrongBodiesAreRejected) {
   XdsResourceCache cache;
   Resource empty{"x", "v1", {}};
-  empty.body.PackFrom(pb::Address{});
+  pack(empty.body, pb::Address{});
   Resource wrong_type{"y", "v1", {}};
-  wrong_type.body.PackFrom(policy("p", 80));
+  pack(wrong_type.body, policy("p", 80));
   Resource garbage{"z", "v1", {}};
   garbage.body.set_type_url("type.googleapis.com/istio.workload.Address");
   garbage.body.set_value("\xff\xff\xff");
@@ -266,6 +278,21 @@ TEST(XdsResourceCache, EmptyAddressAndWrongBodiesAreRejected) {
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].reason, "unsupported type \"type.googleapis.com/other\"");
   EXPECT_EQ(cache.generation(), 0u);
+}
+
+// Decoding checks the type URL by name and parses the bytes: it never builds the protobuf
+// descriptors of the workload or security API, which would load the generated descriptor pool
+// (heap that stays allocated, code pages that stay resident; issue 7's ztunnel RSS target).
+TEST(XdsResourceCache, DecodingBuildsNoDescriptors) {
+  XdsResourceCache cache;
+  EXPECT_TRUE(cache.apply(addresses({resource(workload("a", {"10.0.0.1"})),
+                                     resource(service("svc", "10.96.0.1"))}))
+                  .empty());
+  EXPECT_TRUE(cache.apply(policies({resource(policy("p", 80))})).empty());
+  ASSERT_TRUE(cache.snapshot()->find_workload_by_uid(uid("a")));
+  const auto* pool = google::protobuf::DescriptorPool::generated_pool();
+  EXPECT_FALSE(pool->InternalIsFileLoaded("istio/workload/workload.proto"));
+  EXPECT_FALSE(pool->InternalIsFileLoaded("istio/security/authorization.proto"));
 }
 
 TEST(XdsResourceCache, IpCollisionIsRejectedNamingTheOtherWorkload) {
