@@ -74,24 +74,33 @@ endfunction()
 # GLIBC_ABI_DT_RELR dependency glibc requires) is new in 15. Debian 12 has lld 16 (lld-16).
 option(ZT_TEXT_ORDER "Link ztunnel with lld in the order of ztunnel/text-order.txt (lower RSS)" ON)
 set(zt_text_order_linker_dir)
+# find_program's validator: an lld of version 15 or later.
+function(zt_check_lld result candidate)
+  execute_process(COMMAND ${candidate} --version OUTPUT_VARIABLE zt_out ERROR_QUIET)
+  if(NOT zt_out MATCHES "LLD ([0-9]+)" OR CMAKE_MATCH_1 LESS 15)
+    set(${result} FALSE PARENT_SCOPE)
+  endif()
+endfunction()
 if(ZT_TEXT_ORDER AND ZT_STATIC_DEPS AND NOT ZT_SANITIZE)
-  find_program(ZT_LLD NAMES ld.lld-16 ld.lld-17 ld.lld-18 ld.lld-15 ld.lld)
-  set(version 0)
+  # find_program does not check a cached result: one that is too old (or gone) is searched again.
   if(ZT_LLD)
-    execute_process(COMMAND ${ZT_LLD} --version OUTPUT_VARIABLE out ERROR_QUIET)
-    if(out MATCHES "LLD ([0-9]+)")
-      set(version ${CMAKE_MATCH_1})
+    set(zt_lld_ok TRUE)
+    zt_check_lld(zt_lld_ok ${ZT_LLD})
+    if(NOT zt_lld_ok)
+      unset(ZT_LLD CACHE)
     endif()
   endif()
-  if(version GREATER_EQUAL 15)
+  find_program(ZT_LLD NAMES ld.lld-16 ld.lld-17 ld.lld-18 ld.lld-19 ld.lld-20 ld.lld-15 ld.lld
+               VALIDATOR zt_check_lld)
+  if(ZT_LLD)
     # g++ 12 has no --ld-path; -fuse-ld=lld runs the first ld.lld on its -B prefix.
     set(zt_text_order_linker_dir ${CMAKE_BINARY_DIR}/text-order-linker)
     file(MAKE_DIRECTORY ${zt_text_order_linker_dir})
     file(CREATE_LINK ${ZT_LLD} ${zt_text_order_linker_dir}/ld.lld SYMBOLIC)
   else()
-    message(STATUS "ztunnel's code layout from a profile needs lld 15 or later "
-                   "(apt-get install lld-16; found: ${ZT_LLD} ${version}); linking it in the default "
-                   "order, which leaves more of it resident")
+    message(WARNING "ztunnel's code layout from a profile needs lld 15 or later (scripts/setup.sh "
+                    "installs lld-16); linking it in the default order, which leaves about 2 MB "
+                    "more of it resident. -DZT_TEXT_ORDER=OFF says that is intended.")
   endif()
 endif()
 
@@ -99,7 +108,9 @@ endif()
 # statically (when ZT_STATIC_DEPS is ON; the sanitizer build keeps everything shared). RUNTIME:
 # libstdc++ and libgcc too, for a program that maps no shared C++ library at all (ztunnel; the
 # waypoint maps libre2). TEXT_ORDER: lay its functions out in the order of <file>, one symbol per
-# line (scripts/text-order.sh writes it), when lld 15+ is there (above).
+# line (scripts/text-order.sh writes it), when lld 15+ is there (above). The target property
+# ZT_TEXT_ORDER_FILE then names <file>; ZT_TEXT_ORDER_NO_LLD is set when the layout was wanted but
+# no such lld was found (tests/integration/grpc_client checks the layout).
 function(zt_static_executable target)
   cmake_parse_arguments(arg "RUNTIME" "TEXT_ORDER" "" ${ARGN})
   if(ZT_STATIC_DEPS AND NOT ZT_SANITIZE)
@@ -119,7 +130,10 @@ function(zt_static_executable target)
       target_link_options(${target} PRIVATE -B${zt_text_order_linker_dir}/ -fuse-ld=lld
                           -Wl,--symbol-ordering-file=${arg_TEXT_ORDER}
                           -Wl,--no-warn-symbol-ordering)
-      set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS ${arg_TEXT_ORDER})
+      set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS ${arg_TEXT_ORDER} ${ZT_LLD})
+      set_property(TARGET ${target} PROPERTY ZT_TEXT_ORDER_FILE ${arg_TEXT_ORDER})
+    elseif(arg_TEXT_ORDER AND ZT_TEXT_ORDER)
+      set_property(TARGET ${target} PROPERTY ZT_TEXT_ORDER_NO_LLD ON)
     endif()
   endif()
 endfunction()

@@ -23,6 +23,8 @@ packages=(
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   curl openssl iproute2 procps prometheus
+  # scripts/text-order.sh profiles ztunnel with callgrind
+  valgrind
   nghttp2-client wrk iperf3 haproxy nginx-light python3 python3-h2 gnuplot-nox
   # validating the Kubernetes manifests (deploy/) with the kubernetes-models npm packages
   nodejs

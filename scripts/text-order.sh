@@ -13,12 +13,12 @@
 # Re-run it after large changes to ztunnel; a stale list still links (names that no longer exist
 # are skipped), it only packs less well.
 #
-# Usage (root, after scripts/build.sh; needs valgrind: apt-get install valgrind):
+# Usage (root, after scripts/build.sh; needs valgrind, which scripts/setup.sh installs):
 #   scripts/text-order.sh [BUILD_DIR]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-repo=$(pwd)
-build=$(realpath "${1:-build}")
+repo=$(realpath "$(dirname "$0")/..")
+build=$(realpath "${1:-$repo/build}")
+cd "$repo"
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "text-order.sh: run as root (mesh_bench builds the simulated cluster)" >&2
@@ -40,11 +40,12 @@ for f in "$build"/bin/*; do ln -s "$f" "$work/bin/"; done
 rm "$work/bin/ztunnel"
 # Periodic dumps (--dump-every-bb): the cluster's teardown kills the node ztunnels with SIGKILL,
 # which leaves no final dump.
-cat > "$work/bin/ztunnel" <<EOF
-#!/bin/sh
-exec valgrind -q --tool=callgrind --demangle=no --dump-instr=no --collect-jumps=no \\
-  --dump-every-bb=20000000 --callgrind-out-file=$work/callgrind/cg.%p "$build/bin/ztunnel" "\$@"
-EOF
+{
+  echo '#!/bin/sh'
+  printf 'exec valgrind -q --tool=callgrind --demangle=no --dump-instr=no --collect-jumps=no '
+  printf -- '--dump-every-bb=20000000 --callgrind-out-file=%q %q "$@"\n' \
+    "$work/callgrind/cg.%p" "$build/bin/ztunnel"
+} > "$work/bin/ztunnel"
 chmod +x "$work/bin/ztunnel"
 
 echo "text-order.sh: running mesh_bench --smoke with ztunnel under callgrind (about 2 minutes)"
@@ -56,6 +57,14 @@ echo "text-order.sh: running mesh_bench --smoke with ztunnel under callgrind (ab
   exit 1
 }
 
-python3 "$repo/scripts/text_order.py" "$build/bin/ztunnel" "$work"/callgrind/cg.* \
-  > "$repo/ztunnel/text-order.txt"
+shopt -s nullglob
+profiles=("$work"/callgrind/cg.*)
+if [ "${#profiles[@]}" -eq 0 ]; then
+  echo "text-order.sh: callgrind wrote no profile; mesh_bench's log: $work/mesh_bench.log" >&2
+  trap - EXIT
+  exit 1
+fi
+# Written aside and moved into place only when complete: a failed run keeps the old list.
+python3 "$repo/scripts/text_order.py" "$build/bin/ztunnel" "${profiles[@]}" > "$work/order.txt"
+mv "$work/order.txt" "$repo/ztunnel/text-order.txt"
 echo "text-order.sh: wrote ztunnel/text-order.txt ($(wc -l < "$repo/ztunnel/text-order.txt") functions)"

@@ -5,9 +5,9 @@ Usage: text_order.py EXECUTABLE CALLGRIND_FILE...
 
 Prints one (mangled) symbol name per line: every function of EXECUTABLE's own code that ran in
 any of the callgrind output files (run with --demangle=no), ordered by the instructions executed
-in it, summed over the files. Functions only seen being called count too (with no cost of their
-own). Names that are not in EXECUTABLE's symbol table are left out, so the list suits lld's
---symbol-ordering-file. Used by scripts/text-order.sh.
+in the function itself (not in what it calls), summed over the files. Functions only seen being
+called count too (with no cost of their own). Names that are not in EXECUTABLE's symbol table
+are left out, so the list suits lld's --symbol-ordering-file. Used by scripts/text-order.sh.
 """
 import collections
 import os
@@ -16,17 +16,24 @@ import subprocess
 import sys
 
 NAME = re.compile(r"^(c?(?:ob|fn))=\((\d+)\)(?: (.*))?$")
+# A cost line: a position (absolute, or +N / -N / * relative to the previous one), then costs.
+COST = re.compile(r"^(?:[+-]?\d+|\*)\s+(\d+)")
 
 
 def executed(path, exe, cost):
-    """Adds the self cost of every function of `exe` in callgrind file `path` to `cost`."""
+    """Adds the self cost of every function of `exe` in callgrind file `path` to `cost`.
+
+    Functions of `exe` that are only seen being called are added with no cost of their own.
+    """
     names = {"ob": {}, "fn": {}}
     in_exe = False      # the current fn= block belongs to exe
-    callee_in_exe = False
+    callee_ob = None    # a cob= line for the next call: whether its object is exe
     fn = None
+    call_cost_next = False
     with open(path, errors="replace") as f:
         for line in f:
-            m = NAME.match(line.rstrip("\n"))
+            line = line.rstrip("\n")
+            m = NAME.match(line)
             if m:
                 kind, num, text = m.groups()
                 table = names[kind.lstrip("c")]
@@ -36,20 +43,26 @@ def executed(path, exe, cost):
                 if kind == "ob":
                     in_exe = os.path.basename(value) == exe
                 elif kind == "cob":
-                    callee_in_exe = os.path.basename(value) == exe
+                    callee_ob = os.path.basename(value) == exe
                 elif kind == "fn":
                     fn = value
                     if in_exe:
                         cost[fn] += 0
-                else:  # cfn: a call; without a cob= line the callee is in the current object
-                    if callee_in_exe or in_exe:
+                else:  # cfn: without a cob= line the callee is in the caller's object
+                    if callee_ob if callee_ob is not None else in_exe:
                         cost[value] += 0
-                    callee_in_exe = False
+                    callee_ob = None
                 continue
-            if in_exe and fn and line[:1].isdigit():
-                fields = line.split()
-                if len(fields) >= 2:
-                    cost[fn] += int(fields[1])
+            if line.startswith("calls="):
+                call_cost_next = True  # the next cost line is the call's inclusive cost
+                continue
+            c = COST.match(line)
+            if not c:
+                continue
+            if call_cost_next:
+                call_cost_next = False
+            elif in_exe and fn:
+                cost[fn] += int(c.group(1))
 
 
 def main():

@@ -14,10 +14,10 @@ namespace zt::xds {
 
 namespace {
 
-// Any::UnpackTo(Message*) checks the type against the message's descriptor, and building that
-// descriptor loads the whole generated descriptor pool (heap, and code pages that stay resident).
-// Is<T>() compares against T's name without it; the callers check it first.
-bool unpack(const google::protobuf::Any& body, google::protobuf::MessageLite& message) {
+// The message in `body`, whose type the caller has checked with Any::Is<T>() (which compares
+// names). Any::UnpackTo(Message*) checks it against the message's descriptor instead, and
+// building that loads the generated descriptor pool: heap, and code pages that stay resident.
+bool parse_value(const google::protobuf::Any& body, google::protobuf::MessageLite& message) {
   return message.ParseFromString(body.value());
 }
 
@@ -62,7 +62,7 @@ Status XdsResourceCache::put_address(const Resource& resource) {
   if (!resource.body.Is<istio::workload::Address>()) {
     return failf("body is {}, not istio.workload.Address", net::quote(resource.body.type_url()));
   }
-  if (!unpack(resource.body, address)) return fail("cannot decode istio.workload.Address");
+  if (!parse_value(resource.body, address)) return fail("cannot decode istio.workload.Address");
   switch (address.type_case()) {
     case istio::workload::Address::kWorkload: {
       auto workload = to_workload(address.workload());
@@ -133,7 +133,9 @@ Status XdsResourceCache::put_authorization(const Resource& resource) {
     return failf("body is {}, not istio.security.Authorization",
                  net::quote(resource.body.type_url()));
   }
-  if (!unpack(resource.body, policy)) return fail("cannot decode istio.security.Authorization");
+  if (!parse_value(resource.body, policy)) {
+    return fail("cannot decode istio.security.Authorization");
+  }
   auto translated = to_authorization(policy);
   if (!translated) return tl::unexpected(translated.error());
   auto key = translated->key();

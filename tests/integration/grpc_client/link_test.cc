@@ -117,7 +117,7 @@ Result<Functions> functions(const std::string& path) {
   Elf64_Ehdr eh;
   std::memcpy(&eh, file.data(), sizeof(eh));
   if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
-      eh.e_shentsize != sizeof(Elf64_Shdr) ||
+      eh.e_ident[EI_DATA] != ELFDATA2LSB || eh.e_shentsize != sizeof(Elf64_Shdr) ||
       !at(eh.e_shoff, size_t{eh.e_shnum} * sizeof(Elf64_Shdr)) || eh.e_shstrndx >= eh.e_shnum)
     return failf("{}: not a 64-bit ELF file with section headers", path);
   auto section = [&](size_t i) {
@@ -139,7 +139,8 @@ Result<Functions> functions(const std::string& path) {
       out.text_end = sh.sh_addr + sh.sh_size;
     }
     if (sh.sh_type != SHT_SYMTAB) continue;
-    if (sh.sh_link >= eh.e_shnum || !at(sh.sh_offset, sh.sh_size))
+    if (sh.sh_entsize != sizeof(Elf64_Sym) || sh.sh_link >= eh.e_shnum ||
+        !at(sh.sh_offset, sh.sh_size))
       return failf("{}: bad symbol table", path);
     const Elf64_Shdr strtab = section(sh.sh_link);
     for (size_t off = 0; off + sizeof(Elf64_Sym) <= sh.sh_size; off += sizeof(Elf64_Sym)) {
@@ -177,8 +178,9 @@ TEST(StaticLink, ZtunnelCodeInProfileOrder) {
     hi = std::max(hi, it->second.first + it->second.second);
   }
   ASSERT_GT(listed, 1000u) << ZT_TEST_TEXT_ORDER << " is too short to be a profile";
-  // Code changes rename functions; past this, regenerate the list (scripts/text-order.sh).
-  EXPECT_GE(present * 10, listed * 8)
+  // Code changes rename functions, and renamed ones land in the unordered rest: with fewer than
+  // half of the names left, most of what the list packed is spread out again.
+  EXPECT_GE(present * 2, listed)
       << present << " of the " << listed << " functions of " << ZT_TEST_TEXT_ORDER
       << " are in ztunnel: the list is stale, regenerate it with scripts/text-order.sh";
   ASSERT_FALSE(first.empty());
@@ -191,12 +193,14 @@ TEST(StaticLink, ZtunnelCodeInProfileOrder) {
   // with the functions of theirs that run); about 100 % in the default order.
   EXPECT_LT(span / text, 0.75) << "the listed functions span " << span / text * 100
                                << " % of .text: not packed together";
+#elif defined(ZT_TEST_TEXT_ORDER_NO_LLD)
+  FAIL() << "ztunnel was linked in the default order because no lld 15 or later was found: "
+            "apt-get install lld-16 (scripts/setup.sh does), or configure with -DZT_TEXT_ORDER=OFF";
 #else
-  GTEST_SKIP() << "ztunnel is linked in the default order: its code layout from a profile needs "
-                  "lld 15 or later (lld-16) and ZT_STATIC_DEPS, outside the sanitizer build";
+  GTEST_SKIP() << "ztunnel is linked in the default order: built with -DZT_TEXT_ORDER=OFF, "
+                  "without ZT_STATIC_DEPS, or with sanitizers";
 #endif
 }
-
 
 }  // namespace
 }  // namespace zt

@@ -285,9 +285,9 @@ TEST(XdsResourceCache, EmptyAddressAndWrongBodiesAreRejected) {
 // (heap that stays allocated, code pages that stay resident; issue 7's ztunnel RSS target).
 TEST(XdsResourceCache, DecodingBuildsNoDescriptors) {
   XdsResourceCache cache;
-  EXPECT_TRUE(cache.apply(addresses({resource(workload("a", {"10.0.0.1"})),
-                                     resource(service("svc", "10.96.0.1"))}))
-                  .empty());
+  auto added =
+      addresses({resource(workload("a", {"10.0.0.1"})), resource(service("svc", "10.96.0.1"))});
+  EXPECT_TRUE(cache.apply(added).empty());
   EXPECT_TRUE(cache.apply(policies({resource(policy("p", 80))})).empty());
   ASSERT_TRUE(cache.snapshot()->find_workload_by_uid(uid("a")));
   const auto* pool = google::protobuf::DescriptorPool::generated_pool();
