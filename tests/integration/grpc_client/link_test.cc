@@ -20,42 +20,80 @@
 namespace zt {
 namespace {
 
-// The DT_NEEDED names of a 64-bit little-endian ELF file, via its section headers: the
-// SHT_DYNAMIC section and the string table its sh_link names.
+// A 64-bit little-endian ELF file read whole, its header checked, with bounds-checked reads of
+// its section headers, of records and of strings.
+class ElfFile {
+ public:
+  static Result<ElfFile> read(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return failf("cannot open {}", path);
+    ElfFile f;
+    f.path_ = path;
+    f.data_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (!f.contains(0, sizeof(Elf64_Ehdr))) return failf("{}: too small for an ELF header", path);
+    std::memcpy(&f.eh_, f.data_.data(), sizeof(f.eh_));
+    if (std::memcmp(f.eh_.e_ident, ELFMAG, SELFMAG) != 0 || f.eh_.e_ident[EI_CLASS] != ELFCLASS64 ||
+        f.eh_.e_ident[EI_DATA] != ELFDATA2LSB)
+      return failf("{}: not a 64-bit little-endian ELF file", path);
+    if (f.eh_.e_shentsize != sizeof(Elf64_Shdr) ||
+        !f.contains(f.eh_.e_shoff, size_t{f.eh_.e_shnum} * sizeof(Elf64_Shdr)) ||
+        f.eh_.e_shstrndx >= f.eh_.e_shnum)
+      return failf("{}: bad section header table", path);
+    return f;
+  }
+
+  const std::string& path() const { return path_; }
+  size_t sections() const { return eh_.e_shnum; }
+  Elf64_Shdr section(size_t i) const { return record<Elf64_Shdr>(eh_.e_shoff, i); }
+  // The name of section `sh` (from the section header string table).
+  std::string name(const Elf64_Shdr& sh) const {
+    return string_at(section(eh_.e_shstrndx), sh.sh_name);
+  }
+  // Whether section `sh`'s contents lie in the file.
+  bool holds(const Elf64_Shdr& sh) const { return contains(sh.sh_offset, sh.sh_size); }
+  // Record `i` of type T in a table at `offset`; the caller checks the table's bounds.
+  template <typename T>
+  T record(size_t offset, size_t i) const {
+    T t;
+    std::memcpy(&t, data_.data() + offset + i * sizeof(T), sizeof(t));
+    return t;
+  }
+  // The NUL-terminated string at `off` in string table `table`; empty when out of bounds.
+  std::string string_at(const Elf64_Shdr& table, size_t off) const {
+    if (!holds(table) || off >= table.sh_size) return {};
+    const char* s = data_.data() + table.sh_offset + off;
+    return std::string(s, strnlen(s, table.sh_size - off));
+  }
+
+ private:
+  bool contains(size_t off, size_t len) const {
+    return off <= data_.size() && len <= data_.size() - off;
+  }
+
+  std::string path_;
+  std::string data_;
+  Elf64_Ehdr eh_{};
+};
+
+// The DT_NEEDED names of an ELF file: its SHT_DYNAMIC section and the string table its sh_link
+// names.
 Result<std::vector<std::string>> needed_libraries(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return failf("cannot open {}", path);
-  std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto at = [&](size_t off, size_t len) { return off <= file.size() && len <= file.size() - off; };
-  if (!at(0, sizeof(Elf64_Ehdr))) return failf("{}: too small for an ELF header", path);
-  Elf64_Ehdr eh;
-  std::memcpy(&eh, file.data(), sizeof(eh));
-  if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64)
-    return failf("{}: not a 64-bit ELF file", path);
-  if (eh.e_shentsize != sizeof(Elf64_Shdr) ||
-      !at(eh.e_shoff, size_t{eh.e_shnum} * sizeof(Elf64_Shdr)))
-    return failf("{}: bad section header table", path);
-  auto section = [&](size_t i) {
-    Elf64_Shdr sh;
-    std::memcpy(&sh, file.data() + eh.e_shoff + i * sizeof(Elf64_Shdr), sizeof(sh));
-    return sh;
-  };
-  for (size_t i = 0; i < eh.e_shnum; ++i) {
-    Elf64_Shdr dyn = section(i);
+  auto elf = ElfFile::read(path);
+  if (!elf) return tl::unexpected(elf.error());
+  for (size_t i = 0; i < elf->sections(); ++i) {
+    const Elf64_Shdr dyn = elf->section(i);
     if (dyn.sh_type != SHT_DYNAMIC) continue;
-    if (dyn.sh_link >= eh.e_shnum || !at(dyn.sh_offset, dyn.sh_size))
+    if (dyn.sh_link >= elf->sections() || !elf->holds(dyn))
       return failf("{}: bad dynamic section", path);
-    Elf64_Shdr str = section(dyn.sh_link);
-    if (!at(str.sh_offset, str.sh_size)) return failf("{}: bad dynamic string table", path);
+    const Elf64_Shdr str = elf->section(dyn.sh_link);
+    if (!elf->holds(str)) return failf("{}: bad dynamic string table", path);
     std::vector<std::string> out;
-    for (size_t off = 0; off + sizeof(Elf64_Dyn) <= dyn.sh_size; off += sizeof(Elf64_Dyn)) {
-      Elf64_Dyn d;
-      std::memcpy(&d, file.data() + dyn.sh_offset + off, sizeof(d));
+    for (size_t k = 0; k < dyn.sh_size / sizeof(Elf64_Dyn); ++k) {
+      const auto d = elf->record<Elf64_Dyn>(dyn.sh_offset, k);
       if (d.d_tag == DT_NULL) break;
       if (d.d_tag != DT_NEEDED) continue;
       if (d.d_un.d_val >= str.sh_size) return failf("{}: bad DT_NEEDED offset", path);
-      const char* s = file.data() + str.sh_offset + d.d_un.d_val;
-      out.emplace_back(s, strnlen(s, str.sh_size - d.d_un.d_val));
+      out.push_back(elf->string_at(str, d.d_un.d_val));
     }
     return out;
   }
@@ -101,53 +139,31 @@ TEST(StaticLink, ZtunnelNeedsOnlyGlibc) {
 #endif
 }
 
-// The functions of a 64-bit ELF file's symbol table (SHT_SYMTAB) by name (address, size), and
-// the address range of its .text section.
+// The functions of an ELF file's symbol table (SHT_SYMTAB) by name (address, size), and the
+// address range of its .text section.
 struct Functions {
   std::unordered_map<std::string, std::pair<uint64_t, uint64_t>> by_name;
   uint64_t text_begin = 0, text_end = 0;
 };
 
 Result<Functions> functions(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return failf("cannot open {}", path);
-  std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto at = [&](size_t off, size_t len) { return off <= file.size() && len <= file.size() - off; };
-  if (!at(0, sizeof(Elf64_Ehdr))) return failf("{}: too small for an ELF header", path);
-  Elf64_Ehdr eh;
-  std::memcpy(&eh, file.data(), sizeof(eh));
-  if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
-      eh.e_ident[EI_DATA] != ELFDATA2LSB || eh.e_shentsize != sizeof(Elf64_Shdr) ||
-      !at(eh.e_shoff, size_t{eh.e_shnum} * sizeof(Elf64_Shdr)) || eh.e_shstrndx >= eh.e_shnum)
-    return failf("{}: not a 64-bit ELF file with section headers", path);
-  auto section = [&](size_t i) {
-    Elf64_Shdr sh;
-    std::memcpy(&sh, file.data() + eh.e_shoff + i * sizeof(Elf64_Shdr), sizeof(sh));
-    return sh;
-  };
-  auto string_at = [&](const Elf64_Shdr& table, size_t off) -> std::string {
-    if (!at(table.sh_offset, table.sh_size) || off >= table.sh_size) return {};
-    const char* s = file.data() + table.sh_offset + off;
-    return std::string(s, strnlen(s, table.sh_size - off));
-  };
+  auto elf = ElfFile::read(path);
+  if (!elf) return tl::unexpected(elf.error());
   Functions out;
-  const Elf64_Shdr names = section(eh.e_shstrndx);
-  for (size_t i = 0; i < eh.e_shnum; ++i) {
-    const Elf64_Shdr sh = section(i);
-    if (string_at(names, sh.sh_name) == ".text") {
+  for (size_t i = 0; i < elf->sections(); ++i) {
+    const Elf64_Shdr sh = elf->section(i);
+    if (elf->name(sh) == ".text") {
       out.text_begin = sh.sh_addr;
       out.text_end = sh.sh_addr + sh.sh_size;
     }
     if (sh.sh_type != SHT_SYMTAB) continue;
-    if (sh.sh_entsize != sizeof(Elf64_Sym) || sh.sh_link >= eh.e_shnum ||
-        !at(sh.sh_offset, sh.sh_size))
+    if (sh.sh_entsize != sizeof(Elf64_Sym) || sh.sh_link >= elf->sections() || !elf->holds(sh))
       return failf("{}: bad symbol table", path);
-    const Elf64_Shdr strtab = section(sh.sh_link);
-    for (size_t off = 0; off + sizeof(Elf64_Sym) <= sh.sh_size; off += sizeof(Elf64_Sym)) {
-      Elf64_Sym sym;
-      std::memcpy(&sym, file.data() + sh.sh_offset + off, sizeof(sym));
+    const Elf64_Shdr strtab = elf->section(sh.sh_link);
+    for (size_t k = 0; k < sh.sh_size / sizeof(Elf64_Sym); ++k) {
+      const auto sym = elf->record<Elf64_Sym>(sh.sh_offset, k);
       if (ELF64_ST_TYPE(sym.st_info) != STT_FUNC || sym.st_shndx == SHN_UNDEF) continue;
-      out.by_name.try_emplace(string_at(strtab, sym.st_name), sym.st_value, sym.st_size);
+      out.by_name.try_emplace(elf->string_at(strtab, sym.st_name), sym.st_value, sym.st_size);
     }
   }
   if (out.by_name.empty()) return failf("{}: no symbol table (stripped?)", path);
