@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <google/protobuf/any.pb.h>
+#include <google/protobuf/message_lite.h>
 
 namespace zt::xds {
 
@@ -27,6 +28,14 @@ struct DeltaUpdate {
   std::vector<Resource> added{};  // added or changed
   std::vector<std::string> removed{};
 };
+
+// The message in a resource's body, once the caller has checked the body's type by name
+// (Any::Is<T>(), or its type URL). Any::UnpackTo(Message*) checks it against the message's
+// descriptor instead, and building that loads the generated descriptor pool: heap, and code pages
+// that stay resident.
+inline bool parse_body(const google::protobuf::Any& body, google::protobuf::MessageLite& message) {
+  return message.ParseFromString(body.value());
+}
 
 // A resource the applier refused; everything else in the update was applied. The client NACKs
 // with "name: reason; name: reason" and does not record the refused versions.

@@ -21,7 +21,8 @@ std::vector<zt::xds::Rejection> WaypointConfigCache::apply(const zt::xds::DeltaU
   for (const auto& resource : update.added) {
     if (resource.name != name_) continue;  // another waypoint's configuration
     ambientmesh::waypoint::v1::WaypointConfig message;
-    if (resource.body.type_url() != kWaypointConfigType || !resource.body.UnpackTo(&message)) {
+    if (resource.body.type_url() != kWaypointConfigType ||
+        !zt::xds::parse_body(resource.body, message)) {
       rejected.push_back({resource.name, fmt::format("not a {} (got {})", kWaypointConfigType,
                                                      resource.body.type_url())});
       continue;

@@ -12,17 +12,6 @@
 
 namespace zt::xds {
 
-namespace {
-
-// The message in `body`, whose type the caller has checked with Any::Is<T>() (which compares
-// names). Any::UnpackTo(Message*) checks it against the message's descriptor instead, and
-// building that loads the generated descriptor pool: heap, and code pages that stay resident.
-bool parse_value(const google::protobuf::Any& body, google::protobuf::MessageLite& message) {
-  return message.ParseFromString(body.value());
-}
-
-}  // namespace
-
 std::vector<Rejection> XdsResourceCache::apply(const DeltaUpdate& update) {
   // The previous large update's response and decoded copies are freed by now.
   if (trim_pending_) {
@@ -62,7 +51,7 @@ Status XdsResourceCache::put_address(const Resource& resource) {
   if (!resource.body.Is<istio::workload::Address>()) {
     return failf("body is {}, not istio.workload.Address", net::quote(resource.body.type_url()));
   }
-  if (!parse_value(resource.body, address)) return fail("cannot decode istio.workload.Address");
+  if (!parse_body(resource.body, address)) return fail("cannot decode istio.workload.Address");
   switch (address.type_case()) {
     case istio::workload::Address::kWorkload: {
       auto workload = to_workload(address.workload());
@@ -133,7 +122,7 @@ Status XdsResourceCache::put_authorization(const Resource& resource) {
     return failf("body is {}, not istio.security.Authorization",
                  net::quote(resource.body.type_url()));
   }
-  if (!parse_value(resource.body, policy)) {
+  if (!parse_body(resource.body, policy)) {
     return fail("cannot decode istio.security.Authorization");
   }
   auto translated = to_authorization(policy);

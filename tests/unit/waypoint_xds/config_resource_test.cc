@@ -1,5 +1,6 @@
 #include "waypoint/xds/config_resource.h"
 
+#include <google/protobuf/descriptor.h>
 #include <gtest/gtest.h>
 
 #include "ambientmesh/waypoint/v1/waypoint.pb.h"
@@ -31,7 +32,10 @@ zt::xds::Resource resource(std::string name, std::string version, std::string ya
   zt::xds::Resource r;
   r.name = std::move(name);
   r.version = std::move(version);
-  r.body.PackFrom(message);
+  // By hand: PackFrom would build the message's descriptor, which
+  // WaypointXds.DecodingBuildsNoDescriptors checks the cache never does.
+  r.body.set_type_url(std::string(kWaypointConfigType));
+  r.body.set_value(message.SerializeAsString());
   return r;
 }
 
@@ -47,8 +51,21 @@ TEST(WaypointXds, ResourceNameIsNamespaceSlashName) {
 }
 
 TEST(WaypointXds, TypeUrlIsThePackedMessageType) {
-  zt::xds::Resource r = resource("default/waypoint", "1", "");
-  EXPECT_EQ(r.body.type_url(), kWaypointConfigType);
+  google::protobuf::Any body;
+  body.PackFrom(ambientmesh::waypoint::v1::WaypointConfig{});
+  EXPECT_EQ(body.type_url(), kWaypointConfigType);
+}
+
+// The body's type is checked by name and its bytes parsed: the cache never builds the
+// WaypointConfig descriptor, which would load the generated descriptor pool (heap and code pages
+// that stay resident).
+TEST(WaypointXds, DecodingBuildsNoDescriptors) {
+  state::ConfigStore store;
+  WaypointConfigCache cache("default", "waypoint");
+  EXPECT_TRUE(cache.apply(added(resource("default/waypoint", "1", kRoute)), store).empty());
+  ASSERT_EQ(store.current()->config->routes.size(), 1u);
+  EXPECT_FALSE(google::protobuf::DescriptorPool::generated_pool()->InternalIsFileLoaded(
+      "ambientmesh/waypoint/v1/waypoint.proto"));
 }
 
 TEST(WaypointXds, ValidResourceIsPublishedWithItsVersion) {
