@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "common/base/log.h"
+#include "common/base/memory.h"
 #include "ztunnel/app/app.h"
 #include "ztunnel/config/config.h"
 
@@ -22,6 +23,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ztunnel: %s\n", st.error().describe().c_str());
     return 2;
   }
+  // A bulk transfer's buffers must not leave MiBs resident in a worker's arena.
+  zt::fix_large_block_thresholds();
   // Every proxied connection costs two descriptors; take what the hard limit allows.
   rlimit nofile{};
   if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {

@@ -6,6 +6,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "common/base/log.h"
+#include "common/base/memory.h"
 
 namespace zt::h2 {
 namespace {
@@ -13,6 +14,12 @@ namespace {
 constexpr size_t kReadBufferSize = 32 * 1024;
 // Stop serializing frames once this much is queued for the socket.
 constexpr size_t kOutHighWater = 512 * 1024;
+// Output buffers above this capacity are freed once the burst that grew them is over (see
+// release_output_buffers).
+constexpr size_t kOutKeepCapacity = 64 * 1024;
+// At most one heap trim per connection per this interval: a stream of 100 KB responses ends
+// a burst every few milliseconds.
+constexpr std::chrono::seconds kTrimInterval{1};
 // Per-stream cap on the request/response header bytes we keep.
 constexpr size_t kMaxStreamHeaderBytes = 16 * 1024;
 constexpr size_t kMaxHeadersPerStream = 64;
@@ -65,8 +72,8 @@ struct Connection::Callbacks {
     return 0;
   }
 
-  static ssize_t read_data(nghttp2_session*, int32_t, uint8_t*, size_t length,
-                           uint32_t* data_flags, nghttp2_data_source* source, void*) {
+  static ssize_t read_data(nghttp2_session*, int32_t, uint8_t*, size_t length, uint32_t* data_flags,
+                           nghttp2_data_source* source, void*) {
     auto* s = static_cast<Stream*>(source->ptr);
     size_t avail = s->send_.size() - s->send_off_;
     if (avail == 0) {
@@ -132,8 +139,7 @@ struct Connection::Callbacks {
     return 0;
   }
 
-  static int on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame,
-                           void* user_data) {
+  static int on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
     auto& c = conn(user_data);
     // No last_active_ update here: PING ACKs would keep an idle pooled connection alive
     // forever. Streams opening and closing are what count as activity.
@@ -290,7 +296,8 @@ awaitable<std::tuple<error_code, size_t>> Stream::read_some(asio::mutable_buffer
     }
     if (recv_eof_) co_return std::tuple{error_code(asio::error::eof), size_t{0}};
     auto c = conn_.lock();
-    if (!c || c->closed_) co_return std::tuple{error_code(asio::error::connection_aborted), size_t{0}};
+    if (!c || c->closed_)
+      co_return std::tuple{error_code(asio::error::connection_aborted), size_t{0}};
     if (closed_) co_return std::tuple{error_code(asio::error::connection_reset), size_t{0}};
     c.reset();
     if (!co_await readable_.wait()) {
@@ -352,8 +359,7 @@ void Stream::abort() {
 // Connection
 
 Result<std::shared_ptr<Connection>> Connection::create(TlsStream stream, Role role,
-                                                       Settings settings,
-                                                       StreamHandler on_stream) {
+                                                       Settings settings, StreamHandler on_stream) {
   std::shared_ptr<Connection> c(
       new Connection(std::move(stream), role, settings, std::move(on_stream)));
   if (auto st = c->init_session(); !st) return tl::unexpected(st.error());
@@ -481,7 +487,6 @@ awaitable<void> Connection::read_loop() {
 }
 
 awaitable<void> Connection::write_loop() {
-  std::string writing;
   for (;;) {
     int rv = nghttp2_session_send(session_);
     if (rv != 0) {
@@ -489,16 +494,19 @@ awaitable<void> Connection::write_loop() {
       co_return;
     }
     if (!out_.empty()) {
-      writing.swap(out_);
-      auto [ec, n] = co_await asio::async_write(tls_, asio::buffer(writing), kTuple);
+      writing_.swap(out_);
+      out_peak_ = std::max(out_peak_, writing_.size());
+      writing_busy_ = true;
+      auto [ec, n] = co_await asio::async_write(tls_, asio::buffer(writing_), kTuple);
+      writing_busy_ = false;
       if (ec) co_return;
-      writing.clear();
-      if (writing.capacity() > 4 * kOutHighWater) writing.shrink_to_fit();
+      writing_.clear();
       continue;
     }
     if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) {
       co_return;
     }
+    if (release_pending_) release_output_buffers();
     if (!co_await write_event_.wait()) co_return;
   }
 }
@@ -515,6 +523,10 @@ awaitable<void> Connection::keepalive_loop() {
       peer_unresponsive_ = true;
       co_return;
     }
+    // A burst that ended on a stream that is still open: release once a whole interval
+    // passed without a large write.
+    if (out_peak_ <= kOutKeepCapacity) release_output_buffers();
+    out_peak_ = 0;
     if (role_ == Role::kClient && streams_.empty() && !draining_ &&
         now - last_active_ >= settings_.idle_timeout) {
       ZT_LOG_DEBUG("component=h2 msg=\"idle connection released\"");
@@ -529,6 +541,26 @@ awaitable<void> Connection::keepalive_loop() {
       }
     }
   }
+}
+
+void Connection::release_output_buffers() {
+  release_pending_ = false;
+  size_t freed = 0;
+  if (out_.empty() && out_.capacity() > kOutKeepCapacity) {
+    freed += out_.capacity();
+    std::string().swap(out_);
+  }
+  if (!writing_busy_ && writing_.capacity() > kOutKeepCapacity) {
+    freed += writing_.capacity();
+    std::string().swap(writing_);
+  }
+  // What else the burst freed (its streams' buffers) stays resident in the worker's malloc
+  // arena until it is trimmed.
+  if (freed == 0) return;
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_trim_ < kTrimInterval) return;
+  last_trim_ = now;
+  release_free_memory();
 }
 
 awaitable<Result<std::shared_ptr<Stream>>> Connection::open_request(
@@ -587,6 +619,10 @@ void Connection::finish_stream(Stream& s, uint32_t code) {
   s.response_.notify();
   last_active_ = std::chrono::steady_clock::now();
   streams_.erase(s.id_);  // may destroy `s`
+  // The stream's burst is over; the writer may still be flushing its last frames, then it
+  // releases the buffers before it waits.
+  release_pending_ = true;
+  if (out_.empty() && !writing_busy_) release_output_buffers();
 }
 
 void Connection::consumed(Stream& s, size_t n) {

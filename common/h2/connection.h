@@ -159,6 +159,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::any_io_executor executor() { return ex_; }
   // Streams this connection has carried in total.
   uint64_t streams_total() const { return streams_total_; }
+  // Bytes allocated for frames waiting for or on their way to the socket.
+  size_t output_buffer_capacity() const { return out_.capacity() + writing_.capacity(); }
 
  private:
   friend class Stream;
@@ -171,6 +173,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   awaitable<void> write_loop();
   awaitable<void> keepalive_loop();
   void signal_write() { write_event_.notify(); }
+  // A bulk transfer grows the two output buffers to about kOutHighWater each, and a pooled
+  // connection may then carry only small frames for minutes. Frees those of them that are
+  // idle and above kOutKeepCapacity; called when a stream ends and at keep-alive ticks.
+  void release_output_buffers();
   void finish_stream(Stream& s, uint32_t code);
   void consumed(Stream& s, size_t n);
 
@@ -182,7 +188,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   nghttp2_session* session_ = nullptr;
 
   std::unordered_map<int32_t, std::shared_ptr<Stream>> streams_;
-  std::string out_;  // serialized frames waiting for the socket
+  std::string out_;      // serialized frames waiting for the socket
+  std::string writing_;  // frames being written (swapped with out_)
+  bool writing_busy_ = false;
+  size_t out_peak_ = 0;           // largest write since the last keep-alive tick
+  bool release_pending_ = false;  // a stream ended while the writer was busy
+  std::chrono::steady_clock::time_point last_trim_;
   async::Event write_event_;
   bool closed_ = false;
   bool draining_ = false;

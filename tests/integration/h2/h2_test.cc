@@ -52,10 +52,9 @@ class H2Test : public ::testing::Test {
     TlsStream tls(std::move(s), *server_creds_->server_ctx);
     auto [ec] = co_await tls.async_handshake(asio::ssl::stream_base::server, kTuple);
     if (ec) co_return;
-    auto conn = Connection::create(std::move(tls), Role::kServer, settings_,
-                                   [this](std::shared_ptr<Stream> st) {
-                                     tasks_.spawn(echo(std::move(st)), "echo");
-                                   });
+    auto conn = Connection::create(
+        std::move(tls), Role::kServer, settings_,
+        [this](std::shared_ptr<Stream> st) { tasks_.spawn(echo(std::move(st)), "echo"); });
     if (!conn) co_return;
     server_conns_.push_back(*conn);
     co_await (*conn)->run();
@@ -89,7 +88,9 @@ class H2Test : public ::testing::Test {
     auto [hec] = co_await tls.async_handshake(asio::ssl::stream_base::client, kTuple);
     if (hec) co_return fail(hec, "handshake");
     ++dials_;
-    co_return Connection::create(std::move(tls), Role::kClient, settings_);
+    auto conn = Connection::create(std::move(tls), Role::kClient, settings_);
+    if (conn) client_conns_.push_back(*conn);
+    co_return conn;
   }
 
   testing::TestPki pki_;
@@ -103,27 +104,30 @@ class H2Test : public ::testing::Test {
   int dials_ = 0;
   std::vector<std::string> authorities_;
   std::vector<std::weak_ptr<Connection>> server_conns_;
+  std::vector<std::weak_ptr<Connection>> client_conns_;
   async::Event hold_{io_.get_executor()};
   PoolKey key_{"spiffe://cluster.local/ns/client-ns/sa/client", "x", "127.0.0.1:15008", ""};
 };
+
+// Sends `n` seeded bytes in 128 KiB writes; half-closes after them when `then_close`.
+awaitable<void> send_seeded(Stream& st, uint64_t n, uint64_t seed, bool then_close) {
+  testing::ByteStream bs(seed);
+  std::vector<uint8_t> buf(128 * 1024);
+  for (uint64_t left = n; left > 0;) {
+    size_t k = std::min<uint64_t>(left, buf.size());
+    bs.fill(buf.data(), k);
+    if (co_await st.write_all(asio::buffer(buf.data(), k))) co_return;
+    left -= k;
+  }
+  if (then_close) co_await st.shutdown_write();
+}
 
 // Sends `n` seeded bytes, half-closes, and reads the echo to EOF; returns the echo's digest.
 awaitable<std::pair<std::string, uint64_t>> send_and_drain(Stream& st, uint64_t n, uint64_t seed) {
   using namespace asio::experimental::awaitable_operators;
   testing::Sha256 got;
   uint64_t received = 0;
-  auto writer = [&]() -> awaitable<void> {
-    testing::ByteStream bs(seed);
-    std::vector<uint8_t> buf(128 * 1024);
-    uint64_t left = n;
-    while (left > 0) {
-      size_t k = std::min<uint64_t>(left, buf.size());
-      bs.fill(buf.data(), k);
-      if (co_await st.write_all(asio::buffer(buf.data(), k))) co_return;
-      left -= k;
-    }
-    co_await st.shutdown_write();
-  };
+  auto writer = [&]() -> awaitable<void> { co_await send_seeded(st, n, seed, true); };
   auto reader = [&]() -> awaitable<void> {
     std::vector<uint8_t> buf(64 * 1024);
     for (;;) {
@@ -138,7 +142,8 @@ awaitable<std::pair<std::string, uint64_t>> send_and_drain(Stream& st, uint64_t 
 }
 
 TEST_F(H2Test, ConnectStreamEchoesBytesAndPassesHalfClose) {
-  Pool pool(io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
+  Pool pool(
+      io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
   testing::run_coroutine(io_, [&]() -> awaitable<void> {
     Headers headers;
     headers.emplace_back("forwarded", "for=\"10.0.0.1:1\"");
@@ -157,7 +162,8 @@ TEST_F(H2Test, ConnectStreamEchoesBytesAndPassesHalfClose) {
 
 TEST_F(H2Test, BulkTransferLargerThanEveryWindowIsByteExact) {
   // 64 MiB is 4x the connection window: it only completes if WINDOW_UPDATEs follow reads.
-  Pool pool(io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
+  Pool pool(
+      io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
   testing::run_coroutine(io_, [&]() -> awaitable<void> {
     auto st = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
     if (!st) {
@@ -172,7 +178,8 @@ TEST_F(H2Test, BulkTransferLargerThanEveryWindowIsByteExact) {
 }
 
 TEST_F(H2Test, PoolOpensANewConnectionPastTheStreamLimit) {
-  Pool pool(io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
+  Pool pool(
+      io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
   std::vector<std::shared_ptr<Stream>> streams;
   testing::run_coroutine(io_, [&]() -> awaitable<void> {
     // 250 streams open at once need three connections of at most 100 streams.
@@ -197,7 +204,8 @@ TEST_F(H2Test, PoolOpensANewConnectionPastTheStreamLimit) {
 
 TEST_F(H2Test, NonOkAnswerIsAnErrorNamingTheStatus) {
   status_ = 503;
-  Pool pool(io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
+  Pool pool(
+      io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
   testing::run_coroutine(io_, [&]() -> awaitable<void> {
     auto st = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
     EXPECT_FALSE(st.has_value());
@@ -208,7 +216,8 @@ TEST_F(H2Test, NonOkAnswerIsAnErrorNamingTheStatus) {
 }
 
 TEST_F(H2Test, GoawayLetsOpenStreamsFinishAndNewStreamsUseANewConnection) {
-  Pool pool(io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
+  Pool pool(
+      io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
   testing::run_coroutine(io_, [&]() -> awaitable<void> {
     auto first = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
     if (!first) {
@@ -239,7 +248,8 @@ TEST_F(H2Test, IdlePooledConnectionIsReleasedEvenThoughPingsAreAnswered) {
   // PINGs every 50 ms are answered; they must not count as use.
   settings_.ping_interval = std::chrono::milliseconds(50);
   settings_.idle_timeout = std::chrono::milliseconds(300);
-  Pool pool(io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
+  Pool pool(
+      io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
   testing::run_coroutine(io_, [&]() -> awaitable<void> {
     {
       auto st = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
@@ -254,6 +264,118 @@ TEST_F(H2Test, IdlePooledConnectionIsReleasedEvenThoughPingsAreAnswered) {
       co_await t.async_wait(kTuple);
     }
     EXPECT_EQ(pool.connections_open(), 0u);
+  });
+}
+
+// What a connection may keep allocated for its output between bursts: two buffers of at most
+// 64 KiB (kOutKeepCapacity in connection.cc).
+constexpr size_t kKeptOutput = 2 * 64 * 1024;
+
+// Largest output buffer capacity of `conn` seen every millisecond until `done`.
+awaitable<void> watch_output(std::weak_ptr<Connection> conn, const bool& done, size_t& peak) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  while (!done) {
+    if (auto c = conn.lock()) peak = std::max(peak, c->output_buffer_capacity());
+    t.expires_after(std::chrono::milliseconds(1));
+    co_await t.async_wait(kTuple);
+  }
+}
+
+TEST_F(H2Test, OutputBuffersAreGivenBackWhenABulkStreamEnds) {
+  using namespace asio::experimental::awaitable_operators;
+  Pool pool(
+      io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
+  testing::run_coroutine(io_, [&]() -> awaitable<void> {
+    // An idle stream keeps the pooled connection open after the bulk one.
+    auto idle = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
+    auto bulk = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
+    if (!idle || !bulk || client_conns_.size() != 1 || server_conns_.size() != 1) {
+      ADD_FAILURE() << "expected two streams over one connection";
+      co_return;
+    }
+    bool done = false;
+    size_t client_peak = 0, server_peak = 0;
+    auto transfer = [&]() -> awaitable<void> {
+      auto got = co_await send_and_drain(**bulk, 16 << 20, 5);
+      EXPECT_EQ(got.first, testing::stream_digest(5, 16 << 20));
+      done = true;
+    };
+    co_await (transfer() && watch_output(client_conns_[0], done, client_peak) &&
+              watch_output(server_conns_[0], done, server_peak));
+    // Both sides queued more than they keep (else this test shows nothing)...
+    EXPECT_GT(client_peak, kKeptOutput);
+    EXPECT_GT(server_peak, kKeptOutput);
+    // ...and hold no more than that once the stream has ended on both.
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    t.expires_after(std::chrono::milliseconds(100));
+    co_await t.async_wait(kTuple);
+    auto client = client_conns_[0].lock();
+    auto server = server_conns_[0].lock();
+    if (!client || !server) {
+      ADD_FAILURE() << "a connection closed";
+      co_return;
+    }
+    EXPECT_FALSE(client->closed());
+    EXPECT_LE(client->output_buffer_capacity(), kKeptOutput);
+    EXPECT_LE(server->output_buffer_capacity(), kKeptOutput);
+    hold_.notify();
+  });
+}
+
+TEST_F(H2Test, OutputBuffersAreGivenBackOnceAStreamGoesQuiet) {
+  // The stream stays open after its burst: the keep-alive tick releases the buffers once a
+  // whole interval passed without a large write.
+  using namespace asio::experimental::awaitable_operators;
+  settings_.ping_interval = std::chrono::milliseconds(50);
+  Pool pool(
+      io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
+  testing::run_coroutine(io_, [&]() -> awaitable<void> {
+    auto st = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
+    if (!st || client_conns_.size() != 1) {
+      ADD_FAILURE() << "no stream";
+      co_return;
+    }
+    constexpr uint64_t kBytes = 8 << 20;
+    bool done = false;
+    size_t peak = 0;
+    uint64_t echoed = 0;
+    auto reader = [&]() -> awaitable<void> {
+      std::vector<uint8_t> buf(64 * 1024);
+      while (echoed < kBytes) {
+        auto [ec, k] = co_await (*st)->read_some(asio::buffer(buf));
+        echoed += k;
+        if (ec) break;
+      }
+      done = true;
+    };
+    co_await (send_seeded(**st, kBytes, 9, false) && reader() &&
+              watch_output(client_conns_[0], done, peak));
+    EXPECT_EQ(echoed, kBytes);
+    EXPECT_GT(peak, kKeptOutput);
+    auto conn = client_conns_[0].lock();
+    if (!conn) {
+      ADD_FAILURE() << "the connection closed";
+      co_return;
+    }
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    for (int i = 0; i < 100 && conn->output_buffer_capacity() > kKeptOutput; ++i) {
+      t.expires_after(std::chrono::milliseconds(20));
+      co_await t.async_wait(kTuple);
+    }
+    EXPECT_LE(conn->output_buffer_capacity(), kKeptOutput);
+    EXPECT_EQ(conn->active_streams(), 1u);
+    // The stream still carries data afterwards.
+    const char ping[] = "after";
+    EXPECT_FALSE(co_await (*st)->write_all(asio::buffer(ping, 5)));
+    char back[5] = {};
+    size_t got = 0;
+    while (got < 5) {
+      auto [ec, k] = co_await (*st)->read_some(asio::buffer(back + got, 5 - got));
+      got += k;
+      if (ec) break;
+    }
+    EXPECT_EQ(std::string(back, got), "after");
+    hold_.notify();
   });
 }
 
