@@ -24,6 +24,12 @@ std::string read_text_file(const fs::path& path) {
 }
 
 std::optional<double> process_cpu_seconds(pid_t pid) {
+  auto cpu = process_cpu(pid);
+  if (!cpu) return std::nullopt;
+  return cpu->user_s + cpu->system_s;
+}
+
+std::optional<ProcessCpu> process_cpu(pid_t pid) {
   if (pid <= 0) return std::nullopt;
   const std::string stat = read_text_file(fmt::format("/proc/{}/stat", pid));
   // "pid (comm) state ppid ...": comm may hold spaces, so fields are counted after the last ')'.
@@ -38,7 +44,20 @@ std::optional<double> process_cpu_seconds(pid_t pid) {
     if (f == 14) utime = std::strtod(field.c_str(), nullptr);
     if (f == 15) stime = std::strtod(field.c_str(), nullptr);
   }
-  return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  const double hz = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  ProcessCpu cpu{utime / hz, stime / hz, 0};
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
+    std::istringstream st(read_text_file(task.path() / "status"));
+    std::string line;
+    while (std::getline(st, line)) {
+      if (line.starts_with("voluntary_ctxt_switches:") ||
+          line.starts_with("nonvoluntary_ctxt_switches:")) {
+        cpu.switches += std::strtoull(line.c_str() + line.find(':') + 1, nullptr, 10);
+      }
+    }
+  }
+  return cpu;
 }
 
 std::optional<uint64_t> process_rss_bytes(pid_t pid) {
@@ -104,14 +123,30 @@ std::optional<CgroupMemory> cgroup_memory(const fs::path& cgroup) {
 }
 
 std::optional<double> cgroup_cpu_seconds(const fs::path& cgroup) {
+  auto cpu = cgroup_cpu(cgroup);
+  if (!cpu) return std::nullopt;
+  return cpu->usage_s;
+}
+
+std::optional<CgroupCpu> cgroup_cpu(const fs::path& cgroup) {
   if (cgroup.empty()) return std::nullopt;
   std::istringstream in(read_text_file(cgroup / "cpu.stat"));
   std::string key;
   double value = 0;
+  CgroupCpu cpu;
+  bool usage = false;
   while (in >> key >> value) {
-    if (key == "usage_usec") return value / 1e6;
+    if (key == "usage_usec") {
+      cpu.usage_s = value / 1e6;
+      usage = true;
+    } else if (key == "user_usec") {
+      cpu.user_s = value / 1e6;
+    } else if (key == "system_usec") {
+      cpu.system_s = value / 1e6;
+    }
   }
-  return std::nullopt;
+  if (!usage) return std::nullopt;
+  return cpu;
 }
 
 std::optional<MachineCpu> machine_cpu() {

@@ -15,6 +15,15 @@ namespace zt::bench {
 
 // utime + stime of a whole process (every thread), seconds; nullopt when it is gone.
 std::optional<double> process_cpu_seconds(pid_t pid);
+// The same split: user (utime) and kernel (stime: system calls, and the softirq work the kernel
+// does in the process's context) time, and how often its threads were switched in, voluntary
+// (each sleep in epoll_wait or a lock that ends in a wake-up) and involuntary (preempted)
+// context switches summed over /proc/<pid>/task/*/status. nullopt when it is gone.
+struct ProcessCpu {
+  double user_s = 0, system_s = 0;
+  uint64_t switches = 0;
+};
+std::optional<ProcessCpu> process_cpu(pid_t pid);
 // VmRSS of a process, bytes; nullopt when it is gone.
 std::optional<uint64_t> process_rss_bytes(pid_t pid);
 // A process's resident memory split the way it matters for a per-node vs per-pod comparison:
@@ -40,6 +49,11 @@ std::optional<CgroupMemory> cgroup_memory(const std::filesystem::path& cgroup);
 // usage_usec of a cgroup v2 directory's cpu.stat (every process below it, exact: from the
 // scheduler's runtime, not sampled), seconds; nullopt when absent.
 std::optional<double> cgroup_cpu_seconds(const std::filesystem::path& cgroup);
+// All of that cpu.stat: usage_usec and its user_usec / system_usec split, seconds.
+struct CgroupCpu {
+  double usage_s = 0, user_s = 0, system_s = 0;
+};
+std::optional<CgroupCpu> cgroup_cpu(const std::filesystem::path& cgroup);
 
 // The machine's CPU time from the "cpu" line of /proc/stat, seconds summed over all CPUs.
 struct MachineCpu {

@@ -80,7 +80,9 @@ Json summarize_point(const std::vector<const Json*>& runs) {
 
   // CPU seconds per 1,000 completed requests, over the measurement window.
   std::map<std::string, std::vector<double>> per_proxy;
-  std::vector<double> total, machine, softirq, vcpu, cluster;
+  // Where it went: user and kernel time per 1,000 requests, context switches per request.
+  std::map<std::string, std::vector<double>> user, kernel, switches;
+  std::vector<double> total, machine, softirq, vcpu, cluster, cluster_user, cluster_kernel;
   for (const Json* r : kept) {
     const double completed = num(*r, "completed");
     if (completed <= 0 || !r->contains("cpu_s")) continue;
@@ -88,6 +90,16 @@ Json summarize_point(const std::vector<const Json*>& runs) {
     for (const auto& [name, v] : (*r)["cpu_s"].items()) {
       per_proxy[name].push_back(v.get<double>() / completed * 1000);
       sum += v.get<double>();
+    }
+    const Json split = r->value("cpu_split", Json::object());
+    for (const auto& [name, v] : split.items()) {
+      user[name].push_back(num(v, "user_s") / completed * 1000);
+      kernel[name].push_back(num(v, "system_s") / completed * 1000);
+      switches[name].push_back(num(v, "switches") / completed);
+    }
+    if (r->contains("cluster_cpu_split")) {
+      cluster_user.push_back(num((*r)["cluster_cpu_split"], "user_s") / completed * 1000);
+      cluster_kernel.push_back(num((*r)["cluster_cpu_split"], "system_s") / completed * 1000);
     }
     total.push_back(sum / completed * 1000);
     const double window = num(*r, "window_s");
@@ -108,6 +120,19 @@ Json summarize_point(const std::vector<const Json*>& runs) {
   if (!machine.empty()) cpu["machine"] = median(machine);
   if (!cluster.empty()) cpu["cluster"] = median(cluster);
   if (!softirq.empty()) cpu["machine_softirq"] = median(softirq);
+  if (!user.empty()) {
+    Json u = Json::object(), k = Json::object(), sw = Json::object();
+    for (const auto& [name, v] : user) u[name] = median(v);
+    for (const auto& [name, v] : kernel) k[name] = median(v);
+    for (const auto& [name, v] : switches) sw[name] = median(v);
+    cpu["proxies_user"] = u;
+    cpu["proxies_kernel"] = k;
+    cpu["switches_per_request"] = sw;
+  }
+  if (!cluster_user.empty()) {
+    cpu["cluster_user"] = median(cluster_user);
+    cpu["cluster_kernel"] = median(cluster_kernel);
+  }
   pt["cpu_per_1000"] = cpu;
 
   Json rss = Json::object();
@@ -203,6 +228,28 @@ std::string memory_split_note(const Json& ambient) {
       mb(num(m, "anon_bytes")), mb(num(m, "pss_bytes")));
 }
 
+// The proxies' kernel share and context switches at a point, e.g. "; 71 % of it was kernel
+// time ..., and each ztunnel was switched in 2.1 times per request".
+// `only`: that process alone, else every proxy of the point.
+std::string kernel_note(const Json& point, const std::string& each, const std::string& only = "") {
+  const Json cpu = point.value("cpu_per_1000", Json::object());
+  if (!cpu.contains("proxies_kernel") || !cpu.contains("proxies_user")) return "";
+  double user = 0, kernel = 0, switches = 0;
+  int n = 0;
+  for (const auto& [name, v] : cpu["proxies_kernel"].items()) {
+    if (!only.empty() && name != only) continue;
+    kernel += v.get<double>();
+    user += num(cpu["proxies_user"], name.c_str());
+    switches += num(cpu.value("switches_per_request", Json::object()), name.c_str());
+    ++n;
+  }
+  if (n == 0 || user + kernel <= 0) return "";
+  return fmt::format(
+      "; {:.0f} % of it was kernel time (system calls, the network stack, wake-ups) and each {} "
+      "was switched in {:.1f} times per request (section \"Where the proxies' CPU goes\")",
+      100 * kernel / (user + kernel), each, switches / n);
+}
+
 // The memory curve's growth per pod between its first and last point, bytes.
 std::optional<double> per_pod_slope(const Json& points) {
   if (!points.is_array() || points.size() < 2) return std::nullopt;
@@ -231,6 +278,7 @@ Json compute_targets(const Json& results) {
     double worst = -1;
     std::string where;
     int worst_conns = 0;
+    const Json* worst_point = nullptr;
     for (int c : conns) {
       const Json* p = scenario_ok(ambient) ? point_of(*ambient, r1000, c) : nullptr;
       if (!p || !p->contains("cpu_per_1000") || !(*p)["cpu_per_1000"].contains("total")) continue;
@@ -238,6 +286,7 @@ Json compute_targets(const Json& results) {
       if (v > worst) {
         worst = v;
         worst_conns = c;
+        worst_point = p;
         where = fmt::format("{:.0f} rps x {} conn", r1000, c);
       }
     }
@@ -251,14 +300,18 @@ Json compute_targets(const Json& results) {
       std::string scale;
       const Json* base = scenario_ok(nomesh) ? point_of(*nomesh, r1000, worst_conns) : nullptr;
       if (base && base->contains("cpu_per_1000") && (*base)["cpu_per_1000"].contains("cluster")) {
+        const Json& bc = (*base)["cpu_per_1000"];
         scale = fmt::format(
             "; for scale, the whole no-mesh cluster (loadgen, the server app, the idle daemons) "
             "used {:.3f} at the same point",
-            (*base)["cpu_per_1000"]["cluster"].get<double>());
+            bc["cluster"].get<double>());
+        const double bu = num(bc, "cluster_user"), bk = num(bc, "cluster_kernel");
+        if (bu + bk > 0) scale += fmt::format(", {:.0f} % of it kernel time", 100 * bk / (bu + bk));
       }
       out.push_back(target("ambient L4 CPU per 1,000 requests (both ztunnels)", "<= 0.10 vCPU-s",
                            fmt::format("{:.3f} vCPU-s", worst), worst <= 0.10,
-                           "worst over connection counts, at " + where + rate_note(r1000) + scale));
+                           "worst over connection counts, at " + where + rate_note(r1000) +
+                               kernel_note(*worst_point, "ztunnel") + scale));
     }
   }
   // 2. ambient CPU <= half of HAProxy's, at every point.
@@ -450,12 +503,14 @@ Json compute_targets(const Json& results) {
     }
     double cpu_worst = -1, rss_worst = -1;
     std::string where;
+    const Json* cpu_worst_point = nullptr;
     for (int c : conns) {
       const Json* p = proc.empty() ? nullptr : point_of(*wp, r1000, c);
       if (!p) continue;
       const double v = num((*p)["cpu_per_1000"]["proxies"], proc.c_str(), -1);
       if (v > cpu_worst) {
         cpu_worst = v;
+        cpu_worst_point = p;
         where = fmt::format("{:.0f} rps x {} conn", r1000, c);
       }
     }
@@ -473,7 +528,8 @@ Json compute_targets(const Json& results) {
       out.push_back(target("waypoint CPU per 1,000 requests", "<= 0.15 vCPU-s",
                            fmt::format("{:.3f} vCPU-s", cpu_worst), cpu_worst <= 0.15,
                            "ambient-waypoint's waypoint, worst over connection counts, at " +
-                               where + rate_note(r1000)));
+                               where + rate_note(r1000) +
+                               kernel_note(*cpu_worst_point, "waypoint", proc)));
     }
     if (rss_worst < 0) {
       out.push_back(target("waypoint RSS", "<= 30 MB", "not measured", std::nullopt,

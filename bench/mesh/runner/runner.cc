@@ -17,12 +17,12 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include "bench/common/procfs.h"
 #include "bench/mesh/plan/manifests.h"
 #include "bench/mesh/plan/topology.h"
 #include "bench/mesh/proxies/haproxy.h"
 #include "bench/mesh/proxies/waypoint.h"
 #include "bench/mesh/runner/analysis.h"
-#include "bench/common/procfs.h"
 #include "bench/mesh/runner/report.h"
 #include "bench/mesh/runner/sampler.h"
 #include "bench/mesh/sidecar/sidecar.h"
@@ -489,17 +489,30 @@ Json Runner::load_run(Scenario& s, double rate, int connections, int repeat) {
     const auto& [a, b] = *w;
     run["window_s"] = std::chrono::duration<double>(b.at - a.at).count();
     Json cpu = Json::object();
-    for (const auto& [name, before] : a.process_s) {
-      auto after = b.process_s.at(name);
-      if (before && after) cpu[name] = *after - *before;
+    Json split = Json::object();
+    for (const auto& [name, before] : a.process) {
+      auto after = b.process.at(name);
+      if (!before || !after) continue;
+      const double user = after->user_s - before->user_s;
+      const double system = after->system_s - before->system_s;
+      cpu[name] = user + system;
+      split[name] = {{"user_s", user},
+                     {"system_s", system},
+                     {"switches", static_cast<double>(after->switches) -
+                                      static_cast<double>(before->switches)}};
     }
     run["cpu_s"] = cpu;
+    run["cpu_split"] = split;
     if (a.machine && b.machine) {
       run["machine_cpu_s"] = {{"busy", b.machine->busy - a.machine->busy},
                               {"softirq", b.machine->softirq - a.machine->softirq},
                               {"total", b.machine->total - a.machine->total}};
     }
-    if (a.cluster_s && b.cluster_s) run["cluster_cpu_s"] = *b.cluster_s - *a.cluster_s;
+    if (a.cluster && b.cluster) {
+      run["cluster_cpu_s"] = b.cluster->usage_s - a.cluster->usage_s;
+      run["cluster_cpu_split"] = {{"user_s", b.cluster->user_s - a.cluster->user_s},
+                                  {"system_s", b.cluster->system_s - a.cluster->system_s}};
+    }
     // Memory while the connections are open and busy (the window ends before the load does).
     Json under_load = Json::object();
     for (const auto& [name, v] : b.rss_bytes) {

@@ -7,8 +7,8 @@ CpuSnapshot take_cpu_snapshot(const std::vector<std::pair<std::string, pid_t>>& 
   CpuSnapshot s;
   s.at = std::chrono::steady_clock::now();
   s.machine = machine_cpu();
-  s.cluster_s = cgroup_cpu_seconds(cluster_cgroup);
-  for (const auto& [name, pid] : processes) s.process_s[name] = process_cpu_seconds(pid);
+  s.cluster = cgroup_cpu(cluster_cgroup);
+  for (const auto& [name, pid] : processes) s.process[name] = process_cpu(pid);
   // After the CPU readings, so they stay as close together in time as before.
   for (const auto& [name, pid] : processes) s.rss_bytes[name] = process_rss_bytes(pid);
   return s;

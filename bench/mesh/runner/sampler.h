@@ -25,9 +25,9 @@ namespace zt::bench::mesh {
 
 struct CpuSnapshot {
   std::chrono::steady_clock::time_point at;
-  std::map<std::string, std::optional<double>> process_s;  // by process name
+  std::map<std::string, std::optional<ProcessCpu>> process;  // by process name
   std::optional<MachineCpu> machine;
-  std::optional<double> cluster_s;  // cpu.stat usage_usec of the cluster's cgroup tree
+  std::optional<CgroupCpu> cluster;  // cpu.stat of the cluster's cgroup tree
   std::map<std::string, std::optional<uint64_t>> rss_bytes;  // VmRSS, by process name
 };
 

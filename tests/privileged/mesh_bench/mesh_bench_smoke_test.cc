@@ -101,7 +101,21 @@ TEST_F(MeshBenchSmoke, RunsEveryScenarioAndWritesAWellFormedReport) {
     if (plan.mode != bench::mesh::Mode::kNoMesh) {
       EXPECT_TRUE(s["points"][0].contains("added_us")) << plan.name;
       EXPECT_FALSE(s["proxies"].empty()) << plan.name;
-      EXPECT_TRUE(s["points"][0]["cpu_per_1000"].contains("total")) << plan.name;
+      const Json& cpu = s["points"][0]["cpu_per_1000"];
+      EXPECT_TRUE(cpu.contains("total")) << plan.name;
+      // Every proxy's CPU is also split into user and kernel time, with its context switches.
+      for (const auto& p : s["proxies"]) {
+        const std::string name = p.value("process", "");
+        for (const char* k : {"proxies_user", "proxies_kernel", "switches_per_request"}) {
+          EXPECT_TRUE(cpu.contains(k) && cpu[k].contains(name))
+              << plan.name << " " << k << " " << name;
+        }
+        if (cpu.contains("switches_per_request") && cpu["switches_per_request"].contains(name)) {
+          EXPECT_GT(cpu["switches_per_request"][name].get<double>(), 0) << name;
+        }
+      }
+    } else {
+      EXPECT_TRUE(s["points"][0]["cpu_per_1000"].contains("cluster_kernel"));
     }
     EXPECT_TRUE(s["throughput"].contains("gbit_per_s")) << s["throughput"].dump();
     EXPECT_TRUE(s["conn_rate"].contains("achieved_rps")) << s["conn_rate"].dump();
@@ -120,6 +134,7 @@ TEST_F(MeshBenchSmoke, RunsEveryScenarioAndWritesAWellFormedReport) {
   const std::string report = read_all(out / "report.md");
   ASSERT_FALSE(report.empty());
   EXPECT_NE(report.find("## Targets"), std::string::npos);
+  EXPECT_NE(report.find("## Where the proxies' CPU goes"), std::string::npos);
   EXPECT_NE(report.find("| target | achieved | goal | met |"), std::string::npos);
   for (const auto& t : results["targets"]) {
     EXPECT_NE(report.find("| " + t["name"].get<std::string>() + " |"), std::string::npos)

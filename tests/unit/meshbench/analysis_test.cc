@@ -87,5 +87,52 @@ TEST(MeshBenchAnalysis, RunsWithoutAReadingUnderLoadStillCount) {
   EXPECT_EQ(target_named(r, kRssTarget).value("achieved", ""), "11.5 MiB");
 }
 
+// A run whose two ztunnels used `user` and `kernel` CPU-s each and switched `switches` times.
+Json run_with_cpu(double user, double kernel, double switches) {
+  Json r = run(1000, 4, {{"node-0.ztunnel", 10.0 * 1024 * 1024}}, nullptr);
+  r["cpu_s"] = {{"node-0.ztunnel", user + kernel}, {"node-1.ztunnel", user + kernel}};
+  Json one = {{"user_s", user}, {"system_s", kernel}, {"switches", switches}};
+  r["cpu_split"] = {{"node-0.ztunnel", one}, {"node-1.ztunnel", one}};
+  return r;
+}
+
+TEST(MeshBenchAnalysis, CpuIsSplitIntoUserAndKernelTimePerRequest) {
+  // 1,000 requests; each ztunnel: 0.03 s user, 0.07 s kernel, 2,000 context switches.
+  Json r = results_with(run_with_cpu(0.03, 0.07, 2000));
+  r["scenarios"][0]["runs"][0]["cpu_s"] = Json::object();  // no proxies
+  r["scenarios"][0]["runs"][0]["cluster_cpu_s"] = 0.1;
+  r["scenarios"][0]["runs"][0]["cluster_cpu_split"] = {{"user_s", 0.04}, {"system_s", 0.06}};
+  analyze(r);
+  const Json& cpu = r["scenarios"][1]["points"][0]["cpu_per_1000"];
+  EXPECT_NEAR(cpu["total"].get<double>(), 0.2, 1e-9);
+  EXPECT_NEAR(cpu["proxies_user"]["node-0.ztunnel"].get<double>(), 0.03, 1e-9);
+  EXPECT_NEAR(cpu["proxies_kernel"]["node-1.ztunnel"].get<double>(), 0.07, 1e-9);
+  EXPECT_NEAR(cpu["switches_per_request"]["node-0.ztunnel"].get<double>(), 2.0, 1e-9);
+  const Json& base = r["scenarios"][0]["points"][0]["cpu_per_1000"];
+  EXPECT_NEAR(base["cluster_kernel"].get<double>(), 0.06, 1e-9);
+  // The CPU target says where the time went, from the same run.
+  const std::string detail =
+      target_named(r, "ambient L4 CPU per 1,000 requests (both ztunnels)").value("detail", "");
+  EXPECT_NE(detail.find("70 % of it was kernel time"), std::string::npos) << detail;
+  EXPECT_NE(detail.find("each ztunnel was switched in 2.0 times per request"), std::string::npos)
+      << detail;
+  EXPECT_NE(detail.find("used 0.100 at the same point, 60 % of it kernel time"),
+            std::string::npos)
+      << detail;
+}
+
+TEST(MeshBenchAnalysis, RunsWithoutACpuSplitStillCount) {
+  // results.json of earlier versions has cpu_s only.
+  Json r = results_with(run_with_cpu(0.03, 0.07, 2000));
+  r["scenarios"][1]["runs"][0].erase("cpu_split");
+  analyze(r);
+  const Json& cpu = r["scenarios"][1]["points"][0]["cpu_per_1000"];
+  EXPECT_NEAR(cpu["total"].get<double>(), 0.2, 1e-9);
+  EXPECT_FALSE(cpu.contains("proxies_kernel"));
+  const std::string detail =
+      target_named(r, "ambient L4 CPU per 1,000 requests (both ztunnels)").value("detail", "");
+  EXPECT_EQ(detail.find("kernel time"), std::string::npos) << detail;
+}
+
 }  // namespace
 }  // namespace zt::bench::mesh
