@@ -23,13 +23,9 @@ std::string read_text_file(const fs::path& path) {
   return ss.str();
 }
 
-std::optional<double> process_cpu_seconds(pid_t pid) {
-  auto cpu = process_cpu(pid);
-  if (!cpu) return std::nullopt;
-  return cpu->user_s + cpu->system_s;
-}
-
-std::optional<ProcessCpu> process_cpu(pid_t pid) {
+namespace {
+// utime and stime of /proc/<pid>/stat, seconds; nullopt when the process is gone.
+std::optional<std::pair<double, double>> stat_times(pid_t pid) {
   if (pid <= 0) return std::nullopt;
   const std::string stat = read_text_file(fmt::format("/proc/{}/stat", pid));
   // "pid (comm) state ppid ...": comm may hold spaces, so fields are counted after the last ')'.
@@ -45,10 +41,24 @@ std::optional<ProcessCpu> process_cpu(pid_t pid) {
     if (f == 15) stime = std::strtod(field.c_str(), nullptr);
   }
   const double hz = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  ProcessCpu cpu{utime / hz, stime / hz, 0};
+  return std::pair{utime / hz, stime / hz};
+}
+}  // namespace
+
+std::optional<double> process_cpu_seconds(pid_t pid) {
+  auto t = stat_times(pid);
+  if (!t) return std::nullopt;
+  return t->first + t->second;
+}
+
+std::optional<ProcessCpu> process_cpu(pid_t pid) {
+  auto t = stat_times(pid);
+  if (!t) return std::nullopt;
+  ProcessCpu cpu{t->first, t->second, 0};
   std::error_code ec;
-  for (const auto& task : fs::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
-    std::istringstream st(read_text_file(task.path() / "status"));
+  for (fs::directory_iterator it(fmt::format("/proc/{}/task", pid), ec), end; !ec && it != end;
+       it.increment(ec)) {
+    std::istringstream st(read_text_file(it->path() / "status"));
     std::string line;
     while (std::getline(st, line)) {
       if (line.starts_with("voluntary_ctxt_switches:") ||

@@ -18,7 +18,8 @@ std::optional<double> process_cpu_seconds(pid_t pid);
 // The same split: user (utime) and kernel (stime: system calls, and the softirq work the kernel
 // does in the process's context) time, and how often its threads were switched in, voluntary
 // (each sleep in epoll_wait or a lock that ends in a wake-up) and involuntary (preempted)
-// context switches summed over /proc/<pid>/task/*/status. nullopt when it is gone.
+// context switches summed over /proc/<pid>/task/*/status (threads that exited are no longer
+// counted there, while their CPU time stays in utime and stime). nullopt when it is gone.
 struct ProcessCpu {
   double user_s = 0, system_s = 0;
   uint64_t switches = 0;

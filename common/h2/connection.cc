@@ -17,8 +17,7 @@ constexpr size_t kOutHighWater = 512 * 1024;
 // Output buffers above this capacity are freed once the burst that grew them is over (see
 // release_output_buffers).
 constexpr size_t kOutKeepCapacity = 64 * 1024;
-// At most one heap trim per connection per this interval: a stream of 100 KB responses ends
-// a burst every few milliseconds.
+// At most one heap trim per process per this interval (it locks every arena in turn).
 constexpr std::chrono::seconds kTrimInterval{1};
 // Per-stream cap on the request/response header bytes we keep.
 constexpr size_t kMaxStreamHeaderBytes = 16 * 1024;
@@ -544,23 +543,17 @@ awaitable<void> Connection::keepalive_loop() {
 }
 
 void Connection::release_output_buffers() {
+  if (!out_.empty() || writing_busy_) return;  // the writer's wait point will come back to it
   release_pending_ = false;
   size_t freed = 0;
-  if (out_.empty() && out_.capacity() > kOutKeepCapacity) {
-    freed += out_.capacity();
-    std::string().swap(out_);
+  for (std::string* b : {&out_, &writing_}) {
+    if (b->capacity() > kOutKeepCapacity) {
+      freed += b->capacity();
+      std::string().swap(*b);
+    }
   }
-  if (!writing_busy_ && writing_.capacity() > kOutKeepCapacity) {
-    freed += writing_.capacity();
-    std::string().swap(writing_);
-  }
-  // What else the burst freed (its streams' buffers) stays resident in the worker's malloc
-  // arena until it is trimmed.
-  if (freed == 0) return;
-  auto now = std::chrono::steady_clock::now();
-  if (now - last_trim_ < kTrimInterval) return;
-  last_trim_ = now;
-  release_free_memory();
+  // What else the burst freed (its streams' buffers) may sit in the worker's malloc arena.
+  if (freed > 0) release_free_memory_at_most_every(kTrimInterval);
 }
 
 awaitable<Result<std::shared_ptr<Stream>>> Connection::open_request(
@@ -619,10 +612,13 @@ void Connection::finish_stream(Stream& s, uint32_t code) {
   s.response_.notify();
   last_active_ = std::chrono::steady_clock::now();
   streams_.erase(s.id_);  // may destroy `s`
-  // The stream's burst is over; the writer may still be flushing its last frames, then it
-  // releases the buffers before it waits.
-  release_pending_ = true;
-  if (out_.empty() && !writing_busy_) release_output_buffers();
+  // The last stream ended, so whatever burst grew the output buffers is over. The writer may
+  // still be flushing its last frames; then it releases them before it waits. (With streams
+  // left, the keep-alive tick releases them once a whole interval had no large write.)
+  if (streams_.empty()) {
+    release_pending_ = true;
+    release_output_buffers();
+  }
 }
 
 void Connection::consumed(Stream& s, size_t n) {

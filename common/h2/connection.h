@@ -174,8 +174,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   awaitable<void> keepalive_loop();
   void signal_write() { write_event_.notify(); }
   // A bulk transfer grows the two output buffers to about kOutHighWater each, and a pooled
-  // connection may then carry only small frames for minutes. Frees those of them that are
-  // idle and above kOutKeepCapacity; called when a stream ends and at keep-alive ticks.
+  // connection may then carry only small frames for minutes. Frees those above
+  // kOutKeepCapacity when the writer is idle; called when the last stream ends and at
+  // keep-alive ticks.
   void release_output_buffers();
   void finish_stream(Stream& s, uint32_t code);
   void consumed(Stream& s, size_t n);
@@ -192,8 +193,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string writing_;  // frames being written (swapped with out_)
   bool writing_busy_ = false;
   size_t out_peak_ = 0;           // largest write since the last keep-alive tick
-  bool release_pending_ = false;  // a stream ended while the writer was busy
-  std::chrono::steady_clock::time_point last_trim_;
+  bool release_pending_ = false;  // the last stream ended while the writer was busy
   async::Event write_event_;
   bool closed_ = false;
   bool draining_ = false;

@@ -235,6 +235,18 @@ void cpu_split_section(std::string& md, const Json& r) {
   for (double v : rates) {
     if (std::abs(v - 1000) < std::abs(rate - 1000)) rate = v;
   }
+  // results.json of earlier versions has no split: no section then.
+  bool any = false;
+  for (const auto& s : r["scenarios"]) {
+    for (int c : conns_of(r)) {
+      const Json* p = point_of(s, rate, c);
+      if (ok_point(p) && ((*p)["cpu_per_1000"].contains("proxies_kernel") ||
+                          (*p)["cpu_per_1000"].contains("cluster_user"))) {
+        any = true;
+      }
+    }
+  }
+  if (!any) return;
   md += fmt::format(
       "## Where the proxies' CPU goes\n\nThe CPU time of the section above at {:.0f} requests/s, "
       "split into user space (utime) and kernel (stime: system calls, the TCP/IP and veth path, "
@@ -264,8 +276,8 @@ void cpu_split_section(std::string& md, const Json& r) {
       const Json& cpu = (*p)["cpu_per_1000"];
       if (str(s, "name") == "no-mesh" && cpu.contains("cluster_user")) {
         const double u = num(cpu, "cluster_user"), k = num(cpu, "cluster_kernel");
-        md += fmt::format("| {} | no-mesh | cluster | {} | {} | {} | {} | – |\n", c, fmt_cpu(u + k),
-                          fmt_cpu(u), fmt_cpu(k), share(u, k));
+        md += fmt::format("| {} | no-mesh | cluster | {} | {} | {} | {} | – |\n", c,
+                          fmt_cpu(num(cpu, "cluster")), fmt_cpu(u), fmt_cpu(k), share(u, k));
       }
       if (!cpu.contains("proxies_kernel")) continue;
       for (const auto& [name, kv] : cpu["proxies_kernel"].items()) {
@@ -273,7 +285,8 @@ void cpu_split_section(std::string& md, const Json& r) {
         const double u = num(cpu["proxies_user"], name.c_str());
         const Json sw = cpu.value("switches_per_request", Json::object());
         md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} |\n", c, str(s, "name"), name,
-                          fmt_cpu(u + k), fmt_cpu(u), fmt_cpu(k), share(u, k),
+                          fmt_cpu(num(cpu["proxies"], name.c_str())), fmt_cpu(u), fmt_cpu(k),
+                          share(u, k),
                           sw.contains(name) ? fmt::format("{:.2f}", num(sw, name.c_str())) : "–");
       }
     }

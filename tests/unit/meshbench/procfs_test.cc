@@ -22,7 +22,8 @@ namespace fs = std::filesystem;
 TEST(BenchProcfs, ProcessCpuCountsEveryThreadsContextSwitches) {
   auto before = process_cpu(::getpid());
   ASSERT_TRUE(before.has_value());
-  // A second thread woken 200 times: each wait that blocks ends in a context switch.
+  // Two threads handing a turn back and forth 200 times each: a wait that blocks ends in a
+  // context switch.
   std::mutex mu;
   std::condition_variable cv;
   int turn = 0;
@@ -44,7 +45,8 @@ TEST(BenchProcfs, ProcessCpuCountsEveryThreadsContextSwitches) {
   auto during = process_cpu(::getpid());
   other.join();
   ASSERT_TRUE(during.has_value());
-  EXPECT_GE(during->switches, before->switches + 200);
+  // Not every wait blocks (the turn may already have come), so at least half of them.
+  EXPECT_GE(during->switches, before->switches + 100);
   EXPECT_GE(during->user_s, before->user_s);
   EXPECT_GE(during->system_s, before->system_s);
   // The total is the same reading as process_cpu_seconds (both from /proc/<pid>/stat).
@@ -64,24 +66,32 @@ TEST(BenchProcfs, ProcessCpuOfAProcessThatIsGoneIsNothing) {
   EXPECT_FALSE(process_cpu(0).has_value());
 }
 
-TEST(BenchProcfs, CgroupCpuReadsTheUserAndSystemSplit) {
-  const fs::path dir = fs::temp_directory_path() / ("procfs-test-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  {
-    std::ofstream(dir / "cpu.stat") << "usage_usec 3000000\nuser_usec 1000000\n"
-                                       "system_usec 2000000\nnr_periods 0\n";
+// A directory of its own, removed even when an assertion fails.
+struct TempDir {
+  fs::path path = fs::temp_directory_path() / ("procfs-test-" + std::to_string(::getpid()));
+  TempDir() { fs::create_directories(path); }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
   }
-  auto cpu = cgroup_cpu(dir);
+};
+
+TEST(BenchProcfs, CgroupCpuReadsTheUserAndSystemSplit) {
+  TempDir dir;
+  {
+    std::ofstream(dir.path / "cpu.stat") << "usage_usec 3000000\nuser_usec 1000000\n"
+                                            "system_usec 2000000\nnr_periods 0\n";
+  }
+  auto cpu = cgroup_cpu(dir.path);
   ASSERT_TRUE(cpu.has_value());
   EXPECT_DOUBLE_EQ(cpu->usage_s, 3.0);
   EXPECT_DOUBLE_EQ(cpu->user_s, 1.0);
   EXPECT_DOUBLE_EQ(cpu->system_s, 2.0);
-  EXPECT_DOUBLE_EQ(cgroup_cpu_seconds(dir).value_or(-1), 3.0);
+  EXPECT_DOUBLE_EQ(cgroup_cpu_seconds(dir.path).value_or(-1), 3.0);
   // Without usage_usec it is not a cgroup's cpu.stat.
-  { std::ofstream(dir / "cpu.stat") << "user_usec 1\n"; }
-  EXPECT_FALSE(cgroup_cpu(dir).has_value());
-  EXPECT_FALSE(cgroup_cpu(dir / "absent").has_value());
-  fs::remove_all(dir);
+  { std::ofstream(dir.path / "cpu.stat") << "user_usec 1\n"; }
+  EXPECT_FALSE(cgroup_cpu(dir.path).has_value());
+  EXPECT_FALSE(cgroup_cpu(dir.path / "absent").has_value());
 }
 
 }  // namespace
