@@ -25,6 +25,6 @@ void release_free_memory_at_most_every(std::chrono::steady_clock::duration inter
 // `trim_threshold` or more is given back when a block next to it is freed. Call it once at
 // start.
 void fix_large_block_thresholds(size_t mmap_threshold = 1024 * 1024,
-                                size_t trim_threshold = 1024 * 1024);
+                                size_t trim_threshold = 128 * 1024);
 
 }  // namespace zt
