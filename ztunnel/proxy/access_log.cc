@@ -228,13 +228,14 @@ ConnectionRecord::~ConnectionRecord() {
     for (auto& [name, value] : l) {
       if (name == "response_flags") value = response_flags;
     }
-    metrics.closed.with(l).inc();
     // Istio's convention (istio/istio#32399): on both reporters "received" is what the client
     // sent and "sent" is what it got back. As in Istio, bytes go to the series the connection
     // opened with (response_flags "-"); only "closed" carries how it ended.
     metrics.received_bytes.with(*opened_labels_).inc(bytes_from_client.load());
     metrics.sent_bytes.with(*opened_labels_).inc(bytes_to_client.load());
     if (!error.empty()) metrics.failed.with(l).inc();
+    // Last: a scrape (another thread) that counts a connection closed also sees its bytes.
+    metrics.closed.with(l).inc();
     if (error.empty()) {
       emit(spdlog::level::info, render("connection complete", true));
     } else {
