@@ -31,14 +31,31 @@ inline awaitable<bool> with_timeout(awaitable<void> op, std::chrono::steady_cloc
 // cancellation. Single-threaded use only (one worker's io_context).
 class Event {
  public:
-  explicit Event(asio::any_io_executor ex) : timer_(std::move(ex), asio::steady_timer::time_point::max()) {}
+  explicit Event(asio::any_io_executor ex)
+      : timer_(std::move(ex), asio::steady_timer::time_point::max()) {}
 
   // Returns false if the wait was cancelled from outside (not by notify()).
   awaitable<bool> wait() {
     auto gen = generation_;
+    // A wait_until() before may have left its deadline on the timer.
+    if (timer_.expiry() != asio::steady_timer::time_point::max()) {
+      timer_.expires_at(asio::steady_timer::time_point::max());
+    }
     auto [ec] = co_await timer_.async_wait(kTuple);
     (void)ec;
     co_return generation_ != gen;
+  }
+
+  enum class Wake { kNotified, kExpired, kCancelled };
+
+  // wait() that gives up at `deadline`, with no second timer: the Event's own timer expires then.
+  // For an Event with one waiter at a time only: moving the deadline cancels any other wait.
+  awaitable<Wake> wait_until(asio::steady_timer::time_point deadline) {
+    auto gen = generation_;
+    if (timer_.expiry() != deadline) timer_.expires_at(deadline);
+    auto [ec] = co_await timer_.async_wait(kTuple);
+    if (generation_ != gen) co_return Wake::kNotified;
+    co_return ec ? Wake::kCancelled : Wake::kExpired;
   }
 
   void notify() {

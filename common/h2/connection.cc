@@ -278,7 +278,8 @@ error_code Stream::respond(int status, const Headers& headers) {
   return {};
 }
 
-awaitable<std::tuple<error_code, size_t>> Stream::read_some(asio::mutable_buffer b) {
+awaitable<std::tuple<error_code, size_t>> Stream::read_some_until(asio::mutable_buffer b,
+                                                                  Deadline deadline) {
   for (;;) {
     if (recv_off_ < recv_.size()) {
       size_t n = std::min(b.size(), recv_.size() - recv_off_);
@@ -299,13 +300,18 @@ awaitable<std::tuple<error_code, size_t>> Stream::read_some(asio::mutable_buffer
       co_return std::tuple{error_code(asio::error::connection_aborted), size_t{0}};
     if (closed_) co_return std::tuple{error_code(asio::error::connection_reset), size_t{0}};
     c.reset();
-    if (!co_await readable_.wait()) {
-      co_return std::tuple{error_code(asio::error::operation_aborted), size_t{0}};
+    switch (co_await readable_.wait_until(deadline)) {
+      case async::Event::Wake::kNotified:
+        break;
+      case async::Event::Wake::kExpired:
+        co_return std::tuple{error_code(asio::error::timed_out), size_t{0}};
+      case async::Event::Wake::kCancelled:
+        co_return std::tuple{error_code(asio::error::operation_aborted), size_t{0}};
     }
   }
 }
 
-awaitable<error_code> Stream::write_all(asio::const_buffer b) {
+awaitable<error_code> Stream::write_all_until(asio::const_buffer b, Deadline deadline) {
   for (;;) {
     auto c = conn_.lock();
     if (!c || c->closed_) co_return asio::error::connection_aborted;
@@ -321,7 +327,14 @@ awaitable<error_code> Stream::write_all(asio::const_buffer b) {
       co_return error_code{};
     }
     c.reset();
-    if (!co_await writable_.wait()) co_return asio::error::operation_aborted;
+    switch (co_await writable_.wait_until(deadline)) {
+      case async::Event::Wake::kNotified:
+        break;
+      case async::Event::Wake::kExpired:
+        co_return asio::error::timed_out;
+      case async::Event::Wake::kCancelled:
+        co_return asio::error::operation_aborted;
+    }
   }
 }
 
@@ -581,15 +594,15 @@ awaitable<Result<std::shared_ptr<Stream>>> Connection::open_request(
   last_active_ = std::chrono::steady_clock::now();
   signal_write();
 
-  auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!s->response_ready_ && !s->closed_) {
-    auto left = deadline - std::chrono::steady_clock::now();
-    if (left <= std::chrono::steady_clock::duration::zero()) {
+    // The stream's own event times out: no second timer per CONNECT.
+    const auto woke = co_await s->response_.wait_until(deadline);
+    if (woke == async::Event::Wake::kExpired) {
       s->abort();
       co_return failf("no answer to the HBONE CONNECT within {} ms", timeout.count());
     }
-    auto woke = co_await async::with_timeout(s->response_.wait(), left);
-    if (woke && !*woke) {
+    if (woke == async::Event::Wake::kCancelled) {
       s->abort();
       co_return fail("HBONE CONNECT cancelled");
     }

@@ -74,9 +74,21 @@ class Stream {
   // ends it.
   error_code respond(int status, const Headers& headers = {});
 
+  using Deadline = std::chrono::steady_clock::time_point;
+
   // DuplexStream.
-  awaitable<std::tuple<error_code, size_t>> read_some(asio::mutable_buffer b);
-  awaitable<error_code> write_all(asio::const_buffer b);
+  awaitable<std::tuple<error_code, size_t>> read_some(asio::mutable_buffer b) {
+    return read_some_until(b, Deadline::max());
+  }
+  awaitable<error_code> write_all(asio::const_buffer b) {
+    return write_all_until(b, Deadline::max());
+  }
+  // The same, giving up with asio::error::timed_out when the peer has sent nothing (read) or
+  // taken nothing (write: the stream's send buffer stays full) by `deadline`. The stream stays
+  // usable. Cheaper than async::with_timeout: the wait uses the stream's own timer.
+  awaitable<std::tuple<error_code, size_t>> read_some_until(asio::mutable_buffer b,
+                                                            Deadline deadline);
+  awaitable<error_code> write_all_until(asio::const_buffer b, Deadline deadline);
   awaitable<error_code> shutdown_write();
   void abort();
 

@@ -4,6 +4,7 @@
 #include <array>
 #include <chrono>
 #include <memory>
+#include <tuple>
 
 #include <boost/beast/http/status.hpp>
 
@@ -15,29 +16,49 @@ namespace zt::waypoint::http1::detail {
 
 namespace {
 
+// A read asks for the buffer's spare capacity, at least 4 KiB and at most 16 KiB: resize()
+// zero-fills what it adds, so a connection of small messages does not write 16 KiB per read
+// (twice per request), and a read that filled its chunk makes room for 16 KiB next time.
+constexpr size_t kMinReadChunk = 4 * 1024;
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kWritePiece = 64 * 1024;
 constexpr size_t kMaxLingerBytes = 1024 * 1024;
 constexpr auto kMaxLinger = std::chrono::seconds(1);
 
-}  // namespace
-
-awaitable<error_code> read_more(Duplex& stream, std::string& buffer) {
+// Reads once into `buffer`'s end; `deadline` max() waits without limit.
+awaitable<error_code> read_into(Duplex& stream, std::string& buffer, Duplex::Deadline deadline) {
   const size_t old = buffer.size();
-  buffer.resize(old + kReadChunk);
-  auto [ec, n] = co_await stream.read_some(asio::buffer(buffer.data() + old, kReadChunk));
+  const size_t chunk = std::clamp(buffer.capacity() - old, kMinReadChunk, kReadChunk);
+  buffer.resize(old + chunk);
+  const asio::mutable_buffer into(buffer.data() + old, chunk);
+  error_code ec;
+  size_t n = 0;
+  if (deadline == Duplex::Deadline::max()) {
+    std::tie(ec, n) = co_await stream.read_some(into);
+  } else {
+    std::tie(ec, n) = co_await stream.read_some_until(into, deadline);
+  }
   buffer.resize(old + n);
+  if (n == chunk && chunk < kReadChunk) buffer.reserve(old + n + kReadChunk);
   if (n > 0) co_return error_code{};
   if (!ec) ec = asio::error::eof;  // a zero-byte read without an error is an end of stream
   co_return ec;
 }
 
+}  // namespace
+
+awaitable<error_code> read_more(Duplex& stream, std::string& buffer) {
+  return read_into(stream, buffer, Duplex::Deadline::max());
+}
+
 awaitable<std::optional<error_code>> read_more_within(
     Duplex& stream, std::string& buffer, std::optional<std::chrono::steady_clock::duration> wait) {
-  if (!wait) co_return co_await read_more(stream, buffer);
+  if (!wait) co_return co_await read_into(stream, buffer, Duplex::Deadline::max());
   if (*wait <= std::chrono::steady_clock::duration::zero()) co_return std::nullopt;
-  awaitable<error_code> op = read_more(stream, buffer);  // no temporary across the suspension
-  co_return co_await async::with_timeout(std::move(op), *wait);
+  const error_code ec =
+      co_await read_into(stream, buffer, std::chrono::steady_clock::now() + *wait);
+  if (ec == asio::error::timed_out) co_return std::nullopt;
+  co_return ec;
 }
 
 awaitable<error_code> write_all_within(Duplex& stream, std::string_view data,
@@ -46,10 +67,9 @@ awaitable<error_code> write_all_within(Duplex& stream, std::string_view data,
   size_t offset = 0;
   while (offset < data.size()) {
     const size_t n = std::min(kWritePiece, data.size() - offset);
-    awaitable<error_code> op = stream.write_all(asio::buffer(data.data() + offset, n));
-    const std::optional<error_code> r = co_await async::with_timeout(std::move(op), idle);
-    if (!r) co_return asio::error::timed_out;
-    if (*r) co_return *r;
+    const error_code ec = co_await stream.write_all_until(asio::buffer(data.data() + offset, n),
+                                                          std::chrono::steady_clock::now() + idle);
+    if (ec) co_return ec;  // asio::error::timed_out when the peer took nothing for `idle`
     offset += n;
   }
   co_return error_code{};

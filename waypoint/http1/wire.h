@@ -103,12 +103,12 @@ boost::system::error_code feed(MessageParser<isRequest>& parser, std::string& bu
   return {};
 }
 
-// Appends up to 16 KiB read from `stream` to `buffer`. Returns the read error only when no byte
-// arrived (eof included).
+// Appends what one read from `stream` returns (4 to 16 KiB, more once reads fill their chunk) to
+// `buffer`. Returns the read error only when no byte arrived (eof included).
 awaitable<error_code> read_more(Duplex& stream, std::string& buffer);
 
 // read_more, waiting at most `wait` (nullopt: no limit; zero or less: already expired).
-// nullopt when the time ran out first (the read is cancelled; nothing is appended).
+// nullopt when the time ran out first (the read is given up; nothing is appended).
 awaitable<std::optional<error_code>> read_more_within(
     Duplex& stream, std::string& buffer, std::optional<std::chrono::steady_clock::duration> wait);
 

@@ -5,11 +5,13 @@
 // A Duplex shares ownership of what it wraps (copies are cheap handles to the same stream).
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <tuple>
 #include <utility>
 
 #include "common/async/asio.h"
+#include "common/async/timeout.h"
 #include "common/net/copy.h"
 
 namespace zt::waypoint {
@@ -34,18 +36,57 @@ class Duplex {
 
   explicit operator bool() const { return impl_ != nullptr; }
 
+  using Deadline = std::chrono::steady_clock::time_point;
+
   awaitable<std::tuple<error_code, size_t>> read_some(asio::mutable_buffer b) {
     return impl_->read_some(b);
   }
   awaitable<error_code> write_all(asio::const_buffer b) { return impl_->write_all(b); }
+  // The same, ending with asio::error::timed_out when nothing was read (or the write did not
+  // finish) by `deadline`; the stream stays usable. A stream with its own deadline support
+  // (h2::Stream: read_some_until / write_all_until) waits on its own timer; any other stream
+  // runs the operation under async::with_timeout.
+  awaitable<std::tuple<error_code, size_t>> read_some_until(asio::mutable_buffer b, Deadline d) {
+    return impl_->read_some_until(b, d);
+  }
+  awaitable<error_code> write_all_until(asio::const_buffer b, Deadline d) {
+    return impl_->write_all_until(b, d);
+  }
   awaitable<error_code> shutdown_write() { return impl_->shutdown_write(); }
   void abort() { impl_->abort(); }
 
  private:
+  // Deadlines for a stream without their own support: the operation under a timer.
+  template <class S>
+  static awaitable<std::tuple<error_code, size_t>> read_with_timer(std::shared_ptr<S> s,
+                                                                   asio::mutable_buffer b,
+                                                                   Deadline d) {
+    const auto left = d - std::chrono::steady_clock::now();
+    if (left <= Deadline::duration::zero()) {
+      co_return std::tuple{error_code(asio::error::timed_out), size_t{0}};
+    }
+    auto op = s->read_some(b);  // a local, not a temporary, across the suspension
+    auto r = co_await async::with_timeout(std::move(op), left);
+    if (!r) co_return std::tuple{error_code(asio::error::timed_out), size_t{0}};
+    co_return *r;
+  }
+  template <class S>
+  static awaitable<error_code> write_with_timer(std::shared_ptr<S> s, asio::const_buffer b,
+                                                Deadline d) {
+    const auto left = d - std::chrono::steady_clock::now();
+    if (left <= Deadline::duration::zero()) co_return asio::error::timed_out;
+    auto op = s->write_all(b);
+    auto r = co_await async::with_timeout(std::move(op), left);
+    co_return r ? *r : error_code(asio::error::timed_out);
+  }
+
   struct Concept {
     virtual ~Concept() = default;
     virtual awaitable<std::tuple<error_code, size_t>> read_some(asio::mutable_buffer b) = 0;
     virtual awaitable<error_code> write_all(asio::const_buffer b) = 0;
+    virtual awaitable<std::tuple<error_code, size_t>> read_some_until(asio::mutable_buffer b,
+                                                                      Deadline d) = 0;
+    virtual awaitable<error_code> write_all_until(asio::const_buffer b, Deadline d) = 0;
     virtual awaitable<error_code> shutdown_write() = 0;
     virtual void abort() = 0;
   };
@@ -56,17 +97,37 @@ class Duplex {
       return s_->read_some(b);
     }
     awaitable<error_code> write_all(asio::const_buffer b) override { return s_->write_all(b); }
+    awaitable<std::tuple<error_code, size_t>> read_some_until(asio::mutable_buffer b,
+                                                              Deadline d) override {
+      if constexpr (requires { s_->read_some_until(b, d); }) {
+        return s_->read_some_until(b, d);
+      } else {
+        return read_with_timer(s_, b, d);
+      }
+    }
+    awaitable<error_code> write_all_until(asio::const_buffer b, Deadline d) override {
+      if constexpr (requires { s_->write_all_until(b, d); }) {
+        return s_->write_all_until(b, d);
+      } else {
+        return write_with_timer(s_, b, d);
+      }
+    }
     awaitable<error_code> shutdown_write() override { return s_->shutdown_write(); }
     void abort() override { s_->abort(); }
     std::shared_ptr<S> s_;
   };
-  struct SocketModel final : Concept {
+  struct SocketModel final : Concept, std::enable_shared_from_this<SocketModel> {
     explicit SocketModel(tcp::socket s) : socket_(std::move(s)), duplex_(socket_) {}
     awaitable<std::tuple<error_code, size_t>> read_some(asio::mutable_buffer b) override {
       return duplex_.read_some(b);
     }
-    awaitable<error_code> write_all(asio::const_buffer b) override {
-      return duplex_.write_all(b);
+    awaitable<error_code> write_all(asio::const_buffer b) override { return duplex_.write_all(b); }
+    awaitable<std::tuple<error_code, size_t>> read_some_until(asio::mutable_buffer b,
+                                                              Deadline d) override {
+      return read_with_timer(shared_from_this(), b, d);
+    }
+    awaitable<error_code> write_all_until(asio::const_buffer b, Deadline d) override {
+      return write_with_timer(shared_from_this(), b, d);
     }
     awaitable<error_code> shutdown_write() override { return duplex_.shutdown_write(); }
     void abort() override { duplex_.abort(); }

@@ -48,10 +48,11 @@ void RequestRecord::set_source(const zt::state::Workload& w) {
   src_version = w.canonical_revision;
 }
 
-void RequestRecord::set_destination(const zt::state::Workload& w) {
+void RequestRecord::set_destination(const zt::state::Workload& w,
+                                    const std::vector<std::string>& identities) {
   dst_workload = w.workload_name.empty() ? w.name : w.workload_name;
   dst_namespace = w.namespace_name;
-  dst_principal = w.identity();
+  dst_principal = identities.empty() ? w.identity() : identities.front();
   dst_version = w.canonical_revision;
 }
 

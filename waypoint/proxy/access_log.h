@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "waypoint/proxy/metrics.h"
 #include "ztunnel/state/types.h"
@@ -35,7 +36,9 @@ struct RequestRecord {
   uint32_t attempts = 0;
 
   void set_source(const zt::state::Workload& w);
-  void set_destination(const zt::state::Workload& w);
+  // `identities`: the endpoint's, when already formatted (the workload's own first).
+  void set_destination(const zt::state::Workload& w,
+                       const std::vector<std::string>& identities = {});
   void set_service(const zt::state::Service& s);
   void add_flag(std::string_view flag);
 

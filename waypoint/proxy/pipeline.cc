@@ -1,7 +1,9 @@
 #include "waypoint/proxy/pipeline.h"
 
 #include <algorithm>
+#include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include "common/base/log.h"
 #include "common/net/address.h"
@@ -20,6 +22,7 @@
 #include "waypoint/resilience/retry.h"
 #include "waypoint/route/route.h"
 #include "ztunnel/state/routing.h"
+#include "ztunnel/state/state.h"
 
 namespace zt::waypoint::proxy {
 namespace {
@@ -56,6 +59,15 @@ struct Destination {
   Clock::time_point last_sweep = Clock::now();
   async::Event freed;  // a request finished or a connection became idle or closed
   stats::Counter* attempts_counter = nullptr;  // waypoint_upstream_attempts of `host`, cached
+
+  // The service's endpoints as last resolved, with the snapshot, service and address family
+  // they were resolved for: requests on the same snapshot reuse them, keys and identities
+  // included, instead of resolving and formatting them again.
+  std::shared_ptr<const std::vector<EndpointTarget>> endpoints;
+  std::weak_ptr<const zt::state::State> endpoints_state;
+  const zt::state::Service* endpoints_service = nullptr;
+  uint16_t endpoints_port = 0;
+  asio::ip::address endpoints_like;
 };
 
 // One upstream attempt, run on its own task so that a deadline can abandon it.
@@ -339,11 +351,38 @@ struct Pipeline::Impl {
     return d;
   }
 
+  // The endpoints of service `svc` for `port` in snapshot `st`, from `d`'s cache while the
+  // snapshot is the same (a snapshot never changes); on a new one resolved again, and `d`'s hosts
+  // follow them.
+  static std::shared_ptr<const std::vector<EndpointTarget>> endpoints_of(
+      Destination& d, const std::shared_ptr<const zt::state::State>& st,
+      const zt::state::Service& svc, uint16_t port, const asio::ip::address& like) {
+    // Same control block: the same snapshot (the weak_ptr keeps its block from being reused).
+    const bool same_state =
+        !d.endpoints_state.owner_before(st) && !st.owner_before(d.endpoints_state);
+    if (d.endpoints && same_state && d.endpoints_service == &svc && d.endpoints_port == port &&
+        d.endpoints_like == like) {
+      return d.endpoints;
+    }
+    auto resolved =
+        std::make_shared<std::vector<EndpointTarget>>(service_endpoints(*st, svc, port, like));
+    set_hosts(d, *resolved);
+    d.endpoints = resolved;
+    d.endpoints_state = st;
+    d.endpoints_service = &svc;
+    d.endpoints_port = port;
+    d.endpoints_like = like;
+    return resolved;
+  }
+
+  // Makes `endpoints` the hosts `pick` chooses among (indexes into `endpoints`). Other hosts than
+  // the cached endpoints' drop the cache.
   static void set_hosts(Destination& d, const std::vector<EndpointTarget>& endpoints) {
     std::vector<std::string> keys;
     keys.reserve(endpoints.size());
     for (const auto& e : endpoints) keys.push_back(e.key());
     if (keys == d.keys && d.picker) return;
+    d.endpoints.reset();
     d.keys = keys;
     if (d.outlier) d.outlier->set_hosts(keys);
     d.picker.emplace(d.policy.load_balancer, keys);
@@ -544,26 +583,27 @@ struct Pipeline::Impl {
     }
 
     // 5. Endpoints.
-    std::vector<EndpointTarget> endpoints;
+    std::shared_ptr<const std::vector<EndpointTarget>> resolved;
     std::shared_ptr<Destination> dest;
     if (backend_svc) {
-      endpoints = service_endpoints(*st, *backend_svc, backend_port, stream.destination_ip);
       dest = destination(*cfg, backend_host, backend_port);
+      resolved = endpoints_of(*dest, st, *backend_svc, backend_port, stream.destination_ip);
     } else if (stream.workload) {
       EndpointTarget t{.workload = stream.workload,
                        .ip = stream.destination_ip,
                        .port = stream.port,
                        .identities = {stream.workload->identity()}};
-      endpoints.push_back(std::move(t));
+      resolved = std::make_shared<const std::vector<EndpointTarget>>(1, std::move(t));
       dest = destination(*cfg, net::format_endpoint(tcp::endpoint(stream.destination_ip, 0)),
                          stream.port);
+      set_hosts(*dest, *resolved);
       rec.route = "workload";
     }
-    if (endpoints.empty() || !dest) {
+    if (!resolved || resolved->empty() || !dest) {
       rec.add_flag("UH");
       co_return local_response(503, std::string(kNoHealthyUpstream));
     }
-    set_hosts(*dest, endpoints);
+    const std::vector<EndpointTarget>& endpoints = *resolved;
 
     // Forwarding headers.
     bool upgrade = http::find_header(request.head.headers, "upgrade").has_value();
@@ -599,9 +639,12 @@ struct Pipeline::Impl {
       in_retry = false;
     };
 
-    for (;;) {
+    for (bool first = true;; first = false) {
       auto now = Clock::now();
       sweep(*dest, now);
+      // While this request waited, another one (a new snapshot, a mirror) may have set other
+      // hosts on the destination; pick's index must point into `endpoints`.
+      if (!first) set_hosts(*dest, endpoints);
       auto index = pick(*dest, req.head, source_ip);
       if (!index) {
         end_retry();
@@ -609,8 +652,8 @@ struct Pipeline::Impl {
         co_return local_response(503, std::string(kNoHealthyUpstream));
       }
       const auto& ep = endpoints[*index];
-      auto key = ep.key();
-      if (ep.workload) rec.set_destination(*ep.workload);
+      const std::string& key = ep.key();
+      if (ep.workload) rec.set_destination(*ep.workload, ep.identities);
       rec.upstream = key;
 
       bool http2 = req.version == HttpVersion::kHttp2;
@@ -787,23 +830,26 @@ struct Pipeline::Impl {
     rec.src_identity = stream->peer_identity;
     auto cfg = ctx.config.current();
     auto st = ctx.state.current();
-    std::vector<EndpointTarget> endpoints;
+    std::shared_ptr<const std::vector<EndpointTarget>> resolved;
     std::shared_ptr<Destination> dest;
     if (stream->service) {
       rec.dst_service = stream->service->hostname;
-      endpoints = service_endpoints(*st, *stream->service, stream->port, stream->destination_ip);
       dest = destination(*cfg, stream->service->hostname, stream->port);
+      resolved = endpoints_of(*dest, st, *stream->service, stream->port, stream->destination_ip);
     } else if (stream->workload) {
-      endpoints.push_back({.workload = stream->workload,
-                           .ip = stream->destination_ip,
-                           .port = stream->port,
-                           .identities = {stream->workload->identity()}});
+      resolved = std::make_shared<const std::vector<EndpointTarget>>(
+          1, EndpointTarget{.workload = stream->workload,
+                            .ip = stream->destination_ip,
+                            .port = stream->port,
+                            .identities = {stream->workload->identity()}});
       dest = destination(*cfg, net::format_endpoint(tcp::endpoint(stream->destination_ip, 0)),
                          stream->port);
+      set_hosts(*dest, *resolved);
     }
+    const std::vector<EndpointTarget> none_resolved;
+    const std::vector<EndpointTarget>& endpoints = resolved ? *resolved : none_resolved;
     std::optional<size_t> index;
     if (!endpoints.empty()) {
-      set_hosts(*dest, endpoints);
       sweep(*dest, Clock::now());
       http::RequestHead none;
       index = pick(*dest, none, rec.src_addr);

@@ -9,7 +9,10 @@
 #include "common/tls/context.h"
 
 namespace zt::waypoint::proxy {
-std::string EndpointTarget::key() const { return net::format_endpoint(tcp::endpoint(ip, port)); }
+const std::string& EndpointTarget::key() const {
+  if (key_cache.empty()) key_cache = net::format_endpoint(tcp::endpoint(ip, port));
+  return key_cache;
+}
 
 bool EndpointTarget::hbone() const {
   return !workload || workload->protocol == zt::state::TunnelProtocol::kHbone;

@@ -28,9 +28,13 @@ struct EndpointTarget {
   std::shared_ptr<const zt::state::Workload> workload;
   asio::ip::address ip;
   uint16_t port = 0;                    // target port on the workload
-  std::vector<std::string> identities;  // SANs the endpoint's ztunnel may present
-  std::string key() const;              // "<ip>:<port>": the CONNECT authority
+  std::vector<std::string> identities;  // SANs its ztunnel may present, the workload's first
+  // "<ip>:<port>": the CONNECT authority. Formatted on first use and kept (a target is used by
+  // one worker; the pipeline keeps resolved targets while the state snapshot stays).
+  const std::string& key() const;
   bool hbone() const;
+
+  mutable std::string key_cache{};  // key() once formatted; set ip and port before the first use
 };
 
 // What the HBONE CONNECT tells the endpoint's ztunnel about the request.

@@ -67,6 +67,10 @@ class H2Test : public ::testing::Test {
       co_return;
     }
     st->respond(200);
+    if (stall_) {  // takes nothing: the client's writes fill the window, then its send buffer
+      co_await hold_.wait();
+      co_return;
+    }
     std::vector<uint8_t> buf(64 * 1024);
     for (;;) {
       auto [ec, n] = co_await st->read_some(asio::buffer(buf));
@@ -100,6 +104,7 @@ class H2Test : public ::testing::Test {
   tcp::acceptor acceptor_{io_};
   Settings settings_;
   int status_ = 200;
+  bool stall_ = false;
   int server_streams_ = 0;
   int dials_ = 0;
   std::vector<std::string> authorities_;
@@ -410,6 +415,63 @@ TEST_F(H2Test, ACancelledDialDoesNotBlockLaterConnectsToTheSameDestination) {
     hold_.notify();
   });
   EXPECT_EQ(calls, 2);
+}
+
+// A read with a deadline gives up with timed_out when the peer sends nothing, on the stream's
+// own timer; the stream stays usable: bytes sent afterwards are read, with or without a deadline.
+TEST_F(H2Test, ReadWithADeadlineTimesOutAndTheStreamStaysUsable) {
+  Pool pool(
+      io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
+  testing::run_coroutine(io_, [&]() -> awaitable<void> {
+    auto st = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
+    EXPECT_TRUE(st.has_value()) << (st ? "" : st.error().describe());
+    if (!st) co_return;
+    char buf[16];
+    const auto start = std::chrono::steady_clock::now();
+    auto [ec, n] = co_await (*st)->read_some_until(asio::buffer(buf), start + 100ms);
+    EXPECT_EQ(ec, asio::error::timed_out);
+    EXPECT_EQ(n, 0u);
+    EXPECT_GE(std::chrono::steady_clock::now() - start, 100ms);
+
+    EXPECT_FALSE(co_await (*st)->write_all(asio::buffer(std::string_view("ping"))));
+    auto [ec2, n2] = co_await (*st)->read_some_until(asio::buffer(buf),
+                                                     std::chrono::steady_clock::now() + 5s);
+    EXPECT_FALSE(ec2) << ec2.message();
+    EXPECT_EQ(std::string(buf, n2), "ping");
+    // A read without a deadline after one with a deadline waits for data, not for the old
+    // deadline.
+    EXPECT_FALSE(co_await (*st)->write_all(asio::buffer(std::string_view("pong"))));
+    auto [ec3, n3] = co_await (*st)->read_some(asio::buffer(buf));
+    EXPECT_FALSE(ec3) << ec3.message();
+    EXPECT_EQ(std::string(buf, n3), "pong");
+    hold_.notify();
+  });
+}
+
+// A write with a deadline gives up with timed_out once the peer takes nothing: the stream window
+// and then the stream's send buffer are full.
+TEST_F(H2Test, WriteWithADeadlineTimesOutWhenThePeerTakesNothing) {
+  stall_ = true;
+  Pool pool(
+      io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
+  testing::run_coroutine(io_, [&]() -> awaitable<void> {
+    auto st = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
+    EXPECT_TRUE(st.has_value()) << (st ? "" : st.error().describe());
+    if (!st) co_return;
+    std::vector<uint8_t> chunk(128 * 1024, 'x');
+    const uint64_t bound = uint64_t{settings_.stream_window} + 4 * Stream::kMaxStreamSendBuffer;
+    uint64_t written = 0;
+    error_code ec;
+    while (written <= bound) {
+      ec = co_await (*st)->write_all_until(asio::buffer(chunk),
+                                           std::chrono::steady_clock::now() + 200ms);
+      if (ec) break;
+      written += chunk.size();
+    }
+    EXPECT_EQ(ec, asio::error::timed_out) << ec.message() << " after " << written << " bytes";
+    EXPECT_GE(written, uint64_t{Stream::kMaxStreamSendBuffer});
+    hold_.notify();
+  });
 }
 
 }  // namespace
