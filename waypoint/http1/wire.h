@@ -32,6 +32,8 @@ class MessageParser final : public bhttp::basic_parser<isRequest> {
   // error (431 on the server side).
   explicit MessageParser(size_t max_fields) : max_fields_(max_fields) {}
 
+  static constexpr size_t kFieldsReserved = 12;
+
   std::string method;
   std::string target;
   int version = 11;  // 10 or 11
@@ -60,6 +62,7 @@ class MessageParser final : public bhttp::basic_parser<isRequest> {
       ec = bhttp::error::header_limit;
       return;
     }
+    if (list.empty()) list.reserve(kFieldsReserved);  // one allocation for a typical message
     list.push_back({to_string(name), to_string(value)});
   }
   void on_header_impl(boost::system::error_code&) override { header_done_ = true; }
