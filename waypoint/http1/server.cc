@@ -69,8 +69,6 @@ http::RequestHead split_head(std::string_view head, http::Version& version) {
     out.target = std::string(line.substr(sp1 + 1, sp2 - sp1 - 1));
     if (line.substr(sp2 + 1) == "HTTP/1.0") version = http::Version::kHttp10;
   }
-  // One allocation for the fields and the few the proxy adds (request id, trace, forwarding).
-  out.headers.reserve(static_cast<size_t>(std::count(head.begin(), head.end(), '\n')) + 4);
   while (pos != head.npos) {
     pos += 2;
     const size_t end = head.find("\r\n", pos);

@@ -20,6 +20,16 @@ class Duplex {
  public:
   Duplex() = default;
 
+  using Deadline = std::chrono::steady_clock::time_point;
+
+  // Whether `S` waits for deadlines itself (else the *_until calls run under a second timer).
+  template <class S>
+  static constexpr bool kNativeDeadlines = requires(S& s, asio::mutable_buffer mb,
+                                                    asio::const_buffer cb, Deadline d) {
+    s.read_some_until(mb, d);
+    s.write_all_until(cb, d);
+  };
+
   // Shares `stream`.
   template <net::DuplexStream S>
   static Duplex of(std::shared_ptr<S> stream) {
@@ -36,16 +46,15 @@ class Duplex {
 
   explicit operator bool() const { return impl_ != nullptr; }
 
-  using Deadline = std::chrono::steady_clock::time_point;
-
   awaitable<std::tuple<error_code, size_t>> read_some(asio::mutable_buffer b) {
     return impl_->read_some(b);
   }
   awaitable<error_code> write_all(asio::const_buffer b) { return impl_->write_all(b); }
   // The same, ending with asio::error::timed_out when nothing was read (or the write did not
-  // finish) by `deadline`; the stream stays usable. A stream with its own deadline support
-  // (h2::Stream: read_some_until / write_all_until) waits on its own timer; any other stream
-  // runs the operation under async::with_timeout.
+  // finish) by `deadline`, and with timed_out for nothing else. A stream with its own deadline
+  // support (h2::Stream: read_some_until / write_all_until) waits on its own timer and stays
+  // usable (an h2 write is taken whole or not at all); any other stream runs the operation
+  // under async::with_timeout, and a write cut short may have sent part of the data.
   awaitable<std::tuple<error_code, size_t>> read_some_until(asio::mutable_buffer b, Deadline d) {
     return impl_->read_some_until(b, d);
   }
@@ -68,7 +77,7 @@ class Duplex {
     auto op = s->read_some(b);  // a local, not a temporary, across the suspension
     auto r = co_await async::with_timeout(std::move(op), left);
     if (!r) co_return std::tuple{error_code(asio::error::timed_out), size_t{0}};
-    co_return *r;
+    co_return std::tuple{not_a_deadline(std::get<0>(*r)), std::get<1>(*r)};
   }
   template <class S>
   static awaitable<error_code> write_with_timer(std::shared_ptr<S> s, asio::const_buffer b,
@@ -77,7 +86,12 @@ class Duplex {
     if (left <= Deadline::duration::zero()) co_return asio::error::timed_out;
     auto op = s->write_all(b);
     auto r = co_await async::with_timeout(std::move(op), left);
-    co_return r ? *r : error_code(asio::error::timed_out);
+    co_return r ? not_a_deadline(*r) : error_code(asio::error::timed_out);
+  }
+  // A socket's own ETIMEDOUT (keepalive or retransmission gave up) is a dead connection, not
+  // our deadline: reported as a reset, so that timed_out keeps one meaning.
+  static error_code not_a_deadline(error_code ec) {
+    return ec == asio::error::timed_out ? error_code(asio::error::connection_reset) : ec;
   }
 
   struct Concept {
@@ -99,14 +113,14 @@ class Duplex {
     awaitable<error_code> write_all(asio::const_buffer b) override { return s_->write_all(b); }
     awaitable<std::tuple<error_code, size_t>> read_some_until(asio::mutable_buffer b,
                                                               Deadline d) override {
-      if constexpr (requires { s_->read_some_until(b, d); }) {
+      if constexpr (kNativeDeadlines<S>) {
         return s_->read_some_until(b, d);
       } else {
         return read_with_timer(s_, b, d);
       }
     }
     awaitable<error_code> write_all_until(asio::const_buffer b, Deadline d) override {
-      if constexpr (requires { s_->write_all_until(b, d); }) {
+      if constexpr (kNativeDeadlines<S>) {
         return s_->write_all_until(b, d);
       } else {
         return write_with_timer(s_, b, d);

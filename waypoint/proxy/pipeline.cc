@@ -60,15 +60,22 @@ struct Destination {
   async::Event freed;  // a request finished or a connection became idle or closed
   stats::Counter* attempts_counter = nullptr;  // waypoint_upstream_attempts of `host`, cached
 
-  // The service's endpoints as last resolved, with the snapshot, service and address family
-  // they were resolved for: requests on the same snapshot reuse them, keys and identities
-  // included, instead of resolving and formatting them again.
+  // The service's endpoints as last resolved, with the snapshot, service, port and address
+  // family they were resolved for: requests on the same snapshot reuse them, keys and
+  // identities included, instead of resolving and formatting them again.
   std::shared_ptr<const std::vector<EndpointTarget>> endpoints;
   std::weak_ptr<const zt::state::State> endpoints_state;
-  const zt::state::Service* endpoints_service = nullptr;
+  std::weak_ptr<const zt::state::Service> endpoints_service;
   uint16_t endpoints_port = 0;
-  asio::ip::address endpoints_like;
+  bool endpoints_v4 = true;
 };
+
+// Whether `w` was set from `p` (the same control block; the weak_ptr keeps a block from being
+// reused by another object while it is held).
+template <class T>
+bool same_object(const std::weak_ptr<const T>& w, const std::shared_ptr<const T>& p) {
+  return !w.owner_before(p) && !p.owner_before(w);
+}
 
 // One upstream attempt, run on its own task so that a deadline can abandon it.
 struct AttemptSlot {
@@ -354,24 +361,24 @@ struct Pipeline::Impl {
   // The endpoints of service `svc` for `port` in snapshot `st`, from `d`'s cache while the
   // snapshot is the same (a snapshot never changes); on a new one resolved again, and `d`'s hosts
   // follow them.
+  // (`like` only chooses the address family of dual-stack endpoints.)
   static std::shared_ptr<const std::vector<EndpointTarget>> endpoints_of(
       Destination& d, const std::shared_ptr<const zt::state::State>& st,
-      const zt::state::Service& svc, uint16_t port, const asio::ip::address& like) {
-    // Same control block: the same snapshot (the weak_ptr keeps its block from being reused).
-    const bool same_state =
-        !d.endpoints_state.owner_before(st) && !st.owner_before(d.endpoints_state);
-    if (d.endpoints && same_state && d.endpoints_service == &svc && d.endpoints_port == port &&
-        d.endpoints_like == like) {
+      const std::shared_ptr<const zt::state::Service>& svc, uint16_t port,
+      const asio::ip::address& like) {
+    if (d.endpoints && same_object(d.endpoints_state, st) &&
+        same_object(d.endpoints_service, svc) && d.endpoints_port == port &&
+        d.endpoints_v4 == like.is_v4()) {
       return d.endpoints;
     }
     auto resolved =
-        std::make_shared<std::vector<EndpointTarget>>(service_endpoints(*st, svc, port, like));
+        std::make_shared<std::vector<EndpointTarget>>(service_endpoints(*st, *svc, port, like));
     set_hosts(d, *resolved);
     d.endpoints = resolved;
     d.endpoints_state = st;
-    d.endpoints_service = &svc;
+    d.endpoints_service = svc;
     d.endpoints_port = port;
-    d.endpoints_like = like;
+    d.endpoints_v4 = like.is_v4();
     return resolved;
   }
 
@@ -587,7 +594,7 @@ struct Pipeline::Impl {
     std::shared_ptr<Destination> dest;
     if (backend_svc) {
       dest = destination(*cfg, backend_host, backend_port);
-      resolved = endpoints_of(*dest, st, *backend_svc, backend_port, stream.destination_ip);
+      resolved = endpoints_of(*dest, st, backend_svc, backend_port, stream.destination_ip);
     } else if (stream.workload) {
       EndpointTarget t{.workload = stream.workload,
                        .ip = stream.destination_ip,
@@ -595,8 +602,7 @@ struct Pipeline::Impl {
                        .identities = {stream.workload->identity()}};
       resolved = std::make_shared<const std::vector<EndpointTarget>>(1, std::move(t));
       dest = destination(*cfg, net::format_endpoint(tcp::endpoint(stream.destination_ip, 0)),
-                         stream.port);
-      set_hosts(*dest, *resolved);
+                         stream.port);  // its hosts are set before the pick below
       rec.route = "workload";
     }
     if (!resolved || resolved->empty() || !dest) {
@@ -639,12 +645,12 @@ struct Pipeline::Impl {
       in_retry = false;
     };
 
-    for (bool first = true;; first = false) {
+    for (;;) {
       auto now = Clock::now();
       sweep(*dest, now);
-      // While this request waited, another one (a new snapshot, a mirror) may have set other
-      // hosts on the destination; pick's index must point into `endpoints`.
-      if (!first) set_hosts(*dest, endpoints);
+      // A mirror started above, or another request while this one waited, may have set other
+      // hosts on the destination (dropping the cache); pick's index must point into `endpoints`.
+      if (dest->endpoints != resolved) set_hosts(*dest, endpoints);
       auto index = pick(*dest, req.head, source_ip);
       if (!index) {
         end_retry();
@@ -835,7 +841,7 @@ struct Pipeline::Impl {
     if (stream->service) {
       rec.dst_service = stream->service->hostname;
       dest = destination(*cfg, stream->service->hostname, stream->port);
-      resolved = endpoints_of(*dest, st, *stream->service, stream->port, stream->destination_ip);
+      resolved = endpoints_of(*dest, st, stream->service, stream->port, stream->destination_ip);
     } else if (stream->workload) {
       resolved = std::make_shared<const std::vector<EndpointTarget>>(
           1, EndpointTarget{.workload = stream->workload,

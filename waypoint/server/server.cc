@@ -13,6 +13,10 @@
 #include "waypoint/http2/http2.h"
 
 namespace zt::waypoint::server {
+
+// The HTTP/1.1 codec's timeouts wait on the HBONE stream's own timer; without these the
+// Duplex would silently fall back to a second timer per read and write.
+static_assert(Duplex::kNativeDeadlines<h2::Stream>);
 HboneWorker::HboneWorker(proxy::WaypointContext& ctx, int index, ServerOptions options)
     : ctx_(ctx),
       index_(index),

@@ -332,6 +332,24 @@ TEST_F(WaypointServer, BoundServiceHttp1ReachesTheBackendThroughZtunnel) {
       << text;
 }
 
+// The HTTP/1.1 timeouts on the production path (an HBONE stream, whose reads wait for their
+// deadline on the stream's own timer): a head that stalls gets 408 after the stream idle
+// timeout, and the stream ends.
+TEST_F(WaypointServer, StalledHeadOnAnHboneStreamGets408FromTheStreamIdleTimeout) {
+  ASSERT_NO_FATAL_FAILURE(
+      start(9, {"--stream-idle-timeout", "300ms", "--request-headers-timeout", "0s"}));
+  const auto begin = std::chrono::steady_clock::now();
+  auto r = exchange(ip(4) + ":80",
+                    "GET /hello HTTP/1.1\r\nHost: echo.default.svc.cluster.local\r\nX-A: 1");
+  const auto took = std::chrono::steady_clock::now() - begin;
+  ASSERT_TRUE(r) << r.error().describe() << "\n" << wp_->output();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->received.rfind("HTTP/1.1 408 ", 0), 0u) << r->received << "\n" << wp_->output();
+  EXPECT_NE(r->received.find("stream_idle_timeout"), std::string::npos) << r->received;
+  EXPECT_GE(took, 300ms);
+  EXPECT_LT(took, 10s) << "the 408 came from the exchange's own limit, not the waypoint";
+}
+
 TEST_F(WaypointServer, NonHttpBytesAreRelayedAsTcp) {
   ASSERT_NO_FATAL_FAILURE(start(8));
   ASSERT_NO_FATAL_FAILURE(start_backend(true));
