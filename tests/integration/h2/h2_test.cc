@@ -97,6 +97,20 @@ class H2Test : public ::testing::Test {
     co_return conn;
   }
 
+  // Runs `body` on a new CONNECT stream to the echo server, through a pool of `dial`ed
+  // connections; releases the server side afterwards.
+  template <class F>
+  void with_stream(F body) {
+    Pool pool(
+        io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
+    testing::run_coroutine(io_, [&]() -> awaitable<void> {
+      auto st = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
+      EXPECT_TRUE(st.has_value()) << (st ? "" : st.error().describe());
+      if (st) co_await body(**st);
+      hold_.notify();
+    });
+  }
+
   testing::TestPki pki_;
   std::shared_ptr<identity::WorkloadCredentials> server_creds_, client_creds_;
   asio::io_context io_;
@@ -420,32 +434,26 @@ TEST_F(H2Test, ACancelledDialDoesNotBlockLaterConnectsToTheSameDestination) {
 // A read with a deadline gives up with timed_out when the peer sends nothing, on the stream's
 // own timer; the stream stays usable: bytes sent afterwards are read, with or without a deadline.
 TEST_F(H2Test, ReadWithADeadlineTimesOutAndTheStreamStaysUsable) {
-  Pool pool(
-      io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
-  testing::run_coroutine(io_, [&]() -> awaitable<void> {
-    auto st = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
-    EXPECT_TRUE(st.has_value()) << (st ? "" : st.error().describe());
-    if (!st) co_return;
+  with_stream([](Stream& st) -> awaitable<void> {
     char buf[16];
     const auto start = std::chrono::steady_clock::now();
-    auto [ec, n] = co_await (*st)->read_some_until(asio::buffer(buf), start + 100ms);
+    auto [ec, n] = co_await st.read_some_until(asio::buffer(buf), start + 100ms);
     EXPECT_EQ(ec, asio::error::timed_out);
     EXPECT_EQ(n, 0u);
     EXPECT_GE(std::chrono::steady_clock::now() - start, 100ms);
 
     // The stream's timer still holds that passed deadline: a read without one must wait for
     // the echo all the same, not end at once.
-    EXPECT_FALSE(co_await (*st)->write_all(asio::buffer(std::string_view("ping"))));
-    auto [ec2, n2] = co_await (*st)->read_some(asio::buffer(buf));
+    EXPECT_FALSE(co_await st.write_all(asio::buffer(std::string_view("ping"))));
+    auto [ec2, n2] = co_await st.read_some(asio::buffer(buf));
     EXPECT_FALSE(ec2) << ec2.message();
     EXPECT_EQ(std::string(buf, n2), "ping");
 
-    EXPECT_FALSE(co_await (*st)->write_all(asio::buffer(std::string_view("pong"))));
+    EXPECT_FALSE(co_await st.write_all(asio::buffer(std::string_view("pong"))));
     auto [ec3, n3] =
-        co_await (*st)->read_some_until(asio::buffer(buf), std::chrono::steady_clock::now() + 5s);
+        co_await st.read_some_until(asio::buffer(buf), std::chrono::steady_clock::now() + 5s);
     EXPECT_FALSE(ec3) << ec3.message();
     EXPECT_EQ(std::string(buf, n3), "pong");
-    hold_.notify();
   });
 }
 
@@ -453,25 +461,19 @@ TEST_F(H2Test, ReadWithADeadlineTimesOutAndTheStreamStaysUsable) {
 // and then the stream's send buffer are full.
 TEST_F(H2Test, WriteWithADeadlineTimesOutWhenThePeerTakesNothing) {
   stall_ = true;
-  Pool pool(
-      io_.get_executor(), 100, [this](const PoolKey& k) { return dial(k); }, tasks_);
-  testing::run_coroutine(io_, [&]() -> awaitable<void> {
-    auto st = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
-    EXPECT_TRUE(st.has_value()) << (st ? "" : st.error().describe());
-    if (!st) co_return;
+  with_stream([this](Stream& st) -> awaitable<void> {
     std::vector<uint8_t> chunk(128 * 1024, 'x');
     const uint64_t bound = uint64_t{settings_.stream_window} + 4 * Stream::kMaxStreamSendBuffer;
     uint64_t written = 0;
     error_code ec;
     while (written <= bound) {
-      ec = co_await (*st)->write_all_until(asio::buffer(chunk),
-                                           std::chrono::steady_clock::now() + 200ms);
+      ec = co_await st.write_all_until(asio::buffer(chunk),
+                                       std::chrono::steady_clock::now() + 200ms);
       if (ec) break;
       written += chunk.size();
     }
     EXPECT_EQ(ec, asio::error::timed_out) << ec.message() << " after " << written << " bytes";
     EXPECT_GE(written, uint64_t{Stream::kMaxStreamSendBuffer});
-    hold_.notify();
   });
 }
 
