@@ -207,11 +207,17 @@ std::string noise_note(const Json* nomesh, const std::vector<std::pair<double, i
 }
 
 // Whether two points' kept repeats overlap at percentile `p` (latency_us.<p>.min..max): one's
-// median above the other's then says little about which path is faster.
-bool ranges_overlap(const Json& a, const Json& b, const char* p) {
+// median above the other's then says little about which path is faster. nullopt when either
+// point has fewer than two kept repeats (no spread to judge by) or no range.
+std::optional<bool> ranges_overlap(const Json& a, const Json& b, const char* p) {
+  for (const Json* x : {&a, &b}) {
+    if (x->value("kept_repeats", Json::array()).size() < 2) return std::nullopt;
+  }
   const Json la = a.value("latency_us", Json::object()).value(p, Json::object());
   const Json lb = b.value("latency_us", Json::object()).value(p, Json::object());
-  if (!la.contains("min") || !lb.contains("min")) return false;
+  if (!la.contains("min") || !la.contains("max") || !lb.contains("min") || !lb.contains("max")) {
+    return std::nullopt;
+  }
   return num(la, "min") <= num(lb, "max") && num(lb, "min") <= num(la, "max");
 }
 
@@ -358,7 +364,7 @@ Json compute_targets(const Json& results) {
   // 3./4. ambient added latency below the sidecar mode and HAProxy at every point (p50 and p99).
   for (const auto& [other, other_name] :
        {std::pair{sidecar, std::string("sidecar")}, std::pair{haproxy, std::string("haproxy")}}) {
-    int n = 0, p50_wins = 0, p99_wins = 0, lost = 0, lost_in_spread = 0;
+    int n = 0, p50_wins = 0, p99_wins = 0, lost = 0, lost_in_spread = 0, lost_unjudged = 0;
     std::string losses;
     for (double r : rates) {
       for (int c : conns) {
@@ -377,8 +383,11 @@ Json compute_targets(const Json& results) {
             continue;
           }
           ++lost;
-          if (ranges_overlap(*a, *o, p)) ++lost_in_spread;
-          losses += fmt::format("; {:.0f}x{} {} {:+.0f} vs {:+.0f} us", r, c, p, av, ov);
+          const std::optional<bool> overlap = ranges_overlap(*a, *o, p);
+          if (!overlap) ++lost_unjudged;
+          if (overlap && *overlap) ++lost_in_spread;
+          losses += fmt::format("; {:.0f}x{} {} {:+.0f} vs {:+.0f} us{}", r, c, p, av, ov,
+                                overlap && *overlap ? " (within the spread)" : "");
         }
       }
     }
@@ -393,11 +402,20 @@ Json compute_targets(const Json& results) {
           scenario_ok(ambient) ? why_missing(other, other_name) : why_missing(ambient, "ambient")));
     } else {
       std::string spread;
-      if (lost > 0) {
+      if (const int judged = lost - lost_unjudged; judged > 0) {
         spread = fmt::format(
-            "; {} of these {} are inside the spread of the kept repeats (the two scenarios' "
+            "; {} of {} {} are within the spread of the kept repeats (the two scenarios' min-max "
             "ranges overlap), so this run does not tell those points apart",
-            lost_in_spread, lost);
+            lost_in_spread, judged == lost ? "these" : "the",
+            judged == lost
+                ? fmt::format("{}", lost)
+                : fmt::format("{} losses at points with two or more kept repeats", judged));
+      }
+      if (lost_unjudged > 0) {
+        spread += fmt::format(
+            "; {} of the losses {} at points with a single kept repeat, which "
+            "have no spread to judge by",
+            lost_unjudged, lost_unjudged == 1 ? "is" : "are");
       }
       out.push_back(target(name, "every point, p50 and p99",
                            fmt::format("p50 {}/{}, p99 {}/{} points", p50_wins, n, p99_wins, n),

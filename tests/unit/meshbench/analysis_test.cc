@@ -162,9 +162,26 @@ TEST(MeshBenchAnalysis, ALatencyLossInsideTheRepeatsSpreadIsSaidToBeUnresolved) 
   const std::string detail = t.value("detail", "");
   EXPECT_NE(detail.find("1000x4 p50 +210 vs +200 us"), std::string::npos) << detail;
   EXPECT_NE(detail.find("1000x4 p99 +610 vs +310 us"), std::string::npos) << detail;
-  EXPECT_NE(detail.find("1 of these 2 are inside the spread of the kept repeats"),
+  EXPECT_NE(detail.find("1000x4 p50 +210 vs +200 us (within the spread)"), std::string::npos)
+      << detail;
+  EXPECT_EQ(detail.find("p99 +610 vs +310 us (within"), std::string::npos) << detail;
+  EXPECT_NE(detail.find("1 of these 2 are within the spread of the kept repeats"),
             std::string::npos)
       << detail;
+}
+
+TEST(MeshBenchAnalysis, ALatencyLossWithASingleRepeatIsNotJudgedBySpread) {
+  // --short runs one repeat per point: min = max, no spread to judge a loss by.
+  Json r = results_with(latency_run(1, 310, 810));
+  r["scenarios"][0]["runs"] = Json::array({latency_run(1, 100, 200)});
+  r["scenarios"].push_back(scenario("sidecar", latency_run(1, 310, 510)));
+  analyze(r);
+  const std::string detail =
+      target_named(r, "ambient added latency below sidecar at every rate").value("detail", "");
+  EXPECT_NE(detail.find("2 of the losses are at points with a single kept repeat"),
+            std::string::npos)
+      << detail;
+  EXPECT_EQ(detail.find("within the spread"), std::string::npos) << detail;
 }
 
 }  // namespace
