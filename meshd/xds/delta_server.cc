@@ -153,25 +153,26 @@ class DeltaAdsServer::Stream final
     if (req.has_node() && !req.node().id().empty()) node_id_ = req.node().id();
     int idx = type_index(req.type_url());
     if (idx < 0) {
-      server_->counters_.unknown_type_requests++;
       if (unknown_types_logged_.insert(req.type_url()).second) {
         ZT_LOG_WARN("xds request for unknown type ignored component=xds node={} type_url=\"{}\"",
                     node_id_, req.type_url());
       }
+      server_->counters_.unknown_type_requests++;  // after the line, as for NACKs below
       return;
     }
     TypeState& t = types_[idx];
     if (!req.response_nonce().empty()) {
       bool nack = req.has_error_detail() &&
                   (req.error_detail().code() != 0 || !req.error_detail().message().empty());
+      // Logged before counted: whoever sees the counter move finds the line already written.
       if (nack) {
-        server_->counters_.nacks++;
         ZT_LOG_WARN("xds NACK component=xds node={} type={} nonce={} error=\"{}\"", node_id_,
                     req.type_url(), req.response_nonce(), req.error_detail().message());
+        server_->counters_.nacks++;
       } else {
-        server_->counters_.acks++;
         ZT_LOG_DEBUG("xds ACK component=xds node={} type={} nonce={}", node_id_, req.type_url(),
                      req.response_nonce());
+        server_->counters_.acks++;
       }
     }
     bool changed = false;
