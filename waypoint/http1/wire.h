@@ -107,7 +107,8 @@ boost::system::error_code feed(MessageParser<isRequest>& parser, std::string& bu
 }
 
 // Appends what one read from `stream` returns to `buffer`: at most the buffer's spare capacity,
-// clamped to 4..16 KiB (a read that fills a small chunk makes room for 16 KiB next time). Returns the read error only when no byte arrived (eof included).
+// clamped to 4..16 KiB (a read that fills a small chunk makes room for 16 KiB next time).
+// Returns the read error only when no byte arrived (eof included).
 awaitable<error_code> read_more(Duplex& stream, std::string& buffer);
 
 // read_more, waiting at most `wait` (nullopt: no limit; zero or less: already expired).
