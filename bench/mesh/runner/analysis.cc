@@ -244,10 +244,61 @@ std::string memory_split_note(const Json& ambient) {
       mb(num(m, "anon_bytes")), mb(num(m, "pss_bytes")));
 }
 
+// CPU per wake-up and wall time per round trip (median, min, max) over every repeat of the given
+// wake-up cost measurements (results.json machine.wakeup_cost), by placement: "scheduler" (where
+// the scheduler placed the two processes) and "one_cpu" (both pinned to one CPU).
+Json summarize_wakeup_cost(const Json& measurements) {
+  Json out = Json::object();
+  if (!measurements.is_array()) return out;
+  for (const char* placement : {"scheduler", "one_cpu"}) {
+    std::vector<double> cpu_us, wall_us;
+    for (const auto& m : measurements) {
+      if (!m.is_object() || !m.contains(placement) || !m[placement].is_array()) continue;
+      for (const auto& r : m[placement]) {
+        cpu_us.push_back(num(r, "cpu_us_per_wakeup"));
+        wall_us.push_back(num(r, "wall_us_per_round_trip"));
+      }
+    }
+    if (cpu_us.empty()) continue;
+    out[placement] = {{"cpu_us_per_wakeup", spread_json(cpu_us)},
+                      {"wall_us_per_round_trip", spread_json(wall_us)},
+                      {"repeats", cpu_us.size()}};
+  }
+  return out;
+}
+
+// What `switches` context switches per request come to at the machine's CPU per wake-up, e.g.
+// "; this machine charged 17.1 us of CPU per wake-up ... so 5.0 switches per request come to
+// about 0.086 vCPU-s per 1,000 requests (0.014 at the one-CPU cost)". Empty without a summary.
+std::string wakeup_note(const Json& results, double switches) {
+  const Json summary =
+      results.value("machine", Json::object()).value("wakeup_cost_summary", Json::object());
+  if (switches <= 0 || !summary.contains("scheduler")) return "";
+  const double free_us = summary["scheduler"]["cpu_us_per_wakeup"]["median"].get<double>();
+  std::string note = fmt::format(
+      "; this machine charged {:.1f} us of CPU per wake-up between two processes where the "
+      "scheduler placed them",
+      free_us);
+  std::string one_cpu;
+  if (summary.contains("one_cpu")) {
+    const double one_us = summary["one_cpu"]["cpu_us_per_wakeup"]["median"].get<double>();
+    note += fmt::format(" and {:.1f} us with both on one CPU", one_us);
+    one_cpu = fmt::format(" ({:.3f} at the one-CPU cost)", switches * one_us / 1000);
+  }
+  // switches/request x us/switch = us per request; x 1,000 requests / 1e6 = vCPU-s per 1,000.
+  return note + fmt::format(
+                    " (section \"What a wake-up costs on this machine\"), so {:.1f} switches "
+                    "per request, each followed by a wake-up of the next hop, come to about "
+                    "{:.3f} vCPU-s per 1,000 requests{}",
+                    switches, switches * free_us / 1000, one_cpu);
+}
+
 // The proxies' kernel share and context switches at a point, e.g. "; 71 % of it was kernel
-// time ..., and each ztunnel was switched in 2.1 times per request".
+// time ..., and each ztunnel was switched in 2.1 times per request", then what those switches
+// come to at the machine's cost per wake-up (wakeup_note).
 // `only`: that process alone, else every proxy of the point.
-std::string kernel_note(const Json& point, const std::string& each, const std::string& only = "") {
+std::string kernel_note(const Json& results, const Json& point, const std::string& each,
+                        const std::string& only = "") {
   const Json cpu = point.value("cpu_per_1000", Json::object());
   if (!cpu.contains("proxies_kernel") || !cpu.contains("proxies_user")) return "";
   double user = 0, kernel = 0, switches = 0;
@@ -261,9 +312,11 @@ std::string kernel_note(const Json& point, const std::string& each, const std::s
   }
   if (n == 0 || user + kernel <= 0) return "";
   return fmt::format(
-      "; {:.0f} % of it was kernel time (system calls, the network stack, wake-ups) and each {} "
-      "was switched in {:.1f} times per request (section \"Where the proxies' CPU goes\")",
-      100 * kernel / (user + kernel), each, switches / n);
+             "; {:.0f} % of it was kernel time (system calls, the network stack, wake-ups) and "
+             "each {} was switched in {:.1f} times per request (section \"Where the proxies' CPU "
+             "goes\")",
+             100 * kernel / (user + kernel), each, switches / n) +
+         wakeup_note(results, switches);
 }
 
 // The memory curve's growth per pod between its first and last point, bytes.
@@ -327,7 +380,7 @@ Json compute_targets(const Json& results) {
       out.push_back(target("ambient L4 CPU per 1,000 requests (both ztunnels)", "<= 0.10 vCPU-s",
                            fmt::format("{:.3f} vCPU-s", worst), worst <= 0.10,
                            "worst over connection counts, at " + where + rate_note(r1000) +
-                               kernel_note(*worst_point, "ztunnel") + scale));
+                               kernel_note(results, *worst_point, "ztunnel") + scale));
     }
   }
   // 2. ambient CPU <= half of HAProxy's, at every point.
@@ -566,7 +619,7 @@ Json compute_targets(const Json& results) {
                            fmt::format("{:.3f} vCPU-s", cpu_worst), cpu_worst <= 0.15,
                            "ambient-waypoint's waypoint, worst over connection counts, at " +
                                where + rate_note(r1000) +
-                               kernel_note(*cpu_worst_point, "waypoint", proc)));
+                               kernel_note(results, *cpu_worst_point, "waypoint", proc)));
     }
     if (rss_worst < 0) {
       out.push_back(target("waypoint RSS", "<= 30 MB", "not measured", std::nullopt,
@@ -636,6 +689,14 @@ void analyze(Json& results) {
   for (const char* k : {"ambient", "sidecar"}) {
     if (!curves.contains(k)) continue;
     if (auto slope = per_pod_slope(curves[k]["points"])) curves[k]["bytes_per_pod"] = *slope;
+  }
+  if (results.contains("machine") && results["machine"].contains("wakeup_cost") &&
+      results["machine"]["wakeup_cost"].is_array()) {
+    auto& measurements = results["machine"]["wakeup_cost"];
+    for (auto& m : measurements) {
+      if (m.is_object()) m["summary"] = summarize_wakeup_cost(Json::array({m}));
+    }
+    results["machine"]["wakeup_cost_summary"] = summarize_wakeup_cost(measurements);
   }
   results["targets"] = compute_targets(results);
 }

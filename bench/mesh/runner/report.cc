@@ -294,6 +294,49 @@ void cpu_split_section(std::string& md, const Json& r) {
   md += "\n";
 }
 
+// The wake-up cost probe's measurements (bench/common/wakeup.h), one row per measurement and
+// placement: the CPU cost per wake-up the targets' details multiply the switches by.
+void wakeup_section(std::string& md, const Json& r) {
+  const Json m = r.value("machine", Json::object());
+  if (!m.contains("wakeup_cost") || !m["wakeup_cost"].is_array() || m["wakeup_cost"].empty()) {
+    return;  // results.json of earlier versions
+  }
+  md +=
+      "## What a wake-up costs on this machine\n\nTwo processes hand one byte back and forth "
+      "over two pipes, each blocking in read() until the other writes, so every hand-over is one "
+      "sleep and one wake-up, as when a proxy asleep in epoll_wait is woken by a packet. \"CPU "
+      "per wake-up\" is the user + system time of both processes over their loops (getrusage) "
+      "divided by the hand-overs: the waker's side (its write, and the interrupt that wakes a "
+      "CPU that was idle) and the wakee's (its switch back in and its read). A relay pays both "
+      "sides, since each time it is woken it wakes the next hop once; the switch counts of the "
+      "section above also hold preemptions, so switches x this cost is an estimate from above. "
+      "Measured with every scenario's proxies started and idle, where the scheduler places the "
+      "two processes (as it places the proxies) and with both pinned to one CPU.\n\n"
+      "| when | placement | round trips x repeats | CPU per wake-up (µs) | min–max | wall per "
+      "round trip (µs) |\n|---|---|---|---|---|---|\n";
+  for (const auto& w : m["wakeup_cost"]) {
+    const Json summary = w.value("summary", Json::object());
+    for (const char* placement : {"scheduler", "one_cpu"}) {
+      const std::string where =
+          std::string(placement) == "one_cpu"
+              ? fmt::format("both pinned to CPU {}", w.value("pinned_cpu", -1))
+              : std::string("where the scheduler places them");
+      if (!summary.contains(placement)) continue;
+      const Json& sp = summary[placement];
+      const Json& c = sp["cpu_us_per_wakeup"];
+      md += fmt::format("| {} | {} | {} x {} | {:.1f} | {:.1f}–{:.1f} | {:.1f} |\n",
+                        cell(str(w, "when")), where, w.value("round_trips", 0),
+                        sp.value("repeats", 0), num(c, "median", 0), num(c, "min", 0),
+                        num(c, "max", 0), num(sp["wall_us_per_round_trip"], "median", 0));
+    }
+    if (w.contains("error")) {
+      md += fmt::format("| {} | **failed**: {} | | | | |\n", cell(str(w, "when")),
+                        cell(w["error"].get<std::string>()));
+    }
+  }
+  md += "\n";
+}
+
 void memory_section(std::string& md, const Json& r) {
   md +=
       "## Memory after the load runs\n\nVmRSS of each proxy process (/proc/<pid>/status), and "
@@ -620,6 +663,7 @@ Status write_report(const Json& r, const fs::path& out_dir) {
   latency_section(md, r);
   cpu_section(md, r);
   cpu_split_section(md, r);
+  wakeup_section(md, r);
   memory_section(md, r);
   throughput_section(md, r);
   conn_rate_section(md, r);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "bench/common/procfs.h"
+#include "bench/common/wakeup.h"
 #include "bench/mesh/plan/manifests.h"
 #include "bench/mesh/plan/topology.h"
 #include "bench/mesh/proxies/haproxy.h"
@@ -65,6 +66,8 @@ RunOptions smoke_options() {
   o.pod_counts = {1, 2};
   o.bulk_duration = 1s;
   o.conn_rate_duration = 1s;
+  o.wakeup_round_trips = 5000;
+  o.wakeup_repeats = 1;
   return o;
 }
 
@@ -120,6 +123,7 @@ class Runner {
   Status check_request(Scenario& s);
   Json load_run(Scenario& s, double rate, int connections, int repeat);
   void measure_latency();
+  void measure_wakeup_cost(const std::string& when);
   void measure_throughput(Scenario& s, const Scenario* baseline);
   void measure_conn_rate(Scenario& s);
   Json memory_snapshot(const Scenario& s);
@@ -853,12 +857,49 @@ std::string cmake_cache_value(const fs::path& bin_dir, const std::string& key) {
   return {};
 }
 
+// Two processes handing a byte back and forth (bench/common/wakeup.h), where the scheduler places
+// them and pinned to one CPU, o_.wakeup_repeats times each, with every scenario's proxies idle.
+// A failure is recorded in place of the numbers; the run goes on.
+void Runner::measure_wakeup_cost(const std::string& when) {
+  if (o_.wakeup_repeats < 1 || o_.wakeup_round_trips < 1) return;
+  Json j = {{"when", when}, {"round_trips", o_.wakeup_round_trips}};
+  const auto cpu = first_allowed_cpu();
+  if (cpu) j["pinned_cpu"] = *cpu;
+  for (const char* placement : {"scheduler", "one_cpu"}) {
+    const bool pinned = std::string_view(placement) == "one_cpu";
+    Json repeats = Json::array();
+    for (int i = 0; i < o_.wakeup_repeats && !g_interrupted; ++i) {
+      if (pinned && !cpu) {
+        j["error"] = "this process's CPU affinity could not be read";
+        break;
+      }
+      auto cost =
+          bench::measure_wakeup_cost(o_.wakeup_round_trips, pinned ? cpu : std::optional<int>{});
+      if (!cost) {
+        j["error"] = cost.error().describe();
+        break;
+      }
+      repeats.push_back({{"cpu_s", cost->cpu_s},
+                         {"wall_s", cost->wall_s},
+                         {"cpu_us_per_wakeup", cost->cpu_us_per_wakeup()},
+                         {"wall_us_per_round_trip", cost->wall_us_per_round_trip()}});
+    }
+    j[placement] = repeats;
+  }
+  progress(fmt::format("wake-up cost {}: {}", when,
+                       j.contains("error")
+                           ? j["error"].get<std::string>()
+                           : fmt::format("measured ({} round trips x {})", o_.wakeup_round_trips,
+                                         o_.wakeup_repeats)));
+  results_["machine"]["wakeup_cost"].push_back(std::move(j));
+}
+
 Json Runner::machine_json() {
   const MachineInfo m = machine_info();
   Json j = {{"cpu_model", m.cpu_model}, {"cores", m.cores},
             {"kernel", m.kernel},       {"debian_version", m.debian_version},
             {"os", m.os_pretty_name},   {"memory_total_bytes", m.memory_total_bytes},
-            {"hostname", m.hostname}};
+            {"hostname", m.hostname},   {"wakeup_cost", Json::array()}};
   return j;
 }
 
@@ -905,6 +946,8 @@ Status Runner::run() {
       {"pod_counts", o_.pod_counts},
       {"bulk_duration_s", std::chrono::duration<double>(o_.bulk_duration).count()},
       {"conn_rate_duration_s", std::chrono::duration<double>(o_.conn_rate_duration).count()},
+      {"wakeup_round_trips", o_.wakeup_round_trips},
+      {"wakeup_repeats", o_.wakeup_repeats},
       {"prefix", o_.prefix}};
 
   if (auto st = setup_cluster(); !st) return st;
@@ -930,8 +973,10 @@ Status Runner::run() {
     if (auto st = check_interrupted(); !st) return st;
     start_scenario(s);
   }
+  measure_wakeup_cost("before the load runs");
   measure_latency();
   if (auto st = check_interrupted(); !st) return st;
+  measure_wakeup_cost("after the load runs");
   for (auto& s : scenarios_) {
     if (s.started) s.memory = memory_snapshot(s);
   }

@@ -29,6 +29,11 @@ struct RunOptions {
   std::vector<int> pod_counts = {1, 10, 25, 50};  // memory-vs-pods curves
   std::chrono::milliseconds bulk_duration = std::chrono::seconds(5);
   std::chrono::milliseconds conn_rate_duration = std::chrono::seconds(5);
+  // What a wake-up costs on this machine (bench/common/wakeup.h), measured before and after the
+  // load runs: this many round trips per repeat, where the scheduler places the two processes
+  // and with both on one CPU.
+  int wakeup_round_trips = 20000;
+  int wakeup_repeats = 3;
   std::string command_line;        // recorded in the report verbatim
   std::string mode_name = "full";  // "full", "short", "smoke"
 };

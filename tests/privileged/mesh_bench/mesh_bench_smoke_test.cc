@@ -124,6 +124,17 @@ TEST_F(MeshBenchSmoke, RunsEveryScenarioAndWritesAWellFormedReport) {
     EXPECT_TRUE(results.contains(k)) << k;
   }
   EXPECT_EQ(results["targets"].size(), 10u);
+  // The machine's cost per wake-up, before and after the load runs, both placements.
+  const Json& wakeups = results["machine"]["wakeup_cost"];
+  ASSERT_EQ(wakeups.size(), 2u) << wakeups.dump();
+  for (const auto& w : wakeups) {
+    EXPECT_FALSE(w.contains("error")) << w.dump();
+    for (const char* placement : {"scheduler", "one_cpu"}) {
+      ASSERT_EQ(w.value(placement, Json::array()).size(), 1u) << w.dump();
+      EXPECT_GT(w[placement][0].value("cpu_us_per_wakeup", 0.0), 0) << w.dump();
+    }
+  }
+  EXPECT_TRUE(results["machine"]["wakeup_cost_summary"].contains("scheduler"));
   for (const char* curve : {"ambient", "sidecar"}) {
     EXPECT_TRUE(results["memory_vs_pods"][curve]["error"].is_null())
         << curve << ": " << results["memory_vs_pods"][curve]["error"].dump();
@@ -135,6 +146,7 @@ TEST_F(MeshBenchSmoke, RunsEveryScenarioAndWritesAWellFormedReport) {
   ASSERT_FALSE(report.empty());
   EXPECT_NE(report.find("## Targets"), std::string::npos);
   EXPECT_NE(report.find("## Where the proxies' CPU goes"), std::string::npos);
+  EXPECT_NE(report.find("## What a wake-up costs on this machine"), std::string::npos);
   EXPECT_NE(report.find("| target | achieved | goal | met |"), std::string::npos);
   for (const auto& t : results["targets"]) {
     EXPECT_NE(report.find("| " + t["name"].get<std::string>() + " |"), std::string::npos)

@@ -120,6 +120,59 @@ TEST(MeshBenchAnalysis, CpuIsSplitIntoUserAndKernelTimePerRequest) {
       << detail;
 }
 
+TEST(MeshBenchAnalysis, TheCpuTargetSaysWhatTheSwitchesCostAtTheMachinesWakeupCost) {
+  Json r = results_with(run_with_cpu(0.03, 0.07, 2000));  // 2.0 switches per request each
+  // Two measurements; per wake-up where the scheduler placed them: 14, 15, 16 and 40 us
+  // (median 15.5), on one CPU: 3 and 3.
+  auto repeats = [](std::initializer_list<double> us) {
+    Json a = Json::array();
+    for (double v : us) a.push_back({{"cpu_us_per_wakeup", v}, {"wall_us_per_round_trip", 2 * v}});
+    return a;
+  };
+  r["machine"]["wakeup_cost"] = Json::array({{{"when", "before the load runs"},
+                                              {"round_trips", 100},
+                                              {"pinned_cpu", 0},
+                                              {"scheduler", repeats({14, 16, 40})},
+                                              {"one_cpu", repeats({3})}},
+                                             {{"when", "after the load runs"},
+                                              {"round_trips", 100},
+                                              {"pinned_cpu", 0},
+                                              {"scheduler", repeats({15})},
+                                              {"one_cpu", repeats({3})}}});
+  analyze(r);
+  const Json& summary = r["machine"]["wakeup_cost_summary"];
+  EXPECT_DOUBLE_EQ(summary["scheduler"]["cpu_us_per_wakeup"]["median"].get<double>(), 15.5);
+  EXPECT_DOUBLE_EQ(summary["scheduler"]["cpu_us_per_wakeup"]["max"].get<double>(), 40);
+  EXPECT_EQ(summary["scheduler"]["repeats"].get<int>(), 4);
+  EXPECT_DOUBLE_EQ(summary["one_cpu"]["cpu_us_per_wakeup"]["median"].get<double>(), 3);
+  // Each measurement is summarized on its own too (the report's rows).
+  EXPECT_DOUBLE_EQ(
+      r["machine"]["wakeup_cost"][0]["summary"]["scheduler"]["cpu_us_per_wakeup"]["median"]
+          .get<double>(),
+      16);
+  // Both ztunnels: 4.0 switches per request x 15.5 us = 62 us per request = 0.062 per 1,000.
+  const std::string detail =
+      target_named(r, "ambient L4 CPU per 1,000 requests (both ztunnels)").value("detail", "");
+  EXPECT_NE(detail.find("15.5 us of CPU per wake-up"), std::string::npos) << detail;
+  EXPECT_NE(detail.find("3.0 us with both on one CPU"), std::string::npos) << detail;
+  EXPECT_NE(detail.find("4.0 switches per request"), std::string::npos) << detail;
+  EXPECT_NE(detail.find("about 0.062 vCPU-s per 1,000 requests (0.012 at the one-CPU cost)"),
+            std::string::npos)
+      << detail;
+}
+
+TEST(MeshBenchAnalysis, WithoutAWakeupCostTheCpuTargetSaysNothingOfIt) {
+  // results.json of earlier versions, or a run whose probe failed (no repeats).
+  Json r = results_with(run_with_cpu(0.03, 0.07, 2000));
+  r["machine"]["wakeup_cost"] =
+      Json::array({{{"when", "before the load runs"}, {"error", "wake-up cost: fork: EAGAIN"}}});
+  analyze(r);
+  EXPECT_TRUE(r["machine"]["wakeup_cost_summary"].empty());
+  const std::string detail =
+      target_named(r, "ambient L4 CPU per 1,000 requests (both ztunnels)").value("detail", "");
+  EXPECT_EQ(detail.find("per wake-up"), std::string::npos) << detail;
+}
+
 TEST(MeshBenchAnalysis, RunsWithoutACpuSplitStillCount) {
   // results.json of earlier versions has cpu_s only.
   Json r = results_with(run_with_cpu(0.03, 0.07, 2000));
