@@ -1,5 +1,7 @@
 #include "waypoint/base/strings.h"
 
+#include <charconv>
+
 namespace zt::waypoint {
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -37,5 +39,16 @@ std::vector<std::string_view> split_list(std::string_view s, char sep) {
 bool starts_with_icase(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
 }
+
+namespace {
+void append_number(std::string& out, uint64_t v, int base) {
+  char buf[20];  // UINT64_MAX has 20 decimal digits
+  const auto r = std::to_chars(buf, buf + sizeof(buf), v, base);
+  out.append(buf, r.ptr);
+}
+}  // namespace
+
+void append_decimal(std::string& out, uint64_t v) { append_number(out, v, 10); }
+void append_hex(std::string& out, uint64_t v) { append_number(out, v, 16); }
 
 }  // namespace zt::waypoint

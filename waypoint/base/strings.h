@@ -1,6 +1,7 @@
 // ASCII string helpers for HTTP: header names and tokens are ASCII and compare case-insensitively.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,5 +17,8 @@ std::string_view trim_ows(std::string_view s);
 // "a, b ,c" -> {"a","b","c"}; empty elements are kept as "" (callers decide what they mean).
 std::vector<std::string_view> split_list(std::string_view s, char sep = ',');
 bool starts_with_icase(std::string_view s, std::string_view prefix);
+// Appends `v` in decimal, or in lower-case hexadecimal (chunk sizes), without a format string.
+void append_decimal(std::string& out, uint64_t v);
+void append_hex(std::string& out, uint64_t v);
 
 }  // namespace zt::waypoint

@@ -14,11 +14,34 @@ bool is_protected(std::string_view name) {
   return iequals(name, "host") || (!name.empty() && name.front() == ':');
 }
 
-void append_hex(std::string& out, const uint8_t* p, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(kHex[p[i] >> 4]);
-    out.push_back(kHex[p[i] & 0xf]);
+// The hop-by-hop names that are always stripped (RFC 9110 7.6.1, and the proxy-* ones), looked
+// up by length first: most header names match none of the lengths and cost one switch.
+bool always_hop_by_hop(std::string_view name) {
+  switch (name.size()) {
+    case 2:
+      return iequals(name, "te");
+    case 10:
+      return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 16:
+      return iequals(name, "proxy-connection");
+    case 17:
+      return iequals(name, "transfer-encoding");
+    case 18:
+      return iequals(name, "proxy-authenticate");
+    case 19:
+      return iequals(name, "proxy-authorization");
+    default:
+      return false;
   }
+}
+
+// Writes n bytes as 2n lower-case hex digits at `out` (which has room for them); returns the end.
+char* put_hex(char* out, const uint8_t* p, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    *out++ = kHex[p[i] >> 4];
+    *out++ = kHex[p[i] & 0xf];
+  }
+  return out;
 }
 
 bool parse_hex(std::string_view s, uint8_t* out) {
@@ -80,12 +103,7 @@ HopByHop strip_hop_by_hop(HeaderList& headers, const HopByHopOptions& options) {
   std::erase_if(headers, [&](const Header& h) {
     if (is_protected(h.name)) return false;
     if (iequals(h.name, "upgrade")) return !keep_upgrade;
-    if (iequals(h.name, "connection") || iequals(h.name, "keep-alive") ||
-        iequals(h.name, "proxy-connection") || iequals(h.name, "te") ||
-        iequals(h.name, "transfer-encoding") || iequals(h.name, "proxy-authenticate") ||
-        iequals(h.name, "proxy-authorization")) {
-      return true;
-    }
+    if (always_hop_by_hop(h.name)) return true;
     return std::any_of(listed.begin(), listed.end(),
                        [&](const std::string& l) { return iequals(l, h.name); });
   });
@@ -116,11 +134,11 @@ std::string uuid_v4(Random& random) {
   }
   b[6] = static_cast<uint8_t>((b[6] & 0x0f) | 0x40);  // version 4
   b[8] = static_cast<uint8_t>((b[8] & 0x3f) | 0x80);  // variant 10xx
-  std::string out;
-  out.reserve(36);
+  std::string out(36, '-');                           // 8-4-4-4-12 hex digits
+  char* at = out.data();
   for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
-    append_hex(out, &b[i], 1);
+    if (i == 4 || i == 6 || i == 8 || i == 10) ++at;  // keeps the '-'
+    at = put_hex(at, &b[i], 1);
   }
   return out;
 }
@@ -135,12 +153,12 @@ std::string ensure_request_id(HeaderList& headers, Random& random) {
 }
 
 std::string TraceParent::format() const {
-  std::string out = "00-";
-  append_hex(out, trace_id.data(), trace_id.size());
-  out.push_back('-');
-  append_hex(out, parent_id.data(), parent_id.size());
-  out.push_back('-');
-  append_hex(out, &flags, 1);
+  // Version 00 - trace id - parent id - flags: 2 + 1 + 32 + 1 + 16 + 1 + 2 = 55 characters.
+  std::string out(55, '-');
+  out[0] = out[1] = '0';
+  put_hex(out.data() + 3, trace_id.data(), trace_id.size());
+  put_hex(out.data() + 36, parent_id.data(), parent_id.size());
+  put_hex(out.data() + 53, &flags, 1);
   return out;
 }
 

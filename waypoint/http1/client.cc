@@ -34,7 +34,14 @@ Result<std::string> serialize_request(const Request& request) {
   if (!valid_target(head.target)) return failf("invalid request target \"{}\"", head.target);
   if (!writable_field({"host", head.authority})) return fail("invalid request authority");
 
-  std::string out = fmt::format("{} {} HTTP/1.1\r\n", head.method, head.target);
+  // One allocation: the head's fields, the framing lines and the body.
+  size_t size =
+      head.method.size() + head.target.size() + head.authority.size() + 96 + request.body.size();
+  for (const auto& h : head.headers) size += h.name.size() + h.value.size() + 4;
+  for (const auto& h : request.trailers) size += h.name.size() + h.value.size() + 4;
+  std::string out;
+  out.reserve(size);
+  out.append(head.method).append(" ").append(head.target).append(" HTTP/1.1\r\n");
   if (!head.authority.empty()) out.append("host: ").append(head.authority).append("\r\n");
   bool had_length = false;
   for (const auto& h : head.headers) {
@@ -50,7 +57,8 @@ Result<std::string> serialize_request(const Request& request) {
   if (chunked) {
     out.append("transfer-encoding: chunked\r\n\r\n");
     if (!request.body.empty()) {
-      out.append(fmt::format("{:x}\r\n", request.body.size()));
+      append_hex(out, request.body.size());
+      out.append("\r\n");
       out.append(request.body);
       out.append("\r\n");
     }
@@ -60,7 +68,9 @@ Result<std::string> serialize_request(const Request& request) {
     return out;
   }
   if (!request.body.empty() || had_length || method_has_body(head.method)) {
-    out.append(fmt::format("content-length: {}\r\n", request.body.size()));
+    out.append("content-length: ");
+    append_decimal(out, request.body.size());
+    out.append("\r\n");
   }
   out.append("\r\n");
   out.append(request.body);

@@ -376,7 +376,15 @@ class Session {
     const bool chunked =
         !no_body && !head_request && !res.trailers.empty() && version == HttpVersion::kHttp11;
 
-    std::string out = fmt::format("HTTP/1.1 {} {}\r\n", res.status, reason_phrase(res.status));
+    // One allocation: the status line, the fields, the framing lines and the body.
+    size_t size = 96 + res.body.size();
+    for (const auto& h : res.headers) size += h.name.size() + h.value.size() + 4;
+    for (const auto& h : res.trailers) size += h.name.size() + h.value.size() + 4;
+    std::string out;
+    out.reserve(size);
+    out.append("HTTP/1.1 ");
+    append_decimal(out, static_cast<uint64_t>(std::max(res.status, 0)));
+    out.append(" ").append(reason_phrase(res.status)).append("\r\n");
     append_fields(out, res.headers);
     if (chunked) {
       out.append("transfer-encoding: chunked\r\n");
@@ -397,7 +405,8 @@ class Session {
     if (no_body || head_request) return out;
     if (chunked) {
       if (!res.body.empty()) {
-        out.append(fmt::format("{:x}\r\n", res.body.size()));
+        append_hex(out, res.body.size());
+        out.append("\r\n");
         out.append(res.body);
         out.append("\r\n");
       }

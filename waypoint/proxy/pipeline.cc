@@ -346,7 +346,10 @@ struct Pipeline::Impl {
   // The state of `host:port` for this config generation.
   std::shared_ptr<Destination> destination(const state::ConfigSnapshot& cfg,
                                            const std::string& host, uint16_t port) {
-    auto key = fmt::format("{}:{}", host, port);
+    std::string key;
+    key.reserve(host.size() + 6);
+    key.append(host).append(":");
+    append_decimal(key, port);
     auto& d = destinations[key];
     if (!d || d->generation != cfg.generation) {
       config::TrafficPolicy tp;

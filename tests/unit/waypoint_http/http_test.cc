@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "waypoint/base/strings.h"
 #include "waypoint/http/forwarding.h"
 #include "waypoint/http/request_checks.h"
 
@@ -221,11 +222,17 @@ TEST(HopByHopTest, RemovesConnectionAndListedFields) {
                   {"Transfer-Encoding", "chunked"},
                   {"Upgrade", "websocket"},
                   {"Proxy-Authorization", "Basic x"},
-                  {"X-Keep", "yes"}};
+                  {"PROXY-AUTHENTICATE", "Basic"},
+                  {"X-Keep", "yes"},
+                  {"Keep-Alivf", "same length as Keep-Alive"},
+                  {"Tf", "same length as TE"}};
   auto info = strip_hop_by_hop(h);
   EXPECT_TRUE(info.connection_close);
   EXPECT_FALSE(info.upgrade);  // Upgrade without "Connection: upgrade" is not an upgrade
-  EXPECT_EQ(h, (HeaderList{{"Host", "svc"}, {"X-Keep", "yes"}}));
+  EXPECT_EQ(h, (HeaderList{{"Host", "svc"},
+                           {"X-Keep", "yes"},
+                           {"Keep-Alivf", "same length as Keep-Alive"},
+                           {"Tf", "same length as TE"}}));
 }
 
 TEST(HopByHopTest, ConnectionCannotStripHost) {
@@ -354,6 +361,19 @@ TEST(HeaderListTest, SetAddRemoveAreCaseInsensitive) {
   r.target = "/p/q?x=1&y";
   EXPECT_EQ(r.path(), "/p/q");
   EXPECT_EQ(r.query(), "x=1&y");
+}
+
+TEST(WaypointStrings, AppendsNumbersInDecimalAndLowerCaseHex) {
+  // The framing numbers of serialized messages: status codes, content-length, chunk sizes.
+  std::string s = "x";
+  append_decimal(s, 0);
+  s += ' ';
+  append_decimal(s, UINT64_MAX);
+  s += ' ';
+  append_hex(s, 0xabc0);
+  s += ' ';
+  append_hex(s, 0);
+  EXPECT_EQ(s, "x0 18446744073709551615 abc0 0");
 }
 
 }  // namespace
