@@ -141,11 +141,23 @@ Result<WakeupCost> measure_wakeup_cost(int round_trips, std::optional<int> pin_c
       return failf("wake-up cost: fork: {}", std::strerror(e));
     }
     if (pids[k] == 0) {
-      if (k == 0) child(true, pong[0], ping[1], report[1], round_trips, pin_cpu);
+      // Each child keeps only its own ends, so when one is gone the other's read sees EOF and
+      // its write fails (EPIPE: SIGPIPE is ignored here, it would kill the child unreported).
+      struct sigaction ignore {};
+      ignore.sa_handler = SIG_IGN;
+      ::sigaction(SIGPIPE, &ignore, nullptr);
+      ::close(report[0]);
+      if (k == 0) {
+        ::close(ping[0]);
+        ::close(pong[1]);
+        child(true, pong[0], ping[1], report[1], round_trips, pin_cpu);
+      }
+      ::close(ping[1]);
+      ::close(pong[0]);
       child(false, ping[0], pong[1], report[1], round_trips, pin_cpu);
     }
   }
-  // Only the children keep the pipes' ends: a child that dies makes the other's read end (EOF).
+  // Only the children keep the pipes' ends: the report pipe ends (EOF) once both are gone.
   ::close(ping[0]);
   ::close(ping[1]);
   ::close(pong[0]);
@@ -190,10 +202,11 @@ Result<WakeupCost> measure_wakeup_cost(int round_trips, std::optional<int> pin_c
     }
   }
   close_all();
-  if (!error.empty()) return failf("wake-up cost: {}", error);
-  // A pinning failure is the cause; the other process then only saw its peer go.
+  // A report that came says why, even when the other did not come: a pinning failure is the
+  // cause, the other process then only saw its peer go.
   for (auto stage : {ChildReport::kPin, ChildReport::kLoop}) {
-    for (const auto& r : reports) {
+    for (int i = 0; i < got; ++i) {
+      const ChildReport& r = reports[i];
       if (r.failed_at != stage) continue;
       if (stage == ChildReport::kPin) {
         return failf("wake-up cost: cannot pin to CPU {}: {}", pin_cpu.value_or(-1),
@@ -202,8 +215,9 @@ Result<WakeupCost> measure_wakeup_cost(int round_trips, std::optional<int> pin_c
       return failf("wake-up cost: pipe: {}", std::strerror(r.error));
     }
   }
-  // Both loops span every round trip, from the first hand-over to the last; the starter's (the
-  // longer, it waits for the last answer) is the wall time.
+  if (!error.empty()) return failf("wake-up cost: {}", error);
+  // Both loops span every round trip (each clock starts at the ready hand-over, whichever side
+  // sees it first); the longer is the wall time.
   WakeupCost cost;
   cost.round_trips = round_trips;
   cost.cpu = pin_cpu;

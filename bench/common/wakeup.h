@@ -17,7 +17,7 @@ struct WakeupCost {
   int round_trips = 0;     // two wake-ups each
   std::optional<int> cpu;  // both processes pinned to this CPU; nullopt: the scheduler places them
   double cpu_s = 0;        // user + system of both processes over their loops
-  double wall_s = 0;       // the first process's loop, start to end
+  double wall_s = 0;       // the longer of the two loops, start to end
 
   double cpu_us_per_wakeup() const {
     return round_trips > 0 ? cpu_s * 1e6 / (2.0 * round_trips) : 0;

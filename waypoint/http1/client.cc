@@ -36,7 +36,7 @@ Result<std::string> serialize_request(const Request& request) {
 
   // One allocation: the head's fields, the framing lines and the body.
   size_t size =
-      head.method.size() + head.target.size() + head.authority.size() + 96 + request.body.size();
+      head.method.size() + head.target.size() + head.authority.size() + 128 + request.body.size();
   for (const auto& h : head.headers) size += h.name.size() + h.value.size() + 4;
   for (const auto& h : request.trailers) size += h.name.size() + h.value.size() + 4;
   std::string out;

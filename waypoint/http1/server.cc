@@ -377,7 +377,7 @@ class Session {
         !no_body && !head_request && !res.trailers.empty() && version == HttpVersion::kHttp11;
 
     // One allocation: the status line, the fields, the framing lines and the body.
-    size_t size = 96 + res.body.size();
+    size_t size = 128 + res.body.size();
     for (const auto& h : res.headers) size += h.name.size() + h.value.size() + 4;
     for (const auto& h : res.trailers) size += h.name.size() + h.value.size() + 4;
     std::string out;

@@ -267,30 +267,37 @@ Json summarize_wakeup_cost(const Json& measurements) {
   return out;
 }
 
-// What `switches` context switches per request come to at the machine's CPU per wake-up, e.g.
-// "; this machine charged 17.1 us of CPU per wake-up ... so 5.0 switches per request come to
-// about 0.086 vCPU-s per 1,000 requests (0.014 at the one-CPU cost)". Empty without a summary.
-std::string wakeup_note(const Json& results, double switches) {
+// A rough scale for `switches` context switches per request (all the proxies of a point
+// together), whose CPU per 1,000 requests is `cpu`, at the machine's CPU per wake-up, e.g. "; at
+// the 17.1 us of CPU per wake-up this machine charged two idle processes ... 5.4 switches per
+// request in all would come to about 0.092 vCPU-s per 1,000 requests, 37 % of that CPU (0.015 at
+// the one-CPU cost)". Not a bound: the probe's processes are idle and woken by a pipe, the
+// proxies by packets under load, and the switch counts include preemptions. Empty without a
+// summary.
+std::string wakeup_note(const Json& results, double switches, double cpu) {
   const Json summary =
       results.value("machine", Json::object()).value("wakeup_cost_summary", Json::object());
   if (switches <= 0 || !summary.contains("scheduler")) return "";
   const double free_us = summary["scheduler"]["cpu_us_per_wakeup"]["median"].get<double>();
   std::string note = fmt::format(
-      "; this machine charged {:.1f} us of CPU per wake-up between two processes where the "
+      "; at the {:.1f} us of CPU per wake-up this machine charged two idle processes where the "
       "scheduler placed them",
       free_us);
   std::string one_cpu;
+  note += " (";
   if (summary.contains("one_cpu")) {
     const double one_us = summary["one_cpu"]["cpu_us_per_wakeup"]["median"].get<double>();
-    note += fmt::format(" and {:.1f} us with both on one CPU", one_us);
+    note += fmt::format("{:.1f} us with both on one CPU; ", one_us);
     one_cpu = fmt::format(" ({:.3f} at the one-CPU cost)", switches * one_us / 1000);
   }
   // switches/request x us/switch = us per request; x 1,000 requests / 1e6 = vCPU-s per 1,000.
-  return note + fmt::format(
-                    " (section \"What a wake-up costs on this machine\"), so {:.1f} switches "
-                    "per request, each followed by a wake-up of the next hop, come to about "
-                    "{:.3f} vCPU-s per 1,000 requests{}",
-                    switches, switches * free_us / 1000, one_cpu);
+  const double scale = switches * free_us / 1000;
+  note += fmt::format(
+      "section \"What a wake-up costs on this machine\"), {:.1f} switches per request in all "
+      "would come to about {:.3f} vCPU-s per 1,000 requests",
+      switches, scale);
+  if (cpu > 0) note += fmt::format(", {:.0f} % of that CPU", 100 * scale / cpu);
+  return note + one_cpu;
 }
 
 // The proxies' kernel share and context switches at a point, e.g. "; 71 % of it was kernel
@@ -316,7 +323,7 @@ std::string kernel_note(const Json& results, const Json& point, const std::strin
              "each {} was switched in {:.1f} times per request (section \"Where the proxies' CPU "
              "goes\")",
              100 * kernel / (user + kernel), each, switches / n) +
-         wakeup_note(results, switches);
+         wakeup_note(results, switches, user + kernel);
 }
 
 // The memory curve's growth per pod between its first and last point, bytes.

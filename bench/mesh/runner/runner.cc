@@ -865,32 +865,31 @@ void Runner::measure_wakeup_cost(const std::string& when) {
   Json j = {{"when", when}, {"round_trips", o_.wakeup_round_trips}};
   const auto cpu = first_allowed_cpu();
   if (cpu) j["pinned_cpu"] = *cpu;
+  std::vector<std::string> errors;
+  int measured = 0;
   for (const char* placement : {"scheduler", "one_cpu"}) {
     const bool pinned = std::string_view(placement) == "one_cpu";
     Json repeats = Json::array();
-    for (int i = 0; i < o_.wakeup_repeats && !g_interrupted; ++i) {
-      if (pinned && !cpu) {
-        j["error"] = "this process's CPU affinity could not be read";
-        break;
-      }
+    if (pinned && !cpu) errors.push_back("one_cpu: this process's CPU affinity could not be read");
+    for (int i = 0; i < o_.wakeup_repeats && !g_interrupted && (!pinned || cpu); ++i) {
       auto cost =
           bench::measure_wakeup_cost(o_.wakeup_round_trips, pinned ? cpu : std::optional<int>{});
       if (!cost) {
-        j["error"] = cost.error().describe();
+        errors.push_back(fmt::format("{}: {}", placement, cost.error().describe()));
         break;
       }
       repeats.push_back({{"cpu_s", cost->cpu_s},
                          {"wall_s", cost->wall_s},
                          {"cpu_us_per_wakeup", cost->cpu_us_per_wakeup()},
                          {"wall_us_per_round_trip", cost->wall_us_per_round_trip()}});
+      ++measured;
     }
     j[placement] = repeats;
   }
-  progress(fmt::format("wake-up cost {}: {}", when,
-                       j.contains("error")
-                           ? j["error"].get<std::string>()
-                           : fmt::format("measured ({} round trips x {})", o_.wakeup_round_trips,
-                                         o_.wakeup_repeats)));
+  if (!errors.empty()) j["error"] = fmt::format("{}", fmt::join(errors, "; "));
+  progress(fmt::format("wake-up cost {}: {} repeat(s) of {} round trips{}", when, measured,
+                       o_.wakeup_round_trips,
+                       errors.empty() ? std::string() : "; " + j["error"].get<std::string>()));
   results_["machine"]["wakeup_cost"].push_back(std::move(j));
 }
 

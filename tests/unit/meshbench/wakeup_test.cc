@@ -18,7 +18,7 @@ void expect_no_children() {
   EXPECT_EQ(errno, ECHILD);
 }
 
-TEST(BenchWakeup, TwoProcessesHandOverTheByteEveryRoundTrip) {
+TEST(BenchWakeup, TwoProcessesFinishEveryRoundTripAndReportTheirCpu) {
   auto cost = measure_wakeup_cost(2000, std::nullopt);
   ASSERT_TRUE(cost.has_value()) << cost.error().describe();
   EXPECT_EQ(cost->round_trips, 2000);
@@ -46,6 +46,15 @@ TEST(BenchWakeup, ACpuThatCannotBeUsedIsAnErrorAndLeavesNoProcess) {
   auto cost = measure_wakeup_cost(100, CPU_SETSIZE - 1);
   ASSERT_FALSE(cost.has_value());
   EXPECT_NE(cost.error().describe().find("cannot pin to CPU"), std::string::npos)
+      << cost.error().describe();
+  expect_no_children();
+}
+
+TEST(BenchWakeup, ProcessesThatDoNotFinishInTimeAreKilledAndReaped) {
+  // Ten million round trips take far longer than 50 ms anywhere.
+  auto cost = measure_wakeup_cost(10'000'000, std::nullopt, 0.05);
+  ASSERT_FALSE(cost.has_value());
+  EXPECT_NE(cost.error().describe().find("did not finish within"), std::string::npos)
       << cost.error().describe();
   expect_no_children();
 }
