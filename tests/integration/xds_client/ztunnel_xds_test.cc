@@ -167,6 +167,13 @@ TEST(ZtunnelOverXds, ReadyOnlyAfterBothTypesAndItsOwnWorkloadThenSurvivesADroppe
   ours.set_nonce("a2");
   add_workload(ours, "server", ipv4(127, 0, 77, 3), "2");
   ASSERT_TRUE(ads.push(ours));
+  // Its ACK is in before the stream is dropped below, so every request after that is the new
+  // stream's (the ACK can come after "ztunnel ready" and readiness).
+  reqs = ads.wait_requests(6);
+  ASSERT_TRUE(reqs);
+  EXPECT_EQ(reqs->back().request.response_nonce(), "a2");
+  EXPECT_FALSE(reqs->back().request.has_error_detail())
+      << reqs->back().request.error_detail().message();
   ASSERT_TRUE(zt.wait_for(std::regex("ztunnel ready"), 10s)) << zt.output();
   EXPECT_TRUE(eventually([&] {
     auto rr = ready(*readiness);
