@@ -176,15 +176,6 @@ std::string why_missing(const Json* s, const std::string& name) {
   return fmt::format("scenario {} has no measurement here", name);
 }
 
-double nearest_rate(const Json& results, double want) {
-  double best = std::numeric_limits<double>::quiet_NaN();
-  for (const auto& r : results["options"]["rates"]) {
-    double v = r.get<double>();
-    if (std::isnan(best) || std::abs(v - want) < std::abs(best - want)) best = v;
-  }
-  return best;
-}
-
 std::string rate_note(double rate) {
   return rate == 1000 ? "" : fmt::format(" (1,000 rps not measured; nearest rate {:.0f})", rate);
 }
@@ -642,6 +633,15 @@ Json compute_targets(const Json& results) {
 }
 
 }  // namespace
+
+double nearest_rate(const Json& results, double want) {
+  double best = std::numeric_limits<double>::quiet_NaN();
+  for (const auto& r : results["options"]["rates"]) {
+    double v = r.get<double>();
+    if (std::isnan(best) || std::abs(v - want) < std::abs(best - want)) best = v;
+  }
+  return best;
+}
 
 void analyze(Json& results) {
   std::vector<double> rates;

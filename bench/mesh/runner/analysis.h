@@ -17,6 +17,9 @@ inline constexpr const char* kPercentiles[] = {"p50", "p90", "p99", "p99.9", "ma
 // "targets" (an array of {name, target, achieved, met (true/false/null), detail}).
 void analyze(nlohmann::json& results);
 
+// The measured rate (options.rates) nearest to `want`; NaN when none was measured.
+double nearest_rate(const nlohmann::json& results, double want);
+
 // The targets as a fixed-width text table (stdout at the end of a run).
 std::string targets_table_text(const nlohmann::json& results);
 

@@ -229,12 +229,8 @@ void cpu_section(std::string& md, const Json& r) {
 // The CPU of the section above at ~1,000 rps, split into user and kernel time, with context
 // switches per request: the evidence for where a proxy's cost per request comes from.
 void cpu_split_section(std::string& md, const Json& r) {
-  const auto rates = rates_of(r);
-  if (rates.empty()) return;
-  double rate = rates.front();
-  for (double v : rates) {
-    if (std::abs(v - 1000) < std::abs(rate - 1000)) rate = v;
-  }
+  const double rate = nearest_rate(r, 1000);
+  if (std::isnan(rate)) return;
   // results.json of earlier versions has no split: no section then.
   bool any = false;
   for (const auto& s : r["scenarios"]) {

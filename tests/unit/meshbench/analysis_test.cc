@@ -1,6 +1,7 @@
 // mesh_bench's analysis (pure JSON in, summaries and targets out).
 #include "bench/mesh/runner/analysis.h"
 
+#include <cmath>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -241,6 +242,15 @@ TEST(MeshBenchAnalysis, ALatencyLossWithASingleRepeatIsNotJudgedBySpread) {
             std::string::npos)
       << detail;
   EXPECT_EQ(detail.find("within the spread"), std::string::npos) << detail;
+}
+
+TEST(MeshBenchAnalysis, NearestRateIsTheMeasuredRateClosestToTheOneAskedFor) {
+  // The report's and the targets' "at 1,000 rps" when 1,000 was not measured.
+  Json r = {{"options", {{"rates", Json::array({500, 2000})}}}};
+  EXPECT_EQ(nearest_rate(r, 1000), 500);
+  EXPECT_EQ(nearest_rate(r, 1800), 2000);
+  r["options"]["rates"] = Json::array();
+  EXPECT_TRUE(std::isnan(nearest_rate(r, 1000)));
 }
 
 }  // namespace
