@@ -35,12 +35,9 @@ Result<std::string> serialize_request(const Request& request) {
   if (!writable_field({"host", head.authority})) return fail("invalid request authority");
 
   // One allocation: the head's fields, the framing lines and the body.
-  size_t size =
-      head.method.size() + head.target.size() + head.authority.size() + 128 + request.body.size();
-  for (const auto& h : head.headers) size += h.name.size() + h.value.size() + 4;
-  for (const auto& h : request.trailers) size += h.name.size() + h.value.size() + 4;
   std::string out;
-  out.reserve(size);
+  out.reserve(head.method.size() + head.target.size() + head.authority.size() + 128 +
+              fields_bytes(head.headers) + fields_bytes(request.trailers) + request.body.size());
   out.append(head.method).append(" ").append(head.target).append(" HTTP/1.1\r\n");
   if (!head.authority.empty()) out.append("host: ").append(head.authority).append("\r\n");
   bool had_length = false;

@@ -377,11 +377,8 @@ class Session {
         !no_body && !head_request && !res.trailers.empty() && version == HttpVersion::kHttp11;
 
     // One allocation: the status line, the fields, the framing lines and the body.
-    size_t size = 128 + res.body.size();
-    for (const auto& h : res.headers) size += h.name.size() + h.value.size() + 4;
-    for (const auto& h : res.trailers) size += h.name.size() + h.value.size() + 4;
     std::string out;
-    out.reserve(size);
+    out.reserve(128 + fields_bytes(res.headers) + fields_bytes(res.trailers) + res.body.size());
     out.append("HTTP/1.1 ");
     append_decimal(out, static_cast<uint64_t>(std::max(res.status, 0)));
     out.append(" ").append(reason_phrase(res.status)).append("\r\n");

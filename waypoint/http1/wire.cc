@@ -138,4 +138,10 @@ void append_fields(std::string& out, const http::HeaderList& headers) {
   }
 }
 
+size_t fields_bytes(const http::HeaderList& headers) {
+  size_t n = 0;
+  for (const auto& h : headers) n += h.name.size() + h.value.size() + 4;  // ": " and CRLF
+  return n;
+}
+
 }  // namespace zt::waypoint::http1::detail

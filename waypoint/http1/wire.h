@@ -141,5 +141,7 @@ std::string_view reason_phrase(int status);
 
 // Writes `headers` as "name: value\r\n" lines, skipping unwritable fields.
 void append_fields(std::string& out, const http::HeaderList& headers);
+// The bytes append_fields writes at most for `headers` (to reserve a message once).
+size_t fields_bytes(const http::HeaderList& headers);
 
 }  // namespace zt::waypoint::http1::detail
