@@ -159,22 +159,27 @@ std::optional<CgroupCpu> cgroup_cpu(const fs::path& cgroup) {
   return cpu;
 }
 
-std::optional<MachineCpu> machine_cpu() {
-  std::istringstream in(read_text_file("/proc/stat"));
+std::optional<MachineCpu> parse_machine_cpu(std::string_view proc_stat, double ticks_per_second) {
+  std::istringstream in{std::string(proc_stat.substr(0, proc_stat.find('\n')))};
   std::string label;
-  if (!(in >> label) || label != "cpu") return std::nullopt;
+  if (!(in >> label) || label != "cpu" || ticks_per_second <= 0) return std::nullopt;
   // user nice system idle iowait irq softirq steal guest guest_nice (guest time is already
   // counted in user and nice).
   double v[8] = {};
   for (double& x : v) {
     if (!(in >> x)) return std::nullopt;
   }
-  const double hz = static_cast<double>(::sysconf(_SC_CLK_TCK));
   MachineCpu m;
-  m.busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz;
-  m.softirq = v[6] / hz;
-  m.total = m.busy + (v[3] + v[4]) / hz;
+  m.busy = (v[0] + v[1] + v[2] + v[5] + v[6]) / ticks_per_second;
+  m.softirq = v[6] / ticks_per_second;
+  m.steal = v[7] / ticks_per_second;
+  m.total = m.busy + m.steal + (v[3] + v[4]) / ticks_per_second;
   return m;
+}
+
+std::optional<MachineCpu> machine_cpu() {
+  return parse_machine_cpu(read_text_file("/proc/stat"),
+                           static_cast<double>(::sysconf(_SC_CLK_TCK)));
 }
 
 namespace {

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace zt::bench {
@@ -58,11 +59,16 @@ std::optional<CgroupCpu> cgroup_cpu(const std::filesystem::path& cgroup);
 
 // The machine's CPU time from the "cpu" line of /proc/stat, seconds summed over all CPUs.
 struct MachineCpu {
-  double busy = 0;     // everything but idle and iowait: user nice system irq softirq steal
+  double busy = 0;     // the guest's own work: user nice system irq softirq
   double softirq = 0;  // softirq alone (the packet path of every veth and the bridge)
-  double total = 0;    // busy + idle + iowait
+  // Time a vCPU had work but the hypervisor ran something else instead: no work of this machine,
+  // but every request in flight on that vCPU waited through it.
+  double steal = 0;
+  double total = 0;  // busy + steal + idle + iowait
 };
 std::optional<MachineCpu> machine_cpu();
+// The same from the text of /proc/stat, with `ticks_per_second` (sysconf(_SC_CLK_TCK)).
+std::optional<MachineCpu> parse_machine_cpu(std::string_view proc_stat, double ticks_per_second);
 
 struct MachineInfo {
   std::string cpu_model;

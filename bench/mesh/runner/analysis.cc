@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 #include <map>
 #include <optional>
@@ -76,6 +77,15 @@ Json summarize_point(const std::vector<const Json*>& runs) {
   }
   pt["request_errors"] = errors;
   pt["late_over_1ms_max"] = late;
+  // The largest share of the machine's time the hypervisor took (steal) in a kept run's window.
+  // Results of versions that did not read steal have none.
+  std::optional<double> steal;
+  for (const Json* r : kept) {
+    const Json m = r->value("machine_cpu_s", Json::object());
+    if (!m.contains("steal") || num(m, "total") <= 0) continue;
+    steal = std::max(steal.value_or(0.0), num(m, "steal") / num(m, "total"));
+  }
+  if (steal) pt["steal_fraction_max"] = *steal;
   const double completed = pt["completed"].get<double>();
   pt["late_fraction"] = completed > 0 ? late / completed : 0.0;
 
@@ -196,6 +206,24 @@ std::string noise_note(const Json* nomesh, const std::vector<std::pair<double, i
       "noise",
       worst * 100);
 }
+
+// Above this share of the machine's time taken by the hypervisor (steal) in a kept run's window,
+// a point's tail latencies are flagged: a vCPU that is not running stalls everything queued on it.
+constexpr double kStealWorthNoting = 0.01;
+
+// The largest steal share of the kept runs of these points (steal_fraction_max), nullopt when
+// none of them has one.
+std::optional<double> steal_at(std::initializer_list<const Json*> points) {
+  std::optional<double> worst;
+  for (const Json* p : points) {
+    if (p && p->contains("steal_fraction_max")) {
+      worst = std::max(worst.value_or(0.0), num(*p, "steal_fraction_max"));
+    }
+  }
+  return worst;
+}
+
+bool steal_worth_noting(std::optional<double> steal) { return steal && *steal > kStealWorthNoting; }
 
 // Whether two points' kept repeats overlap at percentile `p` (latency_us.<p>.min..max): one's
 // median above the other's then says little about which path is faster. nullopt when either
@@ -416,6 +444,7 @@ Json compute_targets(const Json& results) {
   for (const auto& [other, other_name] :
        {std::pair{sidecar, std::string("sidecar")}, std::pair{haproxy, std::string("haproxy")}}) {
     int n = 0, p50_wins = 0, p99_wins = 0, lost = 0, lost_in_spread = 0, lost_unjudged = 0;
+    int lost_with_steal = 0;
     std::string losses;
     for (double r : rates) {
       for (int c : conns) {
@@ -437,8 +466,16 @@ Json compute_targets(const Json& results) {
           const std::optional<bool> overlap = ranges_overlap(*a, *o, p);
           if (!overlap) ++lost_unjudged;
           if (overlap && *overlap) ++lost_in_spread;
+          const std::optional<double> steal =
+              steal_at({a, o, scenario_ok(nomesh) ? point_of(*nomesh, r, c) : nullptr});
+          std::string why;
+          if (overlap && *overlap) why = "within the spread";
+          if (steal_worth_noting(steal)) {
+            ++lost_with_steal;
+            why += fmt::format("{}steal {:.1f} %", why.empty() ? "" : ", ", *steal * 100);
+          }
           losses += fmt::format("; {:.0f}x{} {} {:+.0f} vs {:+.0f} us{}", r, c, p, av, ov,
-                                overlap && *overlap ? " (within the spread)" : "");
+                                why.empty() ? "" : " (" + why + ")");
         }
       }
     }
@@ -468,6 +505,14 @@ Json compute_targets(const Json& results) {
             "have no spread to judge by",
             lost_unjudged, lost_unjudged == 1 ? "is" : "are");
       }
+      if (lost_with_steal > 0) {
+        spread += fmt::format(
+            "; at {} of the {} losses the hypervisor took more than {:.0f} % of the machine's "
+            "time (steal) during a kept run of ambient, {} or no mesh: a vCPU that is not "
+            "running stalls every request queued on it, so those points say more about the host "
+            "than about the paths",
+            lost_with_steal, lost, kStealWorthNoting * 100, other_name);
+      }
       out.push_back(target(name, "every point, p50 and p99",
                            fmt::format("p50 {}/{}, p99 {}/{} points", p50_wins, n, p99_wins, n),
                            p50_wins == n && p99_wins == n,
@@ -479,6 +524,7 @@ Json compute_targets(const Json& results) {
   {
     double worst = std::numeric_limits<double>::lowest();
     std::string where;
+    std::optional<double> steal;
     for (int c : conns) {
       const Json* a = scenario_ok(ambient) ? point_of(*ambient, r1000, c) : nullptr;
       if (!a || !a->contains("added_us")) continue;
@@ -486,6 +532,7 @@ Json compute_targets(const Json& results) {
       if (v > worst) {
         worst = v;
         where = fmt::format("{:.0f} rps x {} conn", r1000, c);
+        steal = steal_at({a, scenario_ok(nomesh) ? point_of(*nomesh, r1000, c) : nullptr});
       }
     }
     if (where.empty()) {
@@ -498,6 +545,12 @@ Json compute_targets(const Json& results) {
       out.push_back(target("ambient p99 added at 1,000 rps", "<= 200 us",
                            fmt::format("{:+.0f} us", worst), worst <= 200,
                            "worst over connection counts, at " + where + rate_note(r1000) +
+                               (steal_worth_noting(steal)
+                                    ? fmt::format("; the hypervisor took {:.1f} % of the "
+                                                  "machine's time (steal) during a kept run of "
+                                                  "ambient or no mesh there",
+                                                  *steal * 100)
+                                    : std::string()) +
                                noise_note(nomesh, pts)));
     }
   }

@@ -97,6 +97,12 @@ void machine_section(std::string& md, const Json& r) {
   }
   md += fmt::format("| Load average (1/5/15 min) at start / end | {} / {} |\n",
                     str(r, "load_average_start"), str(r, "load_average_end"));
+  if (const Json st = m.value("steal_s", Json::object()); num(st, "total", 0) > 0) {
+    md += fmt::format(
+        "| Steal over the whole run (the hypervisor running something else while a vCPU had "
+        "work) | {:.1f} % of the machine's time ({:.1f} vCPU-s) |\n",
+        num(st, "steal", 0) / num(st, "total", 0) * 100, num(st, "steal", 0));
+  }
   md += "\n";
 }
 
@@ -138,15 +144,19 @@ void latency_section(std::string& md, const Json& r) {
       "repeat(s) per point; the worst p99 is dropped when there are more than 2); \"+\" columns "
       "are "
       "the latency added over no mesh at the same point (same percentile). \"late > 1 ms\": sends "
-      "more than 1 ms behind schedule (client-side lateness, see tools/loadgen/README.md).\n\n",
+      "more than 1 ms behind schedule (client-side lateness, see tools/loadgen/README.md). "
+      "\"steal\": the largest share of the machine's time the hypervisor took from this "
+      "machine's vCPUs during a kept repeat's window (/proc/stat); a vCPU that is not running "
+      "stalls every request queued on it, so where it is above 1 % the tails say more about the "
+      "host than about the path.\n\n",
       num(r["options"], "body_bytes", 0) / 1024, r["options"].value("repeats", 1));
   for (double rate : rates_of(r)) {
     for (int c : conns_of(r)) {
       md += fmt::format("### {:.0f} requests/s over {} connection(s)\n\n", rate, c);
       md +=
           "| scenario | completed | p50 | p90 | p99 | p99.9 | max | +p50 | +p90 | +p99 | +p99.9 | "
-          "p99 spread (min–max) | late > 1 ms | errors |\n";
-      md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+          "p99 spread (min–max) | late > 1 ms | steal | errors |\n";
+      md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
       for (const auto& s : r["scenarios"]) {
         const Json* p = point_of(s, rate, c);
         if (!ok_point(p)) {
@@ -154,7 +164,7 @@ void latency_section(std::string& md, const Json& r) {
                             : p && !(*p)["failures"].empty()
                                 ? "failed: " + (*p)["failures"][0].get<std::string>()
                                 : "not run";
-          md += fmt::format("| {} | {} |||||||||||||\n", str(s, "name"), cell(why));
+          md += fmt::format("| {} | {} ||||||||||||||\n", str(s, "name"), cell(why));
           continue;
         }
         const Json& l = (*p)["latency_us"];
@@ -162,13 +172,17 @@ void latency_section(std::string& md, const Json& r) {
         auto med = [&](const char* k) { return num(l[k], "median"); };
         md += fmt::format(
             "| {} | {:.0f} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}–{} | {:.0f} "
-            "| {:.0f} |\n",
+            "| {} | {:.0f} |\n",
             str(s, "name"), num(*p, "completed", 0), fmt_us(med("p50")), fmt_us(med("p90")),
             fmt_us(med("p99")), fmt_us(med("p99.9")), fmt_us(med("max")),
             fmt_added(num(added, "p50")), fmt_added(num(added, "p90")),
             fmt_added(num(added, "p99")), fmt_added(num(added, "p99.9")),
             fmt_us(num(l["p99"], "min")), fmt_us(num(l["p99"], "max")),
-            num(*p, "late_over_1ms_max", 0), num(*p, "request_errors", 0));
+            num(*p, "late_over_1ms_max", 0),
+            p->contains("steal_fraction_max")
+                ? fmt::format("{:.1f} %", num(*p, "steal_fraction_max", 0) * 100)
+                : "–",
+            num(*p, "request_errors", 0));
       }
       for (const auto& s : r["scenarios"]) {
         const Json* p = point_of(s, rate, c);
@@ -193,7 +207,8 @@ void cpu_section(std::string& md, const Json& r) {
       "the window ends), divided by the requests completed in that window, × 1,000. \"machine\": "
       "all non-idle, non-iowait CPU time of the whole machine from /proc/stat over the same "
       "window (softirq included; it also counts loadgen, the apps, the simulator and anything "
-      "else running on the machine); \"softirq\": its softirq part alone. /proc/stat is "
+      "else running on the machine; steal, time the hypervisor gave to others, is not counted: "
+      "it is in the latency tables); \"softirq\": its softirq part alone. /proc/stat is "
       "sampled at each scheduler tick (on kernels with tick-based CPU accounting, e.g. HZ=250, it "
       "misses short bursts between ticks), so \"cluster\" adds the exact figure: usage_usec of "
       "the simulated cluster's cgroup tree (cpu.stat: every pod's app and loadgen, every proxy, "

@@ -140,6 +140,7 @@ class Runner {
   Json results_;
   Json curves_ = Json::object();
   int node0_pods_during_load_ = -1;
+  std::optional<MachineCpu> cpu_at_start_;  // /proc/stat when the run started
 };
 
 Status Runner::validate() {
@@ -511,6 +512,7 @@ Json Runner::load_run(Scenario& s, double rate, int connections, int repeat) {
     if (a.machine && b.machine) {
       run["machine_cpu_s"] = {{"busy", b.machine->busy - a.machine->busy},
                               {"softirq", b.machine->softirq - a.machine->softirq},
+                              {"steal", b.machine->steal - a.machine->steal},
                               {"total", b.machine->total - a.machine->total}};
     }
     if (a.cluster && b.cluster) {
@@ -931,6 +933,7 @@ Status Runner::run() {
       {"bin_dir", o_.bin_dir.string()},
       {"source_commit", commit}};
   results_["machine"] = machine_json();
+  cpu_at_start_ = machine_cpu();
   results_["versions"] = {{"haproxy", tool_version({"haproxy", "-v"})},
                           {"iperf3", tool_version({"iperf3", "--version"})},
                           {"gnuplot", tool_version({"gnuplot", "--version"})},
@@ -1011,6 +1014,11 @@ Status Runner::run() {
   results_["memory_vs_pods"] = curves_;
   results_["finished_at"] = utc_now();
   results_["load_average_end"] = load_average();
+  if (auto end = machine_cpu(); end && cpu_at_start_) {
+    // Over the whole run, cluster set-up and teardown of scenarios included.
+    results_["machine"]["steal_s"] = {{"steal", end->steal - cpu_at_start_->steal},
+                                      {"total", end->total - cpu_at_start_->total}};
+  }
   analyze(results_);  // summaries per point, ratios, targets
   if (auto st = write_results(); !st) return st;
 

@@ -98,6 +98,8 @@ TEST_F(MeshBenchSmoke, RunsEveryScenarioAndWritesAWellFormedReport) {
     EXPECT_GT(completed, 0) << plan.name;
     ASSERT_FALSE(s["points"].empty());
     EXPECT_TRUE(s["points"][0].contains("latency_us"));
+    // How much of the machine's time the hypervisor took in the window (0 on bare metal).
+    EXPECT_GE(s["points"][0].value("steal_fraction_max", -1.0), 0) << plan.name;
     if (plan.mode != bench::mesh::Mode::kNoMesh) {
       EXPECT_TRUE(s["points"][0].contains("added_us")) << plan.name;
       EXPECT_FALSE(s["proxies"].empty()) << plan.name;
@@ -135,6 +137,7 @@ TEST_F(MeshBenchSmoke, RunsEveryScenarioAndWritesAWellFormedReport) {
     }
   }
   EXPECT_TRUE(results["machine"]["wakeup_cost_summary"].contains("scheduler"));
+  EXPECT_GT(results["machine"]["steal_s"].value("total", 0.0), 0) << results["machine"].dump();
   for (const char* curve : {"ambient", "sidecar"}) {
     EXPECT_TRUE(results["memory_vs_pods"][curve]["error"].is_null())
         << curve << ": " << results["memory_vs_pods"][curve]["error"].dump();
@@ -145,6 +148,8 @@ TEST_F(MeshBenchSmoke, RunsEveryScenarioAndWritesAWellFormedReport) {
   const std::string report = read_all(out / "report.md");
   ASSERT_FALSE(report.empty());
   EXPECT_NE(report.find("## Targets"), std::string::npos);
+  EXPECT_NE(report.find("| late > 1 ms | steal | errors |"), std::string::npos);
+  EXPECT_NE(report.find("| Steal over the whole run"), std::string::npos);
   EXPECT_NE(report.find("## Where the proxies' CPU goes"), std::string::npos);
   EXPECT_NE(report.find("## What a wake-up costs on this machine"), std::string::npos);
   EXPECT_NE(report.find("| target | achieved | goal | met |"), std::string::npos);

@@ -253,5 +253,45 @@ TEST(MeshBenchAnalysis, NearestRateIsTheMeasuredRateClosestToTheOneAskedFor) {
   EXPECT_TRUE(std::isnan(nearest_rate(r, 1000)));
 }
 
+// A latency run whose window had `steal` of `total` machine seconds taken by the hypervisor.
+Json run_with_steal(int repeat, double p50, double p99, double steal, double total) {
+  Json r = latency_run(repeat, p50, p99);
+  r["machine_cpu_s"] = {{"busy", 1.0}, {"softirq", 0.1}, {"steal", steal}, {"total", total}};
+  return r;
+}
+
+TEST(MeshBenchAnalysis, LatencyLossesAtPointsWithStealSaySo) {
+  Json r = results_with(run_with_steal(1, 310, 5000, 0.6, 20.0));  // 3 % stolen
+  r["scenarios"][0]["runs"] = Json::array({run_with_steal(1, 100, 200, 0.0, 20.0)});
+  r["scenarios"].push_back(scenario("sidecar", run_with_steal(1, 300, 500, 0.0, 20.0)));
+  analyze(r);
+  const Json& ambient_point = r["scenarios"][1]["points"][0];
+  EXPECT_DOUBLE_EQ(ambient_point.value("steal_fraction_max", -1.0), 0.03);
+  const std::string below =
+      target_named(r, "ambient added latency below sidecar at every rate").value("detail", "");
+  EXPECT_NE(below.find("1000x4 p50 +210 vs +200 us (steal 3.0 %)"), std::string::npos) << below;
+  EXPECT_NE(below.find("at 2 of the 2 losses the hypervisor took more than 1 %"), std::string::npos)
+      << below;
+  const std::string added = target_named(r, "ambient p99 added at 1,000 rps").value("detail", "");
+  EXPECT_NE(added.find("the hypervisor took 3.0 % of the machine's time (steal)"),
+            std::string::npos)
+      << added;
+}
+
+TEST(MeshBenchAnalysis, StealBelowOnePercentOrNotReadIsNotMentioned) {
+  // 0.5 % stolen at ambient's point; results of earlier versions read no steal at all.
+  Json r = results_with(run_with_steal(1, 310, 5000, 0.1, 20.0));
+  r["scenarios"][0]["runs"] = Json::array({latency_run(1, 100, 200)});
+  r["scenarios"].push_back(scenario("sidecar", latency_run(1, 300, 500)));
+  analyze(r);
+  EXPECT_FALSE(r["scenarios"][0]["points"][0].contains("steal_fraction_max"));
+  EXPECT_FALSE(r["scenarios"][2]["points"][0].contains("steal_fraction_max"));
+  for (const char* name :
+       {"ambient added latency below sidecar at every rate", "ambient p99 added at 1,000 rps"}) {
+    const std::string detail = target_named(r, name).value("detail", "");
+    EXPECT_EQ(detail.find("steal"), std::string::npos) << name << ": " << detail;
+  }
+}
+
 }  // namespace
 }  // namespace zt::bench::mesh

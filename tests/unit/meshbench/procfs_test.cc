@@ -94,5 +94,26 @@ TEST(BenchProcfs, CgroupCpuReadsTheUserAndSystemSplit) {
   EXPECT_FALSE(cgroup_cpu(dir.path / "absent").has_value());
 }
 
+TEST(BenchProcfs, MachineCpuCountsStealApartFromTheGuestsWork) {
+  // user nice system idle iowait irq softirq steal guest guest_nice, at 100 ticks per second.
+  const auto m = parse_machine_cpu(
+      "cpu  1000 10 300 5000 40 0 200 90 0 0\ncpu0 500 5 150 2500 20 0 100 45 0 0\n", 100);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_DOUBLE_EQ(m->busy, 15.1);  // user + nice + system + irq + softirq, not steal
+  EXPECT_DOUBLE_EQ(m->softirq, 2.0);
+  EXPECT_DOUBLE_EQ(m->steal, 0.9);
+  EXPECT_DOUBLE_EQ(m->total, 66.4);  // busy + steal + idle + iowait
+
+  // The live file parses, and its parts add up.
+  const auto live = machine_cpu();
+  ASSERT_TRUE(live.has_value());
+  EXPECT_GE(live->total, live->busy + live->steal);
+
+  EXPECT_FALSE(parse_machine_cpu("cpu0 1 2 3 4 5 6 7 8\n", 100).has_value());
+  EXPECT_FALSE(parse_machine_cpu("cpu 1 2 3 4 5 6 7\n", 100).has_value());  // no steal field
+  EXPECT_FALSE(parse_machine_cpu("cpu 1 2 3 4 5 6 7 8\n", 0).has_value());
+  EXPECT_FALSE(parse_machine_cpu("", 100).has_value());
+}
+
 }  // namespace
 }  // namespace zt::bench
