@@ -225,6 +225,31 @@ std::optional<double> steal_at(std::initializer_list<const Json*> points) {
 
 bool steal_worth_noting(std::optional<double> steal) { return steal && *steal > kStealWorthNoting; }
 
+// What the single stream cost (throughput.cpu and throughput.bytes, as the runner records them):
+// the machine's busy share of its time and the hypervisor's (steal), and vCPU-seconds per GB
+// (10^9 bytes received) of the whole machine, of the cluster's cgroup tree and of the proxies.
+// nullopt for results without those readings.
+std::optional<Json> stream_cost(const Json& throughput) {
+  if (!throughput.is_object() || !throughput.contains("cpu")) return std::nullopt;
+  const double gb = num(throughput, "bytes") / 1e9;
+  const Json& cpu = throughput["cpu"];
+  const Json machine = cpu.value("machine_cpu_s", Json::object());
+  if (gb <= 0 || num(machine, "total") <= 0) return std::nullopt;
+  Json c = {{"machine_busy_fraction", num(machine, "busy") / num(machine, "total")},
+            {"steal_fraction", num(machine, "steal") / num(machine, "total")},
+            {"machine_vcpu_s_per_gb", num(machine, "busy") / gb}};
+  if (cpu.contains("cluster_cpu_s")) c["cluster_vcpu_s_per_gb"] = num(cpu, "cluster_cpu_s") / gb;
+  const Json per_proxy = cpu.value("cpu_s", Json::object());
+  if (!per_proxy.empty()) {  // no mesh has no proxy
+    double proxies = 0;
+    for (const auto& [name, v] : per_proxy.items()) {
+      if (v.is_number()) proxies += v.get<double>();
+    }
+    c["proxies_vcpu_s_per_gb"] = proxies / gb;
+  }
+  return c;
+}
+
 // Whether two points' kept repeats overlap at percentile `p` (latency_us.<p>.min..max): one's
 // median above the other's then says little about which path is faster. nullopt when either
 // point has fewer than two kept repeats (no spread to judge by) or no range.
@@ -627,11 +652,28 @@ Json compute_targets(const Json& results) {
                            "not measured", std::nullopt, why));
     } else {
       const double ratio = (*ambient)["throughput"]["ratio_vs_no_mesh"].get<double>();
+      std::string cost;
+      const Json ac = (*ambient)["throughput"].value("cost", Json::object());
+      const Json nc = (*nomesh)["throughput"].value("cost", Json::object());
+      if (ac.contains("machine_vcpu_s_per_gb") && num(nc, "machine_vcpu_s_per_gb") > 0) {
+        // A stream that keeps every vCPU busy moves as many bytes as the CPU each byte costs
+        // allows: then half of no mesh's rate needs at most twice its cost per byte.
+        cost = fmt::format(
+            "; during the streams the machine was {:.0f} % busy (no mesh {:.0f} %, steal {:.1f} "
+            "and {:.1f} %), and each GB cost the whole machine {:.2f} vCPU-s through ambient, of "
+            "which {:.2f} in the two ztunnels, against {:.2f} through no mesh ({:.1f}x)",
+            num(ac, "machine_busy_fraction") * 100, num(nc, "machine_busy_fraction") * 100,
+            num(ac, "steal_fraction") * 100, num(nc, "steal_fraction") * 100,
+            num(ac, "machine_vcpu_s_per_gb"), num(ac, "proxies_vcpu_s_per_gb"),
+            num(nc, "machine_vcpu_s_per_gb"),
+            num(ac, "machine_vcpu_s_per_gb") / num(nc, "machine_vcpu_s_per_gb"));
+      }
       out.push_back(target("single-stream throughput, ambient vs no mesh", ">= 50 %",
                            fmt::format("{:.0f} %", ratio * 100), ratio >= 0.5,
                            fmt::format("{:.2f} vs {:.2f} Gbit/s (iperf3, one stream)",
                                        num((*ambient)["throughput"], "gbit_per_s"),
-                                       num((*nomesh)["throughput"], "gbit_per_s"))));
+                                       num((*nomesh)["throughput"], "gbit_per_s")) +
+                               cost));
     }
   }
   // 9./10. the waypoint (ambient-waypoint's).
@@ -719,6 +761,10 @@ void analyze(Json& results) {
       }
     }
     s["points"] = std::move(points);
+  }
+  for (auto& s : results["scenarios"]) {
+    if (!s.contains("throughput")) continue;
+    if (auto c = stream_cost(s["throughput"])) s["throughput"]["cost"] = std::move(*c);
   }
   // Added latency: same percentile, medians of the kept repeats, minus no mesh at the point.
   const Json* base = nullptr;

@@ -13,6 +13,7 @@ namespace zt::bench::mesh {
 inline constexpr const char* kPercentiles[] = {"p50", "p90", "p99", "p99.9", "max"};
 
 // Adds to `results`: scenarios[i].points (summaries), scenarios[i].throughput.ratio_vs_no_mesh,
+// scenarios[i].throughput.cost (what the stream cost the machine, per GB; see analysis.cc),
 // scenarios[i].conn_rate.ratio_vs_no_mesh, memory_vs_pods.{ambient,sidecar}.bytes_per_pod and
 // "targets" (an array of {name, target, achieved, met (true/false/null), detail}).
 void analyze(nlohmann::json& results);

@@ -399,14 +399,31 @@ void throughput_section(std::string& md, const Json& r) {
   md += fmt::format(
       "## Single-stream throughput\n\n`iperf3 -c <server> -t {:.0f} -J` in the client pod against "
       "`iperf3 -s` in the server pod (HAProxy: through its sidecar's bulk port); received "
-      "Gbit/s.\n\n| scenario | Gbit/s | vs no mesh | target | note |\n|---|---|---|---|---|\n",
+      "Gbit/s. What the stream cost, read around the iperf3 run (its start and end included): "
+      "\"busy\", the machine's non-idle share of its time (/proc/stat, steal not counted; "
+      "\"steal\" is the hypervisor's share); then vCPU-seconds per GB received (10^9 bytes) of "
+      "the whole machine and of the scenario's proxy processes. Where the machine is close to "
+      "100 % busy the stream is CPU-bound, and its rate follows what each byte costs.\n\n"
+      "| scenario | Gbit/s | vs no mesh | busy | steal | machine vCPU-s/GB | proxies "
+      "vCPU-s/GB | target | note |\n|---|---|---|---|---|---|---|---|---|\n",
       std::max(1.0, std::round(num(r["options"], "bulk_duration_s", 1))));
   for (const auto& s : r["scenarios"]) {
     if (str(s, "status") != "ok") continue;
     const Json& t = s["throughput"];
+    const Json c = t.value("cost", Json::object());
+    auto pct = [&](const char* k) {
+      return c.contains(k) ? fmt::format("{:.0f} %", num(c, k, 0) * 100) : std::string("–");
+    };
+    auto per_gb = [&](const char* k) {
+      return c.contains(k) ? fmt::format("{:.2f}", num(c, k, 0)) : std::string("–");
+    };
     md += fmt::format(
-        "| {} | {} | {} | {} | {} |\n", str(s, "name"), fmt_gbit(num(t, "gbit_per_s")),
-        fmt_ratio(num(t, "ratio_vs_no_mesh")), cell(str(t, "target")),
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", str(s, "name"),
+        fmt_gbit(num(t, "gbit_per_s")), fmt_ratio(num(t, "ratio_vs_no_mesh")),
+        pct("machine_busy_fraction"),
+        c.contains("steal_fraction") ? fmt::format("{:.1f} %", num(c, "steal_fraction", 0) * 100)
+                                     : "–",
+        per_gb("machine_vcpu_s_per_gb"), per_gb("proxies_vcpu_s_per_gb"), cell(str(t, "target")),
         t.contains("error") ? cell("failed: " + str(t, "error")) : cell(str(t, "path")));
   }
   md += "\n";

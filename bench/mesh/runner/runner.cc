@@ -492,34 +492,7 @@ Json Runner::load_run(Scenario& s, double rate, int connections, int repeat) {
   if (completed <= 0) run["error"] = "no request completed";
   if (auto w = sampler.window()) {
     const auto& [a, b] = *w;
-    run["window_s"] = std::chrono::duration<double>(b.at - a.at).count();
-    Json cpu = Json::object();
-    Json split = Json::object();
-    for (const auto& [name, before] : a.process) {
-      auto after = b.process.at(name);
-      if (!before || !after) continue;
-      const double user = after->user_s - before->user_s;
-      const double system = after->system_s - before->system_s;
-      cpu[name] = user + system;
-      // A thread that exited in the window takes its switches out of the sum: never negative.
-      const double switches = after->switches >= before->switches
-                                  ? static_cast<double>(after->switches - before->switches)
-                                  : 0.0;
-      split[name] = {{"user_s", user}, {"system_s", system}, {"switches", switches}};
-    }
-    run["cpu_s"] = cpu;
-    run["cpu_split"] = split;
-    if (a.machine && b.machine) {
-      run["machine_cpu_s"] = {{"busy", b.machine->busy - a.machine->busy},
-                              {"softirq", b.machine->softirq - a.machine->softirq},
-                              {"steal", b.machine->steal - a.machine->steal},
-                              {"total", b.machine->total - a.machine->total}};
-    }
-    if (a.cluster && b.cluster) {
-      run["cluster_cpu_s"] = b.cluster->usage_s - a.cluster->usage_s;
-      run["cluster_cpu_split"] = {{"user_s", b.cluster->user_s - a.cluster->user_s},
-                                  {"system_s", b.cluster->system_s - a.cluster->system_s}};
-    }
+    run.update(cpu_window_json(a, b));
     // Memory while the connections are open and busy (the window ends before the load does).
     Json under_load = Json::object();
     for (const auto& [name, v] : b.rss_bytes) {
@@ -598,12 +571,17 @@ void Runner::measure_throughput(Scenario& s, const Scenario* baseline) {
   const long secs =
       std::max<long>(1, std::lround(std::chrono::duration<double>(o_.bulk_duration).count()));
   std::string last_error;
+  const auto procs = proxy_pids(s);
   for (int attempt = 0; attempt < 5; ++attempt) {
     if (attempt > 0) std::this_thread::sleep_for(500ms);
+    // What the stream cost, iperf3's own start and end included (a second or so of a run of
+    // several).
+    const CpuSnapshot before = take_cpu_snapshot(procs, cluster_->cgroup_root());
     auto r = cluster_->exec_in_pod(
         p.client_pod(),
         {"iperf3", "-c", host, "-p", std::to_string(port), "-t", std::to_string(secs), "-J"},
         std::chrono::seconds(secs + 40));
+    const CpuSnapshot after = take_cpu_snapshot(procs, cluster_->cgroup_root());
     if (!r) {
       last_error = r.error().describe();
       continue;
@@ -619,8 +597,11 @@ void Runner::measure_throughput(Scenario& s, const Scenario* baseline) {
       last_error = "iperf3: " + j["error"].get<std::string>();
       continue;
     }
-    const double bps = j["end"].value("sum_received", Json::object()).value("bits_per_second", 0.0);
+    const Json received = j["end"].value("sum_received", Json::object());
+    const double bps = received.value("bits_per_second", 0.0);
     t["gbit_per_s"] = bps / 1e9;
+    t["bytes"] = received.value("bytes", 0.0);
+    t["cpu"] = cpu_window_json(before, after);
     t["seconds"] = secs;
     t["target"] = fmt::format("{}:{}", host, port);
     switch (p.mode) {

@@ -14,6 +14,41 @@ CpuSnapshot take_cpu_snapshot(const std::vector<std::pair<std::string, pid_t>>& 
   return s;
 }
 
+nlohmann::json cpu_window_json(const CpuSnapshot& a, const CpuSnapshot& b) {
+  using Json = nlohmann::json;
+  Json j = Json::object();
+  j["window_s"] = std::chrono::duration<double>(b.at - a.at).count();
+  Json cpu = Json::object();
+  Json split = Json::object();
+  for (const auto& [name, before] : a.process) {
+    const auto it = b.process.find(name);
+    if (it == b.process.end() || !before || !it->second) continue;
+    const ProcessCpu& after = *it->second;
+    const double user = after.user_s - before->user_s;
+    const double system = after.system_s - before->system_s;
+    cpu[name] = user + system;
+    // A thread that exited in the window takes its switches out of the sum: never negative.
+    const double switches = after.switches >= before->switches
+                                ? static_cast<double>(after.switches - before->switches)
+                                : 0.0;
+    split[name] = {{"user_s", user}, {"system_s", system}, {"switches", switches}};
+  }
+  j["cpu_s"] = cpu;
+  j["cpu_split"] = split;
+  if (a.machine && b.machine) {
+    j["machine_cpu_s"] = {{"busy", b.machine->busy - a.machine->busy},
+                          {"softirq", b.machine->softirq - a.machine->softirq},
+                          {"steal", b.machine->steal - a.machine->steal},
+                          {"total", b.machine->total - a.machine->total}};
+  }
+  if (a.cluster && b.cluster) {
+    j["cluster_cpu_s"] = b.cluster->usage_s - a.cluster->usage_s;
+    j["cluster_cpu_split"] = {{"user_s", b.cluster->user_s - a.cluster->user_s},
+                              {"system_s", b.cluster->system_s - a.cluster->system_s}};
+  }
+  return j;
+}
+
 WindowSampler::WindowSampler(std::vector<std::pair<std::string, pid_t>> processes,
                              std::chrono::steady_clock::time_point start,
                              std::chrono::milliseconds warmup, std::chrono::milliseconds duration,

@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "bench/common/procfs.h"
 
 namespace zt::bench::mesh {
@@ -33,6 +35,13 @@ struct CpuSnapshot {
 
 CpuSnapshot take_cpu_snapshot(const std::vector<std::pair<std::string, pid_t>>& processes,
                               const std::filesystem::path& cluster_cgroup);
+
+// What was used between two snapshots, as results.json records it for a run:
+//   window_s; cpu_s {process: user + system}; cpu_split {process: {user_s, system_s, switches}};
+//   machine_cpu_s {busy, softirq, steal, total} (/proc/stat); cluster_cpu_s and
+//   cluster_cpu_split {user_s, system_s} (the cluster's cgroup tree).
+// A process missing from either snapshot, or a reading that failed, is left out.
+nlohmann::json cpu_window_json(const CpuSnapshot& a, const CpuSnapshot& b);
 
 class WindowSampler {
  public:

@@ -120,6 +120,9 @@ TEST_F(MeshBenchSmoke, RunsEveryScenarioAndWritesAWellFormedReport) {
       EXPECT_TRUE(s["points"][0]["cpu_per_1000"].contains("cluster_kernel"));
     }
     EXPECT_TRUE(s["throughput"].contains("gbit_per_s")) << s["throughput"].dump();
+    // What the stream cost the machine, per GB.
+    EXPECT_GT(s["throughput"].value("cost", Json::object()).value("machine_vcpu_s_per_gb", 0.0), 0)
+        << plan.name;
     EXPECT_TRUE(s["conn_rate"].contains("achieved_rps")) << s["conn_rate"].dump();
   }
   for (const char* k : {"machine", "versions", "build", "command_line", "targets"}) {
@@ -150,6 +153,8 @@ TEST_F(MeshBenchSmoke, RunsEveryScenarioAndWritesAWellFormedReport) {
   EXPECT_NE(report.find("## Targets"), std::string::npos);
   EXPECT_NE(report.find("| late > 1 ms | steal | errors |"), std::string::npos);
   EXPECT_NE(report.find("| Steal over the whole run"), std::string::npos);
+  EXPECT_NE(report.find("| busy | steal | machine vCPU-s/GB | proxies vCPU-s/GB |"),
+            std::string::npos);
   EXPECT_NE(report.find("## Where the proxies' CPU goes"), std::string::npos);
   EXPECT_NE(report.find("## What a wake-up costs on this machine"), std::string::npos);
   EXPECT_NE(report.find("| target | achieved | goal | met |"), std::string::npos);

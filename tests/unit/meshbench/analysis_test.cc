@@ -293,5 +293,56 @@ TEST(MeshBenchAnalysis, StealBelowOnePercentOrNotReadIsNotMentioned) {
   }
 }
 
+// A single-stream result as the runner records it: `gb` GB received while the machine spent
+// `busy` of `total` seconds (and the hypervisor `steal`), the proxies `proxies` seconds.
+Json stream(double gbit, double gb, double busy, double steal, double total, Json proxies) {
+  return {{"gbit_per_s", gbit},
+          {"bytes", gb * 1e9},
+          {"cpu",
+           {{"window_s", total / 2},
+            {"cpu_s", std::move(proxies)},
+            {"machine_cpu_s",
+             {{"busy", busy}, {"softirq", 0.5}, {"steal", steal}, {"total", total}}}}}};
+}
+
+TEST(MeshBenchAnalysis, TheStreamTargetSaysWhatEachGigabyteCostTheMachine) {
+  Json r = results_with(run(1000, 4, Json::object(), nullptr));
+  // No mesh: 6 GB on 18 of 20 vCPU-s (1.5 per GB). Ambient: 1.5 GB on 19 of 20, the ztunnels 12.
+  r["scenarios"][0]["throughput"] = stream(10.0, 6.0, 9.0, 0.0, 10.0, Json::object());
+  r["scenarios"][1]["throughput"] =
+      stream(2.5, 1.5, 9.5, 0.2, 10.0, {{"node-0.ztunnel", 3.2}, {"node-1.ztunnel", 2.8}});
+  analyze(r);
+  const Json& ambient = r["scenarios"][1]["throughput"]["cost"];
+  EXPECT_DOUBLE_EQ(ambient.value("machine_busy_fraction", 0.0), 0.95);
+  EXPECT_DOUBLE_EQ(ambient.value("steal_fraction", 0.0), 0.02);
+  EXPECT_NEAR(ambient.value("machine_vcpu_s_per_gb", 0.0), 9.5 / 1.5, 1e-9);
+  EXPECT_NEAR(ambient.value("proxies_vcpu_s_per_gb", 0.0), 4.0, 1e-9);
+  const Json& nomesh = r["scenarios"][0]["throughput"]["cost"];
+  EXPECT_NEAR(nomesh.value("machine_vcpu_s_per_gb", 0.0), 1.5, 1e-9);
+  EXPECT_FALSE(nomesh.contains("proxies_vcpu_s_per_gb")) << "no mesh has no proxy";
+  const Json& t = target_named(r, "single-stream throughput, ambient vs no mesh");
+  EXPECT_EQ(t.value("achieved", ""), "25 %");
+  const std::string detail = t.value("detail", "");
+  EXPECT_NE(detail.find("the machine was 95 % busy (no mesh 90 %, steal 2.0 and 0.0 %)"),
+            std::string::npos)
+      << detail;
+  EXPECT_NE(detail.find("6.33 vCPU-s through ambient, of which 4.00 in the two ztunnels, "
+                        "against 1.50 through no mesh (4.2x)"),
+            std::string::npos)
+      << detail;
+}
+
+TEST(MeshBenchAnalysis, AStreamWithoutCpuReadingsHasNoCost) {
+  // results.json of earlier versions: throughput without cpu and bytes.
+  Json r = results_with(run(1000, 4, Json::object(), nullptr));
+  r["scenarios"][0]["throughput"] = {{"gbit_per_s", 10.0}};
+  r["scenarios"][1]["throughput"] = {{"gbit_per_s", 2.5}};
+  analyze(r);
+  EXPECT_FALSE(r["scenarios"][1]["throughput"].contains("cost"));
+  const std::string detail =
+      target_named(r, "single-stream throughput, ambient vs no mesh").value("detail", "");
+  EXPECT_EQ(detail, "2.50 vs 10.00 Gbit/s (iperf3, one stream)");
+}
+
 }  // namespace
 }  // namespace zt::bench::mesh
