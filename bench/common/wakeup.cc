@@ -9,6 +9,7 @@
 #include <cstring>
 #include <ctime>
 #include <string>
+#include <vector>
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -224,6 +225,43 @@ Result<WakeupCost> measure_wakeup_cost(int round_trips, std::optional<int> pin_c
   cost.cpu_s = reports[0].cpu_s + reports[1].cpu_s;
   cost.wall_s = std::max(reports[0].wall_s, reports[1].wall_s);
   return cost;
+}
+
+Result<TimerLateness> measure_timer_lateness(std::chrono::microseconds period,
+                                             std::chrono::microseconds duration) {
+  if (period.count() <= 0)
+    return failf("timer lateness: period {} us (must be > 0)", period.count());
+  if (duration < period) {
+    return failf("timer lateness: duration {} us is shorter than one period ({} us)",
+                 duration.count(), period.count());
+  }
+  const double period_s = static_cast<double>(period.count()) / 1e6;
+  const struct timespec sleep_for = {static_cast<time_t>(period.count() / 1000000),
+                                     static_cast<long>(period.count() % 1000000) * 1000};
+  std::vector<double> late_us;
+  late_us.reserve(static_cast<size_t>(duration / period) + 1);
+  const double end = monotonic_s() + static_cast<double>(duration.count()) / 1e6;
+  double before = monotonic_s();
+  while (before < end) {
+    // A signal cuts a sleep short: that wake-up is early, not late, and counts as on time.
+    ::nanosleep(&sleep_for, nullptr);
+    const double after = monotonic_s();
+    late_us.push_back(std::max(0.0, (after - before - period_s) * 1e6));
+    before = after;
+  }
+  TimerLateness t;
+  t.period = period;
+  t.wakeups = static_cast<int>(late_us.size());
+  t.late_over_1ms = static_cast<int>(
+      std::count_if(late_us.begin(), late_us.end(), [](double us) { return us > 1000; }));
+  std::sort(late_us.begin(), late_us.end());
+  auto at = [&](double q) {
+    return late_us[std::min(late_us.size() - 1, static_cast<size_t>(q * late_us.size()))];
+  };
+  t.p50_us = at(0.50);
+  t.p99_us = at(0.99);
+  t.max_us = late_us.back();
+  return t;
 }
 
 }  // namespace zt::bench

@@ -7,6 +7,7 @@
 // wakee's switch back in. Proxies pay both: each wake-up in is followed by one out to the next hop.
 #pragma once
 
+#include <chrono>
 #include <optional>
 
 #include "common/base/result.h"
@@ -33,5 +34,26 @@ Result<WakeupCost> measure_wakeup_cost(int round_trips, std::optional<int> pin_c
 
 // The first CPU this process may run on (sched_getaffinity), for pinning; nullopt if unknown.
 std::optional<int> first_allowed_cpu();
+
+// How late a sleeping thread is woken. It sleeps `period` at a time (nanosleep), and each
+// wake-up's lateness is the time past the end of its sleep. On an idle machine an idle vCPU
+// halts, so every one of these wake-ups must start a halted vCPU again; a delay there (the
+// hypervisor running something else) lands on whatever was woken, as it does on a proxy that
+// sleeps between packets.
+struct TimerLateness {
+  std::chrono::microseconds period{0};
+  int wakeups = 0;
+  int late_over_1ms = 0;  // woken more than 1 ms after the end of its sleep
+  double p50_us = 0, p99_us = 0, max_us = 0;
+
+  double late_fraction() const {
+    return wakeups > 0 ? static_cast<double>(late_over_1ms) / wakeups : 0;
+  }
+};
+
+// Sleeps `period` at a time on the calling thread until `duration` has passed. An error when the
+// period is not positive or the duration is shorter than one period.
+Result<TimerLateness> measure_timer_lateness(std::chrono::microseconds period,
+                                             std::chrono::microseconds duration);
 
 }  // namespace zt::bench

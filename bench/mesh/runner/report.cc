@@ -349,6 +349,33 @@ void wakeup_section(std::string& md, const Json& r) {
     }
   }
   md += "\n";
+  // How late a sleeping thread is woken (results of earlier versions have no timer probe).
+  bool any_timer = false;
+  for (const auto& w : m["wakeup_cost"]) any_timer = any_timer || w.contains("timer");
+  if (!any_timer) return;
+  md +=
+      "**How late a sleeping thread is woken.** Then one thread sleeps 1 ms at a time "
+      "(nanosleep) and measures how long past the end of each sleep it was woken. An idle vCPU "
+      "halts, so each of these wake-ups has to start a halted vCPU again, as a packet does for "
+      "a proxy asleep between requests; where that takes a millisecond or more, every request "
+      "whose path has a process waiting there takes it too. A request crosses more such "
+      "wake-ups the more processes its path has, so this shows in the meshed paths' p99 first.\n\n"
+      "| when | wake-ups | more than 1 ms late | late p50 (µs) | late p99 (µs) | longest (ms) "
+      "|\n|---|---|---|---|---|---|\n";
+  for (const auto& w : m["wakeup_cost"]) {
+    if (w.contains("timer_error")) {
+      md += fmt::format("| {} | **failed**: {} | | | | |\n", cell(str(w, "when")),
+                        cell(str(w, "timer_error")));
+      continue;
+    }
+    if (!w.contains("timer")) continue;
+    const Json& t = w["timer"];
+    md += fmt::format("| {} | {} | {} ({:.2f} %) | {:.0f} | {:.0f} | {:.1f} |\n",
+                      cell(str(w, "when")), t.value("wakeups", 0), t.value("late_over_1ms", 0),
+                      num(t, "late_fraction", 0) * 100, num(t, "p50_us", 0), num(t, "p99_us", 0),
+                      num(t, "max_us", 0) / 1000);
+  }
+  md += "\n";
 }
 
 void memory_section(std::string& md, const Json& r) {

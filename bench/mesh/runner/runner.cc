@@ -52,6 +52,7 @@ RunOptions short_options() {
   o.pod_counts = {1, 5, 10};
   o.bulk_duration = 2s;
   o.conn_rate_duration = 2s;
+  o.timer_probe = 3s;
   return o;
 }
 
@@ -68,6 +69,7 @@ RunOptions smoke_options() {
   o.conn_rate_duration = 1s;
   o.wakeup_round_trips = 5000;
   o.wakeup_repeats = 1;
+  o.timer_probe = 500ms;
   return o;
 }
 
@@ -873,6 +875,22 @@ void Runner::measure_wakeup_cost(const std::string& when) {
   progress(fmt::format("wake-up cost {}: {} repeat(s) of {} round trips{}", when, measured,
                        o_.wakeup_round_trips,
                        errors.empty() ? std::string() : "; " + j["error"].get<std::string>()));
+  if (o_.timer_probe.count() > 0 && !g_interrupted) {
+    auto t = measure_timer_lateness(std::chrono::milliseconds(1), o_.timer_probe);
+    if (t) {
+      j["timer"] = {{"period_us", t->period.count()},
+                    {"wakeups", t->wakeups},
+                    {"late_over_1ms", t->late_over_1ms},
+                    {"late_fraction", t->late_fraction()},
+                    {"p50_us", t->p50_us},
+                    {"p99_us", t->p99_us},
+                    {"max_us", t->max_us}};
+      progress(fmt::format("timer wake-ups {}: {} of {} more than 1 ms late, longest {:.1f} ms",
+                           when, t->late_over_1ms, t->wakeups, t->max_us / 1000));
+    } else {
+      j["timer_error"] = t.error().describe();
+    }
+  }
   results_["machine"]["wakeup_cost"].push_back(std::move(j));
 }
 
@@ -931,6 +949,7 @@ Status Runner::run() {
       {"conn_rate_duration_s", std::chrono::duration<double>(o_.conn_rate_duration).count()},
       {"wakeup_round_trips", o_.wakeup_round_trips},
       {"wakeup_repeats", o_.wakeup_repeats},
+      {"timer_probe_s", std::chrono::duration<double>(o_.timer_probe).count()},
       {"prefix", o_.prefix}};
 
   if (auto st = setup_cluster(); !st) return st;

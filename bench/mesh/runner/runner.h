@@ -34,6 +34,8 @@ struct RunOptions {
   // and with both on one CPU.
   int wakeup_round_trips = 20000;
   int wakeup_repeats = 3;
+  // Then how late a thread sleeping 1 ms at a time is woken, over this long (0: not measured).
+  std::chrono::milliseconds timer_probe = std::chrono::seconds(10);
   std::string command_line;        // recorded in the report verbatim
   std::string mode_name = "full";  // "full", "short", "smoke"
 };

@@ -138,6 +138,8 @@ TEST_F(MeshBenchSmoke, RunsEveryScenarioAndWritesAWellFormedReport) {
       ASSERT_EQ(w.value(placement, Json::array()).size(), 1u) << w.dump();
       EXPECT_GT(w[placement][0].value("cpu_us_per_wakeup", 0.0), 0) << w.dump();
     }
+    // Then how late a thread sleeping 1 ms at a time is woken.
+    EXPECT_GT(w.value("timer", Json::object()).value("wakeups", 0), 0) << w.dump();
   }
   EXPECT_TRUE(results["machine"]["wakeup_cost_summary"].contains("scheduler"));
   EXPECT_GT(results["machine"]["steal_s"].value("total", 0.0), 0) << results["machine"].dump();
@@ -157,6 +159,7 @@ TEST_F(MeshBenchSmoke, RunsEveryScenarioAndWritesAWellFormedReport) {
             std::string::npos);
   EXPECT_NE(report.find("## Where the proxies' CPU goes"), std::string::npos);
   EXPECT_NE(report.find("## What a wake-up costs on this machine"), std::string::npos);
+  EXPECT_NE(report.find("**How late a sleeping thread is woken.**"), std::string::npos);
   EXPECT_NE(report.find("| target | achieved | goal | met |"), std::string::npos);
   for (const auto& t : results["targets"]) {
     EXPECT_NE(report.find("| " + t["name"].get<std::string>() + " |"), std::string::npos)

@@ -344,5 +344,45 @@ TEST(MeshBenchAnalysis, AStreamWithoutCpuReadingsHasNoCost) {
   EXPECT_EQ(detail, "2.50 vs 10.00 Gbit/s (iperf3, one stream)");
 }
 
+TEST(MeshBenchAnalysis, TheP99TargetSaysHowManyRequestsMeetALateWakeup) {
+  Json r = results_with(latency_run(1, 300, 2000));
+  r["scenarios"][0]["runs"] = Json::array({latency_run(1, 100, 200)});
+  r["scenarios"][1]["proxies"] =
+      Json::array({{{"process", "node-0.ztunnel"}}, {{"process", "node-1.ztunnel"}}});
+  // Two probes: 30 of 20,000 wake-ups (0.15 %) more than 1 ms late, the longest 4.2 ms.
+  r["machine"] = {
+      {"wakeup_cost",
+       Json::array({{{"when", "before"},
+                     {"timer", {{"wakeups", 10000}, {"late_over_1ms", 10}, {"max_us", 4200}}}},
+                    {{"when", "after"},
+                     {"timer", {{"wakeups", 10000}, {"late_over_1ms", 20}, {"max_us", 3100}}}}})}};
+  analyze(r);
+  const Json& timer = r["machine"]["wakeup_cost_summary"]["timer"];
+  EXPECT_DOUBLE_EQ(timer.value("late_fraction", 0.0), 0.0015);
+  EXPECT_DOUBLE_EQ(timer.value("max_us", 0.0), 4200);
+  EXPECT_DOUBLE_EQ(r["machine"]["wakeup_cost"][0]["summary"]["timer"]["late_fraction"], 0.001);
+  const std::string detail = target_named(r, "ambient p99 added at 1,000 rps").value("detail", "");
+  // Two proxies: 6 wake-ups per request; 1 - 0.9985^6 = 0.90 %, 1 - 0.9985^2 = 0.30 %.
+  EXPECT_NE(detail.find("0.15 % of a sleeping thread's wake-ups came more than 1 ms late "
+                        "(longest 4.2 ms"),
+            std::string::npos)
+      << detail;
+  EXPECT_NE(detail.find("about 6 wake-ups, one per process and direction (no mesh: 2), so "
+                        "about 0.9 % of its requests would meet at least one such delay against "
+                        "0.3 % of no mesh's"),
+            std::string::npos)
+      << detail;
+}
+
+TEST(MeshBenchAnalysis, WithoutATimerProbeTheP99TargetSaysNothingOfIt) {
+  Json r = results_with(latency_run(1, 300, 2000));
+  r["scenarios"][0]["runs"] = Json::array({latency_run(1, 100, 200)});
+  r["machine"] = {{"wakeup_cost", Json::array({{{"when", "before"}}})}};
+  analyze(r);
+  EXPECT_FALSE(r["machine"]["wakeup_cost_summary"].contains("timer"));
+  const std::string detail = target_named(r, "ambient p99 added at 1,000 rps").value("detail", "");
+  EXPECT_EQ(detail.find("sleeping thread"), std::string::npos) << detail;
+}
+
 }  // namespace
 }  // namespace zt::bench::mesh

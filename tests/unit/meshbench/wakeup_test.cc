@@ -4,9 +4,12 @@
 #include <sys/wait.h>
 
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <string>
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 namespace zt::bench {
 namespace {
@@ -62,6 +65,48 @@ TEST(BenchWakeup, ProcessesThatDoNotFinishInTimeAreKilledAndReaped) {
 TEST(BenchWakeup, NoRoundTripsIsAnError) {
   EXPECT_FALSE(measure_wakeup_cost(0, std::nullopt).has_value());
   EXPECT_FALSE(measure_wakeup_cost(10, -1).has_value());
+}
+
+TEST(BenchWakeup, TimerLatenessCountsEveryWakeupOfItsDuration) {
+  auto t = measure_timer_lateness(std::chrono::milliseconds(1), std::chrono::milliseconds(200));
+  ASSERT_TRUE(t.has_value()) << t.error().describe();
+  EXPECT_EQ(t->period, std::chrono::milliseconds(1));
+  // At most one wake-up per period (a late one takes the time of several).
+  EXPECT_GE(t->wakeups, 1);
+  EXPECT_LE(t->wakeups, 201);
+  EXPECT_LE(t->late_over_1ms, t->wakeups);
+  EXPECT_LE(t->p50_us, t->p99_us);
+  EXPECT_LE(t->p99_us, t->max_us);
+  EXPECT_DOUBLE_EQ(t->late_fraction(), static_cast<double>(t->late_over_1ms) / t->wakeups);
+}
+
+TEST(BenchWakeup, TimerLatenessSeesAThreadThatWasNotRunning) {
+  // A child stops this process for 30 ms in the middle of the probe: the wake-up due then comes
+  // at least about 29 ms late.
+  const pid_t parent = ::getpid();
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::usleep(50000);
+    ::kill(parent, SIGSTOP);
+    ::usleep(30000);
+    ::kill(parent, SIGCONT);
+    ::_exit(0);
+  }
+  auto t = measure_timer_lateness(std::chrono::milliseconds(1), std::chrono::milliseconds(300));
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(t.has_value()) << t.error().describe();
+  EXPECT_GE(t->late_over_1ms, 1);
+  EXPECT_GE(t->max_us, 25000);
+  expect_no_children();
+}
+
+TEST(BenchWakeup, TimerLatenessRejectsAPeriodOrDurationItCannotUse) {
+  using std::chrono::microseconds;
+  EXPECT_FALSE(measure_timer_lateness(microseconds(0), microseconds(1000)).has_value());
+  EXPECT_FALSE(measure_timer_lateness(microseconds(-5), microseconds(1000)).has_value());
+  EXPECT_FALSE(measure_timer_lateness(microseconds(1000), microseconds(999)).has_value());
 }
 
 }  // namespace
