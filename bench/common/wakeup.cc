@@ -4,8 +4,10 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <ctime>
 #include <string>
@@ -228,9 +230,11 @@ Result<WakeupCost> measure_wakeup_cost(int round_trips, std::optional<int> pin_c
 }
 
 Result<TimerLateness> measure_timer_lateness(std::chrono::microseconds period,
-                                             std::chrono::microseconds duration) {
-  if (period.count() <= 0)
+                                             std::chrono::microseconds duration,
+                                             const std::atomic<bool>* stop) {
+  if (period.count() <= 0) {
     return failf("timer lateness: period {} us (must be > 0)", period.count());
+  }
   if (duration < period) {
     return failf("timer lateness: duration {} us is shorter than one period ({} us)",
                  duration.count(), period.count());
@@ -240,23 +244,29 @@ Result<TimerLateness> measure_timer_lateness(std::chrono::microseconds period,
                                      static_cast<long>(period.count() % 1000000) * 1000};
   std::vector<double> late_us;
   late_us.reserve(static_cast<size_t>(duration / period) + 1);
-  const double end = monotonic_s() + static_cast<double>(duration.count()) / 1e6;
   double before = monotonic_s();
-  while (before < end) {
+  const double end = before + static_cast<double>(duration.count()) / 1e6;
+  do {
     // A signal cuts a sleep short: that wake-up is early, not late, and counts as on time.
     ::nanosleep(&sleep_for, nullptr);
     const double after = monotonic_s();
     late_us.push_back(std::max(0.0, (after - before - period_s) * 1e6));
     before = after;
-  }
+  } while (before < end && !(stop && stop->load()));
   TimerLateness t;
   t.period = period;
   t.wakeups = static_cast<int>(late_us.size());
-  t.late_over_1ms = static_cast<int>(
-      std::count_if(late_us.begin(), late_us.end(), [](double us) { return us > 1000; }));
+  auto late_over = [&](double us) {
+    return static_cast<int>(
+        std::count_if(late_us.begin(), late_us.end(), [us](double x) { return x > us; }));
+  };
+  t.late_over_200us = late_over(200);
+  t.late_over_1ms = late_over(1000);
   std::sort(late_us.begin(), late_us.end());
+  // Nearest rank: the smallest value with at least a share q of the values at or below it.
   auto at = [&](double q) {
-    return late_us[std::min(late_us.size() - 1, static_cast<size_t>(q * late_us.size()))];
+    const auto rank = static_cast<size_t>(std::ceil(q * static_cast<double>(late_us.size())));
+    return late_us[std::max<size_t>(rank, 1) - 1];
   };
   t.p50_us = at(0.50);
   t.p99_us = at(0.99);

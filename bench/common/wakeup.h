@@ -7,6 +7,7 @@
 // wakee's switch back in. Proxies pay both: each wake-up in is followed by one out to the next hop.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <optional>
 
@@ -36,14 +37,15 @@ Result<WakeupCost> measure_wakeup_cost(int round_trips, std::optional<int> pin_c
 std::optional<int> first_allowed_cpu();
 
 // How late a sleeping thread is woken. It sleeps `period` at a time (nanosleep), and each
-// wake-up's lateness is the time past the end of its sleep. On an idle machine an idle vCPU
-// halts, so every one of these wake-ups must start a halted vCPU again; a delay there (the
-// hypervisor running something else) lands on whatever was woken, as it does on a proxy that
-// sleeps between packets.
+// wake-up's lateness is the time past the end of its sleep: the kernel's timer slack (50 us for a
+// normal thread), the wait for a CPU, and, in a VM whose idle vCPUs halt, the wait until the
+// hypervisor runs a halted vCPU again. A proxy asleep between packets is woken the same way, so
+// a delay that strikes here strikes the requests whose path has a process waiting there.
 struct TimerLateness {
   std::chrono::microseconds period{0};
   int wakeups = 0;
-  int late_over_1ms = 0;  // woken more than 1 ms after the end of its sleep
+  int late_over_200us = 0;  // woken more than 200 us after the end of its sleep
+  int late_over_1ms = 0;    // more than 1 ms
   double p50_us = 0, p99_us = 0, max_us = 0;
 
   double late_fraction() const {
@@ -51,9 +53,11 @@ struct TimerLateness {
   }
 };
 
-// Sleeps `period` at a time on the calling thread until `duration` has passed. An error when the
-// period is not positive or the duration is shorter than one period.
+// Sleeps `period` at a time on the calling thread until `duration` has passed, or until `stop`
+// (when given) is set. An error when the period is not positive or the duration is shorter than
+// one period.
 Result<TimerLateness> measure_timer_lateness(std::chrono::microseconds period,
-                                             std::chrono::microseconds duration);
+                                             std::chrono::microseconds duration,
+                                             const std::atomic<bool>* stop = nullptr);
 
 }  // namespace zt::bench

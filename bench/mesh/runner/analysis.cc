@@ -309,27 +309,32 @@ Json summarize_wakeup_cost(const Json& measurements) {
                       {"repeats", cpu_us.size()}};
   }
   // The timer probe's wake-ups, all measurements together.
-  double wakeups = 0, late = 0, longest = 0;
+  double wakeups = 0, late = 0, late_200us = 0, longest = 0;
   for (const auto& m : measurements) {
     if (!m.is_object() || !m.contains("timer")) continue;
     wakeups += num(m["timer"], "wakeups");
     late += num(m["timer"], "late_over_1ms");
+    late_200us += num(m["timer"], "late_over_200us");
     longest = std::max(longest, num(m["timer"], "max_us"));
   }
   if (wakeups > 0) {
     out["timer"] = {{"wakeups", wakeups},
                     {"late_over_1ms", late},
                     {"late_fraction", late / wakeups},
+                    {"late_over_200us", late_200us},
                     {"max_us", longest}};
   }
   return out;
 }
 
 // A rough scale for the p99 added over no mesh, from the timer probe: "; on this machine 0.12 %
-// of a sleeping thread's wake-ups came more than 1 ms late ...". A request wakes each process on
-// its path twice, once each way: the app and the client once each and every proxy twice, so
-// 2 x (proxies + 1) wake-ups. With a share q of wake-ups late, 1 - (1 - q)^k of the requests
-// with k wake-ups meet at least one late one. Empty without the probe.
+// of a sleeping thread's wake-ups came more than 1 ms late ...". Along a request's path the
+// client is woken by its send timer and then by the response, each proxy once each way and the
+// app once: 2 x (proxies + 1) + 1 wake-ups (no mesh: 3). If a share q of wake-ups comes late,
+// and late ones strike independently, 1 - (1 - q)^k of the requests meet at least one; where
+// that is above 1 %, such a delay reaches the p99. Delays that come in bursts (a stall of the
+// whole VM) hit fewer requests, each harder: a rough scale, not a prediction. Empty without the
+// probe.
 std::string timer_note(const Json& results, const Json* meshed, const std::string& name) {
   const Json summary =
       results.value("machine", Json::object()).value("wakeup_cost_summary", Json::object());
@@ -337,16 +342,17 @@ std::string timer_note(const Json& results, const Json* meshed, const std::strin
   const Json& t = summary["timer"];
   const double q = num(t, "late_fraction");
   const double proxies = static_cast<double>(meshed->value("proxies", Json::array()).size());
-  const double k = 2 * (proxies + 1), k0 = 2;
+  const double k = 2 * (proxies + 1) + 1, k0 = 3;
+  const double share = 1 - std::pow(1 - q, k), share0 = 1 - std::pow(1 - q, k0);
+  auto reaches = [](double x) { return x > 0.01 ? "above" : "below"; };
   return fmt::format(
       "; on this machine {:.2f} % of a sleeping thread's wake-ups came more than 1 ms late "
-      "(longest {:.1f} ms; section \"What a wake-up costs on this machine\"): a request through "
-      "{} takes about {:.0f} wake-ups, one per process and direction (no mesh: {:.0f}), so about "
-      "{:.1f} % of its "
-      "requests would meet at least one such delay against {:.1f} % of no mesh's, a rough scale "
-      "for how much of the tail the machine adds",
-      q * 100, num(t, "max_us") / 1000, name, k, k0, (1 - std::pow(1 - q, k)) * 100,
-      (1 - std::pow(1 - q, k0)) * 100);
+      "(longest {:.1f} ms; section \"What a wake-up costs on this machine\"); a request through "
+      "{} takes about {:.0f} wake-ups (the client's 2, each proxy's 2 and the app's 1; no mesh "
+      "{:.0f}), so if late wake-ups struck independently about {:.1f} % of its requests would "
+      "meet one ({} the 1 % a p99 sees) against {:.1f} % of no mesh's ({}): a rough scale",
+      q * 100, num(t, "max_us") / 1000, name, k, k0, share * 100, reaches(share), share0 * 100,
+      reaches(share0));
 }
 
 // A rough scale for `switches` context switches per request (all the proxies of a point
@@ -572,8 +578,8 @@ Json compute_targets(const Json& results) {
         spread += fmt::format(
             "; at {} of the {} losses the hypervisor took more than {:.0f} % of the machine's "
             "time (steal) during a kept run of ambient, {} or no mesh: a vCPU that is not "
-            "running stalls every request queued on it, so those points say more about the host "
-            "than about the paths",
+            "running stalls every request queued on it, so those points may say more about the "
+            "host than about the paths",
             lost_with_steal, lost, kStealWorthNoting * 100, other_name);
       }
       out.push_back(target(name, "every point, p50 and p99",
@@ -694,16 +700,22 @@ Json compute_targets(const Json& results) {
       const Json ac = (*ambient)["throughput"].value("cost", Json::object());
       const Json nc = (*nomesh)["throughput"].value("cost", Json::object());
       if (ac.contains("machine_vcpu_s_per_gb") && num(nc, "machine_vcpu_s_per_gb") > 0) {
-        // A stream that keeps every vCPU busy moves as many bytes as the CPU each byte costs
-        // allows: then half of no mesh's rate needs at most twice its cost per byte.
+        // Where a stream keeps the machine's vCPUs busy, its rate follows what each byte costs;
+        // the busy shares say how close each stream came to that.
+        const Json proxy_cpu =
+            (*ambient)["throughput"].value("cpu", Json::object()).value("cpu_s", Json::object());
+        const std::string in_proxies =
+            ac.contains("proxies_vcpu_s_per_gb")
+                ? fmt::format(", of which {:.2f} in its {} proxy processes",
+                              num(ac, "proxies_vcpu_s_per_gb"), proxy_cpu.size())
+                : std::string();
         cost = fmt::format(
-            "; during the streams the machine was {:.0f} % busy (no mesh {:.0f} %, steal {:.1f} "
-            "and {:.1f} %), and each GB cost the whole machine {:.2f} vCPU-s through ambient, of "
-            "which {:.2f} in the two ztunnels, against {:.2f} through no mesh ({:.1f}x)",
+            "; around the streams the machine was {:.0f} % busy through ambient and {:.0f} % "
+            "through no mesh (steal {:.1f} % and {:.1f} %), and each GB cost the whole machine "
+            "{:.2f} vCPU-s through ambient{}, against {:.2f} through no mesh ({:.1f}x)",
             num(ac, "machine_busy_fraction") * 100, num(nc, "machine_busy_fraction") * 100,
             num(ac, "steal_fraction") * 100, num(nc, "steal_fraction") * 100,
-            num(ac, "machine_vcpu_s_per_gb"), num(ac, "proxies_vcpu_s_per_gb"),
-            num(nc, "machine_vcpu_s_per_gb"),
+            num(ac, "machine_vcpu_s_per_gb"), in_proxies, num(nc, "machine_vcpu_s_per_gb"),
             num(ac, "machine_vcpu_s_per_gb") / num(nc, "machine_vcpu_s_per_gb"));
       }
       out.push_back(target("single-stream throughput, ambient vs no mesh", ">= 50 %",

@@ -126,6 +126,7 @@ class Runner {
   Json load_run(Scenario& s, double rate, int connections, int repeat);
   void measure_latency();
   void measure_wakeup_cost(const std::string& when);
+  void measure_round_trips(Json& j, const std::string& when);
   void measure_throughput(Scenario& s, const Scenario* baseline);
   void measure_conn_rate(Scenario& s);
   Json memory_snapshot(const Scenario& s);
@@ -576,8 +577,8 @@ void Runner::measure_throughput(Scenario& s, const Scenario* baseline) {
   const auto procs = proxy_pids(s);
   for (int attempt = 0; attempt < 5; ++attempt) {
     if (attempt > 0) std::this_thread::sleep_for(500ms);
-    // What the stream cost, iperf3's own start and end included (a second or so of a run of
-    // several).
+    // What the stream cost, read around the whole iperf3 run: its start and end are included,
+    // which lowers the busy share of short runs.
     const CpuSnapshot before = take_cpu_snapshot(procs, cluster_->cgroup_root());
     auto r = cluster_->exec_in_pod(
         p.client_pod(),
@@ -843,11 +844,37 @@ std::string cmake_cache_value(const fs::path& bin_dir, const std::string& key) {
 }
 
 // Two processes handing a byte back and forth (bench/common/wakeup.h), where the scheduler places
-// them and pinned to one CPU, o_.wakeup_repeats times each, with every scenario's proxies idle.
-// A failure is recorded in place of the numbers; the run goes on.
+// them and pinned to one CPU, o_.wakeup_repeats times each, then a thread sleeping 1 ms at a time
+// for o_.timer_probe, with every scenario's proxies idle. A failure is recorded in place of the
+// numbers; the run goes on.
 void Runner::measure_wakeup_cost(const std::string& when) {
-  if (o_.wakeup_repeats < 1 || o_.wakeup_round_trips < 1) return;
-  Json j = {{"when", when}, {"round_trips", o_.wakeup_round_trips}};
+  const bool round_trips = o_.wakeup_repeats >= 1 && o_.wakeup_round_trips >= 1;
+  const bool timer = o_.timer_probe.count() > 0;
+  if (!round_trips && !timer) return;
+  Json j = {{"when", when}};
+  if (round_trips) measure_round_trips(j, when);
+  if (timer && !g_interrupted) {
+    auto t = measure_timer_lateness(std::chrono::milliseconds(1), o_.timer_probe, &g_interrupted);
+    if (t) {
+      j["timer"] = {{"period_us", t->period.count()},
+                    {"wakeups", t->wakeups},
+                    {"late_over_200us", t->late_over_200us},
+                    {"late_over_1ms", t->late_over_1ms},
+                    {"late_fraction", t->late_fraction()},
+                    {"p50_us", t->p50_us},
+                    {"p99_us", t->p99_us},
+                    {"max_us", t->max_us}};
+      progress(fmt::format("timer wake-ups {}: {} of {} more than 1 ms late, longest {:.1f} ms",
+                           when, t->late_over_1ms, t->wakeups, t->max_us / 1000));
+    } else {
+      j["timer_error"] = t.error().describe();
+    }
+  }
+  results_["machine"]["wakeup_cost"].push_back(std::move(j));
+}
+
+void Runner::measure_round_trips(Json& j, const std::string& when) {
+  j["round_trips"] = o_.wakeup_round_trips;
   const auto cpu = first_allowed_cpu();
   if (cpu) j["pinned_cpu"] = *cpu;
   std::vector<std::string> errors;
@@ -875,23 +902,6 @@ void Runner::measure_wakeup_cost(const std::string& when) {
   progress(fmt::format("wake-up cost {}: {} repeat(s) of {} round trips{}", when, measured,
                        o_.wakeup_round_trips,
                        errors.empty() ? std::string() : "; " + j["error"].get<std::string>()));
-  if (o_.timer_probe.count() > 0 && !g_interrupted) {
-    auto t = measure_timer_lateness(std::chrono::milliseconds(1), o_.timer_probe);
-    if (t) {
-      j["timer"] = {{"period_us", t->period.count()},
-                    {"wakeups", t->wakeups},
-                    {"late_over_1ms", t->late_over_1ms},
-                    {"late_fraction", t->late_fraction()},
-                    {"p50_us", t->p50_us},
-                    {"p99_us", t->p99_us},
-                    {"max_us", t->max_us}};
-      progress(fmt::format("timer wake-ups {}: {} of {} more than 1 ms late, longest {:.1f} ms",
-                           when, t->late_over_1ms, t->wakeups, t->max_us / 1000));
-    } else {
-      j["timer_error"] = t.error().describe();
-    }
-  }
-  results_["machine"]["wakeup_cost"].push_back(std::move(j));
 }
 
 Json Runner::machine_json() {
@@ -1015,7 +1025,7 @@ Status Runner::run() {
   results_["finished_at"] = utc_now();
   results_["load_average_end"] = load_average();
   if (auto end = machine_cpu(); end && cpu_at_start_) {
-    // Over the whole run, cluster set-up and teardown of scenarios included.
+    // Over the whole run from its start, cluster set-up included (read before the teardown).
     results_["machine"]["steal_s"] = {{"steal", end->steal - cpu_at_start_->steal},
                                       {"total", end->total - cpu_at_start_->total}};
   }
