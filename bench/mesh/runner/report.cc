@@ -379,7 +379,10 @@ void wakeup_section(std::string& md, const Json& r) {
     if (!w.contains("timer")) continue;
     const Json& t = w["timer"];
     md += fmt::format("| {} | {} | {} | {} ({:.2f} %) | {:.0f} | {:.0f} | {:.1f} |\n",
-                      cell(str(w, "when")), t.value("wakeups", 0), t.value("late_over_200us", 0),
+                      cell(str(w, "when")), t.value("wakeups", 0),
+                      // Not counted by the first version of the probe.
+                      t.contains("late_over_200us") ? std::to_string(t.value("late_over_200us", 0))
+                                                    : std::string("–"),
                       t.value("late_over_1ms", 0), num(t, "late_fraction", 0) * 100,
                       num(t, "p50_us", 0), num(t, "p99_us", 0), num(t, "max_us", 0) / 1000);
   }
