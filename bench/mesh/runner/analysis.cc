@@ -310,19 +310,21 @@ Json summarize_wakeup_cost(const Json& measurements) {
   }
   // The timer probe's wake-ups, all measurements together.
   double wakeups = 0, late = 0, late_200us = 0, longest = 0;
+  bool counted_200us = true;  // the probe's first version did not count them
   for (const auto& m : measurements) {
     if (!m.is_object() || !m.contains("timer")) continue;
     wakeups += num(m["timer"], "wakeups");
     late += num(m["timer"], "late_over_1ms");
     late_200us += num(m["timer"], "late_over_200us");
+    counted_200us = counted_200us && m["timer"].contains("late_over_200us");
     longest = std::max(longest, num(m["timer"], "max_us"));
   }
   if (wakeups > 0) {
     out["timer"] = {{"wakeups", wakeups},
                     {"late_over_1ms", late},
                     {"late_fraction", late / wakeups},
-                    {"late_over_200us", late_200us},
                     {"max_us", longest}};
+    if (counted_200us) out["timer"]["late_over_200us"] = late_200us;
   }
   return out;
 }

@@ -148,8 +148,7 @@ void latency_section(std::string& md, const Json& r) {
       "\"steal\": the largest share of the machine's time the hypervisor took from this "
       "machine's vCPUs during a kept repeat's window (/proc/stat); a vCPU that is not running "
       "stalls every request queued on it, so where it is above 1 % the tails may say more about "
-      "the "
-      "host than about the path.\n\n",
+      "the host than about the path.\n\n",
       num(r["options"], "body_bytes", 0) / 1024, r["options"].value("repeats", 1));
   for (double rate : rates_of(r)) {
     for (int c : conns_of(r)) {
@@ -440,8 +439,9 @@ void throughput_section(std::string& md, const Json& r) {
       "Gbit/s. What the stream cost, read around the iperf3 run (its start and end included): "
       "\"busy\", the machine's non-idle share of its time (/proc/stat, steal not counted; "
       "\"steal\" is the hypervisor's share); then vCPU-seconds per GB received (10^9 bytes) of "
-      "the whole machine and of the scenario's proxy processes. Where the machine is close to "
-      "100 % busy the stream is CPU-bound, and its rate follows what each byte costs.\n\n"
+      "the whole machine and of the scenario's proxy processes. Where the machine is nearly fully "
+      "busy (100 % less steal), the stream is likely held by the CPU, and its rate follows what "
+      "each byte costs; at a lower average one process's vCPU can still be what holds it.\n\n"
       "| scenario | Gbit/s | vs no mesh | busy | steal | machine vCPU-s/GB | proxies "
       "vCPU-s/GB | target | note |\n|---|---|---|---|---|---|---|---|---|\n",
       std::max(1.0, std::round(num(r["options"], "bulk_duration_s", 1))));

@@ -362,6 +362,7 @@ TEST(MeshBenchAnalysis, TheP99TargetSaysHowManyRequestsMeetALateWakeup) {
   const Json& timer = r["machine"]["wakeup_cost_summary"]["timer"];
   EXPECT_DOUBLE_EQ(timer.value("late_fraction", 0.0), 0.002);
   EXPECT_DOUBLE_EQ(timer.value("max_us", 0.0), 4200);
+  EXPECT_FALSE(timer.contains("late_over_200us")) << "these probes did not count them";
   EXPECT_DOUBLE_EQ(r["machine"]["wakeup_cost"][0]["summary"]["timer"]["late_fraction"], 0.0015);
   const std::string detail = target_named(r, "ambient p99 added at 1,000 rps").value("detail", "");
   // Two proxies: 2 x 3 + 1 = 7 wake-ups per request, 1 - 0.998^7 = 1.4 %; no mesh 3, 0.6 %.
