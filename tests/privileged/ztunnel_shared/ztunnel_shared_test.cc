@@ -44,8 +44,15 @@ using testing::has_capability;
 
 constexpr const char* kCgroup2 = "/sys/fs/cgroup/unified";
 constexpr uint64_t kBpfFsMagic = 0xcafe4a11;
-constexpr const char* kPodA = "10.79.0.2";
-constexpr const char* kPodB = "10.79.0.3";
+// The two pods' addresses: IPv4, or IPv6 for the ZtunnelSharedIpv6 tests.
+struct PodAddresses {
+  int family;
+  const char* a;
+  const char* b;
+  int prefix;
+};
+constexpr PodAddresses kIpv4{AF_INET, "10.79.0.2", "10.79.0.3", 24};
+constexpr PodAddresses kIpv6{AF_INET6, "fd00:79::2", "fd00:79::3", 64};
 constexpr uint16_t kAppPort = 8080;
 constexpr const char* kClientId = "spiffe://cluster.local/ns/default/sa/client";
 constexpr const char* kServerId = "spiffe://cluster.local/ns/default/sa/server";
@@ -60,18 +67,20 @@ std::string suffix() { return std::to_string(::getpid()); }
 // Two network namespaces "pods" joined by a veth pair; removed (with their veth) at the end.
 struct Pods {
   std::string a, b;
-  Status create() {
+  Status create(const PodAddresses& ip) {
     a = "zt-shared-" + suffix() + "-a";
     b = "zt-shared-" + suffix() + "-b";
     const std::string na = " -n " + a + " ", nb = " -n " + b + " ";
+    // An IPv6 address is usable at once only without duplicate address detection.
+    const std::string nodad = ip.family == AF_INET6 ? " nodad" : "";
     const std::string cmds[] = {
         "ip netns add " + a,
         "ip netns add " + b,
         "ip" + na + "link add eth0 type veth peer name eth0 netns " + b,
         "ip" + na + "link set lo up",
         "ip" + nb + "link set lo up",
-        "ip" + na + "addr add " + kPodA + "/24 dev eth0",
-        "ip" + nb + "addr add " + kPodB + "/24 dev eth0",
+        "ip" + na + "addr add " + ip.a + "/" + std::to_string(ip.prefix) + " dev eth0" + nodad,
+        "ip" + nb + "addr add " + ip.b + "/" + std::to_string(ip.prefix) + " dev eth0" + nodad,
         "ip" + na + "link set eth0 up",
         "ip" + nb + "link set eth0 up",
     };
@@ -147,15 +156,25 @@ struct PinRoot {
 // The app in pod B: echoes what it reads and remembers each client's address.
 class EchoApp {
  public:
-  Status start(const netns::Netns& ns) {
-    auto fd = ns.socket(AF_INET, SOCK_STREAM);
+  Status start(const netns::Netns& ns, int family) {
+    auto fd = ns.socket(family, SOCK_STREAM);
     if (!fd) return tl::unexpected(fd.error());
     int one = 1;
     ::setsockopt(fd->get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(kAppPort);
-    if (::bind(fd->get(), reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) != 0 ||
+    sockaddr_storage ss{};
+    socklen_t ss_len = sizeof(sockaddr_in);
+    if (family == AF_INET6) {
+      ::setsockopt(fd->get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+      auto& sin6 = reinterpret_cast<sockaddr_in6&>(ss);
+      sin6.sin6_family = AF_INET6;
+      sin6.sin6_port = htons(kAppPort);
+      ss_len = sizeof(sockaddr_in6);
+    } else {
+      auto& sin = reinterpret_cast<sockaddr_in&>(ss);
+      sin.sin_family = AF_INET;
+      sin.sin_port = htons(kAppPort);
+    }
+    if (::bind(fd->get(), reinterpret_cast<sockaddr*>(&ss), ss_len) != 0 ||
         ::listen(fd->get(), 16) != 0) {
       return failf("echo app bind/listen: {}", std::strerror(errno));
     }
@@ -178,13 +197,17 @@ class EchoApp {
     while (!stop_) {
       pollfd p{listener_.get(), POLLIN, 0};
       if (::poll(&p, 1, 100) != 1) continue;
-      sockaddr_in peer{};
+      sockaddr_storage peer{};
       socklen_t len = sizeof(peer);
       UniqueFd c(
           ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC));
       if (!c) continue;
-      char ip[INET_ADDRSTRLEN] = {};
-      ::inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
+      char ip[INET6_ADDRSTRLEN] = {};
+      if (peer.ss_family == AF_INET6) {
+        ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6&>(peer).sin6_addr, ip, sizeof(ip));
+      } else {
+        ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in&>(peer).sin_addr, ip, sizeof(ip));
+      }
       {
         std::lock_guard lock(mu_);
         peers_.push_back(ip);
@@ -216,7 +239,7 @@ struct Outcome {
 
 // Forks a process that joins the pod's cgroup (so the cgroup programs see it) and netns, then
 // connects to `dst`, sends "ping" and reads the echo. Only syscalls in the child.
-Outcome app_in_pod(const std::string& cgroup_dir, int netns_fd, const char* dst_ip,
+Outcome app_in_pod(const std::string& cgroup_dir, int netns_fd, int family, const char* dst_ip,
                    uint16_t dst_port) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return {errno, 1, {}};
@@ -236,15 +259,25 @@ Outcome app_in_pod(const std::string& cgroup_dir, int netns_fd, const char* dst_
         ::setns(netns_fd, CLONE_NEWNET) != 0) {
       o = {errno, 1, {}};
     } else {
-      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      int s = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
       timeval tv{5, 0};
       ::setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
       ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-      sockaddr_in sin{};
-      sin.sin_family = AF_INET;
-      sin.sin_port = htons(dst_port);
-      ::inet_pton(AF_INET, dst_ip, &sin.sin_addr);
-      if (::connect(s, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) != 0) {
+      sockaddr_storage ss{};
+      socklen_t ss_len = sizeof(sockaddr_in);
+      if (family == AF_INET6) {
+        auto& sin6 = reinterpret_cast<sockaddr_in6&>(ss);
+        sin6.sin6_family = AF_INET6;
+        sin6.sin6_port = htons(dst_port);
+        ::inet_pton(AF_INET6, dst_ip, &sin6.sin6_addr);
+        ss_len = sizeof(sockaddr_in6);
+      } else {
+        auto& sin = reinterpret_cast<sockaddr_in&>(ss);
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons(dst_port);
+        ::inet_pton(AF_INET, dst_ip, &sin.sin_addr);
+      }
+      if (::connect(s, reinterpret_cast<sockaddr*>(&ss), ss_len) != 0) {
         o = {errno, 2, {}};
       } else if (::write(s, "ping", 4) != 4) {
         o = {errno, 3, {}};
@@ -286,6 +319,8 @@ std::string describe(const Outcome& o) {
 
 class ZtunnelShared : public ::testing::Test {
  protected:
+  explicit ZtunnelShared(const PodAddresses& ip = kIpv4) : ip_(ip) {}
+
   void SetUp() override {
     ZT_REQUIRE_PRIVILEGE(has_capability(Capability::kBpf) &&
                              has_capability(Capability::kSysAdmin) &&
@@ -296,7 +331,7 @@ class ZtunnelShared : public ::testing::Test {
                          "needs cgroup v2 at /sys/fs/cgroup/unified");
     ZT_REQUIRE_PRIVILEGE(sh("ip -V") == 0, "needs the ip command (iproute2)");
 
-    auto st = pods_.create();
+    auto st = pods_.create(ip_);
     ASSERT_TRUE(st) << st.error().describe();
     st = cgroups_.create();
     ASSERT_TRUE(st) << st.error().describe();
@@ -312,8 +347,8 @@ class ZtunnelShared : public ::testing::Test {
     auto prog = bpf::CaptureProgram::load(pins_.path);
     ASSERT_TRUE(prog) << prog.error().describe();
     prog_ = std::move(*prog);
-    bpf::PodNetwork net_a{.ips = {asio::ip::make_address(kPodA)}};
-    bpf::PodNetwork net_b{.ips = {asio::ip::make_address(kPodB)}};
+    bpf::PodNetwork net_a{.ips = {asio::ip::make_address(ip_.a)}};
+    bpf::PodNetwork net_b{.ips = {asio::ip::make_address(ip_.b)}};
     st = prog_->enroll("pod-a", cgroups_.a_fd.get(), ns_a_.fd(), net_a);
     ASSERT_TRUE(st) << st.error().describe();
     st = prog_->enroll("pod-b", cgroups_.b_fd.get(), ns_b_.fd(), net_b);
@@ -322,7 +357,7 @@ class ZtunnelShared : public ::testing::Test {
       st = netns::configure_delivery_routing(*ns);
       ASSERT_TRUE(st) << st.error().describe();
     }
-    st = app_.start(ns_b_);
+    st = app_.start(ns_b_, ip_.family);
     ASSERT_TRUE(st) << st.error().describe();
 
     zds_path_ = dir_.path() / "ztunnel.sock";
@@ -331,7 +366,7 @@ class ZtunnelShared : public ::testing::Test {
     zds_ = std::move(*server);
 
     config_ = dir_.path() / "mesh.yaml";
-    testing::write_file(config_, testing::two_workload_mesh_yaml(kPodA, kPodB));
+    testing::write_file(config_, testing::two_workload_mesh_yaml(ip_.a, ip_.b));
     auto d = testing::Daemon::start(
         testing::bin_path("ztunnel"),
         {"--admin-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0",
@@ -367,8 +402,82 @@ class ZtunnelShared : public ::testing::Test {
                                 << ztunnel_->output();
   }
 
-  Outcome connect_from_a() { return app_in_pod(cgroups_.a, ns_a_.fd(), kPodB, kAppPort); }
+  Outcome connect_from_a() {
+    return app_in_pod(cgroups_.a, ns_a_.fd(), ip_.family, ip_.b, kAppPort);
+  }
 
+  // An address as a regex that matches it literally; in the access log an IPv6 address is
+  // bracketed ([fd00:79::2]:8080).
+  static std::string literal(const char* ip) {
+    std::string out;
+    for (const char* c = ip; *c != '\0'; ++c) {
+      if (*c == '.') out += '\\';
+      out += *c;
+    }
+    return out;
+  }
+  std::string logged(const char* ip) const {
+    return ip_.family == AF_INET6 ? "\\[" + literal(ip) + "\\]" : literal(ip);
+  }
+
+  // Pod A's app connects to pod B's and gets its "ping" echoed; the app saw pod A's IP as the
+  // client (not ztunnel's or a loopback address), and had no other client.
+  void echo_from_a() {
+    auto o = connect_from_a();
+    ASSERT_EQ(o.step, 0) << describe(o) << "\n" << ztunnel_->output();
+    EXPECT_STREQ(o.reply, "ping");
+    auto peers = app_.peers();
+    ASSERT_EQ(peers.size(), 1u);
+    EXPECT_EQ(peers[0], ip_.a);
+  }
+
+  // Both pods enrolled: pod A's connection to pod B goes over HBONE, both sides log the proven
+  // identities, and the app sees pod A's IP (not ztunnel's or a loopback address).
+  void pod_to_pod_over_hbone() {
+    ASSERT_NO_FATAL_FAILURE(add(true));
+    ASSERT_NO_FATAL_FAILURE(add(false));
+    EXPECT_TRUE(ztunnel_->wait_for(std::regex("pod added uid=uid-a workload=default/client "
+                                              "identity=\"spiffe://cluster.local/ns/default/sa/"
+                                              "client\" ips=" +
+                                              literal(ip_.a)),
+                                   5s))
+        << ztunnel_->output();
+    EXPECT_TRUE(ztunnel_->wait_for(std::regex("pod added uid=uid-b workload=default/server"), 5s));
+
+    ASSERT_NO_FATAL_FAILURE(echo_from_a());
+
+    auto outbound = ztunnel_->wait_for(
+        std::regex("access connection complete .*src\\.identity=\"([^\"]*)\".*dst\\.identity=\"" +
+                   std::string(kServerId) + "\".*direction=\"outbound\""),
+        10s);
+    ASSERT_TRUE(outbound) << ztunnel_->output();
+    EXPECT_EQ(*outbound, kClientId);
+    // Inbound: the client is pod A (not the loopback address the capture rewrote its connect to).
+    auto inbound =
+        ztunnel_->wait_for(std::regex("access connection complete src\\.addr=\"" + logged(ip_.a) +
+                                      ":[0-9]+\".*src\\.identity=\"([^\"]*)\".*dst\\.addr=\"" +
+                                      logged(ip_.b) + ":8080\".*dst\\.identity=\"" +
+                                      std::string(kServerId) + "\".*direction=\"inbound\""),
+                           10s);
+    ASSERT_TRUE(inbound) << ztunnel_->output();
+    EXPECT_EQ(*inbound, kClientId);
+  }
+
+  // Pod A leaves the mesh (no capture): its plain TCP to pod B is steered by sk_lookup to
+  // ztunnel's 15006 in pod B, which delivers it with pod A's IP.
+  void plaintext_through_inbound_capture() {
+    ASSERT_NO_FATAL_FAILURE(add(false));
+    auto st = prog_->release("pod-a");
+    ASSERT_TRUE(st) << st.error().describe();
+    ASSERT_NO_FATAL_FAILURE(echo_from_a());
+    EXPECT_TRUE(ztunnel_->wait_for(
+        std::regex("access connection complete src\\.addr=\"" + logged(ip_.a) +
+                   ":[0-9]+\".*dst\\.addr=\"" + logged(ip_.b) + ":8080\".*direction=\"inbound\""),
+        10s))
+        << ztunnel_->output();
+  }
+
+  const PodAddresses ip_;
   testing::TempDir dir_;
   Pods pods_;
   Cgroups cgroups_;
@@ -382,40 +491,7 @@ class ZtunnelShared : public ::testing::Test {
 };
 
 TEST_F(ZtunnelShared, PodToPodGoesOverHboneWithIdentitiesAndTheClientIp) {
-  ASSERT_NO_FATAL_FAILURE(add(true));
-  ASSERT_NO_FATAL_FAILURE(add(false));
-  EXPECT_TRUE(ztunnel_->wait_for(std::regex("pod added uid=uid-a workload=default/client "
-                                            "identity=\"spiffe://cluster.local/ns/default/sa/"
-                                            "client\" ips=10\\.79\\.0\\.2"),
-                                 5s))
-      << ztunnel_->output();
-  EXPECT_TRUE(ztunnel_->wait_for(std::regex("pod added uid=uid-b workload=default/server"), 5s));
-
-  auto o = connect_from_a();
-  ASSERT_EQ(o.step, 0) << describe(o) << "\n" << ztunnel_->output();
-  EXPECT_STREQ(o.reply, "ping");
-  // The app saw pod A's IP, not ztunnel's or a loopback address.
-  auto peers = app_.peers();
-  ASSERT_EQ(peers.size(), 1u);
-  EXPECT_EQ(peers[0], kPodA);
-
-  // Both sides logged the connection with the proven identities.
-  auto outbound = ztunnel_->wait_for(
-      std::regex("access connection complete .*src\\.identity=\"([^\"]*)\".*dst\\.identity=\"" +
-                 std::string(kServerId) + "\".*direction=\"outbound\""),
-      10s);
-  ASSERT_TRUE(outbound) << ztunnel_->output();
-  EXPECT_EQ(*outbound, kClientId);
-  auto inbound = ztunnel_->wait_for(
-      std::regex("access connection complete .*src\\.identity=\"([^\"]*)\".*dst\\.identity=\"" +
-                 std::string(kServerId) + "\".*direction=\"inbound\""),
-      10s);
-  ASSERT_TRUE(inbound) << ztunnel_->output();
-  EXPECT_EQ(*inbound, kClientId);
-  // The client is pod A (not the loopback address the capture rewrote its connect to).
-  EXPECT_TRUE(ztunnel_->saw(std::regex(
-      "access connection complete src\\.addr=\"10\\.79\\.0\\.2:[0-9]+\".*direction=\"inbound\"")))
-      << ztunnel_->output();
+  pod_to_pod_over_hbone();
 }
 
 TEST_F(ZtunnelShared, DelWorkloadFailsClosedUntilReAdded) {
@@ -506,22 +582,22 @@ namespace zt {
 namespace {
 
 TEST_F(ZtunnelShared, PlaintextFromAnUncapturedClientReachesTheAppThroughInboundCapture) {
-  ASSERT_NO_FATAL_FAILURE(add(false));
-  // Pod A leaves the mesh (no capture): its plain TCP to pod B is steered by sk_lookup to
-  // ztunnel's 15006 in pod B, which delivers it with pod A's IP.
-  auto st = prog_->release("pod-a");
-  ASSERT_TRUE(st) << st.error().describe();
-  auto o = connect_from_a();
-  ASSERT_EQ(o.step, 0) << describe(o) << "\n" << ztunnel_->output();
-  EXPECT_STREQ(o.reply, "ping");
-  auto peers = app_.peers();
-  ASSERT_EQ(peers.size(), 1u);
-  EXPECT_EQ(peers[0], kPodA);
-  EXPECT_TRUE(ztunnel_->wait_for(std::regex("access connection complete src\\.addr=\"10\\.79\\.0\\."
-                                            "2:[0-9]+\".*dst\\.addr=\"10\\.79\\.0\\.3:8080\".*"
-                                            "direction=\"inbound\""),
-                                 10s))
-      << ztunnel_->output();
+  plaintext_through_inbound_capture();
+}
+
+// The same two pods with IPv6 addresses only: connect6 captures the client, HBONE runs between
+// the pods' IPv6 addresses, and the app sees the client's IPv6 address.
+class ZtunnelSharedIpv6 : public ZtunnelShared {
+ protected:
+  ZtunnelSharedIpv6() : ZtunnelShared(kIpv6) {}
+};
+
+TEST_F(ZtunnelSharedIpv6, PodToPodGoesOverHboneWithIdentitiesAndTheClientIp) {
+  pod_to_pod_over_hbone();
+}
+
+TEST_F(ZtunnelSharedIpv6, PlaintextFromAnUncapturedClientReachesTheAppThroughInboundCapture) {
+  plaintext_through_inbound_capture();
 }
 
 }  // namespace
