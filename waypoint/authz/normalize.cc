@@ -83,7 +83,10 @@ tl::expected<std::string, http::Rejection> normalize_target(std::string_view tar
     const int hi = i + 2 < path.size() ? hex_value(path[i + 1]) : -1;
     const int lo = i + 2 < path.size() ? hex_value(path[i + 2]) : -1;
     if (hi < 0 || lo < 0) {
-      out.push_back('%');  // not an escape: passed on as is (Envoy does the same)
+      // Not an escape: written as one (RFC 3986 §2.4). Passed on as is, it could pair with what
+      // follows once that is decoded ("%%32%65" would become "%2e", which the next hop may read
+      // as '.', a dot segment that authorization never saw), and the path would not be canonical.
+      out.append("%25");
       continue;
     }
     const unsigned char decoded = static_cast<unsigned char>(hi << 4 | lo);

@@ -6,10 +6,12 @@
 //   1. "%00" anywhere -> 400;
 //   2. escaped slashes %2F / %5C (any case): kept, refused (400) or decoded, per EscapedSlashes;
 //   3. percent-encoded unreserved characters (ALPHA, DIGIT, '-', '.', '_', '~') are decoded once,
-//      other escapes keep their meaning with upper-case hex;
+//      other escapes keep their meaning with upper-case hex, and a '%' that does not start an
+//      escape becomes "%25" (so decoding can never make a new escape: "%%32%65" -> "%252e");
 //   4. '\' becomes '/';
 //   5. "." and ".." segments are resolved (RFC 3986 §5.2.4);
 //   6. runs of '/' are merged (MERGE_SLASHES and DECODE_AND_MERGE_SLASHES).
+// The result is canonical: normalising it again changes nothing (tests/fuzz/fuzz_http1_head).
 // kNone leaves the target untouched.
 #pragma once
 

@@ -53,8 +53,13 @@ TEST(NormalizeTest, IstioPathNormalization) {
       {"/a%00b", P::kBase, {}, nullptr},
       {"/a%00b", P::kDecodeAndMergeSlashes, {}, nullptr},
       {"/a/../b?x=/../y&z=%2e", P::kBase, {}, "/b?x=/../y&z=%2e"},  // query untouched
-      {"/a%zzb", P::kBase, {}, "/a%zzb"},
-      {"/a%2", P::kBase, {}, "/a%2"},
+      {"/a%zzb", P::kBase, {}, "/a%25zzb"},  // a '%' that starts no escape is escaped
+      {"/a%2", P::kBase, {}, "/a%252"},
+      {"/a%", P::kBase, {}, "/a%25"},
+      // Decoding never makes a new escape: "%%32%65" is not "%2e", so no hidden dot segment.
+      {"/a/%%32%65%%32%65/admin", P::kBase, {}, "/a/%252e%252e/admin"},
+      {"/a/%%32%65%%32%65/admin", P::kDecodeAndMergeSlashes, {}, "/a/%252e%252e/admin"},
+      {"/%%35%43..%%35%43admin", P::kDecodeAndMergeSlashes, {}, "/%255C..%255Cadmin"},
       {"/a/../admin", P::kNone, {}, "/a/../admin"},
       {"*", P::kBase, {}, "*"},
   };
