@@ -10,6 +10,7 @@
 
 #include "common/base/log.h"
 #include "common/net/address.h"
+#include "common/yaml/load.h"
 
 namespace zt::meshd::manifest {
 namespace {
@@ -642,7 +643,7 @@ ParsedManifest parse_manifest(std::string_view text, const std::string& file) {
   ParsedManifest out;
   std::vector<YAML::Node> documents;
   try {
-    documents = YAML::LoadAll(std::string(text));
+    documents = zt::yaml::load_all(text);
   } catch (const YAML::Exception& e) {
     out.unreadable = true;
     out.errors.push_back(

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "common/yaml/load.h"
 #include "waypoint/base/strings.h"
 
 namespace zt::waypoint::authz {
@@ -396,7 +397,7 @@ Result<Policy> parse_authorization_policy(const YAML::Node& object, std::string_
 
 Result<std::vector<Policy>> parse_authorization_policies(std::string_view yaml) {
   try {
-    const auto docs = YAML::LoadAll(std::string(yaml));
+    const auto docs = zt::yaml::load_all(yaml);
     std::vector<Policy> out;
     for (size_t i = 0; i < docs.size(); ++i) {
       if (auto s = collect(docs[i], index("document", i), out, 0); !s)

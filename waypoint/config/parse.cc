@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "common/yaml/load.h"
 #include "waypoint/base/strings.h"
 #include "waypoint/http/request_checks.h"
 
@@ -1512,7 +1513,7 @@ Result<FaultInjection> parse_istio_fault(const YAML::Node& node, std::string_vie
 Result<WaypointConfig> parse_waypoint_config(std::string_view yaml) {
   if (yaml.size() > kMaxDocumentBytes) return fail("waypoint config larger than 16 MiB");
   try {
-    const std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yaml));
+    const std::vector<YAML::Node> docs = zt::yaml::load_all(yaml);
     Reader r;
     Collected collected;
     for (size_t i = 0; i < docs.size(); ++i) {

@@ -358,5 +358,16 @@ TEST(ManifestParse, InvalidYamlNamesFileAndLine) {
       << parsed.errors[0].message;
 }
 
+// yaml-cpp 0.7's LoadAll read a document starting with "," as empty without consuming it, and
+// added such documents until memory ran out.
+TEST(ManifestParse, AStrayCommaIsInvalidYamlNotAnEndlessLoop) {
+  auto parsed =
+      parse_manifest("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n,\n", "x.yaml");
+  EXPECT_TRUE(parsed.unreadable);
+  ASSERT_EQ(parsed.errors.size(), 1u);
+  EXPECT_EQ(parsed.errors[0].message.rfind("x.yaml: not valid YAML at line 5, column 1", 0), 0u)
+      << parsed.errors[0].message;
+}
+
 }  // namespace
 }  // namespace zt::meshd::manifest

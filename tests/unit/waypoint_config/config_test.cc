@@ -328,6 +328,8 @@ TEST(ConfigParseTest, ErrorsNameTheField) {
        "document[1]: duplicate HTTPRoute default/a"},
       {"httpRoutes: {}\n", "httpRoutes: must be a list"},
       {"key: [unclosed\n", "invalid YAML at line"},
+      // yaml-cpp 0.7's LoadAll looped on this until memory ran out.
+      {"kind: HTTPRoute\nmetadata: {name: a}\nspec: {}\n---\n,\n", "invalid YAML at line 5"},
   };
   for (const auto& c : cases) {
     auto config = parse_waypoint_config(c.yaml);

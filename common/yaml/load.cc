@@ -1,0 +1,53 @@
+#include "common/yaml/load.h"
+
+#include <sstream>
+#include <string>
+
+#include <yaml-cpp/eventhandler.h>
+
+namespace zt::yaml {
+namespace {
+
+// Walks the stream's events and stops where a document starts at the very position the
+// previous one started at: the parser made no progress and would go on forever.
+class ProgressCheck final : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (started_ && mark.pos == last_start_) {
+      throw YAML::ParserException(mark, "no YAML node can start here");
+    }
+    started_ = true;
+    last_start_ = mark.pos;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+ private:
+  bool started_ = false;
+  int last_start_ = 0;
+};
+
+}  // namespace
+
+std::vector<YAML::Node> load_all(std::string_view text) {
+  const std::string copy(text);
+  {
+    std::istringstream in(copy);
+    YAML::Parser parser(in);
+    ProgressCheck check;
+    while (parser.HandleNextDocument(check)) {
+    }
+  }
+  return YAML::LoadAll(copy);
+}
+
+}  // namespace zt::yaml

@@ -1,0 +1,133 @@
+// Fuzzes the waypoint's L7 configuration as an operator or a controller writes it (HTTPRoute,
+// VirtualService, DestinationRule and AuthorizationPolicy YAML), then routes and authorizes
+// requests made from what it accepted: each match's own path, method, headers and query, and the
+// same requests with the path cut or lengthened, so the matchers, the rewrites, the redirects
+// and the policies all see fuzzer-made values. Besides crashes and sanitizer reports it traps
+// when routing breaks its contract:
+// - a request forwarded has a backend and an origin-form target;
+// - a redirect has one of the five redirect statuses and a Location;
+// - a denial names its policy, and evaluating the same request twice decides the same.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "waypoint/authz/parse.h"
+#include "waypoint/authz/policy.h"
+#include "waypoint/base/random.h"
+#include "waypoint/config/parse.h"
+#include "waypoint/route/route.h"
+
+namespace {
+
+using namespace zt::waypoint;
+
+constexpr size_t kLimit = 24;  // requests per input, so one input stays cheap however big
+
+void require(bool ok) {
+  if (!ok) std::abort();
+}
+
+// Requests made from one match: its values as given, then the path cut and lengthened.
+std::vector<http::RequestHead> requests_for(const config::RouteMatch& match) {
+  http::RequestHead head;
+  head.method = match.method.value_or("GET");
+  head.target = match.path.value.empty() || match.path.value[0] != '/' ? "/" + match.path.value
+                                                                       : match.path.value;
+  for (const auto& h : match.headers) head.headers.push_back({h.name, h.value});
+  std::string query;
+  for (const auto& q : match.query_params) {
+    query += (query.empty() ? "?" : "&") + q.name + "=" + q.value;
+  }
+  std::vector<http::RequestHead> out;
+  out.push_back(head);
+  out.back().target += query;
+  out.push_back(head);
+  out.back().target += "/x/../y" + query;
+  out.push_back(head);
+  out.back().target = head.target.substr(0, head.target.size() / 2 + 1);
+  return out;
+}
+
+void check_route(const route::RouteTable& table, const std::string& host, uint16_t port,
+                 http::RequestHead head, Random& random) {
+  const route::RouteDecision d = route::route_request(table, host, port, head, random);
+  switch (d.kind) {
+    case route::RouteDecision::Kind::kForward:
+      require(d.backend != nullptr && d.selection);
+      require(!head.target.empty() && head.target[0] == '/');
+      break;
+    case route::RouteDecision::Kind::kRedirect: {
+      const int s = d.redirect.status;
+      require(s == 301 || s == 302 || s == 303 || s == 307 || s == 308);
+      require(!d.redirect.location.empty());
+      break;
+    }
+    case route::RouteDecision::Kind::kNoRoute:
+      require(!d.selection);
+      break;
+    case route::RouteDecision::Kind::kNoBackend:
+      require(d.selection && d.backend == nullptr);
+      break;
+  }
+}
+
+void check_authz(const std::vector<authz::Policy>& policies, const http::RequestHead& head,
+                 const std::string& host, uint16_t port) {
+  authz::RequestInfo info;
+  info.method = head.method;
+  info.path = head.target;
+  info.host = host;
+  info.destination_port = port;
+  info.headers = &head.headers;
+  info.principal = "cluster.local/ns/default/sa/client";
+  info.source_ip = zt::asio::ip::make_address_v4("10.0.0.1");
+  info.destination_ip = zt::asio::ip::make_address_v4("10.0.0.2");
+  const authz::Decision first = authz::evaluate(policies, info);
+  if (!first.allowed() && first.outcome != authz::Decision::Outcome::kNoAllowMatched) {
+    require(!first.policy.empty());
+  }
+  const authz::Decision again = authz::evaluate(policies, info);
+  require(again.outcome == first.outcome && again.policy == first.policy);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string_view yaml(reinterpret_cast<const char*>(data), size);
+  auto parsed = config::parse_waypoint_config(yaml);
+  auto policies = authz::parse_authorization_policies(yaml);
+  std::vector<authz::Policy> no_policies;
+  const std::vector<authz::Policy>& enforced = policies ? *policies : no_policies;
+  if (!parsed) {
+    if (policies) {
+      http::RequestHead head{.method = "GET", .target = "/", .authority = "svc", .headers = {}};
+      check_authz(enforced, head, "svc", 80);
+    }
+    return 0;
+  }
+  auto config = std::make_shared<const config::WaypointConfig>(std::move(*parsed));
+  const route::RouteTable table(config);
+  SeededRandom random(size);
+  size_t budget = kLimit;
+  for (const auto& r : config->routes) {
+    for (const auto& parent : r.parents) {
+      config::BackendRef service{.name = parent.name, .namespace_name = parent.namespace_name};
+      const std::string host = service.hostname(config->cluster_domain);
+      const uint16_t port = parent.port.value_or(80);
+      for (const auto& rule : r.rules) {
+        for (const auto& match : rule.matches) {
+          for (auto& head : requests_for(match)) {
+            if (budget-- == 0) return 0;
+            check_authz(enforced, head, host, port);
+            check_route(table, host, port, std::move(head), random);
+          }
+        }
+      }
+    }
+  }
+  return 0;
+}
