@@ -39,15 +39,16 @@ class ProgressCheck final : public YAML::EventHandler {
 }  // namespace
 
 std::vector<YAML::Node> load_all(std::string_view text) {
-  const std::string copy(text);
+  std::istringstream in{std::string(text)};
   {
-    std::istringstream in(copy);
     YAML::Parser parser(in);
     ProgressCheck check;
     while (parser.HandleNextDocument(check)) {
     }
   }
-  return YAML::LoadAll(copy);
+  in.clear();
+  in.seekg(0);
+  return YAML::LoadAll(in);
 }
 
 }  // namespace zt::yaml

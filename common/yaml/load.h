@@ -1,4 +1,4 @@
-// Every document of a YAML stream, safe on any input.
+// Every document of a YAML stream, without yaml-cpp 0.7's endless loop.
 //
 // yaml-cpp 0.7 (Debian 12) reads a document that begins with a token no node can begin with
 // ("," for one) as an empty document without consuming that token, so YAML::LoadAll appends

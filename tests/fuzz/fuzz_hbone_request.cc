@@ -43,7 +43,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(again && *again == *authority);
   }
 
-  hbone::ConnectRequest request{std::string(f[0]), std::string(f[1]),
+  hbone::ConnectRequest request{std::string(f[0]),
+                                std::string(f[1]),
                                 {{"forwarded", std::string(f[2])},
                                  {"baggage", std::string(f[3])},
                                  {"traceparent", std::string(f[4])}}};

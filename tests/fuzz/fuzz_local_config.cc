@@ -11,7 +11,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace zt;
-  auto state = state::parse_local_config(std::string_view(reinterpret_cast<const char*>(data), size));
+  auto state =
+      state::parse_local_config(std::string_view(reinterpret_cast<const char*>(data), size));
   if (!state) return 0;
   const state::State& s = **state;
   std::mt19937_64 rng(size);

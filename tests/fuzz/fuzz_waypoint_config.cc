@@ -6,15 +6,18 @@
 // when routing breaks its contract:
 // - a request forwarded has a backend and an origin-form target;
 // - a redirect has one of the five redirect statuses and a Location;
-// - a denial names its policy, and evaluating the same request twice decides the same.
+// - a request denied or allowed by a policy names one of that action that matches it, and one
+//   decided by no policy names none.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "waypoint/authz/normalize.h"
 #include "waypoint/authz/parse.h"
 #include "waypoint/authz/policy.h"
 #include "waypoint/base/random.h"
@@ -75,23 +78,38 @@ void check_route(const route::RouteTable& table, const std::string& host, uint16
   }
 }
 
+// Authorizes as the waypoint does: on the normalised path, without the query.
 void check_authz(const std::vector<authz::Policy>& policies, const http::RequestHead& head,
                  const std::string& host, uint16_t port) {
+  auto normalised = authz::normalize_target(head.target);
+  if (!normalised) return;  // answered 400 before authorization
+  http::RequestHead checked = head;
+  checked.target = std::move(*normalised);
   authz::RequestInfo info;
-  info.method = head.method;
-  info.path = head.target;
+  info.method = checked.method;
+  info.path = checked.path();
   info.host = host;
   info.destination_port = port;
-  info.headers = &head.headers;
+  info.headers = &checked.headers;
   info.principal = "cluster.local/ns/default/sa/client";
   info.source_ip = zt::asio::ip::make_address_v4("10.0.0.1");
   info.destination_ip = zt::asio::ip::make_address_v4("10.0.0.2");
-  const authz::Decision first = authz::evaluate(policies, info);
-  if (!first.allowed() && first.outcome != authz::Decision::Outcome::kNoAllowMatched) {
-    require(!first.policy.empty());
+  const authz::Decision decision = authz::evaluate(policies, info);
+  using Outcome = authz::Decision::Outcome;
+  std::optional<authz::Action> by;
+  if (decision.outcome == Outcome::kDenied) by = authz::Action::kDeny;
+  if (decision.outcome == Outcome::kAllowed) by = authz::Action::kAllow;
+  if (decision.outcome == Outcome::kDeniedByCustom) by = authz::Action::kCustom;
+  if (!by) {
+    require(decision.policy.empty());
+    return;
   }
-  const authz::Decision again = authz::evaluate(policies, info);
-  require(again.outcome == first.outcome && again.policy == first.policy);
+  bool found = false;
+  for (const auto& p : policies) {
+    found = found || (p.key() == decision.policy && p.action == *by && !p.dry_run &&
+                      authz::policy_matches(p, info));
+  }
+  require(found);
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "waypoint/authz/normalize.h"
 
+#include <vector>
+
 namespace zt::waypoint::authz {
 namespace {
 
@@ -73,6 +75,7 @@ tl::expected<std::string, http::Rejection> normalize_target(std::string_view tar
                                                                 : EscapedSlashes::kKeep);
   std::string out;
   out.reserve(path.size());
+  std::vector<size_t> bare_percents;  // where a '%' that starts no escape landed in `out`
   for (size_t i = 0; i < path.size(); ++i) {
     const char c = path[i];
     if (c == '\0') return reject("path_with_nul");
@@ -83,10 +86,8 @@ tl::expected<std::string, http::Rejection> normalize_target(std::string_view tar
     const int hi = i + 2 < path.size() ? hex_value(path[i + 1]) : -1;
     const int lo = i + 2 < path.size() ? hex_value(path[i + 2]) : -1;
     if (hi < 0 || lo < 0) {
-      // Not an escape: written as one (RFC 3986 §2.4). Passed on as is, it could pair with what
-      // follows once that is decoded ("%%32%65" would become "%2e", which the next hop may read
-      // as '.', a dot segment that authorization never saw), and the path would not be canonical.
-      out.append("%25");
+      bare_percents.push_back(out.size());  // not an escape: passed on as is, as Envoy does
+      out.push_back('%');
       continue;
     }
     const unsigned char decoded = static_cast<unsigned char>(hi << 4 | lo);
@@ -109,6 +110,17 @@ tl::expected<std::string, http::Rejection> normalize_target(std::string_view tar
     out.push_back('%');
     out.push_back(kUpperHex[decoded >> 4]);
     out.push_back(kUpperHex[decoded & 0xf]);
+  }
+  // A bare '%' that decoding has put two hex digits after would now read as an escape ("%%32%65"
+  // gave "%2e", which the next hop may take for '.', a dot segment authorization never saw), so
+  // it is escaped itself, as Envoy's canonicaliser does with nested escapes: "%252e". Dot
+  // segments and slash merging below never put other characters after a '%' (they remove whole
+  // segments and slashes).
+  for (auto it = bare_percents.rbegin(); it != bare_percents.rend(); ++it) {
+    const size_t at = *it;
+    if (at + 2 < out.size() && hex_value(out[at + 1]) >= 0 && hex_value(out[at + 2]) >= 0) {
+      out.insert(at + 1, "25");
+    }
   }
   out = remove_dot_segments(out);
   if (out.empty()) out.push_back('/');

@@ -6,8 +6,9 @@
 //   1. "%00" anywhere -> 400;
 //   2. escaped slashes %2F / %5C (any case): kept, refused (400) or decoded, per EscapedSlashes;
 //   3. percent-encoded unreserved characters (ALPHA, DIGIT, '-', '.', '_', '~') are decoded once,
-//      other escapes keep their meaning with upper-case hex, and a '%' that does not start an
-//      escape becomes "%25" (so decoding can never make a new escape: "%%32%65" -> "%252e");
+//      other escapes keep their meaning with upper-case hex; a '%' that starts no escape stays
+//      as it is, unless decoding put two hex digits after it: then it becomes "%25", so
+//      decoding never makes a new escape ("%%32%65" -> "%252e", not "%2e");
 //   4. '\' becomes '/';
 //   5. "." and ".." segments are resolved (RFC 3986 §5.2.4);
 //   6. runs of '/' are merged (MERGE_SLASHES and DECODE_AND_MERGE_SLASHES).

@@ -53,9 +53,12 @@ TEST(NormalizeTest, IstioPathNormalization) {
       {"/a%00b", P::kBase, {}, nullptr},
       {"/a%00b", P::kDecodeAndMergeSlashes, {}, nullptr},
       {"/a/../b?x=/../y&z=%2e", P::kBase, {}, "/b?x=/../y&z=%2e"},  // query untouched
-      {"/a%zzb", P::kBase, {}, "/a%25zzb"},  // a '%' that starts no escape is escaped
-      {"/a%2", P::kBase, {}, "/a%252"},
-      {"/a%", P::kBase, {}, "/a%25"},
+      {"/a%zzb", P::kBase, {}, "/a%zzb"},  // a '%' that starts no escape stays (as in Envoy)
+      {"/a%2", P::kBase, {}, "/a%2"},
+      {"/a%", P::kBase, {}, "/a%"},
+      {"/100%/x", P::kBase, {}, "/100%/x"},
+      {"/a%%41", P::kBase, {}, "/a%A"},
+      {"/a%%4141", P::kBase, {}, "/a%25A41"},  // "%A4" would read as an escape
       // Decoding never makes a new escape: "%%32%65" is not "%2e", so no hidden dot segment.
       {"/a/%%32%65%%32%65/admin", P::kBase, {}, "/a/%252e%252e/admin"},
       {"/a/%%32%65%%32%65/admin", P::kDecodeAndMergeSlashes, {}, "/a/%252e%252e/admin"},

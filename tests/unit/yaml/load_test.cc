@@ -49,8 +49,15 @@ TEST(YamlLoadAll, AStrayTokenIsAnErrorAtItsPlaceNotAnEndlessLoop) {
 }
 
 TEST(YamlLoadAll, OtherBadInputStillThrowsWhatYamlCppThrows) {
-  EXPECT_THROW((void)load_all("key: [unclosed\n"), YAML::ParserException);
-  EXPECT_THROW((void)load_all("a: 1\n,\nb: 2\n"), YAML::ParserException);
+  for (const char* text : {"key: [unclosed\n", "{a: 1", "a: b: c\n"}) {
+    EXPECT_THROW((void)YAML::LoadAll(text), YAML::ParserException) << text;
+    try {
+      (void)load_all(text);
+      ADD_FAILURE() << "no error for " << text;
+    } catch (const YAML::ParserException& e) {
+      EXPECT_EQ(e.msg.find("no YAML node can start here"), std::string::npos) << text;
+    }
+  }
 }
 
 }  // namespace
