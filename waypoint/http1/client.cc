@@ -98,8 +98,15 @@ awaitable<Result<Response>> Http1Client::send(const Request& request) {
     parser.body_limit(limits_.max_body_bytes);
     parser.eager(true);
     parser.skip(head_request);
+    // Beast takes any three digits. A status below 100 is no HTTP status: the exchange fails
+    // like any other malformed upstream response, as soon as the head is read (not after a
+    // body that may only end with the connection).
+    const auto invalid_status = [&] { return parser.is_header_done() && parser.status < 100; };
     for (;;) {
       const error_code ec = feed(parser, buffer_);
+      if (invalid_status()) {
+        co_return failf("malformed upstream response: status {:03d}", parser.status);
+      }
       if (!ec) break;
       if (ec == bhttp::error::header_limit) co_return fail("upstream response head too large");
       if (ec == bhttp::error::body_limit) co_return fail("upstream response body too large");

@@ -225,9 +225,11 @@ TEST(Http1Client, OversizedResponseIsError) {
 }
 
 TEST(Http1Client, MalformedResponseIsError) {
-  for (std::string answer : {"HTTP/1.1 2000 OK\r\n\r\n", "SMTP ready\r\n\r\n",
-                             "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
-                             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"}) {
+  for (std::string answer :
+       {"HTTP/1.1 2000 OK\r\n\r\n", "SMTP ready\r\n\r\n",
+        "HTTP/1.1 050 OK\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 000 OK\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"}) {
     auto ex = run_exchange({make_request("GET", "/")}, {answer});
     ASSERT_EQ(ex->responses.size(), 1u);
     EXPECT_FALSE(ex->responses[0]) << answer;

@@ -1,11 +1,16 @@
-// Fuzzes the waypoint's HTTP/1.1 server, serve_http1(), the code that reads every meshed
-// client's requests: keep-alive and pipelining, Content-Length and chunked bodies with
-// trailers, Expect: 100-continue, upgrades, the head checks and their rejections, the response
-// writer. The downstream is an in-memory stream that hands the server the input in pieces of a
-// size the input's first byte picks, then the end of the stream; the handler echoes each
-// request's body. Besides crashes, sanitizer reports and hangs it traps when:
+// Fuzzes the waypoint's HTTP/1.1 codec on both sides, over an in-memory stream that hands it the
+// input in pieces of a size the input's first byte picks (1-64 bytes), then the end of the
+// stream. The same byte's top bit picks the side:
+// - server, serve_http1(): the code that reads every meshed client's requests (keep-alive and
+//   pipelining, Content-Length and chunked bodies with trailers, Expect: 100-continue, upgrades,
+//   the head checks and their rejections, the response writer); the handler echoes each body;
+// - client, Http1Client: the code that reads the upstream's responses (1xx, bodies to the end of
+//   the stream, chunked, HEAD), for up to three requests on one connection.
+// Besides crashes, sanitizer reports and hangs it traps when:
 // - the server writes anything that does not start with a status line;
-// - a request reaches the handler with a body larger than the limit or a head the checks refuse.
+// - a request reaches the handler with a body larger than the limit or a head the checks refuse;
+// - the client returns a response with a status outside 100-999, a 1xx other than 101, or a
+//   body larger than the limit.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -68,15 +73,19 @@ class ScriptedStream {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size == 0) return 0;
-  const size_t piece = 1 + data[0] % 64;  // 1..64 bytes per read: heads and bodies cut anywhere
-  const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
+namespace {
 
+// Small enough that the fuzzer reaches every limit.
+Limits small_limits() {
   Limits limits;
   limits.max_header_bytes = 4 * 1024;
   limits.max_headers = 32;
   limits.max_body_bytes = 16 * 1024;
+  return limits;
+}
+
+void serve(std::string_view input, size_t piece) {
+  const Limits limits = small_limits();
   http::HeadLimits head_limits;
   head_limits.max_head_bytes = limits.max_header_bytes;
   head_limits.max_headers = limits.max_headers;
@@ -105,5 +114,45 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   const std::string& out = stream->written();
   require(out.empty() || out.starts_with("HTTP/1.1 ") || out.starts_with("HTTP/1.0 "));
+}
+
+void fetch(std::string_view input, size_t piece) {
+  const Limits limits = small_limits();
+
+  asio::io_context io;
+  auto stream = std::make_shared<ScriptedStream>(input, piece);
+  asio::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        http1::Http1Client client(Duplex::of(stream), limits);
+        for (const char* method : {"GET", "HEAD", "POST"}) {
+          Request request;
+          request.head.method = method;
+          request.head.target = "/";
+          request.head.authority = "svc";
+          if (std::string_view(method) == "POST") request.body = "hello";
+          auto response = co_await client.send(request);
+          if (!response) break;
+          require(response->status >= 100 && response->status <= 999);
+          require(response->status >= 200 || response->status == 101);
+          require(response->body.size() <= limits.max_body_bytes);
+          if (!client.reusable()) break;
+        }
+      },
+      asio::detached);
+  io.run();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const size_t piece = 1 + (data[0] & 0x7f) % 64;  // heads and bodies cut anywhere
+  const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
+  if (data[0] & 0x80) {
+    fetch(input, piece);
+  } else {
+    serve(input, piece);
+  }
   return 0;
 }
