@@ -3,7 +3,8 @@
 // stream. The same byte's top bit picks the side:
 // - server, serve_http1(): the code that reads every meshed client's requests (keep-alive and
 //   pipelining, Content-Length and chunked bodies with trailers, Expect: 100-continue, upgrades,
-//   the head checks and their rejections, the response writer); the handler echoes each body;
+//   the head checks and their rejections, the response writer); the handler echoes each body
+//   and accepts each upgrade;
 // - client, Http1Client: the code that reads the upstream's responses (1xx, bodies to the end of
 //   the stream, chunked, HEAD), for up to three requests on one connection.
 // Besides crashes, sanitizer reports and hangs it traps when:
@@ -12,6 +13,7 @@
 // - the client returns a response with a status outside 100-999, a 1xx other than 101, or a
 //   body larger than the limit.
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -33,13 +35,15 @@ void require(bool ok) {
   if (!ok) std::abort();
 }
 
-// Plays `input` to the server `piece` bytes at a time, then end of stream; keeps what it writes.
-// Reads and writes complete at once, so deadlines never expire.
+// Plays `input` to the codec `piece` bytes at a time, then end of stream; keeps what it writes.
+// Reads and writes complete at once. After abort() nothing more is read or written, after
+// shutdown_write() nothing more is written, as with a socket.
 class ScriptedStream {
  public:
   ScriptedStream(std::string_view input, size_t piece) : input_(input), piece_(piece) {}
 
   awaitable<std::tuple<error_code, size_t>> read_some(asio::mutable_buffer b) {
+    if (aborted_) co_return std::tuple{error_code(asio::error::connection_aborted), size_t{0}};
     if (pos_ >= input_.size()) co_return std::tuple{error_code(asio::error::eof), size_t{0}};
     const size_t n = std::min({b.size(), piece_, input_.size() - pos_});
     std::memcpy(b.data(), input_.data() + pos_, n);
@@ -48,6 +52,7 @@ class ScriptedStream {
   }
   awaitable<error_code> write_all(asio::const_buffer b) {
     if (aborted_) co_return error_code(asio::error::connection_aborted);
+    if (shut_) co_return error_code(asio::error::broken_pipe);
     written_.append(static_cast<const char*>(b.data()), b.size());
     co_return error_code{};
   }
@@ -58,7 +63,10 @@ class ScriptedStream {
   awaitable<error_code> write_all_until(asio::const_buffer b, Duplex::Deadline) {
     return write_all(b);
   }
-  awaitable<error_code> shutdown_write() { co_return error_code{}; }
+  awaitable<error_code> shutdown_write() {
+    shut_ = true;
+    co_return error_code{};
+  }
   void abort() { aborted_ = true; }
 
   const std::string& written() const { return written_; }
@@ -68,6 +76,7 @@ class ScriptedStream {
   size_t piece_;
   size_t pos_ = 0;
   bool aborted_ = false;
+  bool shut_ = false;
   std::string written_;
 };
 
@@ -75,12 +84,16 @@ class ScriptedStream {
 
 namespace {
 
-// Small enough that the fuzzer reaches every limit.
+// Small enough that inputs of libFuzzer's default length (4 KiB) reach every limit; no timeouts,
+// so a slow run cannot turn into a 408 and every run of an input does the same.
 Limits small_limits() {
   Limits limits;
-  limits.max_header_bytes = 4 * 1024;
-  limits.max_headers = 32;
-  limits.max_body_bytes = 16 * 1024;
+  limits.max_header_bytes = 512;
+  limits.max_headers = 16;
+  limits.max_body_bytes = 1024;
+  limits.request_headers_timeout = std::chrono::milliseconds(0);
+  limits.stream_idle_timeout = std::chrono::milliseconds(0);
+  limits.idle_timeout = std::chrono::milliseconds(0);
   return limits;
 }
 
@@ -104,6 +117,13 @@ void serve(std::string_view input, size_t piece) {
     }
     require(http::check_request_head(head, version, head_limits).has_value());
     Response response;
+    if (http::find_header(request.head.headers, "upgrade")) {
+      // Accepted: the codec writes the 101, then hands over the stream (the relay ends at once).
+      response.status = 101;
+      response.headers = {{"upgrade", "websocket"}, {"connection", "Upgrade"}};
+      response.upgraded = [](Duplex, std::string) -> awaitable<void> { co_return; };
+      co_return response;
+    }
     response.status = 200;
     response.body = std::move(request.body);
     co_return response;

@@ -237,6 +237,15 @@ TEST(Http1Client, MalformedResponseIsError) {
   }
 }
 
+TEST(Http1Client, AStatusBelow100IsAMalformedResponse) {
+  auto ex = run_exchange({make_request("GET", "/")}, {"HTTP/1.1 050 OK\r\n\r\n"});
+  ASSERT_EQ(ex->responses.size(), 1u);
+  ASSERT_FALSE(ex->responses[0]);
+  EXPECT_NE(ex->responses[0].error().message.find("status 050"), std::string::npos)
+      << ex->responses[0].error().message;
+  EXPECT_FALSE(ex->reusable[0]);
+}
+
 TEST(Http1Client, SwitchingProtocolsKeepsBytesAfterHead) {
   auto req = make_request("GET", "/ws");
   req.head.headers.push_back({"Connection", "Upgrade"});
