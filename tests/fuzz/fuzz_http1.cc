@@ -12,17 +12,14 @@
 // - a request reaches the handler with a body larger than the limit or a head the checks refuse;
 // - the client returns a response with a status outside 100-999, a 1xx other than 101, or a
 //   body larger than the limit.
-#include <algorithm>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
-#include <tuple>
 
+#include "tests/fuzz/scripted_stream.h"
 #include "waypoint/http/request_checks.h"
 #include "waypoint/http1/http1.h"
 
@@ -30,71 +27,11 @@ namespace {
 
 using namespace zt;
 using namespace zt::waypoint;
+using fuzz::ScriptedStream;
+using fuzz::small_limits;
 
 void require(bool ok) {
   if (!ok) std::abort();
-}
-
-// Plays `input` to the codec `piece` bytes at a time, then end of stream; keeps what it writes.
-// Reads and writes complete at once. After abort() nothing more is read or written, after
-// shutdown_write() nothing more is written, as with a socket.
-class ScriptedStream {
- public:
-  ScriptedStream(std::string_view input, size_t piece) : input_(input), piece_(piece) {}
-
-  awaitable<std::tuple<error_code, size_t>> read_some(asio::mutable_buffer b) {
-    if (aborted_) co_return std::tuple{error_code(asio::error::connection_aborted), size_t{0}};
-    if (pos_ >= input_.size()) co_return std::tuple{error_code(asio::error::eof), size_t{0}};
-    const size_t n = std::min({b.size(), piece_, input_.size() - pos_});
-    std::memcpy(b.data(), input_.data() + pos_, n);
-    pos_ += n;
-    co_return std::tuple{error_code{}, n};
-  }
-  awaitable<error_code> write_all(asio::const_buffer b) {
-    if (aborted_) co_return error_code(asio::error::connection_aborted);
-    if (shut_) co_return error_code(asio::error::broken_pipe);
-    written_.append(static_cast<const char*>(b.data()), b.size());
-    co_return error_code{};
-  }
-  awaitable<std::tuple<error_code, size_t>> read_some_until(asio::mutable_buffer b,
-                                                            Duplex::Deadline) {
-    return read_some(b);
-  }
-  awaitable<error_code> write_all_until(asio::const_buffer b, Duplex::Deadline) {
-    return write_all(b);
-  }
-  awaitable<error_code> shutdown_write() {
-    shut_ = true;
-    co_return error_code{};
-  }
-  void abort() { aborted_ = true; }
-
-  const std::string& written() const { return written_; }
-
- private:
-  std::string_view input_;
-  size_t piece_;
-  size_t pos_ = 0;
-  bool aborted_ = false;
-  bool shut_ = false;
-  std::string written_;
-};
-
-}  // namespace
-
-namespace {
-
-// Small enough that inputs of libFuzzer's default length (4 KiB) reach every limit; no timeouts,
-// so a slow run cannot turn into a 408 and every run of an input does the same.
-Limits small_limits() {
-  Limits limits;
-  limits.max_header_bytes = 512;
-  limits.max_headers = 16;
-  limits.max_body_bytes = 1024;
-  limits.request_headers_timeout = std::chrono::milliseconds(0);
-  limits.stream_idle_timeout = std::chrono::milliseconds(0);
-  limits.idle_timeout = std::chrono::milliseconds(0);
-  return limits;
 }
 
 void serve(std::string_view input, size_t piece) {
