@@ -66,7 +66,7 @@ void serve(std::string_view input, size_t piece) {
     co_return response;
   };
   asio::co_spawn(io, http1::serve_http1(Duplex::of(stream), std::string(), limits, echo),
-                 asio::detached);
+                 fuzz::rethrow_escaped);
   io.run();
 
   const std::string& out = stream->written();
@@ -96,7 +96,7 @@ void fetch(std::string_view input, size_t piece) {
           if (!client.reusable()) break;
         }
       },
-      asio::detached);
+      fuzz::rethrow_escaped);
   io.run();
 }
 

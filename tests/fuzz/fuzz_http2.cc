@@ -53,7 +53,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     co_return response;
   };
   asio::co_spawn(io, http2::serve_http2(Duplex::of(stream), std::string(), limits, echo),
-                 asio::detached);
+                 fuzz::rethrow_escaped);
   io.run();
   return 0;
 }

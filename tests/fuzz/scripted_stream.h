@@ -1,11 +1,12 @@
 // What the waypoint codec fuzzers (fuzz_http1, fuzz_http2) share: an in-memory stream that plays
-// the fuzzer's input, and limits small enough to reach.
+// the fuzzer's input, limits small enough to reach, and a completion that surfaces exceptions.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -14,6 +15,14 @@
 #include "waypoint/message/message.h"
 
 namespace zt::waypoint::fuzz {
+
+// The completion of a codec coroutine the fuzzer spawns: an exception that escapes it is a
+// finding (the waypoint's task group would only log it and drop the connection), so it is
+// rethrown out of io.run() and libFuzzer reports it, instead of vanishing as with
+// asio::detached.
+inline void rethrow_escaped(std::exception_ptr e) {
+  if (e) std::rethrow_exception(e);
+}
 
 // Plays `input` to the codec `piece` bytes at a time, then end of stream; keeps what it writes.
 // Reads and writes complete at once. After abort() nothing more is read or written, after
