@@ -35,8 +35,7 @@
 #include "common/xds/delta_types.h"
 #include "istio/security/authorization.pb.h"
 #include "istio/workload/workload.pb.h"
-#include "ztunnel/authz/authz.h"
-#include "ztunnel/state/routing.h"
+#include "tests/fuzz/route_through.h"
 #include "ztunnel/xds/resource_cache.h"
 
 namespace {
@@ -175,44 +174,7 @@ class Driver {
         if (s->find_workload(w->network, ip) != w) fail("a workload is not found by its own IP");
       }
     }
-    route(*s);
-  }
-
-  // A few connections through the snapshot, so the indexes, the resolvers and the policies see
-  // fuzzer-made state. Bounded, so a large state stays cheap.
-  void route(const state::State& s) {
-    constexpr size_t kLimit = 16;
-    const state::Workload* source = s.workloads().empty() ? nullptr : s.workloads().front().get();
-    size_t budget = kLimit;
-    for (const auto& w : s.workloads()) {
-      for (const auto& ip : w->workload_ips) {
-        if (budget-- == 0) break;
-        (void)state::resolve_outbound(s, source, tcp::endpoint(ip, 80), rng_);
-        hbone::Authority authority{.ip = ip, .host = {}, .port = 8080};
-        (void)state::resolve_inbound(s, tcp::endpoint(ip, 15008), authority, w->network);
-        authz::ConnectionInfo conn;
-        conn.source_ip =
-            source && !source->workload_ips.empty() ? source->workload_ips.front() : ip;
-        if (source) {
-          conn.identity.emplace(source->trust_domain, source->namespace_name,
-                                source->service_account);
-        }
-        conn.destination_ip = ip;
-        conn.destination_port = 8080;
-        auto decision = authz::evaluate(conn, s, *w);
-        (void)decision.reason();
-      }
-    }
-    budget = kLimit;
-    for (const auto& svc : s.services()) {
-      for (const auto& vip : svc->vips) {
-        for (const auto& [port, target] : svc->ports) {
-          if (budget-- == 0) return;
-          (void)state::resolve_outbound(s, source, tcp::endpoint(vip.address, port), rng_);
-          (void)state::usable_service_endpoints(s, *svc, port, vip.network, vip.address);
-        }
-      }
-    }
+    fuzz::route_through(*s, rng_);
   }
 
   xds::XdsResourceCache cache_;
