@@ -9,6 +9,7 @@
 //  4. mirroring to a shadow service; a slow or failing shadow changes nothing for the primary
 //  5. L7 authorization (path, method, header, principal; normalisation)
 //  6. HTTP edge cases: pipelining, chunked, 100-continue, smuggling 400, 431; HTTP/2 and gRPC
+//     (UNAVAILABLE retried over the HTTP/2 upstream by the default policy)
 //  +  a destination not bound to the waypoint is refused; telemetry (metrics, access log)
 #include "tests/support/waypoint_chain.h"
 
@@ -643,19 +644,22 @@ TEST_F(WaypointChainTest, Http2ClientThroughTheWaypoint) {
       5s));
 }
 
-// A gRPC backend: the Istio CA service, answering with a fixed chain or an error.
+// A gRPC backend: the Istio CA service, answering with a fixed chain or an error; the next
+// `unavailable` calls fail with UNAVAILABLE.
 class GrpcBackend final : public istio::v1::auth::IstioCertificateService::Service {
  public:
   grpc::Status CreateCertificate(grpc::ServerContext*,
                                  const istio::v1::auth::IstioCertificateRequest* req,
                                  istio::v1::auth::IstioCertificateResponse* resp) override {
     ++hits;
+    if (unavailable.fetch_sub(1) > 0) return {grpc::StatusCode::UNAVAILABLE, "try again"};
     if (req->csr() == "fail") return {grpc::StatusCode::NOT_FOUND, "no such certificate"};
     resp->add_cert_chain("grpc-backend");
     resp->add_cert_chain(req->csr());
     return grpc::Status::OK;
   }
   std::atomic<int> hits{0};
+  std::atomic<int> unavailable{0};
 };
 
 TEST_F(WaypointChainTest, GrpcCallThroughTheWaypoint) {
@@ -695,10 +699,34 @@ TEST_F(WaypointChainTest, GrpcCallThroughTheWaypoint) {
     EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
     EXPECT_EQ(st.error_message(), "no such certificate");
   }
-  EXPECT_EQ(service.hits.load(), 4);
+  EXPECT_EQ(service.hits.load(), 4) << "NOT_FOUND is not retried";
+
+  // Istio's default retry policy (no HTTPRoute) retries UNAVAILABLE twice, over the waypoint's
+  // HTTP/2 upstream: one failure is hidden, three come back after three attempts.
+  auto call = [&](std::string csr) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    istio::v1::auth::IstioCertificateRequest req;
+    req.set_csr(std::move(csr));
+    istio::v1::auth::IstioCertificateResponse resp;
+    return stub->CreateCertificate(&ctx, req, &resp);
+  };
+  service.hits = 0;
+  service.unavailable = 1;
+  auto retried = call("retried");
+  EXPECT_TRUE(retried.ok()) << retried.error_code() << " " << retried.error_message();
+  EXPECT_EQ(service.hits.load(), 2);
+  service.hits = 0;
+  service.unavailable = 3;
+  auto exhausted = call("exhausted");
+  EXPECT_EQ(exhausted.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(exhausted.error_message(), "try again");
+  EXPECT_EQ(service.hits.load(), 3) << "1 attempt and 2 retries";
   EXPECT_TRUE(poll_until(
-      [&] { return waypoint_metric("istio_requests_total", {"request_protocol=\"grpc\""}) == 4; },
+      [&] { return waypoint_metric("istio_requests_total", {"request_protocol=\"grpc\""}) == 6; },
       5s))
+      << chain_->waypoint_metrics_text();
+  EXPECT_EQ(waypoint_metric("istio_requests_total", {"grpc_response_status=\"14\""}), 1)
       << chain_->waypoint_metrics_text();
   server->Shutdown(std::chrono::system_clock::now() + 1s);
 }
