@@ -51,4 +51,17 @@ std::vector<YAML::Node> load_all(std::string_view text) {
   return YAML::LoadAll(in);
 }
 
+std::string describe(const std::exception& e, std::string_view context) {
+  if (const auto* y = dynamic_cast<const YAML::Exception*>(&e)) {
+    std::ostringstream out;
+    out << "invalid YAML at line " << y->mark.line + 1 << ", column " << y->mark.column + 1 << ": "
+        << y->msg;
+    return out.str();
+  }
+  std::string out(context);
+  out += ": ";
+  out += e.what();
+  return out;
+}
+
 }  // namespace zt::yaml

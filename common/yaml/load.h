@@ -6,6 +6,8 @@
 // after 0.8). A one-line config file could take down a daemon that reloads it.
 #pragma once
 
+#include <exception>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -17,5 +19,9 @@ namespace zt::yaml {
 // the token's line and column) where yaml-cpp would loop, and whatever YAML::LoadAll throws on
 // other bad input.
 std::vector<YAML::Node> load_all(std::string_view text);
+
+// An exception out of loading or reading YAML as an error message: "invalid YAML at line L,
+// column C: <message>" (1-based) for yaml-cpp's own, "<context>: <what()>" for any other.
+std::string describe(const std::exception& e, std::string_view context);
 
 }  // namespace zt::yaml

@@ -397,18 +397,22 @@ Result<Policy> parse_authorization_policy(const YAML::Node& object, std::string_
 
 Result<std::vector<Policy>> parse_authorization_policies(std::string_view yaml) {
   try {
-    const auto docs = zt::yaml::load_all(yaml);
+    return parse_authorization_policies(zt::yaml::load_all(yaml));
+  } catch (const std::exception& e) {
+    return fail(zt::yaml::describe(e, "authorization policies"));
+  }
+}
+
+Result<std::vector<Policy>> parse_authorization_policies(const std::vector<YAML::Node>& docs) {
+  try {
     std::vector<Policy> out;
     for (size_t i = 0; i < docs.size(); ++i) {
       if (auto s = collect(docs[i], index("document", i), out, 0); !s)
         return tl::unexpected(s.error());
     }
     return out;
-  } catch (const YAML::Exception& e) {
-    return failf("invalid YAML at line {}, column {}: {}", e.mark.line + 1, e.mark.column + 1,
-                 e.msg);
   } catch (const std::exception& e) {
-    return failf("authorization policies: {}", e.what());
+    return fail(zt::yaml::describe(e, "authorization policies"));
   }
 }
 

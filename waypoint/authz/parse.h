@@ -23,5 +23,7 @@ Result<Policy> parse_authorization_policy(const YAML::Node& object,
 
 // Every AuthorizationPolicy in a YAML stream (documents, lists, `kind: List`); other kinds skipped.
 Result<std::vector<Policy>> parse_authorization_policies(std::string_view yaml);
+// The same over documents already loaded (config::load_documents).
+Result<std::vector<Policy>> parse_authorization_policies(const std::vector<YAML::Node>& docs);
 
 }  // namespace zt::waypoint::authz

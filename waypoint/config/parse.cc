@@ -1510,10 +1510,23 @@ Result<FaultInjection> parse_istio_fault(const YAML::Node& node, std::string_vie
   }
 }
 
-Result<WaypointConfig> parse_waypoint_config(std::string_view yaml) {
+Result<std::vector<YAML::Node>> load_documents(std::string_view yaml) {
   if (yaml.size() > kMaxDocumentBytes) return fail("waypoint config larger than 16 MiB");
   try {
-    const std::vector<YAML::Node> docs = zt::yaml::load_all(yaml);
+    return zt::yaml::load_all(yaml);
+  } catch (const std::exception& e) {
+    return fail(zt::yaml::describe(e, "waypoint config"));
+  }
+}
+
+Result<WaypointConfig> parse_waypoint_config(std::string_view yaml) {
+  auto docs = load_documents(yaml);
+  if (!docs) return tl::unexpected(docs.error());
+  return parse_waypoint_config(*docs);
+}
+
+Result<WaypointConfig> parse_waypoint_config(const std::vector<YAML::Node>& docs) {
+  try {
     Reader r;
     Collected collected;
     for (size_t i = 0; i < docs.size(); ++i) {
@@ -1544,11 +1557,8 @@ Result<WaypointConfig> parse_waypoint_config(std::string_view yaml) {
       config.destinations.push_back(std::move(d));
     }
     return config;
-  } catch (const YAML::Exception& e) {
-    return failf("invalid YAML at line {}, column {}: {}", e.mark.line + 1, e.mark.column + 1,
-                 e.msg);
   } catch (const std::exception& e) {
-    return failf("waypoint config: {}", e.what());
+    return fail(zt::yaml::describe(e, "waypoint config"));
   }
 }
 

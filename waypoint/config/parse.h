@@ -20,6 +20,7 @@
 #pragma once
 
 #include <string_view>
+#include <vector>
 
 #include <yaml-cpp/yaml.h>
 
@@ -37,6 +38,12 @@ Result<int64_t> parse_rfc3339(std::string_view text);
 
 // The whole configuration from YAML text.
 Result<WaypointConfig> parse_waypoint_config(std::string_view yaml);
+
+// The same in two steps, so one text is loaded once for every parser that reads it (routes
+// here, AuthorizationPolicies in authz/parse.h: state/config_store.cc). load_documents refuses
+// texts over 16 MiB and answers a syntax error as "invalid YAML at line L, column C: ...".
+Result<std::vector<YAML::Node>> load_documents(std::string_view yaml);
+Result<WaypointConfig> parse_waypoint_config(const std::vector<YAML::Node>& docs);
 
 // One HTTPRoute object (metadata + spec). `path` prefixes error messages.
 Result<HttpRoute> parse_http_route(const YAML::Node& object, std::string_view path = "HTTPRoute");

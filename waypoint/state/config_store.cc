@@ -32,11 +32,14 @@ std::vector<authz::Policy> ConfigSnapshot::policies_for(std::string_view gateway
 Result<std::shared_ptr<ConfigSnapshot>> build_config_snapshot(std::string_view yaml,
                                                               std::string origin) {
   auto snap = std::make_shared<ConfigSnapshot>();
-  auto cfg = config::parse_waypoint_config(yaml);
+  // One load for both parsers.
+  auto docs = config::load_documents(yaml);
+  if (!docs) return tl::unexpected(wrap(docs.error(), "waypoint configuration"));
+  auto cfg = config::parse_waypoint_config(*docs);
   if (!cfg) return tl::unexpected(wrap(cfg.error(), "waypoint configuration"));
   snap->config = std::make_shared<const config::WaypointConfig>(std::move(*cfg));
   snap->routes = route::RouteTable(snap->config);
-  auto policies = authz::parse_authorization_policies(yaml);
+  auto policies = authz::parse_authorization_policies(*docs);
   if (!policies) return tl::unexpected(wrap(policies.error(), "authorization policies"));
   for (auto& p : *policies) {
     if (!p.target_refs.empty()) snap->policies.push_back(std::move(p));

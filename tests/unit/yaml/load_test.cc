@@ -60,5 +60,23 @@ TEST(YamlLoadAll, OtherBadInputStillThrowsWhatYamlCppThrows) {
   }
 }
 
+TEST(YamlDescribe, NamesYamlCppsPlaceOneBasedAndOtherwiseTheContext) {
+  try {
+    (void)load_all("a: 1\nb: [2\n");
+    FAIL() << "an unclosed flow sequence must not load";
+  } catch (const std::exception& e) {
+    EXPECT_TRUE(describe(e, "ctx").starts_with("invalid YAML at line 3, column 1: "))
+        << describe(e, "ctx");
+  }
+  try {
+    (void)YAML::Load("a: x")["a"].as<int>();
+    FAIL() << "\"x\" must not convert to int";
+  } catch (const std::exception& e) {
+    EXPECT_TRUE(describe(e, "ctx").starts_with("invalid YAML at line 1, column 4: "))
+        << describe(e, "ctx");
+  }
+  EXPECT_EQ(describe(std::runtime_error("boom"), "waypoint config"), "waypoint config: boom");
+}
+
 }  // namespace
 }  // namespace zt::yaml
