@@ -22,6 +22,8 @@ struct ClientStream {
   size_t header_bytes = 0;
   size_t header_count = 0;
   bool final_head = false;  // a non-1xx :status arrived
+  bool streaming = false;   // the caller takes the body as it arrives (Request::stream_response)
+  size_t unconsumed = 0;    // body bytes received and not yet taken (streaming: window held)
   bool done = false;
   std::string error;  // set when the stream failed
   async::Event changed;
@@ -45,6 +47,25 @@ class ClientConnection final : public Session,
            nghttp2_session_check_request_allowed(ng_) != 0;
   }
   size_t active_streams() const { return streams_.size(); }
+  // A streamed body's reader took `n` bytes: the peer may send that many more.
+  void consumed(ClientStream& s, size_t n) {
+    n = std::min(n, s.unconsumed);
+    s.unconsumed -= n;
+    if (n == 0 || ng_ == nullptr || ended_) return;
+    nghttp2_session_consume(ng_, s.id, n);
+    wake();
+  }
+  // A streamed body's reader went away before its end: reset the stream, and give the bytes
+  // it held back to the connection window.
+  void give_up(ClientStream& s) {
+    if (ng_ == nullptr || ended_) return;
+    if (!s.done && streams_.count(s.id) != 0) {
+      nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, s.id, NGHTTP2_CANCEL);
+    }
+    finish(s, "body given up");
+    consumed(s, s.unconsumed);
+    wake();
+  }
   void close() {
     if (ng_ == nullptr) ended_ = true;
     if (ended_ || closing_) return;
@@ -77,6 +98,20 @@ class ClientConnection final : public Session,
   bool goaway_ = false;
   bool closing_ = false;
   std::unordered_map<int32_t, std::shared_ptr<ClientStream>> streams_;
+};
+
+// The body of a streamed response (Request::stream_response), read from its ClientStream.
+class StreamedBody final : public BodySource {
+ public:
+  StreamedBody(std::shared_ptr<ClientConnection> conn, std::shared_ptr<ClientStream> stream)
+      : conn_(std::move(conn)), stream_(std::move(stream)) {}
+  ~StreamedBody() override;
+  awaitable<Piece> next() override;
+
+ private:
+  std::shared_ptr<ClientConnection> conn_;
+  std::shared_ptr<ClientStream> stream_;
+  bool finished_ = false;  // `end` or `error` was answered
 };
 
 struct ClientConnection::Callbacks {
@@ -125,7 +160,8 @@ struct ClientConnection::Callbacks {
     if (frame->hd.type == NGHTTP2_HEADERS && !s->final_head) {
       if (s->response.status >= 200) {
         s->final_head = true;
-      } else {  // 1xx: informational, wait for the real head
+        if (s->streaming) s->changed.notify();  // send() answers with the head
+      } else {                                  // 1xx: informational, wait for the real head
         s->response.headers.clear();
         s->header_bytes = 0;
         s->header_count = 0;
@@ -139,7 +175,18 @@ struct ClientConnection::Callbacks {
                            size_t len, void* user_data) {
     auto& c = conn(user_data);
     ClientStream* s = c.find(stream_id);
+    if (s == nullptr || s->done || !s->streaming) {
+      // Taken at once: buffered below (bounded by max_body_bytes) or dropped.
+      nghttp2_session_consume(ng, stream_id, len);
+    }
     if (s == nullptr || s->done) return 0;
+    if (s->streaming) {
+      // Held until the reader takes it; the stream window (kStreamWindow) bounds it.
+      s->unconsumed += len;
+      s->response.body.append(reinterpret_cast<const char*>(data), len);
+      s->changed.notify();
+      return 0;
+    }
     if (s->response.body.size() + len > c.limits_.max_body_bytes) {
       c.finish(*s, "response body too large");
       nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
@@ -170,6 +217,7 @@ Status ClientConnection::init() {
   setup.settings = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
                     {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow}};
   setup.connection_window = kConnectionWindow;
+  setup.manual_window = true;
   setup.add_callbacks = [](nghttp2_session_callbacks* cbs) {
     nghttp2_session_callbacks_set_on_header_callback(cbs, &Callbacks::on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &Callbacks::on_frame_recv);
@@ -198,6 +246,7 @@ awaitable<Result<Response>> ClientConnection::send(Request request) {
   block.add_regular(head.headers);
 
   auto s = std::make_shared<ClientStream>(ex_);
+  s->streaming = request.stream_response;
   s->out.data = std::move(request.body);
   s->out.trailers = std::move(request.trailers);
   nghttp2_data_provider prd = provider(s->out);
@@ -208,7 +257,7 @@ awaitable<Result<Response>> ClientConnection::send(Request request) {
   s->out.stream_id = id;
   streams_[id] = s;
   wake();
-  while (!s->done) {
+  while (!s->done && !(s->streaming && s->final_head)) {
     if (!co_await s->changed.wait() && !s->done) {
       // Cancelled by the caller (a timeout): the stream is given up.
       if (!ended_ && streams_.count(id) != 0) {
@@ -219,7 +268,50 @@ awaitable<Result<Response>> ClientConnection::send(Request request) {
     }
   }
   if (!s->error.empty()) co_return fail(s->error);
-  co_return std::move(s->response);
+  if (s->done) {
+    consumed(*s, s->unconsumed);  // all of it is in the response
+    co_return std::move(s->response);
+  }
+  // Streaming: the head now, the body through the source.
+  Response streamed;
+  streamed.status = s->response.status;
+  streamed.headers = std::move(s->response.headers);
+  streamed.source = std::make_shared<StreamedBody>(std::move(self), std::move(s));
+  co_return streamed;
+}
+
+StreamedBody::~StreamedBody() {
+  if (!finished_) conn_->give_up(*stream_);
+}
+
+awaitable<BodySource::Piece> StreamedBody::next() {
+  Piece piece;
+  if (finished_) {
+    piece.error = "body already ended";
+    co_return piece;
+  }
+  ClientStream& s = *stream_;
+  for (;;) {
+    if (!s.response.body.empty()) {
+      piece.data.swap(s.response.body);
+      conn_->consumed(s, piece.data.size());
+      co_return piece;
+    }
+    if (s.done) {
+      finished_ = true;
+      if (s.error.empty()) {
+        piece.end = true;
+        piece.trailers = std::move(s.response.trailers);
+      } else {
+        piece.error = s.error;
+      }
+      co_return piece;
+    }
+    if (!co_await s.changed.wait() && !s.done && s.response.body.empty()) {
+      piece.error = "cancelled";  // the reader was cancelled; dropping us resets the stream
+      co_return piece;
+    }
+  }
 }
 
 }  // namespace

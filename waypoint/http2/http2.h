@@ -24,7 +24,12 @@ inline constexpr std::string_view kClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n
 // - Requests whose headers break http::check_request_head(kHttp2) get the check's status;
 //   oversized header lists 431; bodies larger than limits.max_body_bytes 413 (RST after).
 // - Responses: :status + headers (hop-by-hop removed, names lower-cased), DATA, and trailers
-//   as a final HEADERS frame when present (gRPC).
+//   as a final HEADERS frame when present (gRPC). A streamed response (Response::source) sends
+//   its head at once and each piece as the source yields it; the next piece is pulled only
+//   once less than 64 KiB of the body waits for the peer's window, so a slow reader holds back
+//   the source (and, through its window, the upstream sender). A source that fails resets the
+//   stream (INTERNAL_ERROR); a stream that ends first (reset by the peer, connection gone)
+//   drops its source, which gives the upstream stream up.
 // - Flow control is nghttp2's with bounded windows (1 MiB per stream, 4 MiB per connection in
 //   flight); a slow reader is not buffered beyond them. Request bodies held at once on one
 //   connection (all streams; a body counts until its handler returns, even if the peer resets
@@ -64,7 +69,10 @@ class Http2Client : public std::enable_shared_from_this<Http2Client> {
                                             Limits limits = {});
   ~Http2Client();
 
-  // One request on a new stream; waits for the whole response (headers, body, trailers).
+  // One request on a new stream; waits for the whole response (headers, body, trailers), or,
+  // with request.stream_response, for the final head only when the body is still coming: the
+  // body then follows through Response::source, the stream window held until the reader takes
+  // each piece (at most 1 MiB waits per stream), and dropping the source resets the stream.
   // Pseudo-headers come from request.head (:scheme defaults to "http"; :authority is the
   // authority, else a Host field; CONNECT has neither :scheme nor :path); regular headers are
   // sent as given with lower-cased names and Host removed: hop-by-hop fields are the caller's

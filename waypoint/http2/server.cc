@@ -21,6 +21,8 @@ namespace {
 
 // Per-stream cap the server advertises (and so the number of handlers one connection can run).
 constexpr uint32_t kMaxConcurrentStreams = 128;
+// A streamed response body waiting in our buffer beyond this is not added to (pump_body).
+constexpr size_t kPumpAhead = 64 * 1024;
 // Flow-control windows: the peer may have this much in flight per stream / per connection.
 constexpr int32_t kStreamWindow = 1024 * 1024;
 constexpr int32_t kConnectionWindow = 4 * 1024 * 1024;
@@ -31,6 +33,19 @@ using Clock = std::chrono::steady_clock;
 
 // A configured timeout; zero disables it.
 bool enabled(std::chrono::milliseconds d) { return d.count() > 0; }
+
+// What a streamed response's pump (ServerConnection::pump_body) and its stream share; the pump
+// holds it past the stream's end, so it never waits on an event that is gone.
+struct BodyPump {
+  explicit BodyPump(const asio::any_io_executor& ex) : sent(ex), closed(ex) {}
+  async::Event sent;    // a DATA frame of the body was written
+  async::Event closed;  // the stream or the connection ended
+  // Wakes the pump wherever it waits.
+  void end() {
+    sent.notify();
+    closed.notify();
+  }
+};
 
 struct ServerStream {
   int32_t id = -1;
@@ -46,6 +61,7 @@ struct ServerStream {
   bool dispatched = false;                   // the handler runs (or ran) for it
   bool responded = false;
   OutBody out;
+  std::shared_ptr<BodyPump> pump;  // a streamed response whose body is still coming
 
   // Timers (ServerConnection::watchdog).
   bool head_done = false;
@@ -82,6 +98,9 @@ class ServerConnection final : public Session,
     // The watchdog returns only to end the connection (idle, or stuck): the pump is then
     // cancelled, which says GOAWAY(NO_ERROR) and closes, as a drain does.
     co_await (pump(std::move(already_read)) || watchdog());
+    for (auto& [id, s] : streams_) {
+      if (s->pump) s->pump->end();
+    }
     streams_.clear();
   }
 
@@ -92,7 +111,7 @@ class ServerConnection final : public Session,
   // request without its end can never complete.
   bool idle_after_peer_eof() const override {
     return std::none_of(streams_.begin(), streams_.end(), [](const auto& kv) {
-      return kv.second->dispatched && !kv.second->responded;
+      return (kv.second->dispatched && !kv.second->responded) || kv.second->out.more;
     });
   }
 
@@ -116,6 +135,11 @@ class ServerConnection final : public Session,
   bool expire_streams(Clock::time_point now, Clock::time_point& next);
   static awaitable<void> run_handler(std::weak_ptr<ServerConnection> weak, int32_t id,
                                      Request request, RequestHandler handler, size_t charge);
+  // Feeds a streamed response's body to its stream as the source yields it, pulling the next
+  // piece only once the last one is (nearly) sent.
+  static awaitable<void> pump_body(std::weak_ptr<ServerConnection> weak, int32_t id,
+                                   std::shared_ptr<BodyPump> pump,
+                                   std::shared_ptr<BodySource> source);
 
   Limits limits_;
   RequestHandler handler_;
@@ -234,7 +258,10 @@ struct ServerConnection::Callbacks {
 
   static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t, void* user_data) {
     auto& c = conn(user_data);
-    if (ServerStream* s = c.find(stream_id)) c.release(*s);
+    if (ServerStream* s = c.find(stream_id)) {
+      c.release(*s);
+      if (s->pump) s->pump->end();  // its pump stops and drops the source
+    }
     c.streams_.erase(stream_id);  // a handler still running finds it gone
     if (c.streams_.empty()) {
       c.idle_since_ = Clock::now();
@@ -379,7 +406,9 @@ void ServerConnection::respond(ServerStream& s, Response response) {
   http::strip_hop_by_hop(response.headers);
   http::remove_header(response.headers, "host");
   // An HTTP/2 peer checks Content-Length against the DATA it gets: never announce other bytes.
-  if (!s.head_request && http::find_header(response.headers, "content-length")) {
+  // (A streamed body's length is not known here: its sender's Content-Length stays.)
+  if (!s.head_request && !response.source &&
+      http::find_header(response.headers, "content-length")) {
     http::set_header(response.headers, "content-length", std::to_string(response.body.size()));
   }
   http::strip_hop_by_hop(response.trailers);
@@ -390,6 +419,11 @@ void ServerConnection::respond(ServerStream& s, Response response) {
   s.out.data = std::move(response.body);
   s.out.offset = 0;
   s.out.trailers = std::move(response.trailers);
+  if (response.source) {
+    s.pump = std::make_shared<BodyPump>(ex_);
+    s.out.more = true;
+    s.out.sent = &s.pump->sent;
+  }
   nghttp2_data_provider prd = provider(s.out);
   const int rv = nghttp2_submit_response(ng_, s.id, block.data(), block.size(),
                                          needs_provider(s.out) ? &prd : nullptr);
@@ -397,8 +431,60 @@ void ServerConnection::respond(ServerStream& s, Response response) {
     ZT_LOG_DEBUG("component=waypoint_h2 msg=\"response not sent\" stream={} error=\"{}\"", s.id,
                  nghttp2_strerror(rv));
     nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, s.id, NGHTTP2_INTERNAL_ERROR);
+    s.out.more = false;  // the source is dropped here, which gives up its upstream
+  } else if (response.source) {
+    async::spawn_logged(ex_, pump_body(weak_from_this(), s.id, s.pump, std::move(response.source)),
+                        "waypoint h2 response body");
   }
   wake();
+}
+
+awaitable<void> ServerConnection::pump_body(std::weak_ptr<ServerConnection> weak, int32_t id,
+                                            std::shared_ptr<BodyPump> pump,
+                                            std::shared_ptr<BodySource> source) {
+  using namespace asio::experimental::awaitable_operators;
+  // The stream, while the connection and it are still there.
+  auto alive = [&](std::shared_ptr<ServerConnection>& c) -> ServerStream* {
+    c = weak.lock();
+    return c && !c->ended_ ? c->find(id) : nullptr;
+  };
+  for (;;) {
+    // At most kPumpAhead bytes wait in our buffer for the peer's window: no more is pulled
+    // from the source (whose sender is held back by its own window meanwhile).
+    for (;;) {
+      std::shared_ptr<ServerConnection> c;
+      ServerStream* s = alive(c);
+      if (s == nullptr) co_return;
+      if (s->out.data.size() - s->out.offset < kPumpAhead) break;
+      c.reset();
+      if (!co_await pump->sent.wait()) co_return;
+    }
+    auto next = co_await (source->next() || pump->closed.wait());
+    if (next.index() == 1) co_return;  // the stream ended first: dropping the source resets it
+    BodySource::Piece piece = std::get<0>(std::move(next));
+    std::shared_ptr<ServerConnection> c;
+    ServerStream* s = alive(c);
+    if (s == nullptr) co_return;
+    if (!piece.error.empty()) {
+      ZT_LOG_DEBUG(
+          "component=waypoint_h2 msg=\"response body failed, stream reset\" stream={} "
+          "error=\"{}\"",
+          id, piece.error);
+      s->out.more = false;
+      nghttp2_submit_rst_stream(c->ng_, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
+      c->wake();
+      co_return;
+    }
+    s->out.data += piece.data;
+    if (piece.end) {
+      http::strip_hop_by_hop(piece.trailers);
+      s->out.trailers = std::move(piece.trailers);
+      s->out.more = false;
+    }
+    nghttp2_session_resume_data(c->ng_, id);
+    c->wake();
+    if (piece.end) co_return;
+  }
 }
 
 void ServerConnection::release(ServerStream& s) {

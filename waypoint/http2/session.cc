@@ -66,6 +66,7 @@ struct CommonCallbacks {
       std::string().swap(body->data);
       body->offset = 0;
     }
+    if (body->sent != nullptr) body->sent->notify();
     return 0;
   }
 
@@ -74,8 +75,9 @@ struct CommonCallbacks {
     auto* body = static_cast<OutBody*>(source->ptr);
     const size_t left = body->data.size() - body->offset;
     const size_t n = std::min(left, length);
+    if (n == 0 && body->more) return NGHTTP2_ERR_DEFERRED;
     if (n > 0) *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (n == left) {
+    if (n == left && !body->more) {
       *data_flags |= NGHTTP2_DATA_FLAG_EOF;
       if (!body->trailers.empty()) {
         HeaderBlock block;
@@ -112,6 +114,7 @@ Status Session::start_session(const Setup& setup) {
     return fail("nghttp2: out of memory");
   }
   if (!setup.http_messaging) nghttp2_option_set_no_http_messaging(opt, 1);
+  if (setup.manual_window) nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_max_send_header_block_length(opt, setup.max_send_header_block);
   void* user_data = static_cast<Session*>(this);
   const int rv = setup.server ? nghttp2_session_server_new2(&ng_, cbs, user_data, opt)

@@ -30,6 +30,10 @@ struct OutBody {
   std::string data;
   size_t offset = 0;
   http::HeaderList trailers;  // sent as a final HEADERS frame when not empty
+  // A streamed body: more data is coming, so an empty buffer defers the stream (the role
+  // appends, then nghttp2_session_resume_data) instead of ending it.
+  bool more = false;
+  async::Event* sent = nullptr;  // notified whenever a DATA frame of it was written
 };
 
 // Name/value pairs for nghttp2, pointing into strings the builder owns.
@@ -69,6 +73,9 @@ class Session {
     size_t max_send_header_block = 64 * 1024;
     std::vector<nghttp2_settings_entry> settings;
     int32_t connection_window = 65535;
+    // WINDOW_UPDATE only for what the role says it consumed (nghttp2_session_consume), so a
+    // body nobody reads yet stops its sender instead of growing our memory.
+    bool manual_window = false;
     // Registers the role's callbacks on top of the common ones (output, DATA from OutBody).
     void (*add_callbacks)(nghttp2_session_callbacks*) = nullptr;
   };
@@ -78,7 +85,7 @@ class Session {
   // message has neither body nor trailers (END_STREAM on the HEADERS frame).
   static nghttp2_data_provider provider(OutBody& body);
   static bool needs_provider(const OutBody& body) {
-    return !body.data.empty() || !body.trailers.empty();
+    return !body.data.empty() || !body.trailers.empty() || body.more;
   }
 
  protected:

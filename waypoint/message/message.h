@@ -3,13 +3,16 @@
 // routes, filters and forwards them.
 //
 // Bodies are buffered whole, up to Limits::max_body_bytes: a retry or a mirror needs the request
-// body again, and a response must be complete before its status decides a retry. Upgrades
-// (WebSocket) are the exception: after a 101 the bytes are relayed, not buffered.
+// body again. Two exceptions: after a 101 (WebSocket) the bytes are relayed, not buffered; and a
+// response can be streamed (Response::source): its head comes first, which is all a retry
+// decision looks at (as in Envoy), and its body follows piece by piece. The proxy streams gRPC
+// responses from HTTP/2 to HTTP/2, so server-streaming calls work through the waypoint.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "common/async/asio.h"
@@ -50,6 +53,27 @@ struct Request {
   http::RequestHead head;
   std::string body;
   http::HeaderList trailers;  // HTTP/2 (gRPC) or chunked HTTP/1.1 trailers
+  // For an upstream client (Http2Client): answer as soon as the response head is in, with the
+  // body to follow through Response::source.
+  bool stream_response = false;
+};
+
+// The rest of a response body while it is still arriving (a streamed response). Whoever sends
+// the response on pulls it with next() until a piece says `end` or `error`. Dropping the source
+// before that gives the body up (an upstream stream is reset), so a source that nobody reads
+// holds nothing open. One reader at a time, on the executor the source belongs to.
+class BodySource {
+ public:
+  struct Piece {
+    std::string data;           // may be empty (a piece that only ends the body)
+    bool end = false;           // the body is complete; `trailers` are its trailers
+    http::HeaderList trailers;  // with `end`
+    std::string error;          // not empty: the body failed (upstream reset, timeout)
+  };
+  virtual ~BodySource() = default;
+  // The next piece; waits while none is there. After `end` or `error`, every call answers
+  // the error "body already ended".
+  virtual awaitable<Piece> next() = 0;
 };
 
 struct Response {
@@ -57,6 +81,9 @@ struct Response {
   http::HeaderList headers;  // regular headers only (no :status)
   std::string body;
   http::HeaderList trailers;  // gRPC's grpc-status / grpc-message live here
+  // A streamed response: the body (and trailers) come from here, after `body` (usually empty).
+  // Only serve_http2 sends such a response; the proxy returns one only to an HTTP/2 downstream.
+  std::shared_ptr<BodySource> source;
 
   // Set only on a 101 answer to an upgrade: after the codec has written the response head it
   // calls this with the downstream stream and any bytes it had already read past the request;

@@ -325,6 +325,75 @@ std::optional<int> grpc_status_of(const Response& r) {
   return out;
 }
 
+// A streamed response's body on its way downstream, with the request's telemetry: the metric
+// sample and the access log line are written when the body ends (or fails, or is given up), with
+// the bytes that passed and the trailers' grpc-status. The route timeout, when there is one,
+// still bounds the whole response. `alive` is the pipeline's: a body outliving it writes nothing.
+class RecordedBody final : public BodySource {
+ public:
+  using Finish = void (*)(void* pipeline, RequestRecord& rec);
+  RecordedBody(std::shared_ptr<BodySource> inner, RequestRecord rec,
+               std::optional<Clock::time_point> deadline, std::weak_ptr<void> alive, void* pipeline,
+               Finish finish)
+      : inner_(std::move(inner)),
+        rec_(std::move(rec)),
+        deadline_(deadline),
+        alive_(std::move(alive)),
+        pipeline_(pipeline),
+        finish_(finish) {}
+  ~RecordedBody() override {
+    if (!done_) {
+      rec_.error = "the downstream gave up the response body";
+      record();
+    }
+  }
+
+  awaitable<Piece> next() override {
+    Piece piece;
+    if (done_) {
+      piece.error = "body already ended";
+      co_return piece;
+    }
+    if (deadline_) {
+      auto got = co_await async::with_timeout(inner_->next(), *deadline_ - Clock::now());
+      if (got) {
+        piece = std::move(*got);
+      } else {
+        rec_.add_flag("UT");
+        piece.error = "upstream request timeout";
+      }
+    } else {
+      piece = co_await inner_->next();
+    }
+    rec_.response_bytes += piece.data.size();
+    if (piece.end) {
+      Response trailers_only;
+      trailers_only.trailers = piece.trailers;
+      if (auto g = grpc_status_of(trailers_only)) rec_.grpc_status = std::to_string(*g);
+      record();
+    } else if (!piece.error.empty()) {
+      rec_.error = piece.error;
+      record();
+    }
+    co_return piece;
+  }
+
+ private:
+  void record() {
+    done_ = true;
+    inner_.reset();  // an upstream stream not read to its end is reset now
+    if (!alive_.expired()) finish_(pipeline_, rec_);
+  }
+
+  std::shared_ptr<BodySource> inner_;
+  RequestRecord rec_;
+  std::optional<Clock::time_point> deadline_;
+  std::weak_ptr<void> alive_;
+  void* pipeline_;
+  Finish finish_;
+  bool done_ = false;
+};
+
 }  // namespace
 
 struct Pipeline::Impl {
@@ -342,6 +411,7 @@ struct Pipeline::Impl {
   SeededRandom rng;
   std::unordered_map<std::string, std::shared_ptr<Destination>> destinations;
   RequestSeriesCache series_cache;
+  std::shared_ptr<void> alive = std::make_shared<char>(0);  // RecordedBody's check
 
   // The state of `host:port` for this config generation.
   std::shared_ptr<Destination> destination(const state::ConfigSnapshot& cfg,
@@ -459,8 +529,9 @@ struct Pipeline::Impl {
     rec.protocol = is_grpc(request.head.headers) ? "grpc" : "http";
     rec.request_bytes = request.body.size();
     Response resp;
+    std::optional<Clock::time_point> body_deadline;
     try {
-      resp = co_await process(*stream, std::move(request), rec);
+      resp = co_await process(*stream, std::move(request), rec, body_deadline);
     } catch (const std::exception& e) {
       rec.error = e.what();
       ctx.metrics.error("pipeline", "exception");
@@ -469,11 +540,23 @@ struct Pipeline::Impl {
     rec.status = resp.status;
     rec.response_bytes = resp.body.size();
     if (auto g = grpc_status_of(resp)) rec.grpc_status = std::to_string(*g);
+    if (resp.source) {
+      // Recorded when the body ends.
+      resp.source =
+          std::make_shared<RecordedBody>(std::move(resp.source), std::move(rec), body_deadline,
+                                         alive, this, [](void* self, RequestRecord& r) {
+                                           auto& impl = *static_cast<Impl*>(self);
+                                           r.finish(impl.ctx.metrics, &impl.series_cache);
+                                         });
+      co_return resp;
+    }
     rec.finish(ctx.metrics, &series_cache);
     co_return resp;
   }
 
-  awaitable<Response> process(const StreamContext& stream, Request request, RequestRecord& rec) {
+  // `body_deadline`: for a streamed response, when its body must have ended (route timeout).
+  awaitable<Response> process(const StreamContext& stream, Request request, RequestRecord& rec,
+                              std::optional<Clock::time_point>& body_deadline) {
     auto cfg = ctx.config.current();
     auto st = ctx.state.current();
 
@@ -639,6 +722,11 @@ struct Pipeline::Impl {
     std::optional<config::Duration> timeout = rule ? rule->timeouts.request : std::nullopt;
     resilience::RetryState retries(retry, Clock::now(), timeout);
     const std::string& source_ip = rec.src_addr;
+    // gRPC from HTTP/2 to HTTP/2 is answered as soon as the response head is in, its body
+    // following as it arrives (server streaming); retries decide on the head alone, as in Envoy.
+    // Mirrors (started above) keep their own buffered copy.
+    request.stream_response =
+        !upgrade && request.version == HttpVersion::kHttp2 && is_grpc(request.head.headers);
     // From here on the request is only read: every attempt shares it.
     const auto shared_request = std::make_shared<const Request>(std::move(request));
     const Request& req = *shared_request;
@@ -799,6 +887,7 @@ struct Pipeline::Impl {
           return relay_upgraded(slot, std::move(downstream), std::move(already_read));
         };
       }
+      if (resp.source) body_deadline = retries.request_deadline();
       co_return resp;
     }
   }

@@ -14,15 +14,18 @@
 #include "tests/support/waypoint_chain.h"
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include "common/net/address.h"
+#include "envoy/service/discovery/v3/discovery.grpc.pb.h"
 #include "istio/v1/auth/ca.grpc.pb.h"
 #include "tests/support/coro.h"
 #include "tests/support/hbone_client.h"
@@ -110,6 +113,26 @@ std::string errors_of(const Tally& t) {
   return out;
 }
 
+// A grpc++ server for `service` on the chain's grpc workload, and a channel to the grpc
+// service's VIP through the client's ztunnel (grpc++ cannot speak SOCKS5: a forwarder does).
+struct GrpcThroughChain {
+  GrpcThroughChain(WaypointChain& chain, grpc::Service& service) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(net::format_endpoint(chain.endpoint("grpc")),
+                             grpc::InsecureServerCredentials());
+    builder.RegisterService(&service);
+    server = builder.BuildAndStart();
+    forwarder = SocksForwarder::start(chain.client().socks5, chain.vip("grpc"));
+    grpc::ChannelArguments args;
+    args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, "grpc.default.svc.cluster.local");
+    channel = grpc::CreateCustomChannel(net::format_endpoint(forwarder->endpoint()),
+                                        grpc::InsecureChannelCredentials(), args);
+  }
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<SocksForwarder> forwarder;
+  std::shared_ptr<grpc::Channel> channel;
+};
+
 class WaypointChainTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -154,8 +177,21 @@ class WaypointChainTest : public ::testing::Test {
     filters.push_back("reporter=\"waypoint\"");
     return metric_sum(chain_->waypoint_metrics_text(), family, filters);
   }
+  // Whether the waypoint's istio_requests_total for `filters` reaches `count` within 5 s.
+  bool requests_reach(std::vector<std::string> filters, double count) {
+    return poll_until([&] { return waypoint_metric("istio_requests_total", filters) == count; },
+                      5s);
+  }
+
+  // A chain (no L7 config) whose grpc workload is served by `service` (grpc_).
+  void start_grpc(int slot, grpc::Service& service) {
+    ASSERT_NO_FATAL_FAILURE(start(slot, "", {Backend::kGrpc}));
+    grpc_ = std::make_unique<GrpcThroughChain>(*chain_, service);
+    ASSERT_TRUE(grpc_->server);
+  }
 
   std::unique_ptr<WaypointChain> chain_;
+  std::unique_ptr<GrpcThroughChain> grpc_;
 };
 
 // ---- 1. traffic split
@@ -663,20 +699,9 @@ class GrpcBackend final : public istio::v1::auth::IstioCertificateService::Servi
 };
 
 TEST_F(WaypointChainTest, GrpcCallThroughTheWaypoint) {
-  ASSERT_NO_FATAL_FAILURE(start(9, "", {Backend::kGrpc}));
   GrpcBackend service;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(net::format_endpoint(chain_->endpoint("grpc")),
-                           grpc::InsecureServerCredentials());
-  builder.RegisterService(&service);
-  auto server = builder.BuildAndStart();
-  ASSERT_TRUE(server);
-  auto forwarder = SocksForwarder::start(chain_->client().socks5, chain_->vip("grpc"));
-  grpc::ChannelArguments args;
-  args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, "grpc.default.svc.cluster.local");
-  auto channel = grpc::CreateCustomChannel(net::format_endpoint(forwarder->endpoint()),
-                                           grpc::InsecureChannelCredentials(), args);
-  auto stub = istio::v1::auth::IstioCertificateService::NewStub(channel);
+  ASSERT_NO_FATAL_FAILURE(start_grpc(9, service));
+  auto stub = istio::v1::auth::IstioCertificateService::NewStub(grpc_->channel);
   for (int i = 0; i < 3; ++i) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + 10s);
@@ -722,13 +747,107 @@ TEST_F(WaypointChainTest, GrpcCallThroughTheWaypoint) {
   EXPECT_EQ(exhausted.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(exhausted.error_message(), "try again");
   EXPECT_EQ(service.hits.load(), 3) << "1 attempt and 2 retries";
-  EXPECT_TRUE(poll_until(
-      [&] { return waypoint_metric("istio_requests_total", {"request_protocol=\"grpc\""}) == 6; },
-      5s))
-      << chain_->waypoint_metrics_text();
+  EXPECT_TRUE(requests_reach({"request_protocol=\"grpc\""}, 6)) << chain_->waypoint_metrics_text();
   EXPECT_EQ(waypoint_metric("istio_requests_total", {"grpc_response_status=\"14\""}), 1)
       << chain_->waypoint_metrics_text();
-  server->Shutdown(std::chrono::system_clock::now() + 1s);
+  grpc_->server->Shutdown(std::chrono::system_clock::now() + 1s);
+}
+
+// A streaming gRPC backend (the ADS service): after the client's requests end it sends one
+// response, waits until the client says it has that one (or 5 s), then sends a second.
+class StreamingBackend final
+    : public envoy::service::discovery::v3::AggregatedDiscoveryService::Service {
+ public:
+  grpc::Status DeltaAggregatedResources(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<envoy::service::discovery::v3::DeltaDiscoveryResponse,
+                               envoy::service::discovery::v3::DeltaDiscoveryRequest>* stream)
+      override {
+    envoy::service::discovery::v3::DeltaDiscoveryRequest req;
+    std::string type;
+    while (stream->Read(&req)) type = req.type_url();
+    envoy::service::discovery::v3::DeltaDiscoveryResponse resp;
+    resp.set_type_url(type);
+    resp.set_nonce("first");
+    stream->Write(resp);
+    std::unique_lock lock(mu);
+    bool acked = seen.wait_for(lock, 5s, [&] { return first_seen; });
+    resp.set_nonce(acked ? "second, after the client had the first" : "second, unseen first");
+    stream->Write(resp);
+    return grpc::Status::OK;
+  }
+  std::mutex mu;
+  std::condition_variable seen;
+  bool first_seen = false;
+};
+
+TEST_F(WaypointChainTest, GrpcServerStreamingReachesTheClientMessageByMessage) {
+  StreamingBackend service;
+  ASSERT_NO_FATAL_FAILURE(start_grpc(12, service));
+  auto stub = envoy::service::discovery::v3::AggregatedDiscoveryService::NewStub(grpc_->channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 20s);
+  auto call = stub->DeltaAggregatedResources(&ctx);
+  envoy::service::discovery::v3::DeltaDiscoveryRequest req;
+  req.set_type_url("type.googleapis.com/istio.workload.Address");
+  ASSERT_TRUE(call->Write(req));
+  ASSERT_TRUE(call->WritesDone());  // the waypoint forwards a request once it is whole
+  envoy::service::discovery::v3::DeltaDiscoveryResponse first, second;
+  ASSERT_TRUE(call->Read(&first));
+  EXPECT_EQ(first.nonce(), "first");
+  EXPECT_EQ(first.type_url(), req.type_url());
+  {
+    std::lock_guard lock(service.mu);
+    service.first_seen = true;
+  }
+  service.seen.notify_all();
+  ASSERT_TRUE(call->Read(&second));
+  EXPECT_EQ(second.nonce(), "second, after the client had the first")
+      << "the waypoint held the first message until the stream ended";
+  EXPECT_FALSE(call->Read(&second));
+  auto st = call->Finish();
+  EXPECT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
+  // One request in the metrics, recorded when the stream ended, with its grpc-status.
+  EXPECT_TRUE(requests_reach({"request_protocol=\"grpc\"", "grpc_response_status=\"0\""}, 1))
+      << chain_->waypoint_metrics_text();
+
+  // A route timeout bounds the whole streamed response: the first message arrives, then the
+  // stalled stream is reset when the timeout passes, and the request is flagged UT.
+  ASSERT_TRUE(chain_->set_config(R"(apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ads-timeout, namespace: default}
+spec:
+  parentRefs: [{group: "", kind: Service, name: grpc, port: 80}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /envoy.service.discovery.v3.AggregatedDiscoveryService}}]
+    backendRefs: [{name: grpc, port: 80}]
+    timeouts: {request: 500ms}
+)"));
+  {
+    std::lock_guard lock(service.mu);
+    service.first_seen = false;
+  }
+  grpc::ClientContext timed_ctx;
+  timed_ctx.set_deadline(std::chrono::system_clock::now() + 20s);
+  auto started = std::chrono::steady_clock::now();
+  auto timed = stub->DeltaAggregatedResources(&timed_ctx);
+  ASSERT_TRUE(timed->Write(req));
+  ASSERT_TRUE(timed->WritesDone());
+  ASSERT_TRUE(timed->Read(&first));
+  EXPECT_EQ(first.nonce(), "first");
+  EXPECT_FALSE(timed->Read(&second)) << "got " << second.nonce();
+  auto elapsed = std::chrono::steady_clock::now() - started;
+  EXPECT_FALSE(timed->Finish().ok());
+  EXPECT_GE(elapsed, 400ms);
+  EXPECT_LT(elapsed, 3s) << "the route timeout is 500ms; the backend would stall for 5s";
+  EXPECT_TRUE(requests_reach({"request_protocol=\"grpc\"", "response_flags=\"UT\""}, 1))
+      << chain_->waypoint_metrics_text();
+  {
+    std::lock_guard lock(service.mu);
+    service.first_seen = true;  // lets the stalled backend call end
+  }
+  service.seen.notify_all();
+  grpc_->server->Shutdown(std::chrono::system_clock::now() + 1s);
 }
 
 // ---- binding, telemetry

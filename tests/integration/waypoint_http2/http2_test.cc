@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -705,6 +706,237 @@ TEST_F(Http2Test, AnswersAfterThePeerHalfCloses) {
     // The answer (HEADERS with END_STREAM on stream 1, :status 200 = static index 8) came first.
     EXPECT_TRUE(contains(reply, std::string("\x01\x05\x00\x00\x00\x01\x88", 7)))
         << "no response HEADERS in " << reply.size() << " bytes";
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streamed responses (Response::source, Request::stream_response): serve_http2 sends a body as
+// its source yields it; Http2Client answers at the head and yields the body as it arrives.
+
+// A response body the test hands out piece by piece; `pulled` counts what the server took.
+class ScriptedBody final : public BodySource {
+ public:
+  explicit ScriptedBody(asio::any_io_executor ex) : changed_(std::move(ex)) {}
+  ~ScriptedBody() override { *dropped = true; }
+  awaitable<Piece> next() override {
+    while (pieces_.empty() && !endless) {
+      if (!co_await changed_.wait()) {
+        Piece p;
+        p.error = "cancelled";
+        co_return p;
+      }
+    }
+    Piece p;
+    if (pieces_.empty()) {
+      p.data = pattern(64 * 1024, static_cast<unsigned>(pulled));
+    } else {
+      p = std::move(pieces_.front());
+      pieces_.pop_front();
+    }
+    pulled += p.data.size();
+    co_return p;
+  }
+  void push(std::string data) {
+    Piece p;
+    p.data = std::move(data);
+    push(std::move(p));
+  }
+  void push(Piece p) {
+    pieces_.push_back(std::move(p));
+    changed_.notify();
+  }
+  void end(http::HeaderList trailers) {
+    Piece p;
+    p.end = true;
+    p.trailers = std::move(trailers);
+    push(std::move(p));
+  }
+
+  bool endless = false;  // 64 KiB pieces for ever
+  size_t pulled = 0;
+  std::shared_ptr<bool> dropped = std::make_shared<bool>(false);
+
+ private:
+  std::deque<Piece> pieces_;
+  async::Event changed_;
+};
+
+// Answers every request with a streamed body the test drives (the last one in `bodies`, which
+// does not keep it: the server's pump does); "/ready" bodies come with their pieces and end
+// already there, "/endless" never ends.
+using Bodies = std::vector<std::weak_ptr<ScriptedBody>>;
+RequestHandler streaming_handler(Bodies* bodies) {
+  return [bodies](Request req) -> awaitable<Response> {
+    auto body = std::make_shared<ScriptedBody>(co_await asio::this_coro::executor);
+    if (req.head.target == "/ready") {
+      body->push("a");
+      body->push("b");
+      body->end({{"grpc-status", "0"}});
+    }
+    body->endless = req.head.target == "/endless";
+    bodies->push_back(body);
+    Response r;
+    r.status = 200;
+    r.headers.push_back({"content-type", "application/grpc"});
+    r.source = body;
+    co_return r;
+  };
+}
+
+// The whole body of a response, streamed or not; its trailers land in `r.trailers`.
+awaitable<std::string> read_all(Response& r) {
+  std::string all = r.body;
+  while (r.source) {
+    auto piece = co_await r.source->next();
+    all += piece.data;
+    if (!piece.error.empty()) co_return "error: " + piece.error;
+    if (piece.end) {
+      r.trailers = std::move(piece.trailers);
+      r.source.reset();
+    }
+  }
+  co_return all;
+}
+
+Request streamed(std::string target) {
+  Request r = make_request("POST", std::move(target), "req");
+  r.head.headers.push_back({"content-type", "application/grpc"});
+  r.stream_response = true;
+  return r;
+}
+
+// A streamed request's response; nullopt (and a test failure) when it did not come streamed.
+awaitable<std::optional<Response>> open_stream(Http2Client& client, std::string target) {
+  auto res = co_await client.send(streamed(std::move(target)));
+  EXPECT_TRUE(res && res->source) << (res ? std::string("not streamed") : res.error().message);
+  if (!res || !res->source) co_return std::nullopt;
+  co_return std::move(*res);
+}
+
+// Serves streaming_handler; `bodies` are the bodies it made.
+class Http2StreamTest : public Http2Test {
+ protected:
+  void SetUp() override { serve(streaming_handler(&bodies)); }
+  Bodies bodies;
+};
+
+TEST_F(Http2StreamTest, StreamedResponseArrivesPieceByPieceWithItsTrailers) {
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    auto res = co_await client->send(streamed("/watch"));
+    EXPECT_TRUE(res) << res.error().message;
+    if (!res) co_return;
+    // The head is here while the server has not produced a byte of the body.
+    EXPECT_EQ(res->status, 200);
+    EXPECT_EQ(find_header(res->headers, "content-type"), "application/grpc");
+    EXPECT_TRUE(res->body.empty());
+    EXPECT_TRUE(res->source);
+    EXPECT_EQ(bodies.size(), 1u);
+    if (!res->source || bodies.size() != 1 || bodies.front().expired()) co_return;
+    auto& server = *bodies.front().lock();
+    for (std::string piece : {"first", "second"}) {
+      server.push(piece);
+      auto got = co_await res->source->next();
+      EXPECT_EQ(got.data, piece);
+      EXPECT_FALSE(got.end);
+      EXPECT_TRUE(got.error.empty()) << got.error;
+    }
+    server.end({{"grpc-status", "0"}, {"grpc-message", "done"}});
+    auto last = co_await res->source->next();
+    while (!last.end && last.error.empty() && last.data.empty()) {
+      last = co_await res->source->next();
+    }
+    EXPECT_TRUE(last.end);
+    EXPECT_EQ(find_header(last.trailers, "grpc-status"), "0");
+    EXPECT_EQ(find_header(last.trailers, "grpc-message"), "done");
+    EXPECT_EQ((co_await res->source->next()).error, "body already ended");
+    EXPECT_TRUE(co_await wait_until([&] { return client->active_streams() == 0; }));
+
+    // The same body streamed, or buffered for a client that did not ask for a stream.
+    auto whole = co_await client->send(streamed("/ready"));
+    EXPECT_TRUE(whole);
+    if (whole) {
+      EXPECT_EQ(co_await read_all(*whole), "ab");
+      EXPECT_EQ(find_header(whole->trailers, "grpc-status"), "0");
+    }
+    Request buffered = streamed("/ready");
+    buffered.stream_response = false;
+    auto plain = co_await client->send(std::move(buffered));
+    EXPECT_TRUE(plain && plain->body == "ab" && !plain->source &&
+                find_header(plain->trailers, "grpc-status") == "0");
+    EXPECT_TRUE(client->usable());
+  });
+}
+
+TEST_F(Http2StreamTest, AStreamedBodyGivenUpOrFailedResetsItsStreamOnly) {
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    // The client drops the body: its stream is reset, and the server's pump drops its source.
+    auto res = co_await open_stream(*client, "/a");
+    if (!res) co_return;
+    bodies.back().lock()->push("one");
+    EXPECT_EQ((co_await res->source->next()).data, "one");
+    auto dropped = bodies.back().lock()->dropped;
+    res->source.reset();
+    EXPECT_TRUE(co_await wait_until([&] { return *dropped; }))
+        << "the server still holds the body of a stream its client reset";
+    EXPECT_TRUE(co_await wait_until([&] { return client->active_streams() == 0; }));
+
+    // The server's source fails: the client's body ends with the reset.
+    auto failing = co_await open_stream(*client, "/b");
+    if (!failing) co_return;
+    BodySource::Piece broken;
+    broken.error = "upstream reset";
+    bodies.back().lock()->push(std::move(broken));
+    auto got = co_await failing->source->next();
+    EXPECT_TRUE(contains(got.error, "stream reset: INTERNAL_ERROR")) << got.error;
+
+    // The connection carries on.
+    EXPECT_TRUE(client->usable());
+    auto after = co_await client->send(streamed("/ready"));
+    EXPECT_TRUE(after && co_await read_all(*after) == "ab");
+  });
+}
+
+TEST_F(Http2StreamTest, AStreamedBodyNobodyReadsIsPulledOnlyAsFarAsTheWindowsAllow) {
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    auto res = co_await open_stream(*client, "/endless");
+    if (!res) co_return;
+    co_await sleep_for(300ms);
+    auto held = bodies.back().lock();
+    if (!held) co_return;
+    auto& server = *held;
+    // The client's 1 MiB stream window, our 64 KiB pump lead and one piece in hand; unbounded
+    // without flow control (hundreds of MiB over loopback in 300 ms).
+    EXPECT_GT(server.pulled, 512u * 1024);
+    EXPECT_LT(server.pulled, 2u * 1024 * 1024) << "pulled while nobody read";
+    // Reading lets it flow again.
+    size_t read = 0;
+    while (read < 8 * 1024 * 1024) {
+      auto got = co_await res->source->next();
+      EXPECT_TRUE(got.error.empty()) << got.error;
+      if (!got.error.empty()) co_return;
+      read += got.data.size();
+    }
+    EXPECT_GE(server.pulled, read);
+    held.reset();
+    res->source.reset();
+    EXPECT_TRUE(co_await wait_until([&] { return client->active_streams() == 0; }));
+    // Several times the 4 MiB connection window: nothing the dropped stream held stays taken.
+    for (int i = 0; i < 3; ++i) {
+      auto again = co_await open_stream(*client, "/endless");
+      if (!again) co_return;
+      size_t n = 0;
+      while (n < 2 * 1024 * 1024) {
+        auto got = co_await again->source->next();
+        if (!got.error.empty()) break;
+        n += got.data.size();
+      }
+      EXPECT_GE(n, 2u * 1024 * 1024) << "the connection window was not given back";
+    }
+    auto after = co_await client->send(streamed("/ready"));
+    EXPECT_TRUE(after && co_await read_all(*after) == "ab");
   });
 }
 
