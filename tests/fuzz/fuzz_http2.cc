@@ -3,8 +3,11 @@
 // fields, Content-Length against DATA, trailers, then http::check_request_head). The input,
 // after its first byte, follows the client preface and is played in pieces of 1-64 bytes (the
 // first byte picks the size) by an in-memory stream, then the stream ends; the handler echoes
-// each request's body. Besides crashes, sanitizer reports and hangs it traps when a request
-// reaches the handler with a body larger than the limit or a head the checks refuse.
+// each request's body, streamed (Response::source, in pieces of up to 7 bytes with a yield
+// before each, ending with trailers, or failing when the body's size is odd) when the request
+// is gRPC. Besides crashes, sanitizer reports and hangs it traps when a request reaches the
+// handler with a body larger than the limit or a head the checks refuse, and when a streamed
+// body is pulled again after it ended.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -27,6 +30,39 @@ void require(bool ok) {
 
 constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+// An echoed body given out in small pieces, each after a yield to the io_context, so the
+// peer's frames (resets, window updates, GOAWAY, the end of input) land between them.
+class PiecewiseBody final : public BodySource {
+ public:
+  PiecewiseBody(std::string data, http::HeaderList trailers, bool fail)
+      : data_(std::move(data)), trailers_(std::move(trailers)), fail_(fail) {}
+  awaitable<Piece> next() override {
+    require(!ended_);  // nobody pulls a body past its end
+    co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+    Piece piece;
+    if (at_ < data_.size()) {
+      piece.data = data_.substr(at_, 7);
+      at_ += piece.data.size();
+      co_return piece;
+    }
+    ended_ = true;
+    if (fail_) {
+      piece.error = "upstream reset";
+    } else {
+      piece.end = true;
+      piece.trailers = std::move(trailers_);
+    }
+    co_return piece;
+  }
+
+ private:
+  std::string data_;
+  http::HeaderList trailers_;
+  bool fail_;
+  size_t at_ = 0;
+  bool ended_ = false;
+};
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -48,6 +84,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     require(http::check_request_head(request.head, http::Version::kHttp2, head_limits).has_value());
     Response response;
     response.status = 200;
+    auto type = http::find_header(request.head.headers, "content-type");
+    if (type && type->starts_with("application/grpc")) {
+      const bool fail = request.body.size() % 2 == 1;
+      response.source = std::make_shared<PiecewiseBody>(std::move(request.body),
+                                                        std::move(request.trailers), fail);
+      co_return response;
+    }
     response.body = std::move(request.body);
     response.trailers = std::move(request.trailers);
     co_return response;
