@@ -23,7 +23,7 @@ struct ClientStream {
   size_t header_count = 0;
   bool final_head = false;  // a non-1xx :status arrived
   bool streaming = false;   // the caller takes the body as it arrives (Request::stream_response)
-  size_t unconsumed = 0;    // body bytes received and not yet taken (streaming: window held)
+  size_t unconsumed = 0;    // body bytes received and not yet taken (their stream window held)
   bool done = false;
   std::string error;  // set when the stream failed
   async::Event changed;
@@ -47,12 +47,14 @@ class ClientConnection final : public Session,
            nghttp2_session_check_request_allowed(ng_) != 0;
   }
   size_t active_streams() const { return streams_.size(); }
-  // A streamed body's reader took `n` bytes: the peer may send that many more.
+  // A streamed body's reader took `n` bytes: the peer may send that many more on the stream.
+  // (The connection window was given back when they arrived: one stream nobody reads must not
+  // hold up the others.)
   void consumed(ClientStream& s, size_t n) {
     n = std::min(n, s.unconsumed);
     s.unconsumed -= n;
     if (n == 0 || ng_ == nullptr || ended_) return;
-    nghttp2_session_consume(ng_, s.id, n);
+    nghttp2_session_consume_stream(ng_, s.id, n);
     wake();
   }
   // A streamed body's reader went away before its end: reset the stream, and give the bytes
@@ -178,6 +180,8 @@ struct ClientConnection::Callbacks {
     if (s == nullptr || s->done || !s->streaming) {
       // Taken at once: buffered below (bounded by max_body_bytes) or dropped.
       nghttp2_session_consume(ng, stream_id, len);
+    } else {
+      nghttp2_session_consume_connection(ng, len);
     }
     if (s == nullptr || s->done) return 0;
     if (s->streaming) {
@@ -268,10 +272,10 @@ awaitable<Result<Response>> ClientConnection::send(Request request) {
     }
   }
   if (!s->error.empty()) co_return fail(s->error);
-  if (s->done) {
-    consumed(*s, s->unconsumed);  // all of it is in the response
-    co_return std::move(s->response);
-  }
+  // Complete already (a trailers-only gRPC answer, or all of it in one read): whole. The
+  // caller must not decide on more than the head of an answer it asked to stream, however the
+  // bytes were split (proxy/pipeline.cc reads grpc-status from the head only).
+  if (s->done) co_return std::move(s->response);
   // Streaming: the head now, the body through the source.
   Response streamed;
   streamed.status = s->response.status;

@@ -41,7 +41,9 @@ inline constexpr std::string_view kClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n
 //   any early answer). A response the peer takes nothing of for `stream_idle_timeout`:
 //   RST_STREAM(CANCEL); if even that cannot leave within another `stream_idle_timeout`, the
 //   connection ends. No stream open for `idle_timeout`: GOAWAY(NO_ERROR), then close (PINGs
-//   and SETTINGS do not count as activity). A running handler is not timed here.
+//   and SETTINGS do not count as activity). A running handler is not timed here; a streamed
+//   response is, like any answer going out: no frame on it for `stream_idle_timeout` (a
+//   silent source) resets it, as Envoy's stream idle timeout does.
 // Details of this implementation (server.cc):
 // - nghttp2's own HTTP checks are off so that a bad head gets a status like HTTP/1.1 does: 400
 //   for connection-specific fields (connection, keep-alive, proxy-connection,

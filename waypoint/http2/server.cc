@@ -3,6 +3,7 @@
 // instead of a bare RST_STREAM).
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <unordered_map>
@@ -448,16 +449,33 @@ awaitable<void> ServerConnection::pump_body(std::weak_ptr<ServerConnection> weak
     c = weak.lock();
     return c && !c->ended_ ? c->find(id) : nullptr;
   };
+  // However the pump ends while its stream still waits for more (a source that threw, a wait
+  // cancelled), the stream is reset rather than left deferred until the idle timeout.
+  struct ResetUnfinished {
+    std::function<ServerStream*(std::shared_ptr<ServerConnection>&)> alive;
+    int32_t id;
+    ~ResetUnfinished() {
+      std::shared_ptr<ServerConnection> c;
+      ServerStream* s = alive(c);
+      if (s == nullptr || !s->out.more) return;
+      s->out.more = false;
+      nghttp2_submit_rst_stream(c->ng_, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
+      c->wake();
+    }
+  } reset_unfinished{alive, id};
   for (;;) {
     // At most kPumpAhead bytes wait in our buffer for the peer's window: no more is pulled
-    // from the source (whose sender is held back by its own window meanwhile).
+    // from the source (whose sender is held back by its own window meanwhile), unless the
+    // source's deadline passes: it is pulled then, to answer its timeout.
     for (;;) {
       std::shared_ptr<ServerConnection> c;
       ServerStream* s = alive(c);
       if (s == nullptr) co_return;
       if (s->out.data.size() - s->out.offset < kPumpAhead) break;
       c.reset();
-      if (!co_await pump->sent.wait()) co_return;
+      auto woke = co_await pump->sent.wait_until(source->deadline());
+      if (woke == async::Event::Wake::kCancelled) co_return;
+      if (woke == async::Event::Wake::kExpired) break;
     }
     auto next = co_await (source->next() || pump->closed.wait());
     if (next.index() == 1) co_return;  // the stream ended first: dropping the source resets it

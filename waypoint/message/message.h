@@ -29,7 +29,7 @@ enum class HttpVersion { kHttp10, kHttp11, kHttp2 };
 struct Limits {
   size_t max_header_bytes = 60 * 1024;      // request or response head (Envoy's 60 KiB): 431
   size_t max_headers = 100;                 // header count (Envoy's 100): 431
-  size_t max_body_bytes = 8 * 1024 * 1024;  // request: 413; response: 502
+  size_t max_body_bytes = 8 * 1024 * 1024;  // request: 413; buffered response: 502
 
   // From the first byte of a request head to its end (Envoy's request_headers_timeout): 408.
   std::chrono::milliseconds request_headers_timeout{10'000};
@@ -74,6 +74,11 @@ class BodySource {
   // The next piece; waits while none is there. After `end` or `error`, every call answers
   // the error "body already ended".
   virtual awaitable<Piece> next() = 0;
+  // When the body must have ended, if ever (the route timeout). A sender waiting for its peer
+  // to take what it has wakes then and pulls anyway, so that the source can answer the timeout.
+  virtual std::chrono::steady_clock::time_point deadline() const {
+    return std::chrono::steady_clock::time_point::max();
+  }
 };
 
 struct Response {

@@ -1,6 +1,7 @@
 #include "waypoint/proxy/pipeline.h"
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -313,9 +314,8 @@ Response failure_response(const AttemptResult& r, RequestRecord& rec) {
   }
 }
 
-std::optional<int> grpc_status_of(const Response& r) {
-  auto v = http::find_header(r.trailers, "grpc-status");
-  if (!v) v = http::find_header(r.headers, "grpc-status");
+std::optional<int> grpc_status_in(const http::HeaderList& fields) {
+  auto v = http::find_header(fields, "grpc-status");
   if (!v) return std::nullopt;
   int out = 0;
   for (char c : *v) {
@@ -325,27 +325,36 @@ std::optional<int> grpc_status_of(const Response& r) {
   return out;
 }
 
-// A streamed response's body on its way downstream, with the request's telemetry: the metric
+std::optional<int> grpc_status_of(const Response& r) {
+  auto in_trailers = grpc_status_in(r.trailers);
+  return in_trailers ? in_trailers : grpc_status_in(r.headers);
+}
+
+// A streamed response's body on its way downstream, with the request's books: the metric
 // sample and the access log line are written when the body ends (or fails, or is given up), with
-// the bytes that passed and the trailers' grpc-status. The route timeout, when there is one,
-// still bounds the whole response. `alive` is the pipeline's: a body outliving it writes nothing.
+// the bytes that passed and the trailers' grpc-status, and the attempt's place in the pool and
+// the load balancer is given back then (`on_end`). The route timeout (or the attempt's per-try
+// timeout, the earlier) still bounds the whole response. `alive` is the pipeline's: a body
+// outliving it touches nothing.
 class RecordedBody final : public BodySource {
  public:
   using Finish = void (*)(void* pipeline, RequestRecord& rec);
   RecordedBody(std::shared_ptr<BodySource> inner, RequestRecord rec,
-               std::optional<Clock::time_point> deadline, std::weak_ptr<void> alive, void* pipeline,
-               Finish finish)
+               std::optional<Clock::time_point> deadline, std::function<void()> on_end,
+               std::weak_ptr<void> alive, void* pipeline, Finish finish)
       : inner_(std::move(inner)),
         rec_(std::move(rec)),
         deadline_(deadline),
+        on_end_(std::move(on_end)),
         alive_(std::move(alive)),
         pipeline_(pipeline),
         finish_(finish) {}
   ~RecordedBody() override {
-    if (!done_) {
-      rec_.error = "the downstream gave up the response body";
-      record();
-    }
+    if (!done_) give_up();
+  }
+
+  Clock::time_point deadline() const override {
+    return deadline_.value_or(Clock::time_point::max());
   }
 
   awaitable<Piece> next() override {
@@ -354,22 +363,31 @@ class RecordedBody final : public BodySource {
       piece.error = "body already ended";
       co_return piece;
     }
-    if (deadline_) {
+    bool timed_out = false;
+    if (deadline_ && Clock::now() >= *deadline_) {
+      timed_out = true;
+    } else if (deadline_) {
       auto got = co_await async::with_timeout(inner_->next(), *deadline_ - Clock::now());
       if (got) {
         piece = std::move(*got);
       } else {
-        rec_.add_flag("UT");
-        piece.error = "upstream request timeout";
+        timed_out = true;
       }
     } else {
       piece = co_await inner_->next();
     }
+    auto state = co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none) {
+      give_up();  // the sender stopped waiting: its stream ended
+      co_return piece;
+    }
+    if (timed_out) {
+      piece.error = "upstream request timeout";
+      rec_.add_flag("UT");
+    }
     rec_.response_bytes += piece.data.size();
     if (piece.end) {
-      Response trailers_only;
-      trailers_only.trailers = piece.trailers;
-      if (auto g = grpc_status_of(trailers_only)) rec_.grpc_status = std::to_string(*g);
+      if (auto g = grpc_status_in(piece.trailers)) rec_.grpc_status = std::to_string(*g);
       record();
     } else if (!piece.error.empty()) {
       rec_.error = piece.error;
@@ -379,15 +397,23 @@ class RecordedBody final : public BodySource {
   }
 
  private:
+  void give_up() {
+    rec_.add_flag("DC");
+    rec_.error = "the downstream gave up the response body";
+    record();
+  }
   void record() {
     done_ = true;
     inner_.reset();  // an upstream stream not read to its end is reset now
-    if (!alive_.expired()) finish_(pipeline_, rec_);
+    if (alive_.expired()) return;
+    if (on_end_) on_end_();
+    finish_(pipeline_, rec_);
   }
 
   std::shared_ptr<BodySource> inner_;
   RequestRecord rec_;
   std::optional<Clock::time_point> deadline_;
+  std::function<void()> on_end_;
   std::weak_ptr<void> alive_;
   void* pipeline_;
   Finish finish_;
@@ -529,9 +555,9 @@ struct Pipeline::Impl {
     rec.protocol = is_grpc(request.head.headers) ? "grpc" : "http";
     rec.request_bytes = request.body.size();
     Response resp;
-    std::optional<Clock::time_point> body_deadline;
+    StreamedEnd streamed;
     try {
-      resp = co_await process(*stream, std::move(request), rec, body_deadline);
+      resp = co_await process(*stream, std::move(request), rec, streamed);
     } catch (const std::exception& e) {
       rec.error = e.what();
       ctx.metrics.error("pipeline", "exception");
@@ -542,21 +568,26 @@ struct Pipeline::Impl {
     if (auto g = grpc_status_of(resp)) rec.grpc_status = std::to_string(*g);
     if (resp.source) {
       // Recorded when the body ends.
-      resp.source =
-          std::make_shared<RecordedBody>(std::move(resp.source), std::move(rec), body_deadline,
-                                         alive, this, [](void* self, RequestRecord& r) {
-                                           auto& impl = *static_cast<Impl*>(self);
-                                           r.finish(impl.ctx.metrics, &impl.series_cache);
-                                         });
+      resp.source = std::make_shared<RecordedBody>(std::move(resp.source), std::move(rec),
+                                                   streamed.deadline, std::move(streamed.on_end),
+                                                   alive, this, [](void* self, RequestRecord& r) {
+                                                     auto& impl = *static_cast<Impl*>(self);
+                                                     r.finish(impl.ctx.metrics, &impl.series_cache);
+                                                   });
       co_return resp;
     }
     rec.finish(ctx.metrics, &series_cache);
     co_return resp;
   }
 
-  // `body_deadline`: for a streamed response, when its body must have ended (route timeout).
+  // What a streamed response's body takes over from the attempt that produced it.
+  struct StreamedEnd {
+    std::optional<Clock::time_point> deadline;  // the attempt's: per-try or route, the earlier
+    std::function<void()> on_end;               // gives the attempt's books back
+  };
+
   awaitable<Response> process(const StreamContext& stream, Request request, RequestRecord& rec,
-                              std::optional<Clock::time_point>& body_deadline) {
+                              StreamedEnd& streamed) {
     auto cfg = ctx.config.current();
     auto st = ctx.state.current();
 
@@ -819,10 +850,11 @@ struct Pipeline::Impl {
       }
       dest->attempts_counter->inc();
       bool completed = true;
-      if (auto deadline = retries.attempt_deadline(now)) {
+      const auto attempt_deadline = retries.attempt_deadline(now);
+      if (attempt_deadline) {
         // On its own task, so that the deadline can abandon it.
         tasks.spawn(run_attempt(slot), "waypoint upstream attempt");
-        completed = co_await await_attempt(slot, deadline);
+        completed = co_await await_attempt(slot, attempt_deadline);
       } else {
         // No deadline: nothing would abandon it but a cancellation of this request, which
         // reaches it here as well. Inline: no task, no timer.
@@ -835,12 +867,25 @@ struct Pipeline::Impl {
           slot->done = true;
         }
       }
-      if (--dest->active[key] == 0) dest->active.erase(key);
-      dest->limiter.finish_request();
-      if (http2 && admission == resilience::ConnectionPoolLimiter::Admission::kNewConnection) {
-        dest->limiter.connection_closed();  // HTTP/2 shares one connection per endpoint
-      }
-      dest->freed.notify();
+      // The attempt's books: given back now, or, for a streamed response that becomes the
+      // answer, when its body ends (a running stream is an active request to its endpoint).
+      auto release = [dest, key = std::string(key), http2, admission] {
+        if (--dest->active[key] == 0) dest->active.erase(key);
+        dest->limiter.finish_request();
+        if (http2 && admission == resilience::ConnectionPoolLimiter::Admission::kNewConnection) {
+          dest->limiter.connection_closed();  // HTTP/2 shares one connection per endpoint
+        }
+        dest->freed.notify();
+      };
+      const bool streaming =
+          completed && !slot->connect_failed && *slot->result && (*slot->result)->source != nullptr;
+      // Dropping a streamed response that is not the answer resets its upstream stream.
+      auto drop_streamed = [&] {
+        if (!streaming) return;
+        slot->result.reset();
+        release();
+      };
+      if (!streaming) release();
 
       AttemptResult result;
       if (!completed) {
@@ -855,7 +900,11 @@ struct Pipeline::Impl {
                                             ? AttemptResult::Kind::kRefusedStream
                                             : AttemptResult::Kind::kReset);
       } else {
-        result = AttemptResult::response((*slot->result)->status, grpc_status_of(**slot->result));
+        // An answer asked for as a stream is judged by its head alone (grpc-status in a
+        // trailers-only answer), as Envoy does, whether or not its trailers happen to be in.
+        const Response& r = **slot->result;
+        result = AttemptResult::response(
+            r.status, req.stream_response ? grpc_status_in(r.headers) : grpc_status_of(r));
         rec.error.clear();
       }
       auto after = Clock::now();
@@ -867,6 +916,7 @@ struct Pipeline::Impl {
         if (!dest->limiter.try_start_retry()) {
           decision.kind = Kind::kDone;  // retry budget (maxRetries) spent: answer this one
         } else {
+          drop_streamed();
           in_retry = true;
           asio::steady_timer backoff(ex, decision.backoff);
           co_await backoff.async_wait(kTuple);
@@ -874,6 +924,7 @@ struct Pipeline::Impl {
         }
       }
       if (decision.kind == Kind::kTimedOut) {
+        drop_streamed();
         rec.add_flag("UT");
         co_return local_response(504, "upstream request timeout");
       }
@@ -887,7 +938,10 @@ struct Pipeline::Impl {
           return relay_upgraded(slot, std::move(downstream), std::move(already_read));
         };
       }
-      if (resp.source) body_deadline = retries.request_deadline();
+      if (streaming) {
+        streamed.deadline = attempt_deadline;
+        streamed.on_end = std::move(release);
+      }
       co_return resp;
     }
   }

@@ -155,7 +155,20 @@ awaitable<Result<std::shared_ptr<http2::Http2Client>>> Upstream::http2_client(
     co_return it->second;
   }
   auto client = http2::Http2Client::start(ex_, std::move(*stream), ctx_.settings.limits);
-  if (auto it = http2_.find(key); it != http2_.end()) it->second->close();
+  // The one replaced (after a GOAWAY, say) keeps its streams until they end: a long gRPC
+  // stream is not cut because the endpoint asked for new ones to go elsewhere.
+  std::erase_if(draining_http2_, [](const std::shared_ptr<http2::Http2Client>& c) {
+    if (c->active_streams() != 0) return false;
+    c->close();
+    return true;
+  });
+  if (auto it = http2_.find(key); it != http2_.end()) {
+    if (it->second->active_streams() == 0) {
+      it->second->close();
+    } else {
+      draining_http2_.push_back(std::move(it->second));
+    }
+  }
   http2_[key] = client;
   co_return client;
 }
@@ -173,6 +186,8 @@ void Upstream::close_idle() {
       ++it;
     }
   }
+  for (auto& c : draining_http2_) c->close();
+  draining_http2_.clear();
   pool_.drain_all();
 }
 

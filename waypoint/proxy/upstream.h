@@ -72,7 +72,8 @@ class Upstream {
   awaitable<Result<std::shared_ptr<http2::Http2Client>>> http2_client(const EndpointTarget& target,
                                                                       const TunnelInfo& info);
 
-  // Drops idle HTTP/1.1 clients, closes HTTP/2 clients without streams, drains the pool.
+  // Drops idle HTTP/1.1 clients, closes HTTP/2 clients without streams (and replaced ones),
+  // drains the pool.
   void close_idle();
 
   static constexpr size_t kMaxIdlePerEndpoint = 16;
@@ -87,6 +88,8 @@ class Upstream {
   std::mt19937_64 rng_;
   std::unordered_map<std::string, std::deque<IdleHttp1>> idle_http1_;
   std::unordered_map<std::string, std::shared_ptr<http2::Http2Client>> http2_;
+  // Replaced HTTP/2 clients whose streams are still running (closed once they have none).
+  std::vector<std::shared_ptr<http2::Http2Client>> draining_http2_;
 };
 
 }  // namespace zt::waypoint::proxy

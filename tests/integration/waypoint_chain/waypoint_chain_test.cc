@@ -116,11 +116,11 @@ std::string errors_of(const Tally& t) {
 // A grpc++ server for `service` on the chain's grpc workload, and a channel to the grpc
 // service's VIP through the client's ztunnel (grpc++ cannot speak SOCKS5: a forwarder does).
 struct GrpcThroughChain {
-  GrpcThroughChain(WaypointChain& chain, grpc::Service& service) {
+  GrpcThroughChain(WaypointChain& chain, std::unique_ptr<grpc::Service> s) : service(std::move(s)) {
     grpc::ServerBuilder builder;
     builder.AddListeningPort(net::format_endpoint(chain.endpoint("grpc")),
                              grpc::InsecureServerCredentials());
-    builder.RegisterService(&service);
+    builder.RegisterService(service.get());
     server = builder.BuildAndStart();
     forwarder = SocksForwarder::start(chain.client().socks5, chain.vip("grpc"));
     grpc::ChannelArguments args;
@@ -128,6 +128,7 @@ struct GrpcThroughChain {
     channel = grpc::CreateCustomChannel(net::format_endpoint(forwarder->endpoint()),
                                         grpc::InsecureChannelCredentials(), args);
   }
+  std::unique_ptr<grpc::Service> service;  // first: the server (and its handlers) go before it
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<SocksForwarder> forwarder;
   std::shared_ptr<grpc::Channel> channel;
@@ -183,10 +184,10 @@ class WaypointChainTest : public ::testing::Test {
                       5s);
   }
 
-  // A chain (no L7 config) whose grpc workload is served by `service` (grpc_).
-  void start_grpc(int slot, grpc::Service& service) {
+  // A chain (no L7 config) whose grpc workload is served by `service` (grpc_ owns it).
+  void start_grpc(int slot, std::unique_ptr<grpc::Service> service) {
     ASSERT_NO_FATAL_FAILURE(start(slot, "", {Backend::kGrpc}));
-    grpc_ = std::make_unique<GrpcThroughChain>(*chain_, service);
+    grpc_ = std::make_unique<GrpcThroughChain>(*chain_, std::move(service));
     ASSERT_TRUE(grpc_->server);
   }
 
@@ -699,8 +700,9 @@ class GrpcBackend final : public istio::v1::auth::IstioCertificateService::Servi
 };
 
 TEST_F(WaypointChainTest, GrpcCallThroughTheWaypoint) {
-  GrpcBackend service;
-  ASSERT_NO_FATAL_FAILURE(start_grpc(9, service));
+  auto owned = std::make_unique<GrpcBackend>();
+  auto& service = *owned;
+  ASSERT_NO_FATAL_FAILURE(start_grpc(9, std::move(owned)));
   auto stub = istio::v1::auth::IstioCertificateService::NewStub(grpc_->channel);
   for (int i = 0; i < 3; ++i) {
     grpc::ClientContext ctx;
@@ -782,8 +784,9 @@ class StreamingBackend final
 };
 
 TEST_F(WaypointChainTest, GrpcServerStreamingReachesTheClientMessageByMessage) {
-  StreamingBackend service;
-  ASSERT_NO_FATAL_FAILURE(start_grpc(12, service));
+  auto owned = std::make_unique<StreamingBackend>();
+  auto& service = *owned;
+  ASSERT_NO_FATAL_FAILURE(start_grpc(12, std::move(owned)));
   auto stub = envoy::service::discovery::v3::AggregatedDiscoveryService::NewStub(grpc_->channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + 20s);
