@@ -184,9 +184,9 @@ class WaypointChainTest : public ::testing::Test {
                       5s);
   }
 
-  // A chain (no L7 config) whose grpc workload is served by `service` (grpc_ owns it).
-  void start_grpc(int slot, std::unique_ptr<grpc::Service> service) {
-    ASSERT_NO_FATAL_FAILURE(start(slot, "", {Backend::kGrpc}));
+  // A chain whose grpc workload is served by `service` (grpc_ owns it).
+  void start_grpc(int slot, std::unique_ptr<grpc::Service> service, const std::string& l7 = "") {
+    ASSERT_NO_FATAL_FAILURE(start(slot, l7, {Backend::kGrpc}));
     grpc_ = std::make_unique<GrpcThroughChain>(*chain_, std::move(service));
     ASSERT_TRUE(grpc_->server);
   }
@@ -786,7 +786,16 @@ class StreamingBackend final
 TEST_F(WaypointChainTest, GrpcServerStreamingReachesTheClientMessageByMessage) {
   auto owned = std::make_unique<StreamingBackend>();
   auto& service = *owned;
-  ASSERT_NO_FATAL_FAILURE(start_grpc(12, std::move(owned)));
+  // One request at a time to grpc: a running stream holds its place until its body ends.
+  ASSERT_NO_FATAL_FAILURE(start_grpc(12, std::move(owned), R"(apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: grpc, namespace: default}
+spec:
+  host: grpc
+  trafficPolicy:
+    connectionPool: {http: {http2MaxRequests: 1}}
+---
+)"));
   auto stub = envoy::service::discovery::v3::AggregatedDiscoveryService::NewStub(grpc_->channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + 20s);
@@ -799,6 +808,15 @@ TEST_F(WaypointChainTest, GrpcServerStreamingReachesTheClientMessageByMessage) {
   ASSERT_TRUE(call->Read(&first));
   EXPECT_EQ(first.nonce(), "first");
   EXPECT_EQ(first.type_url(), req.type_url());
+  {  // The stream is still running: a second call overflows the pool (503 UO: UNAVAILABLE).
+    grpc::ClientContext other_ctx;
+    other_ctx.set_deadline(std::chrono::system_clock::now() + 5s);
+    auto other = stub->DeltaAggregatedResources(&other_ctx);
+    other->WritesDone();
+    envoy::service::discovery::v3::DeltaDiscoveryResponse ignored;
+    EXPECT_FALSE(other->Read(&ignored));
+    EXPECT_EQ(other->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  }
   {
     std::lock_guard lock(service.mu);
     service.first_seen = true;
