@@ -57,8 +57,8 @@ class ClientConnection final : public Session,
     nghttp2_session_consume_stream(ng_, s.id, n);
     wake();
   }
-  // A streamed body's reader went away before its end: reset the stream, and give the bytes
-  // it held back to the connection window.
+  // A streamed body's reader went away before its end: reset the stream (what it held of the
+  // stream window no longer matters; the connection window was given back on arrival).
   void give_up(ClientStream& s) {
     if (ng_ == nullptr || ended_) return;
     if (!s.done && streams_.count(s.id) != 0) {

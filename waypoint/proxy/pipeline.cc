@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/base/log.h"
@@ -80,7 +81,8 @@ bool same_object(const std::weak_ptr<const T>& w, const std::shared_ptr<const T>
 
 // One upstream attempt, run on its own task so that a deadline can abandon it.
 struct AttemptSlot {
-  explicit AttemptSlot(asio::any_io_executor ex) : timer(ex, Clock::time_point::max()) {}
+  explicit AttemptSlot(asio::any_io_executor ex)
+      : timer(ex, Clock::time_point::max()), gave_up(ex) {}
 
   std::shared_ptr<Upstream> upstream;
   std::shared_ptr<Destination> dest;
@@ -92,6 +94,7 @@ struct AttemptSlot {
   bool counted_connection = false;  // a new connection was admitted for it
 
   asio::steady_timer timer;  // cancelled when the attempt is done
+  async::Event gave_up;      // notified by abandon(): an HTTP/2 request still waiting is reset
   bool done = false;
   bool abandoned = false;       // deadline passed or the caller went away
   bool connect_failed = false;  // no stream to the endpoint
@@ -100,6 +103,7 @@ struct AttemptSlot {
 
   void abandon() {
     abandoned = true;
+    gave_up.notify();
     if (h1.client) h1.client->abort();
   }
 };
@@ -148,7 +152,15 @@ awaitable<void> run_attempt(std::shared_ptr<AttemptSlot> slot) {
       slot->connect_failed = true;
       slot->result = tl::unexpected(client.error());
     } else if (!slot->abandoned) {
-      slot->result = co_await (*client)->send(*slot->request);
+      // An abandoned attempt (per-try timeout, the request gone) cancels its send, which
+      // resets the stream instead of leaving it open upstream, unseen and uncounted.
+      using namespace asio::experimental::awaitable_operators;
+      auto sent = co_await ((*client)->send(*slot->request) || slot->gave_up.wait());
+      if (sent.index() == 0) {
+        slot->result = std::move(std::get<0>(sent));
+      } else {
+        slot->result = Result<Response>(fail("HTTP/2 request abandoned"));
+      }
     }
     finish();
     co_return;
@@ -333,9 +345,8 @@ std::optional<int> grpc_status_of(const Response& r) {
 // A streamed response's body on its way downstream, with the request's books: the metric
 // sample and the access log line are written when the body ends (or fails, or is given up), with
 // the bytes that passed and the trailers' grpc-status, and the attempt's place in the pool and
-// the load balancer is given back then (`on_end`). The route timeout (or the attempt's per-try
-// timeout, the earlier) still bounds the whole response. `alive` is the pipeline's: a body
-// outliving it touches nothing.
+// the load balancer is given back then (`on_end`). The route timeout still bounds the whole
+// response. `alive` is the pipeline's: a body outliving it touches nothing.
 class RecordedBody final : public BodySource {
  public:
   using Finish = void (*)(void* pipeline, RequestRecord& rec);
@@ -582,7 +593,7 @@ struct Pipeline::Impl {
 
   // What a streamed response's body takes over from the attempt that produced it.
   struct StreamedEnd {
-    std::optional<Clock::time_point> deadline;  // the attempt's: per-try or route, the earlier
+    std::optional<Clock::time_point> deadline;  // the route timeout's
     std::function<void()> on_end;               // gives the attempt's books back
   };
 
@@ -879,13 +890,22 @@ struct Pipeline::Impl {
       };
       const bool streaming =
           completed && !slot->connect_failed && *slot->result && (*slot->result)->source != nullptr;
+      // A streamed answer's books go with its body; until handed over they are given back on
+      // any way out of this iteration (an exception included).
+      std::function<void()> books = std::move(release);
+      struct GiveBackUnlessHandedOver {
+        std::function<void()>& books;
+        ~GiveBackUnlessHandedOver() {
+          if (books) std::exchange(books, nullptr)();
+        }
+      } give_back{books};
       // Dropping a streamed response that is not the answer resets its upstream stream.
       auto drop_streamed = [&] {
         if (!streaming) return;
         slot->result.reset();
-        release();
+        std::exchange(books, nullptr)();
       };
-      if (!streaming) release();
+      if (!streaming) std::exchange(books, nullptr)();
 
       AttemptResult result;
       if (!completed) {
@@ -939,8 +959,10 @@ struct Pipeline::Impl {
         };
       }
       if (streaming) {
-        streamed.deadline = attempt_deadline;
-        streamed.on_end = std::move(release);
+        // The route timeout bounds the body; the per-try timeout no longer applies once the
+        // answer has started (Envoy lets it continue up to the route timeout).
+        streamed.deadline = retries.request_deadline();
+        streamed.on_end = std::exchange(books, nullptr);
       }
       co_return resp;
     }

@@ -797,14 +797,27 @@ spec:
 ---
 )"));
   auto stub = envoy::service::discovery::v3::AggregatedDiscoveryService::NewStub(grpc_->channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + 20s);
-  auto call = stub->DeltaAggregatedResources(&ctx);
+  // The backend's second message waits for set_seen(true) (at most 5 s).
+  auto set_seen = [&](bool seen) {
+    {
+      std::lock_guard lock(service.mu);
+      service.first_seen = seen;
+    }
+    service.seen.notify_all();
+  };
   envoy::service::discovery::v3::DeltaDiscoveryRequest req;
   req.set_type_url("type.googleapis.com/istio.workload.Address");
-  ASSERT_TRUE(call->Write(req));
-  ASSERT_TRUE(call->WritesDone());  // the waypoint forwards a request once it is whole
+  // A call whose requests are all sent: the waypoint forwards a request once it is whole.
+  auto open = [&](grpc::ClientContext& c) {
+    c.set_deadline(std::chrono::system_clock::now() + 20s);
+    auto call = stub->DeltaAggregatedResources(&c);
+    EXPECT_TRUE(call->Write(req));
+    EXPECT_TRUE(call->WritesDone());
+    return call;
+  };
   envoy::service::discovery::v3::DeltaDiscoveryResponse first, second;
+  grpc::ClientContext ctx;
+  auto call = open(ctx);
   ASSERT_TRUE(call->Read(&first));
   EXPECT_EQ(first.nonce(), "first");
   EXPECT_EQ(first.type_url(), req.type_url());
@@ -817,11 +830,7 @@ spec:
     EXPECT_FALSE(other->Read(&ignored));
     EXPECT_EQ(other->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
   }
-  {
-    std::lock_guard lock(service.mu);
-    service.first_seen = true;
-  }
-  service.seen.notify_all();
+  set_seen(true);
   ASSERT_TRUE(call->Read(&second));
   EXPECT_EQ(second.nonce(), "second, after the client had the first")
       << "the waypoint held the first message until the stream ended";
@@ -831,9 +840,15 @@ spec:
   // One request in the metrics, recorded when the stream ended, with its grpc-status.
   EXPECT_TRUE(requests_reach({"request_protocol=\"grpc\"", "grpc_response_status=\"0\""}, 1))
       << chain_->waypoint_metrics_text();
+  {  // The ended stream gave its place back: the next call goes through.
+    grpc::ClientContext again_ctx;
+    auto again = open(again_ctx);
+    EXPECT_TRUE(again->Read(&first) && again->Read(&second) && !again->Read(&second));
+    EXPECT_TRUE(again->Finish().ok()) << "the pool place of the ended stream was not given back";
+  }
 
-  // A route timeout bounds the whole streamed response: the first message arrives, then the
-  // stalled stream is reset when the timeout passes, and the request is flagged UT.
+  // Timeouts: the per-try timeout covers the head only (a started stream continues, as in
+  // Envoy); the route timeout bounds the whole streamed response, which is then reset (UT).
   ASSERT_TRUE(chain_->set_config(R"(apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: ads-timeout, namespace: default}
@@ -842,32 +857,34 @@ spec:
   rules:
   - matches: [{path: {type: PathPrefix, value: /envoy.service.discovery.v3.AggregatedDiscoveryService}}]
     backendRefs: [{name: grpc, port: 80}]
-    timeouts: {request: 500ms}
+    timeouts: {request: 1500ms}
+    retries: {attempts: 1, perTryTimeout: 300ms}
 )"));
+  set_seen(false);
   {
-    std::lock_guard lock(service.mu);
-    service.first_seen = false;
+    grpc::ClientContext slow_ctx;
+    auto slow = open(slow_ctx);
+    ASSERT_TRUE(slow->Read(&first));
+    std::this_thread::sleep_for(600ms);
+    set_seen(true);
+    EXPECT_TRUE(slow->Read(&second)) << "the per-try timeout (300ms) cut a stream that had begun";
+    EXPECT_FALSE(slow->Read(&second));
+    EXPECT_TRUE(slow->Finish().ok());
   }
+  set_seen(false);
   grpc::ClientContext timed_ctx;
-  timed_ctx.set_deadline(std::chrono::system_clock::now() + 20s);
   auto started = std::chrono::steady_clock::now();
-  auto timed = stub->DeltaAggregatedResources(&timed_ctx);
-  ASSERT_TRUE(timed->Write(req));
-  ASSERT_TRUE(timed->WritesDone());
+  auto timed = open(timed_ctx);
   ASSERT_TRUE(timed->Read(&first));
   EXPECT_EQ(first.nonce(), "first");
   EXPECT_FALSE(timed->Read(&second)) << "got " << second.nonce();
   auto elapsed = std::chrono::steady_clock::now() - started;
   EXPECT_FALSE(timed->Finish().ok());
-  EXPECT_GE(elapsed, 400ms);
-  EXPECT_LT(elapsed, 3s) << "the route timeout is 500ms; the backend would stall for 5s";
+  EXPECT_GE(elapsed, 1200ms);
+  EXPECT_LT(elapsed, 4s) << "the route timeout is 1500ms; the backend would stall for 5s";
   EXPECT_TRUE(requests_reach({"request_protocol=\"grpc\"", "response_flags=\"UT\""}, 1))
       << chain_->waypoint_metrics_text();
-  {
-    std::lock_guard lock(service.mu);
-    service.first_seen = true;  // lets the stalled backend call end
-  }
-  service.seen.notify_all();
+  set_seen(true);  // lets the stalled backend call end
   grpc_->server->Shutdown(std::chrono::system_clock::now() + 1s);
 }
 
