@@ -440,6 +440,18 @@ void ServerConnection::respond(ServerStream& s, Response response) {
   wake();
 }
 
+// The source's next piece; a source that throws has failed (an exception would leave `||`
+// waiting for the stream to close instead).
+awaitable<BodySource::Piece> next_piece(BodySource& source) {
+  try {
+    co_return co_await source.next();
+  } catch (const std::exception& e) {
+    BodySource::Piece failed;
+    failed.error = fmt::format("response body source failed: {}", e.what());
+    co_return failed;
+  }
+}
+
 awaitable<void> ServerConnection::pump_body(std::weak_ptr<ServerConnection> weak, int32_t id,
                                             std::shared_ptr<BodyPump> pump,
                                             std::shared_ptr<BodySource> source) {
@@ -477,7 +489,7 @@ awaitable<void> ServerConnection::pump_body(std::weak_ptr<ServerConnection> weak
       if (woke == async::Event::Wake::kCancelled) co_return;
       if (woke == async::Event::Wake::kExpired) break;
     }
-    auto next = co_await (source->next() || pump->closed.wait());
+    auto next = co_await (next_piece(*source) || pump->closed.wait());
     if (next.index() == 1) co_return;  // the stream ended first: dropping the source resets it
     BodySource::Piece piece = std::get<0>(std::move(next));
     std::shared_ptr<ServerConnection> c;

@@ -720,6 +720,7 @@ class ScriptedBody final : public BodySource {
   explicit ScriptedBody(asio::any_io_executor ex) : changed_(std::move(ex)) {}
   ~ScriptedBody() override { *dropped = true; }
   awaitable<Piece> next() override {
+    if (throw_next) throw std::runtime_error("source bug");
     while (pieces_.empty() && !endless) {
       if (!co_await changed_.wait()) {
         Piece p;
@@ -753,7 +754,8 @@ class ScriptedBody final : public BodySource {
     push(std::move(p));
   }
 
-  bool endless = false;  // 64 KiB pieces for ever
+  bool endless = false;     // 64 KiB pieces for ever
+  bool throw_next = false;  // next() throws (a broken source)
   size_t pulled = 0;
   std::shared_ptr<bool> dropped = std::make_shared<bool>(false);
 
@@ -775,6 +777,7 @@ RequestHandler streaming_handler(Bodies* bodies) {
       body->end({{"grpc-status", "0"}});
     }
     body->endless = req.head.target == "/endless";
+    body->throw_next = req.head.target == "/throws";
     bodies->push_back(body);
     Response r;
     r.status = 200;
@@ -898,6 +901,12 @@ TEST_F(Http2StreamTest, AStreamedBodyGivenUpOrFailedResetsItsStreamOnly) {
     failing_server->push(std::move(broken));
     auto got = co_await failing->source->next();
     EXPECT_TRUE(contains(got.error, "stream reset: INTERNAL_ERROR")) << got.error;
+
+    // A source that throws has failed the same way, rather than leaving the stream waiting.
+    auto thrown = co_await open_stream(*client, "/throws");
+    if (!thrown) co_return;
+    auto broken_piece = co_await async::with_timeout(thrown->source->next(), 5s);
+    EXPECT_TRUE(broken_piece && contains(broken_piece->error, "stream reset: INTERNAL_ERROR"));
 
     // The connection carries on.
     EXPECT_TRUE(client->usable());
