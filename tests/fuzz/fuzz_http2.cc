@@ -2,12 +2,15 @@
 // waypoint doing HTTP's own checks (nghttp2's are off: pseudo-headers, connection-specific
 // fields, Content-Length against DATA, trailers, then http::check_request_head). The input,
 // after its first byte, follows the client preface and is played in pieces of 1-64 bytes (the
-// first byte picks the size) by an in-memory stream, then the stream ends; the handler echoes
-// each request's body, streamed (Response::source, in pieces of up to 7 bytes with a yield
-// before each, ending with trailers, or failing when the body's size is odd) when the request
-// is gRPC. Besides crashes, sanitizer reports and hangs it traps when a request reaches the
-// handler with a body larger than the limit or a head the checks refuse, and when a streamed
-// body is pulled again after it ended.
+// first byte's low six bits pick the size) by an in-memory stream, then the stream ends; the
+// handler echoes each request's body, streamed (Response::source, in pieces of up to 7 bytes
+// with a yield before each, ending with trailers, or failing when the body's size is odd) when
+// the request is gRPC. The first byte's top bit turns on Limits::stream_grpc_requests: a gRPC
+// request then arrives at its head with its body in Request::source, which the handler either
+// reads whole first (bit 6) or sends straight back as the response body (a bidirectional echo).
+// Besides crashes, sanitizer reports and hangs it traps when a request reaches the handler with
+// a buffered body larger than the limit or a head the checks refuse, when a streamed body is
+// pulled again after it ended, and when a request body source yields after its end.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -71,7 +74,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string input(kPreface);
   input.append(reinterpret_cast<const char*>(data) + 1, size - 1);
 
-  const Limits limits = fuzz::small_limits();
+  Limits limits = fuzz::small_limits();
+  limits.stream_grpc_requests = (data[0] & 0x80) != 0;
+  const bool read_first = (data[0] & 0x40) != 0;
   http::HeadLimits head_limits;
   head_limits.max_head_bytes = limits.max_header_bytes;
   head_limits.max_headers = limits.max_headers;
@@ -85,6 +90,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Response response;
     response.status = 200;
     auto type = http::find_header(request.head.headers, "content-type");
+    if (request.source) {
+      require(limits.stream_grpc_requests && request.body.empty());
+      if (!read_first) {
+        response.source = std::move(request.source);
+        co_return response;
+      }
+      for (;;) {
+        auto got = co_await request.source->next();
+        request.body += got.data;
+        if (got.end) request.trailers = std::move(got.trailers);
+        if (got.end || !got.error.empty()) break;
+      }
+      auto again = co_await request.source->next();
+      require(again.data.empty() && !again.end && !again.error.empty());
+    }
     if (type && type->starts_with("application/grpc")) {
       const bool fail = request.body.size() % 2 == 1;
       response.source = std::make_shared<PiecewiseBody>(std::move(request.body),

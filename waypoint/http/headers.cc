@@ -74,4 +74,9 @@ std::string_view RequestHead::query() const {
   return q == t.npos ? std::string_view() : t.substr(q + 1);
 }
 
+bool is_grpc(const HeaderList& headers) {
+  auto ct = find_header(headers, "content-type");
+  return ct && ct->substr(0, 16) == "application/grpc";
+}
+
 }  // namespace zt::waypoint::http

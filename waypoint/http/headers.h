@@ -30,6 +30,8 @@ void set_header(HeaderList& headers, std::string_view name, std::string_view val
 void add_header(HeaderList& headers, std::string_view name, std::string_view value);
 // Removes every `name` header; returns how many were removed.
 size_t remove_header(HeaderList& headers, std::string_view name);
+// A gRPC message: content-type application/grpc (+proto, +json ...).
+bool is_grpc(const HeaderList& headers);
 
 // What routing, policy and forwarding see of a request, whatever the HTTP version.
 struct RequestHead {

@@ -15,18 +15,19 @@ constexpr int32_t kStreamWindow = 1024 * 1024;
 constexpr int32_t kConnectionWindow = 4 * 1024 * 1024;
 
 struct ClientStream {
-  explicit ClientStream(const asio::any_io_executor& ex) : changed(ex) {}
+  explicit ClientStream(const asio::any_io_executor& ex) : in(std::make_shared<Inbox>(ex)) {}
   int32_t id = -1;
   OutBody out;
-  Response response;
+  std::shared_ptr<BodyPump> pump;  // a streamed request body (Request::source) being sent
+  Response response;               // status and headers (the body and trailers arrive in `in`)
   size_t header_bytes = 0;
   size_t header_count = 0;
   bool final_head = false;  // a non-1xx :status arrived
   bool streaming = false;   // the caller takes the body as it arrives (Request::stream_response)
-  size_t unconsumed = 0;    // body bytes received and not yet taken (their stream window held)
-  bool done = false;
-  std::string error;  // set when the stream failed
-  async::Event changed;
+  // The response body (buffered whole unless streaming), its trailers and its end; `in->error`
+  // is set when the stream failed. `in->changed` tells send() about the head as well.
+  std::shared_ptr<Inbox> in;
+  bool done() const { return in->done; }
 };
 
 class ClientConnection final : public Session,
@@ -47,26 +48,21 @@ class ClientConnection final : public Session,
            nghttp2_session_check_request_allowed(ng_) != 0;
   }
   size_t active_streams() const { return streams_.size(); }
-  // A streamed body's reader took `n` bytes: the peer may send that many more on the stream.
-  // (The connection window was given back when they arrived: one stream nobody reads must not
-  // hold up the others.)
-  void consumed(ClientStream& s, size_t n) {
-    n = std::min(n, s.unconsumed);
-    s.unconsumed -= n;
-    if (n == 0 || ng_ == nullptr || ended_) return;
-    nghttp2_session_consume_stream(ng_, s.id, n);
-    wake();
-  }
   // A streamed body's reader went away before its end: reset the stream (what it held of the
   // stream window no longer matters; the connection window was given back on arrival).
-  void give_up(ClientStream& s) {
+  void gave_up(int32_t id, Inbox& in) override {
     if (ng_ == nullptr || ended_) return;
-    if (!s.done && streams_.count(s.id) != 0) {
-      nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, s.id, NGHTTP2_CANCEL);
+    if (!in.done && streams_.count(id) != 0) {
+      nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
     }
-    finish(s, "body given up");
-    consumed(s, s.unconsumed);
+    finish(in, "body given up");
+    std::string().swap(in.data);
+    consumed(id, in, in.unconsumed);
     wake();
+  }
+  OutBody* out_body(int32_t id) override {
+    ClientStream* s = find(id);
+    return s == nullptr ? nullptr : &s->out;
   }
   void close() {
     if (ng_ == nullptr) ended_ = true;
@@ -85,14 +81,18 @@ class ClientConnection final : public Session,
     auto it = streams_.find(id);
     return it == streams_.end() ? nullptr : it->second.get();
   }
-  void finish(ClientStream& s, std::string error) {
-    if (s.done) return;
-    s.done = true;
-    s.error = std::move(error);
-    s.changed.notify();
+  static void finish(Inbox& in, std::string error) {
+    if (in.done) return;
+    in.done = true;
+    in.error = std::move(error);
+    in.changed.notify();
   }
+  static void finish(ClientStream& s, std::string error) { finish(*s.in, std::move(error)); }
   void fail_all(const std::string& why) {
-    for (auto& [id, s] : streams_) finish(*s, why);
+    for (auto& [id, s] : streams_) {
+      finish(*s, why);
+      if (s->pump) s->pump->end();
+    }
     if (ended_) streams_.clear();
   }
 
@@ -100,20 +100,6 @@ class ClientConnection final : public Session,
   bool goaway_ = false;
   bool closing_ = false;
   std::unordered_map<int32_t, std::shared_ptr<ClientStream>> streams_;
-};
-
-// The body of a streamed response (Request::stream_response), read from its ClientStream.
-class StreamedBody final : public BodySource {
- public:
-  StreamedBody(std::shared_ptr<ClientConnection> conn, std::shared_ptr<ClientStream> stream)
-      : conn_(std::move(conn)), stream_(std::move(stream)) {}
-  ~StreamedBody() override;
-  awaitable<Piece> next() override;
-
- private:
-  std::shared_ptr<ClientConnection> conn_;
-  std::shared_ptr<ClientStream> stream_;
-  bool finished_ = false;  // `end` or `error` was answered
 };
 
 struct ClientConnection::Callbacks {
@@ -126,7 +112,7 @@ struct ClientConnection::Callbacks {
                        void* user_data) {
     auto& c = conn(user_data);
     ClientStream* s = c.find(frame->hd.stream_id);
-    if (s == nullptr || s->done || frame->hd.type != NGHTTP2_HEADERS) return 0;
+    if (s == nullptr || s->done() || frame->hd.type != NGHTTP2_HEADERS) return 0;
     std::string_view n(reinterpret_cast<const char*>(name), namelen);
     std::string_view v(reinterpret_cast<const char*>(value), valuelen);
     s->header_bytes += namelen + valuelen;
@@ -137,7 +123,7 @@ struct ClientConnection::Callbacks {
       return 0;
     }
     if (s->final_head) {  // after the final head: trailers
-      if (n.front() != ':') s->response.trailers.push_back({std::string(n), std::string(v)});
+      if (n.front() != ':') s->in->trailers.push_back({std::string(n), std::string(v)});
       return 0;
     }
     if (n == ":status") {
@@ -158,18 +144,26 @@ struct ClientConnection::Callbacks {
     }
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
     ClientStream* s = c.find(frame->hd.stream_id);
-    if (s == nullptr || s->done) return 0;
+    if (s == nullptr || s->done()) return 0;
     if (frame->hd.type == NGHTTP2_HEADERS && !s->final_head) {
       if (s->response.status >= 200) {
         s->final_head = true;
-        if (s->streaming) s->changed.notify();  // send() answers with the head
-      } else {                                  // 1xx: informational, wait for the real head
+        if (s->streaming) s->in->changed.notify();  // send() answers with the head
+      } else {                                      // 1xx: informational, wait for the real head
         s->response.headers.clear();
         s->header_bytes = 0;
         s->header_count = 0;
       }
     }
-    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) c.finish(*s, {});
+    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
+      c.finish(*s, {});
+      // A gRPC call is over once its status is in: the rest of a streamed request is not sent
+      // (the stream closes, and its pump drops the source).
+      if (s->pump && nghttp2_session_get_stream_local_close(c.ng(), s->id) == 0) {
+        nghttp2_submit_rst_stream(c.ng(), NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
+        c.wake();
+      }
+    }
     return 0;
   }
 
@@ -177,26 +171,21 @@ struct ClientConnection::Callbacks {
                            size_t len, void* user_data) {
     auto& c = conn(user_data);
     ClientStream* s = c.find(stream_id);
-    if (s == nullptr || s->done || !s->streaming) {
-      // Taken at once: buffered below (bounded by max_body_bytes) or dropped.
-      nghttp2_session_consume(ng, stream_id, len);
-    } else {
-      nghttp2_session_consume_connection(ng, len);
-    }
-    if (s == nullptr || s->done) return 0;
-    if (s->streaming) {
+    if (s != nullptr && !s->done() && s->streaming) {
       // Held until the reader takes it; the stream window (kStreamWindow) bounds it.
-      s->unconsumed += len;
-      s->response.body.append(reinterpret_cast<const char*>(data), len);
-      s->changed.notify();
+      nghttp2_session_consume_connection(ng, len);
+      hold(*s->in, data, len);
       return 0;
     }
-    if (s->response.body.size() + len > c.limits_.max_body_bytes) {
+    // Taken at once: buffered below (bounded by max_body_bytes) or dropped.
+    nghttp2_session_consume(ng, stream_id, len);
+    if (s == nullptr || s->done()) return 0;
+    if (s->in->data.size() + len > c.limits_.max_body_bytes) {
       c.finish(*s, "response body too large");
       nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
       return 0;
     }
-    s->response.body.append(reinterpret_cast<const char*>(data), len);
+    s->in->data.append(reinterpret_cast<const char*>(data), len);
     return 0;
   }
 
@@ -206,6 +195,7 @@ struct ClientConnection::Callbacks {
     if (it == c.streams_.end()) return 0;
     auto s = std::move(it->second);
     c.streams_.erase(it);
+    if (s->pump) s->pump->end();  // a request body still being sent: its pump drops its source
     if (code == NGHTTP2_NO_ERROR) {
       c.finish(*s, "stream closed before the response ended");
     } else {
@@ -253,6 +243,12 @@ awaitable<Result<Response>> ClientConnection::send(Request request) {
   s->streaming = request.stream_response;
   s->out.data = std::move(request.body);
   s->out.trailers = std::move(request.trailers);
+  if (request.source) {
+    // Sent as it comes, after `body`: the stream stays open for it.
+    s->pump = std::make_shared<BodyPump>(ex_);
+    s->out.more = true;
+    s->out.sent = &s->pump->sent;
+  }
   nghttp2_data_provider prd = provider(s->out);
   const int32_t id = nghttp2_submit_request(ng_, nullptr, block.data(), block.size(),
                                             needs_provider(s->out) ? &prd : nullptr, s.get());
@@ -260,9 +256,15 @@ awaitable<Result<Response>> ClientConnection::send(Request request) {
   s->id = id;
   s->out.stream_id = id;
   streams_[id] = s;
+  if (request.source) {
+    // A source that fails (the downstream gave its request up) cancels the stream.
+    async::spawn_logged(
+        ex_, pump_body(weak_from_this(), id, s->pump, std::move(request.source), NGHTTP2_CANCEL),
+        "waypoint h2 request body");
+  }
   wake();
-  while (!s->done && !(s->streaming && s->final_head)) {
-    if (!co_await s->changed.wait() && !s->done) {
+  while (!s->done() && !(s->streaming && s->final_head)) {
+    if (!co_await s->in->changed.wait() && !s->done()) {
       // Cancelled by the caller (a timeout): the stream is given up.
       if (!ended_ && streams_.count(id) != 0) {
         nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
@@ -271,51 +273,22 @@ awaitable<Result<Response>> ClientConnection::send(Request request) {
       co_return fail("HTTP/2 request cancelled");
     }
   }
-  if (!s->error.empty()) co_return fail(s->error);
+  if (!s->in->error.empty()) co_return fail(s->in->error);
   // Complete already (a trailers-only gRPC answer, or all of it in one read): whole. The
   // caller must not decide on more than the head of an answer it asked to stream, however the
   // bytes were split (proxy/pipeline.cc reads grpc-status from the head only).
-  if (s->done) co_return std::move(s->response);
+  if (s->done()) {
+    s->response.body = std::move(s->in->data);
+    s->response.trailers = std::move(s->in->trailers);
+    consumed(id, *s->in, s->in->unconsumed);
+    co_return std::move(s->response);
+  }
   // Streaming: the head now, the body through the source.
   Response streamed;
   streamed.status = s->response.status;
   streamed.headers = std::move(s->response.headers);
-  streamed.source = std::make_shared<StreamedBody>(std::move(self), std::move(s));
+  streamed.source = inbox_source(std::move(self), id, s->in);
   co_return streamed;
-}
-
-StreamedBody::~StreamedBody() {
-  if (!finished_) conn_->give_up(*stream_);
-}
-
-awaitable<BodySource::Piece> StreamedBody::next() {
-  Piece piece;
-  if (finished_) {
-    piece.error = "body already ended";
-    co_return piece;
-  }
-  ClientStream& s = *stream_;
-  for (;;) {
-    if (!s.response.body.empty()) {
-      piece.data.swap(s.response.body);
-      conn_->consumed(s, piece.data.size());
-      co_return piece;
-    }
-    if (s.done) {
-      finished_ = true;
-      if (s.error.empty()) {
-        piece.end = true;
-        piece.trailers = std::move(s.response.trailers);
-      } else {
-        piece.error = s.error;
-      }
-      co_return piece;
-    }
-    if (!co_await s.changed.wait() && !s.done && s.response.body.empty()) {
-      piece.error = "cancelled";  // the reader was cancelled; dropping us resets the stream
-      co_return piece;
-    }
-  }
 }
 
 }  // namespace

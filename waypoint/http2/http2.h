@@ -23,6 +23,15 @@ inline constexpr std::string_view kClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n
 //   calling executor, so streams are served concurrently.
 // - Requests whose headers break http::check_request_head(kHttp2) get the check's status;
 //   oversized header lists 431; bodies larger than limits.max_body_bytes 413 (RST after).
+// - With limits.stream_grpc_requests, a gRPC request (content-type application/grpc...) whose
+//   HEADERS do not end the stream goes to the handler at once, its body in Request::source as
+//   it arrives (DATA, then the trailers; an error if the peer resets the stream, closes the
+//   connection or stalls past stream_idle_timeout). Its stream window is given back only as
+//   the handler reads, so a handler that does not read holds its sender back; its unread bytes
+//   count against max_connection_body_bytes, past which the connection window too is given
+//   back only as streamed bytes are read or let go. The answer may start before the request
+//   has ended (a bidirectional stream). A handler that drops the source early has the rest
+//   dropped as it arrives.
 // - Responses: :status + headers (hop-by-hop removed, names lower-cased), DATA, and trailers
 //   as a final HEADERS frame when present (gRPC). A streamed response (Response::source) sends
 //   its head at once and each piece as the source yields it; the next piece is pulled only
@@ -75,6 +84,10 @@ class Http2Client : public std::enable_shared_from_this<Http2Client> {
   // with request.stream_response, for the final head only when the body is still coming: the
   // body then follows through Response::source, the stream window held until the reader takes
   // each piece (at most 1 MiB waits per stream), and dropping the source resets the stream.
+  // A request.source is sent after request.body as it yields (the next piece pulled once less
+  // than 64 KiB waits for the peer's window); a source that fails resets the stream (CANCEL),
+  // and a response that ends first resets it (NO_ERROR) and drops the source: the rest of a
+  // gRPC request is not needed once its status is in.
   // Pseudo-headers come from request.head (:scheme defaults to "http"; :authority is the
   // authority, else a Host field; CONNECT has neither :scheme nor :path); regular headers are
   // sent as given with lower-cased names and Host removed: hop-by-hop fields are the caller's

@@ -22,8 +22,6 @@ namespace {
 
 // Per-stream cap the server advertises (and so the number of handlers one connection can run).
 constexpr uint32_t kMaxConcurrentStreams = 128;
-// A streamed response body waiting in our buffer beyond this is not added to (pump_body).
-constexpr size_t kPumpAhead = 64 * 1024;
 // Flow-control windows: the peer may have this much in flight per stream / per connection.
 constexpr int32_t kStreamWindow = 1024 * 1024;
 constexpr int32_t kConnectionWindow = 4 * 1024 * 1024;
@@ -34,19 +32,6 @@ using Clock = std::chrono::steady_clock;
 
 // A configured timeout; zero disables it.
 bool enabled(std::chrono::milliseconds d) { return d.count() > 0; }
-
-// What a streamed response's pump (ServerConnection::pump_body) and its stream share; the pump
-// holds it past the stream's end, so it never waits on an event that is gone.
-struct BodyPump {
-  explicit BodyPump(const asio::any_io_executor& ex) : sent(ex), closed(ex) {}
-  async::Event sent;    // a DATA frame of the body was written
-  async::Event closed;  // the stream or the connection ended
-  // Wakes the pump wherever it waits.
-  void end() {
-    sent.notify();
-    closed.notify();
-  }
-};
 
 struct ServerStream {
   int32_t id = -1;
@@ -63,6 +48,11 @@ struct ServerStream {
   bool responded = false;
   OutBody out;
   std::shared_ptr<BodyPump> pump;  // a streamed response whose body is still coming
+  // A request dispatched at its head (gRPC, Limits::stream_grpc_requests): its body arrives
+  // here for the handler's Request::source.
+  std::shared_ptr<Inbox> in;
+  uint64_t in_bytes = 0;  // body bytes received (checked against Content-Length at the end)
+  bool body_arriving() const { return in && !in->done; }
 
   // Timers (ServerConnection::watchdog).
   bool head_done = false;
@@ -101,6 +91,7 @@ class ServerConnection final : public Session,
     co_await (pump(std::move(already_read)) || watchdog());
     for (auto& [id, s] : streams_) {
       if (s->pump) s->pump->end();
+      end_inbox(*s, "the downstream connection ended");
     }
     streams_.clear();
   }
@@ -114,6 +105,11 @@ class ServerConnection final : public Session,
     return std::none_of(streams_.begin(), streams_.end(), [](const auto& kv) {
       return (kv.second->dispatched && !kv.second->responded) || kv.second->out.more;
     });
+  }
+
+  // A streamed request body still arriving can no longer end: its handler is told.
+  void on_peer_eof() override {
+    for (auto& [id, s] : streams_) end_inbox(*s, "the downstream closed the connection");
   }
 
   ServerStream* find(int32_t id) {
@@ -136,11 +132,42 @@ class ServerConnection final : public Session,
   bool expire_streams(Clock::time_point now, Clock::time_point& next);
   static awaitable<void> run_handler(std::weak_ptr<ServerConnection> weak, int32_t id,
                                      Request request, RequestHandler handler, size_t charge);
-  // Feeds a streamed response's body to its stream as the source yields it, pulling the next
-  // piece only once the last one is (nearly) sent.
-  static awaitable<void> pump_body(std::weak_ptr<ServerConnection> weak, int32_t id,
-                                   std::shared_ptr<BodyPump> pump,
-                                   std::shared_ptr<BodySource> source);
+  // A request dispatched at its head: the handler reads its body from Request::source.
+  void dispatch_streamed(ServerStream& s);
+  // DATA of a request dispatched at its head, held for its handler.
+  void on_streamed_data(ServerStream& s, const uint8_t* data, size_t len);
+  // A streamed request body ends (`error` empty) or fails; nothing more of it is read.
+  static void end_inbox(ServerStream& s, std::string error);
+
+  OutBody* out_body(int32_t id) override {
+    ServerStream* s = find(id);
+    return s == nullptr ? nullptr : &s->out;
+  }
+  // The handler dropped a streamed request body before its end: the rest is taken and dropped
+  // as it arrives (the handler answers on its own).
+  void gave_up(int32_t id, Inbox& in) override {
+    if (!in.done) {
+      in.done = true;
+      in.error = "given up";
+    }
+    std::string().swap(in.data);
+    consumed(id, in, in.unconsumed);
+  }
+  // Streamed request body bytes taken by the handler leave the connection's budget.
+  void consumed(int32_t id, Inbox& in, size_t n) override {
+    const size_t taken = std::min(n, in.unconsumed);
+    Session::consumed(id, in, n);
+    if (ServerStream* s = find(id)) {
+      const size_t m = std::min({taken, s->charged, body_bytes_});
+      s->charged -= m;
+      body_bytes_ -= m;
+      repay(m);
+    }
+  }
+  // The connection window held back while streamed bodies filled the budget: given back for
+  // the `freed` bytes (read or released), so a stream being read keeps flowing while unread ones
+  // hold the budget, and for whatever the budget has room for again.
+  void repay(size_t freed);
 
   Limits limits_;
   RequestHandler handler_;
@@ -148,6 +175,7 @@ class ServerConnection final : public Session,
   asio::steady_timer timer_;      // the watchdog's
   Clock::time_point idle_since_;  // when streams_ last became empty
   size_t body_bytes_ = 0;         // request body bytes held, all streams (the budget's use)
+  size_t owed_window_ = 0;        // connection window not yet given back for streamed bodies
 };
 
 // nghttp2 callbacks; `user_data` is the Session base of the ServerConnection.
@@ -176,7 +204,7 @@ struct ServerConnection::Callbacks {
                        void* user_data) {
     auto& c = conn(user_data);
     ServerStream* s = c.find(frame->hd.stream_id);
-    if (s == nullptr || s->rejection || s->responded) return 0;
+    if (s == nullptr || s->rejection || (s->responded && !s->body_arriving())) return 0;
     s->last_progress = Clock::now();
     c.on_header(*s, frame->headers.cat != NGHTTP2_HCAT_REQUEST,
                 {reinterpret_cast<const char*>(name), namelen},
@@ -188,31 +216,42 @@ struct ServerConnection::Callbacks {
     auto& c = conn(user_data);
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
     ServerStream* s = c.find(frame->hd.stream_id);
-    if (s == nullptr || s->responded) return 0;
+    // (A streamed request's body goes on arriving after its answer has started.)
+    if (s == nullptr || (s->responded && !s->body_arriving())) return 0;
     const bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     s->last_progress = Clock::now();
     if (frame->hd.type == NGHTTP2_HEADERS) {
       if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
         s->head_done = true;
         c.on_head_complete(*s);
+        if (!end && !s->rejection && c.limits_.stream_grpc_requests &&
+            http::is_grpc(s->request.head.headers)) {
+          c.dispatch_streamed(*s);
+        }
       } else if (!end && !s->rejection) {
         c.reject(*s, 400, "http2.trailers_without_end_stream");
       }
     }
-    if (s->responded) return 0;
     if (s->rejection) {
       auto r = *s->rejection;
-      c.reject(*s, r.status, r.reason);
+      if (!s->responded) c.reject(*s, r.status, r.reason);
       return 0;
     }
+    if (s->responded && !s->in) return 0;
     if (end) c.on_request_complete(*s);
     return 0;
   }
 
-  static int on_data_chunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data,
+  static int on_data_chunk(nghttp2_session* ng, uint8_t, int32_t stream_id, const uint8_t* data,
                            size_t len, void* user_data) {
     auto& c = conn(user_data);
     ServerStream* s = c.find(stream_id);
+    if (s != nullptr && s->body_arriving() && !s->rejection) {
+      c.on_streamed_data(*s, data, len);
+      return 0;
+    }
+    // Taken at once: buffered below (bounded by the body limits) or dropped.
+    nghttp2_session_consume(ng, stream_id, len);
     if (s == nullptr || s->responded || s->rejection || s->dispatched) return 0;
     s->last_progress = Clock::now();
     if (s->request.body.size() + len > c.limits_.max_body_bytes) {
@@ -262,6 +301,7 @@ struct ServerConnection::Callbacks {
     if (ServerStream* s = c.find(stream_id)) {
       c.release(*s);
       if (s->pump) s->pump->end();  // its pump stops and drops the source
+      end_inbox(*s, "the downstream reset the stream");
     }
     c.streams_.erase(stream_id);  // a handler still running finds it gone
     if (c.streams_.empty()) {
@@ -283,6 +323,7 @@ Status ServerConnection::init() {
                     {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
                     {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, header_list}};
   setup.connection_window = kConnectionWindow;
+  setup.manual_window = true;  // streamed request bodies give their window back as read
   setup.add_callbacks = [](nghttp2_session_callbacks* cbs) {
     nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, &Callbacks::on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cbs, &Callbacks::on_header);
@@ -312,7 +353,7 @@ void ServerConnection::on_header(ServerStream& s, bool trailers, std::string_vie
   if (has_upper(name)) return refuse("http2.uppercase_header_name");
   if (trailers) {
     if (name.front() == ':') return refuse("http2.pseudo_header_in_trailers");
-    s.request.trailers.push_back({std::string(name), std::string(value)});
+    (s.in ? s.in->trailers : s.request.trailers).push_back({std::string(name), std::string(value)});
     return;
   }
   auto& head = s.request.head;
@@ -368,7 +409,16 @@ void ServerConnection::on_head_complete(ServerStream& s) {
 }
 
 void ServerConnection::on_request_complete(ServerStream& s) {
-  if (s.dispatched || s.rejection) return;
+  if (s.rejection) return;
+  if (s.in) {
+    if (s.content_length && *s.content_length != s.in_bytes) {
+      end_inbox(s, "request body length differs from content-length");
+      return reject(s, 400, "http2.content_length_mismatch");
+    }
+    end_inbox(s, {});
+    return;
+  }
+  if (s.dispatched) return;
   if (s.content_length && *s.content_length != s.request.body.size()) {
     return reject(s, 400, "http2.content_length_mismatch");
   }
@@ -383,11 +433,56 @@ void ServerConnection::on_request_complete(ServerStream& s) {
                       "waypoint h2 request handler");
 }
 
+void ServerConnection::dispatch_streamed(ServerStream& s) {
+  s.dispatched = true;
+  s.in = std::make_shared<Inbox>(ex_);
+  s.request.source = inbox_source(shared_from_this(), s.id, s.in);
+  async::spawn_logged(ex_, run_handler(weak_from_this(), s.id, std::move(s.request), handler_, 0),
+                      "waypoint h2 request handler");
+}
+
+void ServerConnection::on_streamed_data(ServerStream& s, const uint8_t* data, size_t len) {
+  s.last_progress = Clock::now();
+  s.in_bytes += len;
+  // Held until the handler reads it: the stream window (kStreamWindow) bounds each stream, the
+  // connection's budget all of them: beyond it the connection window is given back only as
+  // bytes are read, so the peer stops sending instead of growing our memory.
+  s.charged += len;
+  body_bytes_ += len;
+  const size_t budget = limits_.max_connection_body_bytes;
+  if (budget == 0 || body_bytes_ <= budget) {
+    nghttp2_session_consume_connection(ng_, len);
+  } else {
+    owed_window_ += len;
+  }
+  hold(*s.in, data, len);
+}
+
+void ServerConnection::end_inbox(ServerStream& s, std::string error) {
+  if (!s.in || s.in->done) return;
+  s.in->done = true;
+  s.in->error = std::move(error);
+  s.in->changed.notify();
+}
+
+void ServerConnection::repay(size_t freed) {
+  if (owed_window_ == 0 || ng_ == nullptr || ended_) return;
+  const size_t budget = limits_.max_connection_body_bytes;
+  size_t n = freed;
+  if (body_bytes_ < budget) n = std::max(n, budget - body_bytes_);
+  n = std::min(n, owed_window_);
+  if (n == 0) return;
+  owed_window_ -= n;
+  nghttp2_session_consume_connection(ng_, n);
+  wake();
+}
+
 void ServerConnection::reject(ServerStream& s, int status, std::string reason) {
   ZT_LOG_DEBUG("component=waypoint_h2 msg=\"request refused\" stream={} status={} reason={}", s.id,
                status, reason);
   s.rejection = http::Rejection{status, reason};
   s.request = Request{};
+  end_inbox(s, fmt::format("request refused: {}", reason));
   release(s);
   const char* body = status == 431   ? "request header fields too large"
                      : status == 413 ? "payload too large"
@@ -434,92 +529,19 @@ void ServerConnection::respond(ServerStream& s, Response response) {
     nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, s.id, NGHTTP2_INTERNAL_ERROR);
     s.out.more = false;  // the source is dropped here, which gives up its upstream
   } else if (response.source) {
-    async::spawn_logged(ex_, pump_body(weak_from_this(), s.id, s.pump, std::move(response.source)),
+    async::spawn_logged(ex_,
+                        pump_body(weak_from_this(), s.id, s.pump, std::move(response.source),
+                                  NGHTTP2_INTERNAL_ERROR),
                         "waypoint h2 response body");
   }
   wake();
 }
 
-// The source's next piece; a source that throws has failed (an exception would leave `||`
-// waiting for the stream to close instead).
-awaitable<BodySource::Piece> next_piece(BodySource& source) {
-  try {
-    co_return co_await source.next();
-  } catch (const std::exception& e) {
-    BodySource::Piece failed;
-    failed.error = fmt::format("response body source failed: {}", e.what());
-    co_return failed;
-  }
-}
-
-awaitable<void> ServerConnection::pump_body(std::weak_ptr<ServerConnection> weak, int32_t id,
-                                            std::shared_ptr<BodyPump> pump,
-                                            std::shared_ptr<BodySource> source) {
-  using namespace asio::experimental::awaitable_operators;
-  // The stream, while the connection and it are still there.
-  auto alive = [&](std::shared_ptr<ServerConnection>& c) -> ServerStream* {
-    c = weak.lock();
-    return c && !c->ended_ ? c->find(id) : nullptr;
-  };
-  // However the pump ends while its stream still waits for more (a source that threw, a wait
-  // cancelled), the stream is reset rather than left deferred until the idle timeout.
-  struct ResetUnfinished {
-    std::function<ServerStream*(std::shared_ptr<ServerConnection>&)> alive;
-    int32_t id;
-    ~ResetUnfinished() {
-      std::shared_ptr<ServerConnection> c;
-      ServerStream* s = alive(c);
-      if (s == nullptr || !s->out.more) return;
-      s->out.more = false;
-      nghttp2_submit_rst_stream(c->ng_, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
-      c->wake();
-    }
-  } reset_unfinished{alive, id};
-  for (;;) {
-    // At most kPumpAhead bytes wait in our buffer for the peer's window: no more is pulled
-    // from the source (whose sender is held back by its own window meanwhile), unless the
-    // source's deadline passes: it is pulled then, to answer its timeout.
-    for (;;) {
-      std::shared_ptr<ServerConnection> c;
-      ServerStream* s = alive(c);
-      if (s == nullptr) co_return;
-      if (s->out.data.size() - s->out.offset < kPumpAhead) break;
-      c.reset();
-      auto woke = co_await pump->sent.wait_until(source->deadline());
-      if (woke == async::Event::Wake::kCancelled) co_return;
-      if (woke == async::Event::Wake::kExpired) break;
-    }
-    auto next = co_await (next_piece(*source) || pump->closed.wait());
-    if (next.index() == 1) co_return;  // the stream ended first: dropping the source resets it
-    BodySource::Piece piece = std::get<0>(std::move(next));
-    std::shared_ptr<ServerConnection> c;
-    ServerStream* s = alive(c);
-    if (s == nullptr) co_return;
-    if (!piece.error.empty()) {
-      ZT_LOG_DEBUG(
-          "component=waypoint_h2 msg=\"response body failed, stream reset\" stream={} "
-          "error=\"{}\"",
-          id, piece.error);
-      s->out.more = false;
-      nghttp2_submit_rst_stream(c->ng_, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
-      c->wake();
-      co_return;
-    }
-    s->out.data += piece.data;
-    if (piece.end) {
-      http::strip_hop_by_hop(piece.trailers);
-      s->out.trailers = std::move(piece.trailers);
-      s->out.more = false;
-    }
-    nghttp2_session_resume_data(c->ng_, id);
-    c->wake();
-    if (piece.end) co_return;
-  }
-}
-
 void ServerConnection::release(ServerStream& s) {
-  body_bytes_ -= std::min(body_bytes_, s.charged);
+  const size_t freed = std::min(body_bytes_, s.charged);
+  body_bytes_ -= freed;
   s.charged = 0;
+  repay(freed);
 }
 
 void ServerConnection::arm(Clock::time_point at) {
@@ -540,12 +562,12 @@ bool ServerConnection::expire_streams(Clock::time_point now, Clock::time_point& 
     } else if (s.responded) {
       // The answer is out or going out: the peer must keep taking it.
       if (enabled(idle)) deadline = s.last_progress + idle;
-    } else if (!s.dispatched) {
-      // The request is still arriving.
+    } else if (!s.dispatched || s.body_arriving()) {
+      // The request is still arriving (a streamed one while its handler runs).
       if (enabled(idle)) deadline = s.last_progress + idle;
       if (!s.head_done && enabled(head)) deadline = std::min(deadline, s.started + head);
     }
-    // (dispatched, not responded: the handler's time is the route timeouts' business)
+    // (dispatched and whole, not responded: the handler's time is the route timeouts' business)
     if (deadline == Clock::time_point::max()) continue;
     if (now >= deadline) {
       due.push_back(&s);
@@ -605,7 +627,10 @@ awaitable<void> ServerConnection::run_handler(std::weak_ptr<ServerConnection> we
     response = local_response(500, "internal error");
   }
   auto c = weak.lock();
-  if (c) c->body_bytes_ -= std::min(c->body_bytes_, charge);  // the handler let the body go
+  if (c) {  // the handler let the body go
+    c->body_bytes_ -= std::min(c->body_bytes_, charge);
+    c->repay(0);
+  }
   if (!c || c->ended_) co_return;
   if (ServerStream* s = c->find(id)) c->respond(*s, std::move(response));
 }

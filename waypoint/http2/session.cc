@@ -5,6 +5,7 @@
 
 #include "common/base/log.h"
 #include "waypoint/base/strings.h"
+#include "waypoint/http/forwarding.h"
 
 namespace zt::waypoint::http2 {
 
@@ -146,6 +147,157 @@ nghttp2_data_provider Session::provider(OutBody& body) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Streamed bodies
+
+namespace {
+
+// The source's next piece; a source that throws has failed (an exception would leave `||`
+// waiting for the stream to close instead).
+awaitable<BodySource::Piece> next_piece(BodySource& source) {
+  try {
+    co_return co_await source.next();
+  } catch (const std::exception& e) {
+    BodySource::Piece failed;
+    failed.error = fmt::format("body source failed: {}", e.what());
+    co_return failed;
+  }
+}
+
+// The stream's outgoing body, while the session and the stream are still there.
+OutBody* alive(const std::weak_ptr<Session>& weak, int32_t id, std::shared_ptr<Session>& held) {
+  held = weak.lock();
+  return held && !held->ended() ? held->out_body(id) : nullptr;
+}
+
+void reset_stream(Session& session, int32_t id, uint32_t code) {
+  nghttp2_submit_rst_stream(session.ng(), NGHTTP2_FLAG_NONE, id, code);
+  session.wake();
+}
+
+// The body of a streamed Inbox, for its reader.
+class InboxSource final : public BodySource {
+ public:
+  InboxSource(std::shared_ptr<Session> session, int32_t id, std::shared_ptr<Inbox> inbox)
+      : session_(std::move(session)), id_(id), in_(std::move(inbox)) {}
+  ~InboxSource() override {
+    if (!finished_) session_->gave_up(id_, *in_);
+  }
+
+  awaitable<Piece> next() override {
+    Piece piece;
+    if (finished_) {
+      piece.error = "body already ended";
+      co_return piece;
+    }
+    Inbox& in = *in_;
+    for (;;) {
+      if (!in.data.empty()) {
+        piece.data.swap(in.data);
+        session_->consumed(id_, in, piece.data.size());
+        co_return piece;
+      }
+      if (in.done) {
+        finished_ = true;
+        if (in.error.empty()) {
+          piece.end = true;
+          piece.trailers = std::move(in.trailers);
+        } else {
+          piece.error = in.error;
+        }
+        co_return piece;
+      }
+      if (!co_await in.changed.wait() && !in.done && in.data.empty()) {
+        piece.error = "cancelled";  // the reader was cancelled; dropping us gives the body up
+        co_return piece;
+      }
+    }
+  }
+
+ private:
+  std::shared_ptr<Session> session_;
+  int32_t id_;
+  std::shared_ptr<Inbox> in_;
+  bool finished_ = false;  // `end` or `error` was answered
+};
+
+}  // namespace
+
+awaitable<void> Session::pump_body(std::weak_ptr<Session> weak, int32_t id,
+                                   std::shared_ptr<BodyPump> pump,
+                                   std::shared_ptr<BodySource> source, uint32_t reset_code) {
+  using namespace asio::experimental::awaitable_operators;
+  // However the pump ends while its stream still waits for more (a wait cancelled), the
+  // stream is reset rather than left deferred until an idle timeout.
+  struct ResetUnfinished {
+    const std::weak_ptr<Session>& weak;
+    int32_t id;
+    uint32_t code;
+    ~ResetUnfinished() {
+      std::shared_ptr<Session> held;
+      OutBody* out = alive(weak, id, held);
+      if (out == nullptr || !out->more) return;
+      out->more = false;
+      reset_stream(*held, id, code);
+    }
+  } reset_unfinished{weak, id, reset_code};
+  for (;;) {
+    for (;;) {
+      std::shared_ptr<Session> held;
+      OutBody* out = alive(weak, id, held);
+      if (out == nullptr) co_return;
+      if (out->data.size() - out->offset < kPumpAhead) break;
+      held.reset();
+      auto woke = co_await pump->sent.wait_until(source->deadline());
+      if (woke == async::Event::Wake::kCancelled) co_return;
+      if (woke == async::Event::Wake::kExpired) break;
+    }
+    auto next = co_await (next_piece(*source) || pump->closed.wait());
+    if (next.index() == 1) co_return;  // the stream ended first: dropping the source gives it up
+    BodySource::Piece piece = std::get<0>(std::move(next));
+    std::shared_ptr<Session> held;
+    OutBody* out = alive(weak, id, held);
+    if (out == nullptr) co_return;
+    if (!piece.error.empty()) {
+      ZT_LOG_DEBUG(
+          "component=waypoint_h2 msg=\"body source failed, stream reset\" stream={} "
+          "error=\"{}\"",
+          id, piece.error);
+      out->more = false;
+      reset_stream(*held, id, reset_code);
+      co_return;
+    }
+    out->data += piece.data;
+    if (piece.end) {
+      http::strip_hop_by_hop(piece.trailers);
+      out->trailers = std::move(piece.trailers);
+      out->more = false;
+    }
+    nghttp2_session_resume_data(held->ng_, id);
+    held->wake();
+    if (piece.end) co_return;
+  }
+}
+
+std::shared_ptr<BodySource> Session::inbox_source(std::shared_ptr<Session> session, int32_t id,
+                                                  std::shared_ptr<Inbox> inbox) {
+  return std::make_shared<InboxSource>(std::move(session), id, std::move(inbox));
+}
+
+void Session::hold(Inbox& in, const uint8_t* data, size_t len) {
+  in.unconsumed += len;
+  in.data.append(reinterpret_cast<const char*>(data), len);
+  in.changed.notify();
+}
+
+void Session::consumed(int32_t id, Inbox& in, size_t n) {
+  n = std::min(n, in.unconsumed);
+  in.unconsumed -= n;
+  if (n == 0 || ng_ == nullptr || ended_) return;
+  nghttp2_session_consume_stream(ng_, id, n);
+  wake();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Session
 
 Session::Session(asio::any_io_executor ex, Duplex io)
@@ -208,6 +360,7 @@ awaitable<void> Session::read_loop(std::string already_read) {
       }
       // The peer sent everything: the writer may still owe answers.
       peer_eof_ = true;
+      on_peer_eof();
       wake();
       co_await parked_.wait();
       co_return;

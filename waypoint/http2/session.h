@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "common/base/result.h"
 #include "waypoint/http/headers.h"
 #include "waypoint/message/duplex.h"
+#include "waypoint/message/message.h"
 
 namespace zt::waypoint::http2 {
 
@@ -34,6 +36,32 @@ struct OutBody {
   // appends, then nghttp2_session_resume_data) instead of ending it.
   bool more = false;
   async::Event* sent = nullptr;  // notified whenever a DATA frame of it was written
+};
+
+// What a streamed outgoing body's pump (Session::pump_body) and its stream share; the pump holds
+// it past the stream's end, so it never waits on an event that is gone.
+struct BodyPump {
+  explicit BodyPump(const asio::any_io_executor& ex) : sent(ex), closed(ex) {}
+  async::Event sent;    // a DATA frame of the body was written
+  async::Event closed;  // the stream or the connection ended
+  // Wakes the pump wherever it waits.
+  void end() {
+    sent.notify();
+    closed.notify();
+  }
+};
+
+// A body arriving on one stream: buffered whole by the role, or read as it comes through
+// Session::inbox_source (a streamed body, whose stream window is given back only as its reader
+// takes the bytes).
+struct Inbox {
+  explicit Inbox(const asio::any_io_executor& ex) : changed(ex) {}
+  std::string data;           // arrived and not yet taken
+  http::HeaderList trailers;  // complete once `done`
+  bool done = false;          // the body ended (or failed: `error`)
+  std::string error;
+  size_t unconsumed = 0;  // streamed: bytes arrived whose stream window is still held
+  async::Event changed;   // data, trailers or the end arrived
 };
 
 // Name/value pairs for nghttp2, pointing into strings the builder owns.
@@ -88,6 +116,35 @@ class Session {
     return !body.data.empty() || !body.trailers.empty() || body.more;
   }
 
+  // The next piece of a streamed outgoing body pulled only once less than this waits for the
+  // peer's window (pump_body).
+  static constexpr size_t kPumpAhead = 64 * 1024;
+  // Feeds `source` into stream `id`'s OutBody (whose `more` is set and whose `sent` is
+  // pump->sent) as the peer takes it: the next piece is pulled only once less than kPumpAhead
+  // bytes wait, so a slow peer holds back the source (and whoever feeds it), unless the
+  // source's deadline passes (it is pulled then, to answer its timeout). A failed source (or one
+  // that throws) resets the stream with `reset_code`; a stream that ends first (pump->closed)
+  // drops the source, which gives it up. Any other way out resets a stream still waiting.
+  static awaitable<void> pump_body(std::weak_ptr<Session> weak, int32_t id,
+                                   std::shared_ptr<BodyPump> pump,
+                                   std::shared_ptr<BodySource> source, uint32_t reset_code);
+
+  // The body a streamed incoming `inbox` of stream `id` gives its reader: its data as it
+  // arrives, then its trailers or its error. What the reader takes is given back to the
+  // stream's window (consumed); a reader dropped before the end calls gave_up().
+  static std::shared_ptr<BodySource> inbox_source(std::shared_ptr<Session> session, int32_t id,
+                                                  std::shared_ptr<Inbox> inbox);
+  // Arrived DATA of a body read through inbox_source, held until its reader takes it: its
+  // stream window is given back only then (consumed). The connection window is the role's to
+  // give back (one stream nobody reads must not hold up the others).
+  static void hold(Inbox& in, const uint8_t* data, size_t len);
+  // The reader took `n` bytes of stream `id`: the peer may send that many more on it.
+  virtual void consumed(int32_t id, Inbox& in, size_t n);
+  // The reader of stream `id`'s inbox went away before its end.
+  virtual void gave_up(int32_t id, Inbox& in) = 0;
+  // The body being sent on stream `id` while the stream is open; nullptr otherwise.
+  virtual OutBody* out_body(int32_t id) = 0;
+
  protected:
   // Runs until the peer closes (and, then, until idle_after_peer_eof()), an I/O error, a
   // protocol error or nghttp2 has nothing left to read or write (GOAWAY sent after terminate).
@@ -95,6 +152,9 @@ class Session {
   awaitable<void> pump(std::string already_read);
   // True when nothing is left to answer once the peer stopped sending.
   virtual bool idle_after_peer_eof() const = 0;
+  // The peer stopped sending (its end of the connection is closed): what it had not finished
+  // sending never will be.
+  virtual void on_peer_eof() {}
 
   asio::any_io_executor ex_;
   Duplex io_;

@@ -3,10 +3,12 @@
 // routes, filters and forwards them.
 //
 // Bodies are buffered whole, up to Limits::max_body_bytes: a retry or a mirror needs the request
-// body again. Two exceptions: after a 101 (WebSocket) the bytes are relayed, not buffered; and a
+// body again. The exceptions: after a 101 (WebSocket) the bytes are relayed, not buffered; a
 // response can be streamed (Response::source): its head comes first, which is all a retry
-// decision looks at (as in Envoy), and its body follows piece by piece. The proxy streams gRPC
-// responses from HTTP/2 to HTTP/2, so server-streaming calls work through the waypoint.
+// decision looks at (as in Envoy), and its body follows piece by piece; and a gRPC request can be
+// streamed (Request::source), kept for a retry only up to Limits::retry_buffer_bytes. The proxy
+// streams gRPC both ways from HTTP/2 to HTTP/2, so client-, server- and bidirectional-streaming
+// calls work through the waypoint.
 #pragma once
 
 #include <chrono>
@@ -44,24 +46,21 @@ struct Limits {
   // counts until its handler returns); a stream whose DATA would pass it is reset with
   // REFUSED_STREAM (it was not processed).
   size_t max_connection_body_bytes = 32 * 1024 * 1024;
+  // HTTP/2 server: a gRPC request (content-type application/grpc...) goes to the handler at
+  // its head, its body following through Request::source as it arrives (client and
+  // bidirectional streaming calls), not bounded by max_body_bytes; what it holds unread counts
+  // against max_connection_body_bytes, beyond which the peer is held back by the connection
+  // window rather than refused.
+  bool stream_grpc_requests = false;
+  // A streamed request body is kept for a retry (or a mirror) up to this size, until the
+  // answer has begun (Envoy's default buffer limit); a longer one is not retried.
+  size_t retry_buffer_bytes = 1024 * 1024;
 };
 
-struct Request {
-  HttpVersion version = HttpVersion::kHttp11;
-  // method, target (origin form), authority (Host or :authority), scheme, regular headers
-  // (HTTP/1.1: every field but Host; HTTP/2: no pseudo-headers).
-  http::RequestHead head;
-  std::string body;
-  http::HeaderList trailers;  // HTTP/2 (gRPC) or chunked HTTP/1.1 trailers
-  // For an upstream client (Http2Client): answer as soon as the response head is in, with the
-  // body to follow through Response::source.
-  bool stream_response = false;
-};
-
-// The rest of a response body while it is still arriving (a streamed response). Whoever sends
-// the response on pulls it with next() until a piece says `end` or `error`. Dropping the source
-// before that gives the body up (an upstream stream is reset), so a source that nobody reads
-// holds nothing open. One reader at a time, on the executor the source belongs to.
+// The rest of a message body while it is still arriving (a streamed request or response).
+// Whoever sends the message on pulls it with next() until a piece says `end` or `error`. Dropping
+// the source before that gives the body up (an upstream stream is reset), so a source that nobody
+// reads holds nothing open. One reader at a time, on the executor the source belongs to.
 class BodySource {
  public:
   struct Piece {
@@ -79,6 +78,21 @@ class BodySource {
   virtual std::chrono::steady_clock::time_point deadline() const {
     return std::chrono::steady_clock::time_point::max();
   }
+};
+
+struct Request {
+  HttpVersion version = HttpVersion::kHttp11;
+  // method, target (origin form), authority (Host or :authority), scheme, regular headers
+  // (HTTP/1.1: every field but Host; HTTP/2: no pseudo-headers).
+  http::RequestHead head;
+  std::string body;
+  http::HeaderList trailers;  // HTTP/2 (gRPC) or chunked HTTP/1.1 trailers
+  // For an upstream client (Http2Client): answer as soon as the response head is in, with the
+  // body to follow through Response::source.
+  bool stream_response = false;
+  // A streamed request body (serve_http2 with Limits::stream_grpc_requests; Http2Client sends
+  // one): the body (and trailers) come from here, after `body` (usually empty).
+  std::shared_ptr<BodySource> source;
 };
 
 struct Response {

@@ -40,7 +40,8 @@ struct Settings {
   uint32_t pool_max_streams = 100;
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds handshake_timeout{10'000};
-  Limits limits;
+  // The waypoint streams gRPC request bodies (client and bidirectional streaming calls).
+  Limits limits{.stream_grpc_requests = true};
   std::string cluster_id = "Kubernetes";
   // meshConfig.pathNormalization: what L7 policy checks and what is forwarded.
   authz::NormalizeOptions path_normalization;

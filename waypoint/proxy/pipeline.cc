@@ -79,6 +79,132 @@ bool same_object(const std::weak_ptr<const T>& w, const std::shared_ptr<const T>
   return !w.owner_before(p) && !p.owner_before(w);
 }
 
+// A streamed request body (gRPC) shared by the attempts of its request. Each attempt reads it
+// through a reader of its own, which replays what earlier attempts took (kept up to `limit`
+// bytes), then pulls on from the downstream; one pull at a time, whichever reader asks. Once
+// the answer has begun (commit) nothing more is kept, and a body longer than `limit` is not kept
+// at all: no further attempt can start then (replayable() is false), as with Envoy's buffer
+// limit. A mirror waits for the whole body (when_whole) and is skipped if it is not kept.
+class ReplayBody : public std::enable_shared_from_this<ReplayBody> {
+ public:
+  using Whole = std::function<void(std::string body, http::HeaderList trailers)>;
+  ReplayBody(asio::any_io_executor ex, std::shared_ptr<BodySource> source, size_t limit)
+      : inner_(std::move(source)), limit_(limit), changed_(std::move(ex)) {}
+
+  // A body for the next attempt, from its first byte.
+  std::shared_ptr<BodySource> reader() { return std::make_shared<Reader>(shared_from_this()); }
+  // Whether another attempt can still be given the whole body.
+  bool replayable() const { return !dropped_ && error_.empty(); }
+  // The answer has begun: no attempt follows; the copy goes (unless a mirror still waits).
+  void commit() {
+    committed_ = true;
+    if (whole_.empty()) drop();
+  }
+  // Calls `f` with the whole body once it has ended, if it was kept; never otherwise.
+  void when_whole(Whole f) {
+    if (dropped_) return;
+    if (ended_ && error_.empty()) return f(copy_, trailers_);
+    if (!ended_) whole_.push_back(std::move(f));
+  }
+  // Body bytes taken from the downstream so far (shared with the request's record).
+  std::shared_ptr<const uint64_t> taken() const { return taken_; }
+
+ private:
+  class Reader final : public BodySource {
+   public:
+    explicit Reader(std::shared_ptr<ReplayBody> body) : body_(std::move(body)) {}
+    awaitable<Piece> next() override { return body_->next(pos_); }
+
+   private:
+    std::shared_ptr<ReplayBody> body_;
+    uint64_t pos_ = 0;  // bytes of the body this reader has had
+  };
+
+  awaitable<BodySource::Piece> next(uint64_t& pos) {
+    BodySource::Piece piece;
+    for (;;) {
+      if (pos < *taken_) {
+        if (dropped_) {
+          piece.error = "the request body is no longer kept for another attempt";
+          co_return piece;
+        }
+        piece.data = copy_.substr(pos);
+        pos = *taken_;
+        co_return piece;
+      }
+      if (ended_) {
+        if (error_.empty()) {
+          piece.end = true;
+          piece.trailers = trailers_;
+        } else {
+          piece.error = error_;
+        }
+        co_return piece;
+      }
+      if (pulling_) {
+        if (!co_await changed_.wait()) {
+          piece.error = "cancelled";
+          co_return piece;
+        }
+        continue;
+      }
+      pulling_ = true;
+      auto keep = shared_from_this();
+      piece = co_await inner_->next();
+      pulling_ = false;
+      changed_.notify();
+      auto state = co_await asio::this_coro::cancellation_state;
+      if (state.cancelled() != asio::cancellation_type::none && piece.data.empty() && !piece.end) {
+        co_return piece;  // an interrupted pull (its attempt went away), not the body's end
+      }
+      *taken_ += piece.data.size();
+      pos = *taken_;
+      if (!dropped_ && (!committed_ || !whole_.empty())) {
+        copy_ += piece.data;
+        if (copy_.size() > limit_) drop();
+      } else if (!dropped_ && whole_.empty()) {
+        drop();
+      }
+      if (piece.end || !piece.error.empty()) finish(piece);
+      co_return piece;
+    }
+  }
+
+  void finish(const BodySource::Piece& last) {
+    ended_ = true;
+    error_ = last.error;
+    inner_.reset();
+    if (!error_.empty()) {
+      whole_.clear();
+      return;
+    }
+    trailers_ = last.trailers;
+    auto waiting = std::move(whole_);
+    whole_.clear();
+    for (auto& f : waiting) f(copy_, trailers_);
+    if (committed_) drop();
+  }
+
+  void drop() {
+    dropped_ = true;
+    whole_.clear();
+    std::string().swap(copy_);
+  }
+
+  std::shared_ptr<BodySource> inner_;
+  size_t limit_;
+  async::Event changed_;  // a pull ended
+  std::shared_ptr<uint64_t> taken_ = std::make_shared<uint64_t>(0);
+  std::string copy_;  // bytes [0, *taken_) while not dropped
+  http::HeaderList trailers_;
+  std::string error_;
+  std::vector<Whole> whole_;
+  bool pulling_ = false;
+  bool ended_ = false;
+  bool committed_ = false;
+  bool dropped_ = false;
+};
+
 // One upstream attempt, run on its own task so that a deadline can abandon it.
 struct AttemptSlot {
   explicit AttemptSlot(asio::any_io_executor ex)
@@ -89,6 +215,7 @@ struct AttemptSlot {
   EndpointTarget target;
   TunnelInfo info;
   std::shared_ptr<const Request> request;  // shared by the attempts (and retries) of a request
+  std::shared_ptr<ReplayBody> body;        // its streamed body, if any (a reader per attempt)
   Limits limits;
   bool http2 = false;
   bool counted_connection = false;  // a new connection was admitted for it
@@ -155,7 +282,9 @@ awaitable<void> run_attempt(std::shared_ptr<AttemptSlot> slot) {
       // An abandoned attempt (per-try timeout, the request gone) cancels its send, which
       // resets the stream instead of leaving it open upstream, unseen and uncounted.
       using namespace asio::experimental::awaitable_operators;
-      auto sent = co_await ((*client)->send(*slot->request) || slot->gave_up.wait());
+      Request request = *slot->request;
+      if (slot->body) request.source = slot->body->reader();
+      auto sent = co_await ((*client)->send(std::move(request)) || slot->gave_up.wait());
       if (sent.index() == 0) {
         slot->result = std::move(std::get<0>(sent));
       } else {
@@ -289,11 +418,6 @@ awaitable<void> relay_tcp_streams(Duplex downstream, Duplex upstream, TcpRecord&
   }
 }
 
-bool is_grpc(const http::HeaderList& headers) {
-  auto ct = http::find_header(headers, "content-type");
-  return ct && ct->substr(0, 16) == "application/grpc";
-}
-
 Response overflow_response() {
   auto r = local_response(resilience::kOverflowStatus,
                           "upstream connect error or disconnect/reset before headers. reset "
@@ -352,8 +476,10 @@ class RecordedBody final : public BodySource {
   using Finish = void (*)(void* pipeline, RequestRecord& rec);
   RecordedBody(std::shared_ptr<BodySource> inner, RequestRecord rec,
                std::optional<Clock::time_point> deadline, std::function<void()> on_end,
-               std::weak_ptr<void> alive, void* pipeline, Finish finish)
+               std::shared_ptr<const uint64_t> request_bytes, std::weak_ptr<void> alive,
+               void* pipeline, Finish finish)
       : inner_(std::move(inner)),
+        request_bytes_(std::move(request_bytes)),
         rec_(std::move(rec)),
         deadline_(deadline),
         on_end_(std::move(on_end)),
@@ -416,12 +542,14 @@ class RecordedBody final : public BodySource {
   void record() {
     done_ = true;
     inner_.reset();  // an upstream stream not read to its end is reset now
+    if (request_bytes_) rec_.request_bytes = *request_bytes_;
     if (alive_.expired()) return;
     if (on_end_) on_end_();
     finish_(pipeline_, rec_);
   }
 
   std::shared_ptr<BodySource> inner_;
+  std::shared_ptr<const uint64_t> request_bytes_;  // a streamed request's, as they pass
   RequestRecord rec_;
   std::optional<Clock::time_point> deadline_;
   std::function<void()> on_end_;
@@ -563,7 +691,7 @@ struct Pipeline::Impl {
     rec.method = request.head.method;
     rec.path = request.head.target;
     rec.authority = request.head.authority;
-    rec.protocol = is_grpc(request.head.headers) ? "grpc" : "http";
+    rec.protocol = http::is_grpc(request.head.headers) ? "grpc" : "http";
     rec.request_bytes = request.body.size();
     Response resp;
     StreamedEnd streamed;
@@ -576,15 +704,16 @@ struct Pipeline::Impl {
     }
     rec.status = resp.status;
     rec.response_bytes = resp.body.size();
+    if (streamed.request_bytes) rec.request_bytes = *streamed.request_bytes;
     if (auto g = grpc_status_of(resp)) rec.grpc_status = std::to_string(*g);
     if (resp.source) {
       // Recorded when the body ends.
-      resp.source = std::make_shared<RecordedBody>(std::move(resp.source), std::move(rec),
-                                                   streamed.deadline, std::move(streamed.on_end),
-                                                   alive, this, [](void* self, RequestRecord& r) {
-                                                     auto& impl = *static_cast<Impl*>(self);
-                                                     r.finish(impl.ctx.metrics, &impl.series_cache);
-                                                   });
+      resp.source = std::make_shared<RecordedBody>(
+          std::move(resp.source), std::move(rec), streamed.deadline, std::move(streamed.on_end),
+          streamed.request_bytes, alive, this, [](void* self, RequestRecord& r) {
+            auto& impl = *static_cast<Impl*>(self);
+            r.finish(impl.ctx.metrics, &impl.series_cache);
+          });
       co_return resp;
     }
     rec.finish(ctx.metrics, &series_cache);
@@ -593,8 +722,9 @@ struct Pipeline::Impl {
 
   // What a streamed response's body takes over from the attempt that produced it.
   struct StreamedEnd {
-    std::optional<Clock::time_point> deadline;  // the route timeout's
-    std::function<void()> on_end;               // gives the attempt's books back
+    std::optional<Clock::time_point> deadline;      // the route timeout's
+    std::function<void()> on_end;                   // gives the attempt's books back
+    std::shared_ptr<const uint64_t> request_bytes;  // a streamed request's, as they pass
   };
 
   awaitable<Response> process(const StreamContext& stream, Request request, RequestRecord& rec,
@@ -753,9 +883,38 @@ struct Pipeline::Impl {
                       .service_host = backend_svc ? backend_svc->hostname : std::string(),
                       .source = stream.source_workload};
 
-    // 9b. Mirrors: fire and forget, never delaying the primary.
-    for (const auto* m : mirrors)
-      start_mirror(*st, *cfg, *m, request, tunnel, cluster_domain, backend_port);
+    // A streamed request body (gRPC): read by each attempt in turn, kept for a retry or a
+    // mirror up to the retry buffer limit.
+    std::shared_ptr<ReplayBody> body;
+    if (request.source) {
+      body = std::make_shared<ReplayBody>(ex, std::move(request.source),
+                                          ctx.settings.limits.retry_buffer_bytes);
+      streamed.request_bytes = body->taken();
+    }
+    struct CommitAtEnd {
+      ReplayBody* body;
+      ~CommitAtEnd() {
+        if (body != nullptr) body->commit();
+      }
+    } commit_at_end{body.get()};
+
+    // 9b. Mirrors: fire and forget, never delaying the primary. A streamed request is mirrored
+    // once its body is whole, and only if it was kept.
+    for (const auto* m : mirrors) {
+      if (!body) {
+        start_mirror(*st, *cfg, *m, request, tunnel, cluster_domain, backend_port);
+        continue;
+      }
+      body->when_whole([this, guard = std::weak_ptr<void>(alive), cfg, st, m, head = request,
+                        tunnel, cluster_domain,
+                        backend_port](std::string whole, http::HeaderList trailers) {
+        if (guard.expired()) return;
+        Request copy = head;
+        copy.body = std::move(whole);
+        copy.trailers = std::move(trailers);
+        start_mirror(*st, *cfg, *m, copy, tunnel, cluster_domain, backend_port);
+      });
+    }
 
     // 6-8. Attempts with retries and timeouts.
     config::RetryPolicy retry =
@@ -766,9 +925,9 @@ struct Pipeline::Impl {
     const std::string& source_ip = rec.src_addr;
     // gRPC from HTTP/2 to HTTP/2 is answered as soon as the response head is in, its body
     // following as it arrives (server streaming); retries decide on the head alone, as in Envoy.
-    // Mirrors (started above) keep their own buffered copy.
+    // Mirrors (started above) keep their own copy.
     request.stream_response =
-        !upgrade && request.version == HttpVersion::kHttp2 && is_grpc(request.head.headers);
+        !upgrade && request.version == HttpVersion::kHttp2 && http::is_grpc(request.head.headers);
     // From here on the request is only read: every attempt shares it.
     const auto shared_request = std::make_shared<const Request>(std::move(request));
     const Request& req = *shared_request;
@@ -849,6 +1008,7 @@ struct Pipeline::Impl {
       slot->target = ep;
       slot->info = tunnel;
       slot->request = shared_request;
+      slot->body = body;
       slot->limits = ctx.settings.limits;
       slot->http2 = http2;
       slot->counted_connection =
@@ -932,6 +1092,10 @@ struct Pipeline::Impl {
       auto decision = retries.on_attempt(result, after, rng);
       end_retry();
       using Kind = resilience::RetryState::Decision::Kind;
+      // A streamed request body longer than the retry buffer (or failed) cannot be sent again.
+      if (decision.kind == Kind::kRetry && body && !body->replayable()) {
+        decision.kind = Kind::kDone;
+      }
       if (decision.kind == Kind::kRetry) {
         if (!dest->limiter.try_start_retry()) {
           decision.kind = Kind::kDone;  // retry budget (maxRetries) spent: answer this one

@@ -755,16 +755,15 @@ TEST_F(WaypointChainTest, GrpcCallThroughTheWaypoint) {
   grpc_->server->Shutdown(std::chrono::system_clock::now() + 1s);
 }
 
+using AdsStream = grpc::ServerReaderWriter<envoy::service::discovery::v3::DeltaDiscoveryResponse,
+                                           envoy::service::discovery::v3::DeltaDiscoveryRequest>;
+
 // A streaming gRPC backend (the ADS service): after the client's requests end it sends one
 // response, waits until the client says it has that one (or 5 s), then sends a second.
 class StreamingBackend final
     : public envoy::service::discovery::v3::AggregatedDiscoveryService::Service {
  public:
-  grpc::Status DeltaAggregatedResources(
-      grpc::ServerContext*,
-      grpc::ServerReaderWriter<envoy::service::discovery::v3::DeltaDiscoveryResponse,
-                               envoy::service::discovery::v3::DeltaDiscoveryRequest>* stream)
-      override {
+  grpc::Status DeltaAggregatedResources(grpc::ServerContext*, AdsStream* stream) override {
     ++calls;
     envoy::service::discovery::v3::DeltaDiscoveryRequest req;
     std::string type;
@@ -810,7 +809,7 @@ spec:
   };
   envoy::service::discovery::v3::DeltaDiscoveryRequest req;
   req.set_type_url("type.googleapis.com/istio.workload.Address");
-  // A call whose requests are all sent: the waypoint forwards a request once it is whole.
+  // A call whose requests are all sent.
   auto open = [&](grpc::ClientContext& c) {
     c.set_deadline(std::chrono::system_clock::now() + 20s);
     auto call = stub->DeltaAggregatedResources(&c);
@@ -903,6 +902,123 @@ spec:
   EXPECT_TRUE(requests_reach({"request_protocol=\"grpc\"", "response_flags=\"UT\""}, 1))
       << chain_->waypoint_metrics_text();
   set_seen(true);  // lets the stalled backend call end
+  grpc_->server->Shutdown(std::chrono::system_clock::now() + 1s);
+}
+
+// A bidirectional gRPC backend (the ADS service). Every request it reads is recorded for its
+// call; type "echo" answers each one at once (nonce "echo:<request's response_nonce>"); at the
+// end it sends one summary (the nonces it read, comma-separated) and then its status:
+// "unavailable-once" fails the first call with UNAVAILABLE before any message,
+// "unavailable" every call.
+class BidiBackend final
+    : public envoy::service::discovery::v3::AggregatedDiscoveryService::Service {
+ public:
+  grpc::Status DeltaAggregatedResources(grpc::ServerContext*, AdsStream* stream) override {
+    const int call = ++calls;
+    envoy::service::discovery::v3::DeltaDiscoveryRequest req;
+    envoy::service::discovery::v3::DeltaDiscoveryResponse resp;
+    std::string type, seen;
+    while (stream->Read(&req)) {
+      type = req.type_url();
+      seen += (seen.empty() ? "" : ",") + req.response_nonce().substr(0, 16);
+      if (type == "echo") {
+        resp.set_nonce("echo:" + req.response_nonce());
+        stream->Write(resp);
+      }
+    }
+    {
+      std::lock_guard lock(mu);
+      read_by_call.push_back(seen);
+    }
+    if (type == "unavailable" || (type == "unavailable-once" && call == 1)) {
+      return {grpc::StatusCode::UNAVAILABLE, "again"};
+    }
+    resp.set_nonce("read:" + seen);
+    stream->Write(resp);
+    return grpc::Status::OK;
+  }
+  std::vector<std::string> reads() {
+    std::lock_guard lock(mu);
+    return read_by_call;
+  }
+  std::atomic<int> calls{0};
+
+ private:
+  std::mutex mu;
+  std::vector<std::string> read_by_call;
+};
+
+TEST_F(WaypointChainTest, GrpcClientAndBidirectionalStreamingFlowBothWaysAndRetryWithinTheBuffer) {
+  auto owned = std::make_unique<BidiBackend>();
+  auto& service = *owned;
+  ASSERT_NO_FATAL_FAILURE(start_grpc(13, std::move(owned)));
+  auto stub = envoy::service::discovery::v3::AggregatedDiscoveryService::NewStub(grpc_->channel);
+  using Request = envoy::service::discovery::v3::DeltaDiscoveryRequest;
+  using Response = envoy::service::discovery::v3::DeltaDiscoveryResponse;
+  auto message = [](std::string type, std::string nonce) {
+    Request r;
+    r.set_type_url(std::move(type));
+    r.set_response_nonce(std::move(nonce));
+    return r;
+  };
+  {  // Ping-pong: each answer comes back before the client sends the next request, let alone
+     // ends its side. A waypoint that waits for the whole request would stall the first Read.
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    auto call = stub->DeltaAggregatedResources(&ctx);
+    Response resp;
+    for (std::string nonce : {"a", "b", "c"}) {
+      ASSERT_TRUE(call->Write(message("echo", nonce)));
+      ASSERT_TRUE(call->Read(&resp)) << "no answer to " << nonce << " before the client's end";
+      EXPECT_EQ(resp.nonce(), "echo:" + nonce);
+    }
+    ASSERT_TRUE(call->WritesDone());
+    ASSERT_TRUE(call->Read(&resp));
+    EXPECT_EQ(resp.nonce(), "read:a,b,c");
+    EXPECT_FALSE(call->Read(&resp));
+    auto st = call->Finish();
+    EXPECT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
+  }
+  EXPECT_TRUE(requests_reach({"request_protocol=\"grpc\"", "grpc_response_status=\"0\""}, 1))
+      << chain_->waypoint_metrics_text();
+
+  // Client streaming: a call that fails with UNAVAILABLE at its head is retried (Istio's
+  // default policy), its whole request stream sent again from the waypoint's copy.
+  auto client_stream = [&](const std::string& type, const std::vector<std::string>& nonces,
+                           Response& last) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    auto call = stub->DeltaAggregatedResources(&ctx);
+    for (const auto& n : nonces) EXPECT_TRUE(call->Write(message(type, n)));
+    EXPECT_TRUE(call->WritesDone());
+    while (call->Read(&last)) {
+    }
+    return call->Finish();
+  };
+  service.calls = 0;
+  Response last;
+  auto retried = client_stream("unavailable-once", {"x", "y", "z"}, last);
+  EXPECT_TRUE(retried.ok()) << retried.error_code() << " " << retried.error_message();
+  EXPECT_EQ(last.nonce(), "read:x,y,z");
+  EXPECT_EQ(service.calls.load(), 2);
+  auto reads = service.reads();
+  ASSERT_GE(reads.size(), 3u);
+  EXPECT_EQ(reads[reads.size() - 2], "x,y,z") << "the first attempt";
+  EXPECT_EQ(reads.back(), "x,y,z") << "the retry had the whole request stream again";
+
+  // Past the retry buffer (1 MiB) the request stream is not kept: UNAVAILABLE comes back after
+  // one attempt. Within it, the default policy's two retries.
+  service.calls = 0;
+  auto small = client_stream("unavailable", {"s1", "s2"}, last);
+  EXPECT_EQ(small.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(service.calls.load(), 3) << "1 attempt and 2 retries";
+  service.calls = 0;
+  const std::string big(512 * 1024, 'b');
+  auto large = client_stream("unavailable", {"1" + big, "2" + big, "3" + big}, last);
+  EXPECT_EQ(large.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(large.error_message(), "again");
+  EXPECT_EQ(service.calls.load(), 1) << "a request stream past the retry buffer was retried";
+  EXPECT_EQ(service.reads().back().size(), 3 * 16 + 2u) << "the backend had all three messages";
   grpc_->server->Shutdown(std::chrono::system_clock::now() + 1s);
 }
 

@@ -973,6 +973,209 @@ TEST_F(Http2StreamTest, StreamsNobodyReadsDoNotHoldUpTheOthersOnTheirConnection)
 }
 
 // ---------------------------------------------------------------------------------------------
+// Streamed requests: with Limits::stream_grpc_requests, serve_http2 hands a gRPC request to its
+// handler at the head and its body through Request::source as it arrives; Http2Client sends a
+// Request::source as it yields.
+
+// What the request-streaming handler saw.
+struct Seen {
+  int heads = 0;                                  // requests handed over
+  int streamed = 0;                               // ... of them with a source
+  std::string errors;                             // errors their bodies ended with
+  size_t read = 0;                                // body bytes the handler read (/count)
+  std::vector<std::shared_ptr<BodySource>> held;  // bodies kept unread (/hold)
+};
+
+// "/echo": the request body goes straight back as the streamed response body, trailers
+// included (a bidirectional echo). "/hold": the body is kept unread; answered at once.
+// "/refuse": answered at once with a gRPC error, the body left unread. "/count": reads the
+// whole body, then answers its size. Anything without a source: its buffered body back.
+RequestHandler request_streaming_handler(Seen* seen) {
+  return [seen](Request req) -> awaitable<Response> {
+    ++seen->heads;
+    Response r;
+    r.status = 200;
+    r.headers.push_back({"content-type", "application/grpc"});
+    if (!req.source) {
+      r.body = std::move(req.body);
+      co_return r;
+    }
+    ++seen->streamed;
+    const std::string& target = req.head.target;
+    if (target == "/echo") {
+      r.source = std::move(req.source);
+    } else if (target == "/hold") {
+      seen->held.push_back(std::move(req.source));
+      r.source = std::make_shared<ScriptedBody>(co_await asio::this_coro::executor);
+    } else if (target == "/refuse") {
+      r.headers.push_back({"grpc-status", "3"});
+    } else if (target == "/count") {
+      for (;;) {
+        auto piece = co_await req.source->next();
+        seen->read += piece.data.size();
+        if (!piece.error.empty()) seen->errors += piece.error + ";";
+        if (piece.end || !piece.error.empty()) break;
+      }
+      r.trailers.push_back({"grpc-status", "0"});
+      r.trailers.push_back({"x-read", std::to_string(seen->read)});
+    }
+    co_return r;
+  };
+}
+
+// A gRPC request whose body the test drives through `body`.
+Request streamed_request(std::string target, std::shared_ptr<ScriptedBody> body) {
+  Request r = streamed(std::move(target));
+  r.body.clear();
+  r.source = std::move(body);
+  return r;
+}
+
+class Http2RequestStreamTest : public Http2Test {
+ protected:
+  void SetUp() override {
+    Limits limits;
+    limits.stream_grpc_requests = true;
+    limits.max_connection_body_bytes = 256 * 1024;
+    serve(request_streaming_handler(&seen), limits);
+  }
+  Seen seen;
+};
+
+TEST_F(Http2RequestStreamTest, AGrpcRequestBodyFlowsBothWaysPieceByPiece) {
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    auto ex = co_await asio::this_coro::executor;
+    auto body = std::make_shared<ScriptedBody>(ex);
+    auto res = co_await client->send(streamed_request("/echo", body));
+    EXPECT_TRUE(res && res->source) << (res ? "not streamed" : res.error().message);
+    if (!res || !res->source) co_return;
+    EXPECT_EQ(seen.streamed, 1) << "the handler runs while the request body is still open";
+    // Each piece comes back before the next is sent: neither side waits for the other's end.
+    for (std::string ping :
+         {std::string("ping-1"), std::string("ping-2"), std::string(300 * 1024, 'x')}) {
+      body->push(ping);
+      std::string got;
+      while (got.size() < ping.size()) {
+        auto piece = co_await res->source->next();
+        EXPECT_TRUE(piece.error.empty() && !piece.end) << piece.error;
+        if (!piece.error.empty() || piece.end) co_return;
+        got += piece.data;
+      }
+      EXPECT_EQ(got, ping);
+    }
+    body->end({{"grpc-status", "0"}, {"x-last", "yes"}});
+    std::string rest = co_await read_all(*res);
+    EXPECT_EQ(rest, "");
+    EXPECT_EQ(find_header(res->trailers, "x-last"), "yes") << "the request's trailers went through";
+    auto dropped = body->dropped;
+    body.reset();
+    EXPECT_TRUE(co_await wait_until([&] { return *dropped; }))
+        << "the client's pump let its source go at the end";
+
+    // Other requests are as before: a non-gRPC body is buffered, a gRPC one counted whole.
+    auto plain = co_await client->send(make_request("POST", "/plain", "whole"));
+    EXPECT_TRUE(plain && plain->body == "whole");
+    auto counted_body = std::make_shared<ScriptedBody>(ex);
+    counted_body->push(std::string(2 * 1024 * 1024, 'c'));
+    counted_body->end({});
+    Request counted = streamed_request("/count", counted_body);
+    counted.stream_response = false;
+    auto count = co_await client->send(std::move(counted));
+    EXPECT_TRUE(count && find_header(count->trailers, "x-read") == std::to_string(2 * 1024 * 1024))
+        << (count ? "" : count.error().message);
+    EXPECT_EQ(seen.heads, 3);
+    EXPECT_EQ(seen.streamed, 2);
+    EXPECT_EQ(seen.errors, "");
+  });
+}
+
+TEST_F(Http2RequestStreamTest, AnUnreadRequestBodyHoldsItsSenderBackAndNotTheOthers) {
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    auto ex = co_await asio::this_coro::executor;
+    // Three endless request bodies nobody reads: each stops near its 1 MiB stream window (plus
+    // the client pump's 64 KiB lead and a piece in hand); together they pass the 256 KiB
+    // budget, beyond which the server holds the connection window back.
+    std::vector<std::shared_ptr<ScriptedBody>> bodies;
+    std::vector<Response> answers;
+    for (int i = 0; i < 3; ++i) {
+      auto body = std::make_shared<ScriptedBody>(ex);
+      body->endless = true;
+      auto res = co_await client->send(streamed_request("/hold", body));
+      EXPECT_TRUE(res) << res.error().message;
+      if (!res) co_return;
+      bodies.push_back(body);
+      answers.push_back(std::move(*res));
+    }
+    EXPECT_TRUE(co_await wait_until([&] { return bodies[0]->pulled >= 512 * 1024; }));
+    co_await sleep_for(200ms);
+    size_t pulled = 0;
+    for (auto& b : bodies) {
+      EXPECT_LT(b->pulled, 2u * 1024 * 1024) << "pulled while nobody read";
+      pulled += b->pulled;
+    }
+    EXPECT_LT(pulled, 5u * 1024 * 1024);
+    // Reading one lets it flow again, budget and windows given back as it goes.
+    if (seen.held.size() != 3) co_return;
+    size_t read = 0;
+    while (read < 8 * 1024 * 1024) {
+      auto got = co_await async::with_timeout(seen.held[1]->next(), 5s);
+      EXPECT_TRUE(got && got->error.empty()) << "the held-back stream did not flow again";
+      if (!got || !got->error.empty()) co_return;
+      read += got->data.size();
+    }
+    // The unread streams given up: a gRPC answer refused at its head still arrives, and its
+    // sender is told to stop (its source dropped).
+    seen.held.clear();
+    bodies[0]->endless = bodies[1]->endless = bodies[2]->endless = false;
+    answers.clear();
+    auto refused_body = std::make_shared<ScriptedBody>(ex);
+    refused_body->endless = true;
+    auto dropped = refused_body->dropped;
+    auto refused =
+        co_await async::with_timeout(client->send(streamed_request("/refuse", refused_body)), 5s);
+    refused_body.reset();
+    EXPECT_TRUE(refused && *refused && find_header((*refused)->headers, "grpc-status") == "3");
+    EXPECT_TRUE(co_await wait_until([&] { return *dropped; }))
+        << "the client kept sending a request whose answer had ended";
+    EXPECT_TRUE(co_await wait_until([&] { return client->active_streams() == 0; }));
+    EXPECT_TRUE(client->usable());
+  });
+}
+
+TEST_F(Http2RequestStreamTest, AStreamedRequestThatFailsResetsItsStreamAndTellsTheHandler) {
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    auto ex = co_await asio::this_coro::executor;
+    auto body = std::make_shared<ScriptedBody>(ex);
+    body->push("some");
+    using Sent = std::optional<Result<Response>>;
+    auto sending = std::make_shared<Sent>();
+    asio::co_spawn(
+        ex,
+        [](std::shared_ptr<Http2Client> c, Request r,
+           std::shared_ptr<Sent> out) -> awaitable<void> {
+          *out = co_await c->send(std::move(r));
+        }(client, streamed_request("/count", body), sending),
+        asio::detached);
+    // The handler reads "some", then the body fails (its downstream went away).
+    EXPECT_TRUE(co_await wait_until([&] { return seen.read == 4; }));
+    BodySource::Piece broken;
+    broken.error = "downstream reset";
+    body->push(std::move(broken));
+    EXPECT_TRUE(co_await wait_until([&] { return sending->has_value(); }));
+    EXPECT_TRUE(*sending && !**sending) << "a request whose body failed was answered";
+    if (*sending && !**sending) {
+      EXPECT_TRUE(contains((**sending).error().message, "CANCEL")) << (**sending).error().message;
+    }
+    EXPECT_TRUE(co_await wait_until([&] { return !seen.errors.empty(); }));
+    EXPECT_EQ(seen.errors, "the downstream reset the stream;");
+    EXPECT_TRUE(client->usable());
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Real-world clients: nghttp and h2load.
 
 TEST(Http2Interop, NghttpClient) {

@@ -612,20 +612,26 @@ spec:
   EXPECT_NE(log.find("flags=DI"), std::string::npos);
 }
 
-TEST_F(WaypointPipelineTest, MirrorNeverAffectsThePrimary) {
-  start({{"web-1", 51, "web", "v1"}, {"shadow-1", 52, "web-shadow", "shadow"}}, R"(
+// An HTTPRoute sending service `name` to itself, mirrored to `<name>-shadow`.
+std::string mirrored_route(const std::string& name) {
+  return fmt::format(R"(
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
-metadata: {name: web, namespace: default}
+metadata: {{name: {0}, namespace: default}}
 spec:
-  parentRefs: [{kind: Service, name: web, port: 80}]
+  parentRefs: [{{kind: Service, name: {0}, port: 80}}]
   rules:
-  - backendRefs: [{name: web, port: 80}]
+  - backendRefs: [{{name: {0}, port: 80}}]
     filters:
     - type: RequestMirror
-      requestMirror: {backendRef: {name: web-shadow, port: 80}}
+      requestMirror: {{backendRef: {{name: {0}-shadow, port: 80}}}}
 )",
-        50);
+                     name);
+}
+
+TEST_F(WaypointPipelineTest, MirrorNeverAffectsThePrimary) {
+  start({{"web-1", 51, "web", "v1"}, {"shadow-1", 52, "web-shadow", "shadow"}},
+        mirrored_route("web"), 50);
   auto& shadow = *servers_["shadow-1"];
   shadow.set_delay(1500ms);
   shadow.set_default_status(500);
@@ -649,6 +655,71 @@ spec:
   ASSERT_FALSE(seen.empty());
   EXPECT_EQ(seen.front().host, "reviews-shadow:80");
   EXPECT_EQ(seen.front().target, "/page");
+}
+
+// A request body given out in the pieces it was made of, then its trailers.
+class PiecesBody final : public BodySource {
+ public:
+  explicit PiecesBody(std::vector<std::string> pieces) : pieces_(std::move(pieces)) {}
+  awaitable<Piece> next() override {
+    Piece p;
+    if (at_ < pieces_.size()) {
+      p.data = pieces_[at_++];
+    } else {
+      p.end = true;
+      p.trailers.push_back({"x-end", "yes"});
+    }
+    co_return p;
+  }
+
+ private:
+  std::vector<std::string> pieces_;
+  size_t at_ = 0;
+};
+
+// A gRPC request from an HTTP/2 downstream arrives with its body still streaming (the server
+// codec's Request::source): the primary gets it as it comes, and a mirror gets the whole body
+// once it has ended, only if it was kept (within the retry buffer).
+TEST_F(WaypointPipelineTest, AStreamedGrpcRequestIsMirroredWholeWithinTheRetryBuffer) {
+  start({{"grpc-1", 101, "grpc", "v1", true}, {"grpc-shadow-1", 102, "grpc-shadow", "v1", true}},
+        mirrored_route("grpc"), 100);
+  auto stream = service_stream("grpc");
+  auto call = [&](std::string target) {
+    Request r = get(target);
+    r.version = HttpVersion::kHttp2;
+    r.head.method = "POST";
+    r.head.authority = "grpc:80";
+    r.head.headers.push_back({"content-type", "application/grpc"});
+    r.source = std::make_shared<PiecesBody>(std::vector<std::string>{"one-", "two-", "three"});
+    return run_one(stream, std::move(r));
+  };
+  auto& primary = *h2_servers_["grpc-1"];
+  auto& shadow = *h2_servers_["grpc-shadow-1"];
+  auto wait_for_shadow = [&](int hits, Clock::duration limit) {
+    auto deadline = Clock::now() + limit;
+    while (shadow.hits() < hits && Clock::now() < deadline) {
+      io_.run_for(20ms);
+      io_.restart();
+    }
+  };
+  auto kept = call("/kept");
+  EXPECT_EQ(kept.status, 200);
+  EXPECT_EQ(kept.body, "h2:/kept");
+  ASSERT_EQ(primary.bodies().size(), 1u);
+  EXPECT_EQ(primary.bodies().back(), "one-two-three");
+  wait_for_shadow(1, 5s);
+  ASSERT_EQ(shadow.bodies().size(), 1u);
+  EXPECT_EQ(shadow.bodies().back(), "one-two-three");
+
+  // A body longer than the retry buffer is not kept: the primary still gets all of it, the
+  // mirror nothing.
+  ctx_->settings.limits.retry_buffer_bytes = 8;
+  auto long_call = call("/long");
+  EXPECT_EQ(long_call.status, 200);
+  ASSERT_EQ(primary.bodies().size(), 2u);
+  EXPECT_EQ(primary.bodies().back(), "one-two-three");
+  wait_for_shadow(2, 500ms);  // (the kept body's copy arrived within a few ms)
+  EXPECT_EQ(shadow.hits(), 1) << "a body that was not kept was mirrored";
 }
 
 // meshConfig.pathNormalization DECODE_AND_MERGE_SLASHES (--path-normalization): doubled and

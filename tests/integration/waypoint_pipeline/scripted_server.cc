@@ -170,10 +170,12 @@ H2Server::~H2Server() {
   thread_.join();
 }
 
-namespace {
-
-awaitable<waypoint::Response> h2_answer(std::atomic<int>& hits, waypoint::Request r) {
-  ++hits;
+awaitable<waypoint::Response> H2Server::answer(waypoint::Request r) {
+  ++hits_;
+  {
+    std::lock_guard lock(mu_);
+    bodies_.push_back(r.body);
+  }
   waypoint::Response out;
   out.status = 200;
   out.headers.push_back({"x-version", "h2"});
@@ -182,15 +184,11 @@ awaitable<waypoint::Response> h2_answer(std::atomic<int>& hits, waypoint::Reques
   co_return out;
 }
 
-}  // namespace
-
 awaitable<void> H2Server::accept_loop() {
   for (;;) {
     auto [ec, s] = co_await acceptor_.async_accept(kTuple);
     if (ec) co_return;
-    waypoint::RequestHandler handler = [this](waypoint::Request r) {
-      return h2_answer(hits_, std::move(r));
-    };
+    waypoint::RequestHandler handler = [this](waypoint::Request r) { return answer(std::move(r)); };
     tasks_.spawn(waypoint::http2::serve_http2(waypoint::Duplex::of_socket(std::move(s)), "",
                                               waypoint::Limits{}, std::move(handler)),
                  "h2 backend connection");

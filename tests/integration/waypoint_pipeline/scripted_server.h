@@ -57,7 +57,8 @@ class ScriptedServer {
 };
 
 // An h2c (prior knowledge) backend on the waypoint's own HTTP/2 server codec: answers every
-// request 200 with `x-version: h2`, `x-seen-version: 2` and body "h2:<target>".
+// request 200 with `x-version: h2`, `x-seen-version: 2` and body "h2:<target>"; keeps the
+// request bodies it got.
 class H2Server {
  public:
   explicit H2Server(const tcp::endpoint& at);
@@ -65,15 +66,22 @@ class H2Server {
   H2Server(const H2Server&) = delete;
   H2Server& operator=(const H2Server&) = delete;
   int hits() const { return hits_; }
+  std::vector<std::string> bodies() const {
+    std::lock_guard lock(mu_);
+    return bodies_;
+  }
 
  private:
   awaitable<void> accept_loop();
+  awaitable<waypoint::Response> answer(waypoint::Request r);
 
   asio::io_context io_;
   async::TaskGroup tasks_{io_.get_executor()};
   tcp::acceptor acceptor_;
   std::thread thread_;
   std::atomic<int> hits_{0};
+  mutable std::mutex mu_;
+  std::vector<std::string> bodies_;
 };
 
 }  // namespace zt::testing
