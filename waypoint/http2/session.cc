@@ -206,8 +206,12 @@ class InboxSource final : public BodySource {
         }
         co_return piece;
       }
-      if (!co_await in.changed.wait() && !in.done && in.data.empty()) {
-        piece.error = "cancelled";  // the reader was cancelled; dropping us gives the body up
+      const bool notified = co_await in.changed.wait();
+      auto state = co_await asio::this_coro::cancellation_state;
+      if (!notified || state.cancelled() != asio::cancellation_type::none) {
+        // The reader was cancelled: it takes nothing (what arrived stays for its next call);
+        // dropping us gives the body up.
+        piece.error = "cancelled";
         co_return piece;
       }
     }

@@ -79,6 +79,15 @@ bool same_object(const std::weak_ptr<const T>& w, const std::shared_ptr<const T>
   return !w.owner_before(p) && !p.owner_before(w);
 }
 
+// How far a streamed request body has come: shared by its ReplayBody, the request's loop and
+// its streamed answer's record.
+struct RequestProgress {
+  explicit RequestProgress(asio::any_io_executor ex) : ended(std::move(ex)) {}
+  uint64_t taken = 0;                         // body bytes taken from the downstream
+  std::optional<Clock::time_point> ended_at;  // when the body ended (or failed)
+  async::Event ended;                         // notified then
+};
+
 // A streamed request body (gRPC) shared by the attempts of its request. Each attempt reads it
 // through a reader of its own, which replays what earlier attempts took (kept up to `limit`
 // bytes), then pulls on from the downstream; one pull at a time, whichever reader asks. Once
@@ -89,7 +98,10 @@ class ReplayBody : public std::enable_shared_from_this<ReplayBody> {
  public:
   using Whole = std::function<void(std::string body, http::HeaderList trailers)>;
   ReplayBody(asio::any_io_executor ex, std::shared_ptr<BodySource> source, size_t limit)
-      : inner_(std::move(source)), limit_(limit), changed_(std::move(ex)) {}
+      : inner_(std::move(source)),
+        limit_(limit),
+        changed_(ex),
+        progress_(std::make_shared<RequestProgress>(ex)) {}
 
   // A body for the next attempt, from its first byte.
   std::shared_ptr<BodySource> reader() { return std::make_shared<Reader>(shared_from_this()); }
@@ -106,8 +118,8 @@ class ReplayBody : public std::enable_shared_from_this<ReplayBody> {
     if (ended_ && error_.empty()) return f(copy_, trailers_);
     if (!ended_) whole_.push_back(std::move(f));
   }
-  // Body bytes taken from the downstream so far (shared with the request's record).
-  std::shared_ptr<const uint64_t> taken() const { return taken_; }
+  // Bytes taken, and the end (shared with the request's loop and record).
+  const std::shared_ptr<RequestProgress>& progress() const { return progress_; }
 
  private:
   class Reader final : public BodySource {
@@ -123,13 +135,13 @@ class ReplayBody : public std::enable_shared_from_this<ReplayBody> {
   awaitable<BodySource::Piece> next(uint64_t& pos) {
     BodySource::Piece piece;
     for (;;) {
-      if (pos < *taken_) {
+      if (pos < progress_->taken) {
         if (dropped_) {
           piece.error = "the request body is no longer kept for another attempt";
           co_return piece;
         }
         piece.data = copy_.substr(pos);
-        pos = *taken_;
+        pos = progress_->taken;
         co_return piece;
       }
       if (ended_) {
@@ -157,8 +169,8 @@ class ReplayBody : public std::enable_shared_from_this<ReplayBody> {
       if (state.cancelled() != asio::cancellation_type::none && piece.data.empty() && !piece.end) {
         co_return piece;  // an interrupted pull (its attempt went away), not the body's end
       }
-      *taken_ += piece.data.size();
-      pos = *taken_;
+      progress_->taken += piece.data.size();
+      pos = progress_->taken;
       if (!dropped_ && (!committed_ || !whole_.empty())) {
         copy_ += piece.data;
         if (copy_.size() > limit_) drop();
@@ -172,6 +184,8 @@ class ReplayBody : public std::enable_shared_from_this<ReplayBody> {
 
   void finish(const BodySource::Piece& last) {
     ended_ = true;
+    progress_->ended_at = Clock::now();
+    progress_->ended.notify();
     error_ = last.error;
     inner_.reset();
     if (!error_.empty()) {
@@ -194,8 +208,8 @@ class ReplayBody : public std::enable_shared_from_this<ReplayBody> {
   std::shared_ptr<BodySource> inner_;
   size_t limit_;
   async::Event changed_;  // a pull ended
-  std::shared_ptr<uint64_t> taken_ = std::make_shared<uint64_t>(0);
-  std::string copy_;  // bytes [0, *taken_) while not dropped
+  std::shared_ptr<RequestProgress> progress_;
+  std::string copy_;  // bytes [0, progress_->taken) while not dropped
   http::HeaderList trailers_;
   std::string error_;
   std::vector<Whole> whole_;
@@ -372,6 +386,24 @@ awaitable<bool> await_attempt(std::shared_ptr<AttemptSlot> slot,
   co_return true;
 }
 
+// An attempt of a request whose body is still streaming: not timed until the body has ended
+// (the timeouts start then, as in Envoy), then as await_attempt until `deadline_from(end)`.
+awaitable<bool> await_streamed_attempt(
+    std::shared_ptr<AttemptSlot> slot, std::shared_ptr<RequestProgress> progress,
+    std::function<std::optional<Clock::time_point>(Clock::time_point)> deadline_from) {
+  using namespace asio::experimental::awaitable_operators;
+  while (!slot->done && !progress->ended_at) {
+    slot->timer.expires_at(Clock::time_point::max());  // run_attempt cancels it when done
+    co_await (slot->timer.async_wait(kTuple) || progress->ended.wait());
+    if (!slot->done && co_await cancelled()) {
+      slot->abandon();  // the caller went away
+      co_return false;
+    }
+  }
+  if (slot->done) co_return true;
+  co_return co_await await_attempt(slot, deadline_from(*progress->ended_at));
+}
+
 awaitable<void> run_mirror(async::TaskGroup& tasks, std::shared_ptr<AttemptSlot> slot) {
   tasks.spawn(run_attempt(slot), "waypoint mirror attempt");
   // On a timeout the attempt is abandoned (aborted); run_attempt drops its client itself.
@@ -466,23 +498,30 @@ std::optional<int> grpc_status_of(const Response& r) {
   return in_trailers ? in_trailers : grpc_status_in(r.headers);
 }
 
+// What a streamed response's body takes over from the attempt that produced it.
+struct StreamedEnd {
+  // The route timeout's deadline, when its clock had started by the head.
+  std::optional<Clock::time_point> deadline;
+  // Else the route timeout, to start once the request body has ended (`progress`).
+  std::optional<config::Duration> route_timeout;
+  std::function<void()> on_end;               // gives the attempt's books back
+  std::shared_ptr<RequestProgress> progress;  // a streamed request's
+};
+
 // A streamed response's body on its way downstream, with the request's books: the metric
 // sample and the access log line are written when the body ends (or fails, or is given up), with
 // the bytes that passed and the trailers' grpc-status, and the attempt's place in the pool and
 // the load balancer is given back then (`on_end`). The route timeout still bounds the whole
-// response. `alive` is the pipeline's: a body outliving it touches nothing.
+// response (for a streamed request, from the end of its body). `alive` is the pipeline's: a body
+// outliving it touches nothing.
 class RecordedBody final : public BodySource {
  public:
   using Finish = void (*)(void* pipeline, RequestRecord& rec);
-  RecordedBody(std::shared_ptr<BodySource> inner, RequestRecord rec,
-               std::optional<Clock::time_point> deadline, std::function<void()> on_end,
-               std::shared_ptr<const uint64_t> request_bytes, std::weak_ptr<void> alive,
-               void* pipeline, Finish finish)
+  RecordedBody(std::shared_ptr<BodySource> inner, RequestRecord rec, StreamedEnd end,
+               std::weak_ptr<void> alive, void* pipeline, Finish finish)
       : inner_(std::move(inner)),
-        request_bytes_(std::move(request_bytes)),
         rec_(std::move(rec)),
-        deadline_(deadline),
-        on_end_(std::move(on_end)),
+        end_(std::move(end)),
         alive_(std::move(alive)),
         pipeline_(pipeline),
         finish_(finish) {}
@@ -491,27 +530,38 @@ class RecordedBody final : public BodySource {
   }
 
   Clock::time_point deadline() const override {
-    return deadline_.value_or(Clock::time_point::max());
+    return current_deadline().value_or(Clock::time_point::max());
   }
 
   awaitable<Piece> next() override {
+    using namespace asio::experimental::awaitable_operators;
     Piece piece;
     if (done_) {
       piece.error = "body already ended";
       co_return piece;
     }
     bool timed_out = false;
-    if (deadline_ && Clock::now() >= *deadline_) {
-      timed_out = true;
-    } else if (deadline_) {
-      auto got = co_await async::with_timeout(inner_->next(), *deadline_ - Clock::now());
-      if (got) {
-        piece = std::move(*got);
-      } else {
+    for (;;) {
+      const auto deadline = current_deadline();
+      if (deadline && Clock::now() >= *deadline) {
         timed_out = true;
+      } else if (deadline) {
+        auto got = co_await async::with_timeout(inner_->next(), *deadline - Clock::now());
+        if (got) {
+          piece = std::move(*got);
+        } else {
+          timed_out = true;
+        }
+      } else if (deadline_may_come()) {
+        // The route timeout starts when the request body ends: wait for that too (a pull
+        // cancelled then takes nothing).
+        auto got = co_await (inner_->next() || end_.progress->ended.wait());
+        if (got.index() == 1) continue;
+        piece = std::get<0>(std::move(got));
+      } else {
+        piece = co_await inner_->next();
       }
-    } else {
-      piece = co_await inner_->next();
+      break;
     }
     auto state = co_await asio::this_coro::cancellation_state;
     if (state.cancelled() != asio::cancellation_type::none) {
@@ -534,6 +584,16 @@ class RecordedBody final : public BodySource {
   }
 
  private:
+  std::optional<Clock::time_point> current_deadline() const {
+    if (end_.deadline) return end_.deadline;
+    if (end_.route_timeout && end_.progress && end_.progress->ended_at) {
+      return *end_.progress->ended_at + *end_.route_timeout;
+    }
+    return std::nullopt;
+  }
+  bool deadline_may_come() const {
+    return !end_.deadline && end_.route_timeout && end_.progress && !end_.progress->ended_at;
+  }
   void give_up() {
     rec_.add_flag("DC");
     rec_.error = "the downstream gave up the response body";
@@ -542,17 +602,15 @@ class RecordedBody final : public BodySource {
   void record() {
     done_ = true;
     inner_.reset();  // an upstream stream not read to its end is reset now
-    if (request_bytes_) rec_.request_bytes = *request_bytes_;
+    if (end_.progress) rec_.request_bytes = end_.progress->taken;
     if (alive_.expired()) return;
-    if (on_end_) on_end_();
+    if (end_.on_end) end_.on_end();
     finish_(pipeline_, rec_);
   }
 
   std::shared_ptr<BodySource> inner_;
-  std::shared_ptr<const uint64_t> request_bytes_;  // a streamed request's, as they pass
   RequestRecord rec_;
-  std::optional<Clock::time_point> deadline_;
-  std::function<void()> on_end_;
+  StreamedEnd end_;
   std::weak_ptr<void> alive_;
   void* pipeline_;
   Finish finish_;
@@ -704,28 +762,21 @@ struct Pipeline::Impl {
     }
     rec.status = resp.status;
     rec.response_bytes = resp.body.size();
-    if (streamed.request_bytes) rec.request_bytes = *streamed.request_bytes;
+    if (streamed.progress) rec.request_bytes = streamed.progress->taken;
     if (auto g = grpc_status_of(resp)) rec.grpc_status = std::to_string(*g);
     if (resp.source) {
       // Recorded when the body ends.
-      resp.source = std::make_shared<RecordedBody>(
-          std::move(resp.source), std::move(rec), streamed.deadline, std::move(streamed.on_end),
-          streamed.request_bytes, alive, this, [](void* self, RequestRecord& r) {
-            auto& impl = *static_cast<Impl*>(self);
-            r.finish(impl.ctx.metrics, &impl.series_cache);
-          });
+      resp.source = std::make_shared<RecordedBody>(std::move(resp.source), std::move(rec),
+                                                   std::move(streamed), alive, this,
+                                                   [](void* self, RequestRecord& r) {
+                                                     auto& impl = *static_cast<Impl*>(self);
+                                                     r.finish(impl.ctx.metrics, &impl.series_cache);
+                                                   });
       co_return resp;
     }
     rec.finish(ctx.metrics, &series_cache);
     co_return resp;
   }
-
-  // What a streamed response's body takes over from the attempt that produced it.
-  struct StreamedEnd {
-    std::optional<Clock::time_point> deadline;      // the route timeout's
-    std::function<void()> on_end;                   // gives the attempt's books back
-    std::shared_ptr<const uint64_t> request_bytes;  // a streamed request's, as they pass
-  };
 
   awaitable<Response> process(const StreamContext& stream, Request request, RequestRecord& rec,
                               StreamedEnd& streamed) {
@@ -889,7 +940,7 @@ struct Pipeline::Impl {
     if (request.source) {
       body = std::make_shared<ReplayBody>(ex, std::move(request.source),
                                           ctx.settings.limits.retry_buffer_bytes);
-      streamed.request_bytes = body->taken();
+      streamed.progress = body->progress();
     }
     struct CommitAtEnd {
       ReplayBody* body;
@@ -922,6 +973,18 @@ struct Pipeline::Impl {
     if (upgrade) retry = config::RetryPolicy::disabled();
     std::optional<config::Duration> timeout = rule ? rule->timeouts.request : std::nullopt;
     resilience::RetryState retries(retry, Clock::now(), timeout);
+    // A streamed request's timeouts start once its body has ended (Envoy starts them when the
+    // downstream request is complete): until then its attempts are not timed.
+    const auto progress = body ? body->progress() : nullptr;
+    bool clock_started = !progress;
+    if (!clock_started) retries.pause_clock();
+    auto start_clock = [&] {
+      if (!clock_started && progress->ended_at) {
+        retries.start_clock(*progress->ended_at);
+        clock_started = true;
+      }
+      return clock_started;
+    };
     const std::string& source_ip = rec.src_addr;
     // gRPC from HTTP/2 to HTTP/2 is answered as soon as the response head is in, its body
     // following as it arrives (server streaming); retries decide on the head alone, as in Envoy.
@@ -1021,8 +1084,15 @@ struct Pipeline::Impl {
       }
       dest->attempts_counter->inc();
       bool completed = true;
-      const auto attempt_deadline = retries.attempt_deadline(now);
-      if (attempt_deadline) {
+      const bool untimed_for_now = !start_clock() && retries.timed();
+      const auto attempt_deadline = untimed_for_now ? std::nullopt : retries.attempt_deadline(now);
+      if (untimed_for_now) {
+        tasks.spawn(run_attempt(slot), "waypoint upstream attempt");
+        completed = co_await await_streamed_attempt(slot, progress, [&](Clock::time_point end) {
+          start_clock();
+          return retries.attempt_deadline(std::max(now, end));
+        });
+      } else if (attempt_deadline) {
         // On its own task, so that the deadline can abandon it.
         tasks.spawn(run_attempt(slot), "waypoint upstream attempt");
         completed = co_await await_attempt(slot, attempt_deadline);
@@ -1125,7 +1195,11 @@ struct Pipeline::Impl {
       if (streaming) {
         // The route timeout bounds the body; the per-try timeout no longer applies once the
         // answer has started (Envoy lets it continue up to the route timeout).
-        streamed.deadline = retries.request_deadline();
+        if (start_clock()) {
+          streamed.deadline = retries.request_deadline();
+        } else {
+          streamed.route_timeout = timeout;  // from the request body's end
+        }
         streamed.on_end = std::exchange(books, nullptr);
       }
       co_return resp;

@@ -55,7 +55,7 @@ Duration backoff_for(Duration base, uint32_t retry, Random& random) {
 
 RetryState::RetryState(config::RetryPolicy policy, TimePoint start,
                        std::optional<Duration> request_timeout)
-    : policy_(std::move(policy)) {
+    : policy_(std::move(policy)), request_timeout_(request_timeout) {
   if (request_timeout) deadline_ = start + *request_timeout;
 }
 

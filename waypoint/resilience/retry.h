@@ -57,6 +57,15 @@ class RetryState {
   // and the request deadline, whichever is first; nullopt when neither is set.
   std::optional<TimePoint> attempt_deadline(TimePoint now) const;
   std::optional<TimePoint> request_deadline() const { return deadline_; }
+  // Starts the route timeout at `start` instead (a streamed request's: once its body has
+  // ended, as in Envoy).
+  void start_clock(TimePoint start) {
+    if (request_timeout_) deadline_ = start + *request_timeout_;
+  }
+  // No route deadline until start_clock().
+  void pause_clock() { deadline_.reset(); }
+  // Whether any timeout applies (route or per try).
+  bool timed() const { return request_timeout_ || policy_.per_try_timeout; }
 
   struct Decision {
     enum class Kind {
@@ -77,6 +86,7 @@ class RetryState {
 
  private:
   config::RetryPolicy policy_;
+  std::optional<Duration> request_timeout_;
   std::optional<TimePoint> deadline_;
   uint32_t attempts_ = 0;
 };

@@ -755,6 +755,22 @@ TEST_F(WaypointChainTest, GrpcCallThroughTheWaypoint) {
   grpc_->server->Shutdown(std::chrono::system_clock::now() + 1s);
 }
 
+// An HTTPRoute for the ADS service of `grpc` with a route timeout and one retry.
+std::string ads_timeout_route(std::string_view request, std::string_view per_try) {
+  return fmt::format(R"(apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: ads-timeout, namespace: default}}
+spec:
+  parentRefs: [{{group: "", kind: Service, name: grpc, port: 80}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /envoy.service.discovery.v3.AggregatedDiscoveryService}}}}]
+    backendRefs: [{{name: grpc, port: 80}}]
+    timeouts: {{request: {}}}
+    retries: {{attempts: 1, perTryTimeout: {}}}
+)",
+                     request, per_try);
+}
+
 using AdsStream = grpc::ServerReaderWriter<envoy::service::discovery::v3::DeltaDiscoveryResponse,
                                            envoy::service::discovery::v3::DeltaDiscoveryRequest>;
 
@@ -866,17 +882,7 @@ spec:
 
   // Timeouts: the per-try timeout covers the head only (a started stream continues, as in
   // Envoy); the route timeout bounds the whole streamed response, which is then reset (UT).
-  ASSERT_TRUE(chain_->set_config(R"(apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: ads-timeout, namespace: default}
-spec:
-  parentRefs: [{group: "", kind: Service, name: grpc, port: 80}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /envoy.service.discovery.v3.AggregatedDiscoveryService}}]
-    backendRefs: [{name: grpc, port: 80}]
-    timeouts: {request: 1500ms}
-    retries: {attempts: 1, perTryTimeout: 300ms}
-)"));
+  ASSERT_TRUE(chain_->set_config(ads_timeout_route("1500ms", "300ms")));
   set_seen(false);
   {
     grpc::ClientContext slow_ctx;
@@ -909,7 +915,8 @@ spec:
 // call; type "echo" answers each one at once (nonce "echo:<request's response_nonce>"); at the
 // end it sends one summary (the nonces it read, comma-separated) and then its status:
 // "unavailable-once" fails the first call with UNAVAILABLE before any message,
-// "unavailable" every call.
+// "unavailable" every call; "echo-stall" echoes, then stalls before the summary until
+// release() (at most 4 s).
 class BidiBackend final
     : public envoy::service::discovery::v3::AggregatedDiscoveryService::Service {
  public:
@@ -921,10 +928,14 @@ class BidiBackend final
     while (stream->Read(&req)) {
       type = req.type_url();
       seen += (seen.empty() ? "" : ",") + req.response_nonce().substr(0, 16);
-      if (type == "echo") {
+      if (type == "echo" || type == "echo-stall") {
         resp.set_nonce("echo:" + req.response_nonce());
         stream->Write(resp);
       }
+    }
+    if (type == "echo-stall") {  // until released (at most 4 s)
+      std::unique_lock lock(mu);
+      released.wait_for(lock, 4s, [&] { return release_all; });
     }
     {
       std::lock_guard lock(mu);
@@ -941,10 +952,19 @@ class BidiBackend final
     std::lock_guard lock(mu);
     return read_by_call;
   }
+  void release() {
+    {
+      std::lock_guard lock(mu);
+      release_all = true;
+    }
+    released.notify_all();
+  }
   std::atomic<int> calls{0};
 
  private:
   std::mutex mu;
+  std::condition_variable released;
+  bool release_all = false;
   std::vector<std::string> read_by_call;
 };
 
@@ -1019,6 +1039,49 @@ TEST_F(WaypointChainTest, GrpcClientAndBidirectionalStreamingFlowBothWaysAndRetr
   EXPECT_EQ(large.error_message(), "again");
   EXPECT_EQ(service.calls.load(), 1) << "a request stream past the retry buffer was retried";
   EXPECT_EQ(service.reads().back().size(), 3 * 16 + 2u) << "the backend had all three messages";
+
+  // The timeouts start once the request stream has ended, as in Envoy.
+  ASSERT_TRUE(chain_->set_config(ads_timeout_route("1s", "400ms")));
+  {  // A slow client stream outlasts both timeouts before its end, and is not cut.
+    service.calls = 0;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    auto call = stub->DeltaAggregatedResources(&ctx);
+    for (std::string nonce : {"x", "y"}) {
+      EXPECT_TRUE(call->Write(message("slow", nonce)));
+      std::this_thread::sleep_for(700ms);
+    }
+    EXPECT_TRUE(call->WritesDone());
+    Response resp;
+    EXPECT_TRUE(call->Read(&resp));
+    EXPECT_EQ(resp.nonce(), "read:x,y");
+    auto st = call->Finish();
+    EXPECT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
+    EXPECT_EQ(service.calls.load(), 1);
+  }
+  {  // A bidirectional stream answered all along, 1.2 s long: then the backend stalls after the
+     // client's end, and the route timeout, counted from that end, cuts it (UT).
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    auto call = stub->DeltaAggregatedResources(&ctx);
+    Response resp;
+    for (std::string nonce : {"p", "q"}) {
+      ASSERT_TRUE(call->Write(message("echo-stall", nonce)));
+      ASSERT_TRUE(call->Read(&resp));
+      EXPECT_EQ(resp.nonce(), "echo:" + nonce);
+      std::this_thread::sleep_for(600ms);
+    }
+    const auto ended = std::chrono::steady_clock::now();
+    EXPECT_TRUE(call->WritesDone());
+    EXPECT_FALSE(call->Read(&resp)) << "got " << resp.nonce();
+    const auto cut_after = std::chrono::steady_clock::now() - ended;
+    EXPECT_FALSE(call->Finish().ok());
+    EXPECT_GE(cut_after, 800ms) << "cut before the route timeout, counted from the request's end";
+    EXPECT_LT(cut_after, 3s) << "the route timeout (1s) did not cut the stalled stream";
+    EXPECT_TRUE(requests_reach({"request_protocol=\"grpc\"", "response_flags=\"UT\""}, 1))
+        << chain_->waypoint_metrics_text();
+  }
+  service.release();
   grpc_->server->Shutdown(std::chrono::system_clock::now() + 1s);
 }
 
