@@ -26,12 +26,13 @@ inline constexpr std::string_view kClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n
 // - With limits.stream_grpc_requests, a gRPC request (content-type application/grpc...) whose
 //   HEADERS do not end the stream goes to the handler at once, its body in Request::source as
 //   it arrives (DATA, then the trailers; an error if the peer resets the stream, closes the
-//   connection or stalls past stream_idle_timeout). Its stream window is given back only as
-//   the handler reads, so a handler that does not read holds its sender back; its unread bytes
-//   count against max_connection_body_bytes, past which the connection window too is given
-//   back only as streamed bytes are read or let go. The answer may start before the request
-//   has ended (a bidirectional stream). A handler that drops the source early has the rest
-//   dropped as it arrives.
+//   connection or stalls past stream_idle_timeout, or the body breaks its Content-Length or
+//   its trailers are refused). Its stream window is given back only as the handler reads, so a
+//   handler that does not read holds its sender back (the connection window is given back at
+//   once: an unread stream never holds up the others); its unread bytes count against
+//   max_connection_body_bytes, and the stream whose DATA would pass it is reset
+//   (ENHANCE_YOUR_CALM). The answer may start before the request has ended (a bidirectional
+//   stream). A handler that drops the source early has the rest dropped as it arrives.
 // - Responses: :status + headers (hop-by-hop removed, names lower-cased), DATA, and trailers
 //   as a final HEADERS frame when present (gRPC). A streamed response (Response::source) sends
 //   its head at once and each piece as the source yields it; the next piece is pulled only

@@ -161,13 +161,11 @@ class ServerConnection final : public Session,
       const size_t m = std::min({taken, s->charged, body_bytes_});
       s->charged -= m;
       body_bytes_ -= m;
-      repay(m);
     }
   }
-  // The connection window held back while streamed bodies filled the budget: given back for
-  // the `freed` bytes (read or released), so a stream being read keeps flowing while unread ones
-  // hold the budget, and for whatever the budget has room for again.
-  void repay(size_t freed);
+  // A streamed request found broken after its dispatch: its handler's body fails; the peer gets
+  // `status` while no answer has started, else RST_STREAM(PROTOCOL_ERROR).
+  void fail_streamed(ServerStream& s, int status, std::string reason);
 
   Limits limits_;
   RequestHandler handler_;
@@ -175,7 +173,6 @@ class ServerConnection final : public Session,
   asio::steady_timer timer_;      // the watchdog's
   Clock::time_point idle_since_;  // when streams_ last became empty
   size_t body_bytes_ = 0;         // request body bytes held, all streams (the budget's use)
-  size_t owed_window_ = 0;        // connection window not yet given back for streamed bodies
 };
 
 // nghttp2 callbacks; `user_data` is the Session base of the ServerConnection.
@@ -234,7 +231,11 @@ struct ServerConnection::Callbacks {
     }
     if (s->rejection) {
       auto r = *s->rejection;
-      if (!s->responded) c.reject(*s, r.status, r.reason);
+      if (!s->responded) {
+        c.reject(*s, r.status, r.reason);
+      } else if (s->body_arriving()) {
+        c.fail_streamed(*s, r.status, r.reason);  // bad trailers after the answer began
+      }
       return 0;
     }
     if (s->responded && !s->in) return 0;
@@ -444,37 +445,51 @@ void ServerConnection::dispatch_streamed(ServerStream& s) {
 void ServerConnection::on_streamed_data(ServerStream& s, const uint8_t* data, size_t len) {
   s.last_progress = Clock::now();
   s.in_bytes += len;
-  // Held until the handler reads it: the stream window (kStreamWindow) bounds each stream, the
-  // connection's budget all of them: beyond it the connection window is given back only as
-  // bytes are read, so the peer stops sending instead of growing our memory.
+  // The connection window is given back at once: a stream nobody reads must not hold up the
+  // others. Its own window (kStreamWindow) holds its sender back until the handler reads.
+  nghttp2_session_consume_connection(ng_, len);
+  if (s.content_length && s.in_bytes > *s.content_length) {
+    return fail_streamed(s, 400, "http2.content_length_mismatch");
+  }
+  const size_t budget = limits_.max_connection_body_bytes;
+  if (budget > 0 && body_bytes_ + len > budget) {
+    // Unread streamed bodies fill the connection's budget: this stream is reset, its body
+    // failed (RST_STREAM(ENHANCE_YOUR_CALM): gRPC's RESOURCE_EXHAUSTED).
+    ZT_LOG_DEBUG(
+        "component=waypoint_h2 msg=\"streamed request reset\" stream={} "
+        "reason=connection_body_budget held={} budget={}",
+        s.id, body_bytes_, budget);
+    end_inbox(s, "the connection's request body budget is spent");
+    s.rejection = http::Rejection{503, "http2.connection_body_budget"};
+    s.responded = true;  // an answer still to come is dropped
+    release(s);
+    nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, s.id, NGHTTP2_ENHANCE_YOUR_CALM);
+    wake();
+    return;
+  }
   s.charged += len;
   body_bytes_ += len;
-  const size_t budget = limits_.max_connection_body_bytes;
-  if (budget == 0 || body_bytes_ <= budget) {
-    nghttp2_session_consume_connection(ng_, len);
-  } else {
-    owed_window_ += len;
-  }
   hold(*s.in, data, len);
+}
+
+void ServerConnection::fail_streamed(ServerStream& s, int status, std::string reason) {
+  end_inbox(s, fmt::format("request refused: {}", reason));
+  if (!s.responded) return reject(s, status, std::move(reason));
+  ZT_LOG_DEBUG("component=waypoint_h2 msg=\"streamed request reset\" stream={} reason={}", s.id,
+               reason);
+  s.rejection = http::Rejection{status, std::move(reason)};
+  release(s);
+  nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, s.id, NGHTTP2_PROTOCOL_ERROR);
+  wake();
 }
 
 void ServerConnection::end_inbox(ServerStream& s, std::string error) {
   if (!s.in || s.in->done) return;
   s.in->done = true;
   s.in->error = std::move(error);
+  // A failed body's unread bytes are of no use: not kept past the budget's release.
+  if (!s.in->error.empty()) std::string().swap(s.in->data);
   s.in->changed.notify();
-}
-
-void ServerConnection::repay(size_t freed) {
-  if (owed_window_ == 0 || ng_ == nullptr || ended_) return;
-  const size_t budget = limits_.max_connection_body_bytes;
-  size_t n = freed;
-  if (body_bytes_ < budget) n = std::max(n, budget - body_bytes_);
-  n = std::min(n, owed_window_);
-  if (n == 0) return;
-  owed_window_ -= n;
-  nghttp2_session_consume_connection(ng_, n);
-  wake();
 }
 
 void ServerConnection::reject(ServerStream& s, int status, std::string reason) {
@@ -538,10 +553,8 @@ void ServerConnection::respond(ServerStream& s, Response response) {
 }
 
 void ServerConnection::release(ServerStream& s) {
-  const size_t freed = std::min(body_bytes_, s.charged);
-  body_bytes_ -= freed;
+  body_bytes_ -= std::min(body_bytes_, s.charged);
   s.charged = 0;
-  repay(freed);
 }
 
 void ServerConnection::arm(Clock::time_point at) {
@@ -627,10 +640,7 @@ awaitable<void> ServerConnection::run_handler(std::weak_ptr<ServerConnection> we
     response = local_response(500, "internal error");
   }
   auto c = weak.lock();
-  if (c) {  // the handler let the body go
-    c->body_bytes_ -= std::min(c->body_bytes_, charge);
-    c->repay(0);
-  }
+  if (c) c->body_bytes_ -= std::min(c->body_bytes_, charge);  // the handler let the body go
   if (!c || c->ended_) co_return;
   if (ServerStream* s = c->find(id)) c->respond(*s, std::move(response));
 }

@@ -183,6 +183,13 @@ class InboxSource final : public BodySource {
     if (!finished_) session_->gave_up(id_, *in_);
   }
 
+  awaitable<void> until_failed() override {
+    auto in = in_;
+    while (!(in->done && !in->error.empty())) {
+      if (!co_await in->changed.wait()) co_return;  // cancelled
+    }
+  }
+
   awaitable<Piece> next() override {
     Piece piece;
     if (finished_) {
@@ -251,7 +258,10 @@ awaitable<void> Session::pump_body(std::weak_ptr<Session> weak, int32_t id,
       if (out == nullptr) co_return;
       if (out->data.size() - out->offset < kPumpAhead) break;
       held.reset();
-      auto woke = co_await pump->sent.wait_until(source->deadline());
+      // (A source that fails meanwhile is pulled at once: its failure resets the stream.)
+      auto waited = co_await (pump->sent.wait_until(source->deadline()) || source->until_failed());
+      if (waited.index() == 1) break;
+      auto woke = std::get<0>(waited);
       if (woke == async::Event::Wake::kCancelled) co_return;
       if (woke == async::Event::Wake::kExpired) break;
     }

@@ -49,8 +49,7 @@ struct Limits {
   // HTTP/2 server: a gRPC request (content-type application/grpc...) goes to the handler at
   // its head, its body following through Request::source as it arrives (client and
   // bidirectional streaming calls), not bounded by max_body_bytes; what it holds unread counts
-  // against max_connection_body_bytes, beyond which the peer is held back by the connection
-  // window rather than refused.
+  // against max_connection_body_bytes (the stream that would pass it is reset).
   bool stream_grpc_requests = false;
   // A streamed request body is kept for a retry (or a mirror) up to this size, until the
   // answer has begun (Envoy's default buffer limit); a longer one is not retried.
@@ -77,6 +76,14 @@ class BodySource {
   // to take what it has wakes then and pulls anyway, so that the source can answer the timeout.
   virtual std::chrono::steady_clock::time_point deadline() const {
     return std::chrono::steady_clock::time_point::max();
+  }
+  // Returns once the body has failed (next() would answer its error), else waits for ever (or
+  // until cancelled). A sender held back by its peer waits for this too, so that a body whose
+  // own sender went away is given up at once instead of when the peer next reads.
+  virtual awaitable<void> until_failed() {
+    asio::steady_timer never(co_await asio::this_coro::executor,
+                             std::chrono::steady_clock::time_point::max());
+    co_await never.async_wait(kTuple);
   }
 };
 

@@ -93,7 +93,9 @@ struct RequestProgress {
 // bytes), then pulls on from the downstream; one pull at a time, whichever reader asks. Once
 // the answer has begun (commit) nothing more is kept, and a body longer than `limit` is not kept
 // at all: no further attempt can start then (replayable() is false), as with Envoy's buffer
-// limit. A mirror waits for the whole body (when_whole) and is skipped if it is not kept.
+// limit. A mirror waits for the whole body (when_whole) and is skipped if it is not kept. Only
+// the newest reader reads: an older one (an attempt given up whose stream is not closed yet)
+// fails at once.
 class ReplayBody : public std::enable_shared_from_this<ReplayBody> {
  public:
   using Whole = std::function<void(std::string body, http::HeaderList trailers)>;
@@ -103,8 +105,12 @@ class ReplayBody : public std::enable_shared_from_this<ReplayBody> {
         changed_(ex),
         progress_(std::make_shared<RequestProgress>(ex)) {}
 
-  // A body for the next attempt, from its first byte.
-  std::shared_ptr<BodySource> reader() { return std::make_shared<Reader>(shared_from_this()); }
+  // A body for the next attempt, from its first byte; the readers before it stop.
+  std::shared_ptr<BodySource> reader() {
+    ++generation_;
+    changed_.notify();
+    return std::make_shared<Reader>(shared_from_this(), generation_);
+  }
   // Whether another attempt can still be given the whole body.
   bool replayable() const { return !dropped_ && error_.empty(); }
   // The answer has begun: no attempt follows; the copy goes (unless a mirror still waits).
@@ -124,17 +130,39 @@ class ReplayBody : public std::enable_shared_from_this<ReplayBody> {
  private:
   class Reader final : public BodySource {
    public:
-    explicit Reader(std::shared_ptr<ReplayBody> body) : body_(std::move(body)) {}
-    awaitable<Piece> next() override { return body_->next(pos_); }
+    Reader(std::shared_ptr<ReplayBody> body, uint64_t generation)
+        : body_(std::move(body)), generation_(generation) {}
+    awaitable<Piece> next() override { return body_->next(pos_, generation_); }
+    awaitable<void> until_failed() override { return body_->until_failed(generation_); }
 
    private:
     std::shared_ptr<ReplayBody> body_;
+    uint64_t generation_;
     uint64_t pos_ = 0;  // bytes of the body this reader has had
   };
 
-  awaitable<BodySource::Piece> next(uint64_t& pos) {
+  awaitable<void> until_failed(uint64_t generation) {
+    using namespace asio::experimental::awaitable_operators;
+    auto keep = shared_from_this();
+    for (;;) {
+      if (generation != generation_ || (ended_ && !error_.empty())) co_return;
+      auto inner = inner_;
+      if (!inner) {
+        if (!co_await changed_.wait()) co_return;  // cancelled
+        continue;
+      }
+      auto woke = co_await (inner->until_failed() || changed_.wait());
+      if (woke.index() == 0 || !std::get<1>(woke)) co_return;  // failed, or cancelled
+    }
+  }
+
+  awaitable<BodySource::Piece> next(uint64_t& pos, uint64_t generation) {
     BodySource::Piece piece;
     for (;;) {
+      if (generation != generation_) {
+        piece.error = "the request body went to a later attempt";
+        co_return piece;
+      }
       if (pos < progress_->taken) {
         if (dropped_) {
           piece.error = "the request body is no longer kept for another attempt";
@@ -160,11 +188,20 @@ class ReplayBody : public std::enable_shared_from_this<ReplayBody> {
         }
         continue;
       }
-      pulling_ = true;
       auto keep = shared_from_this();
-      piece = co_await inner_->next();
-      pulling_ = false;
-      changed_.notify();
+      struct Pulling {  // released however the pull ends (it may throw when cancelled)
+        ReplayBody& body;
+        explicit Pulling(ReplayBody& b) : body(b) { body.pulling_ = true; }
+        ~Pulling() {
+          body.pulling_ = false;
+          body.changed_.notify();
+        }
+      };
+      {
+        Pulling pulling(*this);
+        auto inner = inner_;
+        piece = co_await inner->next();
+      }
       auto state = co_await asio::this_coro::cancellation_state;
       if (state.cancelled() != asio::cancellation_type::none && piece.data.empty() && !piece.end) {
         co_return piece;  // an interrupted pull (its attempt went away), not the body's end
@@ -213,6 +250,7 @@ class ReplayBody : public std::enable_shared_from_this<ReplayBody> {
   http::HeaderList trailers_;
   std::string error_;
   std::vector<Whole> whole_;
+  uint64_t generation_ = 0;  // the newest reader's
   bool pulling_ = false;
   bool ended_ = false;
   bool committed_ = false;
@@ -531,6 +569,13 @@ class RecordedBody final : public BodySource {
 
   Clock::time_point deadline() const override {
     return current_deadline().value_or(Clock::time_point::max());
+  }
+  awaitable<void> until_failed() override {
+    if (auto inner = inner_) {
+      co_await inner->until_failed();
+    } else {
+      co_await BodySource::until_failed();
+    }
   }
 
   awaitable<Piece> next() override {

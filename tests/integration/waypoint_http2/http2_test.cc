@@ -738,6 +738,13 @@ class ScriptedBody final : public BodySource {
     pulled += p.data.size();
     co_return p;
   }
+  // Returns once a failed piece waits.
+  awaitable<void> until_failed() override {
+    while (std::none_of(pieces_.begin(), pieces_.end(),
+                        [](const Piece& p) { return !p.error.empty(); })) {
+      if (!co_await changed_.wait()) co_return;
+    }
+  }
   void push(std::string data) {
     Piece p;
     p.data = std::move(data);
@@ -1033,10 +1040,11 @@ Request streamed_request(std::string target, std::shared_ptr<ScriptedBody> body)
 
 class Http2RequestStreamTest : public Http2Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { serve_streaming(32 * 1024 * 1024); }
+  void serve_streaming(size_t budget) {
     Limits limits;
     limits.stream_grpc_requests = true;
-    limits.max_connection_body_bytes = 256 * 1024;
+    limits.max_connection_body_bytes = budget;
     serve(request_streaming_handler(&seen), limits);
   }
   Seen seen;
@@ -1094,12 +1102,12 @@ TEST_F(Http2RequestStreamTest, AnUnreadRequestBodyHoldsItsSenderBackAndNotTheOth
   run([&]() -> awaitable<void> {
     auto client = co_await connect_client(port_);
     auto ex = co_await asio::this_coro::executor;
-    // Three endless request bodies nobody reads: each stops near its 1 MiB stream window (plus
-    // the client pump's 64 KiB lead and a piece in hand); together they pass the 256 KiB
-    // budget, beyond which the server holds the connection window back.
+    // Six endless request bodies nobody reads: each stops near its 1 MiB stream window (plus
+    // the client pump's 64 KiB lead and a piece in hand); together they pass the 4 MiB
+    // connection window, which they must not keep for themselves.
     std::vector<std::shared_ptr<ScriptedBody>> bodies;
     std::vector<Response> answers;
-    for (int i = 0; i < 3; ++i) {
+    for (int i = 0; i < 6; ++i) {
       auto body = std::make_shared<ScriptedBody>(ex);
       body->endless = true;
       auto res = co_await client->send(streamed_request("/hold", body));
@@ -1108,16 +1116,14 @@ TEST_F(Http2RequestStreamTest, AnUnreadRequestBodyHoldsItsSenderBackAndNotTheOth
       bodies.push_back(body);
       answers.push_back(std::move(*res));
     }
-    EXPECT_TRUE(co_await wait_until([&] { return bodies[0]->pulled >= 512 * 1024; }));
+    EXPECT_TRUE(co_await wait_until([&] {
+      return std::all_of(bodies.begin(), bodies.end(),
+                         [](const auto& b) { return b->pulled >= 1024 * 1024; });
+    })) << "a stream could not fill its window: the connection window is held by unread streams";
     co_await sleep_for(200ms);
-    size_t pulled = 0;
-    for (auto& b : bodies) {
-      EXPECT_LT(b->pulled, 2u * 1024 * 1024) << "pulled while nobody read";
-      pulled += b->pulled;
-    }
-    EXPECT_LT(pulled, 5u * 1024 * 1024);
-    // Reading one lets it flow again, budget and windows given back as it goes.
-    if (seen.held.size() != 3) co_return;
+    for (auto& b : bodies) EXPECT_LT(b->pulled, 2u * 1024 * 1024) << "pulled while nobody read";
+    // Reading one lets it flow again, its window given back as it goes.
+    if (seen.held.size() != 6) co_return;
     size_t read = 0;
     while (read < 8 * 1024 * 1024) {
       auto got = co_await async::with_timeout(seen.held[1]->next(), 5s);
@@ -1128,7 +1134,7 @@ TEST_F(Http2RequestStreamTest, AnUnreadRequestBodyHoldsItsSenderBackAndNotTheOth
     // The unread streams given up: a gRPC answer refused at its head still arrives, and its
     // sender is told to stop (its source dropped).
     seen.held.clear();
-    bodies[0]->endless = bodies[1]->endless = bodies[2]->endless = false;
+    for (auto& b : bodies) b->endless = false;
     answers.clear();
     auto refused_body = std::make_shared<ScriptedBody>(ex);
     refused_body->endless = true;
@@ -1140,6 +1146,83 @@ TEST_F(Http2RequestStreamTest, AnUnreadRequestBodyHoldsItsSenderBackAndNotTheOth
     EXPECT_TRUE(co_await wait_until([&] { return *dropped; }))
         << "the client kept sending a request whose answer had ended";
     EXPECT_TRUE(co_await wait_until([&] { return client->active_streams() == 0; }));
+    EXPECT_TRUE(client->usable());
+  });
+}
+
+TEST_F(Http2RequestStreamTest, AStreamedBodyLongerThanItsContentLengthIsRefusedAsItArrives) {
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    auto body = std::make_shared<ScriptedBody>(co_await asio::this_coro::executor);
+    body->push("0123456789");  // and no end: the excess alone must refuse it
+    Request r = streamed_request("/count", body);
+    r.head.headers.push_back({"content-length", "4"});
+    r.stream_response = false;
+    auto res = co_await async::with_timeout(client->send(std::move(r)), 5s);
+    EXPECT_TRUE(res && *res && (*res)->status == 400)
+        << (res && *res ? std::to_string((*res)->status) : "no answer");
+    EXPECT_TRUE(co_await wait_until([&] { return !seen.errors.empty(); }));
+    EXPECT_EQ(seen.errors, "request refused: http2.content_length_mismatch;");
+  });
+}
+
+// A connection whose request body budget is 256 KiB.
+class Http2RequestBudgetTest : public Http2RequestStreamTest {
+ protected:
+  void SetUp() override { serve_streaming(256 * 1024); }
+};
+
+TEST_F(Http2RequestBudgetTest, AStreamedRequestPastTheConnectionBudgetIsResetAlone) {
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    auto ex = co_await asio::this_coro::executor;
+    // An unread body passes the 256 KiB budget before its 1 MiB window: its stream is reset
+    // (ENHANCE_YOUR_CALM: gRPC's RESOURCE_EXHAUSTED) and its handler's body fails.
+    auto body = std::make_shared<ScriptedBody>(ex);
+    body->endless = true;
+    auto res = co_await client->send(streamed_request("/hold", body));
+    EXPECT_TRUE(res && res->source) << (res ? "not streamed" : res.error().message);
+    if (!res || !res->source || seen.held.size() != 1) co_return;
+    auto got = co_await async::with_timeout(res->source->next(), 5s);
+    EXPECT_TRUE(got && contains(got->error, "stream reset: ENHANCE_YOUR_CALM"))
+        << (got ? got->error : "no reset in 5 s");
+    auto held = co_await async::with_timeout(seen.held[0]->next(), 5s);
+    EXPECT_TRUE(held && held->error == "the connection's request body budget is spent")
+        << (held ? held->error : "still waiting");
+    seen.held.clear();
+    // The budget is free again and the connection carries on.
+    auto plain =
+        co_await client->send(make_request("POST", "/plain", std::string(200 * 1024, 'p')));
+    EXPECT_TRUE(plain && plain->body.size() == 200 * 1024u);
+    EXPECT_TRUE(client->usable());
+  });
+}
+
+TEST_F(Http2RequestStreamTest, ASourceThatFailsWhileItsPeerReadsNothingResetsAtOnce) {
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    auto ex = co_await asio::this_coro::executor;
+    // The server reads nothing, so the client's pump waits for the window with 64 KiB in hand;
+    // when the source fails meanwhile (its own downstream went away), the stream is reset then,
+    // not when the peer next reads.
+    auto body = std::make_shared<ScriptedBody>(ex);
+    body->endless = true;
+    auto res = co_await client->send(streamed_request("/hold", body));
+    EXPECT_TRUE(res && res->source) << (res ? "not streamed" : res.error().message);
+    if (!res || !res->source || seen.held.size() != 1) co_return;
+    EXPECT_TRUE(co_await wait_until([&] { return body->pulled >= 1024 * 1024; }));
+    co_await sleep_for(50ms);
+    body->endless = false;
+    BodySource::Piece broken;
+    broken.error = "downstream reset";
+    body->push(std::move(broken));
+    auto got = co_await async::with_timeout(res->source->next(), 5s);
+    EXPECT_TRUE(got && contains(got->error, "stream reset: CANCEL"))
+        << (got ? got->error : "no reset in 5 s");
+    auto held = co_await async::with_timeout(seen.held[0]->next(), 5s);
+    EXPECT_TRUE(held && held->error == "the downstream reset the stream")
+        << (held ? held->error : "still waiting");
+    seen.held.clear();
     EXPECT_TRUE(client->usable());
   });
 }
