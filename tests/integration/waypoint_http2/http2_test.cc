@@ -1166,6 +1166,27 @@ TEST_F(Http2RequestStreamTest, AStreamedBodyLongerThanItsContentLengthIsRefusedA
   });
 }
 
+// Sends `body` (made endless) to "/hold", whose handler keeps it unread; its streamed answer.
+awaitable<std::optional<Response>> hold_endless(Http2Client& client,
+                                                std::shared_ptr<ScriptedBody> body, Seen& seen) {
+  body->endless = true;
+  auto res = co_await client.send(streamed_request("/hold", std::move(body)));
+  EXPECT_TRUE(res && res->source) << (res ? "not streamed" : res.error().message);
+  if (!res || !res->source || seen.held.size() != 1) co_return std::nullopt;
+  co_return std::move(*res);
+}
+
+// The client's answer `res` ends with a reset naming `reset`, the handler's held body with
+// `error`.
+awaitable<void> expect_reset_both_ways(Response& res, Seen& seen, std::string reset,
+                                       std::string error) {
+  auto got = co_await async::with_timeout(res.source->next(), 5s);
+  EXPECT_TRUE(got && contains(got->error, reset)) << (got ? got->error : "no reset in 5 s");
+  auto held = co_await async::with_timeout(seen.held.front()->next(), 5s);
+  EXPECT_TRUE(held && held->error == error) << (held ? held->error : "still waiting");
+  seen.held.clear();
+}
+
 // A connection whose request body budget is 256 KiB.
 class Http2RequestBudgetTest : public Http2RequestStreamTest {
  protected:
@@ -1179,17 +1200,10 @@ TEST_F(Http2RequestBudgetTest, AStreamedRequestPastTheConnectionBudgetIsResetAlo
     // An unread body passes the 256 KiB budget before its 1 MiB window: its stream is reset
     // (ENHANCE_YOUR_CALM: gRPC's RESOURCE_EXHAUSTED) and its handler's body fails.
     auto body = std::make_shared<ScriptedBody>(ex);
-    body->endless = true;
-    auto res = co_await client->send(streamed_request("/hold", body));
-    EXPECT_TRUE(res && res->source) << (res ? "not streamed" : res.error().message);
-    if (!res || !res->source || seen.held.size() != 1) co_return;
-    auto got = co_await async::with_timeout(res->source->next(), 5s);
-    EXPECT_TRUE(got && contains(got->error, "stream reset: ENHANCE_YOUR_CALM"))
-        << (got ? got->error : "no reset in 5 s");
-    auto held = co_await async::with_timeout(seen.held[0]->next(), 5s);
-    EXPECT_TRUE(held && held->error == "the connection's request body budget is spent")
-        << (held ? held->error : "still waiting");
-    seen.held.clear();
+    auto res = co_await hold_endless(*client, body, seen);
+    if (!res) co_return;
+    co_await expect_reset_both_ways(*res, seen, "stream reset: ENHANCE_YOUR_CALM",
+                                    "the connection's request body budget is spent");
     // The budget is free again and the connection carries on.
     auto plain =
         co_await client->send(make_request("POST", "/plain", std::string(200 * 1024, 'p')));
@@ -1206,23 +1220,16 @@ TEST_F(Http2RequestStreamTest, ASourceThatFailsWhileItsPeerReadsNothingResetsAtO
     // when the source fails meanwhile (its own downstream went away), the stream is reset then,
     // not when the peer next reads.
     auto body = std::make_shared<ScriptedBody>(ex);
-    body->endless = true;
-    auto res = co_await client->send(streamed_request("/hold", body));
-    EXPECT_TRUE(res && res->source) << (res ? "not streamed" : res.error().message);
-    if (!res || !res->source || seen.held.size() != 1) co_return;
+    auto res = co_await hold_endless(*client, body, seen);
+    if (!res) co_return;
     EXPECT_TRUE(co_await wait_until([&] { return body->pulled >= 1024 * 1024; }));
     co_await sleep_for(50ms);
     body->endless = false;
     BodySource::Piece broken;
     broken.error = "downstream reset";
     body->push(std::move(broken));
-    auto got = co_await async::with_timeout(res->source->next(), 5s);
-    EXPECT_TRUE(got && contains(got->error, "stream reset: CANCEL"))
-        << (got ? got->error : "no reset in 5 s");
-    auto held = co_await async::with_timeout(seen.held[0]->next(), 5s);
-    EXPECT_TRUE(held && held->error == "the downstream reset the stream")
-        << (held ? held->error : "still waiting");
-    seen.held.clear();
+    co_await expect_reset_both_ways(*res, seen, "stream reset: CANCEL",
+                                    "the downstream reset the stream");
     EXPECT_TRUE(client->usable());
   });
 }
