@@ -1215,11 +1215,10 @@ TEST_F(Http2RequestBudgetTest, AStreamedRequestPastTheConnectionBudgetIsResetAlo
 TEST_F(Http2RequestStreamTest, ASourceThatFailsWhileItsPeerReadsNothingResetsAtOnce) {
   run([&]() -> awaitable<void> {
     auto client = co_await connect_client(port_);
-    auto ex = co_await asio::this_coro::executor;
     // The server reads nothing, so the client's pump waits for the window with 64 KiB in hand;
     // when the source fails meanwhile (its own downstream went away), the stream is reset then,
     // not when the peer next reads.
-    auto body = std::make_shared<ScriptedBody>(ex);
+    auto body = std::make_shared<ScriptedBody>(co_await asio::this_coro::executor);
     auto res = co_await hold_endless(*client, body, seen);
     if (!res) co_return;
     EXPECT_TRUE(co_await wait_until([&] { return body->pulled >= 1024 * 1024; }));
