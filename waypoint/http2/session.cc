@@ -183,9 +183,9 @@ class InboxSource final : public BodySource {
     if (!finished_) session_->gave_up(id_, *in_);
   }
 
-  awaitable<void> until_failed() override {
+  awaitable<void> until_done() override {
     auto in = in_;
-    while (!(in->done && !in->error.empty())) {
+    while (!in->done) {
       if (!co_await in->changed.wait()) co_return;  // cancelled
     }
   }
@@ -258,8 +258,9 @@ awaitable<void> Session::pump_body(std::weak_ptr<Session> weak, int32_t id,
       if (out == nullptr) co_return;
       if (out->data.size() - out->offset < kPumpAhead) break;
       held.reset();
-      // (A source that fails meanwhile is pulled at once: its failure resets the stream.)
-      auto waited = co_await (pump->sent.wait_until(source->deadline()) || source->until_failed());
+      // (A source whose sender is done meanwhile is pulled at once: its rest is here already,
+      // and a failure resets the stream.)
+      auto waited = co_await (pump->sent.wait_until(source->deadline()) || source->until_done());
       if (waited.index() == 1) break;
       auto woke = std::get<0>(waited);
       if (woke == async::Event::Wake::kCancelled) co_return;

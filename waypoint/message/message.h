@@ -77,10 +77,12 @@ class BodySource {
   virtual std::chrono::steady_clock::time_point deadline() const {
     return std::chrono::steady_clock::time_point::max();
   }
-  // Returns once the body has failed (next() would answer its error), else waits for ever (or
-  // until cancelled). A sender held back by its peer waits for this too, so that a body whose
-  // own sender went away is given up at once instead of when the peer next reads.
-  virtual awaitable<void> until_failed() {
+  // Returns once the body's own sender is done with it (it ended or failed: what remains is
+  // already here, and next() needs no more from that sender), else waits for ever (or until
+  // cancelled). A sender held back by its peer waits for this too and then pulls the rest: a
+  // failed body is given up at once, and the end of a streamed request is seen when the
+  // downstream sends it (its timeouts start then), not when the upstream next reads.
+  virtual awaitable<void> until_done() {
     asio::steady_timer never(co_await asio::this_coro::executor,
                              std::chrono::steady_clock::time_point::max());
     co_await never.async_wait(kTuple);

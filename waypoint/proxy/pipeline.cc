@@ -133,7 +133,7 @@ class ReplayBody : public std::enable_shared_from_this<ReplayBody> {
     Reader(std::shared_ptr<ReplayBody> body, uint64_t generation)
         : body_(std::move(body)), generation_(generation) {}
     awaitable<Piece> next() override { return body_->next(pos_, generation_); }
-    awaitable<void> until_failed() override { return body_->until_failed(generation_); }
+    awaitable<void> until_done() override { return body_->until_done(generation_); }
 
    private:
     std::shared_ptr<ReplayBody> body_;
@@ -141,18 +141,15 @@ class ReplayBody : public std::enable_shared_from_this<ReplayBody> {
     uint64_t pos_ = 0;  // bytes of the body this reader has had
   };
 
-  awaitable<void> until_failed(uint64_t generation) {
+  // Done for a reader: superseded, or the body is all here (ended, or its sender done).
+  awaitable<void> until_done(uint64_t generation) {
     using namespace asio::experimental::awaitable_operators;
     auto keep = shared_from_this();
     for (;;) {
-      if (generation != generation_ || (ended_ && !error_.empty())) co_return;
+      if (generation != generation_ || ended_ || !inner_) co_return;
       auto inner = inner_;
-      if (!inner) {
-        if (!co_await changed_.wait()) co_return;  // cancelled
-        continue;
-      }
-      auto woke = co_await (inner->until_failed() || changed_.wait());
-      if (woke.index() == 0 || !std::get<1>(woke)) co_return;  // failed, or cancelled
+      auto woke = co_await (inner->until_done() || changed_.wait());
+      if (woke.index() == 0 || !std::get<1>(woke)) co_return;  // done, or cancelled
     }
   }
 
@@ -433,7 +430,8 @@ awaitable<bool> await_streamed_attempt(
   while (!slot->done && !progress->ended_at) {
     slot->timer.expires_at(Clock::time_point::max());  // run_attempt cancels it when done
     co_await (slot->timer.async_wait(kTuple) || progress->ended.wait());
-    if (!slot->done && co_await cancelled()) {
+    auto state = co_await asio::this_coro::cancellation_state;
+    if (!slot->done && state.cancelled() != asio::cancellation_type::none) {
       slot->abandon();  // the caller went away
       co_return false;
     }
@@ -570,12 +568,23 @@ class RecordedBody final : public BodySource {
   Clock::time_point deadline() const override {
     return current_deadline().value_or(Clock::time_point::max());
   }
-  awaitable<void> until_failed() override {
-    if (auto inner = inner_) {
-      co_await inner->until_failed();
-    } else {
-      co_await BodySource::until_failed();
+  // Also returns at the route deadline when it starts only during the wait (the request body
+  // ended meanwhile), so that a sender held back by its peer pulls and answers the timeout.
+  awaitable<void> until_done() override {
+    using namespace asio::experimental::awaitable_operators;
+    auto inner = inner_;
+    if (!inner) co_return co_await BodySource::until_done();
+    if (deadline_may_come()) {
+      auto progress = end_.progress;
+      auto woke = co_await (inner->until_done() || progress->ended.wait());
+      if (woke.index() == 0 || !std::get<1>(woke)) co_return;  // done, or cancelled
+      if (auto deadline = current_deadline()) {
+        asio::steady_timer at(co_await asio::this_coro::executor, *deadline);
+        co_await (inner->until_done() || at.async_wait(kTuple));
+        co_return;
+      }
     }
+    co_await inner->until_done();
   }
 
   awaitable<Piece> next() override {

@@ -738,10 +738,10 @@ class ScriptedBody final : public BodySource {
     pulled += p.data.size();
     co_return p;
   }
-  // Returns once a failed piece waits.
-  awaitable<void> until_failed() override {
+  // Returns once a last piece (an end or a failure) waits.
+  awaitable<void> until_done() override {
     while (std::none_of(pieces_.begin(), pieces_.end(),
-                        [](const Piece& p) { return !p.error.empty(); })) {
+                        [](const Piece& p) { return p.end || !p.error.empty(); })) {
       if (!co_await changed_.wait()) co_return;
     }
   }

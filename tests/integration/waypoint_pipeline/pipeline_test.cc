@@ -661,6 +661,8 @@ TEST_F(WaypointPipelineTest, MirrorNeverAffectsThePrimary) {
 class PiecesBody final : public BodySource {
  public:
   explicit PiecesBody(std::vector<std::string> pieces) : pieces_(std::move(pieces)) {}
+  // Its sender is done from the start: every piece is here.
+  awaitable<void> until_done() override { co_return; }
   awaitable<Piece> next() override {
     Piece p;
     if (at_ < pieces_.size()) {
@@ -720,6 +722,37 @@ TEST_F(WaypointPipelineTest, AStreamedGrpcRequestIsMirroredWholeWithinTheRetryBu
   EXPECT_EQ(primary.bodies().back(), "one-two-three");
   wait_for_shadow(2, 500ms);  // (the kept body's copy arrived within a few ms)
   EXPECT_EQ(shadow.hits(), 1) << "a body that was not kept was mirrored";
+}
+
+// A streamed request's route timeout starts when the downstream has sent its whole body, even
+// if the backend stops reading it first (the body is then still being sent upstream).
+TEST_F(WaypointPipelineTest, AStreamedRequestsTimeoutStartsAtItsEndThoughTheBackendReadsNothing) {
+  start({{"grpc-1", 103, "grpc", "v1", true}}, R"(
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: grpc, namespace: default}
+spec:
+  parentRefs: [{kind: Service, name: grpc, port: 80}]
+  rules:
+  - backendRefs: [{name: grpc, port: 80}]
+    timeouts: {request: 500ms}
+)",
+        110);
+  Request r = get("/hold");
+  r.version = HttpVersion::kHttp2;
+  r.head.method = "POST";
+  r.head.authority = "grpc:80";
+  r.head.headers.push_back({"content-type", "application/grpc"});
+  // 2 MiB: more than the backend's 1 MiB stream window and the 64 KiB sent ahead of it.
+  r.source =
+      std::make_shared<PiecesBody>(std::vector<std::string>(4, std::string(512 * 1024, 'h')));
+  auto started = Clock::now();
+  auto answer = run_one(service_stream("grpc"), std::move(r));
+  EXPECT_EQ(answer.status, 504) << answer.body;
+  EXPECT_LT(Clock::now() - started, 5s) << "the route timeout never started";
+  EXPECT_EQ(testing::metric_sum(metrics_text(), "istio_requests_total",
+                                {"reporter=\"waypoint\"", "response_flags=\"UT\""}),
+            1);
 }
 
 // meshConfig.pathNormalization DECODE_AND_MERGE_SLASHES (--path-normalization): doubled and

@@ -172,6 +172,16 @@ H2Server::~H2Server() {
 
 awaitable<waypoint::Response> H2Server::answer(waypoint::Request r) {
   ++hits_;
+  if (r.source && r.head.target == "/hold") {
+    asio::steady_timer later(co_await asio::this_coro::executor, std::chrono::seconds(10));
+    co_await later.async_wait(kTuple);
+  } else if (r.source) {
+    for (;;) {
+      auto piece = co_await r.source->next();
+      r.body += piece.data;
+      if (piece.end || !piece.error.empty()) break;
+    }
+  }
   {
     std::lock_guard lock(mu_);
     bodies_.push_back(r.body);
@@ -190,7 +200,7 @@ awaitable<void> H2Server::accept_loop() {
     if (ec) co_return;
     waypoint::RequestHandler handler = [this](waypoint::Request r) { return answer(std::move(r)); };
     tasks_.spawn(waypoint::http2::serve_http2(waypoint::Duplex::of_socket(std::move(s)), "",
-                                              waypoint::Limits{}, std::move(handler)),
+                                              limits_, std::move(handler)),
                  "h2 backend connection");
   }
 }

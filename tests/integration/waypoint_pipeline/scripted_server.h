@@ -58,7 +58,8 @@ class ScriptedServer {
 
 // An h2c (prior knowledge) backend on the waypoint's own HTTP/2 server codec: answers every
 // request 200 with `x-version: h2`, `x-seen-version: 2` and body "h2:<target>"; keeps the
-// request bodies it got.
+// request bodies it got. gRPC request bodies arrive streamed and are read whole, except on
+// "/hold": not read at all, and answered only after 10 s.
 class H2Server {
  public:
   explicit H2Server(const tcp::endpoint& at);
@@ -80,6 +81,7 @@ class H2Server {
   tcp::acceptor acceptor_;
   std::thread thread_;
   std::atomic<int> hits_{0};
+  const waypoint::Limits limits_{.stream_grpc_requests = true};
   mutable std::mutex mu_;
   std::vector<std::string> bodies_;
 };
