@@ -612,8 +612,8 @@ spec:
   EXPECT_NE(log.find("flags=DI"), std::string::npos);
 }
 
-// An HTTPRoute sending service `name` to itself, mirrored to `<name>-shadow`.
-std::string mirrored_route(const std::string& name) {
+// An HTTPRoute sending service `name` to itself, with `rule` (more of its one rule's fields).
+std::string route_to_itself(const std::string& name, std::string_view rule) {
   return fmt::format(R"(
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -622,11 +622,17 @@ spec:
   parentRefs: [{{kind: Service, name: {0}, port: 80}}]
   rules:
   - backendRefs: [{{name: {0}, port: 80}}]
-    filters:
+{1})",
+                     name, rule);
+}
+
+// ... mirrored to `<name>-shadow`.
+std::string mirrored_route(const std::string& name) {
+  return route_to_itself(name, fmt::format(R"(    filters:
     - type: RequestMirror
-      requestMirror: {{backendRef: {{name: {0}-shadow, port: 80}}}}
+      requestMirror: {{backendRef: {{name: {}-shadow, port: 80}}}}
 )",
-                     name);
+                                           name));
 }
 
 TEST_F(WaypointPipelineTest, MirrorNeverAffectsThePrimary) {
@@ -727,17 +733,8 @@ TEST_F(WaypointPipelineTest, AStreamedGrpcRequestIsMirroredWholeWithinTheRetryBu
 // A streamed request's route timeout starts when the downstream has sent its whole body, even
 // if the backend stops reading it first (the body is then still being sent upstream).
 TEST_F(WaypointPipelineTest, AStreamedRequestsTimeoutStartsAtItsEndThoughTheBackendReadsNothing) {
-  start({{"grpc-1", 103, "grpc", "v1", true}}, R"(
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: grpc, namespace: default}
-spec:
-  parentRefs: [{kind: Service, name: grpc, port: 80}]
-  rules:
-  - backendRefs: [{name: grpc, port: 80}]
-    timeouts: {request: 500ms}
-)",
-        110);
+  start({{"grpc-1", 103, "grpc", "v1", true}},
+        route_to_itself("grpc", "    timeouts: {request: 500ms}\n"), 110);
   Request r = get("/hold");
   r.version = HttpVersion::kHttp2;
   r.head.method = "POST";
