@@ -7,7 +7,8 @@
 // with a yield before each, ending with trailers, or failing when the body's size is odd) when
 // the request is gRPC. The first byte's top bit turns on Limits::stream_grpc_requests: a gRPC
 // request then arrives at its head with its body in Request::source, which the handler either
-// reads whole first (bit 6) or sends straight back as the response body (a bidirectional echo).
+// reads whole first (bit 6) or sends straight back as the response body (a bidirectional echo);
+// every read of the input then yields first, so handlers run between the frames.
 // Besides crashes, sanitizer reports and hangs it traps when a request reaches the handler with
 // a buffered body larger than the limit or a head the checks refuse, when a streamed body is
 // pulled again after it ended, and when a request body source yields after its end.
@@ -83,6 +84,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   asio::io_context io;
   auto stream = std::make_shared<fuzz::ScriptedStream>(input, piece);
+  stream->yield_between_reads = limits.stream_grpc_requests;
   RequestHandler echo = [&](Request request) -> awaitable<Response> {
     require(request.version == HttpVersion::kHttp2);
     require(request.body.size() <= limits.max_body_bytes);

@@ -25,13 +25,18 @@ inline void rethrow_escaped(std::exception_ptr e) {
 }
 
 // Plays `input` to the codec `piece` bytes at a time, then end of stream; keeps what it writes.
-// Reads and writes complete at once. After abort() nothing more is read or written, after
-// shutdown_write() nothing more is written, as with a socket.
+// Reads and writes complete at once (with yield_between_reads, each read first lets whatever
+// else is ready run: handlers then see a request's body arrive piece by piece). After abort()
+// nothing more is read or written, after shutdown_write() nothing more is written, as with a
+// socket.
 class ScriptedStream {
  public:
   ScriptedStream(std::string_view input, size_t piece) : input_(input), piece_(piece) {}
 
   awaitable<std::tuple<error_code, size_t>> read_some(asio::mutable_buffer b) {
+    if (yield_between_reads) {
+      co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+    }
     if (aborted_) co_return std::tuple{error_code(asio::error::connection_aborted), size_t{0}};
     if (pos_ >= input_.size()) co_return std::tuple{error_code(asio::error::eof), size_t{0}};
     const size_t n = std::min({b.size(), piece_, input_.size() - pos_});
@@ -59,6 +64,7 @@ class ScriptedStream {
   void abort() { aborted_ = true; }
 
   const std::string& written() const { return written_; }
+  bool yield_between_reads = false;
 
  private:
   std::string_view input_;

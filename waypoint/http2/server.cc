@@ -253,6 +253,7 @@ struct ServerConnection::Callbacks {
     }
     // Taken at once: buffered below (bounded by the body limits) or dropped.
     nghttp2_session_consume(ng, stream_id, len);
+    if (s != nullptr && s->in) s->in_bytes += len;  // a streamed body given up: still counted
     if (s == nullptr || s->responded || s->rejection || s->dispatched) return 0;
     s->last_progress = Clock::now();
     if (s->request.body.size() + len > c.limits_.max_body_bytes) {
@@ -402,7 +403,9 @@ void ServerConnection::on_head_complete(ServerStream& s) {
   auto framing = http::check_request_head(head, http::Version::kHttp2, head_limits);
   if (!framing) return reject(s, framing.error().status, framing.error().reason);
   if (framing->has_content_length) {
-    if (framing->content_length > limits_.max_body_bytes) {
+    // (A gRPC request dispatched at its head streams: max_body_bytes does not bound it.)
+    const bool streams = limits_.stream_grpc_requests && http::is_grpc(head.headers);
+    if (!streams && framing->content_length > limits_.max_body_bytes) {
       return reject(s, 413, "http2.request_body_too_large");
     }
     s.content_length = framing->content_length;
@@ -413,8 +416,7 @@ void ServerConnection::on_request_complete(ServerStream& s) {
   if (s.rejection) return;
   if (s.in) {
     if (s.content_length && *s.content_length != s.in_bytes) {
-      end_inbox(s, "request body length differs from content-length");
-      return reject(s, 400, "http2.content_length_mismatch");
+      return fail_streamed(s, 400, "http2.content_length_mismatch");
     }
     end_inbox(s, {});
     return;

@@ -52,7 +52,8 @@ struct Limits {
   // against max_connection_body_bytes (the stream that would pass it is reset).
   bool stream_grpc_requests = false;
   // A streamed request body is kept for a retry (or a mirror) up to this size, until the
-  // answer has begun (Envoy's default buffer limit); a longer one is not retried.
+  // answer has begun or a waiting mirror has it (Envoy's default buffer limit); a longer one is
+  // neither retried nor mirrored.
   size_t retry_buffer_bytes = 1024 * 1024;
 };
 

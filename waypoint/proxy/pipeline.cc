@@ -1013,7 +1013,8 @@ struct Pipeline::Impl {
       body->when_whole([this, guard = std::weak_ptr<void>(alive), cfg, st, m, head = request,
                         tunnel, cluster_domain,
                         backend_port](std::string whole, http::HeaderList trailers) {
-        if (guard.expired()) return;
+        // (Not after a configuration change: its destinations belong to the new generation.)
+        if (guard.expired() || ctx.config.current()->generation != cfg->generation) return;
         Request copy = head;
         copy.body = std::move(whole);
         copy.trailers = std::move(trailers);

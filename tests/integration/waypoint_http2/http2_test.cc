@@ -1150,7 +1150,7 @@ TEST_F(Http2RequestStreamTest, AnUnreadRequestBodyHoldsItsSenderBackAndNotTheOth
   });
 }
 
-TEST_F(Http2RequestStreamTest, AStreamedBodyLongerThanItsContentLengthIsRefusedAsItArrives) {
+TEST_F(Http2RequestStreamTest, AStreamedBodyThatBreaksItsContentLengthIsRefused) {
   run([&]() -> awaitable<void> {
     auto client = co_await connect_client(port_);
     auto body = std::make_shared<ScriptedBody>(co_await asio::this_coro::executor);
@@ -1163,6 +1163,20 @@ TEST_F(Http2RequestStreamTest, AStreamedBodyLongerThanItsContentLengthIsRefusedA
         << (res && *res ? std::to_string((*res)->status) : "no answer");
     EXPECT_TRUE(co_await wait_until([&] { return !seen.errors.empty(); }));
     EXPECT_EQ(seen.errors, "request refused: http2.content_length_mismatch;");
+
+    // Shorter than announced, found at its end once the answer has begun (an echo): the
+    // stream is reset, as no status can be sent any more.
+    auto echoed = std::make_shared<ScriptedBody>(co_await asio::this_coro::executor);
+    Request short_one = streamed_request("/echo", echoed);
+    short_one.head.headers.push_back({"content-length", "10"});
+    auto res2 = co_await async::with_timeout(client->send(std::move(short_one)), 5s);
+    EXPECT_TRUE(res2 && *res2 && (*res2)->source);
+    if (!res2 || !*res2 || !(*res2)->source) co_return;
+    echoed->push("abc");
+    echoed->end({});
+    auto got = co_await async::with_timeout(read_all(**res2), 5s);
+    EXPECT_TRUE(got && contains(*got, "stream reset: PROTOCOL_ERROR")) << (got ? *got : "hung");
+    EXPECT_TRUE(client->usable());
   });
 }
 
