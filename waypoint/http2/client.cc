@@ -273,11 +273,14 @@ awaitable<Result<Response>> ClientConnection::send(Request request) {
       co_return fail("HTTP/2 request cancelled");
     }
   }
-  if (!s->in->error.empty()) co_return fail(s->in->error);
+  // A streamed answer whose head is in is answered with it even if its stream failed already
+  // (in the same read): the failure is its body's, not a reset before the head.
+  const bool head_in = s->streaming && s->final_head;
+  if (!s->in->error.empty() && !head_in) co_return fail(s->in->error);
   // Complete already (a trailers-only gRPC answer, or all of it in one read): whole. The
   // caller must not decide on more than the head of an answer it asked to stream, however the
   // bytes were split (proxy/pipeline.cc reads grpc-status from the head only).
-  if (s->done()) {
+  if (s->done() && s->in->error.empty()) {
     s->response.body = std::move(s->in->data);
     s->response.trailers = std::move(s->in->trailers);
     consumed(id, *s->in, s->in->unconsumed);

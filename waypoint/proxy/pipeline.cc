@@ -625,6 +625,11 @@ class RecordedBody final : public BodySource {
     if (timed_out) {
       piece.error = "upstream request timeout";
       rec_.add_flag("UT");
+    } else if (!piece.error.empty()) {
+      // Envoy's flags for an upstream that failed in mid-body: the stream reset (UR), or its
+      // connection gone (UC).
+      if (piece.error.starts_with("stream ")) rec_.add_flag("UR");
+      if (piece.error.starts_with("HTTP/2 connection")) rec_.add_flag("UC");
     }
     rec_.response_bytes += piece.data.size();
     if (piece.end) {

@@ -597,7 +597,25 @@ TEST_F(WaypointChainTest, Http1PipeliningChunkedContinueSmugglingAndOversizedHea
   }
 }
 
-// An h2c backend: the waypoint's own HTTP/2 server codec with a handler naming what it got.
+// A response body that gives one piece, then fails (its stream is reset in mid-body).
+class FailsAfterOnePiece final : public waypoint::BodySource {
+ public:
+  awaitable<Piece> next() override {
+    Piece p;
+    if (given_++ == 0) {
+      p.data = "first";
+    } else {
+      p.error = "backend broke";
+    }
+    co_return p;
+  }
+
+ private:
+  int given_ = 0;
+};
+
+// An h2c backend: the waypoint's own HTTP/2 server codec with a handler naming what it got;
+// "/reset-mid-body" is answered with one piece of body, then a reset.
 class H2Backend : public LoopbackServer {
  public:
   static std::unique_ptr<H2Backend> start(const tcp::endpoint& at) {
@@ -623,6 +641,10 @@ class H2Backend : public LoopbackServer {
     resp.status = 200;
     resp.headers.push_back({"content-type", "text/plain"});
     resp.headers.push_back({"x-backend", "h2"});
+    if (r.head.target == "/reset-mid-body") {
+      resp.source = std::make_shared<FailsAfterOnePiece>();
+      co_return resp;
+    }
     resp.body = fmt::format("h2 {} {} {}", r.head.method, r.head.target, r.body);
     co_return resp;
   }
@@ -632,17 +654,26 @@ struct H2Results {
   std::vector<Result<Response>> responses;
 };
 
+// Request `i` (i < 0: a gRPC one to "/reset-mid-body", taken streamed: its body, or its error,
+// lands in `out`'s body).
 awaitable<void> one_h2(std::shared_ptr<waypoint::http2::Http2Client> client, int i,
                        Result<Response>& out) {
   Request req;
   req.version = HttpVersion::kHttp2;
   req.head.method = "POST";
-  req.head.target = fmt::format("/h2/{}", i);
+  req.head.target = i < 0 ? std::string("/reset-mid-body") : fmt::format("/h2/{}", i);
   req.head.authority = "h2.default.svc.cluster.local";
   req.head.scheme = "http";
-  req.head.headers.push_back({"content-type", "text/plain"});
+  req.head.headers.push_back({"content-type", i < 0 ? "application/grpc" : "text/plain"});
   req.body = fmt::format("body{}", i);
+  req.stream_response = i < 0;
   out = co_await client->send(std::move(req));
+  while (out && out->source) {
+    auto piece = co_await out->source->next();
+    out->body += piece.data;
+    if (!piece.error.empty()) out->body += "|error: " + piece.error;
+    if (piece.end || !piece.error.empty()) out->source.reset();
+  }
 }
 
 awaitable<void> h2_session(tcp::endpoint socks, tcp::endpoint dst, int n, H2Results& results) {
@@ -653,10 +684,11 @@ awaitable<void> h2_session(tcp::endpoint socks, tcp::endpoint dst, int n, H2Resu
   }
   auto ex = co_await asio::this_coro::executor;
   auto client = waypoint::http2::Http2Client::start(ex, Duplex::of_socket(std::move(*s)));
-  results.responses.assign(n, failf("not answered"));
-  // Concurrent streams on the one connection.
+  results.responses.assign(n + 1, failf("not answered"));
+  // Concurrent streams on the one connection; the last one fails in mid-body.
   async::TaskGroup group(ex);
   for (int i = 0; i < n; ++i) group.spawn(one_h2(client, i, results.responses[i]), "h2-request");
+  group.spawn(one_h2(client, -1, results.responses[n]), "h2-request");
   co_await group.wait_empty(std::chrono::seconds(30));
   client->close();
 }
@@ -668,17 +700,25 @@ TEST_F(WaypointChainTest, Http2ClientThroughTheWaypoint) {
   H2Results results;
   run_coroutine(
       io, [&] { return h2_session(chain_->client().socks5, chain_->vip("h2"), 10, results); }, 30s);
-  ASSERT_EQ(results.responses.size(), 10u);
+  ASSERT_EQ(results.responses.size(), 11u);
   for (int i = 0; i < 10; ++i) {
     auto& r = results.responses[i];
     ASSERT_TRUE(r) << r.error().describe();
     EXPECT_EQ(r->status, 200);
     EXPECT_EQ(r->body, fmt::format("h2 POST /h2/{} body{}", i, i));
   }
-  EXPECT_EQ(backend->hits.load(), 10);
+  // A streamed gRPC answer whose upstream stream is reset in mid-body: the downstream gets the
+  // piece before, then a reset; the waypoint logs it with Envoy's UR flag.
+  auto& broken = results.responses[10];
+  ASSERT_TRUE(broken) << broken.error().describe();
+  EXPECT_EQ(broken->status, 200);
+  EXPECT_EQ(broken->body, "first|error: stream reset: INTERNAL_ERROR");
+  EXPECT_EQ(backend->hits.load(), 11);
   EXPECT_TRUE(poll_until(
-      [&] { return waypoint_metric("istio_requests_total", {"response_code=\"200\""}) == 10; },
+      [&] { return waypoint_metric("istio_requests_total", {"response_code=\"200\""}) == 11; },
       5s));
+  EXPECT_EQ(waypoint_metric("istio_requests_total", {"response_flags=\"UR\""}), 1)
+      << chain_->waypoint_metrics_text();
 }
 
 // A gRPC backend: the Istio CA service, answering with a fixed chain or an error; the next
