@@ -122,7 +122,8 @@ class Session {
   // Feeds `source` into stream `id`'s OutBody (whose `more` is set and whose `sent` is
   // pump->sent) as the peer takes it: the next piece is pulled only once less than kPumpAhead
   // bytes wait, so a slow peer holds back the source (and whoever feeds it), unless the
-  // source's deadline passes (it is pulled then, to answer its timeout). A failed source (or one
+  // source's deadline passes (it is pulled then, to answer its timeout) or its own sender is
+  // done with it (BodySource::until_done: the rest is pulled at once). A failed source (or one
   // that throws) resets the stream with `reset_code`; a stream that ends first (pump->closed)
   // drops the source, which gives it up. Any other way out resets a stream still waiting.
   static awaitable<void> pump_body(std::weak_ptr<Session> weak, int32_t id,
