@@ -199,7 +199,14 @@ class InboxSource final : public BodySource {
     Inbox& in = *in_;
     for (;;) {
       if (!in.data.empty()) {
-        piece.data.swap(in.data);
+        // At most kPumpAhead at a time: what the reader takes leaves the stream's window (and
+        // the server's body budget), so a pump held back by its own peer keeps little of it.
+        if (in.data.size() <= Session::kPumpAhead) {
+          piece.data.swap(in.data);
+        } else {
+          piece.data.assign(in.data, 0, Session::kPumpAhead);
+          in.data.erase(0, Session::kPumpAhead);
+        }
         session_->consumed(id_, in, piece.data.size());
         co_return piece;
       }
