@@ -33,6 +33,12 @@ using Clock = std::chrono::steady_clock;
 // A configured timeout; zero disables it.
 bool enabled(std::chrono::milliseconds d) { return d.count() > 0; }
 
+// A running handler, which its stream cancels when the downstream goes away.
+struct HandlerRun {
+  asio::cancellation_signal signal;
+  bool done = false;  // returned (or threw): nothing left to cancel
+};
+
 struct ServerStream {
   int32_t id = -1;
   Request request;
@@ -60,6 +66,12 @@ struct ServerStream {
   Clock::time_point last_progress;            // the last frame in either direction
   std::optional<Clock::time_point> reset_at;  // we reset it for a stalled response
   size_t charged = 0;  // request body bytes counted against the connection's budget
+
+  // The handler's (from its dispatch): how the downstream went away, and its cancellation.
+  std::shared_ptr<DownstreamGone> gone;
+  std::shared_ptr<HandlerRun> run;
+  bool answer_sent = false;  // our END_STREAM is out: the downstream has the whole answer
+  bool reset_sent = false;   // we reset the stream (for a reason of our own)
 };
 
 bool is_connection_specific(std::string_view name) {
@@ -90,6 +102,7 @@ class ServerConnection final : public Session,
     // cancelled, which says GOAWAY(NO_ERROR) and closes, as a drain does.
     co_await (pump(std::move(already_read)) || watchdog());
     for (auto& [id, s] : streams_) {
+      downstream_gone(*s, "DC", 0, "the downstream connection ended");
       if (s->pump) s->pump->end();
       end_inbox(*s, "the downstream connection ended");
     }
@@ -109,7 +122,11 @@ class ServerConnection final : public Session,
 
   // A streamed request body still arriving can no longer end: its handler is told.
   void on_peer_eof() override {
-    for (auto& [id, s] : streams_) end_inbox(*s, "the downstream closed the connection");
+    for (auto& [id, s] : streams_) {
+      if (!s->body_arriving()) continue;
+      downstream_gone(*s, "DC", 0, "the downstream closed the connection");
+      end_inbox(*s, "the downstream closed the connection");
+    }
   }
 
   ServerStream* find(int32_t id) {
@@ -132,6 +149,13 @@ class ServerConnection final : public Session,
   bool expire_streams(Clock::time_point now, Clock::time_point& next);
   static awaitable<void> run_handler(std::weak_ptr<ServerConnection> weak, int32_t id,
                                      Request request, RequestHandler handler, size_t charge);
+  // Runs the handler for the stream's request (`charge`: its buffered body's bytes), which the
+  // stream can cancel (downstream_gone).
+  void start_handler(ServerStream& s, size_t charge);
+  // The downstream went away before the whole answer was out (Envoy's `flag`; `status`: the
+  // answer the server gave it itself, else 0): its handler is told (DownstreamGone) and
+  // cancelled. Only the first reason counts.
+  void downstream_gone(ServerStream& s, std::string_view flag, int status, std::string why);
   // A request dispatched at its head: the handler reads its body from Request::source.
   void dispatch_streamed(ServerStream& s);
   // DATA of a request dispatched at its head, held for its handler.
@@ -286,6 +310,11 @@ struct ServerConnection::Callbacks {
     if (frame->hd.stream_id > 0) {
       if (ServerStream* s = conn(user_data).find(frame->hd.stream_id)) {
         s->last_progress = Clock::now();
+        if (frame->hd.type == NGHTTP2_RST_STREAM) s->reset_sent = true;
+        if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+            (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
+          s->answer_sent = true;
+        }
       }
     }
     if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
@@ -301,6 +330,8 @@ struct ServerConnection::Callbacks {
   static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t, void* user_data) {
     auto& c = conn(user_data);
     if (ServerStream* s = c.find(stream_id)) {
+      // (A stream we reset went with a reason of our own, told already where it was decided.)
+      if (!s->reset_sent) c.downstream_gone(*s, "DR", 0, "the downstream reset the stream");
       c.release(*s);
       if (s->pump) s->pump->end();  // its pump stops and drops the source
       end_inbox(*s, "the downstream reset the stream");
@@ -431,17 +462,41 @@ void ServerConnection::on_request_complete(ServerStream& s) {
   // the peer resets the stream meanwhile.
   const size_t charge = s.charged;
   s.charged = 0;
-  async::spawn_logged(ex_,
-                      run_handler(weak_from_this(), s.id, std::move(s.request), handler_, charge),
-                      "waypoint h2 request handler");
+  start_handler(s, charge);
+}
+
+void ServerConnection::start_handler(ServerStream& s, size_t charge) {
+  s.gone = std::make_shared<DownstreamGone>();
+  s.request.gone = s.gone;
+  s.run = std::make_shared<HandlerRun>();
+  auto run = s.run;
+  asio::co_spawn(ex_, run_handler(weak_from_this(), s.id, std::move(s.request), handler_, charge),
+                 asio::bind_cancellation_slot(run->signal.slot(), [run](std::exception_ptr e) {
+                   run->done = true;
+                   async::log_exception("waypoint h2 request handler", e);
+                 }));
+}
+
+void ServerConnection::downstream_gone(ServerStream& s, std::string_view flag, int status,
+                                       std::string why) {
+  if (!s.gone || s.gone->happened() || s.answer_sent) return;
+  ZT_LOG_DEBUG("component=waypoint_h2 msg=\"downstream gone\" stream={} flag={} why=\"{}\"", s.id,
+               flag, why);
+  s.gone->flag = flag;
+  s.gone->status = status;
+  s.gone->why = std::move(why);
+  if (!s.run || s.run->done) return;
+  // Posted: the handler must not resume inside an nghttp2 callback.
+  asio::post(ex_, [run = s.run] {
+    if (!run->done) run->signal.emit(asio::cancellation_type::terminal);
+  });
 }
 
 void ServerConnection::dispatch_streamed(ServerStream& s) {
   s.dispatched = true;
   s.in = std::make_shared<Inbox>(ex_);
   s.request.source = inbox_source(shared_from_this(), s.id, s.in);
-  async::spawn_logged(ex_, run_handler(weak_from_this(), s.id, std::move(s.request), handler_, 0),
-                      "waypoint h2 request handler");
+  start_handler(s, 0);
 }
 
 void ServerConnection::on_streamed_data(ServerStream& s, const uint8_t* data, size_t len) {
@@ -461,6 +516,7 @@ void ServerConnection::on_streamed_data(ServerStream& s, const uint8_t* data, si
         "component=waypoint_h2 msg=\"streamed request reset\" stream={} "
         "reason=connection_body_budget held={} budget={}",
         s.id, body_bytes_, budget);
+    downstream_gone(s, "", 0, "the connection's request body budget is spent");
     end_inbox(s, "the connection's request body budget is spent");
     s.rejection = http::Rejection{503, "http2.connection_body_budget"};
     s.responded = true;  // an answer still to come is dropped
@@ -475,8 +531,9 @@ void ServerConnection::on_streamed_data(ServerStream& s, const uint8_t* data, si
 }
 
 void ServerConnection::fail_streamed(ServerStream& s, int status, std::string reason) {
-  end_inbox(s, fmt::format("request refused: {}", reason));
   if (!s.responded) return reject(s, status, std::move(reason));
+  downstream_gone(s, "DPE", status, fmt::format("request refused: {}", reason));
+  end_inbox(s, fmt::format("request refused: {}", reason));
   ZT_LOG_DEBUG("component=waypoint_h2 msg=\"streamed request reset\" stream={} reason={}", s.id,
                reason);
   s.rejection = http::Rejection{status, std::move(reason)};
@@ -499,6 +556,9 @@ void ServerConnection::reject(ServerStream& s, int status, std::string reason) {
                status, reason);
   s.rejection = http::Rejection{status, reason};
   s.request = Request{};
+  // A request whose handler runs already: the stream idle timeout (408) or a broken body.
+  downstream_gone(s, status == 408 ? "SI" : "DPE", status,
+                  fmt::format("request refused: {}", reason));
   end_inbox(s, fmt::format("request refused: {}", reason));
   release(s);
   const char* body = status == 431   ? "request header fields too large"
@@ -593,6 +653,7 @@ bool ServerConnection::expire_streams(Clock::time_point now, Clock::time_point& 
   for (ServerStream* s : due) {
     if (s->responded) {
       ZT_LOG_DEBUG("component=waypoint_h2 msg=\"response stalled, stream reset\" stream={}", s->id);
+      downstream_gone(*s, "SI", 0, "the stream idle timeout cut the response");
       s->reset_at = now;
       nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
       if (enabled(idle)) next = std::min(next, now + idle);

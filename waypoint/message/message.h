@@ -90,6 +90,20 @@ class BodySource {
   }
 };
 
+// How a request's downstream went away before its answer was out, in the terms of Envoy's
+// access log. serve_http2 fills it in (Request::gone) and then cancels the handler (terminal
+// cancellation), so that the work for the request stops (its upstream stream is reset) and the
+// request is recorded as the downstream's doing, not as an upstream failure.
+struct DownstreamGone {
+  // Envoy's response flag: "DR" the downstream reset the stream, "DC" its connection ended,
+  // "SI" the stream idle timeout cut it, "DPE" it broke the protocol (a Content-Length it did
+  // not keep, refused trailers); empty when none fits (the connection's body budget).
+  std::string flag;
+  int status = 0;   // the answer the server itself gave it (408, 400), else 0: none
+  std::string why;  // for the log; not empty once it happened
+  bool happened() const { return !why.empty(); }
+};
+
 struct Request {
   HttpVersion version = HttpVersion::kHttp11;
   // method, target (origin form), authority (Host or :authority), scheme, regular headers
@@ -103,6 +117,9 @@ struct Request {
   // A streamed request body (serve_http2 with Limits::stream_grpc_requests; Http2Client sends
   // one): the body (and trailers) come from here, after `body` (usually empty).
   std::shared_ptr<BodySource> source;
+  // Set by serve_http2: filled in when the downstream goes away before the answer is out, just
+  // before the handler is cancelled.
+  std::shared_ptr<DownstreamGone> gone;
 };
 
 struct Response {

@@ -540,8 +540,9 @@ struct StreamedEnd {
   std::optional<Clock::time_point> deadline;
   // Else the route timeout, to start once the request body has ended (`progress`).
   std::optional<config::Duration> route_timeout;
-  std::function<void()> on_end;               // gives the attempt's books back
-  std::shared_ptr<RequestProgress> progress;  // a streamed request's
+  std::function<void()> on_end;                // gives the attempt's books back
+  std::shared_ptr<RequestProgress> progress;   // a streamed request's
+  std::shared_ptr<const DownstreamGone> gone;  // how the downstream went away, if it did
 };
 
 // A streamed response's body on its way downstream, with the request's books: the metric
@@ -653,9 +654,16 @@ class RecordedBody final : public BodySource {
   bool deadline_may_come() const {
     return !end_.deadline && end_.route_timeout && end_.progress && !end_.progress->ended_at;
   }
+  // The downstream stopped taking the body: the server says why (the stream reset, the
+  // connection gone, the stream idle timeout), else its connection is taken to have ended.
   void give_up() {
-    rec_.add_flag("DC");
-    rec_.error = "the downstream gave up the response body";
+    if (end_.gone && end_.gone->happened()) {
+      if (!end_.gone->flag.empty()) rec_.add_flag(end_.gone->flag);
+      rec_.error = end_.gone->why;
+    } else {
+      rec_.add_flag("DC");
+      rec_.error = "the downstream gave up the response body";
+    }
     record();
   }
   void record() {
@@ -810,14 +818,30 @@ struct Pipeline::Impl {
     rec.authority = request.head.authority;
     rec.protocol = http::is_grpc(request.head.headers) ? "grpc" : "http";
     rec.request_bytes = request.body.size();
+    const auto gone = request.gone;
     Response resp;
     StreamedEnd streamed;
+    streamed.gone = gone;
     try {
       resp = co_await process(*stream, std::move(request), rec, streamed);
     } catch (const std::exception& e) {
-      rec.error = e.what();
-      ctx.metrics.error("pipeline", "exception");
+      if (!gone || !gone->happened()) {  // (else: cancelled because the downstream went away)
+        rec.error = e.what();
+        ctx.metrics.error("pipeline", "exception");
+      }
       resp = local_response(500, "internal error");
+    }
+    if (gone && gone->happened()) {
+      // The downstream went away first: none of this answer reaches it. Recorded as Envoy
+      // does: what the downstream got (0: nothing), and why.
+      if (resp.source && streamed.on_end) streamed.on_end();
+      resp.source.reset();  // resets the upstream stream
+      rec.status = gone->status;
+      if (!gone->flag.empty()) rec.add_flag(gone->flag);
+      rec.error = gone->why;
+      if (streamed.progress) rec.request_bytes = streamed.progress->taken;
+      rec.finish(ctx.metrics, &series_cache);
+      co_return resp;
     }
     rec.status = resp.status;
     rec.response_bytes = resp.body.size();
@@ -1059,8 +1083,23 @@ struct Pipeline::Impl {
       if (in_retry) dest->limiter.finish_retry();
       in_retry = false;
     };
+    // The downstream went away (serve_http2 says how, then cancels this coroutine), or this
+    // request is cancelled otherwise (a drain): no attempt is started, none is judged (a reset
+    // of our own is not the endpoint's failure) and none retried. Checked after every wait of
+    // the loop: once cancelled, the next co_await would throw, leaving the books unbalanced.
+    const auto cancellation = co_await asio::this_coro::cancellation_state;
+    auto stopped = [&] {
+      return (req.gone && req.gone->happened()) ||
+             cancellation.cancelled() != asio::cancellation_type::none;
+    };
+    auto stop = [&] {
+      end_retry();
+      rec.error = req.gone && req.gone->happened() ? req.gone->why : "the request was cancelled";
+      return local_response(503, rec.error);
+    };
 
     for (;;) {
+      if (stopped()) co_return stop();
       auto now = Clock::now();
       sweep(*dest, now);
       // A mirror started above, or another request while this one waited, may have set other
@@ -1119,6 +1158,7 @@ struct Pipeline::Impl {
           if (admission == resilience::ConnectionPoolLimiter::Admission::kQueued) {
             dest->limiter.cancel_pending();
           }
+          if (stopped()) co_return stop();
           end_retry();
           rec.add_flag(resilience::kOverflowFlag);
           co_return overflow_response();
@@ -1196,6 +1236,10 @@ struct Pipeline::Impl {
         std::exchange(books, nullptr)();
       };
       if (!streaming) std::exchange(books, nullptr)();
+      if (stopped()) {
+        drop_streamed();
+        co_return stop();
+      }
 
       AttemptResult result;
       if (!completed) {

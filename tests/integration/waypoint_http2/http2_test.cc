@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "common/async/asio.h"
@@ -986,10 +987,11 @@ TEST_F(Http2StreamTest, StreamsNobodyReadsDoNotHoldUpTheOthersOnTheirConnection)
 
 // What the request-streaming handler saw.
 struct Seen {
-  int heads = 0;                                  // requests handed over
-  int streamed = 0;                               // ... of them with a source
-  std::string errors;                             // errors their bodies ended with
-  size_t read = 0;                                // body bytes the handler read (/count)
+  int heads = 0;       // requests handed over
+  int streamed = 0;    // ... of them with a source
+  std::string errors;  // errors their bodies ended with
+  std::string gone;    // how the downstream went away, as their handlers were told (/count)
+  size_t read = 0;     // body bytes the handler read (/count)
   std::vector<std::shared_ptr<BodySource>> held;  // bodies kept unread (/hold)
 };
 
@@ -1022,6 +1024,11 @@ RequestHandler request_streaming_handler(Seen* seen) {
         seen->read += piece.data.size();
         if (!piece.error.empty()) seen->errors += piece.error + ";";
         if (piece.end || !piece.error.empty()) break;
+      }
+      // A body that failed because its downstream went away: the handler is cancelled too
+      // (its read may say either), and told why.
+      if (req.gone && req.gone->happened()) {
+        seen->gone += fmt::format("{} {} {};", req.gone->flag, req.gone->status, req.gone->why);
       }
       r.trailers.push_back({"grpc-status", "0"});
       r.trailers.push_back({"x-read", std::to_string(seen->read)});
@@ -1161,8 +1168,9 @@ TEST_F(Http2RequestStreamTest, AStreamedBodyThatBreaksItsContentLengthIsRefused)
     auto res = co_await async::with_timeout(client->send(std::move(r)), 5s);
     EXPECT_TRUE(res && *res && (*res)->status == 400)
         << (res && *res ? std::to_string((*res)->status) : "no answer");
-    EXPECT_TRUE(co_await wait_until([&] { return !seen.errors.empty(); }));
-    EXPECT_EQ(seen.errors, "request refused: http2.content_length_mismatch;");
+    EXPECT_TRUE(co_await wait_until([&] { return !seen.gone.empty(); }));
+    EXPECT_EQ(seen.gone, "DPE 400 request refused: http2.content_length_mismatch;");
+    EXPECT_FALSE(seen.errors.empty()) << "the handler's read did not fail";
 
     // Shorter than announced, found at its end once the answer has begun (an echo): the
     // stream is reset, as no status can be sent any more.
@@ -1277,8 +1285,9 @@ TEST_F(Http2RequestStreamTest, AStreamedRequestThatFailsResetsItsStreamAndTellsT
     if (*sending && !**sending) {
       EXPECT_TRUE(contains((**sending).error().message, "CANCEL")) << (**sending).error().message;
     }
-    EXPECT_TRUE(co_await wait_until([&] { return !seen.errors.empty(); }));
-    EXPECT_EQ(seen.errors, "the downstream reset the stream;");
+    EXPECT_TRUE(co_await wait_until([&] { return !seen.gone.empty(); }));
+    EXPECT_EQ(seen.gone, "DR 0 the downstream reset the stream;");
+    EXPECT_FALSE(seen.errors.empty()) << "the handler's read did not fail";
     EXPECT_TRUE(client->usable());
   });
 }

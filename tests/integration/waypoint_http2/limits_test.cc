@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nghttp2/nghttp2.h>
 
@@ -45,11 +46,14 @@ struct Calls {
 };
 
 // 200 with the body size in a header; "/hold" keeps the request (and its body) for 600 ms,
-// "/linger" for 2 s.
+// "/linger" for 2 s, even if it is cancelled meanwhile.
 awaitable<Response> holding_handler(std::shared_ptr<Calls> calls, Request req) {
   ++calls->started;
   if (req.head.target.starts_with("/hold")) co_await sleep_for(600ms);
-  if (req.head.target.starts_with("/linger")) co_await sleep_for(2000ms);
+  if (req.head.target.starts_with("/linger")) {
+    co_await asio::this_coro::reset_cancellation_state(asio::disable_cancellation());
+    co_await sleep_for(2000ms);
+  }
   Response r;
   r.status = 200;
   r.headers.push_back({"x-body-bytes", std::to_string(req.body.size())});
@@ -483,7 +487,7 @@ TEST_F(Http2Limits, StreamsPastTheConnectionBodyBudgetAreRefused) {
 
 TEST_F(Http2Limits, ABodyStaysCountedWhileItsHandlerRunsAfterAReset) {
   // Resetting a stream does not free what its handler still holds (no budget laundering by
-  // RST_STREAM).
+  // RST_STREAM), even when the handler goes on after it is cancelled.
   Limits limits = no_timeouts();
   limits.max_connection_body_bytes = 1024 * 1024;
   auto calls = std::make_shared<Calls>();
@@ -521,6 +525,92 @@ TEST_F(Http2Limits, ABodyStaysCountedWhileItsHandlerRunsAfterAReset) {
     co_await sleep_for(20ms);
     auto later = co_await client->send(make_request("POST", "/more", std::string(700 * 1024, 'b')));
     EXPECT_TRUE(later && later->status == 200);
+  });
+}
+
+// What handlers of the gone-test saw when they ended.
+struct Ends {
+  int started = 0;
+  std::vector<std::string> seen;  // per handler that ended: "<target> <flag> <status> <why>"
+  std::shared_ptr<DownstreamGone> quick_gone;  // "/quick"'s, which answered at once
+};
+
+// "/quick": answered at once. Anything else waits up to 10 s, then records how (and whether)
+// its downstream went away, and whether it was cancelled.
+RequestHandler recording_ends(std::shared_ptr<Ends> ends) {
+  return [ends](Request req) -> awaitable<Response> {
+    ++ends->started;
+    if (req.head.target == "/quick") {
+      ends->quick_gone = req.gone;
+      co_return local_response(200, "quick");
+    }
+    asio::steady_timer wait(co_await asio::this_coro::executor, 10s);
+    co_await wait.async_wait(kTuple);
+    auto state = co_await asio::this_coro::cancellation_state;
+    const bool cancelled = state.cancelled() != asio::cancellation_type::none;
+    const DownstreamGone none;
+    const DownstreamGone& g = req.gone ? *req.gone : none;
+    ends->seen.push_back(fmt::format("{} {} {} {}{}", req.head.target, g.flag, g.status, g.why,
+                                     cancelled ? "" : " (not cancelled)"));
+    co_return local_response(200, "late");
+  };
+}
+
+TEST_F(Http2Limits, ADownstreamThatGoesAwayCancelsItsHandlerAndSaysHow) {
+  // Envoy's flags: the stream reset (DR), the stream idle timeout (SI, with the 408 the server
+  // sent), the connection gone (DC). Each handler is cancelled at once, not left to run its
+  // 10 s; one whose answer went out is told nothing.
+  Limits limits = no_timeouts();
+  limits.stream_idle_timeout = 300ms;
+  limits.stream_grpc_requests = true;
+  auto ends = std::make_shared<Ends>();
+  serve(recording_ends(ends), limits);
+  run([&]() -> awaitable<void> {
+    const auto began = Clock::now();
+    auto ended = [&](size_t n) -> awaitable<bool> {
+      for (int i = 0; i < 400 && ends->seen.size() < n; ++i) co_await sleep_for(5ms);
+      co_return ends->seen.size() >= n;
+    };
+    RawPeer peer;
+    co_await peer.connect(port_);
+    EXPECT_TRUE(co_await peer.send(
+        preface_and_settings() +
+        frame(kHeaders, kEndStream | kEndHeaders, 1, request_block(false, "/quick")) +
+        frame(kHeaders, kEndStream | kEndHeaders, 3, request_block(false, "/reset"))));
+    EXPECT_TRUE(co_await peer.read_until(
+        [](const Frame& f) { return f.stream == 1 && (f.flags & kEndStream) != 0; }, 2000ms));
+    for (int i = 0; i < 200 && ends->started < 2; ++i) co_await sleep_for(5ms);
+    // RST_STREAM(CANCEL) on stream 3.
+    EXPECT_TRUE(co_await peer.send(frame(kRstStream, 0, 3, std::string("\0\0\0\x08", 4))));
+    EXPECT_TRUE(co_await ended(1));
+    if (!ends->seen.empty()) {
+      EXPECT_EQ(ends->seen[0], "/reset DR 0 the downstream reset the stream");
+    }
+
+    // A gRPC request whose body never comes: 408 after 300 ms, and its handler is cancelled.
+    const std::string grpc_head =
+        request_block(true, "/idle") + literal("content-type", "application/grpc");
+    EXPECT_TRUE(co_await peer.send(frame(kHeaders, kEndHeaders, 5, grpc_head)));
+    EXPECT_TRUE(co_await peer.read_until([](const Frame& f) { return f.stream == 5; }, 2000ms));
+    EXPECT_EQ(peer.statuses[5], "408");
+    EXPECT_TRUE(co_await ended(2));
+    if (ends->seen.size() >= 2) {
+      EXPECT_EQ(ends->seen[1], "/idle SI 408 request refused: http2.stream_idle_timeout");
+    }
+
+    // The connection torn down (RST) under a waiting handler.
+    EXPECT_TRUE(co_await peer.send(
+        frame(kHeaders, kEndStream | kEndHeaders, 7, request_block(false, "/dropped"))));
+    for (int i = 0; i < 200 && ends->started < 4; ++i) co_await sleep_for(5ms);
+    peer.socket->set_option(asio::socket_base::linger(true, 0));
+    peer.socket->close();
+    EXPECT_TRUE(co_await ended(3));
+    if (ends->seen.size() >= 3) {
+      EXPECT_EQ(ends->seen[2], "/dropped DC 0 the downstream connection ended");
+    }
+    EXPECT_LT(Clock::now() - began, 5s) << "a handler ran on after its downstream went away";
+    EXPECT_TRUE(ends->quick_gone && !ends->quick_gone->happened())
+        << "an answered request was told its peer left";
   });
 }
 

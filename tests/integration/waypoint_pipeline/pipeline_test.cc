@@ -72,6 +72,29 @@ Request get(std::string target, http::HeaderList headers = {}, std::string metho
   return r;
 }
 
+// A gRPC call from an HTTP/2 downstream to service "grpc", its body (if any) still to be set.
+Request grpc_request(std::string target) {
+  Request r = get(std::move(target));
+  r.version = HttpVersion::kHttp2;
+  r.head.method = "POST";
+  r.head.authority = "grpc:80";
+  r.head.headers.push_back({"content-type", "application/grpc"});
+  return r;
+}
+
+// A DestinationRule for service `host` with `policy` (trafficPolicy's fields, YAML flow).
+std::string destination_rule(std::string_view host, std::string_view policy) {
+  return fmt::format(R"(
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {0}, namespace: default}}
+spec:
+  host: {0}
+  trafficPolicy: {{{1}}}
+)",
+                     host, policy);
+}
+
 std::string version_of(const Response& r) {
   auto v = http::find_header(r.headers, "x-version");
   return v ? std::string(*v) : std::string();
@@ -458,16 +481,10 @@ TEST_F(WaypointPipelineTest, OutlierEjectionAndReturn) {
   start({{"ratings-1", 21, "ratings", "v1"},
          {"ratings-2", 22, "ratings", "v1"},
          {"ratings-3", 23, "ratings", "v1"}},
-        R"(
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: ratings, namespace: default}
-spec:
-  host: ratings
-  trafficPolicy:
-    loadBalancer: {simple: ROUND_ROBIN}
-    outlierDetection: {consecutive5xxErrors: 2, interval: 100ms, baseEjectionTime: 2s, maxEjectionPercent: 100}
-)",
+        destination_rule("ratings",
+                         "loadBalancer: {simple: ROUND_ROBIN}, outlierDetection: "
+                         "{consecutive5xxErrors: 2, interval: 100ms, baseEjectionTime: 2s, "
+                         "maxEjectionPercent: 100}"),
         20);
   auto& bad = *servers_["ratings-3"];
   bad.set_default_status(500);
@@ -693,11 +710,7 @@ TEST_F(WaypointPipelineTest, AStreamedGrpcRequestIsMirroredWholeWithinTheRetryBu
         mirrored_route("grpc"), 100);
   auto stream = service_stream("grpc");
   auto call = [&](std::string target) {
-    Request r = get(target);
-    r.version = HttpVersion::kHttp2;
-    r.head.method = "POST";
-    r.head.authority = "grpc:80";
-    r.head.headers.push_back({"content-type", "application/grpc"});
+    Request r = grpc_request(target);
     r.source = std::make_shared<PiecesBody>(std::vector<std::string>{"one-", "two-", "three"});
     return run_one(stream, std::move(r));
   };
@@ -735,11 +748,7 @@ TEST_F(WaypointPipelineTest, AStreamedGrpcRequestIsMirroredWholeWithinTheRetryBu
 TEST_F(WaypointPipelineTest, AStreamedRequestsTimeoutStartsAtItsEndThoughTheBackendReadsNothing) {
   start({{"grpc-1", 103, "grpc", "v1", true}},
         route_to_itself("grpc", "    timeouts: {request: 500ms}\n"), 110);
-  Request r = get("/hold");
-  r.version = HttpVersion::kHttp2;
-  r.head.method = "POST";
-  r.head.authority = "grpc:80";
-  r.head.headers.push_back({"content-type", "application/grpc"});
+  Request r = grpc_request("/hold");
   // 2 MiB: more than the backend's 1 MiB stream window and the 64 KiB sent ahead of it.
   r.source =
       std::make_shared<PiecesBody>(std::vector<std::string>(4, std::string(512 * 1024, 'h')));
@@ -750,6 +759,69 @@ TEST_F(WaypointPipelineTest, AStreamedRequestsTimeoutStartsAtItsEndThoughTheBack
   EXPECT_EQ(testing::metric_sum(metrics_text(), "istio_requests_total",
                                 {"reporter=\"waypoint\"", "response_flags=\"UT\""}),
             1);
+}
+
+// A downstream that goes away (serve_http2 fills in Request::gone, then cancels the handler)
+// stops its request: the upstream stream is reset at once, the request is recorded as the
+// downstream's doing (code 0, DR), and the endpoint is not blamed: outlier detection (one
+// gateway error ejects) ejects nothing, and the next request reaches the same endpoint.
+TEST_F(WaypointPipelineTest, ADownstreamThatGoesAwayStopsItsRequestAndIsNotTheEndpointsFault) {
+  start({{"grpc-1", 121, "grpc", "v1", true}},
+        destination_rule("grpc",
+                         "outlierDetection: {consecutive5xxErrors: 1, consecutiveGatewayErrors: "
+                         "1, interval: 100ms, baseEjectionTime: 30s, maxEjectionPercent: 100}"),
+        120);
+  auto& backend = *h2_servers_["grpc-1"];
+  auto stream = service_stream("grpc");
+  auto grpc_call = [](std::string target) {
+    Request r = grpc_request(std::move(target));
+    r.body = "unary";
+    return r;
+  };
+  Request held = grpc_call("/hold");
+  auto gone = std::make_shared<DownstreamGone>();
+  held.gone = gone;
+  asio::cancellation_signal cancel;
+  bool done = false;
+  Response answer;
+  asio::co_spawn(
+      io_,
+      [](Pipeline& p, std::shared_ptr<const StreamContext> s, Request r,
+         Response& out) -> awaitable<void> {
+        out = co_await p.handle(s, std::move(r));
+      }(*pipeline_, stream, std::move(held), answer),
+      asio::bind_cancellation_slot(cancel.slot(), [&done](std::exception_ptr) { done = true; }));
+  auto wait_for = [&](auto condition, Clock::duration limit) {
+    auto deadline = Clock::now() + limit;
+    while (!condition() && Clock::now() < deadline) {
+      io_.run_for(10ms);
+      io_.restart();
+    }
+    return condition();
+  };
+  ASSERT_TRUE(wait_for([&] { return backend.hits() == 1; }, 5s));
+  // The downstream resets its stream, as serve_http2 tells it.
+  const auto left = Clock::now();
+  gone->flag = "DR";
+  gone->why = "the downstream reset the stream";
+  cancel.emit(asio::cancellation_type::terminal);
+  EXPECT_TRUE(wait_for([&] { return done; }, 5s));
+  EXPECT_TRUE(wait_for([&] { return !backend.gone().empty(); }, 5s))
+      << "the upstream request was not reset";
+  EXPECT_LT(Clock::now() - left, 3s);
+  EXPECT_EQ(backend.gone(), std::vector<std::string>{"DR"});
+  const auto text = metrics_text();
+  EXPECT_EQ(testing::metric_sum(text, "istio_requests_total",
+                                {"response_flags=\"DR\"", "response_code=\"0\""}),
+            1)
+      << text;
+  EXPECT_EQ(testing::metric_sum(text, "waypoint_outlier_ejections_total"), 0) << text;
+  EXPECT_EQ(backend.hits(), 1) << "a request whose downstream went away was retried";
+  EXPECT_NE(log_text().find("flags=DR"), std::string::npos);
+
+  auto next = run_one(stream, grpc_call("/next"));
+  EXPECT_EQ(next.status, 200) << next.body;
+  EXPECT_EQ(backend.hits(), 2);
 }
 
 // meshConfig.pathNormalization DECODE_AND_MERGE_SLASHES (--path-normalization): doubled and

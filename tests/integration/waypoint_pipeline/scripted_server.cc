@@ -172,9 +172,13 @@ H2Server::~H2Server() {
 
 awaitable<waypoint::Response> H2Server::answer(waypoint::Request r) {
   ++hits_;
-  if (r.source && r.head.target == "/hold") {
+  if (r.head.target == "/hold") {
     asio::steady_timer later(co_await asio::this_coro::executor, std::chrono::seconds(10));
     co_await later.async_wait(kTuple);
+    if (r.gone && r.gone->happened()) {
+      std::lock_guard lock(mu_);
+      gone_.push_back(r.gone->flag);
+    }
   } else if (r.source) {
     for (;;) {
       auto piece = co_await r.source->next();

@@ -59,7 +59,8 @@ class ScriptedServer {
 // An h2c (prior knowledge) backend on the waypoint's own HTTP/2 server codec: answers every
 // request 200 with `x-version: h2`, `x-seen-version: 2` and body "h2:<target>"; keeps the
 // request bodies it got. gRPC request bodies arrive streamed and are read whole, except on
-// "/hold": not read at all, and answered only after 10 s.
+// "/hold": not read at all, and answered only after 10 s, or as soon as the waypoint goes away
+// (the handler is cancelled then: gone() says how, in Envoy's flag).
 class H2Server {
  public:
   explicit H2Server(const tcp::endpoint& at);
@@ -70,6 +71,10 @@ class H2Server {
   std::vector<std::string> bodies() const {
     std::lock_guard lock(mu_);
     return bodies_;
+  }
+  std::vector<std::string> gone() const {
+    std::lock_guard lock(mu_);
+    return gone_;
   }
 
  private:
@@ -84,6 +89,7 @@ class H2Server {
   const waypoint::Limits limits_{.stream_grpc_requests = true};
   mutable std::mutex mu_;
   std::vector<std::string> bodies_;
+  std::vector<std::string> gone_;  // "/hold" requests whose downstream went away: how
 };
 
 }  // namespace zt::testing
