@@ -62,10 +62,14 @@ inline constexpr std::string_view kClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n
 //   :authority, pseudo-headers in trailers, Content-Length differing from the DATA received;
 //   then http::check_request_head(kHttp2). A Host field fills head.authority when :authority
 //   is absent and is never in head.headers. Refused requests never reach the handler.
-// - A response whose stream is reset by the peer, or whose connection ended, is dropped (the
-//   handler is not cancelled). A handler that throws is answered 500; a 1xx answer (an upgrade)
-//   is answered 502 (no extended CONNECT). Content-Length is corrected to the body's size
-//   (except for HEAD).
+// - A downstream that goes away before its whole answer is out (the peer resets the stream,
+//   the connection ends, the stream idle timeout or a broken body ends the stream) is told to
+//   the handler: Request::gone gets Envoy's flag (DR, DC, SI, DPE), and the handler is then
+//   cancelled (terminal; posted, never from inside an nghttp2 callback). Its answer, if it
+//   still gives one, is dropped. After the peer only half-closes, the handlers of whole
+//   requests run on (their answers are still sent). A handler that throws is answered 500; a 1xx
+//   answer (an upgrade) is answered 502 (no extended CONNECT). Content-Length is corrected to the
+//   body's size (except for HEAD).
 // - Cancelling the coroutine (a drain) sends GOAWAY(NO_ERROR) before it ends. After the peer
 //   half-closes, answers still being computed are sent, then the session ends.
 // - `limits` is a reference: it must outlive the coroutine.

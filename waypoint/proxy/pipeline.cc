@@ -541,6 +541,7 @@ struct StreamedEnd {
   // Else the route timeout, to start once the request body has ended (`progress`).
   std::optional<config::Duration> route_timeout;
   std::function<void()> on_end;                // gives the attempt's books back
+  std::function<void()> on_upstream_failure;   // tells outlier detection of a mid-body failure
   std::shared_ptr<RequestProgress> progress;   // a streamed request's
   std::shared_ptr<const DownstreamGone> gone;  // how the downstream went away, if it did
 };
@@ -629,8 +630,17 @@ class RecordedBody final : public BodySource {
     } else if (!piece.error.empty()) {
       // Envoy's flags for an upstream that failed in mid-body: the stream reset (UR), or its
       // connection gone (UC).
-      if (piece.error.starts_with("stream ")) rec_.add_flag("UR");
-      if (piece.error.starts_with("HTTP/2 connection")) rec_.add_flag("UC");
+      // Outlier detection hears of it too (Envoy reports an upstream reset at any point), unless
+      // the reset was ours because the downstream went away first.
+      const bool stream_reset = piece.error.starts_with("stream ");
+      const bool connection_gone = piece.error.starts_with("HTTP/2 connection");
+      if (stream_reset) rec_.add_flag("UR");
+      if (connection_gone) rec_.add_flag("UC");
+      const bool ours = end_.gone && end_.gone->happened();
+      if ((stream_reset || connection_gone) && !ours && end_.on_upstream_failure &&
+          !alive_.expired()) {
+        end_.on_upstream_failure();
+      }
     }
     rec_.response_bytes += piece.data.size();
     if (piece.end) {
@@ -1305,6 +1315,9 @@ struct Pipeline::Impl {
           streamed.route_timeout = timeout;  // from the request body's end
         }
         streamed.on_end = std::exchange(books, nullptr);
+        streamed.on_upstream_failure = [this, dest, key = std::string(key)] {
+          report(*dest, key, AttemptResult::failure(AttemptResult::Kind::kReset), Clock::now());
+        };
       }
       co_return resp;
     }

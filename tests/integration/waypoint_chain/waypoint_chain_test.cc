@@ -722,13 +722,25 @@ TEST_F(WaypointChainTest, Http2ClientThroughTheWaypoint) {
 }
 
 // A gRPC backend: the Istio CA service, answering with a fixed chain or an error; the next
-// `unavailable` calls fail with UNAVAILABLE.
+// `unavailable` calls fail with UNAVAILABLE. The CSR "hang" waits up to 10 s for its call to be
+// cancelled, and notes after how long it was (-1: never).
 class GrpcBackend final : public istio::v1::auth::IstioCertificateService::Service {
  public:
-  grpc::Status CreateCertificate(grpc::ServerContext*,
+  grpc::Status CreateCertificate(grpc::ServerContext* ctx,
                                  const istio::v1::auth::IstioCertificateRequest* req,
                                  istio::v1::auth::IstioCertificateResponse* resp) override {
     ++hits;
+    if (req->csr() == "hang") {
+      hanging = true;
+      const auto began = std::chrono::steady_clock::now();
+      while (!ctx->IsCancelled() && std::chrono::steady_clock::now() - began < 10s) {
+        std::this_thread::sleep_for(5ms);
+      }
+      const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - began);
+      cancelled_after_ms = ctx->IsCancelled() ? static_cast<int>(waited.count()) : -1;
+      return {grpc::StatusCode::CANCELLED, "cancelled"};
+    }
     if (unavailable.fetch_sub(1) > 0) return {grpc::StatusCode::UNAVAILABLE, "try again"};
     if (req->csr() == "fail") return {grpc::StatusCode::NOT_FOUND, "no such certificate"};
     resp->add_cert_chain("grpc-backend");
@@ -737,6 +749,8 @@ class GrpcBackend final : public istio::v1::auth::IstioCertificateService::Servi
   }
   std::atomic<int> hits{0};
   std::atomic<int> unavailable{0};
+  std::atomic<bool> hanging{false};
+  std::atomic<int> cancelled_after_ms{-2};  // -2: not over yet
 };
 
 TEST_F(WaypointChainTest, GrpcCallThroughTheWaypoint) {
@@ -792,6 +806,29 @@ TEST_F(WaypointChainTest, GrpcCallThroughTheWaypoint) {
   EXPECT_TRUE(requests_reach({"request_protocol=\"grpc\""}, 6)) << chain_->waypoint_metrics_text();
   EXPECT_EQ(waypoint_metric("istio_requests_total", {"grpc_response_status=\"14\""}), 1)
       << chain_->waypoint_metrics_text();
+
+  // A call the client cancels (RST_STREAM(CANCEL); no deadline, so nothing else could tell the
+  // backend): the waypoint resets its upstream stream at once, and records the call as the
+  // downstream's doing (code 0, DR), not as an upstream failure.
+  {
+    grpc::ClientContext ctx;
+    istio::v1::auth::IstioCertificateRequest req;
+    req.set_csr("hang");
+    istio::v1::auth::IstioCertificateResponse resp;
+    std::thread canceller([&] {
+      poll_until([&] { return service.hanging.load(); }, 10s);
+      ctx.TryCancel();
+    });
+    auto st = stub->CreateCertificate(&ctx, req, &resp);
+    canceller.join();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::CANCELLED);
+    EXPECT_TRUE(poll_until([&] { return service.cancelled_after_ms.load() != -2; }, 15s));
+    const int after = service.cancelled_after_ms.load();
+    EXPECT_TRUE(after >= 0 && after < 3000)
+        << "the backend learnt of the cancellation after " << after << " ms (-1: never)";
+    EXPECT_TRUE(requests_reach({"response_code=\"0\"", "response_flags=\"DR\""}, 1))
+        << chain_->waypoint_metrics_text();
+  }
   grpc_->server->Shutdown(std::chrono::system_clock::now() + 1s);
 }
 

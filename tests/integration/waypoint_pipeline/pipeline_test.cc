@@ -824,6 +824,51 @@ TEST_F(WaypointPipelineTest, ADownstreamThatGoesAwayStopsItsRequestAndIsNotTheEn
   EXPECT_EQ(backend.hits(), 2);
 }
 
+// A streamed answer whose upstream resets in mid-body is flagged UR and reported to outlier
+// detection, as Envoy reports an upstream reset at any point: the endpoint is ejected.
+TEST_F(WaypointPipelineTest, AnUpstreamThatFailsInMidBodyIsReportedToOutlierDetection) {
+  start({{"grpc-1", 131, "grpc", "v1", true}, {"grpc-2", 132, "grpc", "v1", true}},
+        destination_rule("grpc",
+                         "loadBalancer: {simple: ROUND_ROBIN}, outlierDetection: "
+                         "{consecutive5xxErrors: 1, interval: 100ms, baseEjectionTime: 30s, "
+                         "maxEjectionPercent: 100}"),
+        130);
+  auto stream = service_stream("grpc");
+  auto call = [&](std::string target) {
+    Request r = grpc_request(std::move(target));
+    r.body = "unary";
+    return run_one(stream, std::move(r));
+  };
+  auto broken = call("/break");
+  EXPECT_EQ(broken.status, 200);
+  ASSERT_TRUE(broken.source) << "not streamed";
+  std::string data, error;
+  testing::run_coroutine(io_, [&]() -> awaitable<void> {
+    for (;;) {
+      auto piece = co_await broken.source->next();
+      data += piece.data;
+      if (piece.end || !piece.error.empty()) {
+        error = piece.error;
+        co_return;
+      }
+    }
+  });
+  EXPECT_EQ(data, "first");
+  EXPECT_NE(error.find("stream reset"), std::string::npos) << error;
+  broken.source.reset();
+  const auto text = metrics_text();
+  EXPECT_EQ(testing::metric_sum(text, "istio_requests_total", {"response_flags=\"UR\""}), 1)
+      << text;
+  EXPECT_EQ(testing::metric_sum(text, "waypoint_outlier_ejections_total"), 1) << text;
+  // The endpoint that broke gets nothing more.
+  auto& one = *h2_servers_["grpc-1"];
+  auto& two = *h2_servers_["grpc-2"];
+  ASSERT_EQ(one.hits() + two.hits(), 1);
+  auto& ejected = one.hits() == 1 ? one : two;
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(call("/ok").status, 200);
+  EXPECT_EQ(ejected.hits(), 1);
+}
+
 // meshConfig.pathNormalization DECODE_AND_MERGE_SLASHES (--path-normalization): doubled and
 // percent-encoded slashes are normalised before the policy sees the path, so they cannot bypass
 // a DENY on /admin; the backend gets the normalised path.

@@ -170,6 +170,29 @@ H2Server::~H2Server() {
   thread_.join();
 }
 
+namespace {
+
+// A streamed answer that fails after its first piece (the server resets its stream).
+class BreaksAfterOnePiece final : public waypoint::BodySource {
+ public:
+  awaitable<void> until_done() override { co_return; }
+  awaitable<Piece> next() override {
+    Piece p;
+    if (sent_) {
+      p.error = "the backend broke";
+    } else {
+      sent_ = true;
+      p.data = "first";
+    }
+    co_return p;
+  }
+
+ private:
+  bool sent_ = false;
+};
+
+}  // namespace
+
 awaitable<waypoint::Response> H2Server::answer(waypoint::Request r) {
   ++hits_;
   if (r.head.target == "/hold") {
@@ -195,6 +218,10 @@ awaitable<waypoint::Response> H2Server::answer(waypoint::Request r) {
   out.headers.push_back({"x-version", "h2"});
   out.headers.push_back({"x-seen-version", r.version == waypoint::HttpVersion::kHttp2 ? "2" : "1"});
   out.body = "h2:" + r.head.target;
+  if (r.head.target == "/break") {
+    out.body.clear();
+    out.source = std::make_shared<BreaksAfterOnePiece>();
+  }
   co_return out;
 }
 

@@ -60,7 +60,8 @@ class ScriptedServer {
 // request 200 with `x-version: h2`, `x-seen-version: 2` and body "h2:<target>"; keeps the
 // request bodies it got. gRPC request bodies arrive streamed and are read whole, except on
 // "/hold": not read at all, and answered only after 10 s, or as soon as the waypoint goes away
-// (the handler is cancelled then: gone() says how, in Envoy's flag).
+// (the handler is cancelled then: gone() says how, in Envoy's flag). "/break" answers a body
+// that fails after its first piece ("first"): the stream is reset in mid-body.
 class H2Server {
  public:
   explicit H2Server(const tcp::endpoint& at);
