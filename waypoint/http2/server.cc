@@ -121,12 +121,19 @@ class ServerConnection final : public Session,
   }
 
   // A streamed request body still arriving can no longer end: its handler is told.
+  // Its handler is cancelled, and whatever it still answers is dropped (the stream is reset).
   void on_peer_eof() override {
     for (auto& [id, s] : streams_) {
       if (!s->body_arriving()) continue;
       downstream_gone(*s, "DC", 0, "the downstream closed the connection");
       end_inbox(*s, "the downstream closed the connection");
+      if (!s->responded) {
+        s->responded = true;
+        release(*s);
+        nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+      }
     }
+    wake();
   }
 
   ServerStream* find(int32_t id) {
@@ -327,11 +334,17 @@ struct ServerConnection::Callbacks {
     return 0;
   }
 
-  static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t, void* user_data) {
+  static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t code, void* user_data) {
     auto& c = conn(user_data);
     if (ServerStream* s = c.find(stream_id)) {
-      // (A stream we reset went with a reason of our own, told already where it was decided.)
-      if (!s->reset_sent) c.downstream_gone(*s, "DR", 0, "the downstream reset the stream");
+      if (!s->reset_sent) {
+        c.downstream_gone(*s, "DR", 0, "the downstream reset the stream");
+      } else {
+        // A reset of ours: its reason was told where it was decided, unless nghttp2 sent it
+        // for a protocol error of the peer's (FLOW_CONTROL_ERROR, STREAM_CLOSED ...).
+        c.downstream_gone(*s, "DPE", 0,
+                          fmt::format("the stream was reset: {}", nghttp2_http2_strerror(code)));
+      }
       c.release(*s);
       if (s->pump) s->pump->end();  // its pump stops and drops the source
       end_inbox(*s, "the downstream reset the stream");
@@ -532,7 +545,7 @@ void ServerConnection::on_streamed_data(ServerStream& s, const uint8_t* data, si
 
 void ServerConnection::fail_streamed(ServerStream& s, int status, std::string reason) {
   if (!s.responded) return reject(s, status, std::move(reason));
-  downstream_gone(s, "DPE", status, fmt::format("request refused: {}", reason));
+  downstream_gone(s, "DPE", 0, fmt::format("request refused: {}", reason));  // (reset, no status)
   end_inbox(s, fmt::format("request refused: {}", reason));
   ZT_LOG_DEBUG("component=waypoint_h2 msg=\"streamed request reset\" stream={} reason={}", s.id,
                reason);
@@ -698,6 +711,14 @@ awaitable<void> ServerConnection::run_handler(std::weak_ptr<ServerConnection> we
   Response response;
   try {
     response = co_await handler(std::move(request));
+  } catch (const boost::system::system_error& e) {
+    // (Cancelled, its downstream gone, a handler may end so: that is no failure.)
+    if (e.code() == asio::error::operation_aborted) {
+      ZT_LOG_DEBUG("component=waypoint_h2 msg=\"request handler cancelled\" stream={}", id);
+    } else {
+      ZT_LOG_ERROR("component=waypoint_h2 msg=\"request handler failed\" error=\"{}\"", e.what());
+    }
+    response = local_response(500, "internal error");
   } catch (const std::exception& e) {
     ZT_LOG_ERROR("component=waypoint_h2 msg=\"request handler failed\" error=\"{}\"", e.what());
     response = local_response(500, "internal error");

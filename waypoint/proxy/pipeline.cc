@@ -633,7 +633,8 @@ class RecordedBody final : public BodySource {
       // Outlier detection hears of it too (Envoy reports an upstream reset at any point), unless
       // the reset was ours because the downstream went away first.
       const bool stream_reset = piece.error.starts_with("stream ");
-      const bool connection_gone = piece.error.starts_with("HTTP/2 connection");
+      // ("HTTP/2 connection closed" is our own close, in a drain: no upstream failure.)
+      const bool connection_gone = piece.error.starts_with("HTTP/2 connection ended");
       if (stream_reset) rec_.add_flag("UR");
       if (connection_gone) rec_.add_flag("UC");
       const bool ours = end_.gone && end_.gone->happened();
@@ -875,6 +876,21 @@ struct Pipeline::Impl {
                               StreamedEnd& streamed) {
     auto cfg = ctx.config.current();
     auto st = ctx.state.current();
+    // The downstream went away (serve_http2 says how, then cancels this coroutine), or this
+    // request is cancelled otherwise (a drain): nothing more is started for it (no mirror, no
+    // attempt), no attempt is judged (a reset of our own is not the endpoint's failure) and
+    // none is retried. Checked after every wait that holds books: once cancelled, the next
+    // co_await would throw and leave them unbalanced.
+    const auto cancellation = co_await asio::this_coro::cancellation_state;
+    const auto gone = request.gone;
+    auto stopped = [&] {
+      return (gone && gone->happened()) ||
+             cancellation.cancelled() != asio::cancellation_type::none;
+    };
+    auto stopped_answer = [&] {
+      rec.error = gone && gone->happened() ? gone->why : "the request was cancelled";
+      return local_response(503, rec.error);
+    };
 
     // 1. Normalise: what policy checks is what is forwarded.
     auto normalized = authz::normalize_target(request.head.target, ctx.settings.path_normalization);
@@ -1042,6 +1058,8 @@ struct Pipeline::Impl {
       }
     } commit_at_end{body.get()};
 
+    if (stopped()) co_return stopped_answer();  // (during a fault's delay)
+
     // 9b. Mirrors: fire and forget, never delaying the primary. A streamed request is mirrored
     // once its body is whole, and only if it was kept.
     for (const auto* m : mirrors) {
@@ -1093,19 +1111,9 @@ struct Pipeline::Impl {
       if (in_retry) dest->limiter.finish_retry();
       in_retry = false;
     };
-    // The downstream went away (serve_http2 says how, then cancels this coroutine), or this
-    // request is cancelled otherwise (a drain): no attempt is started, none is judged (a reset
-    // of our own is not the endpoint's failure) and none retried. Checked after every wait of
-    // the loop: once cancelled, the next co_await would throw, leaving the books unbalanced.
-    const auto cancellation = co_await asio::this_coro::cancellation_state;
-    auto stopped = [&] {
-      return (req.gone && req.gone->happened()) ||
-             cancellation.cancelled() != asio::cancellation_type::none;
-    };
     auto stop = [&] {
       end_retry();
-      rec.error = req.gone && req.gone->happened() ? req.gone->why : "the request was cancelled";
-      return local_response(503, rec.error);
+      return stopped_answer();
     };
 
     for (;;) {
@@ -1151,7 +1159,8 @@ struct Pipeline::Impl {
           auto left = limit - Clock::now();
           if (left <= Clock::duration::zero()) break;
           auto woke = co_await async::with_timeout(dest->freed.wait(), left);
-          if (woke && !*woke) break;  // cancelled
+          // Cancelled (or woken and cancelled in the same turn): it leaves the queue below.
+          if (woke && (!*woke || stopped())) break;
         }
         if (dispatched && !(http2 ? upstream->has_http2(key) : upstream->has_idle_http1(key))) {
           // A connection closed: this request opens the new one, counted like any other.

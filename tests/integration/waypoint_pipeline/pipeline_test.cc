@@ -330,6 +330,39 @@ class WaypointPipelineTest : public ::testing::Test {
     EXPECT_EQ(pending, 0);
   }
 
+  // A request in flight whose downstream can go away, as serve_http2 tells the pipeline: its
+  // Request::gone filled in, then its handler cancelled.
+  struct Leaving {
+    std::shared_ptr<DownstreamGone> gone = std::make_shared<DownstreamGone>();
+    asio::cancellation_signal cancel;
+    bool done = false;
+    Response answer;
+    void leave(std::string flag, std::string why) {
+      gone->flag = std::move(flag);
+      gone->why = std::move(why);
+      cancel.emit(asio::cancellation_type::terminal);
+    }
+  };
+  void start_leaving(std::shared_ptr<const StreamContext> stream, Request r, Leaving& l) {
+    r.gone = l.gone;
+    asio::co_spawn(
+        io_,
+        [](Pipeline& p, std::shared_ptr<const StreamContext> s, Request req,
+           Response& out) -> awaitable<void> {
+          out = co_await p.handle(s, std::move(req));
+        }(*pipeline_, std::move(stream), std::move(r), l.answer),
+        asio::bind_cancellation_slot(l.cancel.slot(), [&l](std::exception_ptr) { l.done = true; }));
+  }
+  // Runs the io_context until `condition` holds or `limit` passes; whether it holds.
+  bool run_until(const std::function<bool()>& condition, Clock::duration limit) {
+    auto deadline = Clock::now() + limit;
+    while (!condition() && Clock::now() < deadline) {
+      io_.run_for(10ms);
+      io_.restart();
+    }
+    return condition();
+  }
+
   std::string metrics_text() const { return registry_.render_prometheus(); }
   std::string log_text() {
     spdlog::default_logger()->flush();
@@ -578,6 +611,41 @@ spec:
             3);
 }
 
+// A request waiting in the pool's queue whose downstream goes away leaves the queue: it is
+// recorded as the downstream's (DR, not UO), and its place is free for the next one.
+TEST_F(WaypointPipelineTest, AQueuedRequestWhoseDownstreamGoesAwayLeavesTheQueue) {
+  start({{"slow-2", 141, "slow", "v1"}},
+        destination_rule("slow",
+                         "connectionPool: {tcp: {maxConnections: 1}, http: "
+                         "{http1MaxPendingRequests: 1}}"),
+        140);
+  auto& backend = *servers_["slow-2"];
+  backend.set_delay(500ms);
+  auto stream = service_stream("slow");
+  Leaving first, queued;
+  start_leaving(stream, get("/first"), first);
+  ASSERT_TRUE(run_until([&] { return backend.hits() == 1; }, 5s));
+  start_leaving(stream, get("/queued"), queued);
+  io_.run_for(50ms);  // (it waits in the queue: nothing signals that)
+  io_.restart();
+  queued.leave("DR", "the downstream reset the stream");
+  EXPECT_TRUE(run_until([&] { return queued.done; }, 1s)) << "it stayed in the queue";
+  EXPECT_TRUE(run_until([&] { return first.done; }, 5s));
+  EXPECT_EQ(first.answer.status, 200);
+  EXPECT_EQ(backend.hits(), 1) << "the request that went away was sent";
+  // One on the connection and one queued, as before: its place in the queue was given back.
+  std::vector<Response> out;
+  std::vector<Clock::duration> took;
+  run_concurrent(stream, get("/after"), 2, out, took);
+  for (const auto& r : out) EXPECT_EQ(r.status, 200) << r.body;
+  const auto text = metrics_text();
+  EXPECT_EQ(testing::metric_sum(text, "istio_requests_total",
+                                {"response_flags=\"DR\"", "response_code=\"0\""}),
+            1)
+      << text;
+  EXPECT_EQ(testing::metric_sum(text, "istio_requests_total", {"response_flags=\"UO\""}), 0);
+}
+
 TEST_F(WaypointPipelineTest, FaultAbortAndDelay) {
   start({{"faulty-1", 41, "faulty", "v1"}}, R"(
 apiVersion: gateway.networking.k8s.io/v1
@@ -778,35 +846,14 @@ TEST_F(WaypointPipelineTest, ADownstreamThatGoesAwayStopsItsRequestAndIsNotTheEn
     r.body = "unary";
     return r;
   };
-  Request held = grpc_call("/hold");
-  auto gone = std::make_shared<DownstreamGone>();
-  held.gone = gone;
-  asio::cancellation_signal cancel;
-  bool done = false;
-  Response answer;
-  asio::co_spawn(
-      io_,
-      [](Pipeline& p, std::shared_ptr<const StreamContext> s, Request r,
-         Response& out) -> awaitable<void> {
-        out = co_await p.handle(s, std::move(r));
-      }(*pipeline_, stream, std::move(held), answer),
-      asio::bind_cancellation_slot(cancel.slot(), [&done](std::exception_ptr) { done = true; }));
-  auto wait_for = [&](auto condition, Clock::duration limit) {
-    auto deadline = Clock::now() + limit;
-    while (!condition() && Clock::now() < deadline) {
-      io_.run_for(10ms);
-      io_.restart();
-    }
-    return condition();
-  };
-  ASSERT_TRUE(wait_for([&] { return backend.hits() == 1; }, 5s));
-  // The downstream resets its stream, as serve_http2 tells it.
+  Leaving held;
+  start_leaving(stream, grpc_call("/hold"), held);
+  ASSERT_TRUE(run_until([&] { return backend.hits() == 1; }, 5s));
+  // The downstream resets its stream.
   const auto left = Clock::now();
-  gone->flag = "DR";
-  gone->why = "the downstream reset the stream";
-  cancel.emit(asio::cancellation_type::terminal);
-  EXPECT_TRUE(wait_for([&] { return done; }, 5s));
-  EXPECT_TRUE(wait_for([&] { return !backend.gone().empty(); }, 5s))
+  held.leave("DR", "the downstream reset the stream");
+  EXPECT_TRUE(run_until([&] { return held.done; }, 5s));
+  EXPECT_TRUE(run_until([&] { return !backend.gone().empty(); }, 5s))
       << "the upstream request was not reset";
   EXPECT_LT(Clock::now() - left, 3s);
   EXPECT_EQ(backend.gone(), std::vector<std::string>{"DR"});
