@@ -344,6 +344,19 @@ awaitable<void> run_attempt(std::shared_ptr<AttemptSlot> slot) {
     co_return;
   }
   bool reused = false;
+  // A connection's place in the pool not yet handed to a client (whose on_close gives it back)
+  // is given back however this ends: a failed open, or an open that throws because the
+  // request was cancelled meanwhile.
+  struct PlaceBack {
+    std::function<void()> give;
+    ~PlaceBack() {
+      if (give) give();
+    }
+  };
+  auto give_place_back = [dest = slot->dest] {
+    dest->limiter.connection_closed();
+    dest->freed.notify();
+  };
   // Admitted for a new connection: open one (the pool counted it), else reuse an idle one.
   std::optional<IdleHttp1> idle;
   if (!slot->counted_connection) idle = slot->upstream->take_idle_http1(key);
@@ -351,17 +364,15 @@ awaitable<void> run_attempt(std::shared_ptr<AttemptSlot> slot) {
     slot->h1 = std::move(*idle);
     reused = true;
   } else {
+    PlaceBack place{slot->counted_connection ? std::function<void()>(give_place_back) : nullptr};
     auto stream = co_await slot->upstream->open(slot->target, slot->info);
     if (!stream) {
       slot->connect_failed = true;
       slot->result = tl::unexpected(stream.error());
-      if (slot->counted_connection) {
-        slot->dest->limiter.connection_closed();
-        slot->dest->freed.notify();
-      }
       finish();
       co_return;
     }
+    place.give = nullptr;  // new_http1's on_close takes it over
     slot->h1 = new_http1(std::move(*stream), *slot);
   }
   if (slot->abandoned) {
@@ -375,19 +386,18 @@ awaitable<void> run_attempt(std::shared_ptr<AttemptSlot> slot) {
   if (again) {
     // A kept-alive connection the endpoint had closed meanwhile: once more on a new one, which
     // takes over the old one's place in the pool accounting.
-    auto on_close = std::move(slot->h1.on_close);
+    PlaceBack place{std::move(slot->h1.on_close)};
     slot->h1.on_close = nullptr;
     drop_client(slot->h1);
     auto stream = co_await slot->upstream->open(slot->target, slot->info);
     if (!stream) {
-      if (on_close) on_close();
       slot->connect_failed = true;
       slot->result = tl::unexpected(stream.error());
       finish();
       co_return;
     }
     slot->h1 = new_http1(std::move(*stream), *slot);
-    slot->h1.on_close = std::move(on_close);
+    slot->h1.on_close = std::exchange(place.give, nullptr);
     if (!slot->abandoned) slot->result = co_await slot->h1.client->send(*slot->request);
   }
   bool upgraded = *slot->result && (*slot->result)->status == 101;
@@ -635,12 +645,13 @@ class RecordedBody final : public BodySource {
       const bool stream_reset = piece.error.starts_with("stream ");
       // ("HTTP/2 connection closed" is our own close, in a drain: no upstream failure.)
       const bool connection_gone = piece.error.starts_with("HTTP/2 connection ended");
-      if (stream_reset) rec_.add_flag("UR");
-      if (connection_gone) rec_.add_flag("UC");
-      const bool ours = end_.gone && end_.gone->happened();
-      if ((stream_reset || connection_gone) && !ours && end_.on_upstream_failure &&
-          !alive_.expired()) {
-        end_.on_upstream_failure();
+      if (end_.gone && end_.gone->happened()) {
+        // The reset was ours, because the downstream went away first: logged as that.
+        if (!end_.gone->flag.empty()) rec_.add_flag(end_.gone->flag);
+        piece.error = end_.gone->why;
+      } else if (stream_reset || connection_gone) {
+        rec_.add_flag(stream_reset ? "UR" : "UC");
+        if (end_.on_upstream_failure && !alive_.expired()) end_.on_upstream_failure();
       }
     }
     rec_.response_bytes += piece.data.size();
@@ -1182,6 +1193,16 @@ struct Pipeline::Impl {
           rec.add_flag(resilience::kOverflowFlag);
           co_return overflow_response();
         }
+      }
+
+      if (stopped()) {
+        // (Dispatched from the queue in the turn it was cancelled: its admission goes back.)
+        dest->limiter.finish_request();
+        if (admission == resilience::ConnectionPoolLimiter::Admission::kNewConnection) {
+          dest->limiter.connection_closed();
+        }
+        dest->freed.notify();
+        co_return stop();
       }
 
       auto slot = std::make_shared<AttemptSlot>(ex);

@@ -165,6 +165,16 @@ class WaypointPipelineTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    // Requests still in flight (a failed test) go away before the pipeline does.
+    for (auto& l : leaving_) {
+      if (!l->done) l->leave("DC", "the test ended");
+    }
+    run_until(
+        [&] {
+          return std::all_of(leaving_.begin(), leaving_.end(),
+                             [](const auto& l) { return l->done; });
+        },
+        10s);
     if (pipeline_) {
       pipeline_->close_idle();
       tasks_.cancel_all();
@@ -343,15 +353,20 @@ class WaypointPipelineTest : public ::testing::Test {
       cancel.emit(asio::cancellation_type::terminal);
     }
   };
-  void start_leaving(std::shared_ptr<const StreamContext> stream, Request r, Leaving& l) {
-    r.gone = l.gone;
+  // (Shared with the request's coroutine, which may outlive a failed test's body.)
+  std::shared_ptr<Leaving> start_leaving(std::shared_ptr<const StreamContext> stream, Request r) {
+    auto l = std::make_shared<Leaving>();
+    r.gone = l->gone;
     asio::co_spawn(
         io_,
         [](Pipeline& p, std::shared_ptr<const StreamContext> s, Request req,
-           Response& out) -> awaitable<void> {
-          out = co_await p.handle(s, std::move(req));
-        }(*pipeline_, std::move(stream), std::move(r), l.answer),
-        asio::bind_cancellation_slot(l.cancel.slot(), [&l](std::exception_ptr) { l.done = true; }));
+           std::shared_ptr<Leaving> into) -> awaitable<void> {
+          into->answer = co_await p.handle(s, std::move(req));
+        }(*pipeline_, std::move(stream), std::move(r), l),
+        asio::bind_cancellation_slot(l->cancel.slot(),
+                                     [l](std::exception_ptr) { l->done = true; }));
+    leaving_.push_back(l);
+    return l;
   }
   // Runs the io_context until `condition` holds or `limit` passes; whether it holds.
   bool run_until(const std::function<bool()>& condition, Clock::duration limit) {
@@ -385,6 +400,7 @@ class WaypointPipelineTest : public ::testing::Test {
   async::TaskGroup tasks_{io_.get_executor()};
   std::unique_ptr<WaypointContext> ctx_;
   std::unique_ptr<Pipeline> pipeline_;
+  std::vector<std::shared_ptr<Leaving>> leaving_;  // start_leaving's
   std::ostringstream log_stream_;
   std::shared_ptr<spdlog::sinks::ostream_sink_mt> log_sink_;
 };
@@ -620,18 +636,17 @@ TEST_F(WaypointPipelineTest, AQueuedRequestWhoseDownstreamGoesAwayLeavesTheQueue
                          "{http1MaxPendingRequests: 1}}"),
         140);
   auto& backend = *servers_["slow-2"];
-  backend.set_delay(500ms);
+  backend.set_delay(2s);
   auto stream = service_stream("slow");
-  Leaving first, queued;
-  start_leaving(stream, get("/first"), first);
-  ASSERT_TRUE(run_until([&] { return backend.hits() == 1; }, 5s));
-  start_leaving(stream, get("/queued"), queued);
+  auto first = start_leaving(stream, get("/first"));
+  ASSERT_TRUE(run_until([&] { return backend.hits() == 1; }, 30s));
+  auto queued = start_leaving(stream, get("/queued"));
   io_.run_for(50ms);  // (it waits in the queue: nothing signals that)
   io_.restart();
-  queued.leave("DR", "the downstream reset the stream");
-  EXPECT_TRUE(run_until([&] { return queued.done; }, 1s)) << "it stayed in the queue";
-  EXPECT_TRUE(run_until([&] { return first.done; }, 5s));
-  EXPECT_EQ(first.answer.status, 200);
+  queued->leave("DR", "the downstream reset the stream");
+  EXPECT_TRUE(run_until([&] { return queued->done; }, 1s)) << "it stayed in the queue";
+  EXPECT_TRUE(run_until([&] { return first->done; }, 10s));
+  EXPECT_EQ(first->answer.status, 200);
   EXPECT_EQ(backend.hits(), 1) << "the request that went away was sent";
   // One on the connection and one queued, as before: its place in the queue was given back.
   std::vector<Response> out;
@@ -846,13 +861,12 @@ TEST_F(WaypointPipelineTest, ADownstreamThatGoesAwayStopsItsRequestAndIsNotTheEn
     r.body = "unary";
     return r;
   };
-  Leaving held;
-  start_leaving(stream, grpc_call("/hold"), held);
-  ASSERT_TRUE(run_until([&] { return backend.hits() == 1; }, 5s));
+  auto held = start_leaving(stream, grpc_call("/hold"));
+  ASSERT_TRUE(run_until([&] { return backend.hits() == 1; }, 30s));
   // The downstream resets its stream.
   const auto left = Clock::now();
-  held.leave("DR", "the downstream reset the stream");
-  EXPECT_TRUE(run_until([&] { return held.done; }, 5s));
+  held->leave("DR", "the downstream reset the stream");
+  EXPECT_TRUE(run_until([&] { return held->done; }, 5s));
   EXPECT_TRUE(run_until([&] { return !backend.gone().empty(); }, 5s))
       << "the upstream request was not reset";
   EXPECT_LT(Clock::now() - left, 3s);

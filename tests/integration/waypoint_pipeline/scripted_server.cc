@@ -172,13 +172,16 @@ H2Server::~H2Server() {
 
 namespace {
 
-// A streamed answer that fails after its first piece (the server resets its stream).
+// A streamed answer that fails after its first piece (the server resets its stream), 100 ms
+// later, so that the head and the piece are out before the reset.
 class BreaksAfterOnePiece final : public waypoint::BodySource {
  public:
   awaitable<void> until_done() override { co_return; }
   awaitable<Piece> next() override {
     Piece p;
     if (sent_) {
+      asio::steady_timer later(co_await asio::this_coro::executor, std::chrono::milliseconds(100));
+      co_await later.async_wait(kTuple);
       p.error = "the backend broke";
     } else {
       sent_ = true;
