@@ -79,4 +79,47 @@ bool is_grpc(const HeaderList& headers) {
   return ct && ct->substr(0, 16) == "application/grpc";
 }
 
+bool is_native_grpc(const HeaderList& headers) {
+  auto ct = find_header(headers, "content-type");
+  if (!ct || ct->substr(0, 16) != "application/grpc") return false;
+  return ct->size() == 16 || (*ct)[16] == '+' || (*ct)[16] == ';';
+}
+
+int grpc_status_for_http(int status) {
+  switch (status) {
+    case 400:
+      return 13;
+    case 401:
+      return 16;
+    case 403:
+      return 7;
+    case 404:
+      return 12;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return 14;
+    default:
+      return 2;
+  }
+}
+
+std::string grpc_message_encoded(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c > 0x7e || c == '%') {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    } else {
+      out.push_back(ch);
+    }
+  }
+  return out;
+}
+
 }  // namespace zt::waypoint::http

@@ -32,6 +32,16 @@ void add_header(HeaderList& headers, std::string_view name, std::string_view val
 size_t remove_header(HeaderList& headers, std::string_view name);
 // A gRPC message: content-type application/grpc (+proto, +json ...).
 bool is_grpc(const HeaderList& headers);
+// gRPC itself: content-type application/grpc alone, with "+format" or with parameters; not
+// gRPC-Web (application/grpc-web...), which carries its status differently.
+bool is_native_grpc(const HeaderList& headers);
+// gRPC's code for an HTTP status, as a gRPC client maps an answer without grpc-status (gRPC's
+// doc/http-grpc-status-mapping.md) and as Envoy maps its local replies: 400 INTERNAL (13), 401
+// UNAUTHENTICATED (16), 403 PERMISSION_DENIED (7), 404 UNIMPLEMENTED (12), 429/502/503/504
+// UNAVAILABLE (14), anything else UNKNOWN (2).
+int grpc_status_for_http(int status);
+// A grpc-message value (gRPC over HTTP/2): bytes outside printable ASCII, and '%', as %XX.
+std::string grpc_message_encoded(std::string_view text);
 
 // What routing, policy and forwarding see of a request, whatever the HTTP version.
 struct RequestHead {

@@ -135,6 +135,10 @@ struct Response {
   // calls this with the downstream stream and any bytes it had already read past the request;
   // the callback relays both ways until either side ends. The codec then ends the session.
   std::function<awaitable<void>(Duplex downstream, std::string already_read)> upgraded;
+
+  // Made by the waypoint itself (local_response), not an upstream's answer: to a gRPC request
+  // the proxy sends it as a gRPC status (proxy/pipeline.cc), as Envoy does its local replies.
+  bool local = false;
 };
 
 // What a codec calls for every complete request. Always returns a response (errors are
@@ -148,6 +152,7 @@ inline Response local_response(int status, std::string body) {
   r.status = status;
   r.headers.push_back({"content-type", "text/plain"});
   r.body = std::move(body);
+  r.local = true;
   return r;
 }
 

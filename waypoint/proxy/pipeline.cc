@@ -539,6 +539,23 @@ std::optional<int> grpc_status_in(const http::HeaderList& fields) {
   return out;
 }
 
+// A local answer to a gRPC request goes out as Envoy sends its local replies then: a
+// trailers-only gRPC response (:status 200, content-type application/grpc, grpc-status from the
+// HTTP status unless it has one, grpc-message the text), so that the client sees the code and
+// the reason ("RBAC: access denied") instead of an HTTP status it must map itself.
+void to_grpc_local_reply(Response& r) {
+  if (!grpc_status_in(r.headers)) {
+    r.headers.push_back({"grpc-status", std::to_string(http::grpc_status_for_http(r.status))});
+  }
+  if (!r.body.empty() && !http::find_header(r.headers, "grpc-message")) {
+    r.headers.push_back({"grpc-message", http::grpc_message_encoded(r.body)});
+  }
+  http::set_header(r.headers, "content-type", "application/grpc");
+  http::remove_header(r.headers, "content-length");
+  r.body.clear();
+  r.status = 200;
+}
+
 std::optional<int> grpc_status_of(const Response& r) {
   auto in_trailers = grpc_status_in(r.trailers);
   return in_trailers ? in_trailers : grpc_status_in(r.headers);
@@ -839,6 +856,7 @@ struct Pipeline::Impl {
     rec.path = request.head.target;
     rec.authority = request.head.authority;
     rec.protocol = http::is_grpc(request.head.headers) ? "grpc" : "http";
+    const bool grpc_request_seen = http::is_native_grpc(request.head.headers);
     rec.request_bytes = request.body.size();
     const auto gone = request.gone;
     Response resp;
@@ -865,6 +883,8 @@ struct Pipeline::Impl {
       rec.finish(ctx.metrics, &series_cache);
       co_return resp;
     }
+    // (Logged as sent, 200 with its grpc-status and flags, as Envoy logs a gRPC local reply.)
+    if (resp.local && grpc_request_seen) to_grpc_local_reply(resp);
     rec.status = resp.status;
     rec.response_bytes = resp.body.size();
     if (streamed.progress) rec.request_bytes = streamed.progress->taken;

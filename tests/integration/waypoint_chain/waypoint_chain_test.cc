@@ -29,6 +29,7 @@
 #include "istio/v1/auth/ca.grpc.pb.h"
 #include "tests/support/coro.h"
 #include "tests/support/hbone_client.h"
+#include "tests/support/l7_config.h"
 #include "waypoint/http2/http2.h"
 
 namespace zt::testing {
@@ -425,27 +426,16 @@ TEST_F(WaypointChainTest, MirrorCopiesToTheShadowAndASlowOrFailingShadowChangesN
 // -------------------------------------------------------------------------------
 
 TEST_F(WaypointChainTest, AuthorizationByPathMethodHeaderAndPrincipalWithNormalisation) {
-  const std::string policies = R"(apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-admin, namespace: default}
-spec:
-  targetRefs: [{kind: Service, group: "", name: reviews}]
-  action: DENY
-  rules:
-  - to: [{operation: {paths: ["/admin", "/admin/*"]}}]
+  const std::string policies =
+      testing::authorization_policy("deny-admin", "reviews", "DENY",
+                                    R"(  - to: [{operation: {paths: ["/admin", "/admin/*"]}}]
   - to: [{operation: {methods: ["DELETE"]}}]
   - when: [{key: "request.headers[x-evil]", values: ["yes"]}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: allow-client, namespace: default}
-spec:
-  targetRefs: [{kind: Service, group: "", name: reviews}]
-  action: ALLOW
-  rules:
-  - from: [{source: {principals: ["cluster.local/ns/default/sa/client"]}}]
----
-)";
+)") +
+      testing::authorization_policy(
+          "allow-client", "reviews", "ALLOW",
+          R"(  - from: [{source: {principals: ["cluster.local/ns/default/sa/client"]}}]
+)");
   ASSERT_NO_FATAL_FAILURE(start(6, reviews_to_v1() + policies, {Backend::kReviewsV1}, true));
   auto& v1 = chain_->backend("reviews-v1");
   struct Case {
@@ -756,7 +746,10 @@ class GrpcBackend final : public istio::v1::auth::IstioCertificateService::Servi
 TEST_F(WaypointChainTest, GrpcCallThroughTheWaypoint) {
   auto owned = std::make_unique<GrpcBackend>();
   auto& service = *owned;
-  ASSERT_NO_FATAL_FAILURE(start_grpc(9, std::move(owned)));
+  const std::string deny_flagged = testing::authorization_policy(
+      "deny-flagged", "grpc", "DENY",
+      "  - when: [{key: \"request.headers[x-deny]\", values: [\"yes\"]}]\n");
+  ASSERT_NO_FATAL_FAILURE(start_grpc(9, std::move(owned), deny_flagged));
   auto stub = istio::v1::auth::IstioCertificateService::NewStub(grpc_->channel);
   for (int i = 0; i < 3; ++i) {
     grpc::ClientContext ctx;
@@ -827,6 +820,24 @@ TEST_F(WaypointChainTest, GrpcCallThroughTheWaypoint) {
     EXPECT_TRUE(after >= 0 && after < 3000)
         << "the backend learnt of the cancellation after " << after << " ms (-1: never)";
     EXPECT_TRUE(requests_reach({"response_code=\"0\"", "response_flags=\"DR\""}, 1))
+        << chain_->waypoint_metrics_text();
+  }
+
+  // A call the policy denies gets gRPC's PERMISSION_DENIED with Envoy's reason, as a client of
+  // Istio's waypoint sees it, not an HTTP 403 it must map itself.
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    ctx.AddMetadata("x-deny", "yes");
+    istio::v1::auth::IstioCertificateRequest req;
+    req.set_csr("denied");
+    istio::v1::auth::IstioCertificateResponse resp;
+    const int before = service.hits.load();
+    auto st = stub->CreateCertificate(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+    EXPECT_EQ(st.error_message(), "RBAC: access denied");
+    EXPECT_EQ(service.hits.load(), before);
+    EXPECT_TRUE(requests_reach({"response_code=\"200\"", "grpc_response_status=\"7\""}, 1))
         << chain_->waypoint_metrics_text();
   }
   grpc_->server->Shutdown(std::chrono::system_clock::now() + 1s);

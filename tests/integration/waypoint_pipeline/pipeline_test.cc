@@ -18,6 +18,7 @@
 #include "common/stats/registry.h"
 #include "tests/integration/waypoint_pipeline/scripted_server.h"
 #include "tests/support/coro.h"
+#include "tests/support/l7_config.h"
 #include "tests/support/mesh.h"
 #include "tests/support/test_pki.h"
 #include "waypoint/state/config_store.h"
@@ -837,7 +838,10 @@ TEST_F(WaypointPipelineTest, AStreamedRequestsTimeoutStartsAtItsEndThoughTheBack
       std::make_shared<PiecesBody>(std::vector<std::string>(4, std::string(512 * 1024, 'h')));
   auto started = Clock::now();
   auto answer = run_one(service_stream("grpc"), std::move(r));
-  EXPECT_EQ(answer.status, 504) << answer.body;
+  // (A local answer to a gRPC request: 504 as gRPC's UNAVAILABLE.)
+  EXPECT_EQ(http::find_header(answer.headers, "grpc-status").value_or(""), "14") << answer.status;
+  EXPECT_EQ(http::find_header(answer.headers, "grpc-message").value_or(""),
+            "upstream request timeout");
   EXPECT_LT(Clock::now() - started, 5s) << "the route timeout never started";
   EXPECT_EQ(testing::metric_sum(metrics_text(), "istio_requests_total",
                                 {"reporter=\"waypoint\"", "response_flags=\"UT\""}),
@@ -933,18 +937,65 @@ TEST_F(WaypointPipelineTest, AnUpstreamThatFailsInMidBodyIsReportedToOutlierDete
 // meshConfig.pathNormalization DECODE_AND_MERGE_SLASHES (--path-normalization): doubled and
 // percent-encoded slashes are normalised before the policy sees the path, so they cannot bypass
 // a DENY on /admin; the backend gets the normalised path.
-TEST_F(WaypointPipelineTest, MergedAndDecodedSlashesCannotBypassADeny) {
-  start({{"locked-1", 91, "locked", "v1"}}, R"(
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-admin, namespace: default}
+// A local answer to a gRPC request is a gRPC status, as Envoy sends its local replies: :status
+// 200, trailers-only, grpc-status from the HTTP status, grpc-message the reason. It is logged as
+// sent (200) with its grpc-status and flags. Other requests keep the HTTP answer.
+TEST_F(WaypointPipelineTest, LocalAnswersToGrpcRequestsAreGrpcStatuses) {
+  start({{"grpc-1", 151, "grpc", "v1", true}},
+        testing::authorization_policy("deny-secret", "grpc", "DENY",
+                                      "  - to: [{operation: {paths: [\"/pkg.Secret/*\"]}}]\n") +
+            R"(
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: grpc, namespace: default}
 spec:
-  targetRefs: [{kind: Service, group: "", name: locked}]
-  action: DENY
+  parentRefs: [{kind: Service, name: grpc, port: 80}]
   rules:
-  - to: [{operation: {paths: ["/admin", "/admin/*"]}}]
+  - matches: [{path: {type: PathPrefix, value: /pkg.Open/}}]
+    backendRefs: [{name: grpc, port: 80}]
 )",
-        90);
+        150);
+  auto stream = service_stream("grpc");
+  auto call = [&](std::string target, std::string content_type = "application/grpc") {
+    Request r = grpc_request(std::move(target));
+    http::set_header(r.head.headers, "content-type", content_type);
+    r.body = "unary";
+    return run_one(stream, std::move(r));
+  };
+  auto expect_grpc_status = [](const Response& r, std::string_view code, std::string_view message) {
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(http::find_header(r.headers, "content-type").value_or(""), "application/grpc");
+    EXPECT_EQ(http::find_header(r.headers, "grpc-status").value_or(""), code);
+    EXPECT_EQ(http::find_header(r.headers, "grpc-message").value_or(""), message);
+    EXPECT_EQ(r.body, "");
+  };
+  expect_grpc_status(call("/pkg.Secret/Get"), "7", "RBAC: access denied");
+  expect_grpc_status(call("/pkg.Secret/Get", "application/grpc+proto"), "7", "RBAC: access denied");
+  auto not_routed = call("/pkg.Other/Get");  // no route: 404, "UNIMPLEMENTED"
+  EXPECT_EQ(http::find_header(not_routed.headers, "grpc-status").value_or(""), "12");
+  EXPECT_EQ(call("/pkg.Open/Get").status, 200);  // the backend's own answer, untouched
+  EXPECT_EQ(h2_servers_["grpc-1"]->hits(), 1);
+  // gRPC-Web and plain HTTP/2 keep the HTTP status.
+  EXPECT_EQ(call("/pkg.Secret/Get", "application/grpc-web").status, 403);
+  EXPECT_EQ(call("/pkg.Secret/Get", "text/plain").status, 403);
+  const auto text = metrics_text();
+  EXPECT_EQ(testing::metric_sum(text, "istio_requests_total",
+                                {"response_code=\"200\"", "grpc_response_status=\"7\""}),
+            2)
+      << text;
+  EXPECT_EQ(testing::metric_sum(
+                text, "istio_requests_total",
+                {"response_code=\"200\"", "grpc_response_status=\"12\"", "response_flags=\"NR\""}),
+            1)
+      << text;
+}
+
+TEST_F(WaypointPipelineTest, MergedAndDecodedSlashesCannotBypassADeny) {
+  start(
+      {{"locked-1", 91, "locked", "v1"}},
+      testing::authorization_policy("deny-admin", "locked", "DENY",
+                                    "  - to: [{operation: {paths: [\"/admin\", \"/admin/*\"]}}]\n"),
+      90);
   ctx_->settings.path_normalization.mode = authz::PathNormalization::kDecodeAndMergeSlashes;
   auto& backend = *servers_["locked-1"];
   auto stream = service_stream("locked");
@@ -962,27 +1013,16 @@ spec:
 }
 
 TEST_F(WaypointPipelineTest, AuthorizationWithNormalisation) {
-  start({{"secure-1", 61, "secure", "v1"}}, R"(
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-admin, namespace: default}
-spec:
-  targetRefs: [{kind: Service, group: "", name: secure}]
-  action: DENY
-  rules:
-  - to: [{operation: {paths: ["/admin", "/admin/*"]}}]
+  start({{"secure-1", 61, "secure", "v1"}},
+        testing::authorization_policy("deny-admin", "secure", "DENY",
+                                      R"(  - to: [{operation: {paths: ["/admin", "/admin/*"]}}]
   - to: [{operation: {methods: ["DELETE"]}}]
   - when: [{key: "request.headers[x-block]", values: ["yes"]}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: allow-client, namespace: default}
-spec:
-  targetRefs: [{kind: Service, group: "", name: secure}]
-  action: ALLOW
-  rules:
-  - from: [{source: {principals: ["cluster.local/ns/default/sa/client"]}}]
-)",
+)") +
+            testing::authorization_policy(
+                "allow-client", "secure", "ALLOW",
+                R"(  - from: [{source: {principals: ["cluster.local/ns/default/sa/client"]}}]
+)"),
         60);
   auto& backend = *servers_["secure-1"];
   auto stream = service_stream("secure");

@@ -363,6 +363,27 @@ TEST(HeaderListTest, SetAddRemoveAreCaseInsensitive) {
   EXPECT_EQ(r.query(), "x=1&y");
 }
 
+TEST(GrpcLocalReplyTest, ContentTypesStatusesAndMessages) {
+  auto ct = [](std::string v) { return HeaderList{{"Content-Type", std::move(v)}}; };
+  EXPECT_TRUE(is_native_grpc(ct("application/grpc")));
+  EXPECT_TRUE(is_native_grpc(ct("application/grpc+proto")));
+  EXPECT_TRUE(is_native_grpc(ct("application/grpc;charset=utf-8")));
+  EXPECT_FALSE(is_native_grpc(ct("application/grpc-web")));
+  EXPECT_FALSE(is_native_grpc(ct("application/grpc-web-text+proto")));
+  EXPECT_FALSE(is_native_grpc(ct("application/json")));
+  EXPECT_FALSE(is_native_grpc({}));
+  EXPECT_TRUE(is_grpc(ct("application/grpc-web")));  // (still streamed as gRPC)
+
+  // gRPC's table for answers without grpc-status.
+  const std::pair<int, int> table[] = {{400, 13}, {401, 16}, {403, 7},  {404, 12}, {429, 14},
+                                       {502, 14}, {503, 14}, {504, 14}, {500, 2},  {408, 2}};
+  for (auto [http, grpc] : table) EXPECT_EQ(grpc_status_for_http(http), grpc) << http;
+
+  EXPECT_EQ(grpc_message_encoded("RBAC: access denied"), "RBAC: access denied");
+  EXPECT_EQ(grpc_message_encoded("50% off\r\n\xc3\xa9~"), "50%25 off%0D%0A%C3%A9~");
+  EXPECT_EQ(grpc_message_encoded(""), "");
+}
+
 TEST(WaypointStrings, AppendsNumbersInDecimalAndLowerCaseHex) {
   // The framing numbers of serialized messages: status codes, content-length, chunk sizes.
   std::string s = "x";
