@@ -67,7 +67,9 @@ inline constexpr std::string_view kClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n
 //   the handler: Request::gone gets Envoy's flag (DR, DC, SI, DPE), and the handler is then
 //   cancelled (terminal; posted, never from inside an nghttp2 callback). Its answer, if it
 //   still gives one, is dropped. After the peer only half-closes, the handlers of whole
-//   requests run on (their answers are still sent). A handler that throws is answered 500; a 1xx
+//   requests run on (their answers are still sent). A local answer (Response::local: the
+//   codec's refusals, or a handler's) to a gRPC request goes out as a gRPC status
+//   (to_grpc_local_reply). A handler that throws is answered 500; a 1xx
 //   answer (an upgrade) is answered 502 (no extended CONNECT). Content-Length is corrected to the
 //   body's size (except for HEAD).
 // - Cancelling the coroutine (a drain) sends GOAWAY(NO_ERROR) before it ends. After the peer

@@ -50,7 +50,8 @@ struct ServerStream {
   std::optional<uint64_t> content_length;
   std::optional<http::Rejection> rejection;  // decided while the head arrives
   bool head_request = false;                 // a HEAD: the answer's Content-Length is kept
-  bool dispatched = false;                   // the handler runs (or ran) for it
+  bool grpc = false;        // gRPC (http::is_native_grpc): a local answer goes out as a gRPC status
+  bool dispatched = false;  // the handler runs (or ran) for it
   bool responded = false;
   OutBody out;
   std::shared_ptr<BodyPump> pump;  // a streamed response whose body is still coming
@@ -428,6 +429,7 @@ void ServerConnection::on_header(ServerStream& s, bool trailers, std::string_vie
 }
 
 void ServerConnection::on_head_complete(ServerStream& s) {
+  s.grpc = http::is_native_grpc(s.request.head.headers);
   if (s.rejection) return;
   auto& head = s.request.head;
   if (!s.has_method) return reject(s, 400, "http2.missing_method");
@@ -568,9 +570,11 @@ void ServerConnection::reject(ServerStream& s, int status, std::string reason) {
   ZT_LOG_DEBUG("component=waypoint_h2 msg=\"request refused\" stream={} status={} reason={}", s.id,
                status, reason);
   s.rejection = http::Rejection{status, reason};
+  s.grpc = s.grpc || http::is_native_grpc(s.request.head.headers);  // (a head cut short)
   s.request = Request{};
-  // A request whose handler runs already: the stream idle timeout (408) or a broken body.
-  downstream_gone(s, status == 408 ? "SI" : "DPE", status,
+  // A request whose handler runs already: the stream idle timeout (408) or a broken body. (A
+  // gRPC one is answered 200 with a grpc-status, below.)
+  downstream_gone(s, status == 408 ? "SI" : "DPE", s.grpc ? 200 : status,
                   fmt::format("request refused: {}", reason));
   end_inbox(s, fmt::format("request refused: {}", reason));
   release(s);
@@ -589,6 +593,8 @@ void ServerConnection::respond(ServerStream& s, Response response) {
     // 1xx (an upgrade's 101 included) has no meaning as a final HTTP/2 answer.
     response = local_response(502, "invalid upstream response");
   }
+  // (The proxy's own answers come converted already; the codec's refusals and failures here.)
+  if (response.local && s.grpc) to_grpc_local_reply(response);
   http::strip_hop_by_hop(response.headers);
   http::remove_header(response.headers, "host");
   // An HTTP/2 peer checks Content-Length against the DATA it gets: never announce other bytes.

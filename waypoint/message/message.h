@@ -156,4 +156,22 @@ inline Response local_response(int status, std::string body) {
   return r;
 }
 
+// A local answer to a gRPC request, as Envoy sends its local replies then: a trailers-only gRPC
+// response (:status 200, content-type application/grpc, grpc-status from the HTTP status by
+// gRPC's table unless it has one, grpc-message the text), so that the client sees the code and
+// the reason ("RBAC: access denied") instead of an HTTP status it must map itself. Applying it
+// twice changes nothing more.
+inline void to_grpc_local_reply(Response& r) {
+  if (!http::find_header(r.headers, "grpc-status")) {
+    r.headers.push_back({"grpc-status", std::to_string(http::grpc_status_for_http(r.status))});
+  }
+  if (!r.body.empty() && !http::find_header(r.headers, "grpc-message")) {
+    r.headers.push_back({"grpc-message", http::grpc_message_encoded(r.body)});
+  }
+  http::set_header(r.headers, "content-type", "application/grpc");
+  http::remove_header(r.headers, "content-length");
+  r.body.clear();
+  r.status = 200;
+}
+
 }  // namespace zt::waypoint

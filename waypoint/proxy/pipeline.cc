@@ -539,23 +539,6 @@ std::optional<int> grpc_status_in(const http::HeaderList& fields) {
   return out;
 }
 
-// A local answer to a gRPC request goes out as Envoy sends its local replies then: a
-// trailers-only gRPC response (:status 200, content-type application/grpc, grpc-status from the
-// HTTP status unless it has one, grpc-message the text), so that the client sees the code and
-// the reason ("RBAC: access denied") instead of an HTTP status it must map itself.
-void to_grpc_local_reply(Response& r) {
-  if (!grpc_status_in(r.headers)) {
-    r.headers.push_back({"grpc-status", std::to_string(http::grpc_status_for_http(r.status))});
-  }
-  if (!r.body.empty() && !http::find_header(r.headers, "grpc-message")) {
-    r.headers.push_back({"grpc-message", http::grpc_message_encoded(r.body)});
-  }
-  http::set_header(r.headers, "content-type", "application/grpc");
-  http::remove_header(r.headers, "content-length");
-  r.body.clear();
-  r.status = 200;
-}
-
 std::optional<int> grpc_status_of(const Response& r) {
   auto in_trailers = grpc_status_in(r.trailers);
   return in_trailers ? in_trailers : grpc_status_in(r.headers);
@@ -985,6 +968,7 @@ struct Pipeline::Impl {
           case route::RouteDecision::Kind::kRedirect: {
             rec.set_service(svc);
             Response r;
+            r.local = true;  // (Envoy's redirect is a local reply: to gRPC, a status too)
             r.status = decision.redirect.status;
             r.headers.push_back({"location", decision.redirect.location});
             if (decision.selection.rule) {

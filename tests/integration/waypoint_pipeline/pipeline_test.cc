@@ -839,6 +839,8 @@ TEST_F(WaypointPipelineTest, AStreamedRequestsTimeoutStartsAtItsEndThoughTheBack
   auto started = Clock::now();
   auto answer = run_one(service_stream("grpc"), std::move(r));
   // (A local answer to a gRPC request: 504 as gRPC's UNAVAILABLE.)
+  EXPECT_EQ(answer.status, 200);
+  EXPECT_EQ(answer.body, "");
   EXPECT_EQ(http::find_header(answer.headers, "grpc-status").value_or(""), "14") << answer.status;
   EXPECT_EQ(http::find_header(answer.headers, "grpc-message").value_or(""),
             "upstream request timeout");
@@ -934,9 +936,6 @@ TEST_F(WaypointPipelineTest, AnUpstreamThatFailsInMidBodyIsReportedToOutlierDete
   EXPECT_EQ(ejected.hits(), 1);
 }
 
-// meshConfig.pathNormalization DECODE_AND_MERGE_SLASHES (--path-normalization): doubled and
-// percent-encoded slashes are normalised before the policy sees the path, so they cannot bypass
-// a DENY on /admin; the backend gets the normalised path.
 // A local answer to a gRPC request is a gRPC status, as Envoy sends its local replies: :status
 // 200, trailers-only, grpc-status from the HTTP status, grpc-message the reason. It is logged as
 // sent (200) with its grpc-status and flags. Other requests keep the HTTP answer.
@@ -973,7 +972,11 @@ spec:
   expect_grpc_status(call("/pkg.Secret/Get", "application/grpc+proto"), "7", "RBAC: access denied");
   auto not_routed = call("/pkg.Other/Get");  // no route: 404, "UNIMPLEMENTED"
   EXPECT_EQ(http::find_header(not_routed.headers, "grpc-status").value_or(""), "12");
-  EXPECT_EQ(call("/pkg.Open/Get").status, 200);  // the backend's own answer, untouched
+  auto open = call("/pkg.Open/Get");  // the backend's own answer, untouched
+  EXPECT_EQ(open.status, 200);
+  EXPECT_EQ(version_of(open), "h2");
+  EXPECT_EQ(open.body, "h2:/pkg.Open/Get");
+  EXPECT_FALSE(http::find_header(open.headers, "grpc-status"));
   EXPECT_EQ(h2_servers_["grpc-1"]->hits(), 1);
   // gRPC-Web and plain HTTP/2 keep the HTTP status.
   EXPECT_EQ(call("/pkg.Secret/Get", "application/grpc-web").status, 403);
@@ -990,6 +993,9 @@ spec:
       << text;
 }
 
+// meshConfig.pathNormalization DECODE_AND_MERGE_SLASHES (--path-normalization): doubled and
+// percent-encoded slashes are normalised before the policy sees the path, so they cannot bypass
+// a DENY on /admin; the backend gets the normalised path.
 TEST_F(WaypointPipelineTest, MergedAndDecodedSlashesCannotBypassADeny) {
   start(
       {{"locked-1", 91, "locked", "v1"}},
