@@ -99,7 +99,9 @@ struct DownstreamGone {
   // "SI" the stream idle timeout cut it, "DPE" it broke the protocol (a Content-Length it did
   // not keep, refused trailers); empty when none fits (the connection's body budget).
   std::string flag;
-  int status = 0;   // the answer the server itself gave it (408, 400), else 0: none
+  // The status the server itself answered it with (408, 400; 200 for gRPC, whose answer is a
+  // grpc-status), else 0: none.
+  int status = 0;
   std::string why;  // for the log; not empty once it happened
   bool happened() const { return !why.empty(); }
 };
