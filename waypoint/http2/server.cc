@@ -121,8 +121,8 @@ class ServerConnection final : public Session,
     });
   }
 
-  // A streamed request body still arriving can no longer end: its handler is told.
-  // Its handler is cancelled, and whatever it still answers is dropped (the stream is reset).
+  // A streamed request body still arriving can no longer end: its handler is told and
+  // cancelled, and whatever it still answers is dropped (the stream is reset).
   void on_peer_eof() override {
     for (auto& [id, s] : streams_) {
       if (!s->body_arriving()) continue;
