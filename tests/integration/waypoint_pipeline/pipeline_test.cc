@@ -940,20 +940,12 @@ TEST_F(WaypointPipelineTest, AnUpstreamThatFailsInMidBodyIsReportedToOutlierDete
 // 200, trailers-only, grpc-status from the HTTP status, grpc-message the reason. It is logged as
 // sent (200) with its grpc-status and flags. Other requests keep the HTTP answer.
 TEST_F(WaypointPipelineTest, LocalAnswersToGrpcRequestsAreGrpcStatuses) {
-  start({{"grpc-1", 151, "grpc", "v1", true}},
-        testing::authorization_policy("deny-secret", "grpc", "DENY",
-                                      "  - to: [{operation: {paths: [\"/pkg.Secret/*\"]}}]\n") +
-            R"(
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: grpc, namespace: default}
-spec:
-  parentRefs: [{kind: Service, name: grpc, port: 80}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /pkg.Open/}}]
-    backendRefs: [{name: grpc, port: 80}]
-)",
-        150);
+  start(
+      {{"grpc-1", 151, "grpc", "v1", true}},
+      testing::authorization_policy("deny-secret", "grpc", "DENY",
+                                    "  - to: [{operation: {paths: [\"/pkg.Secret/*\"]}}]\n") +
+          route_to_itself("grpc", "    matches: [{path: {type: PathPrefix, value: /pkg.Open/}}]\n"),
+      150);
   auto stream = service_stream("grpc");
   auto call = [&](std::string target, std::string content_type = "application/grpc") {
     Request r = grpc_request(std::move(target));
