@@ -688,8 +688,10 @@ spec:
   auto out = run(stream, std::move(requests), std::chrono::seconds(200));
   int aborted = 0;
   for (const auto& r : out) aborted += r.status == 503 ? 1 : 0;
-  EXPECT_GE(aborted, 450);
-  EXPECT_LE(aborted, 550);
+  // (Binomial, n = 1000, p = 0.5: sd 15.8. 450..550 failed about once in 600 runs; 400..600 is
+  // 6.3 sd, about once in 3 billion, and still tells 50 % from 40 % or 60 %.)
+  EXPECT_GE(aborted, 400);
+  EXPECT_LE(aborted, 600);
   EXPECT_EQ(backend.hits(), 1000 - aborted);
 
   // A fixed delay on every matched request; unmatched ones are not delayed.
