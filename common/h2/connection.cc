@@ -166,7 +166,7 @@ struct Connection::Callbacks {
         }
         if (end) {
           s->recv_eof_ = true;
-          s->readable_.notify();
+          s->wake_reader();
         }
         return 0;
       }
@@ -190,7 +190,7 @@ struct Connection::Callbacks {
       return 0;
     }
     s->recv_.append(reinterpret_cast<const char*>(data), len);
-    s->readable_.notify();
+    s->wake_reader();
     return 0;
   }
 
@@ -228,7 +228,23 @@ struct Connection::Callbacks {
 // ---------------------------------------------------------------------------------------------
 // Stream
 
-Stream::Stream(asio::any_io_executor ex) : readable_(ex), writable_(ex), response_(ex) {}
+Stream::Stream(asio::any_io_executor ex) : ex_(ex), readable_(ex), writable_(ex), response_(ex) {}
+
+void Stream::on_peer_end(std::function<void()> fn) {
+  on_peer_end_ = std::move(fn);
+  fire_peer_end();
+}
+
+void Stream::wake_reader() {
+  readable_.notify();
+  fire_peer_end();
+}
+
+void Stream::fire_peer_end() {
+  if ((recv_eof_ || closed_) && on_peer_end_) {
+    asio::post(ex_, std::exchange(on_peer_end_, nullptr));
+  }
+}
 
 Stream::~Stream() {
   // Unread bytes still count against the connection window: return them.
@@ -362,7 +378,7 @@ void Stream::abort() {
     closed_ = true;
     close_code_ = NGHTTP2_CANCEL;
   }
-  readable_.notify();
+  wake_reader();
   writable_.notify();
   response_.notify();
 }
@@ -462,7 +478,7 @@ awaitable<void> Connection::run() {
       s->closed_ = true;
       s->close_code_ = NGHTTP2_CANCEL;
     }
-    s->readable_.notify();
+    s->wake_reader();
     s->writable_.notify();
     s->response_.notify();
   }
@@ -620,7 +636,7 @@ awaitable<Result<std::shared_ptr<Stream>>> Connection::open_request(
 void Connection::finish_stream(Stream& s, uint32_t code) {
   s.closed_ = true;
   s.close_code_ = code;
-  s.readable_.notify();
+  s.wake_reader();
   s.writable_.notify();
   s.response_.notify();
   last_active_ = std::chrono::steady_clock::now();

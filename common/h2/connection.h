@@ -92,12 +92,24 @@ class Stream {
   awaitable<error_code> shutdown_write();
   void abort();
 
+  // Calls `fn` once, posted to the stream's executor, when nothing more can come from the peer:
+  // it ended its side (END_STREAM), or the stream ended (RST_STREAM, the connection gone, an
+  // abort). Posted at once when that has already happened. No read need be pending, so a
+  // server can notice its client going away while it works on a request. An empty `fn` drops
+  // the one set.
+  void on_peer_end(std::function<void()> fn);
+
   // Something the pool hangs on a stream so its slot is released when the stream is dropped.
   void set_lease(std::shared_ptr<void> lease) { lease_ = std::move(lease); }
 
  private:
   friend class Connection;
 
+  // Wakes a waiting reader, and fires the on_peer_end callback at the peer's end.
+  void wake_reader();
+  void fire_peer_end();
+
+  asio::any_io_executor ex_;
   std::weak_ptr<Connection> conn_;
   int32_t id_ = -1;
   std::string method_;
@@ -123,6 +135,7 @@ class Stream {
   async::Event writable_;
   async::Event response_;
   std::shared_ptr<void> lease_;
+  std::function<void()> on_peer_end_;
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {

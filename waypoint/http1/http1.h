@@ -37,6 +37,11 @@ namespace zt::waypoint::http1 {
 //   the handler is not called. A response the peer takes no 64 KiB piece of for
 //   `stream_idle_timeout`: the stream is aborted. The handler's time and an upgrade's relay are
 //   not timed here (route timeouts, the relay's own).
+// - A downstream whose peer ends while a handler runs has gone away, as Envoy takes a FIN from
+//   an HTTP/1.1 client: the handler's Request::gone says so (flag DC, status 0), the handler is
+//   cancelled, and the session ends without an answer. Only a downstream that can tell without
+//   a read is watched (Duplex::on_peer_end: an HBONE stream, which is every production
+//   downstream); over a TCP socket a client may still half-close and read its answer.
 awaitable<void> serve_http1(Duplex downstream, std::string already_read, const Limits& limits,
                             RequestHandler handler);
 

@@ -1,9 +1,11 @@
 // serve_http1(): the downstream HTTP/1.1 session. One request at a time: head (raw checks,
 // Beast, field checks), optional 100 Continue, body, handler, response; then the next request
-// from the bytes already buffered (pipelining) or a new read (keep-alive).
+// from the bytes already buffered (pipelining) or a new read (keep-alive). While the handler
+// runs, an HBONE downstream is watched for its peer's end (Watch).
 #include <algorithm>
 #include <chrono>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -95,13 +97,38 @@ std::string serialize_rejection(const Rejected& r) {
   return out;
 }
 
+// The downstream, watched while a request is handled, where the stream can tell without a read
+// that its peer ended (an HBONE stream). A peer that ends its side then has gone away: as Envoy
+// resets the request of an HTTP/1.1 client that closes (downstream_remote_disconnect, flag DC),
+// the handler is told (Request::gone) and cancelled, and the request is not answered.
+struct Watch {
+  asio::cancellation_signal signal;  // the session coroutine's
+  std::shared_ptr<DownstreamGone> gone = std::make_shared<DownstreamGone>();
+  bool handling = false;  // a handler runs
+  bool ended = false;     // the peer ended its side
+
+  static void mark(DownstreamGone& g) {
+    g.flag = "DC";
+    g.why = "the downstream closed its connection";
+  }
+  // Posted by the stream, so never inside its own callbacks.
+  void peer_ended() {
+    ended = true;
+    if (!handling || gone->happened()) return;
+    mark(*gone);
+    signal.emit(asio::cancellation_type::terminal);
+  }
+};
+
 class Session {
  public:
-  Session(Duplex downstream, std::string already_read, const Limits& limits, RequestHandler handler)
+  Session(Duplex downstream, std::string already_read, const Limits& limits, RequestHandler handler,
+          std::shared_ptr<Watch> watch)
       : stream_(std::move(downstream)),
         buffer_(std::move(already_read)),
         limits_(limits),
         handler_(std::move(handler)),
+        watch_(std::move(watch)),
         idle_since_(Clock::now()) {}
 
   awaitable<void> run() {
@@ -118,13 +145,30 @@ class Session {
 
       const bool head_request = in.request->head.method == "HEAD";
       const HttpVersion version = in.request->version;
+      if (watch_) {
+        in.request->gone = watch_->gone;
+        watch_->handling = true;
+        // Ended with the request: there is nothing to cancel yet, the handler sees it at once.
+        if (watch_->ended) Watch::mark(*watch_->gone);
+      }
       Response res;
       try {
         res = co_await handler_(std::move(*in.request));
       } catch (const std::exception& e) {
-        ZT_LOG_ERROR("http1: request handler failed: {}", e.what());
+        if (!watch_ || !watch_->gone->happened()) {
+          ZT_LOG_ERROR("http1: request handler failed: {}", e.what());
+        }
         res = local_response(500, "internal error");
         in.keep_alive = false;
+      }
+      if (watch_) {
+        watch_->handling = false;
+        if (watch_->gone->happened()) {
+          // Nothing reaches the downstream any more; this coroutine may be cancelled, so it
+          // awaits nothing else.
+          ZT_LOG_DEBUG("http1: {} while its request was handled; not answered", watch_->gone->why);
+          co_return;
+        }
       }
 
       if (res.status == 101 || res.upgraded) {
@@ -420,6 +464,7 @@ class Session {
   std::string buffer_;
   Limits limits_;
   RequestHandler handler_;
+  std::shared_ptr<Watch> watch_;  // null: the downstream is not watched (a TCP socket)
   Clock::time_point idle_since_;  // the session began or the last response was written
 };
 
@@ -429,8 +474,27 @@ namespace {
 
 awaitable<void> serve(Duplex downstream, std::string already_read, Limits limits,
                       RequestHandler handler) {
-  Session session(std::move(downstream), std::move(already_read), limits, std::move(handler));
-  co_await session.run();
+  auto watch = std::make_shared<Watch>();
+  if (!downstream.on_peer_end([watch] { watch->peer_ended(); })) {
+    Session session(std::move(downstream), std::move(already_read), limits, std::move(handler),
+                    nullptr);
+    co_await session.run();
+    co_return;
+  }
+  Session session(downstream, std::move(already_read), limits, std::move(handler), watch);
+  // The session runs under the watch's cancellation signal, and the caller's cancellation (a
+  // drain's deadline) is passed on to it.
+  asio::cancellation_slot outer = (co_await asio::this_coro::cancellation_state).slot();
+  if (outer.is_connected()) {
+    outer.assign([watch](asio::cancellation_type type) { watch->signal.emit(type); });
+  }
+  auto executor = co_await asio::this_coro::executor;
+  auto [failure] = co_await asio::co_spawn(
+      executor, session.run(),
+      asio::bind_cancellation_slot(watch->signal.slot(), asio::as_tuple(asio::use_awaitable)));
+  if (outer.is_connected()) outer.clear();
+  downstream.on_peer_end({});
+  if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace

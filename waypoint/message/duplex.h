@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <tuple>
 #include <utility>
@@ -63,6 +64,10 @@ class Duplex {
   }
   awaitable<error_code> shutdown_write() { return impl_->shutdown_write(); }
   void abort() { impl_->abort(); }
+  // Calls `fn` once (posted) when nothing more can come from the peer, with no read pending
+  // (h2::Stream::on_peer_end); an empty `fn` drops it. False, and `fn` dropped, when the
+  // stream cannot tell without a read (a TCP socket).
+  bool on_peer_end(std::function<void()> fn) { return impl_->on_peer_end(std::move(fn)); }
 
  private:
   // Deadlines for a stream without their own support: the operation under a timer.
@@ -103,6 +108,7 @@ class Duplex {
     virtual awaitable<error_code> write_all_until(asio::const_buffer b, Deadline d) = 0;
     virtual awaitable<error_code> shutdown_write() = 0;
     virtual void abort() = 0;
+    virtual bool on_peer_end(std::function<void()> fn) = 0;
   };
   template <class S>
   struct Model final : Concept {
@@ -128,6 +134,14 @@ class Duplex {
     }
     awaitable<error_code> shutdown_write() override { return s_->shutdown_write(); }
     void abort() override { s_->abort(); }
+    bool on_peer_end(std::function<void()> fn) override {
+      if constexpr (requires(S & s, std::function<void()> f) { s.on_peer_end(std::move(f)); }) {
+        s_->on_peer_end(std::move(fn));
+        return true;
+      } else {
+        return false;
+      }
+    }
     std::shared_ptr<S> s_;
   };
   struct SocketModel final : Concept, std::enable_shared_from_this<SocketModel> {
@@ -145,6 +159,7 @@ class Duplex {
     }
     awaitable<error_code> shutdown_write() override { return duplex_.shutdown_write(); }
     void abort() override { duplex_.abort(); }
+    bool on_peer_end(std::function<void()>) override { return false; }
     tcp::socket socket_;
     net::TcpDuplex duplex_;
   };

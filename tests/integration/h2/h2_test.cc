@@ -1,5 +1,7 @@
 // HBONE's HTTP/2 layer over real TLS on loopback: CONNECT streams, half-close, flow control
 // with bulk data, the pool's stream limit, non-200 answers and GOAWAY drain.
+#include <optional>
+
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 
@@ -10,6 +12,7 @@
 #include "common/net/copy.h"
 #include "common/tls/context.h"
 #include "tests/support/coro.h"
+#include "tests/support/hbone_server.h"
 #include "tests/support/servers.h"
 #include "tests/support/test_pki.h"
 
@@ -22,43 +25,22 @@ class H2Test : public ::testing::Test {
  public:
   void SetUp() override {
     if (std::getenv("ZT_TEST_TRACE") != nullptr) spdlog::set_level(spdlog::level::trace);
-    server_creds_ = pki_.credentials(pki_.id("server-ns", "server"));
     client_creds_ = pki_.credentials(pki_.id("client-ns", "client"));
-    acceptor_.open(tcp::v4());
-    acceptor_.bind({asio::ip::address_v4::loopback(), 0});
-    acceptor_.listen();
-    tasks_.spawn(accept_loop(), "accept");
+    server_.emplace(
+        io_, tasks_, tcp::endpoint(asio::ip::address_v4::loopback(), 0),
+        pki_.credentials(pki_.id("server-ns", "server")),
+        [this](std::shared_ptr<Stream> st, const std::string&) {
+          tasks_.spawn(echo(std::move(st)), "echo");
+        },
+        &settings_);
   }
   void TearDown() override {
-    error_code ec;
-    acceptor_.close(ec);
-    for (auto& w : server_conns_) {
-      if (auto c = w.lock()) c->close();
-    }
+    server_->close();
     tasks_.cancel_all();
     io_.run_for(2s);
   }
 
   // Server: answers `status_` and echoes the stream (read until EOF, then half-close).
-  awaitable<void> accept_loop() {
-    for (;;) {
-      auto [ec, s] = co_await acceptor_.async_accept(kTuple);
-      if (ec) co_return;
-      tasks_.spawn(serve(std::move(s)), "serve");
-    }
-  }
-  awaitable<void> serve(tcp::socket s) {
-    s.set_option(tcp::no_delay(true));
-    TlsStream tls(std::move(s), *server_creds_->server_ctx);
-    auto [ec] = co_await tls.async_handshake(asio::ssl::stream_base::server, kTuple);
-    if (ec) co_return;
-    auto conn = Connection::create(
-        std::move(tls), Role::kServer, settings_,
-        [this](std::shared_ptr<Stream> st) { tasks_.spawn(echo(std::move(st)), "echo"); });
-    if (!conn) co_return;
-    server_conns_.push_back(*conn);
-    co_await (*conn)->run();
-  }
   awaitable<void> echo(std::shared_ptr<Stream> st) {
     ++server_streams_;
     authorities_.push_back(st->authority());
@@ -67,6 +49,14 @@ class H2Test : public ::testing::Test {
       co_return;
     }
     st->respond(200);
+    if (watch_) {  // reads nothing; records when the peer ends, and asks again once it has
+      st->on_peer_end([this, id = st->id(), weak = std::weak_ptr<Stream>(st)] {
+        peer_ends_.push_back(id);
+        if (auto again = weak.lock()) again->on_peer_end([this, id] { late_ends_.push_back(id); });
+      });
+      co_await hold_.wait();
+      co_return;
+    }
     if (stall_) {  // takes nothing: the client's writes fill the window, then its send buffer
       co_await hold_.wait();
       co_return;
@@ -85,7 +75,7 @@ class H2Test : public ::testing::Test {
 
   awaitable<Result<std::shared_ptr<Connection>>> dial(const PoolKey&) {
     tcp::socket s(io_);
-    auto [cec] = co_await s.async_connect(acceptor_.local_endpoint(), kTuple);
+    auto [cec] = co_await s.async_connect(server_->endpoint(), kTuple);
     if (cec) co_return fail(cec, "connect");
     s.set_option(tcp::no_delay(true));
     TlsStream tls(std::move(s), *client_creds_->client_ctx);
@@ -112,17 +102,18 @@ class H2Test : public ::testing::Test {
   }
 
   testing::TestPki pki_;
-  std::shared_ptr<identity::WorkloadCredentials> server_creds_, client_creds_;
+  std::shared_ptr<identity::WorkloadCredentials> client_creds_;
   asio::io_context io_;
   async::TaskGroup tasks_{io_.get_executor()};
-  tcp::acceptor acceptor_{io_};
   Settings settings_;
+  std::optional<testing::HboneTestServer> server_;
   int status_ = 200;
   bool stall_ = false;
+  bool watch_ = false;
+  std::vector<int32_t> peer_ends_, late_ends_;  // server stream ids, as on_peer_end fired
   int server_streams_ = 0;
   int dials_ = 0;
   std::vector<std::string> authorities_;
-  std::vector<std::weak_ptr<Connection>> server_conns_;
   std::vector<std::weak_ptr<Connection>> client_conns_;
   async::Event hold_{io_.get_executor()};
   PoolKey key_{"spiffe://cluster.local/ns/client-ns/sa/client", "x", "127.0.0.1:15008", ""};
@@ -243,7 +234,7 @@ TEST_F(H2Test, GoawayLetsOpenStreamsFinishAndNewStreamsUseANewConnection) {
       ADD_FAILURE() << first.error().describe();
       co_return;
     }
-    for (auto& w : server_conns_) {
+    for (auto& w : server_->connections()) {
       if (auto c = w.lock()) c->drain();
     }
     // The open stream still works end to end after the GOAWAY.
@@ -308,7 +299,7 @@ TEST_F(H2Test, OutputBuffersAreGivenBackWhenABulkStreamEnds) {
     // The pool keeps the connection open after its only stream ended (default keep-alive
     // interval: 10 s, so no tick releases anything during this test).
     auto bulk = co_await pool.connect(key_, "10.0.0.2:8080", Headers());
-    if (!bulk || client_conns_.size() != 1 || server_conns_.size() != 1) {
+    if (!bulk || client_conns_.size() != 1 || server_->connections().size() != 1) {
       ADD_FAILURE() << "expected a stream over one connection";
       co_return;
     }
@@ -320,13 +311,13 @@ TEST_F(H2Test, OutputBuffersAreGivenBackWhenABulkStreamEnds) {
       done = true;
     };
     co_await (transfer() && watch_output(client_conns_[0], done, client_peak) &&
-              watch_output(server_conns_[0], done, server_peak));
+              watch_output(server_->connections()[0], done, server_peak));
     // Both sides queued more than they keep (else this test shows nothing)...
     EXPECT_GT(client_peak, kKeptOutput);
     EXPECT_GT(server_peak, kKeptOutput);
     // ...and hold no more than that once the stream has ended on both.
     auto client = client_conns_[0].lock();
-    auto server = server_conns_[0].lock();
+    auto server = server_->connections()[0].lock();
     if (!client || !server) {
       ADD_FAILURE() << "a connection closed";
       co_return;
@@ -475,6 +466,46 @@ TEST_F(H2Test, WriteWithADeadlineTimesOutWhenThePeerTakesNothing) {
     EXPECT_EQ(ec, asio::error::timed_out) << ec.message() << " after " << written << " bytes";
     EXPECT_GE(written, uint64_t{Stream::kMaxStreamSendBuffer});
   });
+}
+
+// A server stream tells its owner when nothing more can come from the peer, with no read
+// pending: at the peer's END_STREAM, at its RST_STREAM and when the connection goes; once each,
+// and at once for a callback set after that end. Data alone does not.
+TEST_F(H2Test, OnPeerEndFiresWithoutAReadWhenThePeerEndsResetsOrGoes) {
+  watch_ = true;
+  auto settle = [this](size_t ends) -> awaitable<void> {
+    asio::steady_timer t(io_);
+    for (int i = 0; i < 300 && (peer_ends_.size() < ends || late_ends_.size() < ends); ++i) {
+      t.expires_after(10ms);
+      co_await t.async_wait(kTuple);
+    }
+    t.expires_after(100ms);  // nothing more comes
+    co_await t.async_wait(kTuple);
+  };
+  with_stream([&](Stream& st) -> awaitable<void> {
+    EXPECT_FALSE(co_await st.write_all(asio::buffer(std::string_view("bytes nobody reads"))));
+    co_await settle(0);
+    EXPECT_TRUE(peer_ends_.empty());
+    co_await st.shutdown_write();
+    co_await settle(1);
+    EXPECT_EQ(peer_ends_.size(), 1u);
+    EXPECT_EQ(late_ends_.size(), 1u);
+  });
+  with_stream([&](Stream& st) -> awaitable<void> {
+    st.abort();  // RST_STREAM(CANCEL)
+    co_await settle(2);
+    EXPECT_EQ(peer_ends_.size(), 2u);
+    EXPECT_EQ(late_ends_.size(), 2u);
+  });
+  with_stream([&](Stream&) -> awaitable<void> {
+    for (auto& w : client_conns_) {
+      if (auto c = w.lock()) c->close();
+    }
+    co_await settle(3);
+    EXPECT_EQ(peer_ends_.size(), 3u);
+    EXPECT_EQ(late_ends_.size(), 3u);
+  });
+  EXPECT_EQ(server_streams_, 3);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <iostream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
@@ -55,6 +56,21 @@ spec:
 ---
 )",
                      parent, rules);
+}
+
+// A DestinationRule for service `host`; `policy` is its trafficPolicy's fields, a line each.
+std::string destination_rule(const std::string& host, const std::string& policy) {
+  std::string out = fmt::format(R"(apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {0}, namespace: default}}
+spec:
+  host: {0}
+  trafficPolicy:
+)",
+                                host);
+  std::istringstream lines(policy);
+  for (std::string line; std::getline(lines, line);) out += "    " + line + "\n";
+  return out + "---\n";
 }
 
 // Everything for reviews goes to reviews-v1.
@@ -269,16 +285,10 @@ TEST_F(WaypointChainTest, RouteTimeoutAnswers504InTimeAndRetriesTurn503sInto200)
 TEST_F(WaypointChainTest, FailingEndpointIsEjectedAndReturnsAfterItsEjectionTime) {
   ASSERT_NO_FATAL_FAILURE(
       start(2, route("reviews", "  - backendRefs: [{name: reviews, port: 80}]\n") +
-                   R"(apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews, namespace: default}
-spec:
-  host: reviews
-  trafficPolicy:
-    loadBalancer: {simple: ROUND_ROBIN}
-    outlierDetection: {consecutive5xxErrors: 2, interval: 200ms, baseEjectionTime: 2s, maxEjectionPercent: 100}
----
-)"));
+                   destination_rule("reviews",
+                                    "loadBalancer: {simple: ROUND_ROBIN}\n"
+                                    "outlierDetection: {consecutive5xxErrors: 2, interval: 200ms, "
+                                    "baseEjectionTime: 2s, maxEjectionPercent: 100}")));
   auto& v1 = chain_->backend("reviews-v1");
   auto& v2 = chain_->backend("reviews-v2");
   v1.set_default({503, 0ms});
@@ -305,15 +315,10 @@ spec:
 }
 
 TEST_F(WaypointChainTest, ConnectionPoolOverflowAnswers503WithTheOverloadFlag) {
-  ASSERT_NO_FATAL_FAILURE(start(3, reviews_to_v1() + R"(apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews-v1, namespace: default}
-spec:
-  host: reviews-v1
-  trafficPolicy:
-    connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1, maxRetries: 0}}
----
-)"));
+  ASSERT_NO_FATAL_FAILURE(start(
+      3, reviews_to_v1() + destination_rule("reviews-v1",
+                                            "connectionPool: {tcp: {maxConnections: 1}, http: "
+                                            "{http1MaxPendingRequests: 1, maxRetries: 0}}")));
   chain_->backend("reviews-v1").set_default({200, 1500ms});
   constexpr int kClients = 5;
   std::vector<Result<HttpResponse>> got(kClients, failf("not run"));
@@ -343,6 +348,34 @@ spec:
       },
       5s))
       << chain_->waypoint_metrics_text();
+}
+
+// A client that closes its connection while its request waits for the upstream has gone away, as
+// Envoy takes an HTTP/1.1 client's FIN: the waypoint resets the upstream request at once, so the
+// one connection the pool allows is free for the next request, and records the request as 0 DC.
+TEST_F(WaypointChainTest, AClientThatClosesWhileItsRequestWaitsFreesTheUpstreamAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(start(
+      14,
+      reviews_to_v1() +
+          destination_rule("reviews-v1",
+                           "connectionPool: {tcp: {maxConnections: 1}, http: {maxRetries: 0}}"),
+      {Backend::kReviewsV1}));
+  auto& backend = chain_->backend("reviews-v1");
+  backend.script({{200, 8000ms}});  // the first request is held, later ones answered at once
+  {
+    auto conn = ChainHttpConnection::open(chain_->client().socks5, chain_->vip("reviews"));
+    ASSERT_TRUE(conn) << conn.error().describe();
+    ASSERT_TRUE((*conn)->write("GET /abandoned HTTP/1.1\r\nHost: reviews\r\n\r\n"));
+    ASSERT_TRUE(poll_until([&] { return backend.hits() == 1; }, 5s));
+  }  // closed
+  auto after = get("reviews", "/after");
+  ASSERT_TRUE(after) << after.error().describe();
+  EXPECT_EQ(after->status, 200);
+  EXPECT_LT(after->elapsed, 3000ms) << "the abandoned request still held the only connection";
+  EXPECT_EQ(backend.hits(), 2);
+  EXPECT_TRUE(requests_reach({"response_code=\"0\"", "response_flags=\"DC\""}, 1))
+      << chain_->waypoint_metrics_text();
+  EXPECT_TRUE(requests_reach({"response_code=\"200\""}, 1)) << chain_->waypoint_metrics_text();
 }
 
 // ---- 3. fault injection
@@ -894,15 +927,9 @@ TEST_F(WaypointChainTest, GrpcServerStreamingReachesTheClientMessageByMessage) {
   auto owned = std::make_unique<StreamingBackend>();
   auto& service = *owned;
   // One request at a time to grpc: a running stream holds its place until its body ends.
-  ASSERT_NO_FATAL_FAILURE(start_grpc(12, std::move(owned), R"(apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: grpc, namespace: default}
-spec:
-  host: grpc
-  trafficPolicy:
-    connectionPool: {http: {http2MaxRequests: 1}}
----
-)"));
+  ASSERT_NO_FATAL_FAILURE(
+      start_grpc(12, std::move(owned),
+                 destination_rule("grpc", "connectionPool: {http: {http2MaxRequests: 1}}")));
   auto stub = envoy::service::discovery::v3::AggregatedDiscoveryService::NewStub(grpc_->channel);
   // The backend's second message waits for set_seen(true) (at most 5 s).
   auto set_seen = [&](bool seen) {

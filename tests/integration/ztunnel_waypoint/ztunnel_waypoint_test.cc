@@ -13,6 +13,7 @@
 #include "common/net/address.h"
 #include "common/tls/context.h"
 #include "tests/support/coro.h"
+#include "tests/support/hbone_server.h"
 #include "tests/support/mesh.h"
 #include "tests/support/test_pki.h"
 
@@ -85,51 +86,18 @@ class RecordingHboneServer {
 
   RecordingHboneServer(asio::io_context& io, async::TaskGroup& tasks, tcp::endpoint where,
                        std::shared_ptr<identity::WorkloadCredentials> creds)
-      : io_(io), tasks_(tasks), acceptor_(io), creds_(std::move(creds)) {
-    acceptor_.open(where.protocol());
-    acceptor_.set_option(tcp::acceptor::reuse_address(true));
-    acceptor_.bind(where);
-    acceptor_.listen();
-    tasks_.spawn(accept_loop(), "accept");
-  }
+      : server_(io, tasks, where, std::move(creds),
+                [this, &tasks](std::shared_ptr<h2::Stream> st, const std::string& client) {
+                  seen.push_back({st->authority(), client});
+                  streams_.push_back(st);
+                  tasks.spawn(echo(std::move(st)), "echo");
+                }) {}
 
-  void close() {
-    error_code ec;
-    acceptor_.close(ec);
-    for (auto& w : conns_) {
-      if (auto c = w.lock()) c->close();
-    }
-  }
+  void close() { server_.close(); }
 
   std::vector<Seen> seen;
 
  private:
-  awaitable<void> accept_loop() {
-    for (;;) {
-      auto [ec, s] = co_await acceptor_.async_accept(kTuple);
-      if (ec) co_return;
-      tasks_.spawn(serve(std::move(s)), "serve");
-    }
-  }
-
-  awaitable<void> serve(tcp::socket s) {
-    s.set_option(tcp::no_delay(true));
-    tls::TlsStream tls_stream(std::move(s), *creds_->server_ctx);
-    auto [ec] = co_await tls_stream.async_handshake(asio::ssl::stream_base::server, kTuple);
-    if (ec) co_return;
-    auto peer = tls::peer_identity(tls_stream.native_handle());
-    std::string client = peer ? peer->uri() : std::string("<none>");
-    auto conn = h2::Connection::create(std::move(tls_stream), h2::Role::kServer, h2::Settings{},
-                                       [this, client](std::shared_ptr<h2::Stream> st) {
-                                         seen.push_back({st->authority(), client});
-                                         streams_.push_back(st);
-                                         tasks_.spawn(echo(std::move(st)), "echo");
-                                       });
-    if (!conn) co_return;
-    conns_.push_back(*conn);
-    co_await (*conn)->run();
-  }
-
   static awaitable<void> echo(std::shared_ptr<h2::Stream> st) {
     st->respond(200);
     std::vector<uint8_t> buf(16 * 1024);
@@ -141,11 +109,7 @@ class RecordingHboneServer {
     co_await st->shutdown_write();
   }
 
-  asio::io_context& io_;
-  async::TaskGroup& tasks_;
-  tcp::acceptor acceptor_;
-  std::shared_ptr<identity::WorkloadCredentials> creds_;
-  std::vector<std::weak_ptr<h2::Connection>> conns_;
+  HboneTestServer server_;
   std::vector<std::shared_ptr<h2::Stream>> streams_;
 };
 
