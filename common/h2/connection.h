@@ -96,7 +96,7 @@ class Stream {
   // it ended its side (END_STREAM), or the stream ended (RST_STREAM, the connection gone, an
   // abort). Posted at once when that has already happened. No read need be pending, so a
   // server can notice its client going away while it works on a request. An empty `fn` drops
-  // the one set.
+  // the one set (not one already posted).
   void on_peer_end(std::function<void()> fn);
 
   // Something the pool hangs on a stream so its slot is released when the stream is dropped.

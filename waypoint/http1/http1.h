@@ -39,9 +39,12 @@ namespace zt::waypoint::http1 {
 //   not timed here (route timeouts, the relay's own).
 // - A downstream whose peer ends while a handler runs has gone away, as Envoy takes a FIN from
 //   an HTTP/1.1 client: the handler's Request::gone says so (flag DC, status 0), the handler is
-//   cancelled, and the session ends without an answer. Only a downstream that can tell without
-//   a read is watched (Duplex::on_peer_end: an HBONE stream, which is every production
-//   downstream); over a TCP socket a client may still half-close and read its answer.
+//   cancelled, and the session ends without an answer. An end seen before the handler starts
+//   cancels it at its first wait; one that arrived with the request may go unseen by a handler
+//   that answers without waiting (a local reply), and that answer is written. Only a
+//   downstream that can tell without a read is watched (Duplex::on_peer_end: an HBONE stream,
+//   which is every production downstream); over a TCP socket a client may still half-close and
+//   read its answer.
 awaitable<void> serve_http1(Duplex downstream, std::string already_read, const Limits& limits,
                             RequestHandler handler);
 

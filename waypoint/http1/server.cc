@@ -107,15 +107,17 @@ struct Watch {
   bool handling = false;  // a handler runs
   bool ended = false;     // the peer ended its side
 
-  static void mark(DownstreamGone& g) {
-    g.flag = "DC";
-    g.why = "the downstream closed its connection";
-  }
   // Posted by the stream, so never inside its own callbacks.
   void peer_ended() {
     ended = true;
-    if (!handling || gone->happened()) return;
-    mark(*gone);
+    if (handling) cancel_handler();
+  }
+  // Also called by the session itself when a handler starts after the end: the cancellation
+  // then stays on the session coroutine, so the handler's first wait ends at once.
+  void cancel_handler() {
+    if (gone->happened()) return;
+    gone->flag = "DC";
+    gone->why = "the downstream connection ended";
     signal.emit(asio::cancellation_type::terminal);
   }
 };
@@ -148,8 +150,7 @@ class Session {
       if (watch_) {
         in.request->gone = watch_->gone;
         watch_->handling = true;
-        // Ended with the request: there is nothing to cancel yet, the handler sees it at once.
-        if (watch_->ended) Watch::mark(*watch_->gone);
+        if (watch_->ended) watch_->cancel_handler();  // ended with (or before) the request
       }
       Response res;
       try {
@@ -485,6 +486,14 @@ awaitable<void> serve(Duplex downstream, std::string already_read, Limits limits
   // The session runs under the watch's cancellation signal, and the caller's cancellation (a
   // drain's deadline) is passed on to it.
   asio::cancellation_slot outer = (co_await asio::this_coro::cancellation_state).slot();
+  struct Unwatch {  // also when the co_spawn below throws (the caller was cancelled already)
+    asio::cancellation_slot& outer;
+    Duplex& downstream;
+    ~Unwatch() {
+      if (outer.is_connected()) outer.clear();
+      downstream.on_peer_end({});
+    }
+  } unwatch{outer, downstream};
   if (outer.is_connected()) {
     outer.assign([watch](asio::cancellation_type type) { watch->signal.emit(type); });
   }
@@ -492,8 +501,6 @@ awaitable<void> serve(Duplex downstream, std::string already_read, Limits limits
   auto [failure] = co_await asio::co_spawn(
       executor, session.run(),
       asio::bind_cancellation_slot(watch->signal.slot(), asio::as_tuple(asio::use_awaitable)));
-  if (outer.is_connected()) outer.clear();
-  downstream.on_peer_end({});
   if (failure) std::rethrow_exception(failure);
 }
 

@@ -277,6 +277,10 @@ struct AttemptSlot {
   std::optional<Result<Response>> result;
   IdleHttp1 h1;  // the HTTP/1.1 client in use; kept after a 101 for the relay
 
+  // A client still held (a 101 whose relay never ran: the downstream went away, or the answer
+  // could not be written) gives its connection's place back.
+  ~AttemptSlot();
+
   void abandon() {
     abandoned = true;
     gave_up.notify();
@@ -293,6 +297,8 @@ void drop_client(IdleHttp1& idle) {
     f();
   }
 }
+
+AttemptSlot::~AttemptSlot() { drop_client(h1); }
 
 IdleHttp1 new_http1(Duplex stream, const AttemptSlot& slot) {
   IdleHttp1 idle;

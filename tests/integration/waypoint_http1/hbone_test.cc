@@ -50,7 +50,7 @@ class Http1OverHbone : public ::testing::Test {
       if (auto c = w.lock()) c->close();
     }
     tasks_.cancel_all();
-    io_.run_for(500ms);
+    zt::testing::run_coroutine(io_, [&]() -> awaitable<void> { co_await tasks_.wait_empty(5s); });
   }
 
   // The handler: "/hold" waits up to 10 s (its cancellation ends the wait) unless the downstream
@@ -61,6 +61,7 @@ class Http1OverHbone : public ::testing::Test {
     s.gone_at_start = r.gone && r.gone->happened();
     if (r.head.target == "/hold" && !s.gone_at_start) {
       asio::steady_timer t(co_await asio::this_coro::executor, 10s);
+      ++waiting_;
       const auto start = Clock::now();
       auto [ec] = co_await t.async_wait(kTuple);
       s.cancelled = ec == asio::error::operation_aborted;
@@ -112,28 +113,30 @@ class Http1OverHbone : public ::testing::Test {
     }
   }
 
-  // Waits (at most 5 s) until the handler has seen `n` requests.
-  awaitable<void> until_seen(size_t n) {
+  // Waits (at most 5 s) until `done`.
+  awaitable<void> until(std::function<bool()> done) {
     asio::steady_timer t(io_);
-    for (int i = 0; i < 500 && seen_.size() < n; ++i) {
+    for (int i = 0; i < 500 && !done(); ++i) {
       t.expires_after(10ms);
       co_await t.async_wait(kTuple);
     }
+  }
+  awaitable<void> until_seen(size_t n) {
+    return until([this, n] { return seen_.size() >= n; });
   }
 
   static awaitable<void> send(h2::Stream& st, std::string_view bytes) {
     EXPECT_FALSE(co_await st.write_all(asio::buffer(bytes)));
   }
 
-  // Sends a request for "/hold", lets the handler wait 200 ms, runs `then` on the stream and
-  // waits for the handler to return; returns what it saw.
+  // Sends a request for "/hold", runs `then` on the stream once the handler waits, and waits
+  // for the handler to return; returns what it saw.
   Seen hold_then(std::function<awaitable<void>(h2::Stream&)> then) {
     zt::testing::run_coroutine(io_, [&]() -> awaitable<void> {
       auto st = co_await open();
       if (!st) co_return;
       co_await send(*st, "GET /hold HTTP/1.1\r\nHost: reviews\r\n\r\n");
-      asio::steady_timer t(io_, 200ms);
-      co_await t.async_wait(kTuple);
+      co_await until([this] { return waiting_ == 1; });
       co_await then(*st);
       co_await until_seen(1);
     });
@@ -152,6 +155,7 @@ class Http1OverHbone : public ::testing::Test {
   std::optional<zt::testing::HboneTestServer> server_;
   std::vector<std::weak_ptr<h2::Connection>> client_conns_;
   std::vector<Seen> seen_;
+  int waiting_ = 0;  // handlers that began their wait
   int sessions_ended_ = 0;
 };
 

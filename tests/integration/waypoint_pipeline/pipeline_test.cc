@@ -666,6 +666,25 @@ TEST_F(WaypointPipelineTest, AQueuedRequestWhoseDownstreamGoesAwayLeavesTheQueue
   EXPECT_EQ(testing::metric_sum(text, "istio_requests_total", {"response_flags=\"UO\""}), 1);
 }
 
+// A 101 whose relay never runs (its downstream went away, or the answer could not be written)
+// gives its upstream connection's place back when the answer is dropped.
+TEST_F(WaypointPipelineTest, AnUpgradeWhoseRelayNeverRunsGivesItsConnectionBack) {
+  start({{"echo-2", 151, "echo", "v1"}},
+        destination_rule("echo",
+                         "connectionPool: {tcp: {maxConnections: 1}, http: "
+                         "{http1MaxPendingRequests: 1}}"),
+        150);
+  auto stream = service_stream("echo");
+  {
+    auto up = run_one(stream, get("/ws", {{"connection", "Upgrade"}, {"upgrade", "websocket"}}));
+    ASSERT_EQ(up.status, 101);
+    ASSERT_TRUE(up.upgraded);
+  }
+  auto next = start_leaving(stream, get("/after"));
+  EXPECT_TRUE(run_until([&] { return next->done; }, 5s)) << "the upgrade kept the connection";
+  EXPECT_EQ(next->answer.status, 200) << next->answer.body;
+}
+
 TEST_F(WaypointPipelineTest, FaultAbortAndDelay) {
   start({{"faulty-1", 41, "faulty", "v1"}}, R"(
 apiVersion: gateway.networking.k8s.io/v1
