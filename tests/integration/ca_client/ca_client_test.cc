@@ -18,6 +18,7 @@
 #include "common/net/address.h"
 #include "common/tls/certs.h"
 #include "istio/v1/auth/ca.grpc.pb.h"
+#include "tests/support/grpc_library.h"
 #include "tests/support/mesh.h"
 #include "tests/support/servers.h"
 #include "tests/support/test_pki.h"

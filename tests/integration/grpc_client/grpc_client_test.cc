@@ -14,6 +14,7 @@
 #include "common/tls/certs.h"
 #include "envoy/service/discovery/v3/discovery.grpc.pb.h"
 #include "istio/v1/auth/ca.grpc.pb.h"
+#include "tests/support/grpc_library.h"
 #include "tests/support/test_pki.h"
 
 namespace zt {

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "tests/integration/meshd/ads_test_client.h"
+#include "tests/support/grpc_library.h"
 
 namespace zt::meshd {
 namespace {

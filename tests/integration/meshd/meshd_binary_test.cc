@@ -18,6 +18,7 @@
 #include "tests/integration/meshd/ads_test_client.h"
 #include "tests/support/cluster_manifests.h"
 #include "tests/support/daemon.h"
+#include "tests/support/grpc_library.h"
 
 namespace zt::meshd {
 namespace {

@@ -23,6 +23,7 @@
 #include "meshd/ca/ca_server.h"
 #include "meshd/manifest/source.h"
 #include "tests/support/cluster_manifests.h"
+#include "tests/support/grpc_library.h"
 #include "tests/support/mesh.h"
 #include "ztunnel/state/store.h"
 #include "ztunnel/xds/resource_cache.h"

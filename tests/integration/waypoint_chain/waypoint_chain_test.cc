@@ -29,6 +29,8 @@
 #include "envoy/service/discovery/v3/discovery.grpc.pb.h"
 #include "istio/v1/auth/ca.grpc.pb.h"
 #include "tests/support/coro.h"
+#include "tests/support/grpc_library.h"
+#include "tests/support/grpc_library.h"
 #include "tests/support/hbone_client.h"
 #include "tests/support/l7_config.h"
 #include "waypoint/http2/http2.h"

@@ -13,6 +13,7 @@
 #include "common/async/asio.h"
 #include "istio/v1/auth/ca.grpc.pb.h"
 #include "tests/support/coro.h"
+#include "tests/support/grpc_library.h"
 #include "waypoint/http2/http2.h"
 
 namespace zt::waypoint::http2 {

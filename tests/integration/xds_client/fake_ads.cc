@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "tests/support/grpc_library.h"
+
 namespace zt::testing {
 
 FakeAds::FakeAds(std::shared_ptr<grpc::ServerCredentials> credentials) {
