@@ -34,6 +34,7 @@ namespace {
 constexpr const char* kMarker = "meshsim.prefix";
 constexpr const char* kPinBase = "/sys/fs/bpf/ambient-mesh";
 constexpr uint16_t kReadinessPort = 15021;
+constexpr uint16_t kHbonePort = 15008;  // a waypoint pod's HBONE listener
 
 std::string read_text(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -66,7 +67,7 @@ std::string random_token() {
   return out;
 }
 
-// The ztunnel's readiness endpoint inside `ns` answers 200.
+// The readiness endpoint (ztunnel's, or a waypoint's) inside `ns` answers 200.
 bool ready_in(const netns::Netns& ns) {
   auto status = http_status_in(ns, "127.0.0.1", kReadinessPort, "/healthz/ready", 1500ms);
   return status && *status == 200;
@@ -122,7 +123,8 @@ json plan_to_json(const Plan& plan) {
                       {"index", p.index},
                       {"netns", p.netns},
                       {"nodeIf", p.node_if},
-                      {"cgroup", p.cgroup_name}});
+                      {"cgroup", p.cgroup_name},
+                      {"waypoint", p.waypoint}});
     }
     nodes.push_back({{"name", n.name},
                      {"index", n.index},
@@ -162,6 +164,7 @@ Plan plan_from_json(const json& j) {
       p.netns = jp.at("netns").get<std::string>();
       p.node_if = jp.at("nodeIf").get<std::string>();
       p.cgroup_name = jp.at("cgroup").get<std::string>();
+      p.waypoint = jp.value("waypoint", "");
       n.pods.push_back(std::move(p));
     }
     plan.nodes.push_back(std::move(n));
@@ -424,6 +427,15 @@ Result<std::unique_ptr<Cluster>> Cluster::up(ClusterOptions options) {
   }
   c->plan_ = std::move(*plan);
   for (const auto& s : c->plan_.skipped) c->say("skipped pod " + s);
+  for (const auto& n : c->plan_.nodes) {
+    for (const auto& p : n.pods) {
+      auto binary = c->options_.bin_dir / "waypoint";
+      if (!p.waypoint.empty() && ::access(binary.c_str(), X_OK) != 0) {
+        return failf("pod {} runs the waypoint, but {} is not there (build the waypoint target)",
+                     p.key(), binary.string());
+      }
+    }
+  }
 
   if (auto ok = c->build(); !ok) {
     c->say("up failed, tearing down: " + ok.error().describe());
@@ -715,10 +727,31 @@ Status Cluster::start_pod(const PodPlan& pod) {
   pause.netns = netns_path(pod.netns);
   if (auto pid = launch(base + ".pause", pause); !pid) return tl::unexpected(pid.error());
   SpawnSpec app = pause;
-  app.argv = {(options_.bin_dir / "http-echo").string()};
-  for (auto port : pod.ports) {
-    app.argv.push_back("--port");
-    app.argv.push_back(std::to_string(port));
+  if (!pod.waypoint.empty()) {
+    // What deploy/daemonset/waypoint gives it, with the simulator's addresses: workloads and its
+    // L7 configuration from meshd, its certificate signed with meshd's CA.
+    app.argv = {(options_.bin_dir / "waypoint").string(),
+                "--instance-ip",
+                pod.ip,
+                "--hbone-address",
+                fmt::format("{}:{}", pod.ip, kHbonePort),
+                "--service-account",
+                pod.service_account,
+                "--ca-cert",
+                (options_.state_dir / "ca" / "ca-cert.pem").string(),
+                "--ca-key",
+                (options_.state_dir / "ca" / "ca-key.pem").string(),
+                "--xds-address",
+                "http://" + meshd_address(),
+                "--log-level",
+                options_.log_level};
+    app.env.push_back("WAYPOINT_NAME=" + pod.waypoint);
+  } else {
+    app.argv = {(options_.bin_dir / "http-echo").string()};
+    for (auto port : pod.ports) {
+      app.argv.push_back("--port");
+      app.argv.push_back(std::to_string(port));
+    }
   }
   if (auto pid = launch(base + ".app", app); !pid) return tl::unexpected(pid.error());
   return {};
@@ -729,6 +762,20 @@ Status Cluster::wait_pod_ready(const PodPlan& pod) {
   if (!ns) return tl::unexpected(ns.error());
   auto name = pod.namespace_ + "." + pod.name + ".app";
   auto deadline = std::chrono::steady_clock::now() + options_.ready_timeout;
+  if (!pod.waypoint.empty()) {
+    // Ready once it has its certificate and meshd's configuration (its readiness endpoint).
+    while (!ready_in(*ns)) {
+      if (!process_alive(pids_[name])) {
+        return failf("waypoint of pod {} exited during start-up{}", pod.key(), log_tail(name));
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        return failf("waypoint of pod {} not ready after {} s{}", pod.key(),
+                     options_.ready_timeout.count() / 1000, log_tail(name));
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return {};
+  }
   for (auto port : pod.ports) {
     while (!connect_in(*ns, "127.0.0.1", port, 200ms)) {
       if (!process_alive(pids_[name])) {

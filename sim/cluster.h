@@ -9,7 +9,9 @@
 //          /sys/fs/bpf is not a bpffs, a private one is mounted at <state dir>/bpffs instead
 //   state  <state dir>: state.json (plan + pids), tokens, CA, logs/<process>.log
 // Each pod runs a "pause" process (meshsim pause) and the app `http-echo --port <containerPort>`,
-// both in the pod's cgroup and netns. With mesh on, each node runs `node-agent` and `ztunnel`
+// both in the pod's cgroup and netns; a waypoint pod (PodPlan::waypoint) runs build/bin/waypoint
+// as its app instead, with meshd as its xDS server and meshd's CA, and is ready when its
+// readiness endpoint answers 200. With mesh on, each node runs `node-agent` and `ztunnel`
 // (PROXY_MODE=shared) in its own cgroup in the node netns.
 //
 // Processes are started by this object (their parent) and recorded in state.json, so a cluster

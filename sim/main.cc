@@ -23,7 +23,9 @@ constexpr const char* kHelp = R"(Usage:
   meshsim up --manifests DIR [--prefix P] [--state-dir D] [--bin-dir B] [--no-mesh]
              [--node NAME]... [--timeout SECONDS] [--log-level LEVEL]
       Builds the cluster the manifests describe (nodes and pods from spec.nodeName and
-      status.podIP), starts meshd, every pod's app (http-echo) and, unless --no-mesh, one
+      status.podIP), starts meshd, every pod's app (http-echo; the waypoint for a pod whose
+      container command is the waypoint, for the Gateway its label
+      gateway.networking.k8s.io/gateway-name names) and, unless --no-mesh, one
       node-agent and one shared-mode ztunnel per node; waits until all are ready, prints the
       pods and returns, leaving the cluster running. Leftovers of an earlier run with the same
       prefix (netns <P>-*, cgroup <cgroup root>/<P>, bpffs pins ambient-mesh/<P>-*, the state
@@ -43,9 +45,10 @@ constexpr const char* kHelp = R"(Usage:
       Nodes, pods, processes and where their logs are.
   meshsim demo --manifests sim/examples/demo [--prefix P] [--bin-dir B] [--keep]
       The main job (scripts/demo.sh): brings up the demo cluster (prefix zdemo), sends requests
-      between its ambient and plain namespaces, captures node-0's link, and prints which
-      connections were captured, the identities and bytes from both ztunnels, the TLS seen on
-      the wire, the eBPF counters, and a list of checks; exits 1 if a check failed. --keep
+      between its ambient and plain namespaces and through its waypoint, captures node-0's
+      link, and prints which connections were captured, the identities and bytes from both
+      ztunnels, the waypoint's routes, denials and counters, the TLS seen on the wire, the eBPF
+      counters, and a list of checks; exits 1 if a check failed. --keep
       leaves the cluster running.
 
 Defaults: --prefix zsim (letters and digits), --state-dir /run/meshsim/<prefix>, --bin-dir the

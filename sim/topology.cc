@@ -103,6 +103,17 @@ Result<Plan> plan_cluster(const meshd::manifest::ObjectSet& objects, const std::
       }
     }
     if (p.ports.empty()) p.ports.push_back(kDefaultAppPort);
+    const bool runs_waypoint = std::any_of(
+        pod.commands.begin(), pod.commands.end(),
+        [](const std::string& c) { return c == "waypoint" || c.ends_with("/waypoint"); });
+    if (runs_waypoint) {
+      auto label = pod.meta.labels.find(kGatewayNameLabel);
+      if (label == pod.meta.labels.end() || label->second.empty()) {
+        return failf("pod {} runs the waypoint but has no label {} naming its Gateway", key,
+                     kGatewayNameLabel);
+      }
+      p.waypoint = label->second;
+    }
     p.cgroup_name = "pod" + p.uid;
     by_node[pod.node_name].push_back(std::move(p));
   }

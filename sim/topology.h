@@ -29,15 +29,21 @@ inline constexpr const char* kFabricSubnet = "172.30.0.0/24";
 inline constexpr const char* kPodGateway = "169.254.1.1";
 inline constexpr uint16_t kMeshdPort = 15012;
 inline constexpr uint16_t kDefaultAppPort = 8080;
+inline constexpr const char* kGatewayNameLabel = "gateway.networking.k8s.io/gateway-name";
 
 struct PodPlan {
   std::string namespace_, name, uid, node, service_account;
   std::string ip;               // IPv4, textual
   std::vector<uint16_t> ports;  // TCP container ports the echo app listens on
-  size_t index = 0;             // n: position on its node
-  std::string netns;            // "<prefix>-<node>-<n>"
-  std::string node_if;          // node-side veth, "p<n>"
-  std::string cgroup_name;      // "pod<uid>", below the node's cgroup
+  // A waypoint pod (a container whose command is our `waypoint`, e.g. "/usr/local/bin/waypoint",
+  // as in deploy/daemonset/waypoint): the Gateway it serves, from its label
+  // gateway.networking.k8s.io/gateway-name. The simulator runs build/bin/waypoint there instead
+  // of the echo app. "" for every other pod.
+  std::string waypoint;
+  size_t index = 0;         // n: position on its node
+  std::string netns;        // "<prefix>-<node>-<n>"
+  std::string node_if;      // node-side veth, "p<n>"
+  std::string cgroup_name;  // "pod<uid>", below the node's cgroup
   std::string key() const { return namespace_ + "/" + name; }
 };
 

@@ -67,10 +67,13 @@ struct Pod {
   std::string service_account_name;  // spec.serviceAccountName, "default" when absent
   bool host_network = false;         // spec.hostNetwork
   std::vector<ContainerPort> ports;  // named and unnamed ports of all containers
-  std::vector<std::string> ips;      // status.podIPs (or status.podIP), textual
-  std::string phase;                 // status.phase ("" when absent)
-  std::optional<bool> ready;         // status.conditions[type=Ready]; nullopt = no condition
-  bool terminating = false;          // metadata.deletionTimestamp present
+  // Each container's program: the first word of its `command` ("" when it has none and runs its
+  // image's entrypoint). The simulator runs our own binaries for the ones it knows ("waypoint").
+  std::vector<std::string> commands;
+  std::vector<std::string> ips;  // status.podIPs (or status.podIP), textual
+  std::string phase;             // status.phase ("" when absent)
+  std::optional<bool> ready;     // status.conditions[type=Ready]; nullopt = no condition
+  bool terminating = false;      // metadata.deletionTimestamp present
   bool operator==(const Pod&) const = default;
 };
 

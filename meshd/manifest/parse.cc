@@ -210,6 +210,8 @@ Pod read_pod(const Fields& doc, ObjectMeta meta) {
   if (pod.service_account_name.empty()) pod.service_account_name = "default";
   pod.host_network = spec.boolean("hostNetwork");
   for (const auto& container : spec.maps("containers")) {
+    auto command = container.strings("command");
+    pod.commands.push_back(command.empty() ? std::string() : command.front());
     for (const auto& port : container.maps("ports")) {
       ContainerPort p;
       p.name = port.string("name");

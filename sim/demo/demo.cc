@@ -1,5 +1,6 @@
 #include "sim/demo/demo.h"
 
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <ostream>
@@ -23,6 +24,9 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 constexpr const char* kServiceVip = "10.96.0.20";  // shop/checkout in sim/examples/demo
+constexpr const char* kReviewsVip = "10.96.0.30";  // shop/reviews: through the waypoint
+constexpr const char* kWaypointPod = "shop/waypoint";
+constexpr uint16_t kMetricsPort = 15020;  // ztunnel's and the waypoint's Prometheus endpoint
 constexpr uint16_t kHbonePort = 15008;
 
 // How a connection travelled, as the ztunnels' access logs tell it.
@@ -31,6 +35,7 @@ enum class Path {
   kHbone,             // captured at the source, HBONE mTLS to the destination
   kPassthrough,       // captured at the source, sent on as plain TCP
   kInboundPlaintext,  // not captured at the source; the destination's ztunnel took it in
+  kWaypoint,          // captured at the source, HBONE mTLS to the waypoint (L7)
 };
 
 std::string_view describe(Path p) {
@@ -43,6 +48,8 @@ std::string_view describe(Path p) {
       return "captured at the source, passthrough as plain TCP";
     case Path::kInboundPlaintext:
       return "not captured at the source; the destination's ztunnel took it in as plaintext";
+    case Path::kWaypoint:
+      return "captured at the source, HBONE mTLS to the waypoint, which routed the request";
   }
   return "?";
 }
@@ -50,19 +57,25 @@ std::string_view describe(Path p) {
 // One request of the demo and what became of it.
 struct Call {
   std::string title;
-  std::string from;        // pod key "ns/name"
-  std::string to_pod;      // the pod that should answer
-  std::string url;         // curl's target
-  bool encrypted = false;  // expected to cross the node link as HBONE
+  std::string from;    // pod key "ns/name"
+  std::string to_pod;  // the pod that should answer ("": refused before any pod)
+  std::string url;     // curl's target
+  std::string method;  // "" = POST (the marker is the body)
+  std::string header;  // an extra request header, "Name: value"
+  int expected_status = 200;
   Path expected = Path::kDirect;
+  // Expected to cross the node link as HBONE only.
+  bool encrypted() const { return expected == Path::kHbone || expected == Path::kWaypoint; }
   // results
   Path seen = Path::kDirect;
   std::vector<std::string> log_evidence;  // the access lines the path was read from
   std::string marker;
   std::string curl_output;  // the echo, then "local_port=N" (curl -w)
   bool answered = false;
-  std::string answered_by;  // pod=... in the echo
-  std::string peer_seen;    // the client IP the app saw
+  int status = 0;                              // the HTTP status curl saw
+  std::string answered_by;                     // pod=... in the echo
+  std::string peer_seen;                       // the client IP the app saw
+  std::vector<std::string> waypoint_evidence;  // the waypoint's access lines for this call
   std::string error;
   bool marker_on_wire = false;  // the plaintext marker in any captured packet
 };
@@ -93,12 +106,13 @@ std::string echo_field(const std::string& body, std::string_view key) {
   return {};
 }
 
-// The client's own port, as curl printed it after the body (-w "local_port=%{local_port}").
-std::string local_port(const Call& call) {
-  auto pos = call.curl_output.rfind("local_port=");
+// A field curl printed after the body (-w "local_port=%{local_port} status=%{http_code}").
+std::string curl_field(const Call& call, std::string_view key) {
+  auto pos = call.curl_output.rfind(std::string(key) + "=");
   if (pos == std::string::npos) return "?";
-  auto end = call.curl_output.find('\n', pos);
-  return call.curl_output.substr(pos + 11, end == std::string::npos ? end : end - pos - 11);
+  pos += key.size() + 1;
+  auto end = call.curl_output.find_first_of(" \n", pos);
+  return call.curl_output.substr(pos, end == std::string::npos ? end : end - pos);
 }
 
 std::string ip_of(const std::string& endpoint) {
@@ -133,15 +147,40 @@ std::map<std::string, std::string> log_fields(const std::string& line) {
   return f;
 }
 
-std::vector<std::map<std::string, std::string>> access_lines(const fs::path& log) {
+// The fields of the log's lines that contain `marker`: ztunnel's "access connection complete",
+// the waypoint's "component=access reporter=waypoint".
+std::vector<std::map<std::string, std::string>> access_lines(
+    const fs::path& log, std::string_view marker = "access connection complete") {
   std::vector<std::map<std::string, std::string>> out;
   std::ifstream in(log);
   std::string line;
   while (std::getline(in, line)) {
-    auto pos = line.find("access connection complete");
+    auto pos = line.find(marker);
     if (pos != std::string::npos) out.push_back(log_fields(line.substr(pos)));
   }
   return out;
+}
+
+constexpr std::string_view kWaypointAccess = "component=access reporter=waypoint";
+
+// Sum of the samples of a Prometheus text metric whose labels include every `want` pair.
+double metric_sum(const std::string& text, std::string_view metric,
+                  const std::map<std::string, std::string>& want) {
+  double sum = 0;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(std::string(metric) + "{", 0) != 0) continue;
+    auto close = line.rfind('}');
+    if (close == std::string::npos) continue;
+    bool all = true;
+    for (const auto& [k, v] : want) {
+      auto pair = fmt::format("{}=\"{}\"", k, v);
+      all = all && (line.find("{" + pair) < close || line.find("," + pair) < close);
+    }
+    if (all) sum += std::strtod(line.c_str() + close + 1, nullptr);
+  }
+  return sum;
 }
 
 std::string get(const std::map<std::string, std::string>& m, const std::string& k) {
@@ -174,7 +213,8 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
   }
   co.manifests = work;
 
-  say("== Starting a 2-node simulated cluster (meshd, and per node: node-agent + ztunnel)\n");
+  say("== Starting a 2-node simulated cluster (meshd; per node: node-agent + ztunnel; pods, one "
+      "of them shop's waypoint)\n");
   auto cluster = Cluster::up(co);
   if (!cluster) {
     out << "cluster did not come up: " << cluster.error().describe() << "\n";
@@ -191,38 +231,41 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
     return p ? p->ip : std::string();
   };
 
-  std::vector<Call> calls = {
-      {.title = "shop/frontend -> shop/checkout, by pod IP",
-       .from = "shop/frontend",
-       .to_pod = "shop/checkout",
-       .url = fmt::format("http://{}:8080/", pod_ip("shop/checkout")),
-       .encrypted = true,
-       .expected = Path::kHbone},
-      {.title = "shop/frontend -> checkout.shop Service VIP",
-       .from = "shop/frontend",
-       .to_pod = "shop/checkout",
-       .url = fmt::format("http://{}:80/", kServiceVip),
-       .encrypted = true,
-       .expected = Path::kHbone},
-      {.title = "legacy/batch -> legacy/ledger",
-       .from = "legacy/batch",
-       .to_pod = "legacy/ledger",
-       .url = fmt::format("http://{}:8080/", pod_ip("legacy/ledger")),
-       .encrypted = false,
-       .expected = Path::kDirect},
-      {.title = "shop/frontend -> legacy/ledger",
-       .from = "shop/frontend",
-       .to_pod = "legacy/ledger",
-       .url = fmt::format("http://{}:8080/", pod_ip("legacy/ledger")),
-       .encrypted = false,
-       .expected = Path::kPassthrough},
-      {.title = "shop/debug (opt-out label) -> shop/checkout",
-       .from = "shop/debug",
-       .to_pod = "shop/checkout",
-       .url = fmt::format("http://{}:8080/", pod_ip("shop/checkout")),
-       .encrypted = false,
-       .expected = Path::kInboundPlaintext},
+  auto call = [](std::string title, std::string from, std::string to_pod, std::string url,
+                 Path expected) {
+    return Call{.title = std::move(title),
+                .from = std::move(from),
+                .to_pod = std::move(to_pod),
+                .url = std::move(url),
+                .expected = expected};
   };
+  const std::string checkout = fmt::format("http://{}:8080/", pod_ip("shop/checkout"));
+  const std::string ledger = fmt::format("http://{}:8080/", pod_ip("legacy/ledger"));
+  const std::string reviews = fmt::format("http://{}:80/reviews/", kReviewsVip);
+  std::vector<Call> calls = {
+      call("shop/frontend -> shop/checkout, by pod IP", "shop/frontend", "shop/checkout", checkout,
+           Path::kHbone),
+      call("shop/frontend -> checkout.shop Service VIP", "shop/frontend", "shop/checkout",
+           fmt::format("http://{}:80/", kServiceVip), Path::kHbone),
+      call("legacy/batch -> legacy/ledger", "legacy/batch", "legacy/ledger", ledger, Path::kDirect),
+      call("shop/frontend -> legacy/ledger", "shop/frontend", "legacy/ledger", ledger,
+           Path::kPassthrough),
+      call("shop/debug (opt-out label) -> shop/checkout", "shop/debug", "shop/checkout", checkout,
+           Path::kInboundPlaintext),
+      call("shop/frontend -> reviews.shop Service VIP (HTTPRoute default: reviews-v1)",
+           "shop/frontend", "shop/reviews-v1", reviews, Path::kWaypoint),
+  };
+  // Through the waypoint: a header the HTTPRoute matches, and a method the policy denies.
+  calls.push_back(call("shop/frontend -> reviews.shop with end-user: jason (HTTPRoute: reviews-v2)",
+                       "shop/frontend", "shop/reviews-v2", reviews, Path::kWaypoint));
+  calls.back().header = "end-user: jason";
+  calls.push_back(
+      call("shop/frontend -> reviews.shop DELETE (AuthorizationPolicy: DENY at the waypoint)",
+           "shop/frontend", "", reviews, Path::kWaypoint));
+  calls.back().method = "DELETE";
+  calls.back().expected_status = 403;
+  const std::string waypoint_ip = pod_ip(kWaypointPod);
+  const fs::path waypoint_log = c.log_path("shop.waypoint.app");  // its process: the pod's app
 
   // Capture node-0's link to the other node while the requests run.
   const std::string& node0 = c.plan().nodes.front().name;
@@ -252,12 +295,17 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
   say("\n== Requests (curl in the client pod -> http-echo in the server pod)\n");
   for (auto& call : calls) {
     call.marker = random_marker();
+    // The waypoint logs the client's IP, not its port: the path names the call.
+    if (call.expected == Path::kWaypoint) call.url += call.marker;
     std::string body;
     while (body.size() < 1024) body += call.marker + " ";
-    auto r = c.exec_in_pod(call.from,
-                           {"curl", "-sS", "--max-time", "10", "-H", "Content-Type: text/plain",
-                            "--data-binary", body, "-w", "\nlocal_port=%{local_port}\n", call.url},
-                           15s);
+    std::vector<std::string> argv = {"curl", "-sS", "--max-time",
+                                     "10",   "-H",  "Content-Type: text/plain"};
+    if (!call.method.empty()) argv.insert(argv.end(), {"-X", call.method});
+    if (!call.header.empty()) argv.insert(argv.end(), {"-H", call.header});
+    argv.insert(argv.end(), {"--data-binary", body, "-w",
+                             "\nlocal_port=%{local_port} status=%{http_code}\n", call.url});
+    auto r = c.exec_in_pod(call.from, argv, 15s);
     if (!r) {
       call.error = r.error().describe();
     } else if (r->exit_code != 0) {
@@ -265,14 +313,20 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
     } else {
       call.answered = true;
       call.curl_output = r->out;
+      call.status = std::atoi(curl_field(call, "status").c_str());
       call.peer_seen = ip_of(echo_field(r->out, "peer"));
       call.answered_by = echo_field(r->out, "pod");
-      if (r->out.find(call.marker) == std::string::npos) call.error = "the echo lost the body";
+      if (call.status != call.expected_status) {
+        call.error = fmt::format("status {}, expected {}", call.status, call.expected_status);
+      } else if (call.status == 200 && r->out.find(call.marker) == std::string::npos) {
+        call.error = "the echo lost the body";
+      }
     }
     // A ztunnel writes its access line when the connection closes, with the app's own socket
     // (client IP and port) as the source: wait until this call's lines stop changing, or
     // 700 ms without any.
-    const std::string client_addr = fmt::format("{}:{}", pod_ip(call.from), local_port(call));
+    const std::string client_addr =
+        fmt::format("{}:{}", pod_ip(call.from), curl_field(call, "local_port"));
     std::vector<std::pair<std::string, std::map<std::string, std::string>>> mine;
     auto start = std::chrono::steady_clock::now();
     auto last_change = start;
@@ -296,12 +350,27 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
           "{} {} {} -> {}{}", node, get(l, "direction"), get(l, "src.addr"), get(l, "dst.addr"),
           l.count("dst.hbone_addr") ? " via HBONE " + get(l, "dst.hbone_addr") : ""));
       if (get(l, "direction") == "outbound") {
-        call.seen = l.count("dst.hbone_addr") ? Path::kHbone : Path::kPassthrough;
+        call.seen = !l.count("dst.hbone_addr")                 ? Path::kPassthrough
+                    : ip_of(get(l, "dst.addr")) == waypoint_ip ? Path::kWaypoint
+                                                               : Path::kHbone;
       } else if (get(l, "direction") == "inbound") {
         inbound = true;
       }
     }
     if (call.seen == Path::kDirect && inbound) call.seen = Path::kInboundPlaintext;
+    // The waypoint's access line for this call: its path, and the client's own IP (which the
+    // client's ztunnel sent along in HBONE's Forwarded header).
+    if (call.seen == Path::kWaypoint) {
+      const std::string path = call.url.substr(call.url.find('/', call.url.find("//") + 2));
+      for (const auto& l : access_lines(waypoint_log, kWaypointAccess)) {
+        if (get(l, "path") != path || get(l, "src.addr") != pod_ip(call.from)) continue;
+        call.waypoint_evidence.push_back(fmt::format(
+            "{} {} {} -> {} status={} route={} upstream={} src.identity={}{}", kWaypointPod,
+            get(l, "method"), get(l, "path"), get(l, "dst.service"), get(l, "status"),
+            get(l, "route"), get(l, "upstream"), get(l, "src.identity"),
+            l.count("error") ? " error=\"" + get(l, "error") + "\"" : std::string()));
+      }
+    }
   }
   auto frames = (*capture)->stop();
 
@@ -320,30 +389,57 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
   for (const auto& call : calls) {
     const std::string client_ip = pod_ip(call.from);
     const std::string server_name = call.to_pod.substr(call.to_pod.find('/') + 1);
+    // Through a waypoint the app's peer is the waypoint, which opened the connection to it.
+    const bool via_waypoint = call.expected == Path::kWaypoint;
+    const std::string& peer_ip = via_waypoint ? waypoint_ip : client_ip;
     out << "  " << call.title << "\n      " << describe(call.seen) << "\n";
     for (const auto& e : call.log_evidence) out << "        access log: " << e << "\n";
-    if (!call.answered) {
+    for (const auto& e : call.waypoint_evidence) out << "        waypoint:   " << e << "\n";
+    if (!call.answered || !call.error.empty()) {
       out << "      FAILED: " << call.error << "\n";
+    } else if (call.to_pod.empty()) {
+      out << fmt::format(
+          "      refused with {} by the waypoint (\"{}\"); plaintext on the node "
+          "link: {}\n",
+          call.status, call.curl_output.substr(0, call.curl_output.find('\n')),
+          call.marker_on_wire ? "yes" : "never");
     } else {
       out << fmt::format(
           "      answered by pod {}; the app saw client {} ({}); plaintext on the "
           "node link: {}\n",
           call.answered_by, call.peer_seen,
-          call.peer_seen == client_ip ? "the real client pod IP" : "NOT the client's IP",
+          call.peer_seen == client_ip     ? "the real client pod IP"
+          : call.peer_seen == waypoint_ip ? "the waypoint's IP"
+                                          : "NOT the client's IP",
           call.marker_on_wire ? "yes" : "never");
     }
-    check(call.title + ": answered by " + call.to_pod,
-          call.answered && call.error.empty() && call.answered_by == server_name);
-    check(call.title + ": the app sees the client's own IP", call.peer_seen == client_ip);
+    if (call.to_pod.empty()) {
+      check(call.title + fmt::format(": refused with {} by the waypoint, reaching no pod",
+                                     call.expected_status),
+            call.answered && call.error.empty() && call.answered_by.empty() &&
+                call.curl_output.find("RBAC: access denied") != std::string::npos);
+    } else {
+      check(call.title + ": answered by " + call.to_pod,
+            call.answered && call.error.empty() && call.answered_by == server_name);
+      check(call.title + (via_waypoint ? ": the app sees the waypoint's IP"
+                                       : ": the app sees the client's own IP"),
+            call.peer_seen == peer_ip);
+    }
+    if (via_waypoint) {
+      check(call.title + ": the waypoint logged the request with the client's identity",
+            call.waypoint_evidence.size() == 1 &&
+                call.waypoint_evidence.front().find("/sa/frontend") != std::string::npos);
+    }
     check(call.title + ": " + std::string(describe(call.expected)), call.seen == call.expected);
-    check(
-        call.title + (call.encrypted ? ": plaintext never on the wire" : ": plain TCP on the wire"),
-        call.marker_on_wire == !call.encrypted);
+    check(call.title +
+              (call.encrypted() ? ": plaintext never on the wire" : ": plain TCP on the wire"),
+          call.marker_on_wire == !call.encrypted());
   }
 
   // Identities and bytes, as both ztunnels logged them.
   out << "\n== Identities and bytes (ztunnel access logs)\n";
   bool saw_outbound_mtls = false, saw_inbound_mtls = false;
+  bool saw_to_waypoint = false;
   for (const auto& node : c.plan().nodes) {
     for (const auto& l : access_lines(c.log_path(node.name + ".ztunnel"))) {
       const std::string dir = get(l, "direction");
@@ -356,11 +452,70 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
                         get(l, "dst.identity").find("/sa/checkout") != std::string::npos;
       if (mtls && dir == "outbound" && node.name == node0) saw_outbound_mtls = true;
       if (mtls && dir == "inbound" && node.name != node0) saw_inbound_mtls = true;
+      const bool to_waypoint = get(l, "src.identity").find("/sa/frontend") != std::string::npos &&
+                               get(l, "dst.identity").find("/sa/waypoint") != std::string::npos;
+      if (to_waypoint && dir == "outbound" && node.name == node0) saw_to_waypoint = true;
     }
   }
   check("node-0's ztunnel logs frontend -> checkout with both SPIFFE identities",
         saw_outbound_mtls);
   check("node-1's ztunnel logs frontend -> checkout with both SPIFFE identities", saw_inbound_mtls);
+  check("node-0's ztunnel sends frontend's reviews requests to the waypoint's SPIFFE identity",
+        saw_to_waypoint);
+
+  // What the waypoint counted, and what the destinations' ztunnels counted of the waypoint's own
+  // connections (their Prometheus endpoints). The waypoint keeps those connections open for the
+  // next request, so no ztunnel has written their access lines yet.
+  out << fmt::format("\n== L7 at the waypoint ({})\n", kWaypointPod);
+  auto scrape = [&](const Result<ExecResult>& r, std::string_view whose) {
+    if (r && r->exit_code == 0) return r->out;
+    out << fmt::format("  cannot read {} metrics: {}\n", whose, r ? r->err : r.error().describe());
+    return std::string();
+  };
+  const auto metrics_url = [](uint16_t port) {
+    return fmt::format("http://127.0.0.1:{}/metrics", port);
+  };
+  const std::string waypoint_metrics =
+      scrape(c.exec_in_pod(kWaypointPod,
+                           {"curl", "-sS", "--max-time", "5", metrics_url(kMetricsPort)}, 10s),
+             "the waypoint's");
+  struct Count {
+    std::string workload, code;
+    double want;
+  };
+  out << "  istio_requests_total{reporter=\"waypoint\"} from frontend:\n";
+  for (const Count& k :
+       {Count{"reviews-v1", "200", 1}, Count{"reviews-v2", "200", 1}, Count{"", "403", 1}}) {
+    std::map<std::string, std::string> labels = {
+        {"reporter", "waypoint"}, {"source_workload", "frontend"}, {"response_code", k.code}};
+    if (!k.workload.empty()) labels["destination_workload"] = k.workload;
+    double n = metric_sum(waypoint_metrics, "istio_requests_total", labels);
+    const std::string by = k.workload.empty() ? std::string(" (denied)") : " by " + k.workload;
+    out << fmt::format("    response_code={}{}: {}\n", k.code, by, n);
+    check(
+        fmt::format("the waypoint counted {} request to reviews answered {}{}", k.want, k.code, by),
+        n == k.want);
+  }
+  out << "  istio_tcp_connections_opened_total{reporter=\"destination\"} from the waypoint's "
+         "identity, mTLS:\n";
+  for (const auto& [pod, workload] :
+       {std::pair{"shop/reviews-v1", "reviews-v1"}, std::pair{"shop/reviews-v2", "reviews-v2"}}) {
+    const auto* p = c.plan().find_pod(pod);
+    const std::string node = p ? p->node : std::string("?");
+    const std::string text = scrape(
+        c.exec_in_node(node, {"curl", "-sS", "--max-time", "5", metrics_url(kMetricsPort)}, 10s),
+        node + "'s ztunnel");
+    double n = metric_sum(text, "istio_tcp_connections_opened_total",
+                          {{"reporter", "destination"},
+                           {"source_principal", "spiffe://cluster.local/ns/shop/sa/waypoint"},
+                           {"destination_workload", workload},
+                           {"connection_security_policy", "mutual_tls"}});
+    out << fmt::format("    {}'s ztunnel, to {}: {}\n", node, workload, n);
+    check(fmt::format("{}'s ztunnel took the waypoint's connection to {} over mTLS with the "
+                      "waypoint's identity",
+                      node, workload),
+          n >= 1);
+  }
 
   out << fmt::format("\n== The wire (capture of {}'s eth0: {} packets)\n", node0, frames.size());
   size_t tls_ok = 0;

@@ -2,6 +2,8 @@
 // ambient namespace and a plain one, real traffic between them, and a short report of what
 // happened, every line read from the system itself:
 //   - per connection: captured or not, the path it took, the client IP the app saw;
+//   - through the waypoint (shop/reviews): the route each request took (by a header), a DELETE
+//     refused by an L7 AuthorizationPolicy, the waypoint's access lines and request metrics;
 //   - the SPIFFE identities on each side and the bytes, from both ztunnels' access logs;
 //   - a packet capture of node-0's link: TLS 1.3 on port 15008 for mesh traffic, the plaintext
 //     marker of each mesh request never on the wire, and seen on the plain requests (so the

@@ -1,7 +1,8 @@
 // Issue 4's acceptance, end to end in the simulated cluster (sim/): real eBPF programs attached by
 // real node agents, shared-mode ztunnels, meshd, pods that are network namespaces with cgroups,
 // curl and http-echo. The cluster is the demo's (sim/examples/demo: namespace shop is ambient,
-// legacy is plain, shop/debug opts out) plus shop/cart on node-0, so node-0 has two enrolled pods.
+// legacy is plain, shop/debug opts out, shop/reviews goes through the waypoint pod shop/waypoint)
+// plus shop/cart on node-0, so node-0 has three enrolled pods.
 //
 // Each test builds its own cluster with the prefix "zc<pid>" and tears it down (also on failure).
 // Needs root: CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW and cgroup v2.
@@ -170,7 +171,32 @@ TEST_F(AmbientCluster, TheDemoReportsEveryCheckAsHeld) {
         "ok    legacy/batch -> legacy/ledger: not captured: direct TCP",
         "ok    shop/frontend -> legacy/ledger: captured at the source, passthrough as plain TCP",
         "ok    shop/debug (opt-out label) -> shop/checkout: not captured at the source; the "
-        "destination's ztunnel took it in as plaintext"}) {
+        "destination's ztunnel took it in as plaintext",
+        // Through the waypoint (shop/reviews): the HTTPRoute's two routes, the L7 deny, the
+        // waypoint's access lines and counters, and its own mTLS identity towards each pod.
+        "ok    shop/frontend -> reviews.shop Service VIP (HTTPRoute default: reviews-v1): "
+        "answered by shop/reviews-v1",
+        "ok    shop/frontend -> reviews.shop Service VIP (HTTPRoute default: reviews-v1): "
+        "captured at the source, HBONE mTLS to the waypoint, which routed the request",
+        "ok    shop/frontend -> reviews.shop Service VIP (HTTPRoute default: reviews-v1): the "
+        "app sees the waypoint's IP",
+        "ok    shop/frontend -> reviews.shop Service VIP (HTTPRoute default: reviews-v1): the "
+        "waypoint logged the request with the client's identity",
+        "ok    shop/frontend -> reviews.shop with end-user: jason (HTTPRoute: reviews-v2): "
+        "answered by shop/reviews-v2",
+        "ok    shop/frontend -> reviews.shop with end-user: jason (HTTPRoute: reviews-v2): "
+        "plaintext never on the wire",
+        "ok    shop/frontend -> reviews.shop DELETE (AuthorizationPolicy: DENY at the waypoint): "
+        "refused with 403 by the waypoint, reaching no pod",
+        "ok    node-0's ztunnel sends frontend's reviews requests to the waypoint's SPIFFE "
+        "identity",
+        "ok    the waypoint counted 1 request to reviews answered 200 by reviews-v1",
+        "ok    the waypoint counted 1 request to reviews answered 200 by reviews-v2",
+        "ok    the waypoint counted 1 request to reviews answered 403 (denied)",
+        "ok    node-1's ztunnel took the waypoint's connection to reviews-v1 over mTLS with the "
+        "waypoint's identity",
+        "ok    node-0's ztunnel took the waypoint's connection to reviews-v2 over mTLS with the "
+        "waypoint's identity"}) {
     EXPECT_NE(out.find(line), std::string::npos) << line << "\n" << out;
   }
   EXPECT_TRUE(sim::list_netns(prefix_ + "-").empty());

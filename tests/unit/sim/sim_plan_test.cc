@@ -117,6 +117,61 @@ status: {podIP: 172.30.0.10}
   EXPECT_NE(fabric.error().message.find("fabric subnet"), std::string::npos);
 }
 
+// A container whose command is the waypoint makes a waypoint pod (the simulator runs
+// build/bin/waypoint there), serving the Gateway its gateway-name label names; any other pod
+// runs the echo app. Without the label the plan is refused, naming the pod and the label.
+TEST(SimPlan, APodWhoseCommandIsTheWaypointServesTheGatewayItsLabelNames) {
+  TempDir dir;
+  write_file(dir.path() / "pods.yaml", R"(apiVersion: v1
+kind: Pod
+metadata:
+  name: waypoint-0
+  namespace: shop
+  labels: {gateway.networking.k8s.io/gateway-name: east}
+spec:
+  nodeName: n1
+  containers:
+  - {name: waypoint, image: x, command: ["/usr/local/bin/waypoint"], ports: [{containerPort: 15008}]}
+status: {podIP: 10.1.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+  namespace: shop
+  labels: {gateway.networking.k8s.io/gateway-name: east}
+spec:
+  nodeName: n1
+  containers:
+  - {name: app, image: x, command: ["/bin/waypoint-helper"]}
+  - {name: side, image: y}
+status: {podIP: 10.1.0.2}
+)");
+  auto plan = sim::plan_cluster(load(dir.path()), "zsim");
+  ASSERT_TRUE(plan) << plan.error().describe();
+  const auto* wp = plan->find_pod("shop/waypoint-0");
+  ASSERT_NE(wp, nullptr);
+  EXPECT_EQ(wp->waypoint, "east");
+  EXPECT_EQ(wp->ports, std::vector<uint16_t>{15008});
+  const auto* app = plan->find_pod("shop/app");
+  ASSERT_NE(app, nullptr);
+  EXPECT_EQ(app->waypoint, "");
+
+  write_file(dir.path() / "bad.yaml", R"(apiVersion: v1
+kind: Pod
+metadata: {name: unlabelled, namespace: shop}
+spec:
+  nodeName: n1
+  containers: [{name: w, image: x, command: [waypoint]}]
+status: {podIP: 10.1.0.3}
+)");
+  auto bad = sim::plan_cluster(load(dir.path()), "zsim");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("shop/unlabelled"), std::string::npos) << bad.error().message;
+  EXPECT_NE(bad.error().message.find("gateway.networking.k8s.io/gateway-name"), std::string::npos)
+      << bad.error().message;
+}
+
 TEST(SimPlan, PrefixesAreShortAndHaveNoDash) {
   EXPECT_TRUE(sim::validate_prefix("zsim"));
   EXPECT_TRUE(sim::validate_prefix("zs123456"));
