@@ -214,11 +214,13 @@ struct ConsistentHash {
   std::optional<Duration> cookie_ttl;
   std::string cookie_path;
   uint64_t minimum_ring_size = 1024;
+  bool operator==(const ConsistentHash&) const = default;
 };
 
 struct LoadBalancer {
   LbAlgorithm algorithm = LbAlgorithm::kLeastRequest;  // Istio's default
   std::optional<ConsistentHash> hash;                  // set iff kConsistentHash
+  bool operator==(const LoadBalancer&) const = default;
 };
 
 struct ConnectionPool {
@@ -230,6 +232,7 @@ struct ConnectionPool {
   uint32_t max_requests_per_connection = 0;          // 0 = unlimited
   uint32_t max_retries = kUnlimited;                 // concurrent retries
   std::optional<Duration> idle_timeout;
+  bool operator==(const ConnectionPool&) const = default;
 };
 
 struct OutlierDetection {
@@ -241,12 +244,16 @@ struct OutlierDetection {
   Duration base_ejection_time = Duration(30'000);
   uint32_t max_ejection_percent = 10;
   uint32_t min_health_percent = 0;
+  bool operator==(const OutlierDetection&) const = default;
 };
 
 struct TrafficPolicy {
   LoadBalancer load_balancer;
   ConnectionPool connection_pool;
   std::optional<OutlierDetection> outlier_detection;
+  // Equal policies keep a destination's state (outlier ejections, pool counts) across a
+  // configuration change.
+  bool operator==(const TrafficPolicy&) const = default;
 };
 
 struct PortTrafficPolicy {

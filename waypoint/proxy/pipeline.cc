@@ -35,8 +35,11 @@ using resilience::AttemptResult;
 constexpr std::string_view kNoHealthyUpstream = "no healthy upstream";
 constexpr std::chrono::milliseconds kMirrorTimeout{10'000};
 
-// Per destination (service host and port) of one worker: its traffic policy from the config
-// generation it was built for, outlier state, pool limits and picker.
+// Per destination (service host and port) of one worker: its traffic policy, outlier state, pool
+// limits and picker. A configuration change that leaves the destination's traffic policy as it
+// was keeps them (as Envoy keeps a cluster whose definition did not change: a new route does not
+// bring an ejected endpoint back or reset the circuit breakers' counts); a changed policy starts
+// a new Destination (in-flight requests finish on the old one).
 struct Destination {
   Destination(asio::any_io_executor ex, std::string h, uint16_t p, uint64_t gen,
               config::TrafficPolicy tp)
@@ -731,7 +734,7 @@ struct Pipeline::Impl {
   RequestSeriesCache series_cache;
   std::shared_ptr<void> alive = std::make_shared<char>(0);  // RecordedBody's check
 
-  // The state of `host:port` for this config generation.
+  // The state of `host:port` under the config generation `cfg`.
   std::shared_ptr<Destination> destination(const state::ConfigSnapshot& cfg,
                                            const std::string& host, uint16_t port) {
     std::string key;
@@ -744,7 +747,11 @@ struct Pipeline::Impl {
       if (cfg.config) {
         if (const auto* p = cfg.config->destination(host)) tp = p->for_port(port);
       }
-      d = std::make_shared<Destination>(ex, host, port, cfg.generation, std::move(tp));
+      if (d && d->policy == tp) {
+        d->generation = cfg.generation;
+      } else {
+        d = std::make_shared<Destination>(ex, host, port, cfg.generation, std::move(tp));
+      }
     }
     return d;
   }

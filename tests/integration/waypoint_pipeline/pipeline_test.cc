@@ -96,6 +96,20 @@ spec:
                      host, policy);
 }
 
+// An HTTPRoute sending service `name` to itself, with `rule` (more of its one rule's fields).
+std::string route_to_itself(const std::string& name, std::string_view rule) {
+  return fmt::format(R"(
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {0}, namespace: default}}
+spec:
+  parentRefs: [{{kind: Service, name: {0}, port: 80}}]
+  rules:
+  - backendRefs: [{{name: {0}, port: 80}}]
+{1})",
+                     name, rule);
+}
+
 std::string version_of(const Response& r) {
   auto v = http::find_header(r.headers, "x-version");
   return v ? std::string(*v) : std::string();
@@ -564,6 +578,51 @@ TEST_F(WaypointPipelineTest, OutlierEjectionAndReturn) {
   EXPECT_GE(bad.hits() - bad_hits, 3);
 }
 
+// A configuration change that leaves a destination's DestinationRule as it was (here: a new
+// route for another service) keeps its state: the ejected endpoint stays ejected. A change of
+// its own policy starts afresh, and the endpoint gets traffic again at once.
+TEST_F(WaypointPipelineTest, AnEjectionOutlivesAConfigurationChangeThatKeepsItsPolicy) {
+  const std::string rule =
+      destination_rule("ratings",
+                       "loadBalancer: {simple: ROUND_ROBIN}, outlierDetection: "
+                       "{consecutive5xxErrors: 2, interval: 100ms, baseEjectionTime: 60s, "
+                       "maxEjectionPercent: 100}");
+  start({{"ratings-1", 161, "ratings", "v1"},
+         {"ratings-2", 162, "ratings", "v1"},
+         {"ratings-3", 163, "ratings", "v1"}},
+        rule, 160);
+  auto& bad = *servers_["ratings-3"];
+  bad.set_default_status(500);
+  auto stream = service_stream("ratings");
+  auto requests = [](int n) {
+    std::vector<Request> out;
+    for (int i = 0; i < n; ++i) out.push_back(get("/r"));
+    return out;
+  };
+  (void)run(stream, requests(12));
+  const int bad_hits = bad.hits();
+  ASSERT_EQ(bad_hits, 2) << "ejected after its second consecutive 5xx";
+  bad.set_default_status(200);
+
+  auto publish = [&](const std::string& l7) {
+    auto snapshot = state::build_config_snapshot(l7, "test");
+    ASSERT_TRUE(snapshot) << snapshot.error().describe();
+    config_.publish(*snapshot);
+  };
+  const auto generation = config_.current()->generation;
+  publish(rule + "---\n" + route_to_itself("other", ""));
+  ASSERT_GT(config_.current()->generation, generation);
+  for (const auto& r : run(stream, requests(20))) EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(bad.hits(), bad_hits) << "still ejected after a change that kept its policy";
+
+  publish(destination_rule("ratings",
+                           "loadBalancer: {simple: ROUND_ROBIN}, outlierDetection: "
+                           "{consecutive5xxErrors: 3, interval: 100ms, baseEjectionTime: 60s, "
+                           "maxEjectionPercent: 100}"));
+  for (const auto& r : run(stream, requests(12))) EXPECT_EQ(r.status, 200);
+  EXPECT_GE(bad.hits() - bad_hits, 3) << "a changed policy starts with no ejection";
+}
+
 TEST_F(WaypointPipelineTest, ConsistentHashIsSticky) {
   start({{"cart-1", 81, "cart", "v1"}, {"cart-2", 82, "cart", "v2"}, {"cart-3", 83, "cart", "v3"}},
         R"(
@@ -736,20 +795,6 @@ spec:
   EXPECT_NE(log.find("component=access reporter=waypoint"), std::string::npos);
   EXPECT_NE(log.find("flags=FI"), std::string::npos);
   EXPECT_NE(log.find("flags=DI"), std::string::npos);
-}
-
-// An HTTPRoute sending service `name` to itself, with `rule` (more of its one rule's fields).
-std::string route_to_itself(const std::string& name, std::string_view rule) {
-  return fmt::format(R"(
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: {0}, namespace: default}}
-spec:
-  parentRefs: [{{kind: Service, name: {0}, port: 80}}]
-  rules:
-  - backendRefs: [{{name: {0}, port: 80}}]
-{1})",
-                     name, rule);
 }
 
 // ... mirrored to `<name>-shadow`.
