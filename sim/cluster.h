@@ -50,7 +50,7 @@ struct ClusterOptions {
   bool mesh = true;                 // false: no node agents and no ztunnels (a no-mesh baseline)
   std::vector<std::string> extra_nodes;  // nodes without pods
   std::chrono::milliseconds ready_timeout = std::chrono::seconds(60);
-  std::string log_level = "info";  // meshd, agents and ztunnels
+  std::string log_level = "info";  // meshd, agents, ztunnels and waypoint pods
   // Progress and leftover-removal messages ("removed leftover netns zsim-fabric").
   std::function<void(std::string_view)> progress;
 };

@@ -113,6 +113,14 @@ Result<Plan> plan_cluster(const meshd::manifest::ObjectSet& objects, const std::
                      kGatewayNameLabel);
       }
       p.waypoint = label->second;
+      // Enrolled, its node agent would steer the waypoint's own HBONE port to ztunnel.
+      auto mode = pod.meta.labels.find("istio.io/dataplane-mode");
+      if (mode == pod.meta.labels.end() || mode->second != "none") {
+        return failf(
+            "pod {} runs the waypoint but lacks the label istio.io/dataplane-mode: none "
+            "(a waypoint terminates HBONE itself and must never be captured)",
+            key);
+      }
     }
     p.cgroup_name = "pod" + p.uid;
     by_node[pod.node_name].push_back(std::move(p));

@@ -34,7 +34,7 @@ inline constexpr const char* kGatewayNameLabel = "gateway.networking.k8s.io/gate
 struct PodPlan {
   std::string namespace_, name, uid, node, service_account;
   std::string ip;               // IPv4, textual
-  std::vector<uint16_t> ports;  // TCP container ports the echo app listens on
+  std::vector<uint16_t> ports;  // TCP container ports the echo app listens on (unused: waypoint)
   // A waypoint pod (a container whose command is our `waypoint`, e.g. "/usr/local/bin/waypoint",
   // as in deploy/daemonset/waypoint): the Gateway it serves, from its label
   // gateway.networking.k8s.io/gateway-name. The simulator runs build/bin/waypoint there instead

@@ -210,8 +210,12 @@ Pod read_pod(const Fields& doc, ObjectMeta meta) {
   if (pod.service_account_name.empty()) pod.service_account_name = "default";
   pod.host_network = spec.boolean("hostNetwork");
   for (const auto& container : spec.maps("containers")) {
-    auto command = container.strings("command");
-    pod.commands.push_back(command.empty() ? std::string() : command.front());
+    // Only the simulator reads it: a malformed command is "" here, not an error for meshd.
+    auto command = container.raw("command");
+    pod.commands.push_back(!absent(command) && command.IsSequence() && command.size() > 0 &&
+                                   command[0].IsScalar()
+                               ? command[0].Scalar()
+                               : std::string());
     for (const auto& port : container.maps("ports")) {
       ContainerPort p;
       p.name = port.string("name");

@@ -49,7 +49,7 @@ std::string_view describe(Path p) {
     case Path::kInboundPlaintext:
       return "not captured at the source; the destination's ztunnel took it in as plaintext";
     case Path::kWaypoint:
-      return "captured at the source, HBONE mTLS to the waypoint, which routed the request";
+      return "captured at the source, HBONE mTLS to the waypoint (L7)";
   }
   return "?";
 }

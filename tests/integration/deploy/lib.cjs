@@ -156,10 +156,51 @@ function errorText(e) {
 
 // Validates one object: [] when valid, else messages naming the field. `partial` (patches):
 // "required" errors are ignored, the rest (types, enums, unknown fields) still count.
+// Fields Istio's CRDs have that @kubernetes-models/istio lacks (its newest release, 3.0.1, has
+// the AuthorizationPolicy of Istio before 1.20): AuthorizationPolicy spec.targetRef (1.20) and
+// spec.targetRefs (1.22), the only way to attach a policy to a waypoint. Each reference is an
+// Istio PolicyTargetReference: kind and name (non-empty strings) and optional group and
+// namespace (strings), nothing else. They are checked here and removed from a copy, and the
+// package validates the rest. Returns [errors, the copy].
+function newerIstioFields(obj) {
+  if (obj.kind !== "AuthorizationPolicy" || !/^security\.istio\.io\//.test(obj.apiVersion) ||
+      !obj.spec || typeof obj.spec !== "object") {
+    return [[], obj];
+  }
+  const errors = [];
+  const checkRef = (ref, where) => {
+    if (!ref || typeof ref !== "object" || Array.isArray(ref)) {
+      errors.push(`${where}: must be an object`);
+      return;
+    }
+    for (const k of ["kind", "name"]) {
+      if (typeof ref[k] !== "string" || ref[k] === "") errors.push(`${where}.${k}: must be a non-empty string`);
+    }
+    for (const k of ["group", "namespace"]) {
+      if (k in ref && typeof ref[k] !== "string") errors.push(`${where}.${k}: must be a string`);
+    }
+    for (const k of Object.keys(ref)) {
+      if (!["group", "kind", "name", "namespace"].includes(k)) errors.push(`${where}.${k}: unknown field`);
+    }
+  };
+  const spec = { ...obj.spec };
+  if ("targetRef" in spec) {
+    checkRef(spec.targetRef, "spec.targetRef");
+    delete spec.targetRef;
+  }
+  if ("targetRefs" in spec) {
+    if (!Array.isArray(spec.targetRefs)) errors.push("spec.targetRefs: must be a list");
+    else spec.targetRefs.forEach((r, i) => checkRef(r, `spec.targetRefs[${i}]`));
+    delete spec.targetRefs;
+  }
+  return [errors, { ...obj, spec }];
+}
+
 function validateObject(obj, { partial = false } = {}) {
   const found = modelClass(obj);
   if (found.error) return [found.error];
-  const errors = [];
+  const [errors, rest] = newerIstioFields(obj);
+  obj = rest;
   try {
     new found.cls(obj).validate();
   } catch (e) {

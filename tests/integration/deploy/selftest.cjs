@@ -75,6 +75,12 @@ const cases = [
   { name: "a bad Istio enum", script: "check_manifests.cjs",
     file: "deploy/daemonset/waypoint/gateway.yaml", from: "    port: 15008", to: "    port: 15008\n    allowedRoutes: {namespaces: {from: Everywhere}}",
     expect: "Gateway waypoint (gateway.networking.k8s.io/v1): spec.listeners.0.allowedRoutes.namespaces.from: must be equal to one of the allowed values" },
+  // spec.targetRefs is checked by lib.cjs itself (the Istio package lacks it).
+  { name: "a policy targetRef without a name", script: "check_manifests.cjs",
+    file: "deploy/daemonset/waypoint/gateway.yaml", from: "    protocol: HBONE\n",
+    to: "    protocol: HBONE\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\n" +
+      "spec:\n  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, nmae: waypoint}]\n",
+    expect: "AuthorizationPolicy p (security.istio.io/v1): spec.targetRefs[0].name: must be a non-empty string" },
   { name: "meshd's ClusterRole missing a resource meshd reads", script: "check_manifests.cjs",
     file: "deploy/daemonset/rbac.yaml", from: "resources: [\"gateways\", \"httproutes\"]", to: "resources: [\"gateways\"]",
     expect: "ClusterRole ambient-mesh-meshd grants" },

@@ -136,8 +136,9 @@ class AmbientCluster : public ::testing::Test {
 // Acceptance 1 and 2 through the main job itself (sim/demo): by pod IP and by Service VIP across
 // nodes the app sees the client's pod IP, both ztunnels log both SPIFFE identities, and a capture
 // of node-0's link shows TLS 1.3 on 15008 and never the plaintext; plain pods talk directly,
-// ambient -> plain is passthrough, the opt-out pod is not captured. run_demo computes each of
-// these from the system (curl output, access logs, the packets) and lists them as checks.
+// ambient -> plain is passthrough, the opt-out pod is not captured; through the waypoint the
+// HTTPRoute picks the version and the L7 policy refuses DELETE. run_demo computes each of these
+// from the system (curl output, access logs, metrics, the packets) and lists them as checks.
 TEST_F(AmbientCluster, TheDemoReportsEveryCheckAsHeld) {
   std::error_code ec;
   std::ostringstream report;
@@ -177,7 +178,7 @@ TEST_F(AmbientCluster, TheDemoReportsEveryCheckAsHeld) {
         "ok    shop/frontend -> reviews.shop Service VIP (HTTPRoute default: reviews-v1): "
         "answered by shop/reviews-v1",
         "ok    shop/frontend -> reviews.shop Service VIP (HTTPRoute default: reviews-v1): "
-        "captured at the source, HBONE mTLS to the waypoint, which routed the request",
+        "captured at the source, HBONE mTLS to the waypoint (L7)",
         "ok    shop/frontend -> reviews.shop Service VIP (HTTPRoute default: reviews-v1): the "
         "app sees the waypoint's IP",
         "ok    shop/frontend -> reviews.shop Service VIP (HTTPRoute default: reviews-v1): the "

@@ -33,11 +33,13 @@ spec:
   serviceAccountName: web-sa
   containers:
   - name: a
+    command: ["/usr/local/bin/waypoint", "--x"]
     ports:
     - {name: http, containerPort: 8080}
     - {containerPort: 9090, protocol: UDP}
   - name: b
     ports: [{name: metrics, containerPort: 15020}]
+  - {name: c, command: not-a-list}
 status:
   phase: Running
   podIP: 10.0.0.5
@@ -58,6 +60,8 @@ status:
   EXPECT_EQ(pod.ports[0].name, "http");
   EXPECT_EQ(pod.ports[1].protocol, "UDP");
   EXPECT_EQ(pod.ports[2].container_port, 15020u);
+  // Each container's program (only the simulator reads it): a malformed command is not an error.
+  EXPECT_EQ(pod.commands, (std::vector<std::string>{"/usr/local/bin/waypoint", "", ""}));
   EXPECT_EQ(pod.ips, (std::vector<std::string>{"10.0.0.5", "fd00::5"}));
   EXPECT_EQ(pod.phase, "Running");
   EXPECT_EQ(pod.ready, std::optional<bool>(false));

@@ -119,7 +119,8 @@ status: {podIP: 172.30.0.10}
 
 // A container whose command is the waypoint makes a waypoint pod (the simulator runs
 // build/bin/waypoint there), serving the Gateway its gateway-name label names; any other pod
-// runs the echo app. Without the label the plan is refused, naming the pod and the label.
+// runs the echo app. Without that label, or without istio.io/dataplane-mode: none, the plan is
+// refused, naming the pod and the label.
 TEST(SimPlan, APodWhoseCommandIsTheWaypointServesTheGatewayItsLabelNames) {
   TempDir dir;
   write_file(dir.path() / "pods.yaml", R"(apiVersion: v1
@@ -127,7 +128,7 @@ kind: Pod
 metadata:
   name: waypoint-0
   namespace: shop
-  labels: {gateway.networking.k8s.io/gateway-name: east}
+  labels: {gateway.networking.k8s.io/gateway-name: east, istio.io/dataplane-mode: none}
 spec:
   nodeName: n1
   containers:
@@ -157,19 +158,28 @@ status: {podIP: 10.1.0.2}
   ASSERT_NE(app, nullptr);
   EXPECT_EQ(app->waypoint, "");
 
-  write_file(dir.path() / "bad.yaml", R"(apiVersion: v1
+  // The plan's error for one more pod whose only container runs the waypoint, labelled `labels`.
+  auto refused = [&](const std::string& name, const std::string& labels) {
+    write_file(dir.path() / "bad.yaml", fmt::format(R"(apiVersion: v1
 kind: Pod
-metadata: {name: unlabelled, namespace: shop}
+metadata: {{name: {}, namespace: shop, labels: {{{}}}}}
 spec:
   nodeName: n1
-  containers: [{name: w, image: x, command: [waypoint]}]
-status: {podIP: 10.1.0.3}
-)");
-  auto bad = sim::plan_cluster(load(dir.path()), "zsim");
-  ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().message.find("shop/unlabelled"), std::string::npos) << bad.error().message;
-  EXPECT_NE(bad.error().message.find("gateway.networking.k8s.io/gateway-name"), std::string::npos)
-      << bad.error().message;
+  containers: [{{name: w, image: x, command: [waypoint]}}]
+status: {{podIP: 10.1.0.3}}
+)",
+                                                    name, labels));
+    auto r = sim::plan_cluster(load(dir.path()), "zsim");
+    return r ? std::string("accepted") : r.error().message;
+  };
+  auto unlabelled = refused("unlabelled", "istio.io/dataplane-mode: none");
+  EXPECT_NE(unlabelled.find("shop/unlabelled"), std::string::npos) << unlabelled;
+  EXPECT_NE(unlabelled.find("gateway.networking.k8s.io/gateway-name"), std::string::npos)
+      << unlabelled;
+  // One the node agent could enroll.
+  auto enrollable = refused("enrollable", "gateway.networking.k8s.io/gateway-name: e");
+  EXPECT_NE(enrollable.find("shop/enrollable"), std::string::npos) << enrollable;
+  EXPECT_NE(enrollable.find("istio.io/dataplane-mode: none"), std::string::npos) << enrollable;
 }
 
 TEST(SimPlan, PrefixesAreShortAndHaveNoDash) {
