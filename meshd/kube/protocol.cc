@@ -44,6 +44,7 @@ const std::vector<ResourceType>& resource_types() {
       {"PeerAuthentication", "security.istio.io/v1", "peerauthentications"},
       {"Gateway", "gateway.networking.k8s.io/v1", "gateways"},
       {"HTTPRoute", "gateway.networking.k8s.io/v1", "httproutes"},
+      {"DestinationRule", "networking.istio.io/v1", "destinationrules"},
   };
   return kTypes;
 }

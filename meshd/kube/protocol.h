@@ -31,7 +31,8 @@ struct ResourceType {
 };
 
 // Namespaces, Pods, Services, ServiceAccounts, AuthorizationPolicies and PeerAuthentications
-// (security.istio.io/v1), Gateways and HTTPRoutes (gateway.networking.k8s.io/v1).
+// (security.istio.io/v1), Gateways and HTTPRoutes (gateway.networking.k8s.io/v1),
+// DestinationRules (networking.istio.io/v1).
 const std::vector<ResourceType>& resource_types();
 
 struct Selectors {

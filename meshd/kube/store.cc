@@ -33,6 +33,8 @@ void with_map(ObjectSet& set, const std::string& kind, F&& f) {
     f(set.gateways);
   } else if (kind == "HTTPRoute") {
     f(set.http_routes);
+  } else if (kind == "DestinationRule") {
+    f(set.destination_rules);
   }
 }
 

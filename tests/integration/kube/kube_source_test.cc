@@ -92,6 +92,18 @@ spec:
     - name: app-4
       port: 80
       weight: 3
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: app-4
+  namespace: apps-2
+spec:
+  host: app-4
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 10}
+    outlierDetection: {consecutive5xxErrors: 3, interval: 10s, baseEjectionTime: 30s}
 )";
 
 std::string pod_yaml(const std::string& name, const std::string& ns, const std::string& node,
@@ -252,6 +264,7 @@ TEST_F(KubeSourceTest, ConvergesToTheManifestSourcesObjectsAndFollowsEdits) {
   ASSERT_EQ(want.pods.size(), 12u);
   ASSERT_EQ(want.authorization_policies.size(), 1u);
   ASSERT_EQ(want.http_routes.size(), 1u);
+  ASSERT_EQ(want.destination_rules.size(), 1u);
   start(config());
   ASSERT_TRUE(converges_to(want)) << "objects: " << (latest_ ? latest_->size() : 0);
   // The first update was the complete state: nothing is published before every type synced.
