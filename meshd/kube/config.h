@@ -47,6 +47,9 @@ struct KubeConfig {
   std::chrono::milliseconds debounce{100};
   std::chrono::milliseconds backoff_initial{100};
   std::chrono::milliseconds backoff_max{30'000};
+  // A custom resource the server does not serve (404 on its LIST: its CRD is not installed) counts
+  // as synced and empty, and is listed again this often, so installing the CRD later is seen.
+  std::chrono::milliseconds not_served_recheck{30'000};
   std::chrono::seconds connect_timeout{10};
   std::chrono::seconds request_timeout{60};  // a whole LIST page
 };

@@ -19,8 +19,10 @@ struct KubeApiSource::Impl : std::enable_shared_from_this<Impl> {
     const ResourceType* type = nullptr;
     std::string resource_version;
     bool synced = false;
+    bool not_served = false;  // its last LIST said 404 (a CRD that is not installed)
     std::unique_ptr<asio::steady_timer> sleep;
   };
+  enum class Listed { kOk, kFailed, kNotServed };
 
   Impl(asio::any_io_executor ex, KubeConfig c)
       : executor(ex), config(std::move(c)), client(ex, config), publish_timer(ex) {
@@ -43,7 +45,8 @@ struct KubeApiSource::Impl : std::enable_shared_from_this<Impl> {
     co_await self->run_type(index);
   }
   awaitable<void> run_type(size_t index);
-  awaitable<bool> list(size_t index);
+  awaitable<Listed> list(size_t index);
+  void mark_synced(TypeState& state);
   awaitable<WatchOutcome> watch(size_t index);
   awaitable<void> sleep(size_t index, std::chrono::milliseconds d);
   void add_errors(ObjectStore::Errors errors);
@@ -81,7 +84,7 @@ awaitable<void> KubeApiSource::Impl::sleep(size_t index, std::chrono::millisecon
   co_await timer.async_wait(kTuple);
 }
 
-awaitable<bool> KubeApiSource::Impl::list(size_t index) {
+awaitable<KubeApiSource::Impl::Listed> KubeApiSource::Impl::list(size_t index) {
   const auto& type = *types[index].type;
   std::vector<YAML::Node> items;
   std::string continue_token, resource_version;
@@ -90,12 +93,12 @@ awaitable<bool> KubeApiSource::Impl::list(size_t index) {
     auto target =
         list_target(config.server.base_path, type, selectors, config.page_size, continue_token);
     auto resp = co_await client.get(target);
-    if (stopped) co_return false;
+    if (stopped) co_return Listed::kFailed;
     if (resp.error) {
       ++stats.failures;
       ZT_LOG_WARN("list failed component=kube type={} error=\"{}\"", type.plural,
                   resp.error->describe());
-      co_return false;
+      co_return Listed::kFailed;
     }
     if (resp.status == 410 && !continue_token.empty() && restarts < 3) {
       // The snapshot the continue token points into was compacted: start the list over.
@@ -106,19 +109,33 @@ awaitable<bool> KubeApiSource::Impl::list(size_t index) {
       continue_token.clear();
       continue;
     }
+    if (resp.status == 404 && type.api_version.find('/') != std::string::npos) {
+      // A group the server does not serve: the CRD is not installed (yet). Nothing of this kind
+      // exists, which is not an error for the others.
+      if (!types[index].not_served) {
+        ZT_LOG_WARN(
+            "not served component=kube type={} path={}: its CustomResourceDefinition is not "
+            "installed; none assumed, checking again every {}ms",
+            type.plural, type.path(), config.not_served_recheck.count());
+      }
+      types[index].not_served = true;
+      add_errors(store.apply_list(type, {}));
+      types[index].resource_version.clear();
+      co_return Listed::kNotServed;
+    }
     if (resp.status != 200) {
       ++stats.failures;
       auto st = parse_status(resp.body);
       ZT_LOG_WARN("list failed component=kube type={} status={} error=\"{}\"", type.plural,
                   resp.status, st ? st->describe() : resp.body.substr(0, 200));
-      co_return false;
+      co_return Listed::kFailed;
     }
     auto page = parse_list(resp.body);
     if (!page) {
       ++stats.failures;
       ZT_LOG_WARN("list failed component=kube type={} error=\"{}\"", type.plural,
                   page.error().describe());
-      co_return false;
+      co_return Listed::kFailed;
     }
     ++stats.list_pages;
     for (auto& item : page->items) items.push_back(std::move(item));
@@ -126,12 +143,16 @@ awaitable<bool> KubeApiSource::Impl::list(size_t index) {
     continue_token = page->continue_token;
     if (continue_token.empty()) break;
   }
+  if (types[index].not_served) {
+    ZT_LOG_INFO("served now component=kube type={}", type.plural);
+    types[index].not_served = false;
+  }
   add_errors(store.apply_list(type, items));
   types[index].resource_version = resource_version;
   ++stats.lists;
   ZT_LOG_INFO("listed component=kube type={} objects={} resource_version={}", type.plural,
               items.size(), resource_version);
-  co_return true;
+  co_return Listed::kOk;
 }
 
 awaitable<WatchOutcome> KubeApiSource::Impl::watch(size_t index) {
@@ -211,27 +232,30 @@ awaitable<void> KubeApiSource::Impl::run_type(size_t index) {
   bool need_list = true;
   while (!stopped) {
     if (need_list) {
-      bool ok = co_await list(index);
+      auto listed = co_await list(index);
       if (stopped) break;
-      if (!ok) {
+      if (listed == Listed::kFailed) {
         auto d = backoff.next();
         ZT_LOG_DEBUG("retrying list component=kube type={} in={}ms", state.type->plural, d.count());
         co_await sleep(index, d);
         continue;
       }
-      need_list = false;
       backoff.reset();
-      if (!state.synced) {
-        state.synced = true;
-        if (++synced_types == types.size()) {
-          ZT_LOG_INFO("synced component=kube server={} objects={}", config.server.describe(),
-                      store.objects().size());
-        }
-      }
+      mark_synced(state);
       schedule_publish();
+      if (listed == Listed::kNotServed) {
+        co_await sleep(index, config.not_served_recheck);
+        continue;  // list again: nothing to watch
+      }
+      need_list = false;
     }
     auto outcome = co_await watch(index);
     if (stopped) break;
+    if (outcome.http_status == 404) {
+      // The kind went away (its CRD was deleted): the LIST says so and empties it.
+      need_list = true;
+      continue;
+    }
     switch (next_step(outcome)) {
       case NextStep::kWatch:
         if (outcome.events > 0) backoff.reset();
@@ -252,6 +276,15 @@ awaitable<void> KubeApiSource::Impl::run_type(size_t index) {
         break;
       }
     }
+  }
+}
+
+void KubeApiSource::Impl::mark_synced(TypeState& state) {
+  if (state.synced) return;
+  state.synced = true;
+  if (++synced_types == types.size()) {
+    ZT_LOG_INFO("synced component=kube server={} objects={}", config.server.describe(),
+                store.objects().size());
   }
 }
 

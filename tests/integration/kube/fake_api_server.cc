@@ -187,7 +187,17 @@ std::string FakeApiServer::path_of(const std::string& kind) const {
   throw std::runtime_error("FakeApiServer: unknown kind " + kind);
 }
 
+void FakeApiServer::set_served(const std::string& kind, bool served) {
+  std::lock_guard lock(mu_);
+  if (served) {
+    unserved_.erase(path_of(kind));
+  } else {
+    unserved_.insert(path_of(kind));
+  }
+}
+
 FakeApiServer::Collection* FakeApiServer::collection_locked(const std::string& path) {
+  if (unserved_.count(path)) return nullptr;
   auto it = collections_.find(path);
   return it == collections_.end() ? nullptr : &it->second;
 }

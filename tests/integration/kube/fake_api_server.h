@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -58,6 +59,9 @@ class FakeApiServer {
   void send_error_on_watches(int code);      // ERROR event to every open watch, then end it
   void drop_watches(bool mid_event = true);  // close open watches (half an event line first)
   void set_bookmark_interval(std::chrono::milliseconds interval);
+  // While false, LIST and WATCH of `kind` get 404 NotFound, as for a CRD that is not installed
+  // (its objects are kept for when it is served again).
+  void set_served(const std::string& kind, bool served);
 
   std::vector<Request> requests() const;
   size_t open_watches() const;
@@ -101,6 +105,7 @@ class FakeApiServer {
   int64_t rv_ = 1;
   int64_t compacted_rv_ = 0;                       // watches from a version below this get 410
   std::map<std::string, Collection> collections_;  // by API path ("/api/v1/pods")
+  std::set<std::string> unserved_;                 // API paths that answer 404
   std::vector<Request> requests_;
   int fail_count_ = 0;
   int fail_status_ = 500;

@@ -317,6 +317,41 @@ TEST_F(KubeSourceTest, ConvergesToTheManifestSourcesObjectsAndFollowsEdits) {
   EXPECT_TRUE(converges_to(edited));
 }
 
+// A custom resource the server does not serve (its CRD not installed: 404 on LIST) is not an
+// error for the rest: the source syncs and publishes without it, and picks it up once served.
+// The core kinds still have to list.
+TEST_F(KubeSourceTest, AKindWhoseCrdIsNotInstalledIsEmptyUntilItIsServed) {
+  auto want = from_manifests();
+  ASSERT_EQ(want.destination_rules.size(), 1u);
+  auto without = want;
+  without.destination_rules.clear();
+  server_.set_served("DestinationRule", false);
+  auto c = config();
+  c.not_served_recheck = 100ms;
+  start(c);
+  ASSERT_TRUE(converges_to(without)) << "objects: " << (latest_ ? latest_->size() : 0);
+  // It lists the kind again, and never tries to watch what is not served.
+  ASSERT_TRUE(poll_until([&] {
+    size_t lists = 0;
+    for (const auto& r : server_.requests()) {
+      if (r.target.starts_with("/apis/networking.istio.io/v1/destinationrules?")) ++lists;
+    }
+    return lists >= 3;
+  }));
+  for (const auto& r : server_.requests()) {
+    if (r.target.starts_with("/apis/networking.istio.io/v1/destinationrules?")) {
+      EXPECT_EQ(r.target.find("watch=1"), std::string::npos) << r.target;
+    }
+  }
+
+  server_.set_served("DestinationRule", true);
+  EXPECT_TRUE(converges_to(want));
+  // Uninstalled again: its objects go.
+  server_.set_served("DestinationRule", false);
+  server_.drop_watches(false);
+  EXPECT_TRUE(converges_to(without));
+}
+
 TEST_F(KubeSourceTest, SurvivesServerErrorsDropsGoneAndExpiredContinueTokens) {
   auto want = from_manifests();
   server_.fail_next_requests(6, 500);
