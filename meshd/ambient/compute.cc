@@ -5,8 +5,10 @@
 #include "meshd/ambient/compute.h"
 
 #include <algorithm>
+#include <map>
 #include <regex>
 #include <set>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -699,15 +701,38 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
       }
       if (attached) documents.push_back(&route.yaml);
     }
+    // One DestinationRule per Service: the waypoint takes one per host. Istio looks a host's
+    // rule up in the proxy's namespace, then in the service's; here the oldest of a namespace
+    // wins (then the first by name), and the others are reported.
+    std::map<std::string, std::pair<const std::string*, const manifest::DestinationRule*>> rules;
+    auto rank = [&](const manifest::DestinationRule& r, const std::string& svc_ns) {
+      int where = r.meta.namespace_ == waypoint.namespace_ ? 0
+                  : r.meta.namespace_ == svc_ns            ? 1
+                                                           : 2;
+      const auto& t = r.meta.creation_timestamp;
+      return std::make_tuple(where, t.empty(), t);
+    };
     for (const auto& [k, rule] : objects.destination_rules) {
-      bool applies = false;
       for (const auto& svc_key : services) {
         const auto& svc = objects.services.at(svc_key);
-        applies = applies || host_names_service(rule.host, rule.meta.namespace_, svc.meta.name,
-                                                svc.meta.namespace_, options);
+        if (!host_names_service(rule.host, rule.meta.namespace_, svc.meta.name, svc.meta.namespace_,
+                                options)) {
+          continue;
+        }
+        auto [it, fresh] = rules.try_emplace(svc_key, &k, &rule);
+        if (fresh) continue;
+        // (objects are visited in key order, so an equal rank keeps the first by name)
+        const bool better =
+            rank(rule, svc.meta.namespace_) < rank(*it->second.second, svc.meta.namespace_);
+        const std::string& dropped = better ? *it->second.first : k;
+        ZT_LOG_WARN(
+            "component=ambient DestinationRule {} not applied at waypoint {}: {} already sets the "
+            "traffic policy of service {}",
+            dropped, key, better ? k : *it->second.first, svc_key);
+        if (better) it->second = {&k, &rule};
       }
-      if (applies) documents.push_back(&rule.yaml);
     }
+    for (const auto& [svc_key, rule] : rules) documents.push_back(&rule.second->yaml);
     for (const auto& [k, policy] : objects.authorization_policies) {
       bool targets = false;
       for (const auto& ref : policy.target_refs) {

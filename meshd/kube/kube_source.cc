@@ -19,10 +19,13 @@ struct KubeApiSource::Impl : std::enable_shared_from_this<Impl> {
     const ResourceType* type = nullptr;
     std::string resource_version;
     bool synced = false;
-    bool not_served = false;  // its last LIST said 404 (a CRD that is not installed)
+    bool listed = false;      // a LIST succeeded in this process
+    bool not_served = false;  // its last LIST said 404 and discovery does not serve it
     std::unique_ptr<asio::steady_timer> sleep;
   };
   enum class Listed { kOk, kFailed, kNotServed };
+  // What API discovery says of a custom resource's group, version and kind.
+  enum class Discovered { kServed, kNotInstalled, kOtherVersion, kUnknown };
 
   Impl(asio::any_io_executor ex, KubeConfig c)
       : executor(ex), config(std::move(c)), client(ex, config), publish_timer(ex) {
@@ -46,6 +49,8 @@ struct KubeApiSource::Impl : std::enable_shared_from_this<Impl> {
   }
   awaitable<void> run_type(size_t index);
   awaitable<Listed> list(size_t index);
+  awaitable<Listed> not_found(size_t index);
+  awaitable<Discovered> discover(const ResourceType& type);
   void mark_synced(TypeState& state);
   awaitable<WatchOutcome> watch(size_t index);
   awaitable<void> sleep(size_t index, std::chrono::milliseconds d);
@@ -109,20 +114,7 @@ awaitable<KubeApiSource::Impl::Listed> KubeApiSource::Impl::list(size_t index) {
       continue_token.clear();
       continue;
     }
-    if (resp.status == 404 && type.api_version.find('/') != std::string::npos) {
-      // A group the server does not serve: the CRD is not installed (yet). Nothing of this kind
-      // exists, which is not an error for the others.
-      if (!types[index].not_served) {
-        ZT_LOG_WARN(
-            "not served component=kube type={} path={}: its CustomResourceDefinition is not "
-            "installed; none assumed, checking again every {}ms",
-            type.plural, type.path(), config.not_served_recheck.count());
-      }
-      types[index].not_served = true;
-      add_errors(store.apply_list(type, {}));
-      types[index].resource_version.clear();
-      co_return Listed::kNotServed;
-    }
+    if (resp.status == 404 && type.custom()) co_return co_await not_found(index);
     if (resp.status != 200) {
       ++stats.failures;
       auto st = parse_status(resp.body);
@@ -147,12 +139,77 @@ awaitable<KubeApiSource::Impl::Listed> KubeApiSource::Impl::list(size_t index) {
     ZT_LOG_INFO("served now component=kube type={}", type.plural);
     types[index].not_served = false;
   }
+  types[index].listed = true;
   add_errors(store.apply_list(type, items));
   types[index].resource_version = resource_version;
   ++stats.lists;
   ZT_LOG_INFO("listed component=kube type={} objects={} resource_version={}", type.plural,
               items.size(), resource_version);
   co_return Listed::kOk;
+}
+
+// A custom resource's LIST answered 404. Only when discovery confirms that the API server does
+// not serve the kind (its CRD is not installed) is that "none of them", never before this process
+// listed it: an API server can answer 404 for a moment (a replica behind, a restart), and an empty
+// AuthorizationPolicy list would fail open. A group served in other versions only (CRDs older
+// than the version we read) is a failure, as loud as any other.
+awaitable<KubeApiSource::Impl::Listed> KubeApiSource::Impl::not_found(size_t index) {
+  auto& state = types[index];
+  const auto& type = *state.type;
+  auto found = co_await discover(type);
+  if (stopped) co_return Listed::kFailed;
+  if (found == Discovered::kNotInstalled && !state.listed) {
+    if (!state.not_served) {
+      ZT_LOG_WARN(
+          "not served component=kube type={} path={}: its CustomResourceDefinition is not "
+          "installed; none assumed, checking again every {}ms",
+          type.plural, type.path(), config.not_served_recheck.count());
+    }
+    state.not_served = true;
+    add_errors(store.apply_list(type, {}));
+    co_return Listed::kNotServed;
+  }
+  ++stats.failures;
+  switch (found) {
+    case Discovered::kOtherVersion:
+      ZT_LOG_WARN(
+          "list failed component=kube type={} status=404 error=\"the API server serves {} but "
+          "not {}: install CRDs that serve {}\"",
+          type.plural, type.group(), type.api_version, type.api_version);
+      break;
+    case Discovered::kNotInstalled:  // after a LIST that worked: keep what it gave
+      ZT_LOG_WARN(
+          "list failed component=kube type={} status=404 error=\"no longer served (its CRD "
+          "removed?); keeping the objects listed before\"",
+          type.plural);
+      break;
+    default:
+      ZT_LOG_WARN(
+          "list failed component=kube type={} status=404 error=\"not found, though the API "
+          "server serves it; keeping the objects listed before\"",
+          type.plural);
+      break;
+  }
+  co_return Listed::kFailed;
+}
+
+awaitable<KubeApiSource::Impl::Discovered> KubeApiSource::Impl::discover(const ResourceType& type) {
+  // GET /apis/<group>/<version>: the APIResourceList of the version; 404 when no resource of the
+  // group is served in that version. Then GET /apis/<group>: 404 when the group is not served.
+  auto resp = co_await client.get(config.server.base_path + "/apis/" + type.api_version);
+  if (resp.error) co_return Discovered::kUnknown;
+  if (resp.status == 200) {
+    auto names = parse_resource_names(resp.body);
+    if (!names) co_return Discovered::kUnknown;
+    co_return std::find(names->begin(), names->end(), type.plural) == names->end()
+        ? Discovered::kNotInstalled
+        : Discovered::kServed;
+  }
+  if (resp.status != 404) co_return Discovered::kUnknown;
+  auto group = co_await client.get(config.server.base_path + "/apis/" + type.group());
+  if (group.error) co_return Discovered::kUnknown;
+  if (group.status == 404) co_return Discovered::kNotInstalled;
+  co_return group.status == 200 ? Discovered::kOtherVersion : Discovered::kUnknown;
 }
 
 awaitable<WatchOutcome> KubeApiSource::Impl::watch(size_t index) {
@@ -251,8 +308,10 @@ awaitable<void> KubeApiSource::Impl::run_type(size_t index) {
     }
     auto outcome = co_await watch(index);
     if (stopped) break;
-    if (outcome.http_status == 404) {
-      // The kind went away (its CRD was deleted): the LIST says so and empties it.
+    if (outcome.http_status == 404 && state.type->custom()) {
+      // Perhaps its CRD was deleted: the LIST (and discovery) tell, after a backoff.
+      co_await sleep(index, backoff.next());
+      ++stats.relists;
       need_list = true;
       continue;
     }

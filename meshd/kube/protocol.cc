@@ -34,6 +34,36 @@ std::string ResourceType::path() const {
   return fmt::format("/apis/{}/{}", api_version, plural);
 }
 
+std::string ResourceType::group() const {
+  auto slash = api_version.find('/');
+  return slash == std::string::npos ? std::string() : api_version.substr(0, slash);
+}
+
+bool ResourceType::custom() const {
+  auto g = group();
+  if (g == "gateway.networking.k8s.io") return true;
+  return g.find('.') != std::string::npos && !g.ends_with(".k8s.io");
+}
+
+Result<std::vector<std::string>> parse_resource_names(std::string_view body) {
+  try {
+    auto doc = YAML::Load(std::string(body));
+    auto resources = doc.IsMap() ? doc["resources"] : YAML::Node();
+    if (!resources.IsDefined() || !resources.IsSequence()) {
+      return fail("not an APIResourceList: no resources list");
+    }
+    std::vector<std::string> names;
+    for (const auto& r : resources) {
+      if (r.IsMap() && r["name"].IsDefined() && r["name"].IsScalar()) {
+        names.push_back(r["name"].Scalar());
+      }
+    }
+    return names;
+  } catch (const std::exception& e) {
+    return failf("not an APIResourceList: {}", e.what());
+  }
+}
+
 const std::vector<ResourceType>& resource_types() {
   static const std::vector<ResourceType> kTypes = {
       {"Namespace", "v1", "namespaces"},

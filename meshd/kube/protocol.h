@@ -28,7 +28,16 @@ struct ResourceType {
   std::string plural;       // "pods"
   // "/api/v1/pods", "/apis/security.istio.io/v1/authorizationpolicies" (all namespaces).
   std::string path() const;
+  // "security.istio.io"; "" for the core group ("v1").
+  std::string group() const;
+  // Defined by a CustomResourceDefinition, which a cluster may not have installed: a group that is
+  // not one of Kubernetes' own (those have no dot or end in ".k8s.io"), or Gateway API's.
+  bool custom() const;
 };
+
+// The resource names of an APIResourceList (discovery: GET /apis/<group>/<version>), e.g.
+// "authorizationpolicies", "authorizationpolicies/status".
+Result<std::vector<std::string>> parse_resource_names(std::string_view body);
 
 // Namespaces, Pods, Services, ServiceAccounts, AuthorizationPolicies and PeerAuthentications
 // (security.istio.io/v1), Gateways and HTTPRoutes (gateway.networking.k8s.io/v1),

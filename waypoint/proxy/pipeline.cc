@@ -748,7 +748,11 @@ struct Pipeline::Impl {
         if (const auto* p = cfg.config->destination(host)) tp = p->for_port(port);
       }
       if (d && d->policy == tp) {
-        d->generation = cfg.generation;
+        d->generation = std::max(d->generation, cfg.generation);
+      } else if (d && d->generation > cfg.generation) {
+        // A request that began under an older configuration (held by a fault's delay) and
+        // whose policy is gone: its own state, so the newer one stays.
+        return std::make_shared<Destination>(ex, host, port, cfg.generation, std::move(tp));
       } else {
         d = std::make_shared<Destination>(ex, host, port, cfg.generation, std::move(tp));
       }
@@ -1098,7 +1102,7 @@ struct Pipeline::Impl {
       body->when_whole([this, guard = std::weak_ptr<void>(alive), cfg, st, m, head = request,
                         tunnel, cluster_domain,
                         backend_port](std::string whole, http::HeaderList trailers) {
-        // (Not after a configuration change: its destinations belong to the new generation.)
+        // (Not after a configuration change: the mirror was chosen by the old one's route.)
         if (guard.expired() || ctx.config.current()->generation != cfg->generation) return;
         Request copy = head;
         copy.body = std::move(whole);

@@ -372,9 +372,30 @@ awaitable<void> FakeApiServer::serve_list(tcp::socket& socket, const std::string
   {
     std::lock_guard lock(mu_);
     auto* c = collection_locked(path);
-    if (!c) {
+    if (!c && path.starts_with("/apis/")) {
+      // Discovery: /apis/<group>/<version> (APIResourceList) and /apis/<group> (APIGroup), of
+      // what is served.
+      json names = json::array();
+      for (const auto& [p, coll] : collections_) {
+        if (p.starts_with(path + "/") && !unserved_.count(p)) {
+          auto rest = p.substr(path.size() + 1);
+          names.push_back(json{{"name", rest.substr(rest.rfind('/') + 1)}, {"kind", coll.kind}});
+        }
+      }
+      const bool version = std::count(path.begin(), path.end(), '/') == 3;
+      if (!names.empty()) {
+        body = version ? json{{"kind", "APIResourceList"},
+                              {"groupVersion", path.substr(6)},
+                              {"resources", names}}
+                             .dump()
+                       : json{{"kind", "APIGroup"}, {"name", path.substr(6)}}.dump();
+      }
+    }
+    if (!c && body.empty()) {
       status = 404;
       body = status_json(404, "NotFound", "the server could not find the requested resource");
+    } else if (!c) {
+      // (the discovery document above)
     } else {
       size_t limit = query["limit"].empty() ? 0 : std::stoul(query["limit"]);
       int64_t id = 0;

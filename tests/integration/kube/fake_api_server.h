@@ -59,8 +59,9 @@ class FakeApiServer {
   void send_error_on_watches(int code);      // ERROR event to every open watch, then end it
   void drop_watches(bool mid_event = true);  // close open watches (half an event line first)
   void set_bookmark_interval(std::chrono::milliseconds interval);
-  // While false, LIST and WATCH of `kind` get 404 NotFound, as for a CRD that is not installed
-  // (its objects are kept for when it is served again).
+  // While false, LIST and WATCH of `kind` get 404 NotFound and discovery leaves it out, as for a
+  // CRD that is not installed (its objects are kept for when it is served again). Watches already
+  // open go on (drop_watches() ends them).
   void set_served(const std::string& kind, bool served);
 
   std::vector<Request> requests() const;

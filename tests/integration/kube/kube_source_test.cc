@@ -317,9 +317,10 @@ TEST_F(KubeSourceTest, ConvergesToTheManifestSourcesObjectsAndFollowsEdits) {
   EXPECT_TRUE(converges_to(edited));
 }
 
-// A custom resource the server does not serve (its CRD not installed: 404 on LIST) is not an
-// error for the rest: the source syncs and publishes without it, and picks it up once served.
-// The core kinds still have to list.
+// A custom resource the server does not serve (its CRD not installed: 404 on LIST, and discovery
+// does not list it) is not an error for the rest: the source syncs and publishes without it, and
+// picks it up once served. Once listed, a 404 never empties it: an API server can answer 404 for
+// a moment, and dropping AuthorizationPolicies would fail open.
 TEST_F(KubeSourceTest, AKindWhoseCrdIsNotInstalledIsEmptyUntilItIsServed) {
   auto want = from_manifests();
   ASSERT_EQ(want.destination_rules.size(), 1u);
@@ -330,26 +331,46 @@ TEST_F(KubeSourceTest, AKindWhoseCrdIsNotInstalledIsEmptyUntilItIsServed) {
   c.not_served_recheck = 100ms;
   start(c);
   ASSERT_TRUE(converges_to(without)) << "objects: " << (latest_ ? latest_->size() : 0);
-  // It lists the kind again, and never tries to watch what is not served.
-  ASSERT_TRUE(poll_until([&] {
-    size_t lists = 0;
-    for (const auto& r : server_.requests()) {
-      if (r.target.starts_with("/apis/networking.istio.io/v1/destinationrules?")) ++lists;
-    }
-    return lists >= 3;
-  }));
+  const std::string rules = "/apis/networking.istio.io/v1/destinationrules";
+  auto count = [&](const std::string& prefix) {
+    size_t n = 0;
+    for (const auto& r : server_.requests()) n += r.target.starts_with(prefix) ? 1 : 0;
+    return n;
+  };
+  // It lists the kind again (asking discovery each time), and never watches what is not served.
+  ASSERT_TRUE(poll_until([&] { return count(rules + "?") >= 3; }));
+  size_t discovery = 0;
   for (const auto& r : server_.requests()) {
-    if (r.target.starts_with("/apis/networking.istio.io/v1/destinationrules?")) {
-      EXPECT_EQ(r.target.find("watch=1"), std::string::npos) << r.target;
+    discovery += r.target == "/apis/networking.istio.io/v1" ? 1 : 0;
+    if (r.target.starts_with(rules)) {
+      EXPECT_EQ(r.target.find("watch="), std::string::npos) << r.target;
     }
   }
+  EXPECT_GE(discovery, 3u);
 
   server_.set_served("DestinationRule", true);
   EXPECT_TRUE(converges_to(want));
-  // Uninstalled again: its objects go.
+
+  // Not served again after it was listed: kept, while the source keeps asking.
+  const auto before = count(rules + "?");
   server_.set_served("DestinationRule", false);
   server_.drop_watches(false);
-  EXPECT_TRUE(converges_to(without));
+  ASSERT_TRUE(poll_until([&] { return count(rules + "?") >= before + 2; }));
+  // (An absence: no event can show it. A publish follows a change within the 100 ms debounce.)
+  EXPECT_FALSE(wait_until([&](const ObjectSet& s) { return !(s == want); }, 1s))
+      << "the kind's objects were dropped";
+}
+
+// A 404 for a kind that discovery says is served (an API server answering before it caught up)
+// is a failure: the source retries, and its first update already has the kind's objects.
+TEST_F(KubeSourceTest, AMomentary404ForAServedKindIsRetriedNotTakenAsNone) {
+  auto want = from_manifests();
+  ASSERT_EQ(want.authorization_policies.size(), 1u);
+  server_.fail_next_requests(2, 404, "/apis/security.istio.io/v1/authorizationpolicies?");
+  start(config());
+  ASSERT_TRUE(converges_to(want));
+  EXPECT_EQ(updates(), 1u);
+  EXPECT_GE(stats().failures, 2u);
 }
 
 TEST_F(KubeSourceTest, SurvivesServerErrorsDropsGoneAndExpiredContinueTokens) {

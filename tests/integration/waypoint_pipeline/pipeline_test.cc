@@ -610,15 +610,16 @@ TEST_F(WaypointPipelineTest, AnEjectionOutlivesAConfigurationChangeThatKeepsItsP
     config_.publish(*snapshot);
   };
   const auto generation = config_.current()->generation;
-  publish(rule + "---\n" + route_to_itself("other", ""));
+  ASSERT_NO_FATAL_FAILURE(publish(rule + "---\n" + route_to_itself("other", "")));
   ASSERT_GT(config_.current()->generation, generation);
   for (const auto& r : run(stream, requests(20))) EXPECT_EQ(r.status, 200);
   EXPECT_EQ(bad.hits(), bad_hits) << "still ejected after a change that kept its policy";
 
-  publish(destination_rule("ratings",
-                           "loadBalancer: {simple: ROUND_ROBIN}, outlierDetection: "
-                           "{consecutive5xxErrors: 3, interval: 100ms, baseEjectionTime: 60s, "
-                           "maxEjectionPercent: 100}"));
+  ASSERT_NO_FATAL_FAILURE(
+      publish(destination_rule("ratings",
+                               "loadBalancer: {simple: ROUND_ROBIN}, outlierDetection: "
+                               "{consecutive5xxErrors: 3, interval: 100ms, baseEjectionTime: 60s, "
+                               "maxEjectionPercent: 100}")));
   for (const auto& r : run(stream, requests(12))) EXPECT_EQ(r.status, 200);
   EXPECT_GE(bad.hits() - bad_hits, 3) << "a changed policy starts with no ejection";
 }

@@ -32,6 +32,29 @@ TEST(ResourceTypes, CoverEveryKindMeshdUsesWithTheirApiPaths) {
                    }));
 }
 
+// Kinds a cluster may lack (their CRDs not installed) against Kubernetes' own, and the discovery
+// document that tells which resources a group version serves.
+TEST(ResourceTypes, CustomResourcesAndDiscovery) {
+  EXPECT_FALSE(type_of("pods").custom());
+  EXPECT_EQ(type_of("pods").group(), "");
+  EXPECT_TRUE(type_of("authorizationpolicies").custom());
+  EXPECT_EQ(type_of("authorizationpolicies").group(), "security.istio.io");
+  EXPECT_TRUE(type_of("gateways").custom());
+  EXPECT_TRUE(type_of("destinationrules").custom());
+  EXPECT_FALSE((ResourceType{"Deployment", "apps/v1", "deployments"}.custom()));
+  EXPECT_FALSE((ResourceType{"Ingress", "networking.k8s.io/v1", "ingresses"}.custom()));
+
+  auto names = parse_resource_names(
+      R"({"kind":"APIResourceList","groupVersion":"security.istio.io/v1","resources":[)"
+      R"({"name":"authorizationpolicies","kind":"AuthorizationPolicy"},)"
+      R"({"name":"authorizationpolicies/status","kind":"AuthorizationPolicy"}]})");
+  ASSERT_TRUE(names) << names.error().describe();
+  EXPECT_EQ(*names,
+            (std::vector<std::string>{"authorizationpolicies", "authorizationpolicies/status"}));
+  EXPECT_FALSE(parse_resource_names(R"({"kind":"Status","code":404})"));
+  EXPECT_FALSE(parse_resource_names("{not json"));
+}
+
 TEST(Targets, ListPaginatesAndOnlyPodsGetTheFieldSelector) {
   Selectors sel{"spec.nodeName=node-0", ""};
   EXPECT_EQ(list_target("", type_of("pods"), sel, 500, ""),

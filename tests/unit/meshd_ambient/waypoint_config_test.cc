@@ -80,12 +80,47 @@ TEST(WaypointConfigs, ObjectsAttachedThroughServicesThatUseTheWaypoint) {
   EXPECT_EQ(kinds_and_names(s, "shop/wp"),
             (std::vector<std::string>{
                 "HTTPRoute/other/r-cross", "HTTPRoute/shop/r-reviews",
-                "DestinationRule/other/d-fqdn", "DestinationRule/shop/d-short",
-                "AuthorizationPolicy/shop/p-gateway", "AuthorizationPolicy/shop/p-service"}));
+                // other/d-fqdn names reviews too: one rule per service (the next test).
+                "DestinationRule/shop/d-short", "AuthorizationPolicy/shop/p-gateway",
+                "AuthorizationPolicy/shop/p-service"}));
   EXPECT_EQ(kinds_and_names(s, "other/wp2"),
             (std::vector<std::string>{"AuthorizationPolicy/other/p-wp2"}));
   // Policies with targetRefs are still not sent to ztunnel.
   EXPECT_FALSE(s.authorizations.contains("shop/p-gateway"));
+}
+
+// The waypoint takes one DestinationRule per host (two would be refused as ambiguous, and with
+// them the whole configuration). Of the rules naming one Service: the waypoint's namespace first,
+// then the Service's, then any other; within one of those the oldest, then the first by name.
+TEST(WaypointConfigs, OneDestinationRulePerServiceFromTheNearestNamespaceThenTheOldest) {
+  auto dated = [](const std::string& ns, const std::string& name, const std::string& host,
+                  const std::string& created) {
+    return "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: " +
+           name + ", namespace: " + ns + ", creationTimestamp: '" + created +
+           "'}\nspec: {host: " + host + "}\n";
+  };
+  auto objects = objects_from(
+      ns_yaml("mesh") + ns_yaml("shop") + ns_yaml("other") + gateway("mesh", "wp") +
+      svc("shop", "a", "{istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: mesh}",
+          "10.96.0.1") +
+      svc("shop", "b", "{istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: mesh}",
+          "10.96.0.2") +
+      svc("shop", "c", "{istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: mesh}",
+          "10.96.0.3") +
+      // a: the service's namespace beats another; the waypoint's beats both.
+      dated("other", "a-other", "a.shop.svc.cluster.local", "2020-01-01T00:00:00Z") +
+      dated("shop", "a-shop", "a", "2026-01-01T00:00:00Z") +
+      dated("mesh", "a-mesh", "a.shop", "2026-06-01T00:00:00Z") +
+      // b: two in the service's namespace, the older wins whatever its name.
+      dated("shop", "b-new", "b", "2026-01-01T00:00:00Z") +
+      dated("shop", "b-old", "b", "2025-01-01T00:00:00Z") +
+      // c: only from elsewhere, and one of them.
+      dated("other", "c-1", "c.shop.svc.cluster.local", "2026-01-01T00:00:00Z") +
+      dated("other", "c-2", "c.shop.svc", "2026-01-01T00:00:00Z"));
+  auto s = compute(objects, kOptions);
+  EXPECT_EQ(kinds_and_names(s, "mesh/wp"),
+            (std::vector<std::string>{"DestinationRule/mesh/a-mesh", "DestinationRule/shop/b-old",
+                                      "DestinationRule/other/c-1"}));
 }
 
 TEST(WaypointConfigs, AWaypointWithNothingAttachedHasAnEmptyResource) {
