@@ -701,14 +701,17 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
       }
       if (attached) documents.push_back(&route.yaml);
     }
-    // One DestinationRule per Service: the waypoint takes one per host. Istio looks a host's
-    // rule up in the proxy's namespace, then in the service's; here the oldest of a namespace
-    // wins (then the first by name), and the others are reported.
+    // One DestinationRule per Service: the waypoint takes one per host. As Istio looks a host's
+    // rule up: in the proxy's (the waypoint's) namespace, else in the service's, else in the
+    // root namespace; never in another. Within one of those the oldest wins, then the first by
+    // key (namespace/name). Per compute, so the rules passed over are logged at debug only.
     std::map<std::string, std::pair<const std::string*, const manifest::DestinationRule*>> rules;
     auto rank = [&](const manifest::DestinationRule& r, const std::string& svc_ns) {
-      int where = r.meta.namespace_ == waypoint.namespace_ ? 0
-                  : r.meta.namespace_ == svc_ns            ? 1
-                                                           : 2;
+      const auto& ns = r.meta.namespace_;
+      int where = ns == waypoint.namespace_      ? 0
+                  : ns == svc_ns                 ? 1
+                  : ns == options.root_namespace ? 2
+                                                 : 3;
       const auto& t = r.meta.creation_timestamp;
       return std::make_tuple(where, t.empty(), t);
     };
@@ -719,16 +722,22 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
                                 options)) {
           continue;
         }
+        if (std::get<0>(rank(rule, svc.meta.namespace_)) == 3) {
+          ZT_LOG_DEBUG(
+              "component=ambient DestinationRule {} not applied at waypoint {}: its namespace is "
+              "neither the waypoint's, service {}'s nor the root namespace",
+              k, key, svc_key);
+          continue;
+        }
         auto [it, fresh] = rules.try_emplace(svc_key, &k, &rule);
         if (fresh) continue;
-        // (objects are visited in key order, so an equal rank keeps the first by name)
+        // (rules are visited in key order, so an equal rank keeps the first by key)
         const bool better =
             rank(rule, svc.meta.namespace_) < rank(*it->second.second, svc.meta.namespace_);
-        const std::string& dropped = better ? *it->second.first : k;
-        ZT_LOG_WARN(
-            "component=ambient DestinationRule {} not applied at waypoint {}: {} already sets the "
-            "traffic policy of service {}",
-            dropped, key, better ? k : *it->second.first, svc_key);
+        ZT_LOG_DEBUG(
+            "component=ambient DestinationRule {} not applied at waypoint {}: {} sets the traffic "
+            "policy of service {}",
+            better ? *it->second.first : k, key, better ? k : *it->second.first, svc_key);
         if (better) it->second = {&k, &rule};
       }
     }

@@ -185,8 +185,8 @@ awaitable<KubeApiSource::Impl::Listed> KubeApiSource::Impl::not_found(size_t ind
       break;
     default:
       ZT_LOG_WARN(
-          "list failed component=kube type={} status=404 error=\"not found, though the API "
-          "server serves it; keeping the objects listed before\"",
+          "list failed component=kube type={} status=404 error=\"not found, though API "
+          "discovery serves it (or could not tell); retrying, keeping what was listed\"",
           type.plural);
       break;
   }
@@ -194,22 +194,40 @@ awaitable<KubeApiSource::Impl::Listed> KubeApiSource::Impl::not_found(size_t ind
 }
 
 awaitable<KubeApiSource::Impl::Discovered> KubeApiSource::Impl::discover(const ResourceType& type) {
-  // GET /apis/<group>/<version>: the APIResourceList of the version; 404 when no resource of the
-  // group is served in that version. Then GET /apis/<group>: 404 when the group is not served.
-  auto resp = co_await client.get(config.server.base_path + "/apis/" + type.api_version);
-  if (resp.error) co_return Discovered::kUnknown;
-  if (resp.status == 200) {
-    auto names = parse_resource_names(resp.body);
-    if (!names) co_return Discovered::kUnknown;
-    co_return std::find(names->begin(), names->end(), type.plural) == names->end()
-        ? Discovered::kNotInstalled
-        : Discovered::kServed;
-  }
-  if (resp.status != 404) co_return Discovered::kUnknown;
-  auto group = co_await client.get(config.server.base_path + "/apis/" + type.group());
+  // GET /apis/<group>/<version>: the APIResourceList of the version (404 when no resource of the
+  // group is served in that version). Without the kind there, GET /apis/<group> (404 when the
+  // group is not served at all) and every other version's list: the kind served in one of them
+  // is a version we do not read, not "none".
+  const std::string base = config.server.base_path + "/apis/";
+  auto names_in = [&](const std::string& group_version)
+      -> awaitable<std::optional<std::optional<std::vector<std::string>>>> {
+    // nullopt: could not tell; an inner nullopt: that version is not served.
+    auto r = co_await client.get(base + group_version);
+    if (r.error || (r.status != 200 && r.status != 404)) co_return std::nullopt;
+    if (r.status == 404) co_return std::optional<std::vector<std::string>>();
+    auto names = parse_resource_names(r.body);
+    if (!names) co_return std::nullopt;
+    co_return std::optional<std::vector<std::string>>(std::move(*names));
+  };
+  auto has = [&](const std::vector<std::string>& names) {
+    return std::find(names.begin(), names.end(), type.plural) != names.end();
+  };
+  auto own = co_await names_in(type.api_version);
+  if (!own) co_return Discovered::kUnknown;
+  if (*own && has(**own)) co_return Discovered::kServed;
+  auto group = co_await client.get(base + type.group());
   if (group.error) co_return Discovered::kUnknown;
   if (group.status == 404) co_return Discovered::kNotInstalled;
-  co_return group.status == 200 ? Discovered::kOtherVersion : Discovered::kUnknown;
+  if (group.status != 200) co_return Discovered::kUnknown;
+  auto versions = parse_group_versions(group.body);
+  if (!versions) co_return Discovered::kUnknown;
+  for (const auto& gv : *versions) {
+    if (gv == type.api_version) continue;
+    auto other = co_await names_in(gv);
+    if (!other) co_return Discovered::kUnknown;
+    if (*other && has(**other)) co_return Discovered::kOtherVersion;
+  }
+  co_return Discovered::kNotInstalled;
 }
 
 awaitable<WatchOutcome> KubeApiSource::Impl::watch(size_t index) {
@@ -287,6 +305,7 @@ awaitable<void> KubeApiSource::Impl::run_type(size_t index) {
   auto& state = types[index];
   Backoff backoff(config.backoff_initial, config.backoff_max);
   bool need_list = true;
+  bool watch_refused = false;  // the last watch answered 404: its relist does not reset backoff
   while (!stopped) {
     if (need_list) {
       auto listed = co_await list(index);
@@ -297,7 +316,7 @@ awaitable<void> KubeApiSource::Impl::run_type(size_t index) {
         co_await sleep(index, d);
         continue;
       }
-      backoff.reset();
+      if (!watch_refused) backoff.reset();
       mark_synced(state);
       schedule_publish();
       if (listed == Listed::kNotServed) {
@@ -308,8 +327,11 @@ awaitable<void> KubeApiSource::Impl::run_type(size_t index) {
     }
     auto outcome = co_await watch(index);
     if (stopped) break;
-    if (outcome.http_status == 404 && state.type->custom()) {
-      // Perhaps its CRD was deleted: the LIST (and discovery) tell, after a backoff.
+    watch_refused = outcome.http_status == 404 && state.type->custom();
+    if (watch_refused) {
+      // Perhaps its CRD was deleted: the LIST (and discovery) tell, after a backoff that keeps
+      // growing while watches are refused (an API server whose LIST works and WATCH does not
+      // must not be listed in a tight loop).
       co_await sleep(index, backoff.next());
       ++stats.relists;
       need_list = true;

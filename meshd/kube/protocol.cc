@@ -45,23 +45,35 @@ bool ResourceType::custom() const {
   return g.find('.') != std::string::npos && !g.ends_with(".k8s.io");
 }
 
-Result<std::vector<std::string>> parse_resource_names(std::string_view body) {
+namespace {
+
+// The scalar `item` of each map in the list `list` of a discovery document (JSON read as YAML).
+Result<std::vector<std::string>> discovery_list(std::string_view body, const char* list,
+                                                const char* item, std::string_view what) {
   try {
     auto doc = YAML::Load(std::string(body));
-    auto resources = doc.IsMap() ? doc["resources"] : YAML::Node();
-    if (!resources.IsDefined() || !resources.IsSequence()) {
-      return fail("not an APIResourceList: no resources list");
+    auto entries = doc.IsMap() ? doc[list] : YAML::Node();
+    if (!entries.IsDefined() || !entries.IsSequence()) {
+      return failf("not an {}: no {} list", what, list);
     }
-    std::vector<std::string> names;
-    for (const auto& r : resources) {
-      if (r.IsMap() && r["name"].IsDefined() && r["name"].IsScalar()) {
-        names.push_back(r["name"].Scalar());
-      }
+    std::vector<std::string> out;
+    for (const auto& e : entries) {
+      if (e.IsMap() && e[item].IsDefined() && e[item].IsScalar()) out.push_back(e[item].Scalar());
     }
-    return names;
+    return out;
   } catch (const std::exception& e) {
-    return failf("not an APIResourceList: {}", e.what());
+    return failf("not an {}: {}", what, e.what());
   }
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> parse_resource_names(std::string_view body) {
+  return discovery_list(body, "resources", "name", "APIResourceList");
+}
+
+Result<std::vector<std::string>> parse_group_versions(std::string_view body) {
+  return discovery_list(body, "versions", "groupVersion", "APIGroup");
 }
 
 const std::vector<ResourceType>& resource_types() {

@@ -38,6 +38,9 @@ struct ResourceType {
 // The resource names of an APIResourceList (discovery: GET /apis/<group>/<version>), e.g.
 // "authorizationpolicies", "authorizationpolicies/status".
 Result<std::vector<std::string>> parse_resource_names(std::string_view body);
+// The group versions an APIGroup lists (discovery: GET /apis/<group>), e.g.
+// "security.istio.io/v1", "security.istio.io/v1beta1".
+Result<std::vector<std::string>> parse_group_versions(std::string_view body);
 
 // Namespaces, Pods, Services, ServiceAccounts, AuthorizationPolicies and PeerAuthentications
 // (security.istio.io/v1), Gateways and HTTPRoutes (gateway.networking.k8s.io/v1),

@@ -196,8 +196,17 @@ void FakeApiServer::set_served(const std::string& kind, bool served) {
   }
 }
 
+void FakeApiServer::set_served_only_in(const std::string& kind, const std::string& group_version) {
+  std::lock_guard lock(mu_);
+  if (group_version.empty()) {
+    moved_.erase(path_of(kind));
+  } else {
+    moved_[path_of(kind)] = group_version;
+  }
+}
+
 FakeApiServer::Collection* FakeApiServer::collection_locked(const std::string& path) {
-  if (unserved_.count(path)) return nullptr;
+  if (unserved_.count(path) || moved_.count(path)) return nullptr;
   auto it = collections_.find(path);
   return it == collections_.end() ? nullptr : &it->second;
 }
@@ -376,19 +385,27 @@ awaitable<void> FakeApiServer::serve_list(tcp::socket& socket, const std::string
       // Discovery: /apis/<group>/<version> (APIResourceList) and /apis/<group> (APIGroup), of
       // what is served.
       json names = json::array();
+      std::set<std::string> versions;
       for (const auto& [p, coll] : collections_) {
-        if (p.starts_with(path + "/") && !unserved_.count(p)) {
-          auto rest = p.substr(path.size() + 1);
-          names.push_back(json{{"name", rest.substr(rest.rfind('/') + 1)}, {"kind", coll.kind}});
-        }
+        if (unserved_.count(p)) continue;
+        // Where discovery has it: its own path, or the version set_served_only_in() moved it to.
+        auto plural = p.substr(p.rfind('/') + 1);
+        auto moved = moved_.find(p);
+        auto at = moved == moved_.end() ? p : "/apis/" + moved->second + "/" + plural;
+        if (!at.starts_with(path + "/")) continue;
+        names.push_back(json{{"name", plural}, {"kind", coll.kind}});
+        versions.insert(at.substr(6, at.rfind('/') - 6));
       }
       const bool version = std::count(path.begin(), path.end(), '/') == 3;
-      if (!names.empty()) {
-        body = version ? json{{"kind", "APIResourceList"},
-                              {"groupVersion", path.substr(6)},
-                              {"resources", names}}
-                             .dump()
-                       : json{{"kind", "APIGroup"}, {"name", path.substr(6)}}.dump();
+      if (!names.empty() && version) {
+        body =
+            json{
+                {"kind", "APIResourceList"}, {"groupVersion", path.substr(6)}, {"resources", names}}
+                .dump();
+      } else if (!names.empty()) {
+        json list = json::array();
+        for (const auto& gv : versions) list.push_back(json{{"groupVersion", gv}});
+        body = json{{"kind", "APIGroup"}, {"name", path.substr(6)}, {"versions", list}}.dump();
       }
     }
     if (!c && body.empty()) {

@@ -332,9 +332,11 @@ TEST_F(KubeSourceTest, AKindWhoseCrdIsNotInstalledIsEmptyUntilItIsServed) {
   start(c);
   ASSERT_TRUE(converges_to(without)) << "objects: " << (latest_ ? latest_->size() : 0);
   const std::string rules = "/apis/networking.istio.io/v1/destinationrules";
-  auto count = [&](const std::string& prefix) {
+  auto count = [&](const std::string& prefix) {  // LISTs only
     size_t n = 0;
-    for (const auto& r : server_.requests()) n += r.target.starts_with(prefix) ? 1 : 0;
+    for (const auto& r : server_.requests()) {
+      n += r.target.starts_with(prefix) && r.target.find("watch=") == std::string::npos ? 1 : 0;
+    }
     return n;
   };
   // It lists the kind again (asking discovery each time), and never watches what is not served.
@@ -359,6 +361,29 @@ TEST_F(KubeSourceTest, AKindWhoseCrdIsNotInstalledIsEmptyUntilItIsServed) {
   // (An absence: no event can show it. A publish follows a change within the 100 ms debounce.)
   EXPECT_FALSE(wait_until([&](const ObjectSet& s) { return !(s == want); }, 1s))
       << "the kind's objects were dropped";
+}
+
+// Discovery tells a kind served only in an older version (CRDs older than the version meshd
+// reads) from one not installed: the first holds the source back, loudly, rather than publishing
+// no AuthorizationPolicies; the second, PeerAuthentication here, is none while another kind of
+// its group version is served.
+TEST_F(KubeSourceTest, AKindServedOnlyInAnOlderVersionIsAFailureNotNone) {
+  auto want = from_manifests();
+  ASSERT_EQ(want.authorization_policies.size(), 1u);
+  ASSERT_EQ(want.peer_authentications.size(), 1u);
+  auto without = want;
+  without.peer_authentications.clear();
+  server_.set_served_only_in("AuthorizationPolicy", "security.istio.io/v1beta1");
+  server_.set_served("PeerAuthentication", false);
+  auto c = config();
+  c.not_served_recheck = 100ms;
+  start(c);
+  ASSERT_TRUE(poll_until([&] { return stats().failures >= 3; }));
+  EXPECT_EQ(updates(), 0u) << "published without the AuthorizationPolicies";
+
+  server_.set_served_only_in("AuthorizationPolicy", "");
+  EXPECT_TRUE(converges_to(without));
+  EXPECT_EQ(updates(), 1u);
 }
 
 // A 404 for a kind that discovery says is served (an API server answering before it caught up)

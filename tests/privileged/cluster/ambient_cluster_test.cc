@@ -65,6 +65,9 @@ class AmbientCluster : public ::testing::Test {
                              has_capability(Capability::kNetRaw) && sim::cgroup2_root(),
                          "needs CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW and cgroup v2 "
                          "for the simulated cluster and its eBPF capture");
+    // Clusters of earlier runs of this binary that were killed (or crashed) before their
+    // teardown: removed, as their owners cannot.
+    (void)sim::remove_leftovers_of_dead_owners("zc");
     std::error_code ec;
     fs::copy(fs::path(ZT_SOURCE_DIR) / "sim/examples/demo", manifests_.path(),
              fs::copy_options::recursive, ec);
@@ -93,7 +96,14 @@ class AmbientCluster : public ::testing::Test {
     return *cluster_;
   }
 
-  std::string ip(const std::string& pod) { return cluster_->plan().find_pod(pod)->ip; }
+  std::string ip(const std::string& pod) {
+    const auto* p = cluster_->plan().find_pod(pod);
+    if (!p) {
+      ADD_FAILURE() << "no pod " << pod << " in the cluster's plan";
+      return "0.0.0.0";
+    }
+    return p->ip;
+  }
   fs::path log(const std::string& process) { return cluster_->log_path(process); }
 
   // curl from `from` to url; the echo's first line ("peer=... local=... pod=...") or "" on error.
@@ -297,8 +307,11 @@ TEST_F(AmbientCluster, NodeAgentRestartKeepsEnrollmentAndZtunnelDropsOnlyGonePod
   auto& c = up();
   const auto checkout = fmt::format("http://{}:8080/", ip("shop/checkout"));
   const auto z0 = log("node-0.ztunnel");
-  const std::string cart_uid = c.plan().find_pod("shop/cart")->uid;
-  const std::string frontend_uid = c.plan().find_pod("shop/frontend")->uid;
+  const auto* cart = c.plan().find_pod("shop/cart");
+  const auto* frontend = c.plan().find_pod("shop/frontend");
+  ASSERT_TRUE(cart && frontend) << "shop/cart and shop/frontend are in the plan";
+  const std::string cart_uid = cart->uid;
+  const std::string frontend_uid = frontend->uid;
 
   ASSERT_TRUE(c.stop("node-0", sim::NodeDaemon::kAgent));
   // Still captured with the agent gone.

@@ -80,7 +80,7 @@ TEST(WaypointConfigs, ObjectsAttachedThroughServicesThatUseTheWaypoint) {
   EXPECT_EQ(kinds_and_names(s, "shop/wp"),
             (std::vector<std::string>{
                 "HTTPRoute/other/r-cross", "HTTPRoute/shop/r-reviews",
-                // other/d-fqdn names reviews too: one rule per service (the next test).
+                // other/d-fqdn names reviews too, from a namespace Istio does not look in.
                 "DestinationRule/shop/d-short", "AuthorizationPolicy/shop/p-gateway",
                 "AuthorizationPolicy/shop/p-service"}));
   EXPECT_EQ(kinds_and_names(s, "other/wp2"),
@@ -90,8 +90,9 @@ TEST(WaypointConfigs, ObjectsAttachedThroughServicesThatUseTheWaypoint) {
 }
 
 // The waypoint takes one DestinationRule per host (two would be refused as ambiguous, and with
-// them the whole configuration). Of the rules naming one Service: the waypoint's namespace first,
-// then the Service's, then any other; within one of those the oldest, then the first by name.
+// them the whole configuration). Of the rules naming one Service, as Istio looks them up: the
+// waypoint's namespace, else the Service's, else the root namespace (istio-system), never another;
+// within one of those the oldest (undated last), then the first by key.
 TEST(WaypointConfigs, OneDestinationRulePerServiceFromTheNearestNamespaceThenTheOldest) {
   auto dated = [](const std::string& ns, const std::string& name, const std::string& host,
                   const std::string& created) {
@@ -99,28 +100,37 @@ TEST(WaypointConfigs, OneDestinationRulePerServiceFromTheNearestNamespaceThenThe
            name + ", namespace: " + ns + ", creationTimestamp: '" + created +
            "'}\nspec: {host: " + host + "}\n";
   };
+  std::string services;
+  for (const char* name : {"a", "b", "c", "d", "e"}) {
+    services +=
+        svc("shop", name, "{istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: mesh}",
+            std::string("10.96.0.") + std::to_string(name[0] - 'a' + 1));
+  }
   auto objects = objects_from(
-      ns_yaml("mesh") + ns_yaml("shop") + ns_yaml("other") + gateway("mesh", "wp") +
-      svc("shop", "a", "{istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: mesh}",
-          "10.96.0.1") +
-      svc("shop", "b", "{istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: mesh}",
-          "10.96.0.2") +
-      svc("shop", "c", "{istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: mesh}",
-          "10.96.0.3") +
-      // a: the service's namespace beats another; the waypoint's beats both.
-      dated("other", "a-other", "a.shop.svc.cluster.local", "2020-01-01T00:00:00Z") +
-      dated("shop", "a-shop", "a", "2026-01-01T00:00:00Z") +
+      ns_yaml("mesh") + ns_yaml("shop") + ns_yaml("other") + ns_yaml("istio-system") +
+      gateway("mesh", "wp") + services +
+      // a: the waypoint's namespace beats the service's and the root's, however old they are.
+      dated("istio-system", "a-root", "a.shop.svc.cluster.local", "2019-01-01T00:00:00Z") +
+      dated("shop", "a-shop", "a", "2020-01-01T00:00:00Z") +
       dated("mesh", "a-mesh", "a.shop", "2026-06-01T00:00:00Z") +
       // b: two in the service's namespace, the older wins whatever its name.
       dated("shop", "b-new", "b", "2026-01-01T00:00:00Z") +
       dated("shop", "b-old", "b", "2025-01-01T00:00:00Z") +
-      // c: only from elsewhere, and one of them.
-      dated("other", "c-1", "c.shop.svc.cluster.local", "2026-01-01T00:00:00Z") +
-      dated("other", "c-2", "c.shop.svc", "2026-01-01T00:00:00Z"));
+      // c: another namespace never applies; the root namespace does.
+      dated("other", "c-other", "c.shop.svc.cluster.local", "2019-01-01T00:00:00Z") +
+      dated("istio-system", "c-root", "c.shop.svc", "2026-01-01T00:00:00Z") +
+      // d: the service's namespace beats the root's, though younger.
+      dated("istio-system", "d-root", "d.shop.svc.cluster.local", "2019-01-01T00:00:00Z") +
+      dated("shop", "d-shop", "d", "2026-01-01T00:00:00Z") +
+      // e: an undated rule comes after a dated one.
+      dest_rule("shop", "e-1", "e") + dated("shop", "e-2", "e", "2026-01-01T00:00:00Z") +
+      // Only from another namespace: none.
+      dated("other", "x", "a.shop.svc.cluster.local", "2000-01-01T00:00:00Z"));
   auto s = compute(objects, kOptions);
   EXPECT_EQ(kinds_and_names(s, "mesh/wp"),
             (std::vector<std::string>{"DestinationRule/mesh/a-mesh", "DestinationRule/shop/b-old",
-                                      "DestinationRule/other/c-1"}));
+                                      "DestinationRule/istio-system/c-root",
+                                      "DestinationRule/shop/d-shop", "DestinationRule/shop/e-2"}));
 }
 
 TEST(WaypointConfigs, AWaypointWithNothingAttachedHasAnEmptyResource) {
