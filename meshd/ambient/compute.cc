@@ -674,6 +674,14 @@ bool host_names_service(const std::string& host, const std::string& ns, const st
          host == service_hostname(name, svc_ns, options.domain_suffix);
 }
 
+// Whether `rule`'s exportTo makes it visible in namespace `ns` (empty: everywhere).
+bool exported_to(const manifest::DestinationRule& rule, const std::string& ns) {
+  if (rule.export_to.empty()) return true;
+  return std::any_of(rule.export_to.begin(), rule.export_to.end(), [&](const std::string& e) {
+    return e == "*" || e == ns || (e == "." && rule.meta.namespace_ == ns);
+  });
+}
+
 // For each waypoint Gateway, the objects that configure it, as one YAML stream: HTTPRoutes with
 // a Service parentRef whose Service uses the waypoint, DestinationRules for those Services, and
 // AuthorizationPolicies whose targetRefs name the Gateway or such a Service. Every waypoint gets
@@ -703,8 +711,9 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
     }
     // One DestinationRule per Service: the waypoint takes one per host. As Istio looks a host's
     // rule up: in the proxy's (the waypoint's) namespace, else in the service's, else in the
-    // root namespace; never in another. Within one of those the oldest wins, then the first by
-    // key (namespace/name). Per compute, so the rules passed over are logged at debug only.
+    // root namespace; never in another; and only rules exported to the waypoint's namespace.
+    // Within one of those the oldest wins, then the first by key (namespace/name). Per compute,
+    // so the rules passed over are logged at debug only.
     std::map<std::string, std::pair<const std::string*, const manifest::DestinationRule*>> rules;
     auto rank = [&](const manifest::DestinationRule& r, const std::string& svc_ns) {
       const auto& ns = r.meta.namespace_;
@@ -720,6 +729,13 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
         const auto& svc = objects.services.at(svc_key);
         if (!host_names_service(rule.host, rule.meta.namespace_, svc.meta.name, svc.meta.namespace_,
                                 options)) {
+          continue;
+        }
+        if (!exported_to(rule, waypoint.namespace_)) {
+          ZT_LOG_DEBUG(
+              "component=ambient DestinationRule {} not applied at waypoint {}: not exported to "
+              "namespace {}",
+              k, key, waypoint.namespace_);
           continue;
         }
         if (std::get<0>(rank(rule, svc.meta.namespace_)) == 3) {

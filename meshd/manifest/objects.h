@@ -228,6 +228,8 @@ struct DestinationRule {
   ObjectMeta meta;
   std::string host;  // spec.host as written (short names are relative to the rule's namespace)
   std::string yaml;  // the object re-emitted as YAML, as AuthorizationPolicy::yaml
+  // spec.exportTo as written: namespaces, "." (its own), "*" (all), "~" (none); empty = all.
+  std::vector<std::string> export_to;
   bool operator==(const DestinationRule&) const = default;
 };
 

@@ -630,9 +630,10 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
         return Object(std::move(route));
       }
       case Known::kDestinationRule: {
-        DestinationRule rule{std::move(meta), {}, {}};
+        DestinationRule rule{std::move(meta), {}, {}, {}};
         auto spec = doc.map_or_empty("spec");
         rule.host = spec.required_string("host");
+        rule.export_to = spec.strings("exportTo");
         rule.yaml = emit_object(document, rule.meta);
         return Object(std::move(rule));
       }

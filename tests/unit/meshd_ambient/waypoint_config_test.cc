@@ -91,8 +91,9 @@ TEST(WaypointConfigs, ObjectsAttachedThroughServicesThatUseTheWaypoint) {
 
 // The waypoint takes one DestinationRule per host (two would be refused as ambiguous, and with
 // them the whole configuration). Of the rules naming one Service, as Istio looks them up: the
-// waypoint's namespace, else the Service's, else the root namespace (istio-system), never another;
-// within one of those the oldest (undated last), then the first by key.
+// waypoint's namespace, else the Service's, else the root namespace (istio-system), never another,
+// and only rules exported to the waypoint's namespace; within one of those the oldest (undated
+// last), then the first by key.
 TEST(WaypointConfigs, OneDestinationRulePerServiceFromTheNearestNamespaceThenTheOldest) {
   auto dated = [](const std::string& ns, const std::string& name, const std::string& host,
                   const std::string& created) {
@@ -101,7 +102,7 @@ TEST(WaypointConfigs, OneDestinationRulePerServiceFromTheNearestNamespaceThenThe
            "'}\nspec: {host: " + host + "}\n";
   };
   std::string services;
-  for (const char* name : {"a", "b", "c", "d", "e"}) {
+  for (const char* name : {"a", "b", "c", "d", "e", "f", "g"}) {
     services +=
         svc("shop", name, "{istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: mesh}",
             std::string("10.96.0.") + std::to_string(name[0] - 'a' + 1));
@@ -125,12 +126,21 @@ TEST(WaypointConfigs, OneDestinationRulePerServiceFromTheNearestNamespaceThenThe
       // e: an undated rule comes after a dated one.
       dest_rule("shop", "e-1", "e") + dated("shop", "e-2", "e", "2026-01-01T00:00:00Z") +
       // Only from another namespace: none.
-      dated("other", "x", "a.shop.svc.cluster.local", "2000-01-01T00:00:00Z"));
+      dated("other", "x", "a.shop.svc.cluster.local", "2000-01-01T00:00:00Z") +
+      // f: the service's rule is exported to its own namespace only, not the waypoint's.
+      "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: f-own, "
+      "namespace: shop}\nspec: {host: f, exportTo: [.]}\n" +
+      dated("istio-system", "f-root", "f.shop.svc.cluster.local", "2026-01-01T00:00:00Z") +
+      // g: exported to the waypoint's namespace by name.
+      "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: g-mesh, "
+      "namespace: shop}\nspec: {host: g, exportTo: [mesh]}\n");
   auto s = compute(objects, kOptions);
   EXPECT_EQ(kinds_and_names(s, "mesh/wp"),
             (std::vector<std::string>{"DestinationRule/mesh/a-mesh", "DestinationRule/shop/b-old",
                                       "DestinationRule/istio-system/c-root",
-                                      "DestinationRule/shop/d-shop", "DestinationRule/shop/e-2"}));
+                                      "DestinationRule/shop/d-shop", "DestinationRule/shop/e-2",
+                                      "DestinationRule/istio-system/f-root",
+                                      "DestinationRule/shop/g-mesh"}));
 }
 
 TEST(WaypointConfigs, AWaypointWithNothingAttachedHasAnEmptyResource) {
