@@ -223,7 +223,8 @@ struct HttpRoute {
   bool operator==(const HttpRoute&) const = default;
 };
 
-// networking.istio.io DestinationRule: only the host is read; waypoints get the whole object.
+// networking.istio.io DestinationRule: only the host and exportTo are read; waypoints get the
+// whole object.
 struct DestinationRule {
   ObjectMeta meta;
   std::string host;  // spec.host as written (short names are relative to the rule's namespace)
