@@ -764,17 +764,7 @@ Status Cluster::wait_pod_ready(const PodPlan& pod) {
   auto deadline = std::chrono::steady_clock::now() + options_.ready_timeout;
   if (!pod.waypoint.empty()) {
     // Ready once it has its certificate and meshd's configuration (its readiness endpoint).
-    while (!ready_in(*ns)) {
-      if (!process_alive(pids_[name])) {
-        return failf("waypoint of pod {} exited during start-up{}", pod.key(), log_tail(name));
-      }
-      if (std::chrono::steady_clock::now() > deadline) {
-        return failf("waypoint of pod {} not ready after {} s{}", pod.key(),
-                     options_.ready_timeout.count() / 1000, log_tail(name));
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    return {};
+    return wait_ready(name, [&] { return ready_in(*ns); });
   }
   for (auto port : pod.ports) {
     while (!connect_in(*ns, "127.0.0.1", port, 200ms)) {
@@ -838,12 +828,17 @@ Status Cluster::wait_daemon_ready(const NodePlan& node, NodeDaemon daemon) {
   auto name = node.name + "." + std::string(to_string(daemon));
   auto ns = netns::Netns::open(netns_path(node.netns));
   if (!ns) return tl::unexpected(ns.error());
-  auto deadline = std::chrono::steady_clock::now() + options_.ready_timeout;
   auto ready_file = options_.state_dir / node.name / "agent.ready";
-  for (;;) {
+  return wait_ready(name, [&] {
     std::error_code ec;
-    bool ready = daemon == NodeDaemon::kAgent ? fs::exists(ready_file, ec) : ready_in(*ns);
-    if (ready) return {};
+    return daemon == NodeDaemon::kAgent ? fs::exists(ready_file, ec) : ready_in(*ns);
+  });
+}
+
+Status Cluster::wait_ready(const std::string& name, const std::function<bool()>& ready) {
+  auto deadline = std::chrono::steady_clock::now() + options_.ready_timeout;
+  for (;;) {
+    if (ready()) return {};
     auto it = pids_.find(name);
     if (it == pids_.end() || !process_alive(it->second)) {
       return failf("{} exited during start-up{}", name, log_tail(name));

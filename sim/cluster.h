@@ -177,6 +177,9 @@ class Cluster {
   Result<pid_t> launch(const std::string& name, const SpawnSpec& spec);
   SpawnSpec daemon_spec(const NodePlan& node, NodeDaemon daemon) const;
   Status wait_daemon_ready(const NodePlan& node, NodeDaemon daemon);
+  // Polls `ready` (a readiness endpoint or file: no event to wait on) every 20 ms until it holds;
+  // fails when process `name` exits or the ready timeout passes, with the end of its log.
+  Status wait_ready(const std::string& name, const std::function<bool()>& ready);
   std::string log_tail(const std::string& process) const;
   void say(std::string_view message) const;
 
