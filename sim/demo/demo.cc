@@ -15,6 +15,7 @@
 #include "common/pcap/capture.h"
 #include "common/pcap/packets.h"
 #include "common/pcap/tls.h"
+#include "common/stats/scrape.h"
 #include "sim/cluster.h"
 
 namespace zt::sim {
@@ -162,26 +163,6 @@ std::vector<std::map<std::string, std::string>> access_lines(
 }
 
 constexpr std::string_view kWaypointAccess = "component=access reporter=waypoint";
-
-// Sum of the samples of a Prometheus text metric whose labels include every `want` pair.
-double metric_sum(const std::string& text, std::string_view metric,
-                  const std::map<std::string, std::string>& want) {
-  double sum = 0;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(std::string(metric) + "{", 0) != 0) continue;
-    auto close = line.rfind('}');
-    if (close == std::string::npos) continue;
-    bool all = true;
-    for (const auto& [k, v] : want) {
-      auto pair = fmt::format("{}=\"{}\"", k, v);
-      all = all && (line.find("{" + pair) < close || line.find("," + pair) < close);
-    }
-    if (all) sum += std::strtod(line.c_str() + close + 1, nullptr);
-  }
-  return sum;
-}
 
 std::string get(const std::map<std::string, std::string>& m, const std::string& k) {
   auto it = m.find(k);
@@ -486,10 +467,11 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
   out << "  istio_requests_total{reporter=\"waypoint\"} from frontend:\n";
   for (const Count& k :
        {Count{"reviews-v1", "200", 1}, Count{"reviews-v2", "200", 1}, Count{"", "403", 1}}) {
-    std::map<std::string, std::string> labels = {
-        {"reporter", "waypoint"}, {"source_workload", "frontend"}, {"response_code", k.code}};
-    if (!k.workload.empty()) labels["destination_workload"] = k.workload;
-    double n = metric_sum(waypoint_metrics, "istio_requests_total", labels);
+    std::vector<std::string> labels = {R"(reporter="waypoint")", R"(source_workload="frontend")",
+                                       fmt::format(R"(response_code="{}")", k.code)};
+    if (!k.workload.empty())
+      labels.push_back(fmt::format(R"(destination_workload="{}")", k.workload));
+    double n = stats::sum_samples(waypoint_metrics, "istio_requests_total", labels);
     const std::string by = k.workload.empty() ? std::string(" (denied)") : " by " + k.workload;
     out << fmt::format("    response_code={}{}: {}\n", k.code, by, n);
     check(
@@ -505,11 +487,12 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
     const std::string text = scrape(
         c.exec_in_node(node, {"curl", "-sS", "--max-time", "5", metrics_url(kMetricsPort)}, 10s),
         node + "'s ztunnel");
-    double n = metric_sum(text, "istio_tcp_connections_opened_total",
-                          {{"reporter", "destination"},
-                           {"source_principal", "spiffe://cluster.local/ns/shop/sa/waypoint"},
-                           {"destination_workload", workload},
-                           {"connection_security_policy", "mutual_tls"}});
+    double n =
+        stats::sum_samples(text, "istio_tcp_connections_opened_total",
+                           {R"(reporter="destination")",
+                            R"(source_principal="spiffe://cluster.local/ns/shop/sa/waypoint")",
+                            fmt::format(R"(destination_workload="{}")", workload),
+                            R"(connection_security_policy="mutual_tls")"});
     out << fmt::format("    {}'s ztunnel, to {}: {}\n", node, workload, n);
     check(fmt::format("{}'s ztunnel took the waypoint's connection to {} over mTLS with the "
                       "waypoint's identity",

@@ -6,14 +6,15 @@
 
 #include "common/async/timeout.h"
 #include "common/net/address.h"
+#include "common/stats/scrape.h"
 
 namespace zt::testing {
 
 TempDir::TempDir() {
   std::random_device rd;
   for (;;) {
-    path_ = std::filesystem::temp_directory_path() / fmt::format("zt-test-{:016x}", 
-        (static_cast<uint64_t>(rd()) << 32) | rd());
+    path_ = std::filesystem::temp_directory_path() /
+            fmt::format("zt-test-{:016x}", (static_cast<uint64_t>(rd()) << 32) | rd());
     if (std::filesystem::create_directory(path_)) break;
   }
 }
@@ -57,10 +58,8 @@ std::string two_workload_mesh_yaml(const std::string& client_ip, const std::stri
 
 Result<std::unique_ptr<ZtunnelProcess>> ZtunnelProcess::start(const ZtunnelOptions& o) {
   std::vector<std::string> args = {
-      "--admin-address",     "127.0.0.1:0",
-      "--metrics-address",   "127.0.0.1:0",
-      "--readiness-address", "127.0.0.1:0",
-      "--worker-threads",    std::to_string(o.workers),
+      "--admin-address",     "127.0.0.1:0", "--metrics-address", "127.0.0.1:0",
+      "--readiness-address", "127.0.0.1:0", "--worker-threads",  std::to_string(o.workers),
   };
   if (!o.ca_cert.empty()) {
     args.insert(args.end(), {"--ca-cert", o.ca_cert.string(), "--ca-key", o.ca_key.string()});
@@ -111,8 +110,9 @@ Result<HttpReply> http_request(const tcp::endpoint& at, const std::string& metho
   error_code ec;
   s.connect(at, ec);
   if (ec) return fail(ec, "connect to " + net::format_endpoint(at));
-  std::string req = fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-                                method, target, net::format_endpoint(at));
+  std::string req =
+      fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                  method, target, net::format_endpoint(at));
   asio::write(s, asio::buffer(req), ec);
   if (ec) return fail(ec, "write");
   std::string resp;
@@ -132,28 +132,11 @@ Result<HttpReply> http_request(const tcp::endpoint& at, const std::string& metho
 
 double metric_sum(const std::string& text, const std::string& family,
                   const std::vector<std::string>& label_filters) {
-  double sum = 0;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    std::string_view line(text.data() + pos, end - pos);
-    pos = end + 1;
-    if (line.empty() || line[0] == '#') continue;
-    if (line.substr(0, family.size()) != family) continue;
-    if (line.size() > family.size() && line[family.size()] != '{' && line[family.size()] != ' ') {
-      continue;
-    }
-    bool ok = true;
-    for (const auto& f : label_filters) ok = ok && line.find(f) != std::string_view::npos;
-    if (!ok) continue;
-    auto sp = line.rfind(' ');
-    sum += std::stod(std::string(line.substr(sp + 1)));
-  }
-  return sum;
+  return stats::sum_samples(text, family, label_filters);
 }
 
-awaitable<Result<tcp::socket>> socks5_connect(const tcp::endpoint& proxy, const tcp::endpoint& dst) {
+awaitable<Result<tcp::socket>> socks5_connect(const tcp::endpoint& proxy,
+                                              const tcp::endpoint& dst) {
   tcp::socket s(co_await asio::this_coro::executor);
   auto [cec] = co_await s.async_connect(proxy, kTuple);
   if (cec) co_return fail(cec, "connect to the SOCKS5 listener");

@@ -52,30 +52,6 @@ const mb::ScenarioPlan& plan_of(mb::Mode mode) {
   throw std::runtime_error("no such scenario");
 }
 
-// Sum of the samples of `metric` whose labels contain every one of `labels` (Prometheus text).
-double metric_sum(const std::string& text, const std::string& metric,
-                  const std::vector<std::string>& labels) {
-  double sum = 0;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(metric + "{", 0) != 0) continue;
-    auto close = line.rfind('}');
-    if (close == std::string::npos) continue;
-    auto label_text = line.substr(0, close);
-    if (!std::all_of(labels.begin(), labels.end(), [&](const std::string& l) {
-          return label_text.find(l) != std::string::npos;
-        })) {
-      continue;
-    }
-    try {
-      sum += std::stod(line.substr(close + 1));
-    } catch (const std::exception&) {
-    }
-  }
-  return sum;
-}
-
 class MeshProxies : public ::testing::Test {
  protected:
   void SetUp() override {
