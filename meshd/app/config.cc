@@ -17,9 +17,10 @@ struct Flag {
 constexpr Flag kFlags[] = {
     {"manifests", "DIR",
      "Directory of Kubernetes YAML manifests (Namespace, Pod, Service, ServiceAccount,\n"
-     "AuthorizationPolicy, PeerAuthentication, Gateway, HTTPRoute). Watched: edits\n"
-     "are pushed to connected ztunnels; an invalid object is logged and its last good\n"
-     "version kept. Give exactly one of --manifests, --kube-api and --kube-server."},
+     "AuthorizationPolicy, PeerAuthentication, Gateway, HTTPRoute, DestinationRule).\n"
+     "Watched: edits are pushed to connected ztunnels and waypoints; an invalid object\n"
+     "(including one a waypoint would refuse) is logged and its last good version kept.\n"
+     "Give exactly one of --manifests, --kube-api and --kube-server."},
     {"kube-api", "",
      "Read the same kinds from the Kubernetes API server of the cluster meshd runs in\n"
      "(KUBERNETES_SERVICE_HOST/PORT, the service account token and ca.crt under\n"

@@ -9,6 +9,7 @@ namespace zt::waypoint::authz {
 namespace {
 
 std::string join(std::string_view path, std::string_view key) {
+  if (path.empty()) return std::string(key);
   return fmt::format("{}.{}", path, key);
 }
 std::string index(std::string_view path, size_t i) { return fmt::format("{}[{}]", path, i); }

@@ -1,7 +1,8 @@
 // meshd serves each waypoint's L7 configuration (ambientmesh.waypoint.v1.WaypointConfig) on the
 // Delta xDS stream: the real build/bin/meshd on a manifest directory with a waypoint Gateway, a
 // Service that uses it, an HTTPRoute, a DestinationRule and AuthorizationPolicies; a client
-// subscribed to the type gets one resource per waypoint and an update when the route changes.
+// subscribed to the type gets one resource per waypoint and an update when the route changes. An
+// update a waypoint would refuse keeps the object's last good version.
 #include <filesystem>
 #include <random>
 #include <regex>
@@ -15,6 +16,7 @@
 #include "tests/integration/meshd/ads_test_client.h"
 #include "tests/support/cluster_manifests.h"
 #include "tests/support/daemon.h"
+#include "waypoint/state/config_store.h"
 
 namespace zt::meshd {
 namespace {
@@ -236,6 +238,53 @@ TEST_F(MeshdWaypointConfig, SubscriberGetsEachWaypointsObjectsAndAnUpdateWhenThe
   ASSERT_EQ(rest.size(), 2u);
   EXPECT_EQ(rest[0].kind, "DestinationRule");
   EXPECT_EQ(rest[1].kind, "AuthorizationPolicy");
+}
+
+// An edit the waypoint's reader refuses (the DestinationRule takes a field Istio removed) is
+// reported and the rule's last good version kept, so the next route change still reaches the
+// waypoint in a configuration it accepts. Before, the edit went out and the waypoint refused
+// that configuration and every later one until the rule was fixed.
+TEST_F(MeshdWaypointConfig, AnEditTheWaypointWouldRefuseKeepsTheLastGoodVersion) {
+  AdsTestClient c(target_, "waypoint~10.244.0.20~waypoint-0.shop~shop.svc");
+  ASSERT_TRUE(c.subscribe(kWaypointUrl));
+  auto first = c.next(10s);
+  ASSERT_TRUE(first) << meshd_->output();
+  c.apply(*first);
+
+  std::string bad = kBase;
+  const std::string good_policy = "trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}";
+  auto at = bad.find(good_policy);
+  ASSERT_NE(at, std::string::npos);
+  bad.replace(at, good_policy.size(),
+              "trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}, "
+              "outlierDetection: {consecutiveErrors: 5}}");
+  zt::testing::write_manifest_file(dir_ / "manifests" / "base.yaml", bad);
+  ASSERT_TRUE(
+      meshd_->wait_for(std::regex("DestinationRule shop/reviews: "
+                                  "spec\\.trafficPolicy\\.outlierDetection\\.consecutiveErrors: .*"
+                                  "\\(a waypoint would refuse it\\)"),
+                       10s))
+      << meshd_->output();
+
+  zt::testing::write_manifest_file(dir_ / "manifests" / "route.yaml", route("reviews-v3"));
+  std::string yaml;
+  while (yaml.find("reviews-v3") == std::string::npos) {
+    auto update = c.next(10s);
+    ASSERT_TRUE(update) << meshd_->output();
+    auto got = configs(*update);
+    ASSERT_TRUE(got.contains("shop/waypoint"));
+    yaml = got["shop/waypoint"].second;
+    // Every configuration sent is one the waypoint accepts.
+    auto snapshot = waypoint::state::build_config_snapshot(yaml, "test");
+    ASSERT_TRUE(snapshot) << snapshot.error().message << "\n" << yaml;
+    c.apply(*update);
+  }
+  auto docs = documents(yaml);
+  ASSERT_EQ(docs.size(), 3u) << yaml;
+  EXPECT_EQ(docs[1].kind, "DestinationRule");
+  EXPECT_EQ(docs[1].node["spec"]["trafficPolicy"]["loadBalancer"]["simple"].as<std::string>(),
+            "ROUND_ROBIN");
+  EXPECT_FALSE(docs[1].node["spec"]["trafficPolicy"]["outlierDetection"]);
 }
 
 TEST_F(MeshdWaypointConfig, ZtunnelSubscriptionsDoNotReceiveWaypointConfigs) {

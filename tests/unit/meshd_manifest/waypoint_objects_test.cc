@@ -1,6 +1,6 @@
 // The objects a waypoint receives: DestinationRule is read (host), and HTTPRoute,
 // DestinationRule and AuthorizationPolicy keep a YAML copy of apiVersion, kind, metadata
-// name/namespace/creationTimestamp and spec.
+// name/namespace/creationTimestamp and spec; one the waypoint's reader would refuse is invalid.
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
@@ -78,6 +78,67 @@ spec:
   EXPECT_EQ(policy["kind"].as<std::string>(), "AuthorizationPolicy");
   EXPECT_EQ(policy["spec"]["rules"][0]["to"][0]["operation"]["paths"][0].as<std::string>(),
             "/admin*");
+}
+
+// An object a waypoint's reader would refuse is invalid here too, with the waypoint's message, so
+// that a source keeps its last good version instead of sending it to refuse a whole configuration.
+TEST(WaypointObjects, ObjectsAWaypointWouldRefuseAreInvalid) {
+  auto parsed = parse_manifest(R"(apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews
+  trafficPolicy: {outlierDetection: {consecutiveErrors: 5}}
+---
+{apiVersion: gateway.networking.k8s.io/v1, kind: HTTPRoute, metadata: {name: r, namespace: shop},
+ spec: {parentRefs: [{kind: Service, name: web}],
+        rules: [{timeouts: {request: soon}, backendRefs: [{name: web, port: 80}]}]}}
+---
+{apiVersion: security.istio.io/v1, kind: AuthorizationPolicy, metadata: {name: p, namespace: shop},
+ spec: {targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: wp}],
+        rules: [{from: [{source: {}}]}]}}
+---
+{apiVersion: networking.istio.io/v1, kind: DestinationRule, metadata: {name: ok, namespace: shop},
+ spec: {host: ok, trafficPolicy: {outlierDetection: {consecutive5xxErrors: 5}},
+        subsets: [{name: v1, labels: {version: v1}}]}}
+)",
+                               "l7.yaml");
+  ASSERT_EQ(parsed.errors.size(), 3u);
+  EXPECT_EQ(parsed.errors[0].document, 0u);
+  ASSERT_TRUE(parsed.errors[0].object);
+  EXPECT_EQ(parsed.errors[0].object->describe(), "DestinationRule shop/reviews");
+  EXPECT_TRUE(parsed.errors[0].message.starts_with(
+      "l7.yaml: DestinationRule shop/reviews: "
+      "spec.trafficPolicy.outlierDetection.consecutiveErrors: unknown or unsupported field"))
+      << parsed.errors[0].message;
+  EXPECT_TRUE(parsed.errors[0].message.ends_with("(a waypoint would refuse it)"));
+  ASSERT_TRUE(parsed.errors[1].object);
+  EXPECT_EQ(parsed.errors[1].object->describe(), "HTTPRoute shop/r");
+  EXPECT_TRUE(parsed.errors[1].message.starts_with(
+      "l7.yaml: HTTPRoute shop/r: spec.rules[0].timeouts.request: invalid duration \"soon\""))
+      << parsed.errors[1].message;
+  ASSERT_TRUE(parsed.errors[2].object);
+  EXPECT_EQ(parsed.errors[2].object->describe(), "AuthorizationPolicy shop/p");
+  EXPECT_EQ(parsed.errors[2].message,
+            "l7.yaml: AuthorizationPolicy shop/p: spec.rules[0].from[0].source: a source must set "
+            "at least one field (a waypoint would refuse it)");
+  // Fields a waypoint does not use (subsets) are not a reason to refuse.
+  ASSERT_EQ(parsed.objects.size(), 1u);
+  EXPECT_EQ(key_of(parsed.objects[0]).describe(), "DestinationRule shop/ok");
+}
+
+// A policy without targetRefs is ztunnel's: the waypoint's reader is not asked about it.
+TEST(WaypointObjects, ZtunnelPoliciesAreNotCheckedWithTheWaypointsReader) {
+  auto parsed = parse_manifest(R"(apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: z, namespace: shop}
+spec:
+  selector: {matchLabels: {app: x}}
+  rules: [{from: [{source: {}}]}]
+)",
+                               "l4.yaml");
+  ASSERT_TRUE(parsed.errors.empty()) << parsed.errors[0].message;
+  ASSERT_EQ(parsed.objects.size(), 1u);
 }
 
 }  // namespace
