@@ -932,6 +932,11 @@ struct Pipeline::Impl {
     request.head.target = std::move(*normalized);
     rec.path = request.head.target;
 
+    // The service addressed, until a route names another backend: what a request refused
+    // before routing (policy, no route) is reported against, as Envoy reports the cluster its
+    // route resolved to.
+    if (stream.service) rec.set_service(*stream.service);
+
     // 2. L7 authorization.
     std::string svc_ns = stream.service ? stream.service->namespace_name : std::string();
     std::string svc_name = stream.service ? stream.service->name : std::string();
@@ -976,14 +981,11 @@ struct Pipeline::Impl {
         switch (decision.kind) {
           case route::RouteDecision::Kind::kNoRoute:
             rec.add_flag("NR");
-            rec.set_service(svc);
             co_return local_response(404, "");
           case route::RouteDecision::Kind::kNoBackend:
-            rec.set_service(svc);
             rec.error = "the route rule has no usable backend";
             co_return local_response(500, "");
           case route::RouteDecision::Kind::kRedirect: {
-            rec.set_service(svc);
             Response r;
             r.local = true;  // (Envoy's redirect is a local reply: to gRPC, a status too)
             r.status = decision.redirect.status;
@@ -1014,7 +1016,7 @@ struct Pipeline::Impl {
         backend_svc = stream.service;
         backend_host = svc.hostname;
       }
-      rec.set_service(*backend_svc);
+      if (backend_svc != stream.service) rec.set_service(*backend_svc);
     }
 
     // 4. Fault injection.

@@ -1138,6 +1138,13 @@ TEST_F(WaypointPipelineTest, AuthorizationWithNormalisation) {
                 text, "istio_requests_total",
                 {"reporter=\"waypoint\"", "response_code=\"403\"", "response_flags=\"-\""}),
             8);
+  // A refused request is reported against the service it addressed.
+  EXPECT_EQ(
+      testing::metric_sum(text, "istio_requests_total", {"response_code=\"403\""}),
+      testing::metric_sum(
+          text, "istio_requests_total",
+          {"response_code=\"403\"", "destination_service=\"secure.default.svc.cluster.local\"",
+           "destination_service_name=\"secure\"", "destination_service_namespace=\"default\""}));
   EXPECT_GE(testing::metric_sum(
                 text, "istio_requests_total",
                 {"response_code=\"200\"", "source_workload=\"client-deploy\"",
