@@ -28,10 +28,13 @@
 //   its namespace, or of every namespace when in the root namespace); AUDIT and CUSTOM are not
 //   sent; a policy with targetRef(s) is for a waypoint and is not sent to ztunnel.
 // - Waypoint L7 configuration: for each waypoint Gateway, a YAML stream of the HTTPRoutes with a
-//   Service parentRef (namespace defaults to the route's) whose Service uses that waypoint, the
-//   DestinationRules whose host names such a Service (short name in the rule's namespace,
-//   name.ns, name.ns.svc or the FQDN), and the AuthorizationPolicies whose targetRefs name the
-//   Gateway or such a Service; in that order, each by namespace/name. Empty when none apply.
+//   Service parentRef (namespace defaults to the route's) whose Service uses that waypoint, one
+//   DestinationRule per such Service (host: short name in the rule's namespace, name.ns,
+//   name.ns.svc or the FQDN; exported to the waypoint's namespace; from the waypoint's namespace,
+//   else the service's, else the root; there a workloadSelector rule that selects the
+//   waypoint's pods first, then the oldest with a traffic policy, then the oldest), and the
+//   AuthorizationPolicies whose targetRefs name the Gateway or such a Service; in that order,
+//   each by namespace/name. Empty when none apply.
 // - PeerAuthentication: when any exists, the static DENY
 // "istio-system/istio_converted_static_strict"
 //   (notPrincipals: [presence]) is sent and every workload whose effective mode (mesh, then

@@ -223,14 +223,17 @@ struct HttpRoute {
   bool operator==(const HttpRoute&) const = default;
 };
 
-// networking.istio.io DestinationRule: only the host and exportTo are read; waypoints get the
-// whole object.
+// networking.istio.io DestinationRule: meshd reads what picks the rule for a waypoint (host,
+// exportTo, workloadSelector, whether it sets a traffic policy); waypoints get the whole object.
 struct DestinationRule {
   ObjectMeta meta;
   std::string host;  // spec.host as written (short names are relative to the rule's namespace)
   std::string yaml;  // the object re-emitted as YAML, as AuthorizationPolicy::yaml
   // spec.exportTo as written: namespaces, "." (its own), "*" (all), "~" (none); empty = all.
   std::vector<std::string> export_to;
+  // spec.workloadSelector.matchLabels; nullopt = no selector (the rule is for every proxy).
+  std::optional<Labels> workload_selector;
+  bool has_traffic_policy = false;  // spec.trafficPolicy is set
   bool operator==(const DestinationRule&) const = default;
 };
 

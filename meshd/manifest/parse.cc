@@ -651,10 +651,15 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
         return Object(std::move(route));
       }
       case Known::kDestinationRule: {
-        DestinationRule rule{std::move(meta), {}, {}, {}};
+        DestinationRule rule;
+        rule.meta = std::move(meta);
         auto spec = doc.map_or_empty("spec");
         rule.host = spec.required_string("host");
         rule.export_to = spec.strings("exportTo");
+        if (auto selector = spec.opt_map("workloadSelector")) {
+          rule.workload_selector = selector->string_map("matchLabels");
+        }
+        rule.has_traffic_policy = spec.opt_map("trafficPolicy").has_value();
         rule.yaml = emit_object(document, rule.meta);
         check_waypoint_reads(rule.yaml, [](const YAML::Node& n) {
           // (the domain only qualifies a short host, which the check does not look at)
