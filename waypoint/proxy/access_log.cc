@@ -46,6 +46,7 @@ void RequestRecord::set_source(const zt::state::Workload& w) {
   src_namespace = w.namespace_name;
   src_app = w.canonical_name;
   src_version = w.canonical_revision;
+  src_cluster = w.cluster_id;
 }
 
 void RequestRecord::set_destination(const zt::state::Workload& w,
@@ -53,7 +54,9 @@ void RequestRecord::set_destination(const zt::state::Workload& w,
   dst_workload = w.workload_name.empty() ? w.name : w.workload_name;
   dst_namespace = w.namespace_name;
   dst_principal = identities.empty() ? w.identity() : identities.front();
+  dst_app = w.canonical_name;
   dst_version = w.canonical_revision;
+  dst_cluster = w.cluster_id;
 }
 
 void RequestRecord::set_service(const zt::state::Service& s) {
@@ -82,13 +85,20 @@ void RequestRecord::finish(WaypointMetrics& metrics, RequestSeriesCache* cache) 
       or_unknown(src_identity),
       or_unknown(src_app),
       or_unknown(src_version),
+      or_unknown(src_app),
+      or_unknown(src_version),
+      or_unknown(src_cluster),
       or_unknown(dst_workload),
       or_unknown(dst_namespace),
       or_unknown(dst_principal),
       or_unknown(dst_service),
       or_unknown(dst_service_name),
       or_unknown(dst_service_namespace),
+      or_unknown(dst_app),
       or_unknown(dst_version),
+      or_unknown(dst_app),
+      or_unknown(dst_version),
+      or_unknown(dst_cluster),
       protocol,
       code,
       grpc_status,
@@ -109,13 +119,20 @@ void RequestRecord::finish(WaypointMetrics& metrics, RequestSeriesCache* cache) 
         "source_principal",
         "source_app",
         "source_version",
+        "source_canonical_service",
+        "source_canonical_revision",
+        "source_cluster",
         "destination_workload",
         "destination_workload_namespace",
         "destination_principal",
         "destination_service",
         "destination_service_name",
         "destination_service_namespace",
+        "destination_app",
         "destination_version",
+        "destination_canonical_service",
+        "destination_canonical_revision",
+        "destination_cluster",
         "request_protocol",
         "response_code",
         "grpc_response_status",

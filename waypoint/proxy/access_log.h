@@ -21,9 +21,10 @@ struct RequestRecord {
 
   std::string src_addr;      // the original client ip
   std::string src_identity;  // the HBONE peer's SPIFFE URI
-  std::string src_workload, src_namespace, src_app, src_version;
+  // app and version: the workload's canonical name and revision, as ztunnel reports them.
+  std::string src_workload, src_namespace, src_app, src_version, src_cluster;
   std::string dst_service, dst_service_name, dst_service_namespace;  // the backend service
-  std::string dst_workload, dst_namespace, dst_principal, dst_version;
+  std::string dst_workload, dst_namespace, dst_principal, dst_app, dst_version, dst_cluster;
   std::string upstream;  // endpoint "<ip>:<port>" of the last attempt
   std::string method, path, authority, protocol = "http";
   std::string route;  // "ns/name" of the HTTPRoute, "default" for the implicit route

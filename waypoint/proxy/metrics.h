@@ -10,14 +10,17 @@
 
 namespace zt::waypoint::proxy {
 
-// Labels of istio_requests_total / istio_request_duration_milliseconds, as Istio's standard
-// metrics: reporter ("waypoint"), source_workload, source_workload_namespace,
-// source_principal, source_app, source_version, destination_workload,
+// Labels of istio_requests_total / istio_request_duration_milliseconds, Istio's standard set
+// (what Kiali and Istio's dashboards query): reporter ("waypoint"), source_workload,
+// source_workload_namespace, source_principal, source_app, source_version,
+// source_canonical_service, source_canonical_revision, source_cluster, destination_workload,
 // destination_workload_namespace, destination_principal, destination_service,
-// destination_service_name, destination_service_namespace, destination_version,
-// request_protocol ("http" | "grpc"), response_code, grpc_response_status, response_flags
-// ("-" when none; else NR, UO, UH, URX, UT, UF, DI, FI, UC, RL...), connection_security_policy
-// ("mutual_tls").
+// destination_service_name, destination_service_namespace, destination_app,
+// destination_version, destination_canonical_service, destination_canonical_revision,
+// destination_cluster, request_protocol ("http" | "grpc"), response_code,
+// grpc_response_status, response_flags ("-" when none; else NR, UO, UH, URX, UT, UF, DI, FI,
+// UC, RL...), connection_security_policy ("mutual_tls"). App and version are the workload's
+// canonical name and revision, as ztunnel reports them.
 struct WaypointMetrics {
   explicit WaypointMetrics(stats::Registry& r)
       : requests(r.counter_family("istio_requests_total", "Requests served by the waypoint.")),
@@ -61,7 +64,7 @@ struct RequestSeries {
 };
 
 // One worker's cache of RequestSeries by label values, so a request does not build, sort and
-// look up its 18 labels four times under the registry's locks (Family::with). Single-threaded
+// look up its 25 labels four times under the registry's locks (Family::with). Single-threaded
 // (a Pipeline owns one). The key is the values in the fixed label order, each prefixed with its
 // length, so two different label sets never share a key.
 class RequestSeriesCache {

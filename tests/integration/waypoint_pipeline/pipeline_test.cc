@@ -216,6 +216,7 @@ class WaypointPipelineTest : public ::testing::Test {
   workloadName: client-deploy
   canonicalName: client-app
   canonicalRevision: v1
+  clusterId: Kubernetes
 )",
                                   block + 9);
     for (const auto& e : eps) {
@@ -228,6 +229,7 @@ class WaypointPipelineTest : public ::testing::Test {
   workloadName: {0}-deploy
   canonicalName: {2}
   canonicalRevision: {3}
+  clusterId: Kubernetes
   services:
     "default/{4}": {{"80": 8080}}
 )",
@@ -1153,6 +1155,17 @@ TEST_F(WaypointPipelineTest, AuthorizationWithNormalisation) {
                  "destination_principal=\"spiffe://cluster.local/ns/default/sa/secure-1\"",
                  "source_principal=\"spiffe://cluster.local/ns/default/sa/client\""}),
             4);
+  // The rest of Istio's standard labels, which Kiali's graph and Istio's dashboards query.
+  EXPECT_GE(
+      testing::metric_sum(
+          text, "istio_requests_total",
+          {"response_code=\"200\"", "source_canonical_service=\"client-app\"",
+           "source_canonical_revision=\"v1\"", "source_app=\"client-app\"", "source_version=\"v1\"",
+           "source_cluster=\"Kubernetes\"", "destination_canonical_service=\"secure\"",
+           "destination_canonical_revision=\"v1\"", "destination_app=\"secure\"",
+           "destination_version=\"v1\"", "destination_cluster=\"Kubernetes\"",
+           "connection_security_policy=\"mutual_tls\""}),
+      4);
   EXPECT_GE(testing::metric_sum(text, "istio_request_duration_milliseconds_count",
                                 {"reporter=\"waypoint\""}),
             13);
