@@ -711,24 +711,13 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
     }
     // One DestinationRule per Service: the waypoint takes one per host. As Istio looks a host's
     // rule up: in the proxy's (the waypoint's) namespace, else in the service's, else in the
-    // root namespace; never in another; and only rules exported to the waypoint's namespace. A
-    // rule with a workloadSelector applies only in the waypoint's own namespace and only when it
-    // selects the waypoint's pods; it then wins over the rules without one there. Istio merges
-    // the other rules of one namespace, the traffic policy coming from the oldest that has one:
-    // so that one wins here, then the oldest, then the first by key (namespace/name). Per
-    // compute, so the rules passed over are logged at debug only.
-    std::vector<const Labels*> pod_labels;  // the waypoint's pods (its gateway-name label)
-    for (const auto& [k, pod] : objects.pods) {
-      if (pod.meta.namespace_ == waypoint.namespace_ &&
-          label(pod.meta.labels, kGatewayNameLabel) == waypoint.name) {
-        pod_labels.push_back(&pod.meta.labels);
-      }
-    }
-    auto selects_waypoint = [&](const manifest::DestinationRule& r) {
-      return r.meta.namespace_ == waypoint.namespace_ && !pod_labels.empty() &&
-             std::all_of(pod_labels.begin(), pod_labels.end(),
-                         [&](const Labels* l) { return subset(*r.workload_selector, *l); });
-    };
+    // root namespace; never in another; and only rules exported to the waypoint's namespace.
+    // The first of those namespaces with a rule for the host is the only one looked at. Istio
+    // merges the rules of one namespace, the traffic policy coming from the oldest that has one:
+    // so that one wins here, then the oldest, then the first by key (namespace/name). A rule
+    // with a workloadSelector still takes its namespace's place, but a waypoint (an inbound
+    // lookup in Istio) never applies it: a namespace with only such rules gives the service no
+    // rule. Per compute, so the rules passed over are logged at debug only.
     std::map<std::string, std::pair<const std::string*, const manifest::DestinationRule*>> rules;
     auto rank = [&](const manifest::DestinationRule& r, const std::string& svc_ns) {
       const auto& ns = r.meta.namespace_;
@@ -737,7 +726,7 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
                   : ns == options.root_namespace ? 2
                                                  : 3;
       const auto& t = r.meta.creation_timestamp;
-      return std::make_tuple(where, !r.workload_selector, !r.has_traffic_policy, t.empty(), t);
+      return std::make_tuple(where, r.has_workload_selector, !r.has_traffic_policy, t.empty(), t);
     };
     for (const auto& [k, rule] : objects.destination_rules) {
       for (const auto& svc_key : services) {
@@ -751,13 +740,6 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
               "component=ambient DestinationRule {} not applied at waypoint {}: not exported to "
               "namespace {}",
               k, key, waypoint.namespace_);
-          continue;
-        }
-        if (rule.workload_selector && !selects_waypoint(rule)) {
-          ZT_LOG_DEBUG(
-              "component=ambient DestinationRule {} not applied at waypoint {}: its "
-              "workloadSelector does not select the waypoint's pods",
-              k, key);
           continue;
         }
         if (std::get<0>(rank(rule, svc.meta.namespace_)) == 3) {
@@ -779,7 +761,16 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
         if (better) it->second = {&k, &rule};
       }
     }
-    for (const auto& [svc_key, rule] : rules) documents.push_back(&rule.second->yaml);
+    for (const auto& [svc_key, rule] : rules) {
+      if (rule.second->has_workload_selector) {
+        ZT_LOG_DEBUG(
+            "component=ambient DestinationRule {} not applied at waypoint {}: a workloadSelector "
+            "is not applied at waypoints, and service {} gets no rule from another namespace",
+            *rule.first, key, svc_key);
+        continue;
+      }
+      documents.push_back(&rule.second->yaml);
+    }
     for (const auto& [k, policy] : objects.authorization_policies) {
       bool targets = false;
       for (const auto& ref : policy.target_refs) {

@@ -31,10 +31,10 @@
 //   Service parentRef (namespace defaults to the route's) whose Service uses that waypoint, one
 //   DestinationRule per such Service (host: short name in the rule's namespace, name.ns,
 //   name.ns.svc or the FQDN; exported to the waypoint's namespace; from the waypoint's namespace,
-//   else the service's, else the root; there a workloadSelector rule that selects the
-//   waypoint's pods first, then the oldest with a traffic policy, then the oldest), and the
-//   AuthorizationPolicies whose targetRefs name the Gateway or such a Service; in that order,
-//   each by namespace/name. Empty when none apply.
+//   else the service's, else the root; there the oldest with a traffic policy, then the oldest;
+//   none when that namespace has only rules with a workloadSelector, which waypoints do not
+//   apply, as Istio's), and the AuthorizationPolicies whose targetRefs name the Gateway or such
+//   a Service; in that order, each by namespace/name. Empty when none apply.
 // - PeerAuthentication: when any exists, the static DENY
 // "istio-system/istio_converted_static_strict"
 //   (notPrincipals: [presence]) is sent and every workload whose effective mode (mesh, then

@@ -144,8 +144,9 @@ struct AuthorizationPolicy {
   std::string action = "ALLOW";              // ALLOW | DENY | AUDIT | CUSTOM
   std::string provider;                      // spec.provider.name (CUSTOM)
   std::vector<PolicyRule> rules;
-  // The object re-emitted as YAML (apiVersion, kind, metadata name/namespace/creationTimestamp,
-  // spec), for waypoints; set for every policy, used for those with targetRefs.
+  // The object re-emitted as YAML (apiVersion, kind, metadata name/namespace/creationTimestamp
+  // and the istio.io/dry-run annotation, spec), for waypoints; set for every policy, used for
+  // those with targetRefs.
   std::string yaml;
   bool operator==(const AuthorizationPolicy&) const = default;
 };
@@ -224,16 +225,16 @@ struct HttpRoute {
 };
 
 // networking.istio.io DestinationRule: meshd reads what picks the rule for a waypoint (host,
-// exportTo, workloadSelector, whether it sets a traffic policy); waypoints get the whole object.
+// exportTo, whether it has a workloadSelector or a traffic policy); waypoints get the whole
+// object.
 struct DestinationRule {
   ObjectMeta meta;
   std::string host;  // spec.host as written (short names are relative to the rule's namespace)
   std::string yaml;  // the object re-emitted as YAML, as AuthorizationPolicy::yaml
   // spec.exportTo as written: namespaces, "." (its own), "*" (all), "~" (none); empty = all.
   std::vector<std::string> export_to;
-  // spec.workloadSelector.matchLabels; nullopt = no selector (the rule is for every proxy).
-  std::optional<Labels> workload_selector;
-  bool has_traffic_policy = false;  // spec.trafficPolicy is set
+  bool has_workload_selector = false;  // spec.workloadSelector is set
+  bool has_traffic_policy = false;     // spec.trafficPolicy is set
   bool operator==(const DestinationRule&) const = default;
 };
 

@@ -528,8 +528,11 @@ void emit_canonical(YAML::Emitter& out, const YAML::Node& node) {
   }
 }
 
+constexpr const char* kDryRunAnnotation = "istio.io/dry-run";
+
 // The object as a waypoint reads it: apiVersion, kind, metadata (name, namespace,
-// creationTimestamp; the rest is of no use to it) and spec, as one YAML document.
+// creationTimestamp, the dry-run annotation; the rest is of no use to it) and spec, as one YAML
+// document.
 std::string emit_object(const YAML::Node& document, const ObjectMeta& meta) {
   YAML::Emitter out;
   out << YAML::BeginMap;
@@ -541,6 +544,12 @@ std::string emit_object(const YAML::Node& document, const ObjectMeta& meta) {
   if (!meta.creation_timestamp.empty()) {
     out << YAML::Key << "creationTimestamp" << YAML::Value << meta.creation_timestamp;
   }
+  // The one annotation a waypoint reads: an AuthorizationPolicy's dry run (it only logs).
+  if (auto it = meta.annotations.find(kDryRunAnnotation); it != meta.annotations.end()) {
+    out << YAML::Key << "annotations" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << it->first << YAML::Value << it->second;
+    out << YAML::EndMap;
+  }
   out << YAML::EndMap;
   if (auto spec = document["spec"]; spec && !spec.IsNull()) {
     out << YAML::Key << "spec" << YAML::Value;
@@ -550,11 +559,12 @@ std::string emit_object(const YAML::Node& document, const ObjectMeta& meta) {
   return out.c_str();
 }
 
-// The objects meshd forwards to waypoints (HTTPRoutes, DestinationRules, AuthorizationPolicies
-// with targetRefs) are checked with the waypoint's own readers. A waypoint refuses its whole
-// configuration for one object it cannot read, so without this check one bad update would hold
-// back every other change to that waypoint. Refused here, as Istio's validating webhook refuses
-// it at admission, the source keeps the object's last good version and reports why.
+// The objects meshd may forward to waypoints (DestinationRules, HTTPRoutes with a Service
+// parent, AuthorizationPolicies with targetRefs) are checked with the
+// waypoint's own readers. A waypoint refuses its whole configuration for one object it cannot
+// read, so without this check one bad update would hold back every other change to that
+// waypoint. Refused here, as an admission check would refuse it, the source keeps the object's
+// last good version and reports why.
 template <typename Parse>
 void check_waypoint_reads(const std::string& yaml, Parse parse) {
   auto read = parse(YAML::Load(yaml));
@@ -645,9 +655,15 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
       case Known::kHttpRoute: {
         auto route = read_http_route(doc, std::move(meta));
         route.yaml = emit_object(document, route.meta);
-        check_waypoint_reads(route.yaml, [](const YAML::Node& n) {
-          return waypoint::config::parse_http_route(n, "");
-        });
+        // (a route whose parents are all Gateways is for an ingress, which meshd does not serve)
+        const bool for_waypoint =
+            std::any_of(route.parent_refs.begin(), route.parent_refs.end(),
+                        [](const RouteParentRef& p) { return p.kind == "Service"; });
+        if (for_waypoint) {
+          check_waypoint_reads(route.yaml, [](const YAML::Node& n) {
+            return waypoint::config::parse_http_route(n, "");
+          });
+        }
         return Object(std::move(route));
       }
       case Known::kDestinationRule: {
@@ -656,9 +672,7 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
         auto spec = doc.map_or_empty("spec");
         rule.host = spec.required_string("host");
         rule.export_to = spec.strings("exportTo");
-        if (auto selector = spec.opt_map("workloadSelector")) {
-          rule.workload_selector = selector->string_map("matchLabels");
-        }
+        rule.has_workload_selector = spec.opt_map("workloadSelector").has_value();
         rule.has_traffic_policy = spec.opt_map("trafficPolicy").has_value();
         rule.yaml = emit_object(document, rule.meta);
         check_waypoint_reads(rule.yaml, [](const YAML::Node& n) {

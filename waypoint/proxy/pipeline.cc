@@ -932,9 +932,10 @@ struct Pipeline::Impl {
     request.head.target = std::move(*normalized);
     rec.path = request.head.target;
 
-    // The service addressed, until a route names another backend: what a request refused
-    // before routing (policy, no route) is reported against, as Envoy reports the cluster its
-    // route resolved to.
+    // The service addressed: what a request refused from here on (policy, no route, a redirect,
+    // a backend with no service) is reported against, as Envoy reports the cluster its route
+    // resolved to; a route to another backend replaces it below. (A target refused above, by
+    // normalisation, stays "unknown", as Envoy's refusal before routing.)
     if (stream.service) rec.set_service(*stream.service);
 
     // 2. L7 authorization.

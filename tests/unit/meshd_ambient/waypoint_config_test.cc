@@ -143,10 +143,11 @@ TEST(WaypointConfigs, OneDestinationRulePerServiceFromTheNearestNamespaceThenThe
                                       "DestinationRule/shop/g-mesh"}));
 }
 
-// A rule with a workloadSelector counts only in the waypoint's namespace and only when it selects
-// the waypoint's pods; there it beats the rules without one. Among those, Istio merges, taking
-// the traffic policy of the oldest rule that has one.
-TEST(WaypointConfigs, ASelectorRuleMustSelectTheWaypointAndTheOldestTrafficPolicyWins) {
+// Among the rules of the namespace that applies, Istio merges, taking the traffic policy of the
+// oldest rule that has one. A rule with a workloadSelector is never applied at a waypoint (Istio
+// looks rules up for it as inbound, where selectors are not honoured), yet it still makes its
+// namespace the one that applies.
+TEST(WaypointConfigs, TheOldestTrafficPolicyWinsAndSelectorRulesAreNotApplied) {
   auto rule = [](const std::string& ns, const std::string& name, const std::string& host,
                  const std::string& created, const std::string& spec) {
     return "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: " +
@@ -154,6 +155,8 @@ TEST(WaypointConfigs, ASelectorRuleMustSelectTheWaypointAndTheOldestTrafficPolic
            "'}\nspec: {host: " + host + spec + "}\n";
   };
   const std::string policy = ", trafficPolicy: {loadBalancer: {simple: RANDOM}}";
+  const std::string selector =
+      ", workloadSelector: {matchLabels: {gateway.networking.k8s.io/gateway-name: wp}}";
   std::string services;
   for (const char* name : {"a", "b", "c", "d"}) {
     services +=
@@ -164,34 +167,23 @@ TEST(WaypointConfigs, ASelectorRuleMustSelectTheWaypointAndTheOldestTrafficPolic
       ns_yaml("mesh") + ns_yaml("shop") + ns_yaml("istio-system") + gateway("mesh", "wp") +
       pod_yaml("mesh", "wp-1", "10.244.0.9", "{gateway.networking.k8s.io/gateway-name: wp}") +
       services +
-      // a: a rule selecting the waypoint beats an older one without a selector.
-      rule("mesh", "a-all", "a.shop", "2020-01-01T00:00:00Z", policy) +
-      rule("mesh", "a-wp", "a.shop", "2026-01-01T00:00:00Z",
-           ", workloadSelector: {matchLabels: {gateway.networking.k8s.io/gateway-name: wp}}" +
-               policy) +
-      // b: a selector that picks other pods is passed over, for the service's rule.
-      rule("mesh", "b-other", "b.shop", "2020-01-01T00:00:00Z",
-           ", workloadSelector: {matchLabels: {app: other}}" + policy) +
-      rule("shop", "b-shop", "b", "2026-01-01T00:00:00Z", policy) +
-      // c: a selector outside the waypoint's namespace never selects it.
-      rule("shop", "c-shop", "c", "2020-01-01T00:00:00Z",
-           ", workloadSelector: {matchLabels: {gateway.networking.k8s.io/gateway-name: wp}}" +
-               policy) +
-      rule("istio-system", "c-root", "c.shop.svc.cluster.local", "2026-01-01T00:00:00Z", policy) +
+      // a: a rule selecting the waypoint's pods is not applied; the one without a selector is.
+      rule("mesh", "a-all", "a.shop", "2026-01-01T00:00:00Z", policy) +
+      rule("mesh", "a-wp", "a.shop", "2020-01-01T00:00:00Z", selector + policy) +
+      // b: the waypoint's namespace has only a selector rule: no rule, not the service's.
+      rule("mesh", "b-wp", "b.shop", "2026-01-01T00:00:00Z", selector + policy) +
+      rule("shop", "b-shop", "b", "2020-01-01T00:00:00Z", policy) +
+      // c: a selector rule in the service's namespace hides the root namespace's.
+      rule("shop", "c-shop", "c", "2026-01-01T00:00:00Z", selector + policy) +
+      rule("istio-system", "c-root", "c.shop.svc.cluster.local", "2020-01-01T00:00:00Z", policy) +
       // d: the oldest rule sets no traffic policy (subsets only); the next one's applies.
       rule("shop", "d-old", "d", "2020-01-01T00:00:00Z", ", subsets: [{name: v1}]") +
       rule("shop", "d-policy", "d", "2026-01-01T00:00:00Z", policy) +
       rule("shop", "d-newer", "d", "2026-06-01T00:00:00Z", policy));
   auto s = compute(objects, kOptions);
-  EXPECT_EQ(kinds_and_names(s, "mesh/wp"),
-            (std::vector<std::string>{"DestinationRule/mesh/a-wp", "DestinationRule/shop/b-shop",
-                                      "DestinationRule/istio-system/c-root",
-                                      "DestinationRule/shop/d-policy"}));
-
-  // With no pod of the waypoint known, a selector selects nothing.
-  objects.pods.clear();
-  EXPECT_EQ(kinds_and_names(compute(objects, kOptions), "mesh/wp").front(),
-            "DestinationRule/mesh/a-all");
+  EXPECT_EQ(
+      kinds_and_names(s, "mesh/wp"),
+      (std::vector<std::string>{"DestinationRule/mesh/a-all", "DestinationRule/shop/d-policy"}));
 }
 
 TEST(WaypointConfigs, AWaypointWithNothingAttachedHasAnEmptyResource) {

@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "meshd/manifest/parse.h"
+#include "waypoint/authz/parse.h"
 
 namespace zt::meshd::manifest {
 namespace {
@@ -125,6 +126,46 @@ spec:
   // Fields a waypoint does not use (subsets) are not a reason to refuse.
   ASSERT_EQ(parsed.objects.size(), 1u);
   EXPECT_EQ(key_of(parsed.objects[0]).describe(), "DestinationRule shop/ok");
+}
+
+// A route whose parents are all Gateways is an ingress route, which meshd never sends to a
+// waypoint: the waypoint's reader is not asked about it (it knows no ingress-only filters).
+TEST(WaypointObjects, IngressRoutesAreNotCheckedWithTheWaypointsReader) {
+  auto parsed = parse_manifest(R"(apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ingress, namespace: shop}
+spec:
+  parentRefs: [{name: public-gateway}]
+  rules: [{filters: [{type: ExtensionRef, extensionRef: {group: x.io, kind: Y, name: z}}]}]
+)",
+                               "ingress.yaml");
+  ASSERT_TRUE(parsed.errors.empty()) << parsed.errors[0].message;
+  ASSERT_EQ(parsed.objects.size(), 1u);
+}
+
+// The dry-run annotation reaches the waypoint (which then only logs what the policy would do);
+// other annotations do not.
+TEST(WaypointObjects, APolicysDryRunAnnotationIsKept) {
+  auto parsed = parse_manifest(R"(apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: p
+  namespace: shop
+  annotations: {istio.io/dry-run: "true", other: x}
+spec:
+  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: wp}]
+  action: DENY
+  rules: [{to: [{operation: {methods: [DELETE]}}]}]
+)",
+                               "dry.yaml");
+  ASSERT_TRUE(parsed.errors.empty()) << parsed.errors[0].message;
+  ASSERT_EQ(parsed.objects.size(), 1u);
+  auto node = YAML::Load(std::get<AuthorizationPolicy>(parsed.objects[0]).yaml);
+  ASSERT_EQ(node["metadata"]["annotations"].size(), 1u);
+  EXPECT_EQ(node["metadata"]["annotations"]["istio.io/dry-run"].as<std::string>(), "true");
+  auto policy = waypoint::authz::parse_authorization_policy(node);
+  ASSERT_TRUE(policy) << policy.error().message;
+  EXPECT_TRUE(policy->dry_run);
 }
 
 // A policy without targetRefs is ztunnel's: the waypoint's reader is not asked about it.
