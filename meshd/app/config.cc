@@ -19,7 +19,8 @@ constexpr Flag kFlags[] = {
      "Directory of Kubernetes YAML manifests (Namespace, Pod, Service, ServiceAccount,\n"
      "AuthorizationPolicy, PeerAuthentication, Gateway, HTTPRoute, DestinationRule).\n"
      "Watched: edits are pushed to connected ztunnels and waypoints; an invalid object\n"
-     "(including one a waypoint would refuse) is logged and its last good version kept.\n"
+     "(including one a waypoint would refuse) is logged and its last good version kept;\n"
+     "an AuthorizationPolicy without one fails closed (DENY: denies all, ALLOW: allows none).\n"
      "Give exactly one of --manifests, --kube-api and --kube-server."},
     {"kube-api", "",
      "Read the same kinds from the Kubernetes API server of the cluster meshd runs in\n"

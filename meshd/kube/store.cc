@@ -66,7 +66,12 @@ struct Converted {
   std::optional<Object> object;
   std::optional<ObjectKey> failed;  // set on a validation failure with a usable name
   std::optional<ManifestError> error;
+  std::optional<Object> fallback;  // what stands in for `failed` while it has no good version
 };
+
+void warn_stand_in(const ObjectKey& key) {
+  ZT_LOG_WARN("component=kube {} has no good version: it fails closed until fixed", key.describe());
+}
 
 Converted convert_item(const ResourceType& type, YAML::Node item) {
   Converted out;
@@ -84,6 +89,7 @@ Converted convert_item(const ResourceType& type, YAML::Node item) {
   }
   if (!converted) {
     out.failed = converted.error().object;
+    if (out.failed) out.fallback = std::move(converted.error().fallback);
     if (!out.failed && item.IsMap()) out.failed = raw_key(type, item);
     out.error =
         ManifestError{file, 0, out.failed, fmt::format("{}: {}", file, converted.error().message)};
@@ -121,6 +127,9 @@ ObjectStore::Errors ObjectStore::apply_list(const ResourceType& type,
           if (auto it = map.find(map_key(*c.failed)); it != map.end()) {
             ZT_LOG_WARN("component=kube keeping the last good version of {}", c.failed->describe());
             next.insert_or_assign(it->first, it->second);
+          } else if (auto* stand_in = c.fallback ? std::get_if<T>(&*c.fallback) : nullptr) {
+            warn_stand_in(*c.failed);
+            next.insert_or_assign(map_key(*c.failed), std::move(*stand_in));
           }
         }
         errors.push_back(std::move(*c.error));
@@ -158,6 +167,10 @@ ObjectStore::Errors ObjectStore::apply_event(const ResourceType& type, const Wat
     if (c.error) {
       if (c.failed && map.count(map_key(*c.failed))) {
         ZT_LOG_WARN("component=kube keeping the last good version of {}", c.failed->describe());
+      } else if (auto* stand_in = c.failed && c.fallback ? std::get_if<T>(&*c.fallback) : nullptr) {
+        warn_stand_in(*c.failed);
+        map.insert_or_assign(map_key(*c.failed), std::move(*stand_in));
+        dirty_ = true;
       }
       errors.push_back(std::move(*c.error));
       return;

@@ -330,10 +330,8 @@ constexpr ListField<PolicyOperation> kOperationLists[] = {
     {"paths", &PolicyOperation::paths},     {"notPaths", &PolicyOperation::not_paths},
 };
 
-AuthorizationPolicy read_authorization_policy(const Fields& doc, ObjectMeta meta) {
-  AuthorizationPolicy policy;
-  policy.meta = std::move(meta);
-  auto spec = doc.map_or_empty("spec");
+// What a policy applies to and what it does: selector, targetRef(s), action.
+void read_policy_scope(const Fields& spec, AuthorizationPolicy& policy) {
   policy.selector = read_selector(spec);
   if (auto ref = spec.opt_map("targetRef")) {
     policy.target_refs.push_back({ref->string("group"), ref->required_string("kind"),
@@ -345,6 +343,13 @@ AuthorizationPolicy read_authorization_policy(const Fields& doc, ObjectMeta meta
   }
   policy.action = spec.string("action", "ALLOW");
   check_one_of(policy.action, {"ALLOW", "DENY", "AUDIT", "CUSTOM"}, join(spec.path(), "action"));
+}
+
+AuthorizationPolicy read_authorization_policy(const Fields& doc, ObjectMeta meta) {
+  AuthorizationPolicy policy;
+  policy.meta = std::move(meta);
+  auto spec = doc.map_or_empty("spec");
+  read_policy_scope(spec, policy);
   if (auto provider = spec.opt_map("provider")) policy.provider = provider->string("name");
   for (const auto& rule_fields : spec.maps("rules")) {
     PolicyRule rule;
@@ -571,14 +576,81 @@ void check_waypoint_reads(const std::string& yaml, Parse parse) {
   if (!read) throw Invalid{{}, read.error().message + " (a waypoint would refuse it)"};
 }
 
+// An AuthorizationPolicy that cannot be read must not simply vanish: a DENY policy would fail
+// open. When its scope and action can still be read, this is what stands in for it while no
+// good version of it exists: a policy that fails closed for the same workloads or targets. A
+// DENY (or, at a waypoint, CUSTOM) policy denies every request; an ALLOW policy allows none
+// (other ALLOW policies still can). None for AUDIT (it decides nothing), for a dry run (it
+// enforces nothing), for CUSTOM at ztunnel (which does not enforce CUSTOM), or when the
+// scope itself is unreadable.
+std::optional<AuthorizationPolicy> closed_stand_in(const Fields& doc, const ObjectMeta& meta) {
+  try {
+    AuthorizationPolicy policy;
+    policy.meta = meta;
+    read_policy_scope(doc.map_or_empty("spec"), policy);
+    if (policy.action == "AUDIT" || meta.annotations.contains(kDryRunAnnotation)) {
+      return std::nullopt;
+    }
+    if (policy.action == "CUSTOM" && policy.target_refs.empty()) return std::nullopt;
+    if (policy.action != "ALLOW") {
+      policy.action = "DENY";
+      policy.rules.emplace_back();  // an empty rule matches every request
+    }
+    YAML::Emitter out;
+    out << YAML::BeginMap;
+    out << YAML::Key << "apiVersion" << YAML::Value << "security.istio.io/v1";
+    out << YAML::Key << "kind" << YAML::Value << "AuthorizationPolicy";
+    out << YAML::Key << "metadata" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "name" << YAML::Value << meta.name;
+    out << YAML::Key << "namespace" << YAML::Value << meta.namespace_;
+    if (!meta.creation_timestamp.empty()) {
+      out << YAML::Key << "creationTimestamp" << YAML::Value << meta.creation_timestamp;
+    }
+    out << YAML::EndMap;
+    out << YAML::Key << "spec" << YAML::Value << YAML::BeginMap;
+    if (!policy.target_refs.empty()) {
+      out << YAML::Key << "targetRefs" << YAML::Value << YAML::BeginSeq;
+      for (const auto& ref : policy.target_refs) {
+        out << YAML::BeginMap;
+        if (!ref.group.empty()) out << YAML::Key << "group" << YAML::Value << ref.group;
+        out << YAML::Key << "kind" << YAML::Value << ref.kind;
+        out << YAML::Key << "name" << YAML::Value << ref.name;
+        if (!ref.namespace_.empty()) {
+          out << YAML::Key << "namespace" << YAML::Value << ref.namespace_;
+        }
+        out << YAML::EndMap;
+      }
+      out << YAML::EndSeq;
+    }
+    out << YAML::Key << "action" << YAML::Value << policy.action;
+    out << YAML::Key << "rules" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    if (!policy.rules.empty()) out << YAML::BeginMap << YAML::EndMap;
+    out << YAML::EndSeq;
+    out << YAML::EndMap;
+    out << YAML::EndMap;
+    policy.yaml = out.c_str();
+    if (!policy.target_refs.empty()) {
+      check_waypoint_reads(policy.yaml, [](const YAML::Node& n) {
+        return waypoint::authz::parse_authorization_policy(n, "");
+      });
+    }
+    return policy;
+  } catch (const Invalid&) {
+    return std::nullopt;
+  } catch (const YAML::Exception&) {
+    return std::nullopt;
+  }
+}
+
 }  // namespace
 
 tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& document,
                                                           size_t document_index) {
   std::string where = fmt::format("document {}", document_index + 1);
   if (absent(document)) return std::nullopt;
-  if (!document.IsMap()) return tl::unexpected(ConvertError{{}, where + ": must be a map"});
+  if (!document.IsMap()) return tl::unexpected(ConvertError{{}, where + ": must be a map", {}});
   std::optional<ObjectKey> key;
+  std::optional<Object> fallback;
   try {
     Fields doc(document, "");
     auto kind = doc.required_string("kind");
@@ -639,14 +711,22 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
       case Known::kService:
         return Object(read_service(doc, std::move(meta)));
       case Known::kAuthz: {
-        auto policy = read_authorization_policy(doc, std::move(meta));
-        policy.yaml = emit_object(document, policy.meta);
-        if (!policy.target_refs.empty()) {
-          check_waypoint_reads(policy.yaml, [](const YAML::Node& n) {
-            return waypoint::authz::parse_authorization_policy(n, "");
-          });
+        try {
+          auto policy = read_authorization_policy(doc, meta);
+          policy.yaml = emit_object(document, policy.meta);
+          if (!policy.target_refs.empty()) {
+            check_waypoint_reads(policy.yaml, [](const YAML::Node& n) {
+              return waypoint::authz::parse_authorization_policy(n, "");
+            });
+          }
+          return Object(std::move(policy));
+        } catch (const Invalid&) {
+          if (auto closed = closed_stand_in(doc, meta)) fallback = Object(std::move(*closed));
+          throw;
+        } catch (const YAML::Exception&) {
+          if (auto closed = closed_stand_in(doc, meta)) fallback = Object(std::move(*closed));
+          throw;
         }
-        return Object(std::move(policy));
       }
       case Known::kPeerAuthn:
         return Object(read_peer_authentication(doc, std::move(meta)));
@@ -684,10 +764,14 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
     }
     return std::nullopt;
   } catch (const Invalid& e) {
-    if (e.field.empty()) return tl::unexpected(ConvertError{key, where + ": " + e.problem});
-    return tl::unexpected(ConvertError{key, fmt::format("{}: {}: {}", where, e.field, e.problem)});
+    if (e.field.empty()) {
+      return tl::unexpected(ConvertError{key, where + ": " + e.problem, std::move(fallback)});
+    }
+    return tl::unexpected(ConvertError{key, fmt::format("{}: {}: {}", where, e.field, e.problem),
+                                       std::move(fallback)});
   } catch (const YAML::Exception& e) {
-    return tl::unexpected(ConvertError{key, fmt::format("{}: {}", where, e.what())});
+    return tl::unexpected(
+        ConvertError{key, fmt::format("{}: {}", where, e.what()), std::move(fallback)});
   }
 }
 
@@ -698,10 +782,12 @@ ParsedManifest parse_manifest(std::string_view text, const std::string& file) {
     documents = zt::yaml::load_all(text);
   } catch (const YAML::Exception& e) {
     out.unreadable = true;
-    out.errors.push_back(
-        ManifestError{file, 0, std::nullopt,
-                      fmt::format("{}: not valid YAML at line {}, column {}: {}", file,
-                                  e.mark.line + 1, e.mark.column + 1, e.msg)});
+    out.errors.push_back(ManifestError{file,
+                                       0,
+                                       std::nullopt,
+                                       fmt::format("{}: not valid YAML at line {}, column {}: {}",
+                                                   file, e.mark.line + 1, e.mark.column + 1, e.msg),
+                                       {}});
     return out;
   }
   auto add = [&](const YAML::Node& node, size_t doc_index) {
@@ -710,11 +796,12 @@ ParsedManifest parse_manifest(std::string_view text, const std::string& file) {
       converted = convert(node, doc_index);
     } catch (const std::exception& e) {  // convert() catches its own; this is a last guard
       converted = tl::unexpected(
-          ConvertError{std::nullopt, fmt::format("document {}: {}", doc_index + 1, e.what())});
+          ConvertError{std::nullopt, fmt::format("document {}: {}", doc_index + 1, e.what()), {}});
     }
     if (!converted) {
       out.errors.push_back(ManifestError{file, doc_index, converted.error().object,
-                                         fmt::format("{}: {}", file, converted.error().message)});
+                                         fmt::format("{}: {}", file, converted.error().message),
+                                         std::move(converted.error().fallback)});
     } else if (*converted) {
       out.objects.push_back(std::move(**converted));
       out.documents.push_back(doc_index);

@@ -26,6 +26,9 @@ struct ManifestError {
   size_t document = 0;  // 0-based index of the document in the file
   std::optional<ObjectKey> object;
   std::string message;  // full text, "<file>: <object>: <field>: <problem>"
+  // What stands in for the object while it has no good version (a source keeps the last good
+  // one first): for an AuthorizationPolicy, a policy that fails closed. Else none.
+  std::optional<Object> fallback;
 };
 
 // Converts one document. Returns nullopt for kinds meshd does not use (logged at debug) and for
@@ -33,7 +36,8 @@ struct ManifestError {
 // in errors when it has no name.
 struct ConvertError {
   std::optional<ObjectKey> object;
-  std::string message;  // "<object>: <field>: <problem>"
+  std::string message;             // "<object>: <field>: <problem>"
+  std::optional<Object> fallback;  // as ManifestError::fallback
 };
 tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& document,
                                                           size_t document_index = 0);

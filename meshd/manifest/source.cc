@@ -108,8 +108,10 @@ LoadResult ManifestSource::reload() {
 
   std::map<ObjectKey, Object> next;
   std::map<ObjectKey, Origin> next_origins;
-  // Last-good versions to restore once every file is read (a valid definition elsewhere wins).
+  // Last-good versions to restore once every file is read (a valid definition elsewhere wins);
+  // failing that, the error's stand-in (an unreadable AuthorizationPolicy fails closed).
   std::vector<ObjectKey> keep;
+  std::vector<std::pair<Origin, const ManifestError*>> stand_ins;
 
   auto keep_file = [&](const std::string& file) {
     for (const auto& [key, origin] : origins_) {
@@ -129,6 +131,7 @@ LoadResult ManifestSource::reload() {
     for (const auto& error : parsed.errors) {
       if (error.object) {
         keep.push_back(*error.object);
+        if (error.fallback) stand_ins.emplace_back(Origin{file, error.document}, &error);
       } else {
         for (const auto& [key, origin] : origins_) {
           if (origin.file == file && origin.document == error.document) keep.push_back(key);
@@ -163,6 +166,13 @@ LoadResult ManifestSource::reload() {
     ZT_LOG_WARN("component=manifest keeping the last good version of {}", key.describe());
     next.emplace(key, previous->second);
     next_origins[key] = origins_[key];
+  }
+  for (const auto& [origin, error] : stand_ins) {
+    if (next.count(*error->object)) continue;
+    ZT_LOG_WARN("component=manifest {} has no good version: it fails closed until fixed",
+                error->object->describe());
+    next.emplace(*error->object, *error->fallback);
+    next_origins[*error->object] = origin;
   }
 
   result.changed = next != by_key_;

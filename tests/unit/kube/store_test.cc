@@ -114,6 +114,38 @@ TEST(ObjectStore, InvalidObjectIsReportedAndItsLastGoodVersionKept) {
   EXPECT_TRUE(store.objects().pods.empty());
 }
 
+// An AuthorizationPolicy that cannot be read and has no good version is there as its stand-in,
+// failing closed; one with a good version keeps it.
+TEST(ObjectStore, AnUnreadablePolicyFailsClosedUntilItHasAGoodVersion) {
+  ObjectStore store;
+  const auto& policies = type_of("authorizationpolicies");
+  auto item = [](const std::string& name, const std::string& ports) {
+    return YAML::Load(
+        R"({"metadata":{"name":")" + name +
+        R"(","namespace":"apps"},"spec":{"action":"DENY","rules":[{"to":[{"operation":{"ports":[)" +
+        ports + "]}}]}]}}");
+  };
+  EXPECT_EQ(store.apply_list(policies, {item("bad", "\"nope\""), item("good", "\"80\"")}).size(),
+            1u);
+  const auto& stand_in = store.objects().authorization_policies.at("apps/bad");
+  EXPECT_EQ(stand_in.action, "DENY");
+  ASSERT_EQ(stand_in.rules.size(), 1u);
+  EXPECT_TRUE(stand_in.rules[0].to.empty());
+  // A watch event that breaks the good one keeps it; one for a new name fails closed.
+  auto modified = [&](const std::string& name) {
+    WatchEvent ev;
+    ev.type = EventType::kModified;
+    ev.object = item(name, "\"nope\"");
+    ev.object["kind"] = "AuthorizationPolicy";
+    ev.object["apiVersion"] = "security.istio.io/v1";
+    return ev;
+  };
+  EXPECT_EQ(store.apply_event(policies, modified("good")).size(), 1u);
+  EXPECT_EQ(store.objects().authorization_policies.at("apps/good").rules[0].to.size(), 1u);
+  EXPECT_EQ(store.apply_event(policies, modified("new")).size(), 1u);
+  EXPECT_TRUE(store.objects().authorization_policies.at("apps/new").rules[0].to.empty());
+}
+
 TEST(ObjectStore, RelistReplacesOnlyThatType) {
   ObjectStore store;
   store.apply_list(type_of("namespaces"),

@@ -120,6 +120,33 @@ TEST_F(Source, NewObjectThatIsInvalidIsReportedAndAbsent) {
   EXPECT_TRUE(loaded.objects->pods.empty());
 }
 
+// An AuthorizationPolicy does not vanish when it cannot be read: with no good version, its
+// stand-in (failing closed) is there; with one, that stays.
+TEST_F(Source, AnUnreadablePolicyFailsClosedUntilItHasAGoodVersion) {
+  const std::string head =
+      "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+      "metadata: {name: deny-admin, namespace: shop}\nspec:\n  action: DENY\n";
+  write("authz.yaml", head + "  rules: [{to: [{operation: {ports: [nope]}}]}]\n");
+  auto loaded = source_.reload();
+  ASSERT_EQ(loaded.errors.size(), 1u);
+  ASSERT_EQ(loaded.objects->authorization_policies.size(), 1u);
+  const auto& stand_in = loaded.objects->authorization_policies.at("shop/deny-admin");
+  EXPECT_EQ(stand_in.action, "DENY");
+  ASSERT_EQ(stand_in.rules.size(), 1u);
+  EXPECT_TRUE(stand_in.rules[0].to.empty());  // every request
+
+  write("authz.yaml", head + "  rules: [{to: [{operation: {ports: ['8080']}}]}]\n");
+  loaded = source_.reload();
+  ASSERT_TRUE(loaded.errors.empty());
+  EXPECT_EQ(loaded.objects->authorization_policies.at("shop/deny-admin").rules[0].to.size(), 1u);
+
+  write("authz.yaml", head + "  rules: [{to: [{operation: {ports: [nope]}}]}]\n");
+  loaded = source_.reload();
+  ASSERT_EQ(loaded.errors.size(), 1u);
+  EXPECT_EQ(loaded.objects->authorization_policies.at("shop/deny-admin").rules[0].to.size(), 1u)
+      << "the last good version stays";
+}
+
 TEST_F(Source, DeletingAFileRemovesItsObjects) {
   write("p.yaml", pod_yaml("web", "node-a", "10.0.0.1"));
   write("n.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n");

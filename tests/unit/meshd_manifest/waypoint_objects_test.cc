@@ -168,6 +168,78 @@ spec:
   EXPECT_TRUE(policy->dry_run);
 }
 
+// An AuthorizationPolicy that cannot be read comes with a stand-in that fails closed for the
+// same targets, for a source to use while the policy has no good version.
+TEST(WaypointObjects, AnUnreadablePolicyComesWithAStandInThatFailsClosed) {
+  auto parsed = parse_manifest(R"(apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny, namespace: shop, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  targetRefs: [{kind: Service, name: reviews}]
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/a/{**}/b/{**}"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  rules: [{from: [{source: {ipBlocks: [not-an-ip]}}]}]
+---
+{apiVersion: security.istio.io/v1, kind: AuthorizationPolicy, metadata: {name: ext, namespace: shop},
+ spec: {targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: wp}], action: CUSTOM,
+        rules: [{when: [{key: no.such.key, values: [x]}]}]}}
+)",
+                               "authz.yaml");
+  ASSERT_EQ(parsed.errors.size(), 3u);
+  ASSERT_TRUE(parsed.objects.empty());
+  // A DENY: a DENY of every request for the same targets, which the waypoint reads.
+  ASSERT_TRUE(parsed.errors[0].fallback);
+  const auto& deny = std::get<AuthorizationPolicy>(*parsed.errors[0].fallback);
+  EXPECT_EQ(key_of(*parsed.errors[0].fallback), *parsed.errors[0].object);
+  EXPECT_EQ(deny.meta.creation_timestamp, "2026-01-01T00:00:00Z");
+  EXPECT_EQ(deny.action, "DENY");
+  ASSERT_EQ(deny.rules.size(), 1u);
+  EXPECT_EQ(deny.rules[0], PolicyRule{});
+  ASSERT_EQ(deny.target_refs.size(), 1u);
+  EXPECT_EQ(deny.target_refs[0].name, "reviews");
+  auto read = waypoint::authz::parse_authorization_policy(YAML::Load(deny.yaml));
+  ASSERT_TRUE(read) << read.error().message << "\n" << deny.yaml;
+  EXPECT_EQ(read->action, waypoint::authz::Action::kDeny);
+  waypoint::authz::RequestInfo any;
+  any.method = "GET";
+  any.path = "/anything";
+  EXPECT_FALSE(waypoint::authz::evaluate(std::vector{*read}, any).allowed());
+  // An ALLOW (ztunnel's): the same selector, allowing nothing.
+  ASSERT_TRUE(parsed.errors[1].fallback);
+  const auto& allow = std::get<AuthorizationPolicy>(*parsed.errors[1].fallback);
+  EXPECT_EQ(allow.action, "ALLOW");
+  EXPECT_TRUE(allow.rules.empty());
+  EXPECT_EQ(allow.selector, (Labels{{"app", "web"}}));
+  // A CUSTOM at a waypoint: denies every request.
+  ASSERT_TRUE(parsed.errors[2].fallback);
+  EXPECT_EQ(std::get<AuthorizationPolicy>(*parsed.errors[2].fallback).action, "DENY");
+}
+
+// No stand-in where failing closed is not what the policy would do, or its scope is unknown.
+TEST(WaypointObjects, NoStandInForAuditDryRunZtunnelCustomOrAnUnreadableScope) {
+  const std::string bad_rules = "  rules: [{to: [{operation: {ports: [nope]}}]}]\n";
+  auto policy = [&](const std::string& name, const std::string& extra_meta,
+                    const std::string& spec) {
+    return "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: " +
+           name + ", namespace: shop" + extra_meta + "}\nspec:\n" + spec + bad_rules;
+  };
+  auto parsed = parse_manifest(
+      policy("audit", "", "  action: AUDIT\n") +
+          policy("dry", ", annotations: {istio.io/dry-run: 'true'}", "  action: DENY\n") +
+          policy("custom", "", "  action: CUSTOM\n  provider: {name: ext}\n") +
+          policy("scope", "", "  action: DENY\n  targetRefs: [{name: no-kind}]\n") +
+          policy("action", "", "  action: REJECT\n"),
+      "authz.yaml");
+  ASSERT_EQ(parsed.errors.size(), 5u);
+  for (const auto& e : parsed.errors) EXPECT_FALSE(e.fallback) << e.message;
+}
+
 // A policy without targetRefs is ztunnel's: the waypoint's reader is not asked about it.
 TEST(WaypointObjects, ZtunnelPoliciesAreNotCheckedWithTheWaypointsReader) {
   auto parsed = parse_manifest(R"(apiVersion: security.istio.io/v1
