@@ -645,6 +645,7 @@ std::optional<Authorization> convert_authorization_policy(
     out.set_scope(policy.meta.namespace_ == options.root_namespace ? sec::GLOBAL : sec::NAMESPACE);
   }
   out.set_action(allow ? sec::ALLOW : sec::DENY);
+  out.set_dry_run(policy.dry_run);
   std::set<std::string> l7;
   for (const auto& rule : policy.rules) {
     if (auto converted = convert_rule(rule, allow, policy.meta.namespace_, l7)) {

@@ -70,7 +70,13 @@ struct Converted {
 };
 
 void warn_stand_in(const ObjectKey& key) {
-  ZT_LOG_WARN("component=kube {} has no good version: it fails closed until fixed", key.describe());
+  ZT_LOG_ERROR("component=kube {} has no good version: it fails closed until fixed",
+               key.describe());
+}
+
+// "<kind>/<namespace>/<name>": a key of ObjectStore::stand_ins_.
+std::string tagged(const std::string& kind, const std::string& map_key) {
+  return kind + "/" + map_key;
 }
 
 Converted convert_item(const ResourceType& type, YAML::Node item) {
@@ -120,16 +126,20 @@ ObjectStore::Errors ObjectStore::apply_list(const ResourceType& type,
     using Map = std::decay_t<decltype(map)>;
     using T = typename Map::mapped_type;
     Map next;
+    std::set<std::string> next_stand_ins;
     for (const auto& item : items) {
       auto c = convert_item(type, item);
       if (c.error) {
         if (c.failed) {
-          if (auto it = map.find(map_key(*c.failed)); it != map.end()) {
+          auto key = map_key(*c.failed);
+          auto it = map.find(key);
+          if (it != map.end() && !stand_ins_.contains(tagged(type.kind, key))) {
             ZT_LOG_WARN("component=kube keeping the last good version of {}", c.failed->describe());
             next.insert_or_assign(it->first, it->second);
           } else if (auto* stand_in = c.fallback ? std::get_if<T>(&*c.fallback) : nullptr) {
             warn_stand_in(*c.failed);
-            next.insert_or_assign(map_key(*c.failed), std::move(*stand_in));
+            next.insert_or_assign(key, std::move(*stand_in));
+            next_stand_ins.insert(tagged(type.kind, key));
           }
         }
         errors.push_back(std::move(*c.error));
@@ -138,6 +148,8 @@ ObjectStore::Errors ObjectStore::apply_list(const ResourceType& type,
       auto key = map_key(manifest::key_of(*c.object));
       next.insert_or_assign(std::move(key), std::get<T>(std::move(*c.object)));
     }
+    std::erase_if(stand_ins_, [&](const std::string& k) { return k.starts_with(type.kind + "/"); });
+    stand_ins_.merge(next_stand_ins);
     if (next != map) {
       map = std::move(next);
       dirty_ = true;
@@ -160,22 +172,35 @@ ObjectStore::Errors ObjectStore::apply_event(const ResourceType& type, const Wat
                                        type.path() + ": DELETED event without metadata.name"});
         return;
       }
+      stand_ins_.erase(tagged(type.kind, map_key(*key)));
       if (map.erase(map_key(*key)) > 0) dirty_ = true;
       return;
     }
     auto c = convert_item(type, event.object);
     if (c.error) {
-      if (c.failed && map.count(map_key(*c.failed))) {
-        ZT_LOG_WARN("component=kube keeping the last good version of {}", c.failed->describe());
-      } else if (auto* stand_in = c.failed && c.fallback ? std::get_if<T>(&*c.fallback) : nullptr) {
-        warn_stand_in(*c.failed);
-        map.insert_or_assign(map_key(*c.failed), std::move(*stand_in));
-        dirty_ = true;
+      if (c.failed) {
+        auto key = map_key(*c.failed);
+        const bool standing_in = stand_ins_.contains(tagged(type.kind, key));
+        auto* stand_in = c.fallback ? std::get_if<T>(&*c.fallback) : nullptr;
+        if (map.count(key) && !standing_in) {
+          ZT_LOG_WARN("component=kube keeping the last good version of {}", c.failed->describe());
+        } else if (stand_in) {
+          // (the latest document's stand-in replaces an earlier one: it is no good version)
+          warn_stand_in(*c.failed);
+          map.insert_or_assign(key, std::move(*stand_in));
+          stand_ins_.insert(tagged(type.kind, key));
+          dirty_ = true;
+        } else if (standing_in) {
+          map.erase(key);
+          stand_ins_.erase(tagged(type.kind, key));
+          dirty_ = true;
+        }
       }
       errors.push_back(std::move(*c.error));
       return;
     }
     auto key = map_key(manifest::key_of(*c.object));
+    stand_ins_.erase(tagged(type.kind, key));
     auto& object = std::get<T>(*c.object);
     auto it = map.find(key);
     if (it != map.end() && it->second == object) return;

@@ -1,11 +1,14 @@
 // ObjectStore: the objects a Kubernetes API source has seen, as one manifest::ObjectSet, kept up
 // to date from LIST results (a type's whole collection) and WATCH events (one object). Objects go
 // through manifest::convert(), the manifest source's validation: an invalid object is reported
-// and its last good version (same kind/namespace/name) is kept, as the directory source does.
-// Pure (no I/O), single-threaded.
+// and its last good version (same kind/namespace/name) is kept, as the directory source does;
+// an AuthorizationPolicy with no good version is there as its latest document's fail-closed
+// stand-in (ManifestError::fallback), which is never kept as a good version. Pure (no I/O),
+// single-threaded.
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,6 +38,7 @@ class ObjectStore {
  private:
   manifest::ObjectSet set_;
   bool dirty_ = false;
+  std::set<std::string> stand_ins_;  // "<kind>/<ns>/<name>" of the objects that are stand-ins
 };
 
 }  // namespace zt::meshd::kube

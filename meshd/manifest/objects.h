@@ -143,6 +143,7 @@ struct AuthorizationPolicy {
   std::vector<PolicyTargetRef> target_refs;  // spec.targetRef / spec.targetRefs (waypoints)
   std::string action = "ALLOW";              // ALLOW | DENY | AUDIT | CUSTOM
   std::string provider;                      // spec.provider.name (CUSTOM)
+  bool dry_run = false;  // metadata.annotations["istio.io/dry-run"] (Go boolean syntax)
   std::vector<PolicyRule> rules;
   // The object re-emitted as YAML (apiVersion, kind, metadata name/namespace/creationTimestamp
   // and the istio.io/dry-run annotation, spec), for waypoints; set for every policy, used for

@@ -330,8 +330,22 @@ constexpr ListField<PolicyOperation> kOperationLists[] = {
     {"paths", &PolicyOperation::paths},     {"notPaths", &PolicyOperation::not_paths},
 };
 
-// What a policy applies to and what it does: selector, targetRef(s), action.
-void read_policy_scope(const Fields& spec, AuthorizationPolicy& policy) {
+constexpr const char* kDryRunAnnotation = "istio.io/dry-run";
+
+// What a policy applies to and what it does: selector, targetRef(s), action, dry run (with
+// `lenient_dry_run`, an unreadable dry-run annotation is read as false instead of refused).
+void read_policy_scope(const Fields& spec, AuthorizationPolicy& policy,
+                       bool lenient_dry_run = false) {
+  if (auto it = policy.meta.annotations.find(kDryRunAnnotation);
+      it != policy.meta.annotations.end()) {
+    auto dry_run = waypoint::authz::parse_go_bool(it->second);
+    if (!dry_run && lenient_dry_run) dry_run = false;
+    if (!dry_run) {
+      throw Invalid{"metadata.annotations[istio.io/dry-run]",
+                    "must be true or false, got " + net::quote(it->second)};
+    }
+    policy.dry_run = *dry_run;
+  }
   policy.selector = read_selector(spec);
   if (auto ref = spec.opt_map("targetRef")) {
     policy.target_refs.push_back({ref->string("group"), ref->required_string("kind"),
@@ -533,8 +547,6 @@ void emit_canonical(YAML::Emitter& out, const YAML::Node& node) {
   }
 }
 
-constexpr const char* kDryRunAnnotation = "istio.io/dry-run";
-
 // The object as a waypoint reads it: apiVersion, kind, metadata (name, namespace,
 // creationTimestamp, the dry-run annotation; the rest is of no use to it) and spec, as one YAML
 // document.
@@ -587,10 +599,8 @@ std::optional<AuthorizationPolicy> closed_stand_in(const Fields& doc, const Obje
   try {
     AuthorizationPolicy policy;
     policy.meta = meta;
-    read_policy_scope(doc.map_or_empty("spec"), policy);
-    if (policy.action == "AUDIT" || meta.annotations.contains(kDryRunAnnotation)) {
-      return std::nullopt;
-    }
+    read_policy_scope(doc.map_or_empty("spec"), policy, /*lenient_dry_run=*/true);
+    if (policy.action == "AUDIT" || policy.dry_run) return std::nullopt;
     if (policy.action == "CUSTOM" && policy.target_refs.empty()) return std::nullopt;
     if (policy.action != "ALLOW") {
       policy.action = "DENY";

@@ -112,6 +112,7 @@ LoadResult ManifestSource::reload() {
   // failing that, the error's stand-in (an unreadable AuthorizationPolicy fails closed).
   std::vector<ObjectKey> keep;
   std::vector<std::pair<Origin, const ManifestError*>> stand_ins;
+  std::set<ObjectKey> next_stand_ins;
 
   auto keep_file = [&](const std::string& file) {
     for (const auto& [key, origin] : origins_) {
@@ -163,17 +164,21 @@ LoadResult ManifestSource::reload() {
     if (next.count(key)) continue;
     auto previous = by_key_.find(key);
     if (previous == by_key_.end()) continue;
+    // A stand-in is not a good version: the latest document's stand-in (if any) replaces it.
+    if (stand_ins_.contains(key)) continue;
     ZT_LOG_WARN("component=manifest keeping the last good version of {}", key.describe());
     next.emplace(key, previous->second);
     next_origins[key] = origins_[key];
   }
   for (const auto& [origin, error] : stand_ins) {
     if (next.count(*error->object)) continue;
-    ZT_LOG_WARN("component=manifest {} has no good version: it fails closed until fixed",
-                error->object->describe());
+    ZT_LOG_ERROR("component=manifest {} has no good version: it fails closed until fixed",
+                 error->object->describe());
     next.emplace(*error->object, *error->fallback);
     next_origins[*error->object] = origin;
+    next_stand_ins.insert(*error->object);
   }
+  stand_ins_ = std::move(next_stand_ins);
 
   result.changed = next != by_key_;
   if (result.changed) {

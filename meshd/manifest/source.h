@@ -13,7 +13,9 @@
 // previous successful load (same kind/namespace/name, or, when the broken document has no usable
 // name, whatever the same file and document index held), and a file that is not YAML at all keeps
 // every object it contributed before. So a bad edit never removes anything; deleting a file (or
-// a document) does remove its objects.
+// a document) does remove its objects. An AuthorizationPolicy that fails validation with no good
+// version to keep is there as its stand-in that fails closed (ManifestError::fallback), made
+// from its latest document: a stand-in is never kept as a "last good version".
 //
 // Threading: ManifestSource is not thread-safe; use it from one thread. ManifestWatcher runs on
 // the executor given to start(); call stop() or destroy it from that executor's thread or while
@@ -25,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -80,6 +83,7 @@ class ManifestSource {
   // Where each current object came from, to keep last-good versions on a bad edit.
   std::map<ObjectKey, Origin> origins_;
   std::map<ObjectKey, Object> by_key_;
+  std::set<ObjectKey> stand_ins_;  // keys whose object in by_key_ is a fail-closed stand-in
 };
 
 // Watches a directory and its subdirectories (created later ones too) for file changes and calls

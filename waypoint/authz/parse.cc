@@ -277,6 +277,13 @@ Status read_target_ref(const YAML::Node& node, std::string_view path, std::strin
                  });
   if (!st) return st;
   if (t.kind.empty() || t.name.empty()) return error_at(path, "needs kind and name");
+  // (Istio's CRD refuses any namespace here: a policy attaches only in its own namespace)
+  if (!t.namespace_name.empty() && t.namespace_name != ns) {
+    return error_at(join(path, "namespace"),
+                    fmt::format("cross-namespace references are not supported (the policy is "
+                                "in namespace {})",
+                                ns));
+  }
   if (t.namespace_name.empty()) t.namespace_name = std::string(ns);
   return {};
 }
@@ -302,7 +309,12 @@ Status read_policy(const YAML::Node& object, std::string_view path, Policy& p) {
         !s) {
       return s;
     }
-    p.dry_run = iequals(v, "true");
+    auto dry_run = parse_go_bool(v);
+    if (!dry_run) {
+      return error_at(join(path, "metadata.annotations[istio.io/dry-run]"),
+                      fmt::format("must be true or false, got \"{}\"", v));
+    }
+    p.dry_run = *dry_run;
   }
   const YAML::Node spec = object["spec"];
   if (!present(spec)) return {};  // no spec: ALLOW with no rules = allow nothing
@@ -385,6 +397,16 @@ Status collect(const YAML::Node& node, const std::string& path, std::vector<Poli
 }
 
 }  // namespace
+
+std::optional<bool> parse_go_bool(std::string_view text) {
+  for (std::string_view t : {"1", "t", "T", "TRUE", "true", "True"}) {
+    if (text == t) return true;
+  }
+  for (std::string_view f : {"0", "f", "F", "FALSE", "false", "False"}) {
+    if (text == f) return false;
+  }
+  return std::nullopt;
+}
 
 Result<Policy> parse_authorization_policy(const YAML::Node& object, std::string_view path) {
   try {

@@ -8,6 +8,7 @@
 // CUSTOM without provider, a source/operation with no field set.
 #pragma once
 
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -17,6 +18,10 @@
 #include "waypoint/authz/policy.h"
 
 namespace zt::waypoint::authz {
+
+// A boolean as Go's strconv.ParseBool reads it (how Istio reads the istio.io/dry-run annotation):
+// 1, t, T, TRUE, true, True; 0, f, F, FALSE, false, False; anything else is nullopt.
+std::optional<bool> parse_go_bool(std::string_view text);
 
 Result<Policy> parse_authorization_policy(const YAML::Node& object,
                                           std::string_view path = "AuthorizationPolicy");

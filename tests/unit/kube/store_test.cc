@@ -144,6 +144,26 @@ TEST(ObjectStore, AnUnreadablePolicyFailsClosedUntilItHasAGoodVersion) {
   EXPECT_EQ(store.objects().authorization_policies.at("apps/good").rules[0].to.size(), 1u);
   EXPECT_EQ(store.apply_event(policies, modified("new")).size(), 1u);
   EXPECT_TRUE(store.objects().authorization_policies.at("apps/new").rules[0].to.empty());
+
+  // A stand-in is no good version: it follows the latest document, and goes with a dry run.
+  auto as = [&](const std::string& action, bool dry_run) {
+    auto ev = modified("new");
+    ev.object["spec"]["action"] = action;
+    if (dry_run) ev.object["metadata"]["annotations"]["istio.io/dry-run"] = "true";
+    return ev;
+  };
+  store.apply_event(policies, as("ALLOW", false));
+  EXPECT_EQ(store.objects().authorization_policies.at("apps/new").action, "ALLOW");
+  EXPECT_TRUE(store.objects().authorization_policies.at("apps/new").rules.empty());
+  store.apply_event(policies, as("DENY", true));
+  EXPECT_EQ(store.objects().authorization_policies.count("apps/new"), 0u);
+  // In a relist too.
+  store.apply_event(policies, as("DENY", false));
+  ASSERT_EQ(store.objects().authorization_policies.at("apps/new").action, "DENY");
+  auto allow = item("new", "\"nope\"");
+  allow["spec"]["action"] = "ALLOW";
+  store.apply_list(policies, {allow});
+  EXPECT_EQ(store.objects().authorization_policies.at("apps/new").action, "ALLOW");
 }
 
 TEST(ObjectStore, RelistReplacesOnlyThatType) {

@@ -60,6 +60,19 @@ TEST_P(PolicyScope, FollowsSelectorAndNamespace) {
   EXPECT_FALSE(converted->dry_run());
 }
 
+// A dry-run policy reaches ztunnel marked as one (ztunnel then only logs what it would do).
+TEST(PolicyDryRun, TheAnnotationSetsDryRun) {
+  auto set = objects_from(
+      "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+      "metadata: {name: ap, namespace: shop, annotations: {istio.io/dry-run: 'True'}}\n"
+      "spec: {action: DENY, rules: [{}]}\n");
+  ASSERT_EQ(set.authorization_policies.size(), 1u);
+  auto converted =
+      convert_authorization_policy(set.authorization_policies.begin()->second, kOptions);
+  ASSERT_TRUE(converted);
+  EXPECT_TRUE(converted->dry_run());
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Table, PolicyScope,
     ::testing::Values(

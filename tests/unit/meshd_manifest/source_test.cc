@@ -147,6 +147,26 @@ TEST_F(Source, AnUnreadablePolicyFailsClosedUntilItHasAGoodVersion) {
       << "the last good version stays";
 }
 
+// A stand-in is no good version: it follows the policy's latest document.
+TEST_F(Source, AStandInFollowsTheLatestDocument) {
+  auto broken = [](const std::string& action, const std::string& extra_meta) {
+    return "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+           "metadata: {name: p, namespace: shop" +
+           extra_meta + "}\nspec:\n  action: " + action +
+           "\n  selector: {matchLabels: {app: a}}\n"
+           "  rules: [{to: [{operation: {ports: [nope]}}]}]\n";
+  };
+  write("authz.yaml", broken("DENY", ""));
+  EXPECT_EQ(source_.reload().objects->authorization_policies.at("shop/p").action, "DENY");
+  write("authz.yaml", broken("ALLOW", ""));
+  auto loaded = source_.reload();
+  EXPECT_EQ(loaded.objects->authorization_policies.at("shop/p").action, "ALLOW");
+  EXPECT_TRUE(loaded.objects->authorization_policies.at("shop/p").rules.empty());
+  // Marked as a dry run (or AUDIT), the broken policy has nothing to enforce: no stand-in.
+  write("authz.yaml", broken("DENY", ", annotations: {istio.io/dry-run: 'true'}"));
+  EXPECT_TRUE(source_.reload().objects->authorization_policies.empty());
+}
+
 TEST_F(Source, DeletingAFileRemovesItsObjects) {
   write("p.yaml", pod_yaml("web", "node-a", "10.0.0.1"));
   write("n.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n");

@@ -387,6 +387,18 @@ spec:
   EXPECT_FALSE(check(ps, stranger).allowed());
 }
 
+TEST(ParseTest, DryRunIsAGoBoolean) {
+  for (const char* v : {"1", "t", "T", "TRUE", "true", "True"}) EXPECT_EQ(parse_go_bool(v), true);
+  for (const char* v : {"0", "f", "F", "FALSE", "false", "False"}) {
+    EXPECT_EQ(parse_go_bool(v), false);
+  }
+  for (const char* v : {"", "yes", "tRuE", " true"}) EXPECT_EQ(parse_go_bool(v), std::nullopt);
+  auto ps = policies(
+      "kind: AuthorizationPolicy\nmetadata: {name: p, annotations: {istio.io/dry-run: '1'}}\n");
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_TRUE(ps[0].dry_run);
+}
+
 TEST(ParseTest, ErrorsNameTheField) {
   struct Case {
     const char* yaml;
@@ -416,6 +428,13 @@ TEST(ParseTest, ErrorsNameTheField) {
        "spec.rules[0].to[0].operation.verbs: unknown or unsupported field"},
       // yaml-cpp 0.7's LoadAll looped on this until memory ran out.
       {",\n", "invalid YAML at line 1, column 1"},
+      // Istio's CRD refuses a targetRef into another namespace.
+      {"kind: AuthorizationPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  targetRefs: "
+       "[{kind: Service, name: s, namespace: b}]\n",
+       "spec.targetRefs[0].namespace: cross-namespace references are not supported"},
+      // Istio reads the dry-run annotation as a Go boolean.
+      {"kind: AuthorizationPolicy\nmetadata: {name: p, annotations: {istio.io/dry-run: yes}}\n",
+       "metadata.annotations[istio.io/dry-run]: must be true or false, got \"yes\""},
   };
   for (const auto& c : cases) {
     auto p = parse_authorization_policies(c.yaml);
