@@ -683,10 +683,11 @@ bool exported_to(const manifest::DestinationRule& rule, const std::string& ns) {
   });
 }
 
-// For each waypoint Gateway, the objects that configure it, as one YAML stream: HTTPRoutes with
-// a Service parentRef whose Service uses the waypoint, DestinationRules for those Services, and
-// AuthorizationPolicies whose targetRefs name the Gateway or such a Service. Every waypoint gets
-// a resource, empty when nothing applies, so that removing the last route is a change too.
+// For each waypoint Gateway, the objects that configure it, as one YAML stream: HTTPRoutes and
+// GRPCRoutes with a Service parentRef whose Service uses the waypoint, DestinationRules for those
+// Services, and AuthorizationPolicies whose targetRefs name the Gateway or such a Service. Every
+// waypoint gets a resource, empty when nothing applies, so that removing the last route is a change
+// too.
 void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoints,
                               const Options& options, MeshSnapshot& snapshot) {
   for (const auto& [key, waypoint] : waypoints.all()) {
@@ -697,18 +698,23 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
       if (w && w->name == waypoint.name && w->namespace_ == waypoint.namespace_) services.insert(k);
     }
     std::vector<const std::string*> documents;
-    for (const auto& [k, route] : objects.http_routes) {
-      bool attached = false;
-      for (const auto& parent : route.parent_refs) {
+    auto attached = [&](const ObjectMeta& meta, const std::vector<manifest::RouteParentRef>& refs) {
+      for (const auto& parent : refs) {
         // The manifest reader fills an absent group with Gateway API's default; the waypoint
         // reads an absent group as core, so both mean the Service here.
         bool core = parent.group.empty() || parent.group == "core" ||
                     parent.group == "gateway.networking.k8s.io";
         if (parent.kind != "Service" || !core) continue;
-        auto ns = parent.namespace_.empty() ? route.meta.namespace_ : parent.namespace_;
-        attached = attached || services.contains(ns + "/" + parent.name);
+        auto ns = parent.namespace_.empty() ? meta.namespace_ : parent.namespace_;
+        if (services.contains(ns + "/" + parent.name)) return true;
       }
-      if (attached) documents.push_back(&route.yaml);
+      return false;
+    };
+    for (const auto& [k, route] : objects.http_routes) {
+      if (attached(route.meta, route.parent_refs)) documents.push_back(&route.yaml);
+    }
+    for (const auto& [k, route] : objects.grpc_routes) {
+      if (attached(route.meta, route.parent_refs)) documents.push_back(&route.yaml);
     }
     // One DestinationRule per Service: the waypoint takes one per host. As Istio looks a host's
     // rule up: in the proxy's (the waypoint's) namespace, else in the service's, else in the

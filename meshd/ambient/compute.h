@@ -27,14 +27,15 @@
 //   selector = NAMESPACE, with selector = WORKLOAD_SELECTOR (listed on the selected workloads of
 //   its namespace, or of every namespace when in the root namespace); AUDIT and CUSTOM are not
 //   sent; a policy with targetRef(s) is for a waypoint and is not sent to ztunnel.
-// - Waypoint L7 configuration: for each waypoint Gateway, a YAML stream of the HTTPRoutes with a
-//   Service parentRef (namespace defaults to the route's) whose Service uses that waypoint, one
-//   DestinationRule per such Service (host: short name in the rule's namespace, name.ns,
-//   name.ns.svc or the FQDN; exported to the waypoint's namespace; from the waypoint's namespace,
-//   else the service's, else the root; there the oldest with a traffic policy, then the oldest;
-//   none when that namespace has only rules with a workloadSelector, which waypoints do not
-//   apply, as Istio's), and the AuthorizationPolicies whose targetRefs name the Gateway or such
-//   a Service; in that order, each by namespace/name. Empty when none apply.
+// - Waypoint L7 configuration: for each waypoint Gateway, a YAML stream of the HTTPRoutes (then
+//   the GRPCRoutes) with a Service parentRef (namespace defaults to the route's) whose Service
+//   uses that waypoint; one DestinationRule per such Service (host: short name in the rule's
+//   namespace, name.ns, name.ns.svc or the FQDN; exported to the waypoint's namespace; from the
+//   waypoint's namespace, else the service's, else the root; there the oldest with a traffic
+//   policy, then the oldest; none when that namespace has only rules with a workloadSelector,
+//   which waypoints do not apply, as Istio's); and the AuthorizationPolicies whose targetRefs
+//   name the Gateway or such a Service; in that order, each by namespace/name. Empty when none
+//   apply.
 // - PeerAuthentication: when any exists, the static DENY
 // "istio-system/istio_converted_static_strict"
 //   (notPrincipals: [presence]) is sent and every workload whose effective mode (mesh, then

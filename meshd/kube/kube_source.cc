@@ -151,19 +151,25 @@ awaitable<KubeApiSource::Impl::Listed> KubeApiSource::Impl::list(size_t index) {
 // A custom resource's LIST answered 404. Only when discovery confirms that the API server does
 // not serve the kind (its CRD is not installed) is that "none of them", never before this process
 // listed it: an API server can answer 404 for a moment (a replica behind, a restart), and an empty
-// AuthorizationPolicy list would fail open. A group served in other versions only (CRDs older
-// than the version we read) is a failure, as loud as any other.
+// AuthorizationPolicy list would fail open. A kind served in other versions only (CRDs older
+// than the version we read) is a failure, as loud as any other, unless its type says that
+// counts as none (GRPCRoute before Gateway API 1.1).
 awaitable<KubeApiSource::Impl::Listed> KubeApiSource::Impl::not_found(size_t index) {
   auto& state = types[index];
   const auto& type = *state.type;
   auto found = co_await discover(type);
   if (stopped) co_return Listed::kFailed;
-  if (found == Discovered::kNotInstalled && !state.listed) {
+  const bool older_only = found == Discovered::kOtherVersion && type.older_version_is_none;
+  if ((found == Discovered::kNotInstalled || older_only) && !state.listed) {
     if (!state.not_served) {
       ZT_LOG_WARN(
-          "not served component=kube type={} path={}: its CustomResourceDefinition is not "
-          "installed; none assumed, checking again every {}ms",
-          type.plural, type.path(), config.not_served_recheck.count());
+          "not served component=kube type={} path={}: {}; none assumed, checking again every "
+          "{}ms",
+          type.plural, type.path(),
+          older_only ? fmt::format("the API server serves it only in versions older than {}",
+                                   type.api_version)
+                     : std::string("its CustomResourceDefinition is not installed"),
+          config.not_served_recheck.count());
     }
     state.not_served = true;
     add_errors(store.apply_list(type, {}));

@@ -87,6 +87,7 @@ const std::vector<ResourceType>& resource_types() {
       {"Gateway", "gateway.networking.k8s.io/v1", "gateways"},
       {"HTTPRoute", "gateway.networking.k8s.io/v1", "httproutes"},
       {"DestinationRule", "networking.istio.io/v1", "destinationrules"},
+      {"GRPCRoute", "gateway.networking.k8s.io/v1", "grpcroutes", /*older_version_is_none=*/true},
   };
   return kTypes;
 }

@@ -26,6 +26,10 @@ struct ResourceType {
   std::string kind;         // "Pod"
   std::string api_version;  // "v1", "security.istio.io/v1"
   std::string plural;       // "pods"
+  // Served only in an older version (CRDs older than the version read), the kind counts as not
+  // installed instead of holding the source back. Only for a kind whose absence cannot open
+  // anything up: GRPCRoute (gateway.networking.k8s.io/v1 since Gateway API 1.1).
+  bool older_version_is_none = false;
   // "/api/v1/pods", "/apis/security.istio.io/v1/authorizationpolicies" (all namespaces).
   std::string path() const;
   // "security.istio.io"; "" for the core group ("v1").
@@ -43,7 +47,7 @@ Result<std::vector<std::string>> parse_resource_names(std::string_view body);
 Result<std::vector<std::string>> parse_group_versions(std::string_view body);
 
 // Namespaces, Pods, Services, ServiceAccounts, AuthorizationPolicies and PeerAuthentications
-// (security.istio.io/v1), Gateways and HTTPRoutes (gateway.networking.k8s.io/v1),
+// (security.istio.io/v1), Gateways, HTTPRoutes and GRPCRoutes (gateway.networking.k8s.io/v1),
 // DestinationRules (networking.istio.io/v1).
 const std::vector<ResourceType>& resource_types();
 

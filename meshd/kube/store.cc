@@ -35,6 +35,8 @@ void with_map(ObjectSet& set, const std::string& kind, F&& f) {
     f(set.http_routes);
   } else if (kind == "DestinationRule") {
     f(set.destination_rules);
+  } else if (kind == "GRPCRoute") {
+    f(set.grpc_routes);
   }
 }
 

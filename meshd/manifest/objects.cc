@@ -16,6 +16,7 @@ constexpr const char* kind_name() {
   if constexpr (std::is_same_v<T, Gateway>) return "Gateway";
   if constexpr (std::is_same_v<T, HttpRoute>) return "HTTPRoute";
   if constexpr (std::is_same_v<T, DestinationRule>) return "DestinationRule";
+  if constexpr (std::is_same_v<T, GrpcRoute>) return "GRPCRoute";
 }
 
 std::string map_key(const ObjectMeta& meta) {
@@ -64,6 +65,7 @@ void ObjectSet::put(Object object) {
         if constexpr (std::is_same_v<T, DestinationRule>) {
           destination_rules.insert_or_assign(key, std::move(o));
         }
+        if constexpr (std::is_same_v<T, GrpcRoute>) grpc_routes.insert_or_assign(key, std::move(o));
       },
       std::move(object));
 }
@@ -71,7 +73,7 @@ void ObjectSet::put(Object object) {
 size_t ObjectSet::size() const {
   return namespaces.size() + pods.size() + services.size() + service_accounts.size() +
          authorization_policies.size() + peer_authentications.size() + gateways.size() +
-         http_routes.size() + destination_rules.size();
+         http_routes.size() + destination_rules.size() + grpc_routes.size();
 }
 
 namespace {

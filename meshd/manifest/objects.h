@@ -225,6 +225,14 @@ struct HttpRoute {
   bool operator==(const HttpRoute&) const = default;
 };
 
+// gateway.networking.k8s.io GRPCRoute: meshd reads its parents; waypoints get the whole object.
+struct GrpcRoute {
+  ObjectMeta meta;
+  std::vector<RouteParentRef> parent_refs;
+  std::string yaml;  // the object re-emitted as YAML, as AuthorizationPolicy::yaml
+  bool operator==(const GrpcRoute&) const = default;
+};
+
 // networking.istio.io DestinationRule: meshd reads what picks the rule for a waypoint (host,
 // exportTo, whether it has a workloadSelector or a traffic policy); waypoints get the whole
 // object.
@@ -240,7 +248,7 @@ struct DestinationRule {
 };
 
 using Object = std::variant<Namespace, Pod, Service, ServiceAccount, AuthorizationPolicy,
-                            PeerAuthentication, Gateway, HttpRoute, DestinationRule>;
+                            PeerAuthentication, Gateway, HttpRoute, DestinationRule, GrpcRoute>;
 
 // kind ("Pod"), namespace ("" for Namespace), name.
 struct ObjectKey {
@@ -263,6 +271,7 @@ struct ObjectSet {
   std::map<std::string, Gateway> gateways;
   std::map<std::string, HttpRoute> http_routes;
   std::map<std::string, DestinationRule> destination_rules;
+  std::map<std::string, GrpcRoute> grpc_routes;
 
   // Inserts or replaces the object with the same key.
   void put(Object object);

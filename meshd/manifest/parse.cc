@@ -461,20 +461,27 @@ Gateway read_gateway(const Fields& doc, ObjectMeta meta) {
   return gw;
 }
 
-HttpRoute read_http_route(const Fields& doc, ObjectMeta meta) {
-  HttpRoute route;
-  route.meta = std::move(meta);
-  auto spec = doc.map_or_empty("spec");
+// A route's spec.parentRefs, with Gateway API's defaults.
+std::vector<RouteParentRef> read_parent_refs(const Fields& spec, const std::string& route_ns) {
+  std::vector<RouteParentRef> out;
   for (const auto& p : spec.maps("parentRefs")) {
     RouteParentRef ref;
     ref.group = p.string("group", "gateway.networking.k8s.io");
     ref.kind = p.string("kind", "Gateway");
-    ref.namespace_ = p.string("namespace", route.meta.namespace_);
+    ref.namespace_ = p.string("namespace", route_ns);
     ref.name = p.required_string("name");
     ref.section_name = p.string("sectionName");
     ref.port = p.opt_uint("port", 1, 65535).value_or(0);
-    route.parent_refs.push_back(std::move(ref));
+    out.push_back(std::move(ref));
   }
+  return out;
+}
+
+HttpRoute read_http_route(const Fields& doc, ObjectMeta meta) {
+  HttpRoute route;
+  route.meta = std::move(meta);
+  auto spec = doc.map_or_empty("spec");
+  route.parent_refs = read_parent_refs(spec, route.meta.namespace_);
   route.hostnames = spec.strings("hostnames");
   for (const auto& r : spec.maps("rules")) {
     HttpRouteRule rule;
@@ -576,7 +583,7 @@ std::string emit_object(const YAML::Node& document, const ObjectMeta& meta) {
   return out.c_str();
 }
 
-// The objects meshd may forward to waypoints (DestinationRules, HTTPRoutes with a Service
+// The objects meshd may forward to waypoints (DestinationRules, HTTP/GRPCRoutes with a Service
 // parent, AuthorizationPolicies with targetRefs) are checked with the
 // waypoint's own readers. A waypoint refuses its whole configuration for one object it cannot
 // read, so without this check one bad update would hold back every other change to that
@@ -586,6 +593,16 @@ template <typename Parse>
 void check_waypoint_reads(const std::string& yaml, Parse parse) {
   auto read = parse(YAML::Load(yaml));
   if (!read) throw Invalid{{}, read.error().message + " (a waypoint would refuse it)"};
+}
+
+// An HTTPRoute or GRPCRoute with a Service parent may reach a waypoint. (A route whose parents
+// are all Gateways is for an ingress, which meshd does not serve: it is not checked.)
+void check_route_for_waypoint(const std::vector<RouteParentRef>& parents, const std::string& yaml) {
+  const bool for_waypoint = std::any_of(
+      parents.begin(), parents.end(), [](const RouteParentRef& p) { return p.kind == "Service"; });
+  if (!for_waypoint) return;
+  check_waypoint_reads(
+      yaml, [](const YAML::Node& n) { return waypoint::config::parse_http_route(n, ""); });
 }
 
 // An AuthorizationPolicy that cannot be read must not simply vanish: a DENY policy would fail
@@ -675,7 +692,8 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
       kPeerAuthn,
       kGateway,
       kHttpRoute,
-      kDestinationRule
+      kDestinationRule,
+      kGrpcRoute
     } known;
     if (group.empty() && kind == "Namespace") {
       known = Known::kNamespace;
@@ -693,6 +711,8 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
       known = Known::kGateway;
     } else if (group == "gateway.networking.k8s.io" && kind == "HTTPRoute") {
       known = Known::kHttpRoute;
+    } else if (group == "gateway.networking.k8s.io" && kind == "GRPCRoute") {
+      known = Known::kGrpcRoute;
     } else if (group == "networking.istio.io" && kind == "DestinationRule") {
       known = Known::kDestinationRule;
     } else {
@@ -745,15 +765,15 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
       case Known::kHttpRoute: {
         auto route = read_http_route(doc, std::move(meta));
         route.yaml = emit_object(document, route.meta);
-        // (a route whose parents are all Gateways is for an ingress, which meshd does not serve)
-        const bool for_waypoint =
-            std::any_of(route.parent_refs.begin(), route.parent_refs.end(),
-                        [](const RouteParentRef& p) { return p.kind == "Service"; });
-        if (for_waypoint) {
-          check_waypoint_reads(route.yaml, [](const YAML::Node& n) {
-            return waypoint::config::parse_http_route(n, "");
-          });
-        }
+        check_route_for_waypoint(route.parent_refs, route.yaml);
+        return Object(std::move(route));
+      }
+      case Known::kGrpcRoute: {
+        GrpcRoute route;
+        route.meta = std::move(meta);
+        route.parent_refs = read_parent_refs(doc.map_or_empty("spec"), route.meta.namespace_);
+        route.yaml = emit_object(document, route.meta);
+        check_route_for_waypoint(route.parent_refs, route.yaml);
         return Object(std::move(route));
       }
       case Known::kDestinationRule: {

@@ -191,7 +191,10 @@ struct ParentRef {
   bool is_service() const { return (group.empty() || group == "core") && kind == "Service"; }
 };
 
+// An HTTPRoute, or a GRPCRoute read into the same model (kind "GRPCRoute": its method matches
+// are path matches, it has no timeouts or retries).
 struct HttpRoute {
+  std::string kind = "HTTPRoute";
   std::string name;
   std::string namespace_name = "default";
   // Seconds since the epoch from metadata.creationTimestamp; routes without one sort last.

@@ -7,6 +7,7 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <re2/re2.h>
 
 #include "common/yaml/load.h"
 #include "waypoint/base/strings.h"
@@ -289,23 +290,27 @@ Status read_path_match(Reader& r, const YAML::Node& node, std::string_view path,
   return {};
 }
 
+// A match's `headers`: no header name twice.
+Status read_header_matches(Reader& r, const YAML::Node& node, std::string_view path,
+                           std::vector<ValueMatch>& out) {
+  return r.list(node, path, [&](const YAML::Node& item, const std::string& ip) -> Status {
+    ValueMatch m;
+    if (auto s = read_value_match(r, item, ip, true, m); !s) return s;
+    for (const auto& other : out) {
+      if (iequals(other.name, m.name)) return error_at(ip, "duplicate header name");
+    }
+    out.push_back(std::move(m));
+    return {};
+  });
+}
+
 Status read_route_match(Reader& r, const YAML::Node& node, std::string_view path, RouteMatch& out) {
   return r.object(
       node, path,
       {{"path", [&](const YAML::Node& n,
                     const std::string& p) { return read_path_match(r, n, p, out.path); }},
-       {"headers",
-        [&](const YAML::Node& n, const std::string& p) {
-          return r.list(n, p, [&](const YAML::Node& item, const std::string& ip) -> Status {
-            ValueMatch m;
-            if (auto s = read_value_match(r, item, ip, true, m); !s) return s;
-            for (const auto& other : out.headers) {
-              if (iequals(other.name, m.name)) return error_at(ip, "duplicate header name");
-            }
-            out.headers.push_back(std::move(m));
-            return {};
-          });
-        }},
+       {"headers", [&](const YAML::Node& n,
+                       const std::string& p) { return read_header_matches(r, n, p, out.headers); }},
        {"queryParams",
         [&](const YAML::Node& n, const std::string& p) {
           return r.list(n, p, [&](const YAML::Node& item, const std::string& ip) -> Status {
@@ -624,8 +629,77 @@ Status read_gateway_retry(Reader& r, const YAML::Node& node, std::string_view pa
         }}});
 }
 
+// GRPCRoute (gateway.networking.k8s.io/v1): a method match {type: Exact | RegularExpression,
+// service, method} is a match on the request path "/<service>/<method>", as gRPC names the
+// call: both given (Exact) is that path; a service alone is every method of it (the path prefix
+// "/<service>"); a method alone is that method of any service; with RegularExpression each
+// given part is an RE2 expression for its path segment.
+Status read_grpc_method_match(Reader& r, const YAML::Node& node, std::string_view path,
+                              PathMatch& out) {
+  bool regex = false;
+  std::string service, method;
+  if (auto s = r.object(
+          node, path,
+          {{"type",
+            [&](const YAML::Node& n, const std::string& p) {
+              return read_enum<bool>(n, p, {{"Exact", false}, {"RegularExpression", true}}, regex);
+            }},
+           {"service",
+            [&](const YAML::Node& n, const std::string& p) { return read_string(n, p, service); }},
+           {"method",
+            [&](const YAML::Node& n, const std::string& p) { return read_string(n, p, method); }}});
+      !s) {
+    return s;
+  }
+  if (service.empty() && method.empty()) {
+    return error_at(path, "needs service, method or both");
+  }
+  for (const auto& [part, value] : {std::pair{"service", &service}, std::pair{"method", &method}}) {
+    if (!regex && value->find_first_of("/ ") != std::string::npos) {
+      return error_at(join(path, part), fmt::format("\"{}\" is not a gRPC name", *value));
+    }
+  }
+  if (!regex && !service.empty() && !method.empty()) {
+    out.type = PathMatchType::kExact;
+    out.value = "/" + service + "/" + method;
+    return {};
+  }
+  if (!regex && method.empty()) {
+    out.type = PathMatchType::kPathPrefix;
+    out.value = "/" + service;
+    return {};
+  }
+  auto segment = [&](const std::string& v) {
+    if (v.empty()) return std::string("[^/]+");
+    return regex ? "(?:" + v + ")" : RE2::QuoteMeta(v);
+  };
+  out.type = PathMatchType::kRegularExpression;
+  out.value = "/" + segment(service) + "/" + segment(method);
+  auto re = Regex::compile(out.value);
+  if (!re) return error_at(path, re.error().message);
+  out.regex = std::move(*re);
+  return {};
+}
+
+// One GRPCRoute match: method (as a path match) and headers.
+Status read_grpc_route_match(Reader& r, const YAML::Node& node, std::string_view path,
+                             RouteMatch& out) {
+  return r.object(
+      node, path,
+      {{"method", [&](const YAML::Node& n,
+                      const std::string& p) { return read_grpc_method_match(r, n, p, out.path); }},
+       {"headers", [&](const YAML::Node& n, const std::string& p) {
+          return read_header_matches(r, n, p, out.headers);
+        }}});
+}
+
+// One HTTPRoute rule, or (`grpc`) one GRPCRoute rule: GRPCRoute matches, only the header
+// modifier and mirror filters, no timeouts, retries or faults.
 Status read_rule(Reader& r, const YAML::Node& node, std::string_view path,
-                 std::string_view route_namespace, RouteRule& rule) {
+                 std::string_view route_namespace, bool grpc, RouteRule& rule) {
+  auto not_grpc = [](const std::string& p) -> Status {
+    return error_at(p, "is not a field of a GRPCRoute rule");
+  };
   Status st = r.object(
       node, path,
       {{"name",
@@ -634,14 +708,25 @@ Status read_rule(Reader& r, const YAML::Node& node, std::string_view path,
         [&](const YAML::Node& n, const std::string& p) {
           return r.list(n, p, [&](const YAML::Node& item, const std::string& ip) -> Status {
             RouteMatch m;
-            if (auto s = read_route_match(r, item, ip, m); !s) return s;
+            if (auto s =
+                    grpc ? read_grpc_route_match(r, item, ip, m) : read_route_match(r, item, ip, m);
+                !s) {
+              return s;
+            }
             rule.matches.push_back(std::move(m));
             return {};
           });
         }},
        {"filters",
         [&](const YAML::Node& n, const std::string& p) {
-          return r.list(n, p, [&](const YAML::Node& item, const std::string& ip) {
+          return r.list(n, p, [&](const YAML::Node& item, const std::string& ip) -> Status {
+            if (grpc && item.IsMap() && present(item["type"]) && item["type"].IsScalar()) {
+              const auto& type = item["type"].Scalar();
+              if (type == "URLRewrite" || type == "RequestRedirect") {
+                return error_at(join(ip, "type"),
+                                fmt::format("filter type \"{}\" is not a GRPCRoute filter", type));
+              }
+            }
             return read_filter(r, item, ip, route_namespace, rule);
           });
         }},
@@ -655,7 +740,8 @@ Status read_rule(Reader& r, const YAML::Node& node, std::string_view path,
           });
         }},
        {"timeouts",
-        [&](const YAML::Node& n, const std::string& p) {
+        [&](const YAML::Node& n, const std::string& p) -> Status {
+          if (grpc) return not_grpc(p);
           return r.object(n, p,
                           {{"request",
                             [&](const YAML::Node& x, const std::string& xp) {
@@ -667,6 +753,7 @@ Status read_rule(Reader& r, const YAML::Node& node, std::string_view path,
         }},
        {"retry",
         [&](const YAML::Node& n, const std::string& p) -> Status {
+          if (grpc) return not_grpc(p);
           RetryPolicy policy;
           if (auto s = read_gateway_retry(r, n, p, policy); !s) return s;
           rule.retry = std::move(policy);
@@ -674,6 +761,7 @@ Status read_rule(Reader& r, const YAML::Node& node, std::string_view path,
         }},
        {"retries",
         [&](const YAML::Node& n, const std::string& p) -> Status {
+          if (grpc) return not_grpc(p);
           if (rule.retry) return {};  // Gateway API `retry` wins
           auto policy = parse_istio_retries(n, p);
           if (!policy) return tl::unexpected(policy.error());
@@ -681,6 +769,7 @@ Status read_rule(Reader& r, const YAML::Node& node, std::string_view path,
           return {};
         }},
        {"fault", [&](const YAML::Node& n, const std::string& p) -> Status {
+          if (grpc) return not_grpc(p);
           auto fault = parse_istio_fault(n, p);
           if (!fault) return tl::unexpected(fault.error());
           rule.fault = std::move(*fault);
@@ -1154,6 +1243,9 @@ std::string qualify_host(std::string_view host, std::string_view ns, std::string
 Status parse_route_object(Reader& r, const YAML::Node& object, std::string_view path,
                           HttpRoute& route) {
   if (!object.IsMap()) return error_at(path, "must be a map");
+  const bool grpc = present(object["kind"]) && object["kind"].IsScalar() &&
+                    object["kind"].Scalar() == "GRPCRoute";
+  if (grpc) route.kind = "GRPCRoute";
   if (!present(object["metadata"])) return error_at(path, "missing required field \"metadata\"");
   if (auto s = read_metadata(r, object["metadata"], join(path, "metadata"), route.name,
                              route.namespace_name, &route.created);
@@ -1163,7 +1255,7 @@ Status parse_route_object(Reader& r, const YAML::Node& object, std::string_view 
   if (!present(object["spec"])) return error_at(path, "missing required field \"spec\"");
   std::optional<RetryPolicy> route_retries;
   std::optional<FaultInjection> route_fault;
-  if (present(object["istio"])) {
+  if (!grpc && present(object["istio"])) {
     if (auto s = r.object(object["istio"], join(path, "istio"),
                           {{"retries",
                             [&](const YAML::Node& n, const std::string& p) {
@@ -1219,7 +1311,7 @@ Status parse_route_object(Reader& r, const YAML::Node& object, std::string_view 
        {"rules", [&](const YAML::Node& n, const std::string& p) {
           return r.list(n, p, [&](const YAML::Node& item, const std::string& ip) -> Status {
             RouteRule rule;
-            if (auto s = read_rule(r, item, ip, route.namespace_name, rule); !s) return s;
+            if (auto s = read_rule(r, item, ip, route.namespace_name, grpc, rule); !s) return s;
             if (!rule.retry && route_retries) rule.retry = route_retries;
             if (!rule.fault && route_fault) rule.fault = route_fault;
             route.rules.push_back(std::move(rule));
@@ -1285,7 +1377,7 @@ Status collect(Reader& r, const YAML::Node& node, const std::string& path, Colle
   if (present(node["kind"])) {
     std::string kind;
     if (auto s = read_string(node["kind"], join(path, "kind"), kind); !s) return s;
-    if (kind == "HTTPRoute") {
+    if (kind == "HTTPRoute" || kind == "GRPCRoute") {
       out.routes.emplace_back(node, path);
     } else if (kind == "DestinationRule") {
       out.destinations.emplace_back(node, path);
@@ -1539,8 +1631,8 @@ Result<WaypointConfig> parse_waypoint_config(const std::vector<YAML::Node>& docs
     for (const auto& [node, path] : collected.routes) {
       HttpRoute route;
       if (auto s = parse_route_object(r, node, path, route); !s) return tl::unexpected(s.error());
-      if (!keys.insert(route.key()).second) {
-        return failf("{}: duplicate HTTPRoute {}", path, route.key());
+      if (!keys.insert(route.kind + " " + route.key()).second) {
+        return failf("{}: duplicate {} {}", path, route.kind, route.key());
       }
       config.routes.push_back(std::move(route));
     }

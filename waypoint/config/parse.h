@@ -6,6 +6,9 @@
 //   - HTTPRoute (gateway.networking.k8s.io): metadata {name, namespace, creationTimestamp} and
 //     `spec` exactly as Gateway API defines it (parentRefs, hostnames, rules with matches,
 //     filters, backendRefs, timeouts, retry);
+//   - GRPCRoute (gateway.networking.k8s.io/v1): parentRefs, hostnames, rules with matches (method
+//     {type, service, method} as a path match on "/<service>/<method>", headers), filters (header
+//     modifiers, RequestMirror), backendRefs; read into the HTTPRoute model;
 //   - DestinationRule (networking.istio.io): spec.host and spec.trafficPolicy (loadBalancer,
 //     connectionPool, outlierDetection, portLevelSettings);
 //   - Istio VirtualService-style `retries` and `fault` blocks (HTTPRetry, HTTPFaultInjection, as
@@ -45,7 +48,7 @@ Result<WaypointConfig> parse_waypoint_config(std::string_view yaml);
 Result<std::vector<YAML::Node>> load_documents(std::string_view yaml);
 Result<WaypointConfig> parse_waypoint_config(const std::vector<YAML::Node>& docs);
 
-// One HTTPRoute object (metadata + spec). `path` prefixes error messages.
+// One HTTPRoute or GRPCRoute object (metadata + spec). `path` prefixes error messages.
 Result<HttpRoute> parse_http_route(const YAML::Node& object, std::string_view path = "HTTPRoute");
 
 // One DestinationRule object; a short spec.host is qualified with the rule's namespace.

@@ -149,7 +149,7 @@ else if (!fs.existsSync(protocol) || !fs.existsSync(agentApp)) {
   fail(`the node agent's kinds cannot be read: ${L.rel(agentApp)} and ${L.rel(protocol)} are needed`);
 } else {
   const resourceOf = {};
-  for (const x of fs.readFileSync(protocol, "utf8").matchAll(/\{"([A-Za-z]+)", "([\w./]+)", "([a-z]+)"\}/g)) {
+  for (const x of fs.readFileSync(protocol, "utf8").matchAll(/\{"([A-Za-z]+)", "([\w./]+)", "([a-z]+)"[,}]/g)) {
     resourceOf[x[1]] = `${x[2].includes("/") ? x[2].split("/")[0] : ""}/${x[3]}`;
   }
   const kinds = /kinds\s*=\s*\{([^}]*)\}/.exec(fs.readFileSync(agentApp, "utf8"));

@@ -99,7 +99,7 @@ try {
   if (!role) failures.push("deploy/daemonset/rbac.yaml: no ClusterRole ambient-mesh-meshd");
   else if (fs.existsSync(src)) {
     const read = new Set();
-    for (const m of fs.readFileSync(src, "utf8").matchAll(/\{"[A-Za-z]+", "([\w./]+)", "([a-z]+)"\}/g)) {
+    for (const m of fs.readFileSync(src, "utf8").matchAll(/\{"[A-Za-z]+", "([\w./]+)", "([a-z]+)"[,}]/g)) {
       const group = m[1].includes("/") ? m[1].split("/")[0] : "";
       read.add(`${group}/${m[2]}`);
     }

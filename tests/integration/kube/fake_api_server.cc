@@ -30,6 +30,7 @@ constexpr KindInfo kKinds[] = {
      "/apis/security.istio.io/v1/peerauthentications"},
     {"Gateway", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1/gateways"},
     {"HTTPRoute", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1/httproutes"},
+    {"GRPCRoute", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1/grpcroutes"},
     {"DestinationRule", "networking.istio.io/v1", "/apis/networking.istio.io/v1/destinationrules"},
 };
 

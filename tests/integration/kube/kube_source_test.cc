@@ -390,6 +390,19 @@ TEST_F(KubeSourceTest, AKindServedOnlyInAnOlderVersionIsAFailureNotNone) {
   EXPECT_EQ(updates(), 1u);
 }
 
+// GRPCRoute served only as v1alpha2 (Gateway API 1.0) is none, not a failure: routes cannot
+// open anything up, and holding the source back would leave a cluster without configuration.
+TEST_F(KubeSourceTest, GrpcRoutesServedOnlyInAnOlderVersionAreNone) {
+  auto want = from_manifests();
+  want.grpc_routes.clear();
+  server_.set_served_only_in("GRPCRoute", "gateway.networking.k8s.io/v1alpha2");
+  auto c = config();
+  c.not_served_recheck = 100ms;
+  start(c);
+  EXPECT_TRUE(converges_to(want));
+  EXPECT_EQ(updates(), 1u);
+}
+
 // A 404 for a kind that discovery says is served (an API server answering before it caught up)
 // is a failure: the source retries, and its first update already has the kind's objects.
 TEST_F(KubeSourceTest, AMomentary404ForAServedKindIsRetriedNotTakenAsNone) {

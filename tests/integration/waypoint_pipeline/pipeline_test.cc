@@ -1058,6 +1058,53 @@ TEST_F(WaypointPipelineTest, LocalAnswersToGrpcRequestsAreGrpcStatuses) {
       << text;
 }
 
+// A GRPCRoute on the service: one method goes to another service's endpoints, a header picks a
+// third; the route's metrics and access line name it. Real gRPC framing over h2c to real HTTP/2
+// backends.
+TEST_F(WaypointPipelineTest, GrpcRouteRoutesByMethodAndHeader) {
+  start({{"grpc-1", 161, "grpc", "v1", true},
+         {"grpc-2", 162, "grpc-v2", "v2", true},
+         {"grpc-3", 163, "grpc-canary", "v3", true}},
+        R"(
+{apiVersion: gateway.networking.k8s.io/v1, kind: GRPCRoute,
+ metadata: {name: grpc, namespace: default},
+ spec: {parentRefs: [{kind: Service, name: grpc, port: 80}], rules: [
+   {matches: [{method: {service: pkg.Reviews, method: Get}}],
+    backendRefs: [{name: grpc-v2, port: 80}]},
+   {matches: [{method: {service: pkg.Reviews}, headers: [{name: end-user, value: jason}]}],
+    backendRefs: [{name: grpc-canary, port: 80}]},
+   {backendRefs: [{name: grpc, port: 80}]}]}}
+)",
+        160);
+  auto stream = service_stream("grpc");
+  auto call = [&](std::string target, http::HeaderList extra = {}) {
+    Request r = grpc_request(std::move(target));
+    for (auto& h : extra) r.head.headers.push_back(std::move(h));
+    r.body = "unary";
+    return run_one(stream, std::move(r));
+  };
+  auto get = call("/pkg.Reviews/Get");
+  EXPECT_EQ(get.status, 200);
+  EXPECT_EQ(version_of(get), "h2");
+  EXPECT_EQ(get.body, "h2:/pkg.Reviews/Get");
+  EXPECT_EQ(h2_servers_["grpc-2"]->hits(), 1);
+  EXPECT_EQ(call("/pkg.Reviews/List", {{"end-user", "jason"}}).status, 200);
+  EXPECT_EQ(h2_servers_["grpc-3"]->hits(), 1);
+  EXPECT_EQ(call("/pkg.Reviews/List").status, 200);
+  EXPECT_EQ(call("/pkg.Ratings/Get", {{"end-user", "jason"}}).status, 200);
+  EXPECT_EQ(h2_servers_["grpc-1"]->hits(), 2);
+  EXPECT_EQ(h2_servers_["grpc-2"]->hits(), 1);
+  EXPECT_EQ(h2_servers_["grpc-3"]->hits(), 1);
+  const auto text = metrics_text();
+  EXPECT_EQ(
+      testing::metric_sum(text, "istio_requests_total",
+                          {"request_protocol=\"grpc\"", "destination_service_name=\"grpc-v2\"",
+                           "destination_canonical_service=\"grpc-v2\""}),
+      1)
+      << text;
+  EXPECT_NE(log_text().find("route=\"default/grpc\""), std::string::npos);
+}
+
 // meshConfig.pathNormalization DECODE_AND_MERGE_SLASHES (--path-normalization): doubled and
 // percent-encoded slashes are normalised before the policy sees the path, so they cannot bypass
 // a DENY on /admin; the backend gets the normalised path.

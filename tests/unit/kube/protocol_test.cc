@@ -28,6 +28,7 @@ TEST(ResourceTypes, CoverEveryKindMeshdUsesWithTheirApiPaths) {
                        "/apis/security.istio.io/v1/peerauthentications",
                        "/apis/gateway.networking.k8s.io/v1/gateways",
                        "/apis/gateway.networking.k8s.io/v1/httproutes",
+                       "/apis/gateway.networking.k8s.io/v1/grpcroutes",
                        "/apis/networking.istio.io/v1/destinationrules",
                    }));
 }

@@ -68,6 +68,12 @@ TEST(WaypointConfigs, ObjectsAttachedThroughServicesThatUseTheWaypoint) {
       http_route("shop", "r-ratings", "{kind: Service, group: '', name: ratings}") +
       http_route("other", "r-cross", "{kind: Service, name: reviews, namespace: shop}") +
       http_route("shop", "r-gateway", "{kind: Gateway, name: wp}") +
+      "---\napiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: g-reviews, "
+      "namespace: shop}\nspec:\n  parentRefs: [{kind: Service, name: reviews}]\n"
+      "  rules: [{matches: [{method: {service: pkg.Reviews}}], backendRefs: [{name: x, port: "
+      "80}]}]\n" +
+      "---\napiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: g-ratings, "
+      "namespace: shop}\nspec: {parentRefs: [{kind: Service, name: ratings}]}\n" +
       dest_rule("shop", "d-short", "reviews") + dest_rule("other", "d-short-other-ns", "reviews") +
       dest_rule("other", "d-fqdn", "reviews.shop.svc.cluster.local") +
       dest_rule("shop", "d-ratings", "ratings") +
@@ -79,7 +85,7 @@ TEST(WaypointConfigs, ObjectsAttachedThroughServicesThatUseTheWaypoint) {
   ASSERT_EQ(s.waypoint_configs.size(), 2u);
   EXPECT_EQ(kinds_and_names(s, "shop/wp"),
             (std::vector<std::string>{
-                "HTTPRoute/other/r-cross", "HTTPRoute/shop/r-reviews",
+                "HTTPRoute/other/r-cross", "HTTPRoute/shop/r-reviews", "GRPCRoute/shop/g-reviews",
                 // other/d-fqdn names reviews too, from a namespace Istio does not look in.
                 "DestinationRule/shop/d-short", "AuthorizationPolicy/shop/p-gateway",
                 "AuthorizationPolicy/shop/p-service"}));

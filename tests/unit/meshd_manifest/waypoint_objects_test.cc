@@ -128,6 +128,46 @@ spec:
   EXPECT_EQ(key_of(parsed.objects[0]).describe(), "DestinationRule shop/ok");
 }
 
+// A GRPCRoute is its own kind (an HTTPRoute of the same name is another object), checked with
+// the waypoint's reader when it has a Service parent.
+TEST(WaypointObjects, GrpcRoutes) {
+  auto parsed = parse_manifest(R"(apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: r, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: reviews, port: 9080}]
+  rules: [{matches: [{method: {service: pkg.Reviews, method: Get}}], backendRefs: [{name: v2, port: 9080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: shop}
+spec: {parentRefs: [{kind: Service, name: reviews}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: bad, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: reviews}]
+  rules: [{matches: [{method: {}}]}]
+)",
+                               "grpc.yaml");
+  ASSERT_EQ(parsed.errors.size(), 1u);
+  EXPECT_EQ(parsed.errors[0].message,
+            "grpc.yaml: GRPCRoute shop/bad: spec.rules[0].matches[0].method: needs service, "
+            "method or both (a waypoint would refuse it)");
+  ASSERT_EQ(parsed.objects.size(), 2u);
+  EXPECT_EQ(key_of(parsed.objects[0]).describe(), "GRPCRoute shop/r");
+  const auto& route = std::get<GrpcRoute>(parsed.objects[0]);
+  ASSERT_EQ(route.parent_refs.size(), 1u);
+  EXPECT_EQ(route.parent_refs[0].port, 9080u);
+  auto node = YAML::Load(route.yaml);
+  EXPECT_EQ(node["spec"]["rules"][0]["matches"][0]["method"]["method"].as<std::string>(), "Get");
+  ObjectSet set;
+  for (const auto& o : parsed.objects) set.put(o);
+  EXPECT_EQ(set.grpc_routes.size(), 1u);
+  EXPECT_EQ(set.http_routes.size(), 1u);
+}
+
 // A route whose parents are all Gateways is an ingress route, which meshd never sends to a
 // waypoint: the waypoint's reader is not asked about it (it knows no ingress-only filters).
 TEST(WaypointObjects, IngressRoutesAreNotCheckedWithTheWaypointsReader) {

@@ -272,6 +272,36 @@ std::string route_with_rule(const std::string& rule_yaml) {
          rule_yaml + "\n";
 }
 
+// A GRPCRoute is read into the HTTPRoute model; an HTTPRoute of the same name is another route.
+TEST(ConfigParseTest, GrpcRouteBesideAnHttpRouteOfTheSameName) {
+  auto config = parse_waypoint_config(R"(kind: GRPCRoute
+metadata: {name: r, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: reviews}]
+  rules:
+  - matches: [{method: {service: pkg.Reviews, method: Get}, headers: [{name: x, value: y}]}]
+    filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: b}]}}]
+    backendRefs: [{name: reviews-v2, port: 9080, weight: 3}]
+---
+kind: HTTPRoute
+metadata: {name: r, namespace: shop}
+spec: {}
+)");
+  ASSERT_TRUE(config) << config.error().message;
+  ASSERT_EQ(config->routes.size(), 2u);
+  const auto& grpc = config->routes[0];
+  EXPECT_EQ(grpc.kind, "GRPCRoute");
+  EXPECT_EQ(config->routes[1].kind, "HTTPRoute");
+  ASSERT_EQ(grpc.rules.size(), 1u);
+  ASSERT_EQ(grpc.rules[0].matches.size(), 1u);
+  EXPECT_EQ(grpc.rules[0].matches[0].path.type, PathMatchType::kExact);
+  EXPECT_EQ(grpc.rules[0].matches[0].path.value, "/pkg.Reviews/Get");
+  EXPECT_EQ(grpc.rules[0].matches[0].headers.size(), 1u);
+  ASSERT_TRUE(grpc.rules[0].request_headers);
+  ASSERT_EQ(grpc.rules[0].backends.size(), 1u);
+  EXPECT_EQ(grpc.rules[0].backends[0].weight, 3u);
+}
+
 TEST(ConfigParseTest, ErrorsNameTheField) {
   struct Case {
     std::string yaml;
@@ -327,6 +357,22 @@ TEST(ConfigParseTest, ErrorsNameTheField) {
        "a}\nspec: {}\n",
        "document[1]: duplicate HTTPRoute default/a"},
       {"httpRoutes: {}\n", "httpRoutes: must be a list"},
+      // GRPCRoute: what Gateway API does not allow there, or what cannot be a gRPC call.
+      {"kind: GRPCRoute\nmetadata: {name: g}\nspec:\n  rules: [{matches: [{method: {}}]}]\n",
+       "spec.rules[0].matches[0].method: needs service, method or both"},
+      {"kind: GRPCRoute\nmetadata: {name: g}\nspec:\n  rules: [{matches: [{method: {service: "
+       "\"a/b\"}}]}]\n",
+       "spec.rules[0].matches[0].method.service: \"a/b\" is not a gRPC name"},
+      {"kind: GRPCRoute\nmetadata: {name: g}\nspec:\n  rules: [{matches: [{path: {value: /x}}]}]\n",
+       "spec.rules[0].matches[0].path: unknown or unsupported field"},
+      {"kind: GRPCRoute\nmetadata: {name: g}\nspec:\n  rules: [{filters: [{type: URLRewrite, "
+       "urlRewrite: {hostname: x}}]}]\n",
+       "spec.rules[0].filters[0].type: filter type \"URLRewrite\" is not a GRPCRoute filter"},
+      {"kind: GRPCRoute\nmetadata: {name: g}\nspec:\n  rules: [{timeouts: {request: 1s}}]\n",
+       "spec.rules[0].timeouts: is not a field of a GRPCRoute rule"},
+      {"kind: GRPCRoute\nmetadata: {name: a}\nspec: {}\n---\nkind: GRPCRoute\nmetadata: {name: "
+       "a}\nspec: {}\n",
+       "document[1]: duplicate GRPCRoute default/a"},
       {"key: [unclosed\n", "invalid YAML at line"},
       // yaml-cpp 0.7's LoadAll looped on this until memory ran out.
       {"kind: HTTPRoute\nmetadata: {name: a}\nspec: {}\n---\n,\n", "invalid YAML at line 5"},

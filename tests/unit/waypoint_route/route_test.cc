@@ -124,6 +124,39 @@ TEST(RoutePrecedenceTest, TiesGoToOlderRouteThenNameThenRuleOrder) {
   EXPECT_EQ(backend_for(rules, request("/x")), "first");
 }
 
+// A GRPCRoute's method matches route by the gRPC path "/<service>/<method>"; it sits in the
+// same table as the service's HTTPRoutes.
+TEST(RouteMatchTest, GrpcRouteMethodsAndHeaders) {
+  const RouteTable table = table_from(
+      route_yaml("http", "2026-01-01T00:00:00Z", rule("http-v1", "{path: {value: /web}}")) + R"(
+---
+kind: GRPCRoute
+metadata: {name: grpc, namespace: default, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  parentRefs: [{kind: Service, name: reviews, port: 9080}]
+  rules:
+  - matches: [{method: {service: pkg.Reviews, method: Get}}]
+    backendRefs: [{name: exact, port: 9080}]
+  - matches: [{method: {service: pkg.Reviews}, headers: [{name: end-user, value: jason}]}]
+    backendRefs: [{name: service-jason, port: 9080}]
+  - matches: [{method: {service: pkg.Reviews}}]
+    backendRefs: [{name: service, port: 9080}]
+  - matches: [{method: {method: Health}}]
+    backendRefs: [{name: any-health, port: 9080}]
+  - matches: [{method: {type: RegularExpression, service: "pkg\\.R.*", method: "List.*"}}]
+    backendRefs: [{name: regex, port: 9080}]
+)");
+  const http::HeaderList grpc = {{"content-type", "application/grpc"}};
+  EXPECT_EQ(backend_for(table, request("/pkg.Reviews/Get", grpc, "POST")), "exact");
+  EXPECT_EQ(backend_for(table, request("/pkg.Reviews/Put", grpc, "POST")), "service");
+  EXPECT_EQ(backend_for(table, request("/pkg.Reviews/Put", {{"end-user", "jason"}}, "POST")),
+            "service-jason");
+  EXPECT_EQ(backend_for(table, request("/other.Svc/Health", grpc, "POST")), "any-health");
+  EXPECT_EQ(backend_for(table, request("/pkg.Ratings/ListAll", grpc, "POST")), "regex");
+  EXPECT_EQ(backend_for(table, request("/pkgXReviews/Get", grpc, "POST")), "404");
+  EXPECT_EQ(backend_for(table, request("/web")), "http-v1");
+}
+
 TEST(RouteMatchTest, HeadersQueryAndMethod) {
   const RouteTable table = table_from(route_yaml(
       "r", "2026-01-01T00:00:00Z",
