@@ -166,7 +166,7 @@ awaitable<KubeApiSource::Impl::Listed> KubeApiSource::Impl::not_found(size_t ind
           "not served component=kube type={} path={}: {}; none assumed, checking again every "
           "{}ms",
           type.plural, type.path(),
-          older_only ? fmt::format("the API server serves it only in versions older than {}",
+          older_only ? fmt::format("the API server serves it only in versions other than {}",
                                    type.api_version)
                      : std::string("its CustomResourceDefinition is not installed"),
           config.not_served_recheck.count());

@@ -113,6 +113,7 @@ LoadResult ManifestSource::reload() {
   std::vector<ObjectKey> keep;
   std::vector<std::pair<Origin, const ManifestError*>> stand_ins;
   std::set<ObjectKey> next_stand_ins;
+  std::set<ObjectKey> reread;  // objects whose document was read this time and was invalid
 
   auto keep_file = [&](const std::string& file) {
     for (const auto& [key, origin] : origins_) {
@@ -132,6 +133,7 @@ LoadResult ManifestSource::reload() {
     for (const auto& error : parsed.errors) {
       if (error.object) {
         keep.push_back(*error.object);
+        reread.insert(*error.object);
         if (error.fallback) stand_ins.emplace_back(Origin{file, error.document}, &error);
       } else {
         for (const auto& [key, origin] : origins_) {
@@ -164,8 +166,15 @@ LoadResult ManifestSource::reload() {
     if (next.count(key)) continue;
     auto previous = by_key_.find(key);
     if (previous == by_key_.end()) continue;
-    // A stand-in is not a good version: the latest document's stand-in (if any) replaces it.
-    if (stand_ins_.contains(key)) continue;
+    // A stand-in is not a good version: the latest document's stand-in (if any) replaces it. One
+    // whose document could not be read this time (the file unreadable, not YAML) stays.
+    if (stand_ins_.contains(key)) {
+      if (reread.contains(key)) continue;
+      next.emplace(key, previous->second);
+      next_origins[key] = origins_[key];
+      next_stand_ins.insert(key);
+      continue;
+    }
     ZT_LOG_WARN("component=manifest keeping the last good version of {}", key.describe());
     next.emplace(key, previous->second);
     next_origins[key] = origins_[key];

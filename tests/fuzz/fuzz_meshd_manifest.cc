@@ -1,7 +1,7 @@
 // Fuzzes meshd's manifest reader: the multi-document YAML an operator drops in the manifest
 // directory (Namespaces, Pods, Services, ServiceAccounts, AuthorizationPolicies,
-// PeerAuthentications, Gateways, HTTPRoutes, DestinationRules, `kind: List`). Besides crashes,
-// sanitizer reports and hangs it traps when the reader breaks its contract:
+// PeerAuthentications, Gateways, HTTPRoutes, GRPCRoutes, DestinationRules, `kind: List`). Besides
+// crashes, sanitizer reports and hangs it traps when the reader breaks its contract:
 // - every object comes with the index of the document it came from, in order;
 // - unreadable text yields one error and no object; every error names the file;
 // - reading the same text twice gives the same objects;

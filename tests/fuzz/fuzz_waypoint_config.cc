@@ -1,9 +1,9 @@
 // Fuzzes the waypoint's L7 configuration as an operator or a controller writes it (HTTPRoute,
-// VirtualService, DestinationRule and AuthorizationPolicy YAML), then routes and authorizes
-// requests made from what it accepted: each match's own path, method, headers and query, and the
-// same requests with the path cut or lengthened, so the matchers, the rewrites, the redirects
-// and the policies all see fuzzer-made values. Besides crashes and sanitizer reports it traps
-// when routing breaks its contract:
+// GRPCRoute, VirtualService, DestinationRule and AuthorizationPolicy YAML), then routes and
+// authorizes requests made from what it accepted: each match's own path, method, headers and query,
+// and the same requests with the path cut or lengthened, so the matchers, the rewrites, the
+// redirects and the policies all see fuzzer-made values. Besides crashes and sanitizer reports it
+// traps when routing breaks its contract:
 // - a request forwarded has a backend and an origin-form target;
 // - a redirect has one of the five redirect statuses and a Location;
 // - a request denied or allowed by a policy names one of that action that matches it, and one

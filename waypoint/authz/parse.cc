@@ -277,7 +277,8 @@ Status read_target_ref(const YAML::Node& node, std::string_view path, std::strin
                  });
   if (!st) return st;
   if (t.kind.empty() || t.name.empty()) return error_at(path, "needs kind and name");
-  // (Istio's CRD refuses any namespace here: a policy attaches only in its own namespace)
+  // (a policy attaches only in its own namespace: Istio's CRD refuses any namespace here; the
+  // policy's own is accepted as meaning the same)
   if (!t.namespace_name.empty() && t.namespace_name != ns) {
     return error_at(join(path, "namespace"),
                     fmt::format("cross-namespace references are not supported (the policy is "

@@ -1,6 +1,7 @@
 #include "waypoint/config/parse.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <functional>
 #include <initializer_list>
@@ -629,6 +630,24 @@ Status read_gateway_retry(Reader& r, const YAML::Node& node, std::string_view pa
         }}});
 }
 
+bool name_start(char c) { return c == '_' || std::isalpha(static_cast<unsigned char>(c)); }
+bool name_char(char c) { return name_start(c) || std::isdigit(static_cast<unsigned char>(c)); }
+
+// Gateway API's patterns: a method is [A-Za-z_][A-Za-z_0-9]*; a service is such names joined by
+// dots, optionally after a leading dot.
+bool grpc_method_name(std::string_view v) {
+  return !v.empty() && name_start(v[0]) && std::all_of(v.begin(), v.end(), name_char);
+}
+bool grpc_service_name(std::string_view v) {
+  if (v.starts_with('.')) v.remove_prefix(1);
+  while (true) {
+    auto dot = v.find('.');
+    if (!grpc_method_name(v.substr(0, dot))) return false;
+    if (dot == std::string_view::npos) return true;
+    v.remove_prefix(dot + 1);
+  }
+}
+
 // GRPCRoute (gateway.networking.k8s.io/v1): a method match {type: Exact | RegularExpression,
 // service, method} is a match on the request path "/<service>/<method>", as gRPC names the
 // call: both given (Exact) is that path; a service alone is every method of it (the path prefix
@@ -655,8 +674,14 @@ Status read_grpc_method_match(Reader& r, const YAML::Node& node, std::string_vie
     return error_at(path, "needs service, method or both");
   }
   for (const auto& [part, value] : {std::pair{"service", &service}, std::pair{"method", &method}}) {
-    if (!regex && value->find_first_of("/ ") != std::string::npos) {
-      return error_at(join(path, part), fmt::format("\"{}\" is not a gRPC name", *value));
+    if (value->empty()) continue;
+    if (regex) {
+      // Each part alone, so that one cannot reach past its path segment ("a)|(b").
+      if (auto re = Regex::compile(*value); !re)
+        return error_at(join(path, part), re.error().message);
+    } else if (!(part == std::string_view("service") ? grpc_service_name(*value)
+                                                     : grpc_method_name(*value))) {
+      return error_at(join(path, part), fmt::format("\"{}\" is not a gRPC {} name", *value, part));
     }
   }
   if (!regex && !service.empty() && !method.empty()) {
@@ -1255,7 +1280,10 @@ Status parse_route_object(Reader& r, const YAML::Node& object, std::string_view 
   if (!present(object["spec"])) return error_at(path, "missing required field \"spec\"");
   std::optional<RetryPolicy> route_retries;
   std::optional<FaultInjection> route_fault;
-  if (!grpc && present(object["istio"])) {
+  if (grpc && present(object["istio"])) {
+    return error_at(join(path, "istio"), "retries and faults are not GRPCRoute fields");
+  }
+  if (present(object["istio"])) {
     if (auto s = r.object(object["istio"], join(path, "istio"),
                           {{"retries",
                             [&](const YAML::Node& n, const std::string& p) {
@@ -1319,8 +1347,9 @@ Status parse_route_object(Reader& r, const YAML::Node& object, std::string_view 
           });
         }}});
   if (!st) return st;
-  if (route.rules.empty()) {
-    // Gateway API default: one rule matching PathPrefix "/" with no backends (answers 500).
+  if (route.rules.empty() && !grpc) {
+    // Gateway API default: one rule matching PathPrefix "/" with no backends (answers 500). (A
+    // GRPCRoute has none: without rules it routes nothing.)
     RouteRule rule;
     rule.matches.push_back(RouteMatch{});
     route.rules.push_back(std::move(rule));

@@ -8,7 +8,9 @@
 //     filters, backendRefs, timeouts, retry);
 //   - GRPCRoute (gateway.networking.k8s.io/v1): parentRefs, hostnames, rules with matches (method
 //     {type, service, method} as a path match on "/<service>/<method>", headers), filters (header
-//     modifiers, RequestMirror), backendRefs; read into the HTTPRoute model;
+//     modifiers, RequestMirror), backendRefs; read into the HTTPRoute model and ranked with
+//     HTTPRoute's precedence (Exact path, then PathPrefix, then regular expression), not
+//     GRPCRoute's (characters of service, then method); no rules: no default rule;
 //   - DestinationRule (networking.istio.io): spec.host and spec.trafficPolicy (loadBalancer,
 //     connectionPool, outlierDetection, portLevelSettings);
 //   - Istio VirtualService-style `retries` and `fault` blocks (HTTPRetry, HTTPFaultInjection, as

@@ -1,5 +1,5 @@
 // The waypoint's L7 configuration as one immutable snapshot (routes, destination policies,
-// authorization policies), built from a YAML stream of Kubernetes objects (HTTPRoute,
+// authorization policies), built from a YAML stream of Kubernetes objects (HTTPRoute, GRPCRoute,
 // DestinationRule, AuthorizationPolicy; other kinds are skipped) or the waypoint document of
 // config/parse.h, and published atomically: a request reads one snapshot from start to end.
 #pragma once
@@ -22,7 +22,7 @@ struct ConfigSnapshot {
   route::RouteTable routes;
   // Every AuthorizationPolicy with targetRefs (selector policies are for ztunnel, not us).
   std::vector<authz::Policy> policies;
-  std::string origin;   // where it came from: "file /etc/waypoint.yaml", "xds version 7"
+  std::string origin;       // where it came from: "file /etc/waypoint.yaml", "xds version 7"
   uint64_t generation = 0;  // set by ConfigStore::publish, 1 for the first
 
   // The policies that apply to a request for `service` (namespace/name) arriving at the waypoint

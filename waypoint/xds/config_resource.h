@@ -1,9 +1,9 @@
 // The waypoint's L7 configuration over the control plane's Delta xDS stream: one resource per
 // waypoint, of our own type (proto/ambientmesh/waypoint/v1/waypoint.proto, message
 // WaypointConfig), named "<gateway namespace>/<gateway name>". Its payload is the YAML stream
-// that waypoint/state/config_store.h parses (HTTPRoute, DestinationRule, AuthorizationPolicy
-// objects as the control plane holds them), so a file and xDS configure the waypoint the same
-// way. The waypoint subscribes with a wildcard and keeps only its own resource.
+// that waypoint/state/config_store.h parses (HTTPRoute, GRPCRoute, DestinationRule,
+// AuthorizationPolicy objects as the control plane holds them), so a file and xDS configure the
+// waypoint the same way. The waypoint subscribes with a wildcard and keeps only its own resource.
 #pragma once
 
 #include <string>

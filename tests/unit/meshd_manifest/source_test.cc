@@ -162,6 +162,13 @@ TEST_F(Source, AStandInFollowsTheLatestDocument) {
   auto loaded = source_.reload();
   EXPECT_EQ(loaded.objects->authorization_policies.at("shop/p").action, "ALLOW");
   EXPECT_TRUE(loaded.objects->authorization_policies.at("shop/p").rules.empty());
+  // A file that cannot be parsed at all (an editor's half-written save) keeps the stand-in.
+  write("authz.yaml", "kind: [unclosed\n");
+  loaded = source_.reload();
+  ASSERT_EQ(loaded.objects->authorization_policies.count("shop/p"), 1u);
+  EXPECT_EQ(loaded.objects->authorization_policies.at("shop/p").action, "ALLOW");
+  write("authz.yaml", broken("DENY", ""));
+  EXPECT_EQ(source_.reload().objects->authorization_policies.at("shop/p").action, "DENY");
   // Marked as a dry run (or AUDIT), the broken policy has nothing to enforce: no stand-in.
   write("authz.yaml", broken("DENY", ", annotations: {istio.io/dry-run: 'true'}"));
   EXPECT_TRUE(source_.reload().objects->authorization_policies.empty());

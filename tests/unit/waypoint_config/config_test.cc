@@ -300,6 +300,15 @@ spec: {}
   ASSERT_TRUE(grpc.rules[0].request_headers);
   ASSERT_EQ(grpc.rules[0].backends.size(), 1u);
   EXPECT_EQ(grpc.rules[0].backends[0].weight, 3u);
+  // Unlike an HTTPRoute, a GRPCRoute without rules gets no default rule: it routes nothing.
+  EXPECT_EQ(config->routes[1].rules.size(), 1u);
+  auto empty = parse_waypoint_config("kind: GRPCRoute\nmetadata: {name: e}\nspec: {}\n");
+  ASSERT_TRUE(empty) << empty.error().message;
+  EXPECT_TRUE(empty->routes[0].rules.empty());
+  // Service names as Gateway API writes them: dotted, a leading dot allowed.
+  EXPECT_TRUE(parse_waypoint_config(
+      "kind: GRPCRoute\nmetadata: {name: d}\nspec:\n  rules: [{matches: [{method: {service: "
+      ".a_1.B}}]}]\n"));
 }
 
 TEST(ConfigParseTest, ErrorsNameTheField) {
@@ -362,7 +371,15 @@ TEST(ConfigParseTest, ErrorsNameTheField) {
        "spec.rules[0].matches[0].method: needs service, method or both"},
       {"kind: GRPCRoute\nmetadata: {name: g}\nspec:\n  rules: [{matches: [{method: {service: "
        "\"a/b\"}}]}]\n",
-       "spec.rules[0].matches[0].method.service: \"a/b\" is not a gRPC name"},
+       "spec.rules[0].matches[0].method.service: \"a/b\" is not a gRPC service name"},
+      {"kind: GRPCRoute\nmetadata: {name: g}\nspec:\n  rules: [{matches: [{method: {method: "
+       "Get2.x}}]}]\n",
+       "spec.rules[0].matches[0].method.method: \"Get2.x\" is not a gRPC method name"},
+      {"kind: GRPCRoute\nmetadata: {name: g}\nspec:\n  rules: [{matches: [{method: {type: "
+       "RegularExpression, service: \"a)|(b\"}}]}]\n",
+       "spec.rules[0].matches[0].method.service: invalid regular expression"},
+      {"kind: GRPCRoute\nmetadata: {name: g}\nistio: {retries: {attempts: 1}}\nspec: {}\n",
+       "istio: retries and faults are not GRPCRoute fields"},
       {"kind: GRPCRoute\nmetadata: {name: g}\nspec:\n  rules: [{matches: [{path: {value: /x}}]}]\n",
        "spec.rules[0].matches[0].path: unknown or unsupported field"},
       {"kind: GRPCRoute\nmetadata: {name: g}\nspec:\n  rules: [{filters: [{type: URLRewrite, "
