@@ -584,11 +584,11 @@ std::string emit_object(const YAML::Node& document, const ObjectMeta& meta) {
 }
 
 // The objects meshd may forward to waypoints (DestinationRules, HTTP/GRPCRoutes with a Service
-// parent, AuthorizationPolicies with targetRefs) are checked with the
-// waypoint's own readers. A waypoint refuses its whole configuration for one object it cannot
-// read, so without this check one bad update would hold back every other change to that
-// waypoint. Refused here, as an admission check would refuse it, the source keeps the object's
-// last good version and reports why.
+// parent, AuthorizationPolicies with targetRefs) are checked with the waypoint's own readers. A
+// waypoint refuses its whole configuration for one object it cannot read, so without this check
+// one bad update would hold back every other change to that waypoint. Refused here, as an
+// admission check would refuse it, the source keeps the object's last good version and reports
+// why.
 template <typename Parse>
 void check_waypoint_reads(const std::string& yaml, Parse parse) {
   auto read = parse(YAML::Load(yaml));
