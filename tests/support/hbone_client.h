@@ -28,10 +28,17 @@ inline awaitable<Result<int>> hbone_request(const tcp::endpoint& to, asio::ssl::
   auto conn = h2::Connection::create(std::move(tls), h2::Role::kClient, h2::Settings{});
   if (!conn) co_return tl::unexpected(conn.error());
   auto c = *conn;
-  async::spawn_logged(ex, c->run(), "test-hbone-client");
+  // The connection's run() ends before this returns: a test's io_context then holds no work of
+  // ours when the test stops running it or destroys it.
+  async::TaskGroup tasks(ex);
+  tasks.spawn(c->run(), "test-hbone-client");
   auto st = co_await async::with_timeout(c->open_request(method, authority, headers),
                                          std::chrono::seconds(10));
   c->close();
+  if (!co_await tasks.wait_empty(std::chrono::seconds(5))) {
+    tasks.cancel_all();
+    co_await tasks.wait_empty(std::chrono::seconds(5));
+  }
   if (!st) co_return fail("no answer in 10s");
   if (!*st) {
     const auto& m = (*st).error().message;
