@@ -13,6 +13,17 @@
 
 namespace zt::testing {
 
+// Closes `c` and waits for its run() (spawned in `tasks`) to end, so that a test's io_context
+// holds no work of ours when the test stops running it or destroys it.
+inline awaitable<void> close_and_join(h2::Connection& c, async::TaskGroup& tasks) {
+  c.close();
+  const bool ended = co_await tasks.wait_empty(std::chrono::seconds(5));
+  if (!ended) {
+    tasks.cancel_all();
+    co_await tasks.wait_empty(std::chrono::seconds(5));
+  }
+}
+
 // Opens a fresh HBONE connection to `to` (TLS with `ctx`, HTTP/2) and sends one request; the
 // answer's HTTP status, or the error that prevented one. `to` and `ctx` must outlive the call.
 inline awaitable<Result<int>> hbone_request(const tcp::endpoint& to, asio::ssl::context& ctx,
@@ -28,17 +39,11 @@ inline awaitable<Result<int>> hbone_request(const tcp::endpoint& to, asio::ssl::
   auto conn = h2::Connection::create(std::move(tls), h2::Role::kClient, h2::Settings{});
   if (!conn) co_return tl::unexpected(conn.error());
   auto c = *conn;
-  // The connection's run() ends before this returns: a test's io_context then holds no work of
-  // ours when the test stops running it or destroys it.
   async::TaskGroup tasks(ex);
   tasks.spawn(c->run(), "test-hbone-client");
   auto st = co_await async::with_timeout(c->open_request(method, authority, headers),
                                          std::chrono::seconds(10));
-  c->close();
-  if (!co_await tasks.wait_empty(std::chrono::seconds(5))) {
-    tasks.cancel_all();
-    co_await tasks.wait_empty(std::chrono::seconds(5));
-  }
+  co_await close_and_join(*c, tasks);
   if (!st) co_return fail("no answer in 10s");
   if (!*st) {
     const auto& m = (*st).error().message;

@@ -82,11 +82,12 @@ awaitable<Result<Exchange>> hbone_exchange(tcp::endpoint to, asio::ssl::context*
   auto conn = h2::Connection::create(std::move(tls), h2::Role::kClient, h2::Settings{});
   if (!conn) co_return tl::unexpected(conn.error());
   auto c = *conn;
-  async::spawn_logged(ex, c->run(), "test-hbone-client");
+  async::TaskGroup tasks(ex);
+  tasks.spawn(c->run(), "test-hbone-client");
   auto opened = co_await c->open_connect(authority, {});
   Exchange out;
   if (!opened) {
-    c->close();
+    co_await close_and_join(*c, tasks);
     const auto& m = opened.error().message;
     if (m.rfind("http status: ", 0) == 0) {
       out.status = std::stoi(m.substr(13));
@@ -98,7 +99,7 @@ awaitable<Result<Exchange>> hbone_exchange(tcp::endpoint to, asio::ssl::context*
   auto stream = *opened;
   if (before_write && *before_write) (*before_write)();
   if (auto ec = co_await stream->write_all(asio::buffer(payload))) {
-    c->close();
+    co_await close_and_join(*c, tasks);
     co_return fail(ec, "write on the tunnel");
   }
   std::array<char, 4096> buf{};
@@ -126,7 +127,7 @@ awaitable<Result<Exchange>> hbone_exchange(tcp::endpoint to, asio::ssl::context*
       }
     }
   }
-  c->close();
+  co_await close_and_join(*c, tasks);
   co_return out;
 }
 
