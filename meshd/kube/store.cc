@@ -68,7 +68,8 @@ struct Converted {
   std::optional<Object> object;
   std::optional<ObjectKey> failed;  // set on a validation failure with a usable name
   std::optional<ManifestError> error;
-  std::optional<Object> fallback;  // what stands in for `failed` while it has no good version
+  std::optional<Object> fallback;    // what stands in for `failed` while it has no good version
+  bool nothing_to_stand_in = false;  // (ManifestError::nothing_to_stand_in)
 };
 
 void warn_stand_in(const ObjectKey& key) {
@@ -98,6 +99,7 @@ Converted convert_item(const ResourceType& type, YAML::Node item) {
   if (!converted) {
     out.failed = converted.error().object;
     if (out.failed) out.fallback = std::move(converted.error().fallback);
+    out.nothing_to_stand_in = converted.error().nothing_to_stand_in;
     if (!out.failed && item.IsMap()) out.failed = raw_key(type, item);
     out.error =
         ManifestError{file, 0, out.failed, fmt::format("{}: {}", file, converted.error().message)};
@@ -135,12 +137,17 @@ ObjectStore::Errors ObjectStore::apply_list(const ResourceType& type,
         if (c.failed) {
           auto key = map_key(*c.failed);
           auto it = map.find(key);
-          if (it != map.end() && !stand_ins_.contains(tagged(type.kind, key))) {
+          const bool standing_in = stand_ins_.contains(tagged(type.kind, key));
+          if (it != map.end() && !standing_in) {
             ZT_LOG_WARN("component=kube keeping the last good version of {}", c.failed->describe());
             next.insert_or_assign(it->first, it->second);
           } else if (auto* stand_in = c.fallback ? std::get_if<T>(&*c.fallback) : nullptr) {
             warn_stand_in(*c.failed);
             next.insert_or_assign(key, std::move(*stand_in));
+            next_stand_ins.insert(tagged(type.kind, key));
+          } else if (it != map.end() && !c.nothing_to_stand_in) {
+            // (read too little to say: the earlier stand-in stays)
+            next.insert_or_assign(it->first, it->second);
             next_stand_ins.insert(tagged(type.kind, key));
           }
         }
@@ -192,7 +199,7 @@ ObjectStore::Errors ObjectStore::apply_event(const ResourceType& type, const Wat
           map.insert_or_assign(key, std::move(*stand_in));
           stand_ins_.insert(tagged(type.kind, key));
           dirty_ = true;
-        } else if (standing_in) {
+        } else if (standing_in && c.nothing_to_stand_in) {
           map.erase(key);
           stand_ins_.erase(tagged(type.kind, key));
           dirty_ = true;

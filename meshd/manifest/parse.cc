@@ -612,13 +612,17 @@ void check_route_for_waypoint(const std::vector<RouteParentRef>& parents, const 
 // (other ALLOW policies still can). None for AUDIT (it decides nothing), for a dry run (it
 // enforces nothing), for CUSTOM at ztunnel (which does not enforce CUSTOM), or when the
 // scope itself is unreadable.
-std::optional<AuthorizationPolicy> closed_stand_in(const Fields& doc, const ObjectMeta& meta) {
+// `nothing_needed` is set when the policy enforces nothing (then nullopt is no loss).
+std::optional<AuthorizationPolicy> closed_stand_in(const Fields& doc, const ObjectMeta& meta,
+                                                   bool& nothing_needed) {
+  nothing_needed = false;
   try {
     AuthorizationPolicy policy;
     policy.meta = meta;
     read_policy_scope(doc.map_or_empty("spec"), policy, /*lenient_dry_run=*/true);
-    if (policy.action == "AUDIT" || policy.dry_run) return std::nullopt;
-    if (policy.action == "CUSTOM" && policy.target_refs.empty()) return std::nullopt;
+    nothing_needed = policy.action == "AUDIT" || policy.dry_run ||
+                     (policy.action == "CUSTOM" && policy.target_refs.empty());
+    if (nothing_needed) return std::nullopt;
     if (policy.action != "ALLOW") {
       policy.action = "DENY";
       policy.rules.emplace_back();  // an empty rule matches every request
@@ -678,6 +682,7 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
   if (!document.IsMap()) return tl::unexpected(ConvertError{{}, where + ": must be a map", {}});
   std::optional<ObjectKey> key;
   std::optional<Object> fallback;
+  bool nothing_to_stand_in = false;
   try {
     Fields doc(document, "");
     auto kind = doc.required_string("kind");
@@ -751,10 +756,12 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
           }
           return Object(std::move(policy));
         } catch (const Invalid&) {
-          if (auto closed = closed_stand_in(doc, meta)) fallback = Object(std::move(*closed));
+          auto closed = closed_stand_in(doc, meta, nothing_to_stand_in);
+          if (closed) fallback = Object(std::move(*closed));
           throw;
         } catch (const YAML::Exception&) {
-          if (auto closed = closed_stand_in(doc, meta)) fallback = Object(std::move(*closed));
+          auto closed = closed_stand_in(doc, meta, nothing_to_stand_in);
+          if (closed) fallback = Object(std::move(*closed));
           throw;
         }
       }
@@ -795,13 +802,14 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
     return std::nullopt;
   } catch (const Invalid& e) {
     if (e.field.empty()) {
-      return tl::unexpected(ConvertError{key, where + ": " + e.problem, std::move(fallback)});
+      return tl::unexpected(
+          ConvertError{key, where + ": " + e.problem, std::move(fallback), nothing_to_stand_in});
     }
     return tl::unexpected(ConvertError{key, fmt::format("{}: {}: {}", where, e.field, e.problem),
-                                       std::move(fallback)});
+                                       std::move(fallback), nothing_to_stand_in});
   } catch (const YAML::Exception& e) {
-    return tl::unexpected(
-        ConvertError{key, fmt::format("{}: {}", where, e.what()), std::move(fallback)});
+    return tl::unexpected(ConvertError{key, fmt::format("{}: {}", where, e.what()),
+                                       std::move(fallback), nothing_to_stand_in});
   }
 }
 
@@ -831,7 +839,8 @@ ParsedManifest parse_manifest(std::string_view text, const std::string& file) {
     if (!converted) {
       out.errors.push_back(ManifestError{file, doc_index, converted.error().object,
                                          fmt::format("{}: {}", file, converted.error().message),
-                                         std::move(converted.error().fallback)});
+                                         std::move(converted.error().fallback),
+                                         converted.error().nothing_to_stand_in});
     } else if (*converted) {
       out.objects.push_back(std::move(**converted));
       out.documents.push_back(doc_index);

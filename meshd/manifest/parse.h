@@ -29,6 +29,10 @@ struct ManifestError {
   // What stands in for the object while it has no good version (a source keeps the last good
   // one first): for an AuthorizationPolicy, a policy that fails closed. Else none.
   std::optional<Object> fallback;
+  // True when the document was read far enough to know that nothing need stand in for it (an
+  // AUDIT or dry-run policy): a stand-in of an earlier version then goes. When false and there
+  // is no fallback, a source keeps whatever stands in now (a half-typed edit must not fail open).
+  bool nothing_to_stand_in = false;
 };
 
 // Converts one document. Returns nullopt for kinds meshd does not use (logged at debug) and for
@@ -36,8 +40,9 @@ struct ManifestError {
 // in errors when it has no name.
 struct ConvertError {
   std::optional<ObjectKey> object;
-  std::string message;             // "<object>: <field>: <problem>"
-  std::optional<Object> fallback;  // as ManifestError::fallback
+  std::string message;               // "<object>: <field>: <problem>"
+  std::optional<Object> fallback;    // as ManifestError::fallback
+  bool nothing_to_stand_in = false;  // as ManifestError::nothing_to_stand_in
 };
 tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& document,
                                                           size_t document_index = 0);

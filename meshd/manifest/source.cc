@@ -113,7 +113,9 @@ LoadResult ManifestSource::reload() {
   std::vector<ObjectKey> keep;
   std::vector<std::pair<Origin, const ManifestError*>> stand_ins;
   std::set<ObjectKey> next_stand_ins;
-  std::set<ObjectKey> reread;  // objects whose document was read this time and was invalid
+  // Objects whose document was read this time and says what stands in for it (a new stand-in,
+  // or nothing needed): an earlier stand-in of theirs goes.
+  std::set<ObjectKey> reread;
 
   auto keep_file = [&](const std::string& file) {
     for (const auto& [key, origin] : origins_) {
@@ -133,7 +135,7 @@ LoadResult ManifestSource::reload() {
     for (const auto& error : parsed.errors) {
       if (error.object) {
         keep.push_back(*error.object);
-        reread.insert(*error.object);
+        if (error.fallback || error.nothing_to_stand_in) reread.insert(*error.object);
         if (error.fallback) stand_ins.emplace_back(Origin{file, error.document}, &error);
       } else {
         for (const auto& [key, origin] : origins_) {
@@ -167,7 +169,8 @@ LoadResult ManifestSource::reload() {
     auto previous = by_key_.find(key);
     if (previous == by_key_.end()) continue;
     // A stand-in is not a good version: the latest document's stand-in (if any) replaces it. One
-    // whose document could not be read this time (the file unreadable, not YAML) stays.
+    // whose document could not be read far enough this time (the file unreadable, not YAML, a
+    // half-typed action) stays.
     if (stand_ins_.contains(key)) {
       if (reread.contains(key)) continue;
       next.emplace(key, previous->second);

@@ -155,6 +155,9 @@ TEST(ObjectStore, AnUnreadablePolicyFailsClosedUntilItHasAGoodVersion) {
   store.apply_event(policies, as("ALLOW", false));
   EXPECT_EQ(store.objects().authorization_policies.at("apps/new").action, "ALLOW");
   EXPECT_TRUE(store.objects().authorization_policies.at("apps/new").rules.empty());
+  // A half-typed action says nothing about what should stand in: the stand-in stays.
+  store.apply_event(policies, as("DEN", false));
+  EXPECT_EQ(store.objects().authorization_policies.at("apps/new").action, "ALLOW");
   store.apply_event(policies, as("DENY", true));
   EXPECT_EQ(store.objects().authorization_policies.count("apps/new"), 0u);
   // In a relist too.

@@ -169,6 +169,11 @@ TEST_F(Source, AStandInFollowsTheLatestDocument) {
   EXPECT_EQ(loaded.objects->authorization_policies.at("shop/p").action, "ALLOW");
   write("authz.yaml", broken("DENY", ""));
   EXPECT_EQ(source_.reload().objects->authorization_policies.at("shop/p").action, "DENY");
+  // A half-typed action says nothing about what should stand in: the stand-in stays.
+  write("authz.yaml", broken("DEN", ""));
+  loaded = source_.reload();
+  ASSERT_EQ(loaded.objects->authorization_policies.count("shop/p"), 1u);
+  EXPECT_EQ(loaded.objects->authorization_policies.at("shop/p").action, "DENY");
   // Marked as a dry run (or AUDIT), the broken policy has nothing to enforce: no stand-in.
   write("authz.yaml", broken("DENY", ", annotations: {istio.io/dry-run: 'true'}"));
   EXPECT_TRUE(source_.reload().objects->authorization_policies.empty());
