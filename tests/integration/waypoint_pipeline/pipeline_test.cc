@@ -731,11 +731,11 @@ TEST_F(WaypointPipelineTest, AQueuedRequestWhoseDownstreamGoesAwayLeavesTheQueue
 // A 101 whose relay never runs (its downstream went away, or the answer could not be written)
 // gives its upstream connection's place back when the answer is dropped.
 TEST_F(WaypointPipelineTest, AnUpgradeWhoseRelayNeverRunsGivesItsConnectionBack) {
-  start({{"echo-2", 151, "echo", "v1"}},
+  start({{"echo-2", 191, "echo", "v1"}},
         destination_rule("echo",
                          "connectionPool: {tcp: {maxConnections: 1}, http: "
                          "{http1MaxPendingRequests: 1}}"),
-        150);
+        190);
   auto stream = service_stream("echo");
   {
     auto up = run_one(stream, get("/ws", {{"connection", "Upgrade"}, {"upgrade", "websocket"}}));
@@ -1062,9 +1062,9 @@ TEST_F(WaypointPipelineTest, LocalAnswersToGrpcRequestsAreGrpcStatuses) {
 // third; the route's metrics and access line name it. Real gRPC framing over h2c to real HTTP/2
 // backends.
 TEST_F(WaypointPipelineTest, GrpcRouteRoutesByMethodAndHeader) {
-  start({{"grpc-1", 161, "grpc", "v1", true},
-         {"grpc-2", 162, "grpc-v2", "v2", true},
-         {"grpc-3", 163, "grpc-canary", "v3", true}},
+  start({{"grpc-1", 181, "grpc", "v1", true},
+         {"grpc-2", 182, "grpc-v2", "v2", true},
+         {"grpc-3", 183, "grpc-canary", "v3", true}},
         R"(
 {apiVersion: gateway.networking.k8s.io/v1, kind: GRPCRoute,
  metadata: {name: grpc, namespace: default},
@@ -1075,7 +1075,7 @@ TEST_F(WaypointPipelineTest, GrpcRouteRoutesByMethodAndHeader) {
     backendRefs: [{name: grpc-canary, port: 80}]},
    {backendRefs: [{name: grpc, port: 80}]}]}}
 )",
-        160);
+        180);
   auto stream = service_stream("grpc");
   auto call = [&](std::string target, http::HeaderList extra = {}) {
     Request r = grpc_request(std::move(target));
