@@ -22,7 +22,7 @@ constexpr Flag kFlags[] = {
      "Watched: edits are pushed to connected ztunnels and waypoints; an invalid object\n"
      "(including one a waypoint would refuse) is logged and its last good version kept;\n"
      "an AuthorizationPolicy without one, its scope and action still readable, fails\n"
-     "closed (DENY: denies all of its scope, ALLOW: allows none).\n"
+     "closed (DENY, or CUSTOM at a waypoint: denies all of its scope; ALLOW: allows none).\n"
      "Give exactly one of --manifests, --kube-api and --kube-server."},
     {"kube-api", "",
      "Read the same kinds from the Kubernetes API server of the cluster meshd runs in\n"
