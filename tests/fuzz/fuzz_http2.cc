@@ -8,7 +8,9 @@
 // the request is gRPC. The first byte's top bit turns on Limits::stream_grpc_requests: a gRPC
 // request then arrives at its head with its body in Request::source, which the handler either
 // reads whole first (bit 6) or sends straight back as the response body (a bidirectional echo);
-// every read of the input then yields first, so handlers run between the frames.
+// every read of the input then yields first, so handlers run between the frames. The same bit
+// sets Limits::stream_bodies_after to 256 bytes: any longer request body arrives the same way,
+// its first bytes in Request::body (echoed before the rest).
 // Besides crashes, sanitizer reports and hangs it traps when a request reaches the handler with
 // a buffered body larger than the limit or a head the checks refuse, when a streamed body is
 // pulled again after it ended, and when a request body source yields after its end.
@@ -77,6 +79,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   Limits limits = fuzz::small_limits();
   limits.stream_grpc_requests = (data[0] & 0x80) != 0;
+  if (limits.stream_grpc_requests) limits.stream_bodies_after = 256;
   const bool read_first = (data[0] & 0x40) != 0;
   http::HeadLimits head_limits;
   head_limits.max_head_bytes = limits.max_header_bytes;
@@ -93,8 +96,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     response.status = 200;
     auto type = http::find_header(request.head.headers, "content-type");
     if (request.source) {
-      require(limits.stream_grpc_requests && request.body.empty());
+      require(limits.stream_grpc_requests && request.body.size() <= limits.stream_bodies_after);
       if (!read_first) {
+        response.body = std::move(request.body);
         response.source = std::move(request.source);
         co_return response;
       }

@@ -76,65 +76,167 @@ Result<std::string> serialize_request(const Request& request) {
 
 }  // namespace
 
-Http1Client::Http1Client(Duplex upstream, Limits limits)
-    : upstream_(std::move(upstream)), limits_(limits) {}
+struct Http1Client::Wire {
+  explicit Wire(Duplex d) : upstream(std::move(d)) {}
+  Duplex upstream;
+  std::string buffer;    // bytes read and not yet parsed
+  bool reusable = true;  // see reusable()
+};
 
-std::string Http1Client::take_already_read() { return std::exchange(buffer_, std::string()); }
+namespace {
+
+// The rest of a response body past Request::stream_response_after, read from the connection as
+// it is pulled. The parser goes on where send() left it.
+class StreamedResponseBody final : public BodySource {
+ public:
+  StreamedResponseBody(std::shared_ptr<Http1Client::Wire> wire,
+                       std::unique_ptr<ResponseParser> parser, Limits limits, bool keep_alive)
+      : wire_(std::move(wire)),
+        parser_(std::move(parser)),
+        limits_(limits),
+        keep_alive_(keep_alive) {}
+
+  awaitable<Piece> next() override {
+    Piece piece;
+    if (finished_) {
+      piece.error = "body already ended";
+      co_return piece;
+    }
+    for (;;) {
+      if (!parser_->body.empty()) {
+        piece.data = std::exchange(parser_->body, std::string());
+        co_return piece;
+      }
+      if (parser_->is_done()) {
+        finished_ = true;
+        piece.end = true;
+        piece.trailers = std::move(parser_->trailers);
+        wire_->reusable = keep_alive_ && parser_->keep_alive() && !parser_->need_eof();
+        co_return piece;
+      }
+      const error_code ec = feed(*parser_, wire_->buffer);
+      if (!ec || !parser_->body.empty()) continue;  // what it parsed goes out first
+      if (ec != bhttp::error::need_more) {
+        co_return failed(fmt::format("malformed upstream response: {}", ec.message()));
+      }
+      if (wire_->buffer.size() > limits_.max_header_bytes) {
+        co_return failed("upstream chunk line or trailers too large");
+      }
+      const error_code rec = co_await read_more(wire_->upstream, wire_->buffer);
+      if (rec == asio::error::eof) {
+        error_code eof_ec;
+        parser_->put_eof(eof_ec);
+        if (!eof_ec && parser_->is_done()) continue;  // a close-delimited body
+        co_return failed("upstream connection closed in mid-body");
+      }
+      if (rec) co_return failed(fmt::format("reading upstream response: {}", rec.message()));
+    }
+  }
+
+ private:
+  Piece failed(std::string why) {
+    finished_ = true;
+    wire_->upstream.abort();
+    Piece piece;
+    piece.error = std::move(why);
+    return piece;
+  }
+
+  std::shared_ptr<Http1Client::Wire> wire_;
+  std::unique_ptr<ResponseParser> parser_;
+  Limits limits_;
+  bool keep_alive_;  // the request did not ask to close
+  bool finished_ = false;
+};
+
+}  // namespace
+
+Http1Client::Http1Client(Duplex upstream, Limits limits)
+    : wire_(std::make_shared<Wire>(std::move(upstream))), limits_(limits) {}
+
+bool Http1Client::reusable() const { return wire_->reusable; }
+Duplex& Http1Client::stream() { return wire_->upstream; }
+void Http1Client::abort() { wire_->upstream.abort(); }
+
+std::string Http1Client::take_already_read() { return std::exchange(wire_->buffer, std::string()); }
 
 awaitable<Result<Response>> Http1Client::send(const Request& request) {
-  if (!reusable_) co_return fail("upstream connection is not reusable");
-  reusable_ = false;  // until this exchange completes cleanly
-  auto wire = serialize_request(request);
-  if (!wire) co_return tl::unexpected(wrap(wire.error(), "writing upstream request"));
-  if (auto ec = co_await upstream_.write_all(asio::buffer(*wire))) {
+  // (The wire stays alive across the suspensions even if this client is dropped meanwhile.)
+  const auto wire_ref = wire_;
+  Wire& w = *wire_ref;
+  if (!w.reusable) co_return fail("upstream connection is not reusable");
+  w.reusable = false;  // until this exchange completes cleanly
+  auto out = serialize_request(request);
+  if (!out) co_return tl::unexpected(wrap(out.error(), "writing upstream request"));
+  if (auto ec = co_await w.upstream.write_all(asio::buffer(*out))) {
     co_return fail(ec, "writing upstream request");
   }
   const bool head_request = request.head.method == "HEAD";
   const bool request_close = header_has_token(request.head.headers, "connection", "close");
+  const size_t stream_after = head_request ? 0 : request.stream_response_after;
 
   for (;;) {
-    ResponseParser parser(limits_.max_headers);
-    parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
-    parser.body_limit(limits_.max_body_bytes);
-    parser.eager(true);
-    parser.skip(head_request);
+    auto parser = std::make_unique<ResponseParser>(limits_.max_headers);
+    parser->header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
+    if (stream_after > 0) {
+      parser->body_limit(boost::none);  // a long body streams
+    } else {
+      parser->body_limit(limits_.max_body_bytes);
+    }
+    parser->eager(true);
+    parser->skip(head_request);
     // Beast takes any three digits. A status below 100 is no HTTP status: the exchange fails
     // like any other malformed upstream response, as soon as the head is read (not after a
     // body that may only end with the connection).
-    const auto invalid_status = [&] { return parser.is_header_done() && parser.status < 100; };
+    const auto invalid_status = [&] { return parser->is_header_done() && parser->status < 100; };
+    // A final answer whose body is too long to buffer: answered now, the rest streamed.
+    const auto streams_now = [&] {
+      return stream_after > 0 && parser->is_header_done() && parser->status >= 200 &&
+             parser->body.size() > stream_after;
+    };
+    bool streamed = false;
     for (;;) {
-      const error_code ec = feed(parser, buffer_);
+      const error_code ec = feed(*parser, w.buffer);
       if (invalid_status()) {
-        co_return failf("malformed upstream response: status {:03d}", parser.status);
+        co_return failf("malformed upstream response: status {:03d}", parser->status);
       }
       if (!ec) break;
+      if (streams_now()) {
+        streamed = true;
+        break;
+      }
       if (ec == bhttp::error::header_limit) co_return fail("upstream response head too large");
       if (ec == bhttp::error::body_limit) co_return fail("upstream response body too large");
       if (ec != bhttp::error::need_more) {
         co_return failf("malformed upstream response: {}", ec.message());
       }
-      if (buffer_.size() > limits_.max_header_bytes) {
-        co_return fail(parser.is_header_done() ? "upstream chunk line or trailers too large"
-                                               : "upstream response head too large");
+      if (w.buffer.size() > limits_.max_header_bytes) {
+        co_return fail(parser->is_header_done() ? "upstream chunk line or trailers too large"
+                                                : "upstream response head too large");
       }
-      const error_code rec = co_await read_more(upstream_, buffer_);
-      if (rec == asio::error::eof && parser.is_header_done()) {
+      const error_code rec = co_await read_more(w.upstream, w.buffer);
+      if (rec == asio::error::eof && parser->is_header_done()) {
         error_code eof_ec;
-        parser.put_eof(eof_ec);
-        if (!eof_ec && parser.is_done()) break;  // a close-delimited body
+        parser->put_eof(eof_ec);
+        if (!eof_ec && parser->is_done()) break;  // a close-delimited body
       }
       if (rec == asio::error::eof) co_return fail("upstream connection closed");
       if (rec) co_return fail(rec, "reading upstream response");
     }
-    if (parser.status >= 100 && parser.status < 200 && parser.status != 101) continue;
+    if (parser->status >= 100 && parser->status < 200 && parser->status != 101) continue;
 
     Response res;
-    res.status = parser.status;
-    res.headers = std::move(parser.headers);
+    res.status = parser->status;
+    res.headers = std::move(parser->headers);
     http::remove_header(res.headers, "transfer-encoding");  // the body is no longer chunked
-    res.body = std::move(parser.body);
-    res.trailers = std::move(parser.trailers);
-    reusable_ = res.status != 101 && parser.keep_alive() && !parser.need_eof() && !request_close;
+    res.body = std::exchange(parser->body, std::string());
+    if (streamed) {
+      res.source = std::make_shared<StreamedResponseBody>(wire_ref, std::move(parser), limits_,
+                                                          !request_close);
+      co_return res;
+    }
+    res.trailers = std::move(parser->trailers);
+    w.reusable = res.status != 101 && parser->keep_alive() && !parser->need_eof() && !request_close;
     co_return res;
   }
 }

@@ -58,23 +58,30 @@ class Http1Client {
   // (Content-Length, chunked, or until close), at most limits.max_body_bytes. Errors: the
   // connection failed or closed before a complete response ("upstream connection closed"), or
   // the response was malformed or too large. After an error the client is not reusable.
+  // With request.stream_response_after (not 0), a body that grows past that many bytes is not
+  // bounded: the answer comes then, with what arrived in Response::body and the rest read from
+  // the connection through Response::source as the reader pulls it (its failures: "upstream
+  // connection closed in mid-body", "malformed upstream response: ..."). The connection is
+  // busy (not reusable) until that body has ended; the source keeps it open, so the client may
+  // go first. Dropping the source before the end leaves the connection unusable.
   awaitable<Result<Response>> send(const Request& request);
 
   // True when the last exchange left the connection open for another request (keep-alive on
-  // both sides, complete response, no error, no upgrade).
-  bool reusable() const { return reusable_; }
+  // both sides, complete response, no error, no upgrade; a streamed body read to its end).
+  bool reusable() const;
 
   // After a 101: the upstream stream and bytes read past the response head, for the relay.
-  Duplex& stream() { return upstream_; }
+  Duplex& stream();
   std::string take_already_read();
 
-  void abort() { upstream_.abort(); }
+  void abort();
+
+  // The connection, shared with a streamed response body.
+  struct Wire;
 
  private:
-  Duplex upstream_;
+  std::shared_ptr<Wire> wire_;
   Limits limits_;
-  bool reusable_ = true;
-  std::string buffer_;  // bytes read and not yet parsed
 };
 
 }  // namespace zt::waypoint::http1

@@ -197,16 +197,14 @@ class Session {
 
       const http::HopByHop hop = http::strip_hop_by_hop(res.headers);
       const bool keep_alive = in.keep_alive && !hop.connection_close;
-      const std::string response_wire = serialize_response(res, head_request, version, keep_alive);
-      if (const error_code wec =
-              co_await write_all_within(stream_, response_wire, limits_.stream_idle_timeout)) {
-        if (wec == asio::error::timed_out) {
-          ZT_LOG_DEBUG("http1: downstream took no response bytes for {} ms, closing",
-                       limits_.stream_idle_timeout.count());
-          stream_.abort();
-        }
-        co_return;
+      if (res.source && (head_request || bodyless_status(res.status))) res.source.reset();
+      if (res.source) {
+        if (!co_await write_streamed(res, version, keep_alive)) co_return;
+        idle_since_ = Clock::now();
+        continue;
       }
+      const std::string response_wire = serialize_response(res, head_request, version, keep_alive);
+      if (!co_await write_within_idle(response_wire)) co_return;
       if (!keep_alive) {
         co_await close();
         co_return;
@@ -403,13 +401,13 @@ class Session {
     return (status >= 100 && status < 200) || status == 204 || status == 304;
   }
 
-  static std::string serialize_response(Response& res, bool head_request, HttpVersion version,
-                                        bool keep_alive) {
+  // An invalid status becomes a 500. Returns the Content-Length the response declared (a
+  // valid one), which is taken out of its fields.
+  static std::optional<std::string> prepare(Response& res) {
     if (res.status < 100 || res.status > 999) {
       ZT_LOG_WARN("http1: handler answered invalid status {}", res.status);
       res = local_response(500, "invalid response status");
     }
-    const bool no_body = bodyless_status(res.status);
     std::optional<std::string> declared_length;
     if (auto cl = http::find_header(res.headers, "content-length")) {
       const std::string_view v = trim_ows(*cl);
@@ -418,47 +416,149 @@ class Session {
       }
     }
     http::remove_header(res.headers, "content-length");
-    const bool chunked =
-        !no_body && !head_request && !res.trailers.empty() && version == HttpVersion::kHttp11;
+    return declared_length;
+  }
 
-    // One allocation: the status line, the fields, the framing lines and the body.
-    std::string out;
-    out.reserve(128 + fields_bytes(res.headers) + fields_bytes(res.trailers) + res.body.size());
+  // The status line, the fields, `framing` (a complete field line, or empty), the connection
+  // field and the blank line.
+  static void append_head(std::string& out, const Response& res, std::string_view framing,
+                          HttpVersion version, bool keep_alive) {
     out.append("HTTP/1.1 ");
     append_decimal(out, static_cast<uint64_t>(std::max(res.status, 0)));
     out.append(" ").append(reason_phrase(res.status)).append("\r\n");
     append_fields(out, res.headers);
-    if (chunked) {
-      out.append("transfer-encoding: chunked\r\n");
-    } else if (!no_body) {
-      // HEAD: the length a GET would have had, the handler's when it said one.
-      const std::string length =
-          head_request && declared_length ? *declared_length : std::to_string(res.body.size());
-      out.append("content-length: ").append(length).append("\r\n");
-    } else if (res.status == 304 && declared_length) {
-      out.append("content-length: ").append(*declared_length).append("\r\n");
-    }
+    out.append(framing);
     if (!keep_alive) {
       out.append("connection: close\r\n");
     } else if (version == HttpVersion::kHttp10) {
       out.append("connection: keep-alive\r\n");
     }
     out.append("\r\n");
+  }
+
+  // One chunk of a chunked body (nothing for empty data: a zero-size chunk would end it).
+  static void append_chunk(std::string& out, std::string_view data) {
+    if (data.empty()) return;
+    append_hex(out, data.size());
+    out.append("\r\n");
+    out.append(data);
+    out.append("\r\n");
+  }
+
+  // The last chunk and the trailers.
+  static void append_last_chunk(std::string& out, const http::HeaderList& trailers) {
+    out.append("0\r\n");
+    append_fields(out, trailers);
+    out.append("\r\n");
+  }
+
+  static std::string serialize_response(Response& res, bool head_request, HttpVersion version,
+                                        bool keep_alive) {
+    const std::optional<std::string> declared_length = prepare(res);
+    const bool no_body = bodyless_status(res.status);
+    const bool chunked =
+        !no_body && !head_request && !res.trailers.empty() && version == HttpVersion::kHttp11;
+    std::string framing;
+    if (chunked) {
+      framing = "transfer-encoding: chunked\r\n";
+    } else if (!no_body) {
+      // HEAD: the length a GET would have had, the handler's when it said one.
+      const std::string length =
+          head_request && declared_length ? *declared_length : std::to_string(res.body.size());
+      framing = fmt::format("content-length: {}\r\n", length);
+    } else if (res.status == 304 && declared_length) {
+      framing = fmt::format("content-length: {}\r\n", *declared_length);
+    }
+
+    // One allocation: the status line, the fields, the framing lines and the body.
+    std::string out;
+    out.reserve(128 + fields_bytes(res.headers) + fields_bytes(res.trailers) + res.body.size());
+    append_head(out, res, framing, version, keep_alive);
     if (no_body || head_request) return out;
     if (chunked) {
-      if (!res.body.empty()) {
-        append_hex(out, res.body.size());
-        out.append("\r\n");
-        out.append(res.body);
-        out.append("\r\n");
-      }
-      out.append("0\r\n");
-      append_fields(out, res.trailers);
-      out.append("\r\n");
+      append_chunk(out, res.body);
+      append_last_chunk(out, res.trailers);
     } else {
       out.append(res.body);
     }
     return out;
+  }
+
+  // Writes `bytes`, each 64 KiB piece within the stream idle timeout; false (the stream aborted
+  // when it timed out) when they could not be written.
+  awaitable<bool> write_within_idle(std::string_view bytes) {
+    const error_code wec = co_await write_all_within(stream_, bytes, limits_.stream_idle_timeout);
+    if (wec == asio::error::timed_out) {
+      ZT_LOG_DEBUG("http1: downstream took no response bytes for {} ms, closing",
+                   limits_.stream_idle_timeout.count());
+      stream_.abort();
+    }
+    co_return !wec;
+  }
+
+  // A response whose body is still coming (Response::source, after Response::body): the head
+  // and what is there at once, then each piece as the source yields it. Framed by the
+  // Content-Length the response declared, else chunked (trailers passed on), or for an
+  // HTTP/1.0 client by closing. HTTP/1.1 has no other way to tell a broken body than to cut
+  // the connection: a source that fails, or a body that does not match its Content-Length,
+  // aborts it. True when the connection can serve the next request.
+  awaitable<bool> write_streamed(Response& res, HttpVersion version, bool keep_alive) {
+    std::shared_ptr<BodySource> source = std::move(res.source);
+    res.source = nullptr;
+    const std::optional<std::string> declared = prepare(res);
+    std::optional<uint64_t> length;
+    if (declared) length = std::stoull(*declared);
+    const bool chunked = !length && version == HttpVersion::kHttp11;
+    if (!length && !chunked) keep_alive = false;  // the end of the body is the close
+    std::string out;
+    append_head(out, res,
+                chunked  ? std::string("transfer-encoding: chunked\r\n")
+                : length ? fmt::format("content-length: {}\r\n", *length)
+                         : std::string(),
+                version, keep_alive);
+    uint64_t sent = 0;
+    // Appends body bytes; false when they pass the declared length.
+    auto add = [&](std::string_view data) {
+      sent += data.size();
+      if (length && sent > *length) return false;
+      if (chunked) {
+        append_chunk(out, data);
+      } else {
+        out.append(data);
+      }
+      return true;
+    };
+    auto broken = [&](std::string_view why) {
+      ZT_LOG_DEBUG("http1: streamed response body broken ({}), connection aborted", why);
+      stream_.abort();
+      return false;
+    };
+    if (!add(res.body)) co_return broken("longer than its content-length");
+    for (;;) {
+      if (!out.empty()) {
+        if (!co_await write_within_idle(out)) co_return false;
+        out.clear();
+      }
+      BodySource::Piece piece;
+      try {
+        piece = co_await source->next();
+      } catch (const std::exception& e) {
+        co_return broken(e.what());
+      }
+      if (!piece.error.empty()) co_return broken(piece.error);
+      if (!add(piece.data)) co_return broken("longer than its content-length");
+      if (!piece.end) continue;
+      source.reset();
+      if (length && sent != *length) co_return broken("shorter than its content-length");
+      if (chunked) append_last_chunk(out, piece.trailers);
+      if (!out.empty() && !co_await write_within_idle(out)) co_return false;
+      break;
+    }
+    if (!keep_alive) {
+      co_await close();
+      co_return false;
+    }
+    co_return true;
   }
 
   Duplex stream_;

@@ -24,6 +24,10 @@ struct ClientStream {
   size_t header_count = 0;
   bool final_head = false;  // a non-1xx :status arrived
   bool streaming = false;   // the caller takes the body as it arrives (Request::stream_response)
+  // Request::stream_response_after: a body longer than this streams from then on (0: never);
+  // what was buffered until then is answered in Response::body (`prefix`).
+  size_t stream_after = 0;
+  std::string prefix;
   // The response body (buffered whole unless streaming), its trailers and its end; `in->error`
   // is set when the stream failed. `in->changed` tells send() about the head as well.
   std::shared_ptr<Inbox> in;
@@ -171,6 +175,13 @@ struct ClientConnection::Callbacks {
                            size_t len, void* user_data) {
     auto& c = conn(user_data);
     ClientStream* s = c.find(stream_id);
+    if (s != nullptr && !s->done() && !s->streaming && s->final_head && s->stream_after > 0 &&
+        s->in->data.size() + len > s->stream_after) {
+      // Too long to buffer: answered now with what is here, the rest streamed.
+      s->streaming = true;
+      s->prefix = std::move(s->in->data);
+      s->in->data.clear();
+    }
     if (s != nullptr && !s->done() && s->streaming) {
       // Held until the reader takes it; the stream window (kStreamWindow) bounds it.
       nghttp2_session_consume_connection(ng, len);
@@ -241,6 +252,7 @@ awaitable<Result<Response>> ClientConnection::send(Request request) {
 
   auto s = std::make_shared<ClientStream>(ex_);
   s->streaming = request.stream_response;
+  s->stream_after = request.stream_response_after;
   s->out.data = std::move(request.body);
   s->out.trailers = std::move(request.trailers);
   if (request.source) {
@@ -281,7 +293,8 @@ awaitable<Result<Response>> ClientConnection::send(Request request) {
   // caller must not decide on more than the head of an answer it asked to stream, however the
   // bytes were split (proxy/pipeline.cc reads grpc-status from the head only).
   if (s->done() && s->in->error.empty()) {
-    s->response.body = std::move(s->in->data);
+    s->response.body = std::move(s->prefix);
+    s->response.body += s->in->data;
     s->response.trailers = std::move(s->in->trailers);
     consumed(id, *s->in, s->in->unconsumed);
     co_return std::move(s->response);
@@ -290,6 +303,7 @@ awaitable<Result<Response>> ClientConnection::send(Request request) {
   Response streamed;
   streamed.status = s->response.status;
   streamed.headers = std::move(s->response.headers);
+  streamed.body = std::move(s->prefix);
   streamed.source = inbox_source(std::move(self), id, s->in);
   co_return streamed;
 }

@@ -33,6 +33,9 @@ inline constexpr std::string_view kClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n
 //   max_connection_body_bytes, and the stream whose DATA would pass it is reset
 //   (ENHANCE_YOUR_CALM). The answer may start before the request has ended (a bidirectional
 //   stream). A handler that drops the source early has the rest dropped as it arrives.
+// - With limits.stream_bodies_after (not 0), any request whose body grows past that many bytes
+//   goes to the handler then, with what arrived in Request::body and the rest in
+//   Request::source, as above; max_body_bytes no longer bounds it.
 // - Responses: :status + headers (hop-by-hop removed, names lower-cased), DATA, and trailers
 //   as a final HEADERS frame when present (gRPC). A streamed response (Response::source) sends
 //   its head at once and each piece as the source yields it; the next piece is pulled only
@@ -91,6 +94,9 @@ class Http2Client : public std::enable_shared_from_this<Http2Client> {
   // with request.stream_response, for the final head only when the body is still coming: the
   // body then follows through Response::source, the stream window held until the reader takes
   // each piece (at most 1 MiB waits per stream), and dropping the source resets the stream.
+  // With request.stream_response_after, a body that grows past that many bytes is answered
+  // then the same way, with what arrived in Response::body (else it is buffered whole, up to
+  // limits.max_body_bytes).
   // A request.source is sent after request.body as it yields (the next piece pulled once less
   // than 64 KiB waits for the peer's window); a source that fails resets the stream (CANCEL),
   // and a response that ends first resets it (NO_ERROR) and drops the source: the rest of a

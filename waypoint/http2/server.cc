@@ -55,8 +55,9 @@ struct ServerStream {
   bool responded = false;
   OutBody out;
   std::shared_ptr<BodyPump> pump;  // a streamed response whose body is still coming
-  // A request dispatched at its head (gRPC, Limits::stream_grpc_requests): its body arrives
-  // here for the handler's Request::source.
+  // A request dispatched before its body ended (gRPC at its head with
+  // Limits::stream_grpc_requests; any request once its body passes Limits::stream_bodies_after):
+  // the rest of its body arrives here for the handler's Request::source.
   std::shared_ptr<Inbox> in;
   uint64_t in_bytes = 0;  // body bytes received (checked against Content-Length at the end)
   bool body_arriving() const { return in && !in->done; }
@@ -164,9 +165,10 @@ class ServerConnection final : public Session,
   // answer the server gave it itself, else 0): its handler is told (DownstreamGone) and
   // cancelled. Only the first reason counts.
   void downstream_gone(ServerStream& s, std::string_view flag, int status, std::string why);
-  // A request dispatched at its head: the handler reads its body from Request::source.
+  // A request dispatched before its body ended: the handler has what arrived so far in
+  // Request::body and reads the rest from Request::source.
   void dispatch_streamed(ServerStream& s);
-  // DATA of a request dispatched at its head, held for its handler.
+  // DATA of a request dispatched before its body ended, held for its handler.
   void on_streamed_data(ServerStream& s, const uint8_t* data, size_t len);
   // A streamed request body ends (`error` empty) or fails; nothing more of it is read.
   static void end_inbox(ServerStream& s, std::string error);
@@ -280,6 +282,14 @@ struct ServerConnection::Callbacks {
     auto& c = conn(user_data);
     ServerStream* s = c.find(stream_id);
     if (s != nullptr && s->body_arriving() && !s->rejection) {
+      c.on_streamed_data(*s, data, len);
+      return 0;
+    }
+    if (s != nullptr && !s->responded && !s->rejection && !s->dispatched &&
+        c.limits_.stream_bodies_after > 0 &&
+        s->request.body.size() + len > c.limits_.stream_bodies_after) {
+      // Too long to buffer: the handler gets what is here and reads the rest as it arrives.
+      c.dispatch_streamed(*s);
       c.on_streamed_data(*s, data, len);
       return 0;
     }
@@ -449,8 +459,10 @@ void ServerConnection::on_head_complete(ServerStream& s) {
   auto framing = http::check_request_head(head, http::Version::kHttp2, head_limits);
   if (!framing) return reject(s, framing.error().status, framing.error().reason);
   if (framing->has_content_length) {
-    // (A gRPC request dispatched at its head streams: max_body_bytes does not bound it.)
-    const bool streams = limits_.stream_grpc_requests && http::is_grpc(head.headers);
+    // (A streamed request body is not bounded by max_body_bytes: a gRPC one dispatched at its
+    // head, or any body longer than stream_bodies_after.)
+    const bool streams = (limits_.stream_grpc_requests && http::is_grpc(head.headers)) ||
+                         limits_.stream_bodies_after > 0;
     if (!streams && framing->content_length > limits_.max_body_bytes) {
       return reject(s, 413, "http2.request_body_too_large");
     }
@@ -511,7 +523,11 @@ void ServerConnection::dispatch_streamed(ServerStream& s) {
   s.dispatched = true;
   s.in = std::make_shared<Inbox>(ex_);
   s.request.source = inbox_source(shared_from_this(), s.id, s.in);
-  start_handler(s, 0);
+  // What arrived before (a body found too long to buffer) goes in Request::body, counted
+  // against the budget until the handler returns, as a buffered body is.
+  s.in_bytes = s.request.body.size();
+  s.head_request = s.request.head.method == "HEAD";
+  start_handler(s, std::exchange(s.charged, 0));
 }
 
 void ServerConnection::on_streamed_data(ServerStream& s, const uint8_t* data, size_t len) {

@@ -55,6 +55,12 @@ struct Limits {
   // answer has begun or a waiting mirror has it (Envoy's default buffer limit); a longer one is
   // neither retried nor mirrored.
   size_t retry_buffer_bytes = 1024 * 1024;
+  // A body longer than this is streamed instead of buffered whole, so that no size bounds it
+  // (Envoy streams every body): serve_http2 hands such a request to the handler once this much
+  // is in, the rest following through Request::source; Http2Client answers a request that
+  // asks for it (Request::stream_response_after) the same way. 0: bodies are buffered whole,
+  // up to max_body_bytes.
+  size_t stream_bodies_after = 0;
 };
 
 // The rest of a message body while it is still arriving (a streamed request or response).
@@ -116,6 +122,10 @@ struct Request {
   // For an upstream client (Http2Client): answer as soon as the response head is in, with the
   // body to follow through Response::source.
   bool stream_response = false;
+  // For an upstream client: a response body longer than this is not buffered whole; the answer
+  // comes once that much is in, its first bytes in Response::body and the rest through
+  // Response::source. 0: buffered whole (up to Limits::max_body_bytes).
+  size_t stream_response_after = 0;
   // A streamed request body (serve_http2 with Limits::stream_grpc_requests; Http2Client sends
   // one): the body (and trailers) come from here, after `body` (usually empty).
   std::shared_ptr<BodySource> source;

@@ -86,9 +86,11 @@ bool same_object(const std::weak_ptr<const T>& w, const std::shared_ptr<const T>
 // its streamed answer's record.
 struct RequestProgress {
   explicit RequestProgress(asio::any_io_executor ex) : ended(std::move(ex)) {}
-  uint64_t taken = 0;                         // body bytes taken from the downstream
-  std::optional<Clock::time_point> ended_at;  // when the body ended (or failed)
-  async::Event ended;                         // notified then
+  uint64_t taken = 0;   // body bytes taken from the downstream
+  uint64_t before = 0;  // bytes that came with the request (Request::body), not counted above
+  uint64_t bytes() const { return before + taken; }  // the request body's size so far
+  std::optional<Clock::time_point> ended_at;         // when the body ended (or failed)
+  async::Event ended;                                // notified then
 };
 
 // A streamed request body (gRPC) shared by the attempts of its request. Each attempt reads it
@@ -318,6 +320,49 @@ IdleHttp1 new_http1(Duplex stream, const AttemptSlot& slot) {
   return idle;
 }
 
+// A streamed HTTP/1.1 response body, which holds its connection until it has ended: then the
+// connection goes back to the pool when it can carry another request, else it is closed (and
+// gives its place in the pool accounting back), as it is when the body is dropped early.
+class ConnectionHeldBody final : public BodySource {
+ public:
+  ConnectionHeldBody(std::shared_ptr<BodySource> inner, IdleHttp1 h1,
+                     std::shared_ptr<Upstream> upstream, std::string key,
+                     std::shared_ptr<Destination> dest)
+      : inner_(std::move(inner)),
+        h1_(std::move(h1)),
+        upstream_(std::move(upstream)),
+        key_(std::move(key)),
+        dest_(std::move(dest)) {}
+  ~ConnectionHeldBody() override {
+    inner_.reset();
+    drop_client(h1_);
+  }
+  awaitable<Piece> next() override {
+    auto keep = inner_;
+    Piece piece = co_await keep->next();
+    if (piece.end && h1_.client && h1_.client->reusable() &&
+        dest_->limiter.connection_reusable(h1_.served)) {
+      inner_.reset();
+      upstream_->put_idle_http1(key_, std::exchange(h1_, IdleHttp1{}));
+      dest_->freed.notify();
+    } else if (piece.end || !piece.error.empty()) {
+      inner_.reset();
+      drop_client(h1_);
+    }
+    co_return piece;
+  }
+  std::chrono::steady_clock::time_point deadline() const override {
+    return inner_ ? inner_->deadline() : std::chrono::steady_clock::time_point::max();
+  }
+
+ private:
+  std::shared_ptr<BodySource> inner_;
+  IdleHttp1 h1_;
+  std::shared_ptr<Upstream> upstream_;
+  std::string key_;
+  std::shared_ptr<Destination> dest_;
+};
+
 // True when this coroutine was asked to stop (an attempt run inline by a request that is being
 // cancelled must not open a new connection).
 awaitable<bool> cancelled() {
@@ -412,8 +457,17 @@ awaitable<void> run_attempt(std::shared_ptr<AttemptSlot> slot) {
   bool upgraded = *slot->result && (*slot->result)->status == 101;
   if (!upgraded) {
     ++slot->h1.served;
-    if (*slot->result && slot->h1.client->reusable() && !slot->abandoned &&
-        slot->dest->limiter.connection_reusable(slot->h1.served)) {
+    if (*slot->result && (*slot->result)->source) {
+      // A body too long to buffer: the connection goes with it.
+      auto& res = **slot->result;
+      res.source = std::make_shared<ConnectionHeldBody>(std::move(res.source),
+                                                        std::exchange(slot->h1, IdleHttp1{}),
+                                                        slot->upstream, key, slot->dest);
+      if (slot->abandoned) {  // (its body is dropped, and the connection with it)
+        slot->result = Result<Response>(fail("upstream attempt abandoned"));
+      }
+    } else if (*slot->result && slot->h1.client->reusable() && !slot->abandoned &&
+               slot->dest->limiter.connection_reusable(slot->h1.served)) {
       slot->upstream->put_idle_http1(key, std::move(slot->h1));
       slot->h1 = {};
       slot->dest->freed.notify();
@@ -652,8 +706,11 @@ class RecordedBody final : public BodySource {
       // Outlier detection hears of it too (Envoy reports an upstream reset at any point), unless
       // the reset was ours because the downstream went away first.
       const bool stream_reset = piece.error.starts_with("stream ");
-      // ("HTTP/2 connection closed" is our own close, in a drain: no upstream failure.)
-      const bool connection_gone = piece.error.starts_with("HTTP/2 connection ended");
+      // ("HTTP/2 connection closed" is our own close, in a drain: no upstream failure. An
+      // HTTP/1.1 body fails only with its connection.)
+      const bool connection_gone = piece.error.starts_with("HTTP/2 connection ended") ||
+                                   piece.error.starts_with("upstream connection closed") ||
+                                   piece.error.starts_with("reading upstream response");
       if (end_.gone && end_.gone->happened()) {
         // The reset was ours, because the downstream went away first: logged as that.
         if (!end_.gone->flag.empty()) rec_.add_flag(end_.gone->flag);
@@ -700,7 +757,7 @@ class RecordedBody final : public BodySource {
   void record() {
     done_ = true;
     inner_.reset();  // an upstream stream not read to its end is reset now
-    if (end_.progress) rec_.request_bytes = end_.progress->taken;
+    if (end_.progress) rec_.request_bytes = end_.progress->bytes();
     if (alive_.expired()) return;
     if (end_.on_end) end_.on_end();
     finish_(pipeline_, rec_);
@@ -879,7 +936,7 @@ struct Pipeline::Impl {
       rec.status = gone->status;
       if (!gone->flag.empty()) rec.add_flag(gone->flag);
       rec.error = gone->why;
-      if (streamed.progress) rec.request_bytes = streamed.progress->taken;
+      if (streamed.progress) rec.request_bytes = streamed.progress->bytes();
       rec.finish(ctx.metrics, &series_cache);
       co_return resp;
     }
@@ -887,7 +944,7 @@ struct Pipeline::Impl {
     if (resp.local && grpc_request_seen) to_grpc_local_reply(resp);
     rec.status = resp.status;
     rec.response_bytes = resp.body.size();
-    if (streamed.progress) rec.request_bytes = streamed.progress->taken;
+    if (streamed.progress) rec.request_bytes = streamed.progress->bytes();
     if (auto g = grpc_status_of(resp)) rec.grpc_status = std::to_string(*g);
     if (resp.source) {
       // Recorded when the body ends.
@@ -1078,13 +1135,15 @@ struct Pipeline::Impl {
                       .service_host = backend_svc ? backend_svc->hostname : std::string(),
                       .source = stream.source_workload};
 
-    // A streamed request body (gRPC): read by each attempt in turn, kept for a retry or a
-    // mirror up to the retry buffer limit.
+    // A streamed request body (gRPC, or one too long to buffer): read by each attempt in turn
+    // after what came with the request (Request::body), kept for a retry or a mirror up to
+    // the retry buffer limit.
     std::shared_ptr<ReplayBody> body;
     if (request.source) {
       body = std::make_shared<ReplayBody>(ex, std::move(request.source),
                                           ctx.settings.limits.retry_buffer_bytes);
       streamed.progress = body->progress();
+      streamed.progress->before = request.body.size();
     }
     struct CommitAtEnd {
       ReplayBody* body;
@@ -1108,7 +1167,7 @@ struct Pipeline::Impl {
         // (Not after a configuration change: the mirror was chosen by the old one's route.)
         if (guard.expired() || ctx.config.current()->generation != cfg->generation) return;
         Request copy = head;
-        copy.body = std::move(whole);
+        copy.body += whole;  // after what came with the request
         copy.trailers = std::move(trailers);
         start_mirror(*st, *cfg, *m, copy, tunnel, cluster_domain, backend_port);
       });
@@ -1138,6 +1197,8 @@ struct Pipeline::Impl {
     // Mirrors (started above) keep their own copy.
     request.stream_response =
         !upgrade && request.version == HttpVersion::kHttp2 && http::is_grpc(request.head.headers);
+    // Any other answer is streamed once it is too long to buffer (Envoy streams every body).
+    if (!upgrade) request.stream_response_after = ctx.settings.limits.stream_bodies_after;
     // From here on the request is only read: every attempt shares it.
     const auto shared_request = std::make_shared<const Request>(std::move(request));
     const Request& req = *shared_request;

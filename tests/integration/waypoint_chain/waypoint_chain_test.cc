@@ -30,9 +30,9 @@
 #include "istio/v1/auth/ca.grpc.pb.h"
 #include "tests/support/coro.h"
 #include "tests/support/grpc_library.h"
-#include "tests/support/grpc_library.h"
 #include "tests/support/hbone_client.h"
 #include "tests/support/l7_config.h"
+#include "waypoint/http1/http1.h"
 #include "waypoint/http2/http2.h"
 
 namespace zt::testing {
@@ -640,8 +640,41 @@ class FailsAfterOnePiece final : public waypoint::BodySource {
   int given_ = 0;
 };
 
+// `n` bytes of letters in a pattern that does not repeat every few KiB (a piece dropped,
+// doubled or moved shows).
+std::string patterned_body(size_t n) {
+  std::string out(n, '\0');
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<char>('a' + (i * 7 + i / 4093) % 26);
+  return out;
+}
+
+// What a large body is reported as: its size and a hash.
+std::string body_digest(const std::string& body) {
+  return fmt::format("{} {:x}", body.size(), std::hash<std::string>{}(body));
+}
+
+// A body of `n` patterned bytes that then fails (its stream or connection is cut).
+class PatternThenFails final : public waypoint::BodySource {
+ public:
+  explicit PatternThenFails(size_t n) : n_(n) {}
+  awaitable<Piece> next() override {
+    Piece p;
+    if (n_ > 0) {
+      p.data = patterned_body(std::exchange(n_, 0));
+    } else {
+      p.error = "backend broke";
+    }
+    co_return p;
+  }
+
+ private:
+  size_t n_;
+};
+
 // An h2c backend: the waypoint's own HTTP/2 server codec with a handler naming what it got;
-// "/reset-mid-body" is answered with one piece of body, then a reset.
+// "/reset-mid-body" is answered with one piece of body, then a reset. "/upload" answers the
+// request body's digest (body_digest), "/download/<n>" a patterned body of n bytes: bodies up to
+// 64 MiB, far more than the waypoint buffers. "/cut/<n>": n such bytes, then the body fails.
 class H2Backend : public LoopbackServer {
  public:
   static std::unique_ptr<H2Backend> start(const tcp::endpoint& at) {
@@ -653,13 +686,19 @@ class H2Backend : public LoopbackServer {
 
  private:
   explicit H2Backend(const tcp::endpoint& at) : LoopbackServer(at) {}
+  // HTTP/2 (prior knowledge), or HTTP/1.1 when the first bytes are not the preface.
   awaitable<void> serve(tcp::socket s) override {
     std::string preface(waypoint::http2::kClientPreface.size(), '\0');
     auto [ec, n] = co_await asio::async_read(s, asio::buffer(preface), kTuple);
     if (ec) co_return;
-    co_await waypoint::http2::serve_http2(Duplex::of_socket(std::move(s)), preface,
-                                          waypoint::Limits{},
-                                          [this](Request r) { return handle(std::move(r)); });
+    auto handler = [this](Request r) { return handle(std::move(r)); };
+    if (preface != waypoint::http2::kClientPreface) {
+      co_await waypoint::http1::serve_http1(Duplex::of_socket(std::move(s)), preface, kLimits,
+                                            handler);
+      co_return;
+    }
+    co_await waypoint::http2::serve_http2(Duplex::of_socket(std::move(s)), preface, kLimits,
+                                          handler);
   }
   awaitable<Response> handle(Request r) {
     ++hits;
@@ -671,9 +710,19 @@ class H2Backend : public LoopbackServer {
       resp.source = std::make_shared<FailsAfterOnePiece>();
       co_return resp;
     }
-    resp.body = fmt::format("h2 {} {} {}", r.head.method, r.head.target, r.body);
+    if (r.head.target == "/upload") {
+      resp.body = body_digest(r.body);
+    } else if (r.head.target.starts_with("/download/")) {
+      resp.body = patterned_body(std::stoul(r.head.target.substr(10)));
+    } else if (r.head.target.starts_with("/cut/")) {
+      resp.source = std::make_shared<PatternThenFails>(std::stoul(r.head.target.substr(5)));
+    } else {
+      resp.body = fmt::format("h2 {} {} {}", r.head.method, r.head.target, r.body);
+    }
     co_return resp;
   }
+  static constexpr waypoint::Limits kLimits{.max_body_bytes = 64 << 20,
+                                            .max_connection_body_bytes = 64 << 20};
 };
 
 struct H2Results {
@@ -745,6 +794,87 @@ TEST_F(WaypointChainTest, Http2ClientThroughTheWaypoint) {
       5s));
   EXPECT_EQ(waypoint_metric("istio_requests_total", {"response_flags=\"UR\""}), 1)
       << chain_->waypoint_metrics_text();
+}
+
+// One HTTP/2 request with `body` to the h2 service on a connection of its own; the answer
+// (any size up to 64 MiB) lands in `out`.
+awaitable<void> one_large_h2(tcp::endpoint socks, tcp::endpoint dst, std::string method,
+                             std::string target, std::string body, Result<Response>& out) {
+  auto s = co_await socks5_connect(socks, dst);
+  if (!s) {
+    out = tl::unexpected(s.error());
+    co_return;
+  }
+  auto client = waypoint::http2::Http2Client::start(co_await asio::this_coro::executor,
+                                                    Duplex::of_socket(std::move(*s)),
+                                                    waypoint::Limits{.max_body_bytes = 64 << 20});
+  Request req{.version = HttpVersion::kHttp2,
+              .head = {.method = std::move(method),
+                       .target = std::move(target),
+                       .authority = "h2.default.svc.cluster.local"},
+              .body = std::move(body)};
+  out = co_await client->send(std::move(req));
+  client->close();
+}
+
+// Bodies longer than the waypoint buffers (64 KiB; it used to refuse more than 8 MiB: a request
+// with 413, a response with 502 or, after its retries, 503) stream through it both ways, over
+// HTTP/2 and HTTP/1.1, byte for byte, and are counted whole.
+TEST_F(WaypointChainTest, BodiesOfAnySizeStreamThroughTheWaypoint) {
+  ASSERT_NO_FATAL_FAILURE(start(15, "", {Backend::kH2}));
+  auto backend = H2Backend::start(chain_->endpoint("h2"));
+  constexpr size_t kLarge = 20 << 20;
+  const std::string large = patterned_body(kLarge);
+  asio::io_context io;
+  Result<Response> up = failf("not answered");
+  run_coroutine(
+      io,
+      [&] {
+        return one_large_h2(chain_->client().socks5, chain_->vip("h2"), "POST", "/upload", large,
+                            up);
+      },
+      60s);
+  ASSERT_TRUE(up) << up.error().describe();
+  EXPECT_EQ(up->status, 200);
+  EXPECT_EQ(up->body, body_digest(large));
+
+  Result<Response> down = failf("not answered");
+  run_coroutine(
+      io,
+      [&] {
+        return one_large_h2(chain_->client().socks5, chain_->vip("h2"), "GET",
+                            fmt::format("/download/{}", kLarge), "", down);
+      },
+      60s);
+  ASSERT_TRUE(down) << down.error().describe();
+  EXPECT_EQ(down->status, 200);
+  EXPECT_EQ(body_digest(down->body), body_digest(large));
+  // HTTP/1.1, on one keep-alive connection: the download's upstream connection serves again.
+  auto h1 = ChainHttpConnection::open(chain_->client().socks5, chain_->vip("h2"), 30s);
+  ASSERT_TRUE(h1) << h1.error().describe();
+  (*h1)->host = "h2.default.svc.cluster.local";
+  auto h1_down = (*h1)->request("GET", fmt::format("/download/{}", kLarge));
+  ASSERT_TRUE(h1_down) << h1_down.error().describe();
+  EXPECT_EQ(h1_down->status, 200);
+  EXPECT_EQ(body_digest(h1_down->body), body_digest(large));
+  auto h1_small = (*h1)->request("GET", "/download/10");
+  ASSERT_TRUE(h1_small) << h1_small.error().describe();
+  EXPECT_EQ(h1_small->body, large.substr(0, 10));
+  // An HTTP/1.1 upstream whose body breaks after the answer began: the client's connection is
+  // cut (no other way to tell it), and the waypoint records the upstream's failure (UC).
+  auto cut = (*h1)->request("GET", "/cut/1048576");
+  EXPECT_FALSE(cut) << "a cut body must not look complete";
+  EXPECT_EQ(backend->hits.load(), 5);
+
+  // Counted whole: every byte in the size histograms, once per request.
+  const std::vector<std::string> whole = {"response_code=\"200\"", "response_flags=\"-\""};
+  EXPECT_TRUE(requests_reach(whole, 4));
+  EXPECT_TRUE(requests_reach({"response_flags=\"UC\""}, 1)) << chain_->waypoint_metrics_text();
+  EXPECT_GE(waypoint_metric("istio_request_bytes_sum", whole), static_cast<double>(kLarge));
+  EXPECT_LT(waypoint_metric("istio_request_bytes_sum", whole), static_cast<double>(kLarge + 4096));
+  EXPECT_GE(waypoint_metric("istio_response_bytes_sum", whole), static_cast<double>(2 * kLarge));
+  EXPECT_LT(waypoint_metric("istio_response_bytes_sum", whole),
+            static_cast<double>(2 * kLarge + 4096));
 }
 
 // A gRPC backend: the Istio CA service, answering with a fixed chain or an error; the next

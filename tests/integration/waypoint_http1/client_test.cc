@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "tests/integration/waypoint_http1/test_util.h"
@@ -30,6 +31,11 @@ struct Exchange {
   std::vector<Result<Response>> responses;
   std::vector<bool> reusable;
   std::string already_read;
+  // Per response that came streamed (Response::source): what came in Response::body, whether
+  // the client was reusable before its body was read, and how its body ended ("" or the error).
+  std::vector<size_t> streamed_prefix;
+  std::vector<bool> reusable_mid_body;
+  std::vector<std::string> body_errors;
 };
 
 // The client sends `requests` one after another on one connection; the server reads each
@@ -62,6 +68,19 @@ awaitable<void> exchange_body(std::vector<Request> requests, std::vector<std::st
   Http1Client client(Duplex::of_socket(std::move(pair.client)), limits);
   for (const auto& r : requests) {
     auto res = co_await client.send(r);
+    if (res && res->source) {
+      ex->streamed_prefix.push_back(res->body.size());
+      ex->reusable_mid_body.push_back(client.reusable());
+      std::string error;
+      while (res->source) {
+        auto piece = co_await res->source->next();
+        res->body += piece.data;
+        if (piece.end) res->trailers = std::move(piece.trailers);
+        error = piece.error;
+        if (piece.end || !piece.error.empty()) res->source.reset();
+      }
+      ex->body_errors.push_back(error);
+    }
     ex->responses.push_back(std::move(res));
     ex->reusable.push_back(client.reusable());
     if (!ex->responses.back()) break;
@@ -115,6 +134,61 @@ TEST(Http1Client, ChunkedResponseWithTrailers) {
   EXPECT_TRUE(ex->reusable[0]);
   // A GET without a body has no framing header.
   EXPECT_FALSE(ex->requests[0].has("content-length"));
+}
+
+// With Request::stream_response_after, a body past that size is answered at once and read from
+// the connection as it is pulled, not bounded by max_body_bytes; the connection is busy until
+// the body has ended, then serves the next request.
+TEST(Http1Client, ALongBodyStreamsAndTheConnectionServesAgainAfterItsEnd) {
+  constexpr size_t kAfter = 64 * 1024;
+  const std::string first(300'000, 'x');
+  const std::string second(200'000, 'y');
+  std::string chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (size_t at = 0; at < second.size(); at += 50'000) {
+    chunked += fmt::format("{:x}\r\n{}\r\n", 50'000, second.substr(at, 50'000));
+  }
+  chunked += "0\r\nx-sum: 2\r\n\r\n";
+  auto a = make_request("GET", "/first");
+  a.stream_response_after = kAfter;
+  auto b = make_request("GET", "/second");
+  b.stream_response_after = kAfter;
+  auto small = make_request("GET", "/small");
+  small.stream_response_after = kAfter;
+  Limits limits;
+  limits.max_body_bytes = 100'000;  // less than either body
+  auto ex = run_exchange(
+      {a, b, small},
+      {fmt::format("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}", first.size(), first), chunked,
+       "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsmall"},
+      limits);
+  ASSERT_EQ(ex->requests.size(), 3u) << "the connection served each request in turn";
+  ASSERT_EQ(ex->responses.size(), 3u);
+  for (const auto& r : ex->responses) ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(ex->responses[0]->body, first);
+  EXPECT_EQ(ex->responses[1]->body, second);
+  EXPECT_EQ(http::find_header(ex->responses[1]->trailers, "x-sum"), "2");
+  EXPECT_EQ(ex->responses[2]->body, "small");
+  ASSERT_EQ(ex->streamed_prefix.size(), 2u) << "only the long bodies streamed";
+  for (size_t prefix : ex->streamed_prefix) {
+    EXPECT_GT(prefix, kAfter);
+    EXPECT_LE(prefix, kAfter + 64 * 1024) << "at most one more read is buffered";
+  }
+  EXPECT_EQ(ex->reusable_mid_body, (std::vector<bool>{false, false}));
+  EXPECT_EQ(ex->body_errors, (std::vector<std::string>{"", ""}));
+  EXPECT_EQ(ex->reusable, (std::vector<bool>{true, true, true}));
+}
+
+TEST(Http1Client, AStreamedBodyCutShortIsAnError) {
+  auto req = make_request("GET", "/cut");
+  req.stream_response_after = 1024;
+  auto ex = run_exchange(
+      {req}, {"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + std::string(10'000, 'z')}, {},
+      /*close_after=*/true);
+  ASSERT_EQ(ex->responses.size(), 1u);
+  ASSERT_TRUE(ex->responses[0]) << ex->responses[0].error().describe();
+  EXPECT_EQ(ex->responses[0]->body.size(), 10'000u);
+  EXPECT_EQ(ex->body_errors, (std::vector<std::string>{"upstream connection closed in mid-body"}));
+  EXPECT_FALSE(ex->reusable[0]);
 }
 
 TEST(Http1Client, RequestWithTrailersIsChunked) {

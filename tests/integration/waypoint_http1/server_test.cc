@@ -8,6 +8,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -584,6 +585,102 @@ TEST(Http1Server, MutatedInputNeverCrashes) {
 awaitable<Response> throwing_handler(Request) {
   throw std::runtime_error("boom");
   co_return Response{};
+}
+
+// A response body given piece by piece (Response::source), then its end with `trailers`, or,
+// with `fail`, an error after the pieces.
+class PiecesBody final : public BodySource {
+ public:
+  PiecesBody(std::vector<std::string> pieces, http::HeaderList trailers, bool fail)
+      : pieces_(std::move(pieces)), trailers_(std::move(trailers)), fail_(fail) {}
+  awaitable<Piece> next() override {
+    Piece p;
+    if (next_ < pieces_.size()) {
+      p.data = pieces_[next_++];
+    } else if (fail_) {
+      p.error = "upstream broke";
+    } else {
+      p.end = true;
+      p.trailers = trailers_;
+    }
+    co_return p;
+  }
+
+ private:
+  std::vector<std::string> pieces_;
+  http::HeaderList trailers_;
+  bool fail_;
+  size_t next_ = 0;
+};
+
+// "/chunked": "pre-" then three pieces and trailers, no length; "/length": a declared
+// Content-Length of 10, "01234" then "56789"; "/short": a declared 10 and only 5 bytes;
+// "/broken": one piece, then the source fails.
+awaitable<Response> streaming_handler(Request req) {
+  Response r;
+  r.status = 200;
+  const std::string& t = req.head.target;
+  if (t == "/chunked") {
+    r.body = "pre-";
+    r.source = std::make_shared<PiecesBody>(std::vector<std::string>{"a", "", "bb"},
+                                            http::HeaderList{{"x-t", "1"}}, false);
+  } else if (t == "/length" || t == "/short") {
+    r.headers.push_back({"content-length", "10"});
+    r.body = "01234";
+    r.source = std::make_shared<PiecesBody>(
+        t == "/length" ? std::vector<std::string>{"56789"} : std::vector<std::string>{},
+        http::HeaderList{}, false);
+  } else {
+    r.body = "x";
+    r.source =
+        std::make_shared<PiecesBody>(std::vector<std::string>{"y"}, http::HeaderList{}, true);
+  }
+  co_return r;
+}
+
+// A streamed response is framed by its Content-Length, else chunked (with its trailers), or for
+// HTTP/1.0 by the close; a body that breaks (its source fails, or it misses its length) cuts
+// the connection, the only way HTTP/1.1 has to tell.
+TEST(Http1Server, StreamedResponsesAreFramedAndABrokenBodyCutsTheConnection) {
+  asio::io_context io;
+  run_coroutine(io, [&]() -> awaitable<void> {
+    ServerEnd end;
+    auto client = co_await start(streaming_handler, end);
+    std::string buf;
+    co_await write_str(client, "GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n");
+    RawMessage m = co_await read_message(client, buf);
+    EXPECT_TRUE(m.complete && m.has("transfer-encoding: chunked")) << m.head;
+    EXPECT_EQ(m.body, "4\r\npre-\r\n1\r\na\r\n2\r\nbb\r\n0\r\nx-t: 1\r\n\r\n");
+    co_await write_str(client, "GET /length HTTP/1.1\r\nHost: a\r\n\r\n");
+    m = co_await read_message(client, buf);
+    EXPECT_TRUE(m.complete && m.has("content-length: 10")) << m.head;
+    EXPECT_FALSE(m.has("transfer-encoding"));
+    EXPECT_EQ(m.body, "0123456789");
+    // The connection served both; a broken body now cuts it after what was sent.
+    co_await write_str(client, "GET /broken HTTP/1.1\r\nHost: a\r\n\r\n");
+    // (The connection is reset: what was still in flight may be lost with it.)
+    std::string rest = co_await read_all(client, buf);
+    EXPECT_TRUE(rest.starts_with("HTTP/1.1 200 OK\r\n")) << rest;
+    EXPECT_TRUE(rest.find("\r\n0\r\n") == std::string::npos) << "no last chunk: " << rest;
+    EXPECT_TRUE(co_await closed_and_finished(client, end.finished));
+
+    ServerEnd end2;
+    auto client2 = co_await start(streaming_handler, end2);
+    co_await write_str(client2, "GET /short HTTP/1.1\r\nHost: a\r\n\r\n");
+    rest = co_await read_all(client2);
+    EXPECT_TRUE(rest.starts_with("HTTP/1.1 200 OK\r\n")) << rest;
+    EXPECT_TRUE(rest.find("56789") == std::string::npos) << rest;
+    EXPECT_TRUE(co_await closed_and_finished(client2, end2.finished));
+
+    ServerEnd end3;
+    auto client3 = co_await start(streaming_handler, end3);
+    co_await write_str(client3, "GET /chunked HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    rest = co_await read_all(client3);
+    EXPECT_TRUE(lower(rest).find("connection: close") != std::string::npos) << rest;
+    EXPECT_TRUE(rest.find("transfer-encoding") == std::string::npos) << rest;
+    EXPECT_TRUE(rest.ends_with("\r\n\r\npre-abb")) << "delimited by the close: " << rest;
+    EXPECT_TRUE(co_await closed_and_finished(client3, end3.finished));
+  });
 }
 
 TEST(Http1Server, HandlerExceptionIs500AndClose) {

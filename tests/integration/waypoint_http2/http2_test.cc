@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1335,6 +1336,107 @@ TEST(Http2Interop, H2load) {
   EXPECT_EQ(rc, 0) << out;
   EXPECT_TRUE(contains(out, "2000 succeeded, 0 failed, 0 errored")) << out;
   EXPECT_TRUE(contains(out, "2000 2xx")) << out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bodies too long to buffer: with Limits::stream_bodies_after, serve_http2 hands any request to
+// its handler once its body passes that size (what arrived in Request::body, the rest through
+// Request::source), and Http2Client answers a request with Request::stream_response_after the
+// same way; max_body_bytes no longer bounds either.
+
+constexpr size_t kStreamAfter = 64 * 1024;
+
+std::vector<std::string> split_fields(const std::string& line) {
+  std::vector<std::string> out;
+  std::istringstream in(line);
+  for (std::string f; in >> f;) out.push_back(f);
+  return out;
+}
+
+// "/upload": reads the whole body and answers what came how ("<in body> <in source> <total>
+// <trailer x-t>"). "/download/<n>": a buffered body of n bytes of 'd'.
+RequestHandler long_body_handler() {
+  return [](Request req) -> awaitable<Response> {
+    Response r;
+    r.status = 200;
+    if (req.head.target.starts_with("/download/")) {
+      r.body.assign(std::stoul(req.head.target.substr(10)), 'd');
+      co_return r;
+    }
+    size_t from_source = 0;
+    bool intact = std::all_of(req.body.begin(), req.body.end(), [](char c) { return c == 'u'; });
+    http::HeaderList trailers = req.trailers;
+    while (req.source) {
+      auto piece = co_await req.source->next();
+      from_source += piece.data.size();
+      intact = intact &&
+               std::all_of(piece.data.begin(), piece.data.end(), [](char c) { return c == 'u'; });
+      if (!piece.error.empty()) {
+        r.body = "error: " + piece.error;
+        co_return r;
+      }
+      if (piece.end) {
+        trailers = std::move(piece.trailers);
+        req.source.reset();
+      }
+    }
+    r.body =
+        fmt::format("{} {} {} {} {}", req.body.size(), from_source, req.body.size() + from_source,
+                    find_header(trailers, "x-t").value_or("-"), intact ? "intact" : "damaged");
+    co_return r;
+  };
+}
+
+TEST_F(Http2Test, BodiesLongerThanTheBufferStreamAndAreNotBoundedByTheBodyLimit) {
+  Limits limits;
+  limits.stream_bodies_after = kStreamAfter;
+  limits.max_body_bytes = 1024 * 1024;
+  serve(long_body_handler(), limits);
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    constexpr size_t kLong = 3 * 1024 * 1024;
+    // A request body past the limit (announced by its Content-Length, so not refused at the
+    // head either): handed over once 64 KiB are in, the rest streamed, trailers included.
+    Request up = make_request("POST", "/upload", std::string(kLong, 'u'));
+    up.head.headers.push_back({"content-length", std::to_string(kLong)});
+    auto res = co_await client->send(std::move(up));
+    EXPECT_TRUE(res) << res.error().message;
+    if (!res) co_return;
+    EXPECT_EQ(res->status, 200);
+    auto fields = split_fields(res->body);
+    EXPECT_EQ(fields.size(), 5u) << res->body;
+    if (fields.size() != 5) co_return;
+    EXPECT_LE(std::stoul(fields[0]), kStreamAfter) << "at most the threshold is buffered";
+    EXPECT_GT(std::stoul(fields[1]), 0u) << "the rest streamed";
+    EXPECT_EQ(fields[2], std::to_string(kLong));
+    EXPECT_EQ(fields[4], "intact");
+    Request with_trailers = make_request("POST", "/upload", std::string(kLong, 'u'));
+    with_trailers.trailers.push_back({"x-t", "yes"});
+    res = co_await client->send(std::move(with_trailers));
+    EXPECT_TRUE(res && res->body.ends_with(fmt::format(" {} yes intact", kLong)))
+        << (res ? res->body : res.error().message);
+    // A short body is buffered whole, as before.
+    res = co_await client->send(make_request("POST", "/upload", std::string(1000, 'u')));
+    EXPECT_TRUE(res && res->body == "1000 0 1000 - intact") << (res ? res->body : "");
+
+    // A long answer to a client that asks: its first bytes in the body, the rest streamed.
+    Request down = make_request("GET", fmt::format("/download/{}", kLong));
+    down.stream_response_after = kStreamAfter;
+    res = co_await client->send(std::move(down));
+    EXPECT_TRUE(res && res->source) << (res ? "buffered whole" : res.error().message);
+    if (!res) co_return;
+    EXPECT_LE(res->body.size(), kStreamAfter);
+    std::string all = co_await read_all(*res);
+    EXPECT_EQ(all.size(), kLong);
+    EXPECT_TRUE(std::all_of(all.begin(), all.end(), [](char c) { return c == 'd'; }));
+    // A short one is whole; one to a client that does not ask is refused past max_body_bytes.
+    Request small = make_request("GET", "/download/1000");
+    small.stream_response_after = kStreamAfter;
+    res = co_await client->send(std::move(small));
+    EXPECT_TRUE(res && !res->source && res->body.size() == 1000u);
+    auto refused = co_await client->send(make_request("GET", fmt::format("/download/{}", 9 << 20)));
+    EXPECT_FALSE(refused) << "a client that does not stream buffers at most max_body_bytes";
+  });
 }
 
 }  // namespace
