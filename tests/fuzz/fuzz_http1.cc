@@ -7,6 +7,11 @@
 //   and accepts each upgrade;
 // - client, Http1Client: the code that reads the upstream's responses (1xx, bodies to the end of
 //   the stream, chunked, HEAD), for up to three requests on one connection.
+// Bit 6 of that byte streams bodies past 64 bytes (Limits::stream_bodies_after,
+// Request::stream_response_after): the server's handler then reads a long request body from
+// Request::source and answers it as a streamed response (under a Content-Length that is right
+// for an even size and one byte too long for an odd one), and the client sends its POST body
+// from a source and reads long response bodies to their end.
 // Besides crashes, sanitizer reports and hangs it traps when:
 // - the server writes anything that does not start with a status line;
 // - a request reaches the handler with a body larger than the limit or a head the checks refuse;
@@ -34,8 +39,46 @@ void require(bool ok) {
   if (!ok) std::abort();
 }
 
-void serve(std::string_view input, size_t piece) {
-  const Limits limits = small_limits();
+constexpr size_t kStreamAfter = 64;
+
+// `body` in two pieces, then its end.
+class TwoPieces final : public BodySource {
+ public:
+  explicit TwoPieces(std::string body) : body_(std::move(body)) {}
+  awaitable<Piece> next() override {
+    Piece p;
+    if (given_ < 2) {
+      const size_t half = body_.size() / 2;
+      p.data = given_ == 0 ? body_.substr(0, half) : body_.substr(half);
+    } else {
+      p.end = true;
+    }
+    ++given_;
+    co_return p;
+  }
+
+ private:
+  std::string body_;
+  int given_ = 0;
+};
+
+// Reads the rest of a streamed body into `body`; false when it failed.
+awaitable<bool> read_rest(BodySource& source, std::string& body) {
+  for (;;) {
+    auto piece = co_await source.next();
+    body += piece.data;
+    if (piece.end) co_return true;
+    if (!piece.error.empty()) {
+      auto again = co_await source.next();
+      require(!again.error.empty());
+      co_return false;
+    }
+  }
+}
+
+void serve(std::string_view input, size_t piece, bool stream_bodies) {
+  Limits limits = small_limits();
+  if (stream_bodies) limits.stream_bodies_after = kStreamAfter;
   http::HeadLimits head_limits;
   head_limits.max_head_bytes = limits.max_header_bytes;
   head_limits.max_headers = limits.max_headers;
@@ -44,6 +87,7 @@ void serve(std::string_view input, size_t piece) {
   auto stream = std::make_shared<ScriptedStream>(input, piece);
   RequestHandler echo = [&](Request request) -> awaitable<Response> {
     require(request.body.size() <= limits.max_body_bytes);
+    require(!request.source || request.body.size() <= kStreamAfter + 64);
     // What reached the handler passes the checks again, once Host is put back among the fields
     // (the server moved it to the authority; it also took Expect out, which they ignore).
     http::RequestHead head = request.head;
@@ -62,6 +106,13 @@ void serve(std::string_view input, size_t piece) {
       co_return response;
     }
     response.status = 200;
+    if (request.source) {
+      if (!co_await read_rest(*request.source, request.body)) co_return response;
+      const size_t declared = request.body.size() + request.body.size() % 2;
+      response.headers.push_back({"content-length", std::to_string(declared)});
+      response.source = std::make_shared<TwoPieces>(std::move(request.body));
+      co_return response;
+    }
     response.body = std::move(request.body);
     co_return response;
   };
@@ -73,7 +124,7 @@ void serve(std::string_view input, size_t piece) {
   require(out.empty() || out.starts_with("HTTP/1.1 ") || out.starts_with("HTTP/1.0 "));
 }
 
-void fetch(std::string_view input, size_t piece) {
+void fetch(std::string_view input, size_t piece, bool stream_bodies) {
   const Limits limits = small_limits();
 
   asio::io_context io;
@@ -87,12 +138,17 @@ void fetch(std::string_view input, size_t piece) {
           request.head.method = method;
           request.head.target = "/";
           request.head.authority = "svc";
-          if (std::string_view(method) == "POST") request.body = "hello";
+          if (std::string_view(method) == "POST") {
+            request.body = "hello";
+            if (stream_bodies) request.source = std::make_shared<TwoPieces>(" world");
+          }
+          if (stream_bodies) request.stream_response_after = kStreamAfter;
           auto response = co_await client.send(request);
           if (!response) break;
           require(response->status >= 100 && response->status <= 999);
           require(response->status >= 200 || response->status == 101);
           require(response->body.size() <= limits.max_body_bytes);
+          if (response->source && !co_await read_rest(*response->source, response->body)) break;
           if (!client.reusable()) break;
         }
       },
@@ -104,12 +160,13 @@ void fetch(std::string_view input, size_t piece) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  const size_t piece = 1 + (data[0] & 0x7f) % 64;  // heads and bodies cut anywhere
+  const size_t piece = 1 + data[0] % 64;  // heads and bodies cut anywhere
+  const bool stream_bodies = (data[0] & 0x40) != 0;
   const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
   if (data[0] & 0x80) {
-    fetch(input, piece);
+    fetch(input, piece, stream_bodies);
   } else {
-    serve(input, piece);
+    serve(input, piece, stream_bodies);
   }
   return 0;
 }

@@ -28,7 +28,33 @@ bool method_has_body(std::string_view method) {
   return method == "POST" || method == "PUT" || method == "PATCH";
 }
 
-Result<std::string> serialize_request(const Request& request) {
+// How a streamed request body (Request::source) goes out after the head.
+struct StreamedFraming {
+  std::optional<uint64_t> length;  // the Content-Length it declared; else chunked
+};
+
+// A valid Content-Length field of `headers`.
+std::optional<uint64_t> declared_length(const http::HeaderList& headers) {
+  auto v = http::find_header(headers, "content-length");
+  if (!v) return std::nullopt;
+  const std::string_view t = trim_ows(*v);
+  if (t.empty() || t.size() > 19 || t.find_first_not_of("0123456789") != t.npos) {
+    return std::nullopt;
+  }
+  return std::stoull(std::string(t));
+}
+
+// One chunk of a chunked body (nothing for empty data: a zero-size chunk would end it).
+void append_chunk(std::string& out, std::string_view data) {
+  if (data.empty()) return;
+  append_hex(out, data.size());
+  out.append("\r\n");
+  out.append(data);
+  out.append("\r\n");
+}
+
+Result<std::string> serialize_request(const Request& request,
+                                      const std::optional<StreamedFraming>& streamed) {
   const auto& head = request.head;
   if (!http::is_token(head.method)) return failf("invalid request method \"{}\"", head.method);
   if (!valid_target(head.target)) return failf("invalid request target \"{}\"", head.target);
@@ -50,15 +76,23 @@ Result<std::string> serialize_request(const Request& request) {
     if (!writable_field(h)) continue;
     out.append(h.name).append(": ").append(h.value).append("\r\n");
   }
+  if (streamed) {
+    // The head and the body's first bytes; the rest follows as the source yields it.
+    if (streamed->length) {
+      out.append("content-length: ");
+      append_decimal(out, *streamed->length);
+      out.append("\r\n\r\n");
+      out.append(request.body);
+    } else {
+      out.append("transfer-encoding: chunked\r\n\r\n");
+      append_chunk(out, request.body);
+    }
+    return out;
+  }
   const bool chunked = !request.trailers.empty();
   if (chunked) {
     out.append("transfer-encoding: chunked\r\n\r\n");
-    if (!request.body.empty()) {
-      append_hex(out, request.body.size());
-      out.append("\r\n");
-      out.append(request.body);
-      out.append("\r\n");
-    }
+    append_chunk(out, request.body);
     out.append("0\r\n");
     append_fields(out, request.trailers);
     out.append("\r\n");
@@ -151,6 +185,44 @@ class StreamedResponseBody final : public BodySource {
 
 }  // namespace
 
+namespace {
+
+// Sends the rest of a streamed request body as `source` yields it: raw up to the declared
+// `length` (`already` bytes of it sent), else as chunks, then the last chunk and its trailers.
+awaitable<Status> send_rest(Http1Client::Wire& w, BodySource& source,
+                            std::optional<uint64_t> length, uint64_t already) {
+  uint64_t sent = already;
+  std::string out;
+  for (;;) {
+    BodySource::Piece piece = co_await source.next();
+    if (!piece.error.empty()) co_return failf("request body failed: {}", piece.error);
+    sent += piece.data.size();
+    if (length && sent > *length) co_return fail("request body longer than its content-length");
+    out.clear();
+    if (length) {
+      out = std::move(piece.data);
+    } else {
+      append_chunk(out, piece.data);
+      if (piece.end) {
+        out.append("0\r\n");
+        append_fields(out, piece.trailers);
+        out.append("\r\n");
+      }
+    }
+    if (piece.end && length && sent != *length) {
+      co_return fail("request body shorter than its content-length");
+    }
+    if (!out.empty()) {
+      if (auto ec = co_await w.upstream.write_all(asio::buffer(out))) {
+        co_return fail(ec, "writing upstream request body");
+      }
+    }
+    if (piece.end) co_return Status{};
+  }
+}
+
+}  // namespace
+
 Http1Client::Http1Client(Duplex upstream, Limits limits)
     : wire_(std::make_shared<Wire>(std::move(upstream))), limits_(limits) {}
 
@@ -164,24 +236,34 @@ awaitable<Result<Response>> Http1Client::send(const Request& request) {
   // (The wire stays alive across the suspensions even if this client is dropped meanwhile.)
   const auto wire_ref = wire_;
   Wire& w = *wire_ref;
+  const Limits limits = limits_;
   if (!w.reusable) co_return fail("upstream connection is not reusable");
   w.reusable = false;  // until this exchange completes cleanly
-  auto out = serialize_request(request);
+  std::optional<StreamedFraming> streamed_body;
+  if (request.source) streamed_body = StreamedFraming{declared_length(request.head.headers)};
+  auto out = serialize_request(request, streamed_body);
   if (!out) co_return tl::unexpected(wrap(out.error(), "writing upstream request"));
   if (auto ec = co_await w.upstream.write_all(asio::buffer(*out))) {
     co_return fail(ec, "writing upstream request");
+  }
+  if (streamed_body) {
+    auto sent = co_await send_rest(w, *request.source, streamed_body->length, request.body.size());
+    if (!sent) {
+      w.upstream.abort();  // the upstream must not take a cut body for a whole one
+      co_return tl::unexpected(sent.error());
+    }
   }
   const bool head_request = request.head.method == "HEAD";
   const bool request_close = header_has_token(request.head.headers, "connection", "close");
   const size_t stream_after = head_request ? 0 : request.stream_response_after;
 
   for (;;) {
-    auto parser = std::make_unique<ResponseParser>(limits_.max_headers);
-    parser->header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
+    auto parser = std::make_unique<ResponseParser>(limits.max_headers);
+    parser->header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
     if (stream_after > 0) {
       parser->body_limit(boost::none);  // a long body streams
     } else {
-      parser->body_limit(limits_.max_body_bytes);
+      parser->body_limit(limits.max_body_bytes);
     }
     parser->eager(true);
     parser->skip(head_request);
@@ -210,7 +292,7 @@ awaitable<Result<Response>> Http1Client::send(const Request& request) {
       if (ec != bhttp::error::need_more) {
         co_return failf("malformed upstream response: {}", ec.message());
       }
-      if (w.buffer.size() > limits_.max_header_bytes) {
+      if (w.buffer.size() > limits.max_header_bytes) {
         co_return fail(parser->is_header_done() ? "upstream chunk line or trailers too large"
                                                 : "upstream response head too large");
       }
@@ -231,7 +313,7 @@ awaitable<Result<Response>> Http1Client::send(const Request& request) {
     http::remove_header(res.headers, "transfer-encoding");  // the body is no longer chunked
     res.body = std::exchange(parser->body, std::string());
     if (streamed) {
-      res.source = std::make_shared<StreamedResponseBody>(wire_ref, std::move(parser), limits_,
+      res.source = std::make_shared<StreamedResponseBody>(wire_ref, std::move(parser), limits,
                                                           !request_close);
       co_return res;
     }

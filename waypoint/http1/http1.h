@@ -23,10 +23,20 @@ namespace zt::waypoint::http1 {
 // - `Expect: 100-continue` with a body: "100 Continue" is sent before the body is read; the
 //   Expect header is not passed on.
 // - Request bodies (Content-Length or chunked, trailers kept) are read whole, at most
-//   limits.max_body_bytes (413).
+//   limits.max_body_bytes (413); with limits.stream_bodies_after (not 0), a body that grows past
+//   that size goes to the handler then, with what arrived in Request::body and the rest read
+//   from the downstream as the handler pulls Request::source (its trailers at its end; it fails
+//   on a broken body, the downstream's end (DC) or the stream idle timeout (SI), which also
+//   cancel the handler). The next request is read only after such a body was read to its end;
+//   if the handler answers without that, the connection ends after the answer.
 // - Responses are written with Content-Length (or no body for HEAD, 1xx, 204, 304); the
 //   response's hop-by-hop headers are removed first. A response with `upgraded` set is written
-//   as it is (101 with its Upgrade/Connection headers), then `upgraded` runs.
+//   as it is (101 with its Upgrade/Connection headers), then `upgraded` runs. A streamed
+//   response (Response::source) is written as it comes: under the Content-Length it declares,
+//   else chunked (with its trailers), or for HTTP/1.0 delimited by the close. While it comes
+//   the downstream is watched as while a handler runs, and a piece that takes longer than
+//   stream_idle_timeout cuts it; a source that fails, or a body that breaks its Content-Length,
+//   aborts the connection (the only way HTTP/1.1 can tell the client).
 // - An `Upgrade` request header (WebSocket) reaches the handler with its Upgrade and Connection
 //   headers intact (the proxy decides); an upgrade request with a body is refused (400).
 // - `limits` is copied when serve_http1 is called (a temporary is fine).
@@ -54,7 +64,10 @@ class Http1Client {
   explicit Http1Client(Duplex upstream, Limits limits = {});
 
   // Writes `request` (HTTP/1.1, Host from head.authority, body with Content-Length, or chunked
-  // when it has trailers) and reads the response: 1xx other than 101 skipped, body read whole
+  // when it has trailers; a request.source after request.body as it yields, under the
+  // Content-Length the request declares, else chunked with the source's trailers; a source that
+  // fails or breaks that length fails the exchange and aborts the connection) and reads the
+  // response: 1xx other than 101 skipped, body read whole
   // (Content-Length, chunked, or until close), at most limits.max_body_bytes. Errors: the
   // connection failed or closed before a complete response ("upstream connection closed"), or
   // the response was malformed or too large. After an error the client is not reusable.

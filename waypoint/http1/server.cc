@@ -43,6 +43,8 @@ Wait shorter(Wait a, Wait b) {
   return std::min(*a, *b);
 }
 
+struct StreamedRequest;
+
 struct Rejected {
   int status;
   std::string reason;
@@ -55,6 +57,7 @@ struct ReadOutcome {
   std::optional<Rejected> rejected;
   bool keep_alive = false;
   bool upgrade = false;
+  std::shared_ptr<StreamedRequest> streamed;  // the request's body streams (Request::source)
 };
 
 // The head as check_request_head wants it, split by hand (used when Beast refused a head whose
@@ -114,12 +117,99 @@ struct Watch {
   }
   // Also called by the session itself when a handler starts after the end: the cancellation
   // then stays on the session coroutine, so the handler's first wait ends at once.
-  void cancel_handler() {
+  void cancel_handler(std::string_view flag = "DC",
+                      std::string why = "the downstream connection ended") {
     if (gone->happened()) return;
-    gone->flag = "DC";
-    gone->why = "the downstream connection ended";
+    gone->flag = flag;
+    gone->why = std::move(why);
     signal.emit(asio::cancellation_type::terminal);
   }
+};
+
+// A request body past Limits::stream_bodies_after, read from the downstream as the handler
+// pulls it (Request::source): the parser goes on where read_request left it, with the bytes
+// read past the head. What it reads past the body (a pipelined request) goes back to the
+// session once the body has ended; a body the handler left unread, or that broke, ends the
+// connection after the answer (its framing is lost).
+struct StreamedRequest {
+  Duplex stream;  // the downstream (a handle of its own: a read may outlive the session)
+  std::string buffer;
+  std::unique_ptr<RequestParser> parser;
+  Limits limits;
+  std::shared_ptr<Watch> watch;  // null: not watched
+  bool reading = false;          // a read of the downstream is pending
+  bool ended = false;            // the body ended whole
+  bool failed = false;
+  bool closed = false;  // the session is done with the request: nothing more is read
+};
+
+class StreamedRequestBody final : public BodySource {
+ public:
+  explicit StreamedRequestBody(std::shared_ptr<StreamedRequest> st) : st_(std::move(st)) {}
+
+  awaitable<Piece> next() override {
+    const auto keep = st_;
+    StreamedRequest& st = *keep;
+    RequestParser& parser = *st.parser;
+    if (st.ended || st.failed) co_return failed("body already ended");
+    if (st.closed || st.reading) co_return failed("the request is no longer being read");
+    for (;;) {
+      if (!parser.body.empty()) {
+        Piece piece;
+        piece.data = std::exchange(parser.body, std::string());
+        co_return piece;
+      }
+      if (parser.is_done()) {
+        st.ended = true;
+        Piece piece;
+        piece.end = true;
+        piece.trailers = std::move(parser.trailers);
+        co_return piece;
+      }
+      const error_code ec = feed(parser, st.buffer);
+      if (!ec || !parser.body.empty()) continue;  // what it parsed goes out first
+      if (ec == bhttp::error::header_limit) co_return failed("request trailers too large");
+      if (ec != bhttp::error::need_more) {
+        co_return failed(fmt::format("invalid request body: {}", ec.message()));
+      }
+      if (st.buffer.size() > st.limits.max_header_bytes) {
+        co_return failed("request chunk line or trailers too large");
+      }
+      st.reading = true;
+      const std::optional<error_code> rec =
+          co_await read_more_within(st.stream, st.buffer, limit_of(st.limits.stream_idle_timeout));
+      st.reading = false;
+      if (!rec) {
+        // As Envoy's stream idle timeout: the request is given up (its handler cancelled).
+        gone(co_await asio::this_coro::executor, "SI",
+             "the stream idle timeout passed inside the request body");
+        co_return failed("stream idle timeout inside the request body");
+      }
+      if (*rec) {
+        gone(co_await asio::this_coro::executor, "DC",
+             "the downstream connection ended inside the request body");
+        co_return failed(
+            fmt::format("the downstream ended inside the request body: {}", rec->message()));
+      }
+    }
+  }
+
+ private:
+  Piece failed(std::string why) {
+    if (!st_->ended) st_->failed = true;
+    Piece piece;
+    piece.error = std::move(why);
+    return piece;
+  }
+  // The downstream went away: its handler is told and cancelled (posted: this runs inside it).
+  void gone(const asio::any_io_executor& ex, std::string_view flag, std::string why) {
+    if (!st_->watch || st_->closed) return;
+    asio::post(ex, [watch = st_->watch, flag = std::string(flag), why = std::move(why)]() mutable {
+      if (watch->handling) watch->cancel_handler(flag, std::move(why));
+    });
+  }
+
+  std::shared_ptr<StreamedRequest> st_;
 };
 
 class Session {
@@ -161,6 +251,21 @@ class Session {
         }
         res = local_response(500, "internal error");
         in.keep_alive = false;
+      }
+      if (const auto& body = in.streamed) {
+        // The session reads again only after a body read to its end (the bytes past it are
+        // the next request's); else the connection ends after this answer.
+        body->closed = true;
+        if (body->ended) {
+          buffer_ = std::move(body->buffer);
+        } else {
+          in.keep_alive = false;
+          if (body->reading) {
+            // (An attempt given up still waits for its bytes: the stream has a reader.)
+            stream_.abort();
+            co_return;
+          }
+        }
       }
       if (watch_) {
         watch_->handling = false;
@@ -306,9 +411,16 @@ class Session {
     }
 
     // 2. Beast parses the head; then the field checks.
-    RequestParser parser(limits_.max_headers);
+    // (On the heap: a streamed body's reader takes it over.)
+    auto parser_owned = std::make_unique<RequestParser>(limits_.max_headers);
+    RequestParser& parser = *parser_owned;
     parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes + kBeastHeadSlack));
-    parser.body_limit(limits_.max_body_bytes);
+    const size_t stream_after = limits_.stream_bodies_after;
+    if (stream_after > 0) {
+      parser.body_limit(boost::none);  // a long body streams
+    } else {
+      parser.body_limit(limits_.max_body_bytes);
+    }
     parser.eager(false);
     error_code ec;
     const size_t used = parser.put(asio::buffer(buffer_.data(), head_end), ec);
@@ -342,7 +454,7 @@ class Session {
         framing->kind == http::BodyFraming::Kind::kChunked ||
         (framing->kind == http::BodyFraming::Kind::kContentLength && framing->content_length > 0);
     if (out.upgrade && has_body) co_return reject(400, "upgrade_with_body");
-    if (framing->kind == http::BodyFraming::Kind::kContentLength &&
+    if (stream_after == 0 && framing->kind == http::BodyFraming::Kind::kContentLength &&
         framing->content_length > limits_.max_body_bytes) {
       co_return reject(413, "request_body_too_large");
     }
@@ -362,11 +474,22 @@ class Session {
       if (co_await stream_.write_all(asio::buffer(kContinue))) co_return ReadOutcome{};
     }
 
-    // 4. The body, whole.
+    // 4. The body, whole; or, once it passes stream_bodies_after, what is here, the rest read
+    // as the handler pulls it.
     parser.eager(true);
     for (;;) {
       ec = feed(parser, buffer_);
       if (!ec) break;
+      if (stream_after > 0 && parser.body.size() > stream_after && parser.is_header_done()) {
+        out.streamed = std::make_shared<StreamedRequest>(StreamedRequest{
+            .stream = stream_,
+            .buffer = std::exchange(buffer_, std::string()),
+            .parser = nullptr,
+            .limits = limits_,
+            .watch = watch_,
+        });
+        break;
+      }
       if (ec == bhttp::error::body_limit) co_return reject(413, "request_body_too_large");
       if (ec == bhttp::error::header_limit) co_return reject(431, "trailers_too_large");
       if (ec != bhttp::error::need_more) {
@@ -391,8 +514,13 @@ class Session {
     if (auto host = http::find_header(head.headers, "host")) head.authority = std::string(*host);
     http::remove_header(head.headers, "host");
     req.head = std::move(head);
-    req.body = std::move(parser.body);
-    req.trailers = std::move(parser.trailers);
+    req.body = std::exchange(parser.body, std::string());
+    if (out.streamed) {
+      out.streamed->parser = std::move(parser_owned);
+      req.source = std::make_shared<StreamedRequestBody>(out.streamed);
+    } else {
+      req.trailers = std::move(parser.trailers);
+    }
     out.request = std::move(req);
     co_return out;
   }
@@ -534,26 +662,51 @@ class Session {
       return false;
     };
     if (!add(res.body)) co_return broken("longer than its content-length");
-    for (;;) {
-      if (!out.empty()) {
-        if (!co_await write_within_idle(out)) co_return false;
-        out.clear();
+    // While the body comes the downstream is watched as while a handler runs: its end stops
+    // the body (DC), and so does a body with no piece for the stream idle timeout (SI), as
+    // Envoy's stream idle timeout (the upstream stays held by the body until then).
+    struct Unwatch {
+      Watch* watch;
+      ~Unwatch() {
+        if (watch != nullptr) watch->handling = false;
       }
-      BodySource::Piece piece;
-      try {
-        piece = co_await source->next();
-      } catch (const std::exception& e) {
-        co_return broken(e.what());
-      }
-      if (!piece.error.empty()) co_return broken(piece.error);
-      if (!add(piece.data)) co_return broken("longer than its content-length");
-      if (!piece.end) continue;
-      source.reset();
-      if (length && sent != *length) co_return broken("shorter than its content-length");
-      if (chunked) append_last_chunk(out, piece.trailers);
-      if (!out.empty() && !co_await write_within_idle(out)) co_return false;
-      break;
+    } unwatch{watch_.get()};
+    if (watch_) {
+      watch_->handling = true;
+      if (watch_->ended) watch_->cancel_handler();
     }
+    const auto ex = co_await asio::this_coro::executor;
+    try {
+      for (;;) {
+        if (!out.empty()) {
+          if (!co_await write_within_idle(out)) co_return false;
+          out.clear();
+        }
+        BodySource::Piece piece;
+        {
+          std::optional<asio::steady_timer> idle;
+          if (watch_ && limits_.stream_idle_timeout.count() > 0) {
+            idle.emplace(ex, limits_.stream_idle_timeout);
+            idle->async_wait([watch = watch_](error_code ec) {
+              if (!ec) watch->cancel_handler("SI", "the stream idle timeout cut the response");
+            });
+          }
+          piece = co_await source->next();
+        }
+        if (watch_ && watch_->gone->happened()) co_return broken(watch_->gone->why);
+        if (!piece.error.empty()) co_return broken(piece.error);
+        if (!add(piece.data)) co_return broken("longer than its content-length");
+        if (!piece.end) continue;
+        source.reset();
+        if (length && sent != *length) co_return broken("shorter than its content-length");
+        if (chunked) append_last_chunk(out, piece.trailers);
+        if (!out.empty() && !co_await write_within_idle(out)) co_return false;
+        break;
+      }
+    } catch (const std::exception& e) {
+      co_return broken(e.what());  // (cancelled: the downstream went away)
+    }
+    if (watch_) watch_->handling = false;
     if (!keep_alive) {
       co_await close();
       co_return false;

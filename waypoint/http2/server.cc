@@ -165,6 +165,14 @@ class ServerConnection final : public Session,
   // answer the server gave it itself, else 0): its handler is told (DownstreamGone) and
   // cancelled. Only the first reason counts.
   void downstream_gone(ServerStream& s, std::string_view flag, int status, std::string why);
+  // Whether a request whose body reaches `size` bytes with DATA of `len` may go to its handler
+  // now: not when those bytes break its Content-Length or the connection's budget (the
+  // buffered path refuses it then, before any handler runs: 400, or REFUSED_STREAM).
+  bool may_stream(const ServerStream& s, uint64_t size, size_t len) const {
+    if (s.content_length && size > *s.content_length) return false;
+    const size_t budget = limits_.max_connection_body_bytes;
+    return budget == 0 || body_bytes_ + len <= budget;
+  }
   // A request dispatched before its body ended: the handler has what arrived so far in
   // Request::body and reads the rest from Request::source.
   void dispatch_streamed(ServerStream& s);
@@ -287,7 +295,8 @@ struct ServerConnection::Callbacks {
     }
     if (s != nullptr && !s->responded && !s->rejection && !s->dispatched &&
         c.limits_.stream_bodies_after > 0 &&
-        s->request.body.size() + len > c.limits_.stream_bodies_after) {
+        s->request.body.size() + len > c.limits_.stream_bodies_after &&
+        c.may_stream(*s, s->request.body.size() + len, len)) {
       // Too long to buffer: the handler gets what is here and reads the rest as it arrives.
       c.dispatch_streamed(*s);
       c.on_streamed_data(*s, data, len);
@@ -298,6 +307,10 @@ struct ServerConnection::Callbacks {
     if (s != nullptr && s->in) s->in_bytes += len;  // a streamed body given up: still counted
     if (s == nullptr || s->responded || s->rejection || s->dispatched) return 0;
     s->last_progress = Clock::now();
+    if (s->content_length && s->request.body.size() + len > *s->content_length) {
+      c.reject(*s, 400, "http2.content_length_mismatch");
+      return 0;
+    }
     if (s->request.body.size() + len > c.limits_.max_body_bytes) {
       c.reject(*s, 413, "http2.request_body_too_large");
       return 0;

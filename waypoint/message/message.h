@@ -2,13 +2,15 @@
 // (waypoint/http1, waypoint/http2) turn bytes into these and back; the proxy (waypoint/proxy)
 // routes, filters and forwards them.
 //
-// Bodies are buffered whole, up to Limits::max_body_bytes: a retry or a mirror needs the request
-// body again. The exceptions: after a 101 (WebSocket) the bytes are relayed, not buffered; a
-// response can be streamed (Response::source): its head comes first, which is all a retry
-// decision looks at (as in Envoy), and its body follows piece by piece; and a gRPC request can be
-// streamed (Request::source), kept for a retry only up to Limits::retry_buffer_bytes. The proxy
-// streams gRPC both ways from HTTP/2 to HTTP/2, so client-, server- and bidirectional-streaming
-// calls work through the waypoint.
+// Bodies are buffered whole up to Limits::stream_bodies_after (the waypoint: 64 KiB), so that a
+// retry or a mirror has the request body again; past that a body is streamed (Envoy streams
+// every body). Streaming: after a 101 (WebSocket) the bytes are relayed; a response can be
+// streamed (Response::source): its head comes first, which is all a retry decision looks at (as
+// in Envoy), and its body follows piece by piece after what Response::body holds; a request can
+// be streamed (Request::source), kept for a retry only up to Limits::retry_buffer_bytes. gRPC
+// streams both ways from its head (HTTP/2 to HTTP/2), so client-, server- and
+// bidirectional-streaming calls work through the waypoint; any other body streams once it
+// passes stream_bodies_after, over HTTP/1.1 and HTTP/2.
 #pragma once
 
 #include <chrono>
@@ -43,8 +45,9 @@ struct Limits {
   // idle_timeout, 1 h); HTTP/2 says GOAWAY first.
   std::chrono::milliseconds idle_timeout{3'600'000};
   // HTTP/2: request body bytes held at once on one connection, all streams together (a body
-  // counts until its handler returns); a stream whose DATA would pass it is reset with
-  // REFUSED_STREAM (it was not processed).
+  // counts until its handler returns; a streamed one while unread); a stream whose DATA would
+  // pass it is reset with REFUSED_STREAM while it was not handed to its handler (it was not
+  // processed), else with ENHANCE_YOUR_CALM.
   size_t max_connection_body_bytes = 32 * 1024 * 1024;
   // HTTP/2 server: a gRPC request (content-type application/grpc...) goes to the handler at
   // its head, its body following through Request::source as it arrives (client and
@@ -55,11 +58,11 @@ struct Limits {
   // answer has begun or a waiting mirror has it (Envoy's default buffer limit); a longer one is
   // neither retried nor mirrored.
   size_t retry_buffer_bytes = 1024 * 1024;
-  // A body longer than this is streamed instead of buffered whole, so that no size bounds it
-  // (Envoy streams every body): serve_http2 hands such a request to the handler once this much
-  // is in, the rest following through Request::source; Http2Client answers a request that
-  // asks for it (Request::stream_response_after) the same way. 0: bodies are buffered whole,
-  // up to max_body_bytes.
+  // A request body longer than this is streamed instead of buffered whole, so that no size
+  // bounds it (Envoy streams every body): serve_http2 and serve_http1 hand such a request to the
+  // handler once this much is in, the rest following through Request::source. (Http2Client and
+  // Http1Client do the same for a response when the request asks, with
+  // Request::stream_response_after.) 0: bodies are buffered whole, up to max_body_bytes.
   size_t stream_bodies_after = 0;
 };
 
@@ -120,14 +123,15 @@ struct Request {
   std::string body;
   http::HeaderList trailers;  // HTTP/2 (gRPC) or chunked HTTP/1.1 trailers
   // For an upstream client (Http2Client): answer as soon as the response head is in, with the
-  // body to follow through Response::source.
+  // body to follow through Response::source (gRPC).
   bool stream_response = false;
   // For an upstream client: a response body longer than this is not buffered whole; the answer
   // comes once that much is in, its first bytes in Response::body and the rest through
   // Response::source. 0: buffered whole (up to Limits::max_body_bytes).
   size_t stream_response_after = 0;
-  // A streamed request body (serve_http2 with Limits::stream_grpc_requests; Http2Client sends
-  // one): the body (and trailers) come from here, after `body` (usually empty).
+  // A streamed request body (from serve_http2 or serve_http1: a gRPC one from its head, any
+  // other past Limits::stream_bodies_after; Http2Client and Http1Client send one): the body
+  // (and trailers) come from here, after `body`.
   std::shared_ptr<BodySource> source;
   // Set by serve_http2: filled in when the downstream goes away before the answer is out, just
   // before the handler is cancelled.
@@ -139,8 +143,8 @@ struct Response {
   http::HeaderList headers;  // regular headers only (no :status)
   std::string body;
   http::HeaderList trailers;  // gRPC's grpc-status / grpc-message live here
-  // A streamed response: the body (and trailers) come from here, after `body` (usually empty).
-  // Only serve_http2 sends such a response; the proxy returns one only to an HTTP/2 downstream.
+  // A streamed response: the body (and trailers) come from here, after `body` (serve_http2 and
+  // serve_http1 send such a response).
   std::shared_ptr<BodySource> source;
 
   // Set only on a 101 answer to an upgrade: after the codec has written the response head it

@@ -93,7 +93,8 @@ struct RequestProgress {
   async::Event ended;                                // notified then
 };
 
-// A streamed request body (gRPC) shared by the attempts of its request. Each attempt reads it
+// A streamed request body (gRPC, or any body too long to buffer) shared by the attempts of its
+// request. Each attempt reads it
 // through a reader of its own, which replays what earlier attempts took (kept up to `limit`
 // bytes), then pulls on from the downstream; one pull at a time, whichever reader asks. Once
 // the answer has begun (commit) nothing more is kept, and a body longer than `limit` is not kept
@@ -339,6 +340,11 @@ class ConnectionHeldBody final : public BodySource {
   }
   awaitable<Piece> next() override {
     auto keep = inner_;
+    if (!keep) {
+      Piece ended;
+      ended.error = "body already ended";
+      co_return ended;
+    }
     Piece piece = co_await keep->next();
     if (piece.end && h1_.client && h1_.client->reusable() &&
         dest_->limiter.connection_reusable(h1_.served)) {
@@ -368,6 +374,15 @@ class ConnectionHeldBody final : public BodySource {
 awaitable<bool> cancelled() {
   auto state = co_await asio::this_coro::cancellation_state;
   co_return state.cancelled() != asio::cancellation_type::none;
+}
+
+// The attempt's request on its HTTP/1.1 client; a streamed body is read through a reader of
+// its own (a copy of the request carries it).
+awaitable<Result<Response>> send_http1(AttemptSlot& slot) {
+  if (!slot.body) co_return co_await slot.h1.client->send(*slot.request);
+  Request request = *slot.request;
+  request.source = slot.body->reader();
+  co_return co_await slot.h1.client->send(request);
 }
 
 awaitable<void> run_attempt(std::shared_ptr<AttemptSlot> slot) {
@@ -434,8 +449,10 @@ awaitable<void> run_attempt(std::shared_ptr<AttemptSlot> slot) {
     finish();
     co_return;
   }
-  slot->result = co_await slot->h1.client->send(*slot->request);
-  bool again = !*slot->result && reused && !slot->abandoned;
+  slot->result = co_await send_http1(*slot);
+  // (A streamed body goes again only while it is kept whole for another attempt.)
+  bool again =
+      !*slot->result && reused && !slot->abandoned && (!slot->body || slot->body->replayable());
   if (again) again = !(co_await cancelled());
   if (again) {
     // A kept-alive connection the endpoint had closed meanwhile: once more on a new one, which
@@ -452,7 +469,7 @@ awaitable<void> run_attempt(std::shared_ptr<AttemptSlot> slot) {
     }
     slot->h1 = new_http1(std::move(*stream), *slot);
     slot->h1.on_close = std::exchange(place.give, nullptr);
-    if (!slot->abandoned) slot->result = co_await slot->h1.client->send(*slot->request);
+    if (!slot->abandoned) slot->result = co_await send_http1(*slot);
   }
   bool upgraded = *slot->result && (*slot->result)->status == 101;
   if (!upgraded) {

@@ -849,7 +849,8 @@ TEST_F(WaypointChainTest, BodiesOfAnySizeStreamThroughTheWaypoint) {
   ASSERT_TRUE(down) << down.error().describe();
   EXPECT_EQ(down->status, 200);
   EXPECT_EQ(body_digest(down->body), body_digest(large));
-  // HTTP/1.1, on one keep-alive connection: the download's upstream connection serves again.
+  // HTTP/1.1, on one keep-alive connection: after a download its upstream connection serves
+  // again; then an upload.
   auto h1 = ChainHttpConnection::open(chain_->client().socks5, chain_->vip("h2"), 30s);
   ASSERT_TRUE(h1) << h1.error().describe();
   (*h1)->host = "h2.default.svc.cluster.local";
@@ -860,18 +861,23 @@ TEST_F(WaypointChainTest, BodiesOfAnySizeStreamThroughTheWaypoint) {
   auto h1_small = (*h1)->request("GET", "/download/10");
   ASSERT_TRUE(h1_small) << h1_small.error().describe();
   EXPECT_EQ(h1_small->body, large.substr(0, 10));
+  auto h1_up = (*h1)->request("POST", "/upload", {}, large);
+  ASSERT_TRUE(h1_up) << h1_up.error().describe();
+  EXPECT_EQ(h1_up->status, 200);
+  EXPECT_EQ(h1_up->body, body_digest(large));
   // An HTTP/1.1 upstream whose body breaks after the answer began: the client's connection is
   // cut (no other way to tell it), and the waypoint records the upstream's failure (UC).
   auto cut = (*h1)->request("GET", "/cut/1048576");
   EXPECT_FALSE(cut) << "a cut body must not look complete";
-  EXPECT_EQ(backend->hits.load(), 5);
+  EXPECT_EQ(backend->hits.load(), 6);
 
   // Counted whole: every byte in the size histograms, once per request.
   const std::vector<std::string> whole = {"response_code=\"200\"", "response_flags=\"-\""};
-  EXPECT_TRUE(requests_reach(whole, 4));
+  EXPECT_TRUE(requests_reach(whole, 5));
   EXPECT_TRUE(requests_reach({"response_flags=\"UC\""}, 1)) << chain_->waypoint_metrics_text();
-  EXPECT_GE(waypoint_metric("istio_request_bytes_sum", whole), static_cast<double>(kLarge));
-  EXPECT_LT(waypoint_metric("istio_request_bytes_sum", whole), static_cast<double>(kLarge + 4096));
+  EXPECT_GE(waypoint_metric("istio_request_bytes_sum", whole), static_cast<double>(2 * kLarge));
+  EXPECT_LT(waypoint_metric("istio_request_bytes_sum", whole),
+            static_cast<double>(2 * kLarge + 4096));
   EXPECT_GE(waypoint_metric("istio_response_bytes_sum", whole), static_cast<double>(2 * kLarge));
   EXPECT_LT(waypoint_metric("istio_response_bytes_sum", whole),
             static_cast<double>(2 * kLarge + 4096));

@@ -2,6 +2,7 @@
 // client wrote and answers with exact bytes.
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -188,6 +189,37 @@ TEST(Http1Client, AStreamedBodyCutShortIsAnError) {
   ASSERT_TRUE(ex->responses[0]) << ex->responses[0].error().describe();
   EXPECT_EQ(ex->responses[0]->body.size(), 10'000u);
   EXPECT_EQ(ex->body_errors, (std::vector<std::string>{"upstream connection closed in mid-body"}));
+  EXPECT_FALSE(ex->reusable[0]);
+}
+
+// A streamed request body (Request::source) goes out after Request::body: raw under the
+// Content-Length it declared, else chunked with its trailers; one that breaks its declared
+// length is not sent as whole.
+TEST(Http1Client, AStreamedRequestBodyIsSentAsItComes) {
+  auto with_length = make_request("POST", "/len", "head-");
+  with_length.head.headers.push_back({"content-length", "13"});
+  with_length.source = std::make_shared<PiecesBody>(std::vector<std::string>{"ab", "", "cdefgh"},
+                                                    http::HeaderList{}, false);
+  auto chunked = make_request("POST", "/chunked", "head-");
+  chunked.source = std::make_shared<PiecesBody>(std::vector<std::string>{"ab", "cd"},
+                                                http::HeaderList{{"x-t", "1"}});
+  auto ex = run_exchange({with_length, chunked}, {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na",
+                                                  "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"});
+  ASSERT_EQ(ex->requests.size(), 2u);
+  EXPECT_TRUE(ex->requests[0].has("content-length: 13")) << ex->requests[0].head;
+  EXPECT_EQ(ex->requests[0].body, "head-abcdefgh");
+  EXPECT_TRUE(ex->requests[1].has("transfer-encoding: chunked")) << ex->requests[1].head;
+  EXPECT_EQ(ex->requests[1].body, "5\r\nhead-\r\n2\r\nab\r\n2\r\ncd\r\n0\r\nx-t: 1\r\n\r\n");
+  ASSERT_EQ(ex->responses.size(), 2u);
+  EXPECT_TRUE(ex->responses[1] && ex->responses[1]->body == "b");
+
+  auto too_long = make_request("POST", "/len", "head-");
+  too_long.head.headers.push_back({"content-length", "6"});
+  too_long.source =
+      std::make_shared<PiecesBody>(std::vector<std::string>{"ab"}, http::HeaderList{});
+  ex = run_exchange({too_long}, {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"});
+  ASSERT_EQ(ex->responses.size(), 1u);
+  EXPECT_FALSE(ex->responses[0]);
   EXPECT_FALSE(ex->reusable[0]);
 }
 

@@ -56,6 +56,15 @@ class Http1OverHbone : public ::testing::Test {
   // The handler: "/hold" waits up to 10 s (its cancellation ends the wait) unless the downstream
   // is gone already, anything else is answered at once.
   awaitable<Response> handle(Request r) {
+    if (r.head.target == "/stall") {
+      // "first", then a body that never goes on.
+      stall_gone_ = r.gone;
+      Response res;
+      res.status = 200;
+      res.body = "first";
+      res.source = std::make_shared<StallingBody>(this);
+      co_return res;
+    }
     Seen s;
     s.target = r.head.target;
     s.gone_at_start = r.gone && r.gone->happened();
@@ -75,9 +84,27 @@ class Http1OverHbone : public ::testing::Test {
     co_return local_response(200, "ok");
   }
 
+  // A response body whose next piece never comes (its wait ends only when cancelled).
+  class StallingBody final : public BodySource {
+   public:
+    explicit StallingBody(Http1OverHbone* test) : test_(test) {}
+    ~StallingBody() override { ++test_->stalls_dropped_; }
+    awaitable<Piece> next() override {
+      asio::steady_timer t(co_await asio::this_coro::executor, 10s);
+      auto [ec] = co_await t.async_wait(kTuple);
+      if (ec == asio::error::operation_aborted) ++test_->stalls_cancelled_;
+      Piece p;
+      p.error = "stalled";
+      co_return p;
+    }
+
+   private:
+    Http1OverHbone* test_;
+  };
+
   awaitable<void> session(std::shared_ptr<h2::Stream> st) {
     Duplex downstream = Duplex::of(st);
-    co_await serve_http1(downstream, "", Limits{},
+    co_await serve_http1(downstream, "", limits_,
                          [this](Request r) { return handle(std::move(r)); });
     ++sessions_ended_;
     co_await downstream.shutdown_write();
@@ -157,6 +184,10 @@ class Http1OverHbone : public ::testing::Test {
   std::vector<Seen> seen_;
   int waiting_ = 0;  // handlers that began their wait
   int sessions_ended_ = 0;
+  Limits limits_;
+  std::shared_ptr<DownstreamGone> stall_gone_;  // "/stall"'s
+  int stalls_cancelled_ = 0;                    // StallingBody waits cut short
+  int stalls_dropped_ = 0;                      // StallingBody objects destroyed
 };
 
 constexpr std::string_view kFast = "GET /fast HTTP/1.1\r\nHost: reviews\r\n\r\n";
@@ -235,6 +266,43 @@ TEST_F(Http1OverHbone, TheCallersCancellationReachesTheHandler) {
     co_return;
   });
   EXPECT_EQ(seen.flag, "");
+}
+
+// A streamed answer whose body stalls holds its upstream only while the downstream is there:
+// the client's end stops it (DC), and so does the stream idle timeout (SI); either way the
+// body is dropped and the session ends.
+TEST_F(Http1OverHbone, AStalledStreamedAnswerEndsWithTheClientOrTheStreamIdleTimeout) {
+  for (const bool client_ends : {true, false}) {
+    SCOPED_TRACE(client_ends ? "the client ends its side" : "the stream idle timeout");
+    limits_.stream_idle_timeout = client_ends ? 10s : 300ms;
+    stall_gone_.reset();
+    stalls_cancelled_ = stalls_dropped_ = sessions_ended_ = 0;
+    const auto start = Clock::now();
+    zt::testing::run_coroutine(io_, [&]() -> awaitable<void> {
+      auto st = co_await open();
+      if (!st) co_return;
+      co_await send(*st, "GET /stall HTTP/1.1\r\nHost: reviews\r\n\r\n");
+      std::string got;
+      char buf[4096];
+      while (got.find("first") == std::string::npos) {
+        auto [ec, n] = co_await st->read_some_until(asio::buffer(buf), Clock::now() + 5s);
+        got.append(buf, n);
+        if (ec) break;
+      }
+      EXPECT_NE(got.find("transfer-encoding: chunked"), std::string::npos) << got;
+      EXPECT_NE(got.find("5\r\nfirst\r\n"), std::string::npos) << got;
+      if (client_ends) co_await st->shutdown_write();
+      got = co_await read_to_end(*st);
+      EXPECT_EQ(got.find("0\r\n\r\n"), std::string::npos) << "the body must not look whole";
+      co_await until([this] { return sessions_ended_ == 1; });
+    });
+    EXPECT_EQ(sessions_ended_, 1);
+    EXPECT_LT(Clock::now() - start, 4s);
+    EXPECT_EQ(stalls_cancelled_, 1) << "the body's pull was cut short";
+    EXPECT_EQ(stalls_dropped_, 1);
+    ASSERT_TRUE(stall_gone_);
+    EXPECT_EQ(stall_gone_->flag, client_ends ? "DC" : "SI");
+  }
 }
 
 }  // namespace

@@ -6,10 +6,12 @@
 #include <fstream>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "tests/integration/waypoint_http1/test_util.h"
@@ -587,32 +589,6 @@ awaitable<Response> throwing_handler(Request) {
   co_return Response{};
 }
 
-// A response body given piece by piece (Response::source), then its end with `trailers`, or,
-// with `fail`, an error after the pieces.
-class PiecesBody final : public BodySource {
- public:
-  PiecesBody(std::vector<std::string> pieces, http::HeaderList trailers, bool fail)
-      : pieces_(std::move(pieces)), trailers_(std::move(trailers)), fail_(fail) {}
-  awaitable<Piece> next() override {
-    Piece p;
-    if (next_ < pieces_.size()) {
-      p.data = pieces_[next_++];
-    } else if (fail_) {
-      p.error = "upstream broke";
-    } else {
-      p.end = true;
-      p.trailers = trailers_;
-    }
-    co_return p;
-  }
-
- private:
-  std::vector<std::string> pieces_;
-  http::HeaderList trailers_;
-  bool fail_;
-  size_t next_ = 0;
-};
-
 // "/chunked": "pre-" then three pieces and trailers, no length; "/length": a declared
 // Content-Length of 10, "01234" then "56789"; "/short": a declared 10 and only 5 bytes;
 // "/broken": one piece, then the source fails.
@@ -680,6 +656,89 @@ TEST(Http1Server, StreamedResponsesAreFramedAndABrokenBodyCutsTheConnection) {
     EXPECT_TRUE(rest.find("transfer-encoding") == std::string::npos) << rest;
     EXPECT_TRUE(rest.ends_with("\r\n\r\npre-abb")) << "delimited by the close: " << rest;
     EXPECT_TRUE(co_await closed_and_finished(client3, end3.finished));
+  });
+}
+
+// "/read": reads the whole body and answers "<bytes in Request::body> <bytes from the source>
+// <trailer x-t or -> <error or ok>"; "/ignore": answers at once without reading it.
+awaitable<Response> body_reading_handler(Request req) {
+  Response r;
+  r.status = 200;
+  if (req.head.target == "/ignore") {
+    r.body = "ignored";
+    co_return r;
+  }
+  size_t rest = 0;
+  std::string error = "ok";
+  http::HeaderList trailers = req.trailers;
+  while (req.source) {
+    auto piece = co_await req.source->next();
+    rest += piece.data.size();
+    if (piece.end) trailers = std::move(piece.trailers);
+    if (!piece.error.empty()) error = "error";
+    if (piece.end || !piece.error.empty()) req.source.reset();
+  }
+  r.body = fmt::format("{} {} {} {}", req.body.size(), rest,
+                       http::find_header(trailers, "x-t").value_or("-"), error);
+  co_return r;
+}
+
+// With Limits::stream_bodies_after, a request body past that size reaches the handler with what
+// arrived in Request::body and the rest through Request::source, unbounded by max_body_bytes;
+// the bytes after it (a pipelined request) are served next, on the same connection, unless the
+// handler left the body unread: then the connection ends after the answer.
+TEST(Http1Server, LongRequestBodiesStreamToTheHandler) {
+  Limits limits;
+  limits.stream_bodies_after = 1024;
+  limits.max_body_bytes = 10'000;
+  asio::io_context io;
+  run_coroutine(io, [&]() -> awaitable<void> {
+    ServerEnd end;
+    auto client = co_await start(body_reading_handler, end, limits);
+    const std::string body(100'000, 'b');
+    std::string chunked;
+    for (int i = 0; i < 10; ++i) chunked += fmt::format("2710\r\n{}\r\n", std::string(10'000, 'c'));
+    chunked += "0\r\nx-t: 1\r\n\r\n";
+    co_await write_str(client,
+                       fmt::format("POST /read HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{}"
+                                   "POST /read HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
+                                   "chunked\r\n\r\n{}GET /read HTTP/1.1\r\nHost: a\r\n\r\n",
+                                   body.size(), body, chunked));
+    std::string buf;
+    RawMessage m = co_await read_message(client, buf);
+    auto fields = [](const std::string& b) {
+      std::vector<std::string> out;
+      std::istringstream in(b);
+      for (std::string f; in >> f;) out.push_back(f);
+      return out;
+    };
+    auto f = fields(m.body);
+    EXPECT_EQ(f.size(), 4u) << m.body;
+    if (f.size() == 4) {
+      EXPECT_GT(std::stoul(f[0]), 1024u);
+      EXPECT_LT(std::stoul(f[0]), body.size()) << "the rest streamed";
+      EXPECT_EQ(std::stoul(f[0]) + std::stoul(f[1]), body.size());
+      EXPECT_EQ(f[3], "ok");
+    }
+    m = co_await read_message(client, buf);
+    f = fields(m.body);
+    EXPECT_EQ(f.size(), 4u) << m.body;
+    if (f.size() == 4) {
+      EXPECT_EQ(std::stoul(f[0]) + std::stoul(f[1]), 100'000u);
+      EXPECT_EQ(f[2], "1") << "the trailers came at the end";
+    }
+    m = co_await read_message(client, buf);
+    EXPECT_EQ(m.body, "0 0 - ok") << "the pipelined request after the bodies was served";
+    EXPECT_FALSE(m.has("connection: close"));
+
+    // A body the handler does not read: answered, then the connection ends.
+    co_await write_str(client, fmt::format("POST /ignore HTTP/1.1\r\nHost: a\r\nContent-Length: "
+                                           "{}\r\n\r\n{}",
+                                           body.size(), body));
+    m = co_await read_message(client, buf);
+    EXPECT_EQ(m.body, "ignored");
+    EXPECT_TRUE(m.has("connection: close")) << m.head;
+    EXPECT_TRUE(co_await closed_and_finished(client, end.finished));
   });
 }
 

@@ -1,5 +1,5 @@
 // Loopback plumbing for the HTTP/1.1 codec tests: connected socket pairs on 127.0.0.1 (port 0),
-// raw reads of HTTP messages, and a recording request handler.
+// raw reads of HTTP messages, a recording request handler, and a body given piece by piece.
 #pragma once
 
 #include <cstdlib>
@@ -153,5 +153,31 @@ inline awaitable<Response> echo_handler(std::shared_ptr<Recorder> rec, Request r
 inline RequestHandler make_echo(std::shared_ptr<Recorder> rec) {
   return [rec](Request req) { return echo_handler(rec, std::move(req)); };
 }
+
+// A message body given piece by piece (Request::source, Response::source), then its end with
+// `trailers`, or, with `fail`, an error after the pieces.
+class PiecesBody final : public BodySource {
+ public:
+  PiecesBody(std::vector<std::string> pieces, http::HeaderList trailers, bool fail = false)
+      : pieces_(std::move(pieces)), trailers_(std::move(trailers)), fail_(fail) {}
+  awaitable<Piece> next() override {
+    Piece p;
+    if (next_ < pieces_.size()) {
+      p.data = pieces_[next_++];
+    } else if (fail_) {
+      p.error = "upstream broke";
+    } else {
+      p.end = true;
+      p.trailers = trailers_;
+    }
+    co_return p;
+  }
+
+ private:
+  std::vector<std::string> pieces_;
+  http::HeaderList trailers_;
+  bool fail_;
+  size_t next_ = 0;
+};
 
 }  // namespace zt::waypoint::http1::testing
