@@ -1,4 +1,6 @@
 // Http1Client: one request at a time on one upstream connection, the response parsed by Beast.
+#include <chrono>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -277,6 +279,8 @@ awaitable<Result<Response>> Http1Client::send(const Request& request) {
              parser->body.size() > stream_after;
     };
     bool streamed = false;
+    // With limits.stream_late_bodies_after: when a final answer's body streams even if short.
+    std::optional<std::chrono::steady_clock::time_point> late_at;
     for (;;) {
       const error_code ec = feed(*parser, w.buffer);
       if (invalid_status()) {
@@ -296,7 +300,22 @@ awaitable<Result<Response>> Http1Client::send(const Request& request) {
         co_return fail(parser->is_header_done() ? "upstream chunk line or trailers too large"
                                                 : "upstream response head too large");
       }
-      const error_code rec = co_await read_more(w.upstream, w.buffer);
+      if (!late_at && stream_after > 0 && limits.stream_late_bodies_after.count() > 0 &&
+          parser->is_header_done() && parser->status >= 200) {
+        late_at = std::chrono::steady_clock::now() + limits.stream_late_bodies_after;
+      }
+      error_code rec;
+      if (late_at) {
+        const auto got = co_await read_more_within(w.upstream, w.buffer,
+                                                   *late_at - std::chrono::steady_clock::now());
+        if (!got) {
+          streamed = true;  // a body still coming: streamed from now on
+          break;
+        }
+        rec = *got;
+      } else {
+        rec = co_await read_more(w.upstream, w.buffer);
+      }
       if (rec == asio::error::eof && parser->is_header_done()) {
         error_code eof_ec;
         parser->put_eof(eof_ec);

@@ -1,6 +1,8 @@
 // Http2Client: one upstream h2c connection; every send() is a stream of its own.
 #include <algorithm>
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 
 #include "common/async/task_group.h"
@@ -152,8 +154,9 @@ struct ClientConnection::Callbacks {
     if (frame->hd.type == NGHTTP2_HEADERS && !s->final_head) {
       if (s->response.status >= 200) {
         s->final_head = true;
-        if (s->streaming) s->in->changed.notify();  // send() answers with the head
-      } else {                                      // 1xx: informational, wait for the real head
+        // send() answers with the head, or starts the late body's clock
+        if (s->streaming || s->stream_after > 0) s->in->changed.notify();
+      } else {  // 1xx: informational, wait for the real head
         s->response.headers.clear();
         s->header_bytes = 0;
         s->header_count = 0;
@@ -275,15 +278,31 @@ awaitable<Result<Response>> ClientConnection::send(Request request) {
         "waypoint h2 request body");
   }
   wake();
+  const auto late = limits_.stream_late_bodies_after;
+  std::optional<std::chrono::steady_clock::time_point> late_at;  // the head is in: stream then
   while (!s->done() && !(s->streaming && s->final_head)) {
-    if (!co_await s->in->changed.wait() && !s->done()) {
-      // Cancelled by the caller (a timeout): the stream is given up.
-      if (!ended_ && streams_.count(id) != 0) {
-        nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
-        wake();
+    bool woke = false;
+    if (s->final_head && s->stream_after > 0 && late.count() > 0) {
+      if (!late_at) late_at = std::chrono::steady_clock::now() + late;
+      const auto wake = co_await s->in->changed.wait_until(*late_at);
+      if (wake == async::Event::Wake::kExpired && !s->done() && !s->streaming) {
+        // A body still coming: streamed from now on (what is here goes first).
+        s->streaming = true;
+        s->prefix = std::move(s->in->data);
+        s->in->data.clear();
+        break;
       }
-      co_return fail("HTTP/2 request cancelled");
+      woke = wake != async::Event::Wake::kCancelled;
+    } else {
+      woke = co_await s->in->changed.wait();
     }
+    if (woke || s->done()) continue;
+    // Cancelled by the caller (a timeout): the stream is given up.
+    if (!ended_ && streams_.count(id) != 0) {
+      nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+      wake();
+    }
+    co_return fail("HTTP/2 request cancelled");
   }
   // A streamed answer whose head is in is answered with it even if its stream failed already
   // (in the same read): the failure is its body's, not a reset before the head.

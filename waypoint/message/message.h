@@ -64,6 +64,11 @@ struct Limits {
   // Http1Client do the same for a response when the request asks, with
   // Request::stream_response_after.) 0: bodies are buffered whole, up to max_body_bytes.
   size_t stream_bodies_after = 0;
+  // Also for a client whose request asks (Request::stream_response_after): a response body not
+  // ended this long after its head is streamed from then on, whatever its size, so that a
+  // progressive answer (server-sent events, a long poll) reaches the client as it is written,
+  // not when it ends. 0: only the size decides.
+  std::chrono::milliseconds stream_late_bodies_after{0};
 };
 
 // The rest of a message body while it is still arriving (a streamed request or response).

@@ -40,9 +40,12 @@ struct Settings {
   uint32_t pool_max_streams = 100;
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds handshake_timeout{10'000};
-  // The waypoint streams gRPC request bodies (client and bidirectional streaming calls), and
-  // any body longer than 64 KiB, so that no body size is refused.
-  Limits limits{.stream_grpc_requests = true, .stream_bodies_after = 64 * 1024};
+  // The waypoint streams gRPC request bodies (client and bidirectional streaming calls), any
+  // body longer than 64 KiB, so that no body size is refused, and a response body still coming
+  // 10 ms after its head (server-sent events).
+  Limits limits{.stream_grpc_requests = true,
+                .stream_bodies_after = 64 * 1024,
+                .stream_late_bodies_after = std::chrono::milliseconds(10)};
   std::string cluster_id = "Kubernetes";
   // meshConfig.pathNormalization: what L7 policy checks and what is forwarded.
   authz::NormalizeOptions path_normalization;

@@ -671,10 +671,30 @@ class PatternThenFails final : public waypoint::BodySource {
   size_t n_;
 };
 
+// Server-sent events: one event at once, then nothing for 3 s, then the end.
+class SlowEvents final : public waypoint::BodySource {
+ public:
+  awaitable<Piece> next() override {
+    Piece p;
+    if (given_++ == 0) {
+      p.data = "data: one\n\n";
+      co_return p;
+    }
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::seconds(3));
+    co_await t.async_wait(kTuple);
+    p.end = true;
+    co_return p;
+  }
+
+ private:
+  int given_ = 0;
+};
+
 // An h2c backend: the waypoint's own HTTP/2 server codec with a handler naming what it got;
 // "/reset-mid-body" is answered with one piece of body, then a reset. "/upload" answers the
 // request body's digest (body_digest), "/download/<n>" a patterned body of n bytes: bodies up to
 // 64 MiB, far more than the waypoint buffers. "/cut/<n>": n such bytes, then the body fails.
+// "/events": one server-sent event, the end 3 s later.
 class H2Backend : public LoopbackServer {
  public:
   static std::unique_ptr<H2Backend> start(const tcp::endpoint& at) {
@@ -714,6 +734,9 @@ class H2Backend : public LoopbackServer {
       resp.body = body_digest(r.body);
     } else if (r.head.target.starts_with("/download/")) {
       resp.body = patterned_body(std::stoul(r.head.target.substr(10)));
+    } else if (r.head.target == "/events") {
+      resp.headers = {{"content-type", "text/event-stream"}};
+      resp.source = std::make_shared<SlowEvents>();
     } else if (r.head.target.starts_with("/cut/")) {
       resp.source = std::make_shared<PatternThenFails>(std::stoul(r.head.target.substr(5)));
     } else {
@@ -881,6 +904,39 @@ TEST_F(WaypointChainTest, BodiesOfAnySizeStreamThroughTheWaypoint) {
   EXPECT_GE(waypoint_metric("istio_response_bytes_sum", whole), static_cast<double>(2 * kLarge));
   EXPECT_LT(waypoint_metric("istio_response_bytes_sum", whole),
             static_cast<double>(2 * kLarge + 4096));
+}
+
+// Server-sent events through the waypoint: the first event reaches an HTTP/1.1 client as it is
+// written, not when the body ends 3 s later (the waypoint streams a body still coming 10 ms
+// after its head).
+TEST_F(WaypointChainTest, ServerSentEventsReachTheClientAsTheyAreWritten) {
+  ASSERT_NO_FATAL_FAILURE(start(16, "", {Backend::kH2}));
+  auto backend = H2Backend::start(chain_->endpoint("h2"));
+  asio::io_context io;
+  std::string got;
+  std::chrono::steady_clock::duration took{};
+  run_coroutine(
+      io,
+      [&]() -> awaitable<void> {
+        auto s = co_await socks5_connect(chain_->client().socks5, chain_->vip("h2"));
+        EXPECT_TRUE(s) << s.error().describe();
+        if (!s) co_return;
+        const std::string req =
+            "GET /events HTTP/1.1\r\nHost: h2.default.svc.cluster.local\r\n\r\n";
+        co_await asio::async_write(*s, asio::buffer(req), kTuple);
+        const auto start = std::chrono::steady_clock::now();
+        char buf[4096];
+        while (got.find("data: one") == std::string::npos) {
+          auto [ec, n] = co_await s->async_read_some(asio::buffer(buf), kTuple);
+          got.append(buf, n);
+          if (ec) break;
+        }
+        took = std::chrono::steady_clock::now() - start;
+      },
+      10s);
+  EXPECT_NE(got.find("data: one"), std::string::npos) << got;
+  EXPECT_NE(got.find("text/event-stream"), std::string::npos) << got;
+  EXPECT_LT(took, 2s) << "the event waited for the end of the body";
 }
 
 // A gRPC backend: the Istio CA service, answering with a fixed chain or an error; the next

@@ -1,5 +1,6 @@
 // Http1Client against scripted raw-socket servers on loopback: each test reads the request the
 // client wrote and answers with exact bytes.
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -177,6 +178,53 @@ TEST(Http1Client, ALongBodyStreamsAndTheConnectionServesAgainAfterItsEnd) {
   EXPECT_EQ(ex->reusable_mid_body, (std::vector<bool>{false, false}));
   EXPECT_EQ(ex->body_errors, (std::vector<std::string>{"", ""}));
   EXPECT_EQ(ex->reusable, (std::vector<bool>{true, true, true}));
+}
+
+// With Limits::stream_late_bodies_after, an answer whose body is still coming that long after
+// its head (server-sent events) is answered then, whatever its size; its body streams.
+TEST(Http1Client, AnAnswerWhoseBodyIsLateStreamsWhateverItsSize) {
+  asio::io_context io;
+  run_coroutine(io, [&]() -> awaitable<void> {
+    auto pair = co_await socket_pair();
+    auto ex = co_await asio::this_coro::executor;
+    asio::steady_timer release(ex, std::chrono::seconds(30));
+    asio::co_spawn(
+        ex,
+        [&]() -> awaitable<void> {
+          std::string buf;
+          co_await read_message(pair.server, buf);
+          co_await write_str(pair.server,
+                             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                             "Transfer-Encoding: chunked\r\n\r\n7\r\nevent 1\r\n");
+          co_await release.async_wait(kTuple);  // until the client has the first event
+          co_await write_str(pair.server, "7\r\nevent 2\r\n0\r\n\r\n");
+        },
+        asio::detached);
+    Limits limits;
+    limits.stream_late_bodies_after = std::chrono::milliseconds(20);
+    Http1Client client(Duplex::of_socket(std::move(pair.client)), limits);
+    auto req = make_request("GET", "/events");
+    req.stream_response_after = 64 * 1024;
+    auto res = co_await client.send(req);
+    EXPECT_TRUE(res && res->source) << (res ? "buffered" : res.error().describe());
+    if (!res || !res->source) co_return;
+    std::string got = res->body;
+    while (got.size() < 7) {
+      auto piece = co_await res->source->next();
+      got += piece.data;
+      if (piece.end || !piece.error.empty()) break;
+    }
+    EXPECT_EQ(got, "event 1") << "the first event comes before the body ends";
+    release.cancel();
+    for (;;) {
+      auto piece = co_await res->source->next();
+      got += piece.data;
+      if (piece.end || !piece.error.empty()) break;
+    }
+    EXPECT_EQ(got, "event 1event 2");
+    EXPECT_TRUE(client.reusable());
+    client.abort();
+  });
 }
 
 TEST(Http1Client, AStreamedBodyCutShortIsAnError) {

@@ -1439,5 +1439,47 @@ TEST_F(Http2Test, BodiesLongerThanTheBufferStreamAndAreNotBoundedByTheBodyLimit)
   });
 }
 
+// With Limits::stream_late_bodies_after, a short answer whose body is still coming that long
+// after its head (server-sent events) is answered then, its body streamed as it is written;
+// one that ends in time is whole.
+TEST_F(Http2Test, AnAnswerWhoseBodyIsLateStreamsWhateverItsSize) {
+  std::shared_ptr<ScriptedBody> events;
+  serve([&](Request req) -> awaitable<Response> {
+    Response r;
+    r.status = 200;
+    r.headers.push_back({"content-type", "text/event-stream"});
+    if (req.head.target == "/events") {
+      events = std::make_shared<ScriptedBody>(co_await asio::this_coro::executor);
+      r.source = events;
+    } else {
+      r.body = "whole";
+    }
+    co_return r;
+  });
+  run([&]() -> awaitable<void> {
+    Limits limits;
+    limits.stream_late_bodies_after = std::chrono::milliseconds(20);
+    auto client = co_await connect_client(port_, limits);
+    Request req = make_request("GET", "/events");
+    req.stream_response_after = kStreamAfter;
+    const auto start = std::chrono::steady_clock::now();
+    auto res = co_await client->send(std::move(req));
+    EXPECT_TRUE(res && res->source) << (res ? "buffered" : res.error().message);
+    if (!res || !res->source) co_return;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+    EXPECT_EQ(res->body, "");
+    events->push("data: one\n\n");
+    auto piece = co_await res->source->next();
+    EXPECT_EQ(piece.data, "data: one\n\n") << "the first event comes before the body ends";
+    events->end({});
+    EXPECT_EQ(co_await read_all(*res), "");
+
+    Request quick = make_request("GET", "/quick");
+    quick.stream_response_after = kStreamAfter;
+    res = co_await client->send(std::move(quick));
+    EXPECT_TRUE(res && !res->source && res->body == "whole");
+  });
+}
+
 }  // namespace
 }  // namespace zt::waypoint::http2
