@@ -623,23 +623,6 @@ TEST_F(WaypointChainTest, Http1PipeliningChunkedContinueSmugglingAndOversizedHea
   }
 }
 
-// A response body that gives one piece, then fails (its stream is reset in mid-body).
-class FailsAfterOnePiece final : public waypoint::BodySource {
- public:
-  awaitable<Piece> next() override {
-    Piece p;
-    if (given_++ == 0) {
-      p.data = "first";
-    } else {
-      p.error = "backend broke";
-    }
-    co_return p;
-  }
-
- private:
-  int given_ = 0;
-};
-
 // `n` bytes of letters in a pattern that does not repeat every few KiB (a piece dropped,
 // doubled or moved shows).
 std::string patterned_body(size_t n) {
@@ -653,40 +636,32 @@ std::string body_digest(const std::string& body) {
   return fmt::format("{} {:x}", body.size(), std::hash<std::string>{}(body));
 }
 
-// A body of `n` patterned bytes that then fails (its stream or connection is cut).
-class PatternThenFails final : public waypoint::BodySource {
+// A response body of one piece, then an error (`fail`: its stream or connection is cut), or
+// its end after `wait`.
+class OnePieceThen final : public waypoint::BodySource {
  public:
-  explicit PatternThenFails(size_t n) : n_(n) {}
-  awaitable<Piece> next() override {
-    Piece p;
-    if (n_ > 0) {
-      p.data = patterned_body(std::exchange(n_, 0));
-    } else {
-      p.error = "backend broke";
-    }
-    co_return p;
-  }
-
- private:
-  size_t n_;
-};
-
-// Server-sent events: one event at once, then nothing for 3 s, then the end.
-class SlowEvents final : public waypoint::BodySource {
- public:
+  OnePieceThen(std::string first, bool fail, std::chrono::milliseconds wait = {})
+      : first_(std::move(first)), fail_(fail), wait_(wait) {}
   awaitable<Piece> next() override {
     Piece p;
     if (given_++ == 0) {
-      p.data = "data: one\n\n";
+      p.data = std::move(first_);
       co_return p;
     }
-    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::seconds(3));
+    asio::steady_timer t(co_await asio::this_coro::executor, wait_);
     co_await t.async_wait(kTuple);
-    p.end = true;
+    if (fail_) {
+      p.error = "backend broke";
+    } else {
+      p.end = true;
+    }
     co_return p;
   }
 
  private:
+  std::string first_;
+  bool fail_;
+  std::chrono::milliseconds wait_;
   int given_ = 0;
 };
 
@@ -727,7 +702,7 @@ class H2Backend : public LoopbackServer {
     resp.headers.push_back({"content-type", "text/plain"});
     resp.headers.push_back({"x-backend", "h2"});
     if (r.head.target == "/reset-mid-body") {
-      resp.source = std::make_shared<FailsAfterOnePiece>();
+      resp.source = std::make_shared<OnePieceThen>("first", true);
       co_return resp;
     }
     if (r.head.target == "/upload") {
@@ -736,9 +711,10 @@ class H2Backend : public LoopbackServer {
       resp.body = patterned_body(std::stoul(r.head.target.substr(10)));
     } else if (r.head.target == "/events") {
       resp.headers = {{"content-type", "text/event-stream"}};
-      resp.source = std::make_shared<SlowEvents>();
+      resp.source = std::make_shared<OnePieceThen>("data: one\n\n", false, 3s);
     } else if (r.head.target.starts_with("/cut/")) {
-      resp.source = std::make_shared<PatternThenFails>(std::stoul(r.head.target.substr(5)));
+      resp.source =
+          std::make_shared<OnePieceThen>(patterned_body(std::stoul(r.head.target.substr(5))), true);
     } else {
       resp.body = fmt::format("h2 {} {} {}", r.head.method, r.head.target, r.body);
     }
