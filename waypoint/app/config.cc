@@ -267,9 +267,10 @@ const std::vector<Option>& options() {
        "(HTTP/2: GOAWAY first). Envoy's idle_timeout; 0 disables it.",
        [](Config& c, std::string_view v) { return set_timeout(c.idle_timeout, v); }},
       {"max-connection-body-bytes", "WAYPOINT_MAX_CONNECTION_BODY_BYTES", "SIZE", "32Mi",
-       "HTTP/2: request body bytes one connection may have buffered at once, all its streams "
-       "together (each request body is at most 8Mi); the stream that would pass it is reset "
-       "with REFUSED_STREAM. Bytes, or a number with Ki, Mi or Gi.",
+       "HTTP/2: request body bytes one connection may hold at once, all its streams together "
+       "(each body is buffered up to 64Ki and the rest streamed, counted while unread); the "
+       "stream that would pass it is reset with REFUSED_STREAM (ENHANCE_YOUR_CALM once its "
+       "request is handled). Bytes, or a number with Ki, Mi or Gi.",
        [](Config& c, std::string_view v) -> Status {
          auto n = parse_bytes(v);
          if (!n) return tl::unexpected(n.error());
