@@ -192,7 +192,8 @@ namespace {
 // Sends the rest of a streamed request body as `source` yields it: raw up to the declared
 // `length` (`already` bytes of it sent), else as chunks, then the last chunk and its trailers.
 awaitable<Status> send_rest(Http1Client::Wire& w, BodySource& source,
-                            std::optional<uint64_t> length, uint64_t already) {
+                            std::optional<uint64_t> length, uint64_t already,
+                            std::chrono::milliseconds idle) {
   uint64_t sent = already;
   std::string out;
   for (;;) {
@@ -215,7 +216,8 @@ awaitable<Status> send_rest(Http1Client::Wire& w, BodySource& source,
       co_return fail("request body shorter than its content-length");
     }
     if (!out.empty()) {
-      if (auto ec = co_await w.upstream.write_all(asio::buffer(out))) {
+      // An upstream that takes nothing for the stream idle timeout is given up.
+      if (auto ec = co_await write_all_within(w.upstream, out, idle)) {
         co_return fail(ec, "writing upstream request body");
       }
     }
@@ -242,14 +244,22 @@ awaitable<Result<Response>> Http1Client::send(const Request& request) {
   if (!w.reusable) co_return fail("upstream connection is not reusable");
   w.reusable = false;  // until this exchange completes cleanly
   std::optional<StreamedFraming> streamed_body;
-  if (request.source) streamed_body = StreamedFraming{declared_length(request.head.headers)};
+  if (request.source) {
+    streamed_body = StreamedFraming{declared_length(request.head.headers)};
+    // (A Content-Length the body already passes would let its rest be read upstream as
+    // another request: a header filter may have set it.)
+    if (streamed_body->length && request.body.size() > *streamed_body->length) {
+      co_return fail("request body longer than its content-length");
+    }
+  }
   auto out = serialize_request(request, streamed_body);
   if (!out) co_return tl::unexpected(wrap(out.error(), "writing upstream request"));
   if (auto ec = co_await w.upstream.write_all(asio::buffer(*out))) {
     co_return fail(ec, "writing upstream request");
   }
   if (streamed_body) {
-    auto sent = co_await send_rest(w, *request.source, streamed_body->length, request.body.size());
+    auto sent = co_await send_rest(w, *request.source, streamed_body->length, request.body.size(),
+                                   limits.stream_idle_timeout);
     if (!sent) {
       w.upstream.abort();  // the upstream must not take a cut body for a whole one
       co_return tl::unexpected(sent.error());

@@ -27,16 +27,19 @@ namespace zt::waypoint::http1 {
 //   that size goes to the handler then, with what arrived in Request::body and the rest read
 //   from the downstream as the handler pulls Request::source (its trailers at its end; it fails
 //   on a broken body, the downstream's end (DC) or the stream idle timeout (SI), which also
-//   cancel the handler). The next request is read only after such a body was read to its end;
-//   if the handler answers without that, the connection ends after the answer.
+//   cancel the handler: no answer is written then, not even a 408; a cancelled pull takes
+//   nothing and the body goes on). The next request is read only after such a body was read
+//   to its end; if the handler answers without that, the connection ends after the answer (and
+//   is cut, unanswered, if a pull is still waiting for the downstream then).
 // - Responses are written with Content-Length (or no body for HEAD, 1xx, 204, 304); the
 //   response's hop-by-hop headers are removed first. A response with `upgraded` set is written
 //   as it is (101 with its Upgrade/Connection headers), then `upgraded` runs. A streamed
 //   response (Response::source) is written as it comes: under the Content-Length it declares,
 //   else chunked (with its trailers), or for HTTP/1.0 delimited by the close. While it comes
-//   the downstream is watched as while a handler runs, and a piece that takes longer than
-//   stream_idle_timeout cuts it; a source that fails, or a body that breaks its Content-Length,
-//   aborts the connection (the only way HTTP/1.1 can tell the client).
+//   a watched downstream (an HBONE stream) is watched as while a handler runs (its end: DC),
+//   and a piece that takes longer than stream_idle_timeout cuts it (SI); a source that fails,
+//   or a body that breaks its Content-Length, aborts the connection (the only way HTTP/1.1 can
+//   tell the client).
 // - An `Upgrade` request header (WebSocket) reaches the handler with its Upgrade and Connection
 //   headers intact (the proxy decides); an upgrade request with a body is refused (400).
 // - `limits` is copied when serve_http1 is called (a temporary is fine).
@@ -66,9 +69,10 @@ class Http1Client {
   // Writes `request` (HTTP/1.1, Host from head.authority, body with Content-Length, or chunked
   // when it has trailers; a request.source after request.body as it yields, under the
   // Content-Length the request declares, else chunked with the source's trailers; a source that
-  // fails or breaks that length fails the exchange and aborts the connection) and reads the
-  // response: 1xx other than 101 skipped, body read whole
-  // (Content-Length, chunked, or until close), at most limits.max_body_bytes. Errors: the
+  // fails, breaks that length or is not taken for limits.stream_idle_timeout fails the exchange
+  // and aborts the connection; the response is read only after the whole request was sent) and
+  // reads the response: 1xx other than 101 skipped, body read whole (Content-Length, chunked,
+  // or until close), at most limits.max_body_bytes, unless it streams (below). Errors: the
   // connection failed or closed before a complete response ("upstream connection closed"), or
   // the response was malformed or too large. After an error the client is not reusable.
   // With request.stream_response_after (not 0), a body that grows past that many bytes is not
@@ -76,7 +80,9 @@ class Http1Client {
   // the connection through Response::source as the reader pulls it (its failures: "upstream
   // connection closed in mid-body", "malformed upstream response: ..."). The connection is
   // busy (not reusable) until that body has ended; the source keeps it open, so the client may
-  // go first. Dropping the source before the end leaves the connection unusable.
+  // go first. Dropping the source before the end leaves the connection unusable. With
+  // limits.stream_late_bodies_after as well, a body not ended that long after the head streams
+  // whatever its size.
   awaitable<Result<Response>> send(const Request& request);
 
   // True when the last exchange left the connection open for another request (keep-alive on

@@ -152,7 +152,8 @@ class StreamedRequestBody final : public BodySource {
     StreamedRequest& st = *keep;
     RequestParser& parser = *st.parser;
     if (st.ended || st.failed) co_return failed("body already ended");
-    if (st.closed || st.reading) co_return failed("the request is no longer being read");
+    if (st.closed) co_return failed("the request is no longer being read");
+    if (st.reading) co_return refused("the body is being read by another reader");
     for (;;) {
       if (!parser.body.empty()) {
         Piece piece;
@@ -179,6 +180,11 @@ class StreamedRequestBody final : public BodySource {
       const std::optional<error_code> rec =
           co_await read_more_within(st.stream, st.buffer, limit_of(st.limits.stream_idle_timeout));
       st.reading = false;
+      if (rec && *rec == asio::error::operation_aborted) {
+        // The reader stopped waiting (its pull was cancelled): nothing was taken, the body
+        // goes on for the next pull.
+        co_return refused("the read was cancelled");
+      }
       if (!rec) {
         // As Envoy's stream idle timeout: the request is given up (its handler cancelled).
         gone(co_await asio::this_coro::executor, "SI",
@@ -197,15 +203,24 @@ class StreamedRequestBody final : public BodySource {
  private:
   Piece failed(std::string why) {
     if (!st_->ended) st_->failed = true;
+    return refused(std::move(why));
+  }
+  // An error for this pull only; the body itself goes on.
+  static Piece refused(std::string why) {
     Piece piece;
     piece.error = std::move(why);
     return piece;
   }
   // The downstream went away: its handler is told and cancelled (posted: this runs inside it).
+  // Told at once (the handler may answer before the post runs: that answer is not written),
+  // cancelled from the post.
   void gone(const asio::any_io_executor& ex, std::string_view flag, std::string why) {
-    if (!st_->watch || st_->closed) return;
-    asio::post(ex, [watch = st_->watch, flag = std::string(flag), why = std::move(why)]() mutable {
-      if (watch->handling) watch->cancel_handler(flag, std::move(why));
+    const auto& watch = st_->watch;
+    if (!watch || st_->closed || watch->gone->happened()) return;
+    watch->gone->flag = flag;
+    watch->gone->why = std::move(why);
+    asio::post(ex, [watch] {
+      if (watch->handling) watch->signal.emit(asio::cancellation_type::terminal);
     });
   }
 
@@ -684,14 +699,20 @@ class Session {
         }
         BodySource::Piece piece;
         {
+          // (`waiting` turns false once the piece is in: an expiry already queued then is
+          // stale and cancels nothing.)
           std::optional<asio::steady_timer> idle;
+          const auto waiting = std::make_shared<bool>(true);
           if (watch_ && limits_.stream_idle_timeout.count() > 0) {
             idle.emplace(ex, limits_.stream_idle_timeout);
-            idle->async_wait([watch = watch_](error_code ec) {
-              if (!ec) watch->cancel_handler("SI", "the stream idle timeout cut the response");
+            idle->async_wait([watch = watch_, waiting](error_code ec) {
+              if (!ec && *waiting && watch->handling) {
+                watch->cancel_handler("SI", "the stream idle timeout cut the response");
+              }
             });
           }
           piece = co_await source->next();
+          *waiting = false;
         }
         if (watch_ && watch_->gone->happened()) co_return broken(watch_->gone->why);
         if (!piece.error.empty()) co_return broken(piece.error);
@@ -706,7 +727,11 @@ class Session {
     } catch (const std::exception& e) {
       co_return broken(e.what());  // (cancelled: the downstream went away)
     }
-    if (watch_) watch_->handling = false;
+    if (watch_) {
+      watch_->handling = false;
+      // Gone during the last write: this coroutine is cancelled, so it ends here.
+      if (watch_->gone->happened()) co_return broken(watch_->gone->why);
+    }
     if (!keep_alive) {
       co_await close();
       co_return false;

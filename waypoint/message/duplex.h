@@ -79,10 +79,21 @@ class Duplex {
     if (left <= Deadline::duration::zero()) {
       co_return std::tuple{error_code(asio::error::timed_out), size_t{0}};
     }
-    auto op = s->read_some(b);  // a local, not a temporary, across the suspension
-    auto r = co_await async::with_timeout(std::move(op), left);
-    if (!r) co_return std::tuple{error_code(asio::error::timed_out), size_t{0}};
-    co_return std::tuple{not_a_deadline(std::get<0>(*r)), std::get<1>(*r)};
+    // Both results are kept: a read that completes in the turn the timer fires has already
+    // put its bytes into `b`, and they must not be lost with it.
+    const auto ex = co_await asio::this_coro::executor;
+    asio::steady_timer timer(ex, left);
+    auto [order, failure, read, timer_ec] =
+        co_await asio::experimental::make_parallel_group(
+            asio::co_spawn(ex, s->read_some(b), asio::deferred), timer.async_wait(asio::deferred))
+            .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+    (void)timer_ec;
+    if (failure) std::rethrow_exception(failure);
+    const auto [ec, n] = read;
+    if (order[0] == 1 && n == 0) {
+      co_return std::tuple{error_code(asio::error::timed_out), size_t{0}};
+    }
+    co_return std::tuple{n > 0 ? error_code{} : not_a_deadline(ec), n};
   }
   template <class S>
   static awaitable<error_code> write_with_timer(std::shared_ptr<S> s, asio::const_buffer b,

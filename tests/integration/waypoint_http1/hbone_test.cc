@@ -56,6 +56,17 @@ class Http1OverHbone : public ::testing::Test {
   // The handler: "/hold" waits up to 10 s (its cancellation ends the wait) unless the downstream
   // is gone already, anything else is answered at once.
   awaitable<Response> handle(Request r) {
+    if (r.head.target == "/upload") {
+      // Reads the body to its end or its failure.
+      upload_gone_ = r.gone;
+      upload_streamed_ = r.source != nullptr;
+      while (r.source) {
+        auto piece = co_await r.source->next();
+        if (!piece.error.empty()) upload_error_ = piece.error;
+        if (piece.end || !piece.error.empty()) r.source.reset();
+      }
+      co_return local_response(200, "read");
+    }
     if (r.head.target == "/stall") {
       // "first", then a body that never goes on.
       stall_gone_ = r.gone;
@@ -185,6 +196,9 @@ class Http1OverHbone : public ::testing::Test {
   int waiting_ = 0;  // handlers that began their wait
   int sessions_ended_ = 0;
   Limits limits_;
+  std::shared_ptr<DownstreamGone> upload_gone_;  // "/upload"'s
+  bool upload_streamed_ = false;
+  std::string upload_error_;
   std::shared_ptr<DownstreamGone> stall_gone_;  // "/stall"'s
   int stalls_cancelled_ = 0;                    // StallingBody waits cut short
   int stalls_dropped_ = 0;                      // StallingBody objects destroyed
@@ -303,6 +317,29 @@ TEST_F(Http1OverHbone, AStalledStreamedAnswerEndsWithTheClientOrTheStreamIdleTim
     ASSERT_TRUE(stall_gone_);
     EXPECT_EQ(stall_gone_->flag, client_ends ? "DC" : "SI");
   }
+}
+
+// A client that ends its side inside a request body that streams to the handler (past
+// stream_bodies_after) has gone away: the body fails, the handler is told (DC) and cancelled,
+// and nothing is answered.
+TEST_F(Http1OverHbone, AClientThatEndsInsideAStreamedRequestBodyHasGone) {
+  limits_.stream_bodies_after = 1024;
+  zt::testing::run_coroutine(io_, [&]() -> awaitable<void> {
+    auto st = co_await open();
+    if (!st) co_return;
+    co_await send(*st, "POST /upload HTTP/1.1\r\nHost: reviews\r\nContent-Length: 100000\r\n\r\n" +
+                           std::string(5000, 'u'));
+    co_await until([this] { return upload_gone_ != nullptr; });
+    co_await st->shutdown_write();
+    EXPECT_EQ(co_await read_to_end(*st), "") << "no answer for a client that has gone";
+    co_await until([this] { return sessions_ended_ == 1; });
+  });
+  EXPECT_EQ(sessions_ended_, 1);
+  EXPECT_TRUE(upload_streamed_);
+  EXPECT_NE(upload_error_.find("ended inside the request body"), std::string::npos)
+      << upload_error_;
+  ASSERT_TRUE(upload_gone_);
+  EXPECT_EQ(upload_gone_->flag, "DC");
 }
 
 }  // namespace

@@ -1439,6 +1439,35 @@ TEST_F(Http2Test, BodiesLongerThanTheBufferStreamAndAreNotBoundedByTheBodyLimit)
   });
 }
 
+// A body too long to buffer that breaks its Content-Length or the connection's budget is
+// refused as a buffered one is, before any handler runs: 400, or REFUSED_STREAM (safe to retry).
+TEST_F(Http2Test, ALongBodyThatBreaksItsLengthOrTheBudgetIsRefusedBeforeItsHandler) {
+  int handled = 0;
+  Limits limits;
+  limits.stream_bodies_after = 1024;
+  limits.max_connection_body_bytes = 1500;
+  serve(
+      [&](Request) -> awaitable<Response> {
+        ++handled;
+        co_return local_response(200, "handled");
+      },
+      limits);
+  run([&]() -> awaitable<void> {
+    auto client = co_await connect_client(port_);
+    Request lying = make_request("POST", "/lying", std::string(1400, 'x'));
+    lying.head.headers.push_back({"content-length", "10"});
+    auto res = co_await client->send(std::move(lying));
+    EXPECT_TRUE(res && res->status == 400)
+        << (res ? std::to_string(res->status) : res.error().message);
+    res = co_await client->send(make_request("POST", "/big", std::string(3000, 'x')));
+    EXPECT_FALSE(res);
+    if (!res) {
+      EXPECT_TRUE(contains(res.error().message, "REFUSED_STREAM")) << res.error().message;
+    }
+    EXPECT_EQ(handled, 0);
+  });
+}
+
 // With Limits::stream_late_bodies_after, a short answer whose body is still coming that long
 // after its head (server-sent events) is answered then, its body streamed as it is written;
 // one that ends in time is whole.
