@@ -261,22 +261,22 @@ TEST(Http1Client, AStreamedRequestBodyIsSentAsItComes) {
   ASSERT_EQ(ex->responses.size(), 2u);
   EXPECT_TRUE(ex->responses[1] && ex->responses[1]->body == "b");
 
-  auto too_long = make_request("POST", "/len", "head-");
-  too_long.head.headers.push_back({"content-length", "6"});
-  too_long.source =
-      std::make_shared<PiecesBody>(std::vector<std::string>{"ab"}, http::HeaderList{});
-  ex = run_exchange({too_long}, {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"});
+  // One body, under a declared Content-Length, then `rest` from the source.
+  const auto with_declared = [](std::string body, std::string length, std::string rest) {
+    auto r = make_request("POST", "/len", std::move(body));
+    r.head.headers.push_back({"content-length", std::move(length)});
+    r.source =
+        std::make_shared<PiecesBody>(std::vector<std::string>{std::move(rest)}, http::HeaderList{});
+    return run_exchange({r}, {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"});
+  };
+  ex = with_declared("head-", "6", "ab");
   ASSERT_EQ(ex->responses.size(), 1u);
   EXPECT_FALSE(ex->responses[0]);
   EXPECT_FALSE(ex->reusable[0]);
 
   // A Content-Length its first bytes already pass (a header filter may have set it): nothing
   // is sent, or the rest would be read upstream as another request.
-  auto passed = make_request("POST", "/len", "head-and-more");
-  passed.head.headers.push_back({"content-length", "4"});
-  passed.source =
-      std::make_shared<PiecesBody>(std::vector<std::string>{"GET /x HTTP/1.1"}, http::HeaderList{});
-  ex = run_exchange({passed}, {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"});
+  ex = with_declared("head-and-more", "4", "GET /x HTTP/1.1");
   ASSERT_EQ(ex->responses.size(), 1u);
   EXPECT_FALSE(ex->responses[0]);
   EXPECT_TRUE(ex->requests.empty() || ex->requests[0].head.empty()) << ex->requests[0].head;
