@@ -546,31 +546,44 @@ class Session {
 
   // An invalid status becomes a 500. Returns the Content-Length the response declared (a
   // valid one), which is taken out of its fields.
-  static std::optional<std::string> prepare(Response& res) {
+  static std::optional<uint64_t> prepare(Response& res) {
     if (res.status < 100 || res.status > 999) {
       ZT_LOG_WARN("http1: handler answered invalid status {}", res.status);
       res = local_response(500, "invalid response status");
     }
-    std::optional<std::string> declared_length;
+    std::optional<uint64_t> declared_length;
     if (auto cl = http::find_header(res.headers, "content-length")) {
       const std::string_view v = trim_ows(*cl);
+      // (At most 19 digits: always within uint64_t.)
       if (!v.empty() && v.size() <= 19 && v.find_first_not_of("0123456789") == v.npos) {
-        declared_length = std::string(v);
+        declared_length = std::stoull(std::string(v));
       }
     }
     http::remove_header(res.headers, "content-length");
     return declared_length;
   }
 
-  // The status line, the fields, `framing` (a complete field line, or empty), the connection
-  // field and the blank line.
-  static void append_head(std::string& out, const Response& res, std::string_view framing,
+  // How a response's body is framed on the wire: chunked, a Content-Length, or neither (no
+  // body, or the close ends it).
+  struct Framing {
+    bool chunked = false;
+    std::optional<uint64_t> length;
+  };
+
+  // The status line, the fields, the framing field, the connection field and the blank line.
+  static void append_head(std::string& out, const Response& res, Framing framing,
                           HttpVersion version, bool keep_alive) {
     out.append("HTTP/1.1 ");
     append_decimal(out, static_cast<uint64_t>(std::max(res.status, 0)));
     out.append(" ").append(reason_phrase(res.status)).append("\r\n");
     append_fields(out, res.headers);
-    out.append(framing);
+    if (framing.chunked) {
+      out.append("transfer-encoding: chunked\r\n");
+    } else if (framing.length) {
+      out.append("content-length: ");
+      append_decimal(out, *framing.length);
+      out.append("\r\n");
+    }
     if (!keep_alive) {
       out.append("connection: close\r\n");
     } else if (version == HttpVersion::kHttp10) {
@@ -597,20 +610,16 @@ class Session {
 
   static std::string serialize_response(Response& res, bool head_request, HttpVersion version,
                                         bool keep_alive) {
-    const std::optional<std::string> declared_length = prepare(res);
+    const std::optional<uint64_t> declared_length = prepare(res);
     const bool no_body = bodyless_status(res.status);
     const bool chunked =
         !no_body && !head_request && !res.trailers.empty() && version == HttpVersion::kHttp11;
-    std::string framing;
-    if (chunked) {
-      framing = "transfer-encoding: chunked\r\n";
-    } else if (!no_body) {
+    Framing framing{.chunked = chunked};
+    if (!chunked && !no_body) {
       // HEAD: the length a GET would have had, the handler's when it said one.
-      const std::string length =
-          head_request && declared_length ? *declared_length : std::to_string(res.body.size());
-      framing = fmt::format("content-length: {}\r\n", length);
-    } else if (res.status == 304 && declared_length) {
-      framing = fmt::format("content-length: {}\r\n", *declared_length);
+      framing.length = head_request && declared_length ? *declared_length : res.body.size();
+    } else if (no_body && res.status == 304) {
+      framing.length = declared_length;
     }
 
     // One allocation: the status line, the fields, the framing lines and the body.
@@ -648,17 +657,11 @@ class Session {
   awaitable<bool> write_streamed(Response& res, HttpVersion version, bool keep_alive) {
     std::shared_ptr<BodySource> source = std::move(res.source);
     res.source = nullptr;
-    const std::optional<std::string> declared = prepare(res);
-    std::optional<uint64_t> length;
-    if (declared) length = std::stoull(*declared);
+    const std::optional<uint64_t> length = prepare(res);
     const bool chunked = !length && version == HttpVersion::kHttp11;
     if (!length && !chunked) keep_alive = false;  // the end of the body is the close
     std::string out;
-    append_head(out, res,
-                chunked  ? std::string("transfer-encoding: chunked\r\n")
-                : length ? fmt::format("content-length: {}\r\n", *length)
-                         : std::string(),
-                version, keep_alive);
+    append_head(out, res, Framing{.chunked = chunked, .length = length}, version, keep_alive);
     uint64_t sent = 0;
     // Appends body bytes; false when they pass the declared length.
     auto add = [&](std::string_view data) {
@@ -694,7 +697,7 @@ class Session {
     try {
       for (;;) {
         if (!out.empty()) {
-          if (!co_await write_within_idle(out)) co_return false;
+          if (!co_await write_within_idle(out)) co_return broken("the downstream took no more");
           out.clear();
         }
         BodySource::Piece piece;
@@ -721,7 +724,9 @@ class Session {
         source.reset();
         if (length && sent != *length) co_return broken("shorter than its content-length");
         if (chunked) append_last_chunk(out, piece.trailers);
-        if (!out.empty() && !co_await write_within_idle(out)) co_return false;
+        if (!out.empty() && !co_await write_within_idle(out)) {
+          co_return broken("the downstream took no more");
+        }
         break;
       }
     } catch (const std::exception& e) {

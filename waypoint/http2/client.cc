@@ -312,8 +312,12 @@ awaitable<Result<Response>> ClientConnection::send(Request request) {
   // caller must not decide on more than the head of an answer it asked to stream, however the
   // bytes were split (proxy/pipeline.cc reads grpc-status from the head only).
   if (s->done() && s->in->error.empty()) {
-    s->response.body = std::move(s->prefix);
-    s->response.body += s->in->data;
+    if (s->prefix.empty()) {
+      s->response.body = std::move(s->in->data);
+    } else {
+      s->response.body = std::move(s->prefix);
+      s->response.body += s->in->data;
+    }
     s->response.trailers = std::move(s->in->trailers);
     consumed(id, *s->in, s->in->unconsumed);
     co_return std::move(s->response);

@@ -83,10 +83,11 @@ class Duplex {
     // put its bytes into `b`, and they must not be lost with it.
     const auto ex = co_await asio::this_coro::executor;
     asio::steady_timer timer(ex, left);
-    auto [order, failure, read, timer_ec] =
-        co_await asio::experimental::make_parallel_group(
-            asio::co_spawn(ex, s->read_some(b), asio::deferred), timer.async_wait(asio::deferred))
-            .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+    // Locals, not temporaries, across the suspension (g++ 12 coroutine pitfall).
+    auto group = asio::experimental::make_parallel_group(
+        asio::co_spawn(ex, s->read_some(b), asio::deferred), timer.async_wait(asio::deferred));
+    auto both = group.async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+    auto [order, failure, read, timer_ec] = co_await std::move(both);
     (void)timer_ec;
     if (failure) std::rethrow_exception(failure);
     const auto [ec, n] = read;
