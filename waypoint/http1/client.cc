@@ -185,15 +185,11 @@ class StreamedResponseBody final : public BodySource {
   bool finished_ = false;
 };
 
-}  // namespace
-
-namespace {
-
 // Sends the rest of a streamed request body as `source` yields it: raw up to the declared
 // `length` (`already` bytes of it sent), else as chunks, then the last chunk and its trailers.
 awaitable<Status> send_rest(Http1Client::Wire& w, BodySource& source,
                             std::optional<uint64_t> length, uint64_t already,
-                            std::chrono::milliseconds idle) {
+                            std::chrono::milliseconds idle, bool& write_failed) {
   uint64_t sent = already;
   std::string out;
   for (;;) {
@@ -218,6 +214,7 @@ awaitable<Status> send_rest(Http1Client::Wire& w, BodySource& source,
     if (!out.empty()) {
       // An upstream that takes nothing for the stream idle timeout is given up.
       if (auto ec = co_await write_all_within(w.upstream, out, idle)) {
+        write_failed = true;
         co_return fail(ec, "writing upstream request body");
       }
     }
@@ -225,50 +222,11 @@ awaitable<Status> send_rest(Http1Client::Wire& w, BodySource& source,
   }
 }
 
-}  // namespace
-
-Http1Client::Http1Client(Duplex upstream, Limits limits)
-    : wire_(std::make_shared<Wire>(std::move(upstream))), limits_(limits) {}
-
-bool Http1Client::reusable() const { return wire_->reusable; }
-Duplex& Http1Client::stream() { return wire_->upstream; }
-void Http1Client::abort() { wire_->upstream.abort(); }
-
-std::string Http1Client::take_already_read() { return std::exchange(wire_->buffer, std::string()); }
-
-awaitable<Result<Response>> Http1Client::send(const Request& request) {
-  // (The wire stays alive across the suspensions even if this client is dropped meanwhile.)
-  const auto wire_ref = wire_;
-  Wire& w = *wire_ref;
-  const Limits limits = limits_;
-  if (!w.reusable) co_return fail("upstream connection is not reusable");
-  w.reusable = false;  // until this exchange completes cleanly
-  std::optional<StreamedFraming> streamed_body;
-  if (request.source) {
-    streamed_body = StreamedFraming{declared_length(request.head.headers)};
-    // (A Content-Length the body already passes would let its rest be read upstream as
-    // another request: a header filter may have set it.)
-    if (streamed_body->length && request.body.size() > *streamed_body->length) {
-      co_return fail("request body longer than its content-length");
-    }
-  }
-  auto out = serialize_request(request, streamed_body);
-  if (!out) co_return tl::unexpected(wrap(out.error(), "writing upstream request"));
-  if (auto ec = co_await w.upstream.write_all(asio::buffer(*out))) {
-    co_return fail(ec, "writing upstream request");
-  }
-  if (streamed_body) {
-    auto sent = co_await send_rest(w, *request.source, streamed_body->length, request.body.size(),
-                                   limits.stream_idle_timeout);
-    if (!sent) {
-      w.upstream.abort();  // the upstream must not take a cut body for a whole one
-      co_return tl::unexpected(sent.error());
-    }
-  }
-  const bool head_request = request.head.method == "HEAD";
-  const bool request_close = header_has_token(request.head.headers, "connection", "close");
-  const size_t stream_after = head_request ? 0 : request.stream_response_after;
-
+// Reads the answer to a request written on `wire_ref` (see Http1Client::send).
+awaitable<Result<Response>> read_response(std::shared_ptr<Http1Client::Wire> wire_ref,
+                                          Limits limits, bool head_request, bool request_close,
+                                          size_t stream_after) {
+  Http1Client::Wire& w = *wire_ref;
   for (;;) {
     auto parser = std::make_unique<ResponseParser>(limits.max_headers);
     parser->header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
@@ -350,6 +308,65 @@ awaitable<Result<Response>> Http1Client::send(const Request& request) {
     w.reusable = res.status != 101 && parser->keep_alive() && !parser->need_eof() && !request_close;
     co_return res;
   }
+}
+
+}  // namespace
+
+Http1Client::Http1Client(Duplex upstream, Limits limits)
+    : wire_(std::make_shared<Wire>(std::move(upstream))), limits_(limits) {}
+
+bool Http1Client::reusable() const { return wire_->reusable; }
+Duplex& Http1Client::stream() { return wire_->upstream; }
+void Http1Client::abort() { wire_->upstream.abort(); }
+
+std::string Http1Client::take_already_read() { return std::exchange(wire_->buffer, std::string()); }
+
+awaitable<Result<Response>> Http1Client::send(const Request& request) {
+  // (The wire stays alive across the suspensions even if this client is dropped meanwhile.)
+  const auto wire_ref = wire_;
+  Wire& w = *wire_ref;
+  const Limits limits = limits_;
+  if (!w.reusable) co_return fail("upstream connection is not reusable");
+  w.reusable = false;  // until this exchange completes cleanly
+  std::optional<StreamedFraming> streamed_body;
+  if (request.source) {
+    streamed_body = StreamedFraming{declared_length(request.head.headers)};
+    // (A Content-Length the body already passes would let its rest be read upstream as
+    // another request: a header filter may have set it.)
+    if (streamed_body->length && request.body.size() > *streamed_body->length) {
+      co_return fail("request body longer than its content-length");
+    }
+  }
+  auto out = serialize_request(request, streamed_body);
+  if (!out) co_return tl::unexpected(wrap(out.error(), "writing upstream request"));
+  if (auto ec = co_await w.upstream.write_all(asio::buffer(*out))) {
+    co_return fail(ec, "writing upstream request");
+  }
+  // An upstream that stops taking a body often answers first (a 413 or 401, then its close):
+  // that answer is read if it is there, and the connection is not used again.
+  std::optional<Status> cut;
+  if (streamed_body) {
+    bool write_failed = false;
+    auto sent = co_await send_rest(w, *request.source, streamed_body->length, request.body.size(),
+                                   limits.stream_idle_timeout, write_failed);
+    if (!sent && !write_failed) {
+      w.upstream.abort();  // the upstream must not take a cut body for a whole one
+      co_return tl::unexpected(sent.error());
+    }
+    if (!sent) cut = std::move(sent);
+  }
+  const bool head_request = request.head.method == "HEAD";
+  const bool request_close = header_has_token(request.head.headers, "connection", "close");
+  const size_t stream_after = head_request ? 0 : request.stream_response_after;
+  auto answer = co_await read_response(wire_ref, limits, head_request, request_close, stream_after);
+  if (cut) {
+    w.reusable = false;
+    if (!answer) {
+      w.upstream.abort();
+      co_return tl::unexpected(cut->error());
+    }
+  }
+  co_return answer;
 }
 
 }  // namespace zt::waypoint::http1

@@ -69,8 +69,10 @@ class Http1Client {
   // Writes `request` (HTTP/1.1, Host from head.authority, body with Content-Length, or chunked
   // when it has trailers; a request.source after request.body as it yields, under the
   // Content-Length the request declares, else chunked with the source's trailers; a source that
-  // fails, breaks that length or is not taken for limits.stream_idle_timeout fails the exchange
-  // and aborts the connection; the response is read only after the whole request was sent) and
+  // fails or breaks that length fails the exchange and aborts the connection; the response is
+  // read after the whole request was sent, or once the upstream stopped taking the body (a write
+  // failed, or took nothing for limits.stream_idle_timeout): an answer it sent first, such as
+  // a 413, is returned then, and the connection is not used again) and
   // reads the response: 1xx other than 101 skipped, body read whole (Content-Length, chunked,
   // or until close), at most limits.max_body_bytes, unless it streams (below). Errors: the
   // connection failed or closed before a complete response ("upstream connection closed"), or

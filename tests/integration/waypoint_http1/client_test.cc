@@ -282,6 +282,43 @@ TEST(Http1Client, AStreamedRequestBodyIsSentAsItComes) {
   EXPECT_TRUE(ex->requests.empty() || ex->requests[0].head.empty()) << ex->requests[0].head;
 }
 
+// An upstream that answers before a streamed body's end and then takes no more of it (a 413
+// for an upload too large): its answer is returned once the body's write gives up, and the
+// connection is not used again.
+TEST(Http1Client, AnAnswerBeforeTheEndOfAStreamedBodyIsReturned) {
+  asio::io_context io;
+  run_coroutine(io, [&]() -> awaitable<void> {
+    auto pair = co_await socket_pair();
+    asio::co_spawn(
+        co_await asio::this_coro::executor,
+        [&]() -> awaitable<void> {
+          std::string buf;
+          co_await read_until(pair.server, buf, "\r\n\r\n");
+          co_await write_str(pair.server,
+                             "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n"
+                             "Connection: close\r\n\r\ntoo long");
+          error_code ec;
+          pair.server.shutdown(tcp::socket::shutdown_send, ec);  // and reads nothing more
+        },
+        asio::detached);
+    Limits limits;
+    limits.stream_idle_timeout = std::chrono::milliseconds(300);
+    Http1Client client(Duplex::of_socket(std::move(pair.client)), limits);
+    auto req = make_request("POST", "/upload");
+    req.head.headers.push_back({"content-length", std::to_string(400 * 65536)});
+    req.source = std::make_shared<PiecesBody>(
+        std::vector<std::string>(400, std::string(65536, 'u')), http::HeaderList{});
+    auto res = co_await client.send(req);
+    EXPECT_TRUE(res) << res.error().describe();
+    if (res) {
+      EXPECT_EQ(res->status, 413);
+      EXPECT_EQ(res->body, "too long");
+    }
+    EXPECT_FALSE(client.reusable());
+    client.abort();
+  });
+}
+
 TEST(Http1Client, RequestWithTrailersIsChunked) {
   auto req = make_request("POST", "/t", "payload");
   req.trailers = {{"x-sum", "9"}};
