@@ -94,14 +94,13 @@ struct RequestProgress {
 };
 
 // A streamed request body (gRPC, or any body too long to buffer) shared by the attempts of its
-// request. Each attempt reads it
-// through a reader of its own, which replays what earlier attempts took (kept up to `limit`
-// bytes), then pulls on from the downstream; one pull at a time, whichever reader asks. Once
-// the answer has begun (commit) nothing more is kept, and a body longer than `limit` is not kept
-// at all: no further attempt can start then (replayable() is false), as with Envoy's buffer
-// limit. A mirror waits for the whole body (when_whole) and is skipped if it is not kept. Only
-// the newest reader reads: an older one (an attempt given up whose stream is not closed yet)
-// fails at once.
+// request. Each attempt reads it through a reader of its own, which replays what earlier
+// attempts took (kept up to `limit` bytes), then pulls on from the downstream; one pull at a
+// time, whichever reader asks. Once the answer has begun (commit) nothing more is kept, and a
+// body longer than `limit` is not kept at all: no further attempt can start then (replayable()
+// is false), as with Envoy's buffer limit. A mirror waits for the whole body (when_whole) and
+// is skipped if it is not kept. Only the newest reader reads: an older one (an attempt given up
+// whose stream is not closed yet) fails at once.
 class ReplayBody : public std::enable_shared_from_this<ReplayBody> {
  public:
   using Whole = std::function<void(std::string body, http::HeaderList trailers)>;
