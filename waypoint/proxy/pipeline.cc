@@ -1477,6 +1477,9 @@ struct Pipeline::Impl {
     slot->info.service_host = svc->hostname;
     auto copy = std::make_shared<Request>(request);
     copy->head.authority = route::shadow_authority(request.head.authority);
+    // Answered at its head when its body is long or late (the body is dropped, unread): a long
+    // answer is no failure of the shadow's.
+    copy->stream_response_after = ctx.settings.limits.stream_bodies_after;
     slot->request = std::move(copy);
     slot->limits = ctx.settings.limits;
     slot->http2 = request.version == HttpVersion::kHttp2;

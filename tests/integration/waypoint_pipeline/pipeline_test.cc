@@ -837,6 +837,37 @@ TEST_F(WaypointPipelineTest, MirrorNeverAffectsThePrimary) {
   EXPECT_EQ(seen.front().target, "/page");
 }
 
+// A shadow's long answer is no failure of the shadow's: the mirror takes its head and drops the
+// rest, and outlier detection (one error ejects) does not eject the shadow.
+TEST_F(WaypointPipelineTest, AShadowsLongAnswerIsNoFailure) {
+  start({{"grpc-1", 201, "grpc", "v1", true}, {"grpc-shadow-1", 202, "grpc-shadow", "v1", true}},
+        mirrored_route("grpc") + "---\n" +
+            destination_rule("grpc-shadow",
+                             "outlierDetection: {consecutive5xxErrors: 1, "
+                             "consecutiveGatewayErrors: 1, interval: 100ms, baseEjectionTime: "
+                             "30s, maxEjectionPercent: 100}"),
+        200);
+  auto stream = service_stream("grpc");
+  Request r = get("/big");
+  r.version = HttpVersion::kHttp2;
+  r.head.authority = "grpc:80";
+  auto primary = run_one(stream, std::move(r));
+  EXPECT_EQ(primary.status, 200);
+  primary.source.reset();
+  auto& shadow = *h2_servers_["grpc-shadow-1"];
+  ASSERT_TRUE(run_until([&] { return shadow.hits() == 1; }, 10s));
+  // (The mirror's attempt ends within a moment of the shadow's answer; 1 s is ample.)
+  io_.run_for(1s);
+  io_.restart();
+  // Not ejected: the shadow still takes requests of its own.
+  Request direct = get("/ok");
+  direct.version = HttpVersion::kHttp2;
+  direct.head.authority = "grpc-shadow:80";
+  auto answer = run_one(service_stream("grpc-shadow"), std::move(direct));
+  EXPECT_EQ(answer.status, 200) << answer.body;
+  EXPECT_EQ(shadow.hits(), 2);
+}
+
 // A request body given out in the pieces it was made of, then its trailers.
 class PiecesBody final : public BodySource {
  public:

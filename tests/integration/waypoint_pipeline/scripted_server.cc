@@ -221,6 +221,7 @@ awaitable<waypoint::Response> H2Server::answer(waypoint::Request r) {
   out.headers.push_back({"x-version", "h2"});
   out.headers.push_back({"x-seen-version", r.version == waypoint::HttpVersion::kHttp2 ? "2" : "1"});
   out.body = "h2:" + r.head.target;
+  if (r.head.target == "/big") out.body.assign(9 << 20, 'b');  // more than a buffered body
   if (r.head.target == "/break") {
     out.body.clear();
     out.source = std::make_shared<BreaksAfterOnePiece>();

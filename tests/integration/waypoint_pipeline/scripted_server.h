@@ -61,7 +61,8 @@ class ScriptedServer {
 // request bodies it got. gRPC request bodies arrive streamed and are read whole, except on
 // "/hold": not read at all, and answered only after 10 s, or as soon as the waypoint goes away
 // (the handler is cancelled then: gone() says how, in Envoy's flag). "/break" answers a body
-// that fails after its first piece ("first"): the stream is reset in mid-body.
+// that fails after its first piece ("first"): the stream is reset in mid-body. "/big" answers
+// 9 MiB, more than the waypoint buffers.
 class H2Server {
  public:
   explicit H2Server(const tcp::endpoint& at);
