@@ -529,18 +529,19 @@ awaitable<bool> await_streamed_attempt(
   co_return co_await await_attempt(slot, deadline_from(*progress->ended_at));
 }
 
-awaitable<void> run_mirror(async::TaskGroup& tasks, std::shared_ptr<AttemptSlot> slot) {
+// How an attempt went, for outlier detection (and its metrics): the pipeline's report().
+using ReportOutcome = std::function<void(Destination&, const std::string&, const AttemptResult&)>;
+
+awaitable<void> run_mirror(async::TaskGroup& tasks, std::shared_ptr<AttemptSlot> slot,
+                           ReportOutcome report) {
   tasks.spawn(run_attempt(slot), "waypoint mirror attempt");
   // On a timeout the attempt is abandoned (aborted); run_attempt drops its client itself.
   bool completed = co_await await_attempt(slot, Clock::now() + kMirrorTimeout);
-  auto& dest = *slot->dest;
-  if (dest.outlier) {
-    auto key = slot->target.key();
-    if (completed && slot->result && *slot->result) {
-      dest.outlier->report_status(key, (**slot->result).status, Clock::now());
-    } else {
-      dest.outlier->report_local_failure(key, Clock::now());
-    }
+  const auto key = slot->target.key();
+  if (completed && slot->result && *slot->result) {
+    report(*slot->dest, key, AttemptResult::response((**slot->result).status));
+  } else {
+    report(*slot->dest, key, AttemptResult::failure(AttemptResult::Kind::kReset));
   }
 }
 
@@ -1483,7 +1484,13 @@ struct Pipeline::Impl {
     slot->request = std::move(copy);
     slot->limits = ctx.settings.limits;
     slot->http2 = request.version == HttpVersion::kHttp2;
-    tasks.spawn(run_mirror(tasks, slot), "waypoint mirror");
+    // (Reported as the pipeline's own attempts are: an ejection is counted and logged.)
+    ReportOutcome report_outcome = [this, guard = std::weak_ptr<void>(alive)](
+                                       Destination& d, const std::string& key,
+                                       const AttemptResult& r) {
+      if (!guard.expired()) report(d, key, r, Clock::now());
+    };
+    tasks.spawn(run_mirror(tasks, slot, std::move(report_outcome)), "waypoint mirror");
   }
 
   awaitable<void> relay(std::shared_ptr<const StreamContext> stream, Duplex downstream,

@@ -868,6 +868,27 @@ TEST_F(WaypointPipelineTest, AShadowsLongAnswerIsNoFailure) {
   EXPECT_EQ(shadow.hits(), 2);
 }
 
+// A shadow that fails is ejected by its own outlier detection, and the ejection is counted as
+// any other is.
+TEST_F(WaypointPipelineTest, AShadowThatFailsIsEjectedAndCounted) {
+  start({{"web-1", 211, "web", "v1"}, {"shadow-1", 212, "web-shadow", "shadow"}},
+        mirrored_route("web") + "---\n" +
+            destination_rule("web-shadow",
+                             "outlierDetection: {consecutive5xxErrors: 1, interval: 100ms, "
+                             "baseEjectionTime: 30s, maxEjectionPercent: 100}"),
+        210);
+  servers_["shadow-1"]->set_default_status(500);
+  auto r = run_one(service_stream("web"), get("/page"));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(run_until(
+      [&] {
+        return testing::metric_sum(metrics_text(), "waypoint_outlier_ejections_total",
+                                   {"web-shadow.default"}) == 1;
+      },
+      10s))
+      << metrics_text();
+}
+
 // A request body given out in the pieces it was made of, then its trailers.
 class PiecesBody final : public BodySource {
  public:
