@@ -180,6 +180,29 @@ TEST(Http1Client, ALongBodyStreamsAndTheConnectionServesAgainAfterItsEnd) {
   EXPECT_EQ(ex->reusable, (std::vector<bool>{true, true, true}));
 }
 
+// A server for one request: an event stream's head and first event, then, once `release` is
+// cancelled, the second event and the end.
+awaitable<void> events_then_end(tcp::socket& s, asio::steady_timer& release) {
+  std::string buf;
+  co_await read_message(s, buf);
+  co_await write_str(s,
+                     "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n7\r\nevent 1\r\n");
+  co_await release.async_wait(kTuple);  // until the client has the first event
+  co_await write_str(s, "7\r\nevent 2\r\n0\r\n\r\n");
+}
+
+// A server that answers a request's head at once with 413 and its close, then reads nothing.
+awaitable<void> answer_413_then_read_nothing(tcp::socket& s) {
+  std::string buf;
+  co_await read_until(s, buf, "\r\n\r\n");
+  co_await write_str(s,
+                     "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n"
+                     "Connection: close\r\n\r\ntoo long");
+  error_code ec;
+  s.shutdown(tcp::socket::shutdown_send, ec);
+}
+
 // With Limits::stream_late_bodies_after, an answer whose body is still coming that long after
 // its head (server-sent events) is answered then, whatever its size; its body streams.
 TEST(Http1Client, AnAnswerWhoseBodyIsLateStreamsWhateverItsSize) {
@@ -188,18 +211,8 @@ TEST(Http1Client, AnAnswerWhoseBodyIsLateStreamsWhateverItsSize) {
     auto pair = co_await socket_pair();
     auto ex = co_await asio::this_coro::executor;
     asio::steady_timer release(ex, std::chrono::seconds(30));
-    asio::co_spawn(
-        ex,
-        [&]() -> awaitable<void> {
-          std::string buf;
-          co_await read_message(pair.server, buf);
-          co_await write_str(pair.server,
-                             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                             "Transfer-Encoding: chunked\r\n\r\n7\r\nevent 1\r\n");
-          co_await release.async_wait(kTuple);  // until the client has the first event
-          co_await write_str(pair.server, "7\r\nevent 2\r\n0\r\n\r\n");
-        },
-        asio::detached);
+    // (A function, not a capturing lambda: its frame must not refer to a closure that is gone.)
+    asio::co_spawn(ex, events_then_end(pair.server, release), asio::detached);
     Limits limits;
     limits.stream_late_bodies_after = std::chrono::milliseconds(20);
     Http1Client client(Duplex::of_socket(std::move(pair.client)), limits);
@@ -289,18 +302,8 @@ TEST(Http1Client, AnAnswerBeforeTheEndOfAStreamedBodyIsReturned) {
   asio::io_context io;
   run_coroutine(io, [&]() -> awaitable<void> {
     auto pair = co_await socket_pair();
-    asio::co_spawn(
-        co_await asio::this_coro::executor,
-        [&]() -> awaitable<void> {
-          std::string buf;
-          co_await read_until(pair.server, buf, "\r\n\r\n");
-          co_await write_str(pair.server,
-                             "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n"
-                             "Connection: close\r\n\r\ntoo long");
-          error_code ec;
-          pair.server.shutdown(tcp::socket::shutdown_send, ec);  // and reads nothing more
-        },
-        asio::detached);
+    asio::co_spawn(co_await asio::this_coro::executor, answer_413_then_read_nothing(pair.server),
+                   asio::detached);
     Limits limits;
     limits.stream_idle_timeout = std::chrono::milliseconds(300);
     Http1Client client(Duplex::of_socket(std::move(pair.client)), limits);
