@@ -80,6 +80,8 @@ Result<std::vector<std::string>> remove_leftovers(const std::string& prefix,
 // `ip` commands an earlier run with `prefix` started that outlived it: they run in their own
 // process group and outside the cluster's cgroups, so a SIGKILL of the simulator leaves e.g. an
 // `ip netns add <prefix>-node-0` running, which would race the next `up` for the same name.
+// (run_captured() now kills a command with its caller, so one outlives it only until its SIGKILL
+// lands, or when an older build started it.)
 // Pids of the live `ip` processes outside "/<prefix>/" cgroups with an argument "<prefix>-...".
 // remove_leftovers() waits for them to exit (on pidfds, up to 10 s in all) before it removes
 // anything, and kills those still running.

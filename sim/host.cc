@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -43,7 +44,7 @@ struct ChildFailure {
   int err;
 };
 constexpr const char* kSteps[] = {"join cgroup (write cgroup.procs)", "setns into netns",
-                                  "redirect stdio", "exec"};
+                                  "redirect stdio", "exec", "set the parent-death signal"};
 
 std::string join_argv(const std::vector<std::string>& argv) {
   std::string s;
@@ -106,6 +107,8 @@ Result<pid_t> spawn_impl(const SpawnSpec& spec, int out_fd, int err_fd) {
   for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
   const bool new_session = spec.new_session;
+  const bool die_with_caller = spec.die_with_caller;
+  const pid_t caller = ::getpid();
   const int out = out_fd >= 0 ? out_fd : (log_fd ? log_fd.get() : 1);
   const int err = err_fd >= 0 ? err_fd : (log_fd ? log_fd.get() : 2);
 
@@ -121,6 +124,10 @@ Result<pid_t> spawn_impl(const SpawnSpec& spec, int out_fd, int err_fd) {
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     for (int s : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGCHLD}) ::signal(s, SIG_DFL);
+    if (die_with_caller) {
+      if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) die(4);
+      if (::getppid() != caller) ::_exit(127);  // killed before the prctl took effect
+    }
     if (new_session) {
       ::setsid();
     } else {
@@ -167,6 +174,7 @@ Result<pid_t> spawn(const SpawnSpec& spec) { return spawn_impl(spec, -1, -1); }
 
 Result<ExecResult> run_captured(SpawnSpec spec, std::chrono::milliseconds timeout) {
   spec.new_session = false;
+  spec.die_with_caller = true;
   int out_pipe[2], err_pipe[2];
   if (::pipe2(out_pipe, O_CLOEXEC) != 0) return fail(errno_code(errno), "run: pipe");
   UniqueFd out_r(out_pipe[0]), out_w(out_pipe[1]);

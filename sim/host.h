@@ -28,6 +28,9 @@ struct SpawnSpec {
   std::string netns;              // netns path (/var/run/netns/X); empty = stay
   std::filesystem::path log;      // stdout+stderr appended here; empty = inherit
   bool new_session = true;        // setsid(): not killed with the caller's terminal
+  // SIGKILL when the caller dies (PR_SET_PDEATHSIG, set before exec): a command whose caller was
+  // killed would otherwise run on unseen, e.g. an `ip netns add` racing the next run for its name.
+  bool die_with_caller = false;
 };
 
 // Starts the process; returns its pid once exec succeeded (an exec or set-up failure in the child
@@ -41,7 +44,7 @@ struct ExecResult {
 };
 
 // Runs to completion with stdout/stderr captured (each up to 16 MiB); kills the process group
-// after `timeout`.
+// after `timeout`. The command dies with the caller (`die_with_caller`).
 Result<ExecResult> run_captured(SpawnSpec spec, std::chrono::milliseconds timeout);
 
 // Runs `ip <args>` (in the caller's namespaces; use "-n NAME" to target one). Fails with the
