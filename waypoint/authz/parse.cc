@@ -4,6 +4,7 @@
 
 #include "common/yaml/load.h"
 #include "waypoint/base/strings.h"
+#include "waypoint/http/request_checks.h"
 
 namespace zt::waypoint::authz {
 namespace {
@@ -195,8 +196,24 @@ Status read_condition(const YAML::Node& node, std::string_view path, Condition& 
     c.key = K::kRequestPrincipal;
   } else if (k == "destination.port") {
     c.key = K::kDestinationPort;
-  } else if (k.starts_with("request.auth.claims[") || k == "request.auth.audiences" ||
-             k == "request.auth.presenter" || k == "connection.sni") {
+  } else if (k == "request.auth.audiences") {
+    c.key = K::kRequestAudiences;
+  } else if (k == "request.auth.presenter") {
+    c.key = K::kRequestPresenter;
+  } else if (k.starts_with("request.auth.claims[")) {
+    // claims[a], or claims[a][b] for a nested claim
+    c.key = K::kRequestClaim;
+    std::string_view rest = std::string_view(k).substr(19);
+    while (!rest.empty()) {
+      const size_t close = rest.find(']');
+      if (rest.front() != '[' || close == rest.npos || close == 1) {
+        return error_at(join(path, "key"),
+                        fmt::format("\"{}\": a claim is written claims[name] or claims[a][b]", k));
+      }
+      c.claim_path.emplace_back(rest.substr(1, close - 1));
+      rest.remove_prefix(close + 1);
+    }
+  } else if (k == "connection.sni") {
     c.key = K::kUnavailable;
   } else {
     return error_at(join(path, "key"), fmt::format("unsupported key \"{}\"", k));
@@ -289,19 +306,41 @@ Status read_target_ref(const YAML::Node& node, std::string_view path, std::strin
   return {};
 }
 
-Status read_policy(const YAML::Node& object, std::string_view path, Policy& p) {
+// metadata.name and metadata.namespace ("default" when absent).
+Status read_name(const YAML::Node& object, std::string_view path, std::string& name,
+                 std::string& namespace_name) {
   if (!object.IsMap()) return error_at(path, "must be a map");
   const YAML::Node meta = object["metadata"];
   if (!present(meta) || !meta.IsMap()) return error_at(path, "missing required field \"metadata\"");
   if (!present(meta["name"]))
     return error_at(join(path, "metadata"), "missing required field \"name\"");
-  if (auto s = read_string(meta["name"], join(path, "metadata.name"), p.name); !s) return s;
-  p.namespace_name = "default";
+  if (auto s = read_string(meta["name"], join(path, "metadata.name"), name); !s) return s;
+  namespace_name = "default";
   if (present(meta["namespace"])) {
-    if (auto s = read_string(meta["namespace"], join(path, "metadata.namespace"), p.namespace_name);
+    if (auto s = read_string(meta["namespace"], join(path, "metadata.namespace"), namespace_name);
         !s)
       return s;
   }
+  return {};
+}
+
+// spec.targetRef (one) or spec.targetRefs (a list), in the policy's namespace.
+Status read_target_refs(const std::string& key, const YAML::Node& v, const std::string& path,
+                        std::string_view ns, std::vector<TargetRef>& out) {
+  if (key == "targetRef") {
+    TargetRef t;
+    if (auto s = read_target_ref(v, path, ns, t); !s) return s;
+    out.push_back(std::move(t));
+    return {};
+  }
+  return read_list(v, path, out, [&](const YAML::Node& item, const std::string& ip, TargetRef& t) {
+    return read_target_ref(item, ip, ns, t);
+  });
+}
+
+Status read_policy(const YAML::Node& object, std::string_view path, Policy& p) {
+  if (auto s = read_name(object, path, p.name, p.namespace_name); !s) return s;
+  const YAML::Node meta = object["metadata"];
   if (present(meta["annotations"]) && meta["annotations"].IsMap() &&
       present(meta["annotations"]["istio.io/dry-run"])) {
     std::string v;
@@ -343,16 +382,7 @@ Status read_policy(const YAML::Node& object, std::string_view path, Policy& p) {
           p.has_selector = true;
           return Status{};
         }
-        if (key == "targetRef") {
-          TargetRef t;
-          if (auto s = read_target_ref(v, fp, p.namespace_name, t); !s) return s;
-          p.target_refs.push_back(std::move(t));
-          return Status{};
-        }
-        return read_list(v, fp, p.target_refs,
-                         [&](const YAML::Node& item, const std::string& ip, TargetRef& t) {
-                           return read_target_ref(item, ip, p.namespace_name, t);
-                         });
+        return read_target_refs(key, v, fp, p.namespace_name, p.target_refs);
       });
   if (!st) return st;
   if (action == "ALLOW") {
@@ -374,8 +404,109 @@ Status read_policy(const YAML::Node& object, std::string_view path, Policy& p) {
   return {};
 }
 
-Status collect(const YAML::Node& node, const std::string& path, std::vector<Policy>& out,
-               int depth) {
+// A header name for fromHeaders / output headers: an HTTP token, kept lower-case.
+Status read_header_name(const YAML::Node& n, std::string_view path, std::string& out) {
+  if (auto s = read_string(n, path, out); !s) return s;
+  if (out.empty() || !http::is_token(out)) return error_at(path, "must be an HTTP header name");
+  out = to_lower(out);
+  return {};
+}
+
+Status read_jwt_rule(const YAML::Node& node, std::string_view path, JwtRule& r) {
+  std::string jwks;
+  Status st = each_field(
+      node, path,
+      {"issuer", "audiences", "jwksUri", "jwks", "fromHeaders", "fromParams", "fromCookies",
+       "outputPayloadToHeader", "forwardOriginalToken", "outputClaimToHeaders", "timeout"},
+      [&](const std::string& key, const YAML::Node& v, const std::string& p) -> Status {
+        if (key == "issuer") return read_string(v, p, r.issuer);
+        if (key == "audiences") return read_strings(v, p, r.audiences);
+        if (key == "jwksUri") return read_string(v, p, r.jwks_uri);
+        if (key == "jwks") return read_string(v, p, jwks);
+        if (key == "fromParams") return read_strings(v, p, r.from_params);
+        if (key == "fromCookies") return read_strings(v, p, r.from_cookies);
+        if (key == "outputPayloadToHeader")
+          return read_header_name(v, p, r.output_payload_to_header);
+        if (key == "timeout") return Status{};  // for fetching jwksUri, which istiod/meshd does
+        if (key == "forwardOriginalToken") {
+          std::string b;
+          if (auto s = read_string(v, p, b); !s) return s;
+          if (b != "true" && b != "false") return error_at(p, "must be true or false");
+          r.forward_original_token = b == "true";
+          return Status{};
+        }
+        if (key == "fromHeaders") {
+          return read_list(
+              v, p, r.from_headers,
+              [](const YAML::Node& item, const std::string& ip, JwtRule::FromHeader& h) -> Status {
+                Status hs = each_field(item, ip, {"name", "prefix"},
+                                       [&](const std::string& k, const YAML::Node& hv,
+                                           const std::string& hp) -> Status {
+                                         if (k == "name") return read_header_name(hv, hp, h.name);
+                                         return read_string(hv, hp, h.prefix);
+                                       });
+                if (!hs) return hs;
+                if (h.name.empty()) return error_at(ip, "missing required field \"name\"");
+                return Status{};
+              });
+        }
+        return read_list(
+            v, p, r.output_claim_to_headers,
+            [](const YAML::Node& item, const std::string& ip, JwtRule::ClaimToHeader& c) -> Status {
+              Status cs = each_field(
+                  item, ip, {"header", "claim"},
+                  [&](const std::string& k, const YAML::Node& cv, const std::string& cp) -> Status {
+                    if (k == "header") return read_header_name(cv, cp, c.header);
+                    return read_string(cv, cp, c.claim);
+                  });
+              if (!cs) return cs;
+              if (c.header.empty() || c.claim.empty())
+                return error_at(ip, "needs header and claim");
+              return Status{};
+            });
+      });
+  if (!st) return st;
+  if (r.issuer.empty()) return error_at(path, "missing required field \"issuer\"");
+  if (!jwks.empty() && !r.jwks_uri.empty()) {
+    return error_at(path, "set jwks or jwksUri, not both");
+  }
+  if (jwks.empty() && r.jwks_uri.empty()) return error_at(path, "needs jwks or jwksUri");
+  if (!jwks.empty()) {
+    auto keys = Jwks::parse(jwks);
+    if (!keys) return error_at(join(path, "jwks"), keys.error().describe());
+    r.jwks = std::make_shared<const Jwks>(std::move(*keys));
+  }
+  return {};
+}
+
+Status read_request_authentication(const YAML::Node& object, std::string_view path,
+                                   RequestAuthentication& a) {
+  if (auto s = read_name(object, path, a.name, a.namespace_name); !s) return s;
+  const YAML::Node spec = object["spec"];
+  if (!present(spec)) return {};
+  return each_field(
+      spec, join(path, "spec"), {"jwtRules", "selector", "targetRef", "targetRefs"},
+      [&](const std::string& key, const YAML::Node& v, const std::string& fp) -> Status {
+        if (key == "jwtRules") {
+          return read_list(v, fp, a.rules,
+                           [](const YAML::Node& item, const std::string& ip, JwtRule& r) {
+                             return read_jwt_rule(item, ip, r);
+                           });
+        }
+        if (key == "selector") {
+          a.has_selector = true;
+          return Status{};
+        }
+        return read_target_refs(key, v, fp, a.namespace_name, a.target_refs);
+      });
+}
+
+struct Collected {
+  std::vector<Policy>* policies = nullptr;
+  std::vector<RequestAuthentication>* authentications = nullptr;
+};
+
+Status collect(const YAML::Node& node, const std::string& path, const Collected& out, int depth) {
   if (!node || node.IsNull()) return {};
   if (depth > 8) return error_at(path, "nested too deeply");
   if (node.IsSequence()) {
@@ -387,10 +518,14 @@ Status collect(const YAML::Node& node, const std::string& path, std::vector<Poli
   if (!node.IsMap()) return error_at(path, "must be a Kubernetes object");
   if (!present(node["kind"]) || !node["kind"].IsScalar()) return {};
   const std::string kind = node["kind"].Scalar();
-  if (kind == "AuthorizationPolicy") {
+  if (kind == "AuthorizationPolicy" && out.policies) {
     Policy p;
     if (auto s = read_policy(node, path, p); !s) return s;
-    out.push_back(std::move(p));
+    out.policies->push_back(std::move(p));
+  } else if (kind == "RequestAuthentication" && out.authentications) {
+    RequestAuthentication a;
+    if (auto s = read_request_authentication(node, path, a); !s) return s;
+    out.authentications->push_back(std::move(a));
   } else if (kind.ends_with("List") && present(node["items"])) {
     return collect(node["items"], join(path, "items"), out, depth + 1);
   }
@@ -431,12 +566,34 @@ Result<std::vector<Policy>> parse_authorization_policies(const std::vector<YAML:
   try {
     std::vector<Policy> out;
     for (size_t i = 0; i < docs.size(); ++i) {
-      if (auto s = collect(docs[i], index("document", i), out, 0); !s)
+      if (auto s = collect(docs[i], index("document", i), {&out, nullptr}, 0); !s)
         return tl::unexpected(s.error());
     }
     return out;
   } catch (const std::exception& e) {
     return fail(zt::yaml::describe(e, "authorization policies"));
+  }
+}
+
+Result<std::vector<RequestAuthentication>> parse_request_authentications(
+    const std::vector<YAML::Node>& docs) {
+  try {
+    std::vector<RequestAuthentication> out;
+    for (size_t i = 0; i < docs.size(); ++i) {
+      if (auto s = collect(docs[i], index("document", i), {nullptr, &out}, 0); !s)
+        return tl::unexpected(s.error());
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return fail(zt::yaml::describe(e, "request authentications"));
+  }
+}
+
+Result<std::vector<RequestAuthentication>> parse_request_authentications(std::string_view yaml) {
+  try {
+    return parse_request_authentications(zt::yaml::load_all(yaml));
+  } catch (const std::exception& e) {
+    return fail(zt::yaml::describe(e, "request authentications"));
   }
 }
 

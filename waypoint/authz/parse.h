@@ -16,6 +16,7 @@
 
 #include "common/base/result.h"
 #include "waypoint/authz/policy.h"
+#include "waypoint/authz/request_authn.h"
 
 namespace zt::waypoint::authz {
 
@@ -30,5 +31,15 @@ Result<Policy> parse_authorization_policy(const YAML::Node& object,
 Result<std::vector<Policy>> parse_authorization_policies(std::string_view yaml);
 // The same over documents already loaded (config::load_documents).
 Result<std::vector<Policy>> parse_authorization_policies(const std::vector<YAML::Node>& docs);
+
+// RequestAuthentication objects (security.istio.io/v1): metadata {name, namespace} and spec
+// {targetRefs | targetRef, selector, jwtRules[{issuer, audiences, jwks | jwksUri,
+// fromHeaders[{name, prefix}], fromParams, fromCookies, forwardOriginalToken,
+// outputPayloadToHeader, outputClaimToHeaders[{header, claim}], timeout}]}. A rule needs an issuer
+// and its keys (`jwks`, a JWKS with at least one usable key; or `jwksUri`), header names must be
+// HTTP tokens.
+Result<std::vector<RequestAuthentication>> parse_request_authentications(std::string_view yaml);
+Result<std::vector<RequestAuthentication>> parse_request_authentications(
+    const std::vector<YAML::Node>& docs);
 
 }  // namespace zt::waypoint::authz

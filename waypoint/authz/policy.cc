@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "waypoint/authz/request_authn.h"
 #include "waypoint/base/strings.h"
 
 namespace zt::waypoint::authz {
@@ -170,11 +171,32 @@ bool operation_matches(const Operation& o, const RequestInfo& r) {
          (o.not_paths.empty() || !any_path(o.not_paths));
 }
 
+// A JWT value with many strings (a list claim, the audiences): values pass when one string
+// matches one of them, notValues when none does.
+bool strings_condition(const Condition& c, const std::vector<std::string>& have) {
+  auto any = [&](const std::vector<StringMatch>& list) {
+    return std::any_of(have.begin(), have.end(),
+                       [&](const std::string& v) { return any_string(list, v); });
+  };
+  return (c.values.empty() || any(c.values)) && (c.not_values.empty() || !any(c.not_values));
+}
+
 bool condition_matches(const Condition& c, const RequestInfo& r) {
   using K = Condition::Key;
   std::optional<std::string> value;
   std::optional<asio::ip::address> ip;
   switch (c.key) {
+    case K::kRequestAudiences:
+      return strings_condition(
+          c, r.jwt ? claim_strings(r.jwt->claims, {"aud"}) : std::vector<std::string>{});
+    case K::kRequestClaim:
+      return strings_condition(
+          c, r.jwt ? claim_strings(r.jwt->claims, c.claim_path) : std::vector<std::string>{});
+    case K::kRequestPresenter:
+      if (r.jwt) {
+        if (auto azp = claim_strings(r.jwt->claims, {"azp"}); azp.size() == 1) value = azp[0];
+      }
+      break;
     case K::kRequestHeader:
       if (r.headers) value = http::joined_header(*r.headers, c.header_name);
       break;

@@ -15,6 +15,9 @@
 // - Principals are "td/ns/N/sa/S" (no "spiffe://"); namespaces match N of the principal; both
 //   fail (and their not* lists pass) for a request without a peer identity.
 // - request.headers[...] conditions see repeated headers joined with ",".
+// - request.auth.* conditions and requestPrincipals see the JWT that RequestAuthentication
+//   verified (request_authn.h); without one they fail (and their not* lists pass). A claim or
+//   audience that is a list matches when one element does (notValues: when none does).
 #pragma once
 
 #include <cstdint>
@@ -30,6 +33,8 @@
 #include "waypoint/http/headers.h"
 
 namespace zt::waypoint::authz {
+
+struct JwtIdentity;  // request_authn.h
 
 struct StringMatch {
   enum class Kind { kExact, kPrefix, kSuffix, kPresence };
@@ -78,11 +83,15 @@ struct Condition {
     kRequestPrincipal,  // request.auth.principal
     kDestinationIp,     // destination.ip
     kDestinationPort,   // destination.port
-    kUnavailable,       // JWT claims/audiences/presenter, connection.sni: not known here
+    kRequestAudiences,  // request.auth.audiences (the JWT's "aud", a string or a list)
+    kRequestPresenter,  // request.auth.presenter (the JWT's "azp")
+    kRequestClaim,      // request.auth.claims[a] or claims[a][b]...: a string or a list of them
+    kUnavailable,       // connection.sni: not known here
   };
   Key key = Key::kRequestHeader;
-  std::string key_text;     // as written, for messages
-  std::string header_name;  // kRequestHeader
+  std::string key_text;                 // as written, for messages
+  std::string header_name;              // kRequestHeader
+  std::vector<std::string> claim_path;  // kRequestClaim: {"a"} for claims[a]
   std::vector<StringMatch> values, not_values;
   std::vector<net::Cidr> ip_values, not_ip_values;  // IP keys
 };
@@ -124,6 +133,7 @@ struct RequestInfo {
   const http::HeaderList* headers = nullptr;
   std::optional<std::string> principal;          // "td/ns/N/sa/S" of the HBONE peer
   std::optional<std::string> request_principal;  // "<iss>/<sub>" of a validated JWT
+  const JwtIdentity* jwt = nullptr;              // that JWT (claims), when there is one
   asio::ip::address source_ip{};
   std::optional<asio::ip::address> remote_ip;  // from x-forwarded-for; defaults to source_ip
   asio::ip::address destination_ip{};

@@ -12,6 +12,7 @@
 #include "common/net/copy.h"
 #include "waypoint/authz/normalize.h"
 #include "waypoint/authz/policy.h"
+#include "waypoint/authz/request_authn.h"
 #include "waypoint/base/random.h"
 #include "waypoint/base/strings.h"
 #include "waypoint/http/forwarding.h"
@@ -1012,9 +1013,25 @@ struct Pipeline::Impl {
     // normalisation, stays "unknown", as Envoy's refusal before routing.)
     if (stream.service) rec.set_service(*stream.service);
 
-    // 2. L7 authorization.
+    // 2. Request authentication (JWT), then L7 authorization, which sees its identity.
     std::string svc_ns = stream.service ? stream.service->namespace_name : std::string();
     std::string svc_name = stream.service ? stream.service->name : std::string();
+    std::optional<authz::JwtIdentity> jwt;
+    const auto authns =
+        cfg->authentications_for(ctx.self.namespace_name, ctx.self.name, svc_ns, svc_name);
+    if (!authns.empty()) {
+      auto authn = authz::authenticate(authns, request.head, std::chrono::system_clock::now());
+      if (authn.rejected) {
+        rec.error = "JWT refused: " + authn.reason;
+        auto r = local_response(401, authn.reason);
+        r.headers.push_back(
+            {"www-authenticate",
+             fmt::format("Bearer realm=\"{}://{}{}\", error=\"invalid_token\"", request.head.scheme,
+                         request.head.authority, request.head.path())});
+        co_return r;
+      }
+      jwt = std::move(authn.identity);
+    }
     auto policies = cfg->policies_for(ctx.self.namespace_name, ctx.self.name, svc_ns, svc_name);
     if (!policies.empty()) {
       authz::RequestInfo info;
@@ -1024,6 +1041,10 @@ struct Pipeline::Impl {
       info.destination_port = stream.port;
       info.headers = &request.head.headers;
       info.principal = stream.principal;
+      if (jwt) {
+        info.request_principal = jwt->principal;
+        info.jwt = &*jwt;
+      }
       info.source_ip = stream.source_ip;
       info.destination_ip = stream.destination_ip;
       auto decision = authz::evaluate(policies, info);

@@ -8,23 +8,48 @@
 
 namespace zt::waypoint::state {
 
+namespace {
+
+// Whether a policy in `own_namespace` with `refs` names the Gateway or the Service.
+bool targets(const std::vector<authz::TargetRef>& refs, const std::string& own_namespace,
+             std::string_view gateway_namespace, std::string_view gateway_name,
+             std::string_view service_namespace, std::string_view service_name) {
+  for (const auto& ref : refs) {
+    const std::string& ns = ref.namespace_name.empty() ? own_namespace : ref.namespace_name;
+    if (ref.kind == "Gateway") {
+      if (ns == gateway_namespace && ref.name == gateway_name) return true;
+    } else if (ref.kind == "Service" || ref.kind == "ServiceEntry") {
+      if (!service_name.empty() && ns == service_namespace && ref.name == service_name) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 std::vector<authz::Policy> ConfigSnapshot::policies_for(std::string_view gateway_namespace,
                                                         std::string_view gateway_name,
                                                         std::string_view service_namespace,
                                                         std::string_view service_name) const {
   std::vector<authz::Policy> out;
   for (const auto& p : policies) {
-    bool applies = false;
-    for (const auto& ref : p.target_refs) {
-      const std::string& ns = ref.namespace_name.empty() ? p.namespace_name : ref.namespace_name;
-      if (ref.kind == "Gateway") {
-        applies = ns == gateway_namespace && ref.name == gateway_name;
-      } else if (ref.kind == "Service" || ref.kind == "ServiceEntry") {
-        applies = !service_name.empty() && ns == service_namespace && ref.name == service_name;
-      }
-      if (applies) break;
+    if (targets(p.target_refs, p.namespace_name, gateway_namespace, gateway_name, service_namespace,
+                service_name)) {
+      out.push_back(p);
     }
-    if (applies) out.push_back(p);
+  }
+  return out;
+}
+
+std::vector<const authz::RequestAuthentication*> ConfigSnapshot::authentications_for(
+    std::string_view gateway_namespace, std::string_view gateway_name,
+    std::string_view service_namespace, std::string_view service_name) const {
+  std::vector<const authz::RequestAuthentication*> out;
+  for (const auto& a : authentications) {
+    if (targets(a.target_refs, a.namespace_name, gateway_namespace, gateway_name, service_namespace,
+                service_name)) {
+      out.push_back(&a);
+    }
   }
   return out;
 }
@@ -46,6 +71,15 @@ Result<std::shared_ptr<ConfigSnapshot>> build_config_snapshot(std::string_view y
   }
   std::sort(snap->policies.begin(), snap->policies.end(),
             [](const authz::Policy& a, const authz::Policy& b) { return a.key() < b.key(); });
+  auto authns = authz::parse_request_authentications(*docs);
+  if (!authns) return tl::unexpected(wrap(authns.error(), "request authentications"));
+  for (auto& a : *authns) {
+    if (!a.target_refs.empty()) snap->authentications.push_back(std::move(a));
+  }
+  std::sort(snap->authentications.begin(), snap->authentications.end(),
+            [](const authz::RequestAuthentication& a, const authz::RequestAuthentication& b) {
+              return a.key() < b.key();
+            });
   snap->origin = std::move(origin);
   return snap;
 }

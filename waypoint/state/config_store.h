@@ -1,6 +1,7 @@
 // The waypoint's L7 configuration as one immutable snapshot (routes, destination policies,
-// authorization policies), built from a YAML stream of Kubernetes objects (HTTPRoute, GRPCRoute,
-// DestinationRule, AuthorizationPolicy; other kinds are skipped) or the waypoint document of
+// authorization policies, request authentications), built from a YAML stream of Kubernetes objects
+// (HTTPRoute, GRPCRoute, DestinationRule, AuthorizationPolicy, RequestAuthentication; other kinds
+// are skipped) or the waypoint document of
 // config/parse.h, and published atomically: a request reads one snapshot from start to end.
 #pragma once
 
@@ -12,6 +13,7 @@
 
 #include "common/base/result.h"
 #include "waypoint/authz/policy.h"
+#include "waypoint/authz/request_authn.h"
 #include "waypoint/config/model.h"
 #include "waypoint/route/route.h"
 
@@ -22,6 +24,8 @@ struct ConfigSnapshot {
   route::RouteTable routes;
   // Every AuthorizationPolicy with targetRefs (selector policies are for ztunnel, not us).
   std::vector<authz::Policy> policies;
+  // Every RequestAuthentication with targetRefs, likewise.
+  std::vector<authz::RequestAuthentication> authentications;
   std::string origin;       // where it came from: "file /etc/waypoint.yaml", "xds version 7"
   uint64_t generation = 0;  // set by ConfigStore::publish, 1 for the first
 
@@ -32,6 +36,11 @@ struct ConfigSnapshot {
                                           std::string_view gateway_name,
                                           std::string_view service_namespace,
                                           std::string_view service_name) const;
+  // The RequestAuthentications that apply, by the same targetRef rule (pointers into this
+  // snapshot).
+  std::vector<const authz::RequestAuthentication*> authentications_for(
+      std::string_view gateway_namespace, std::string_view gateway_name,
+      std::string_view service_namespace, std::string_view service_name) const;
 };
 
 // Parses `yaml` (both forms above). An empty text is an empty configuration. Errors name the

@@ -31,6 +31,7 @@
 #include "tests/support/coro.h"
 #include "tests/support/grpc_library.h"
 #include "tests/support/hbone_client.h"
+#include "tests/support/jwt_signer.h"
 #include "tests/support/l7_config.h"
 #include "waypoint/http1/http1.h"
 #include "waypoint/http2/http2.h"
@@ -537,6 +538,97 @@ TEST_F(WaypointChainTest, AuthorizationByPathMethodHeaderAndPrincipalWithNormali
   ASSERT_TRUE(other) << other.error().describe();
   EXPECT_EQ(other->status, 403);
   EXPECT_EQ(v1.hits(), 0);
+}
+
+// RequestAuthentication + AuthorizationPolicy, as Istio's "require a JWT" task sets them up: a
+// request without a token is denied by the ALLOW policy (403), a bad token is refused by the
+// authentication (401), a good one reaches the backend without its Authorization header, and a
+// claim decides who may see /admin.
+TEST_F(WaypointChainTest, JwtRequestAuthenticationAndRequestPrincipals) {
+  const testing::JwtSigner key(testing::JwtSigner::Kind::kRsa, "chain-key");
+  const std::string authn = fmt::format(R"(apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: jwt, namespace: default}}
+spec:
+  targetRefs: [{{kind: Service, group: "", name: reviews}}]
+  jwtRules:
+  - issuer: https://issuer.example
+    audiences: [reviews]
+    jwks: '{}'
+---
+)",
+                                        key.jwks());
+  const std::string policies = testing::authorization_policy(
+      "require-jwt", "reviews", "ALLOW",
+      R"(  - from: [{source: {requestPrincipals: ["https://issuer.example/*"]}}]
+    to: [{operation: {notPaths: ["/admin"]}}]
+  - from: [{source: {requestPrincipals: ["https://issuer.example/*"]}}]
+    to: [{operation: {paths: ["/admin"]}}]
+    when: [{key: "request.auth.claims[groups]", values: ["admins"]}]
+)");
+  ASSERT_NO_FATAL_FAILURE(start(18, reviews_to_v1() + authn + policies, {Backend::kReviewsV1}));
+  auto& v1 = chain_->backend("reviews-v1");
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  const nlohmann::json alice{{"iss", "https://issuer.example"},
+                             {"sub", "alice"},
+                             {"aud", "reviews"},
+                             {"groups", {"users"}},
+                             {"exp", now + 600}};
+  auto with = [&](const char* key_name, nlohmann::json value) {
+    auto c = alice;
+    c[key_name] = std::move(value);
+    return c;
+  };
+  const testing::JwtSigner stranger(testing::JwtSigner::Kind::kRsa, "chain-key");
+  struct Case {
+    std::string name, target, token;
+    int want;
+    std::string body;
+  };
+  const std::vector<Case> cases = {
+      {"no token", "/public", "", 403, "RBAC: access denied"},
+      {"good token", "/public", key.sign(alice), 200, "reviews-v1"},
+      {"as a query parameter", "/public?access_token=" + key.sign(alice), "", 200, "reviews-v1"},
+      {"not an admin", "/admin", key.sign(alice), 403, "RBAC: access denied"},
+      {"an admin", "/admin", key.sign(with("groups", {"admins"})), 200, "reviews-v1"},
+      {"another key", "/public", stranger.sign(alice), 401, "Jwt verification fails"},
+      {"expired", "/public", key.sign(with("exp", now - 3600)), 401, "Jwt is expired"},
+      {"another audience", "/public", key.sign(with("aud", "ratings")), 401,
+       "Audiences in Jwt are not allowed"},
+      {"another issuer", "/public", key.sign(with("iss", "https://evil.example")), 401,
+       "Jwt issuer is not configured"},
+      {"garbage", "/public", "not-a-jwt", 401,
+       "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"},
+  };
+  int reached = 0;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::vector<std::string> headers;
+    if (!c.token.empty()) headers.push_back("Authorization: Bearer " + c.token);
+    v1.reset_counts();
+    auto r =
+        chain_request(chain_->client().socks5, chain_->vip("reviews"), "GET", c.target, headers);
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_EQ(r->status, c.want) << r->body;
+    EXPECT_EQ(r->body, c.body);
+    if (c.want == 401) {
+      const auto challenge = r->header("www-authenticate");
+      EXPECT_TRUE(challenge.starts_with("Bearer realm=\"http://") &&
+                  challenge.ends_with(c.target + "\", error=\"invalid_token\""))
+          << "Envoy's challenge: " << challenge;
+    }
+    if (c.want != 200) {
+      EXPECT_EQ(v1.hits(), 0) << "a refused request never reaches the backend";
+      continue;
+    }
+    ++reached;
+    ASSERT_EQ(v1.requests().size(), 1u);
+    EXPECT_EQ(v1.requests()[0].headers.count("authorization"), 0u)
+        << "the token is not forwarded (forwardOriginalToken: false)";
+  }
+  EXPECT_EQ(reached, 3);
 }
 
 // ---- 6. HTTP edge cases
