@@ -685,7 +685,8 @@ bool exported_to(const manifest::DestinationRule& rule, const std::string& ns) {
 
 // For each waypoint Gateway, the objects that configure it, as one YAML stream: HTTPRoutes and
 // GRPCRoutes with a Service parentRef whose Service uses the waypoint, DestinationRules for those
-// Services, and AuthorizationPolicies whose targetRefs name the Gateway or such a Service. Every
+// Services, and AuthorizationPolicies, then RequestAuthentications, whose targetRefs name the
+// Gateway or such a Service. Every
 // waypoint gets a resource, empty when nothing applies, so that removing the last route is a change
 // too.
 void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoints,
@@ -778,17 +779,22 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
       }
       documents.push_back(&rule.second->yaml);
     }
-    for (const auto& [k, policy] : objects.authorization_policies) {
-      bool targets = false;
-      for (const auto& ref : policy.target_refs) {
-        auto ns = ref.namespace_.empty() ? policy.meta.namespace_ : ref.namespace_;
-        if (ref.kind == "Gateway") {
-          targets = targets || (ns == waypoint.namespace_ && ref.name == waypoint.name);
-        } else if (ref.kind == "Service") {
-          targets = targets || services.contains(ns + "/" + ref.name);
+    // A policy's targetRefs name this waypoint's Gateway or a Service using it.
+    auto targets = [&](const ObjectMeta& meta, const std::vector<manifest::PolicyTargetRef>& refs) {
+      for (const auto& ref : refs) {
+        auto ns = ref.namespace_.empty() ? meta.namespace_ : ref.namespace_;
+        if (ref.kind == "Gateway" && ns == waypoint.namespace_ && ref.name == waypoint.name) {
+          return true;
         }
+        if (ref.kind == "Service" && services.contains(ns + "/" + ref.name)) return true;
       }
-      if (targets) documents.push_back(&policy.yaml);
+      return false;
+    };
+    for (const auto& [k, policy] : objects.authorization_policies) {
+      if (targets(policy.meta, policy.target_refs)) documents.push_back(&policy.yaml);
+    }
+    for (const auto& [k, authn] : objects.request_authentications) {
+      if (targets(authn.meta, authn.target_refs)) documents.push_back(&authn.yaml);
     }
     std::string yaml;
     for (const auto* doc : documents) {

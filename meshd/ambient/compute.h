@@ -33,9 +33,9 @@
 //   namespace, name.ns, name.ns.svc or the FQDN; exported to the waypoint's namespace; from the
 //   waypoint's namespace, else the service's, else the root; there the oldest with a traffic
 //   policy, then the oldest; none when that namespace has only rules with a workloadSelector,
-//   which waypoints do not apply, as Istio's); and the AuthorizationPolicies whose targetRefs
-//   name the Gateway or such a Service; in that order, each by namespace/name. Empty when none
-//   apply.
+//   which waypoints do not apply, as Istio's); the AuthorizationPolicies, then the
+//   RequestAuthentications, whose targetRefs name the Gateway or such a Service; in that order,
+//   each by namespace/name. Empty when none apply.
 // - PeerAuthentication: when any exists, the static DENY
 // "istio-system/istio_converted_static_strict"
 //   (notPrincipals: [presence]) is sent and every workload whose effective mode (mesh, then

@@ -37,6 +37,8 @@ void with_map(ObjectSet& set, const std::string& kind, F&& f) {
     f(set.destination_rules);
   } else if (kind == "GRPCRoute") {
     f(set.grpc_routes);
+  } else if (kind == "RequestAuthentication") {
+    f(set.request_authentications);
   }
 }
 

@@ -17,6 +17,7 @@ constexpr const char* kind_name() {
   if constexpr (std::is_same_v<T, HttpRoute>) return "HTTPRoute";
   if constexpr (std::is_same_v<T, DestinationRule>) return "DestinationRule";
   if constexpr (std::is_same_v<T, GrpcRoute>) return "GRPCRoute";
+  if constexpr (std::is_same_v<T, RequestAuthentication>) return "RequestAuthentication";
 }
 
 std::string map_key(const ObjectMeta& meta) {
@@ -66,6 +67,9 @@ void ObjectSet::put(Object object) {
           destination_rules.insert_or_assign(key, std::move(o));
         }
         if constexpr (std::is_same_v<T, GrpcRoute>) grpc_routes.insert_or_assign(key, std::move(o));
+        if constexpr (std::is_same_v<T, RequestAuthentication>) {
+          request_authentications.insert_or_assign(key, std::move(o));
+        }
       },
       std::move(object));
 }
@@ -73,7 +77,8 @@ void ObjectSet::put(Object object) {
 size_t ObjectSet::size() const {
   return namespaces.size() + pods.size() + services.size() + service_accounts.size() +
          authorization_policies.size() + peer_authentications.size() + gateways.size() +
-         http_routes.size() + destination_rules.size() + grpc_routes.size();
+         http_routes.size() + destination_rules.size() + grpc_routes.size() +
+         request_authentications.size();
 }
 
 namespace {

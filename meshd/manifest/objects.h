@@ -247,8 +247,19 @@ struct DestinationRule {
   bool operator==(const DestinationRule&) const = default;
 };
 
-using Object = std::variant<Namespace, Pod, Service, ServiceAccount, AuthorizationPolicy,
-                            PeerAuthentication, Gateway, HttpRoute, DestinationRule, GrpcRoute>;
+// security.istio.io RequestAuthentication: meshd reads its scope; waypoints get the whole object
+// (those with targetRefs). ztunnel does not validate JWTs, so a selector one is not used.
+struct RequestAuthentication {
+  ObjectMeta meta;
+  bool has_selector = false;
+  std::vector<PolicyTargetRef> target_refs;
+  std::string yaml;  // the object re-emitted as YAML, as AuthorizationPolicy::yaml
+  bool operator==(const RequestAuthentication&) const = default;
+};
+
+using Object =
+    std::variant<Namespace, Pod, Service, ServiceAccount, AuthorizationPolicy, PeerAuthentication,
+                 Gateway, HttpRoute, DestinationRule, GrpcRoute, RequestAuthentication>;
 
 // kind ("Pod"), namespace ("" for Namespace), name.
 struct ObjectKey {
@@ -272,6 +283,7 @@ struct ObjectSet {
   std::map<std::string, HttpRoute> http_routes;
   std::map<std::string, DestinationRule> destination_rules;
   std::map<std::string, GrpcRoute> grpc_routes;
+  std::map<std::string, RequestAuthentication> request_authentications;
 
   // Inserts or replaces the object with the same key.
   void put(Object object);

@@ -332,6 +332,20 @@ constexpr ListField<PolicyOperation> kOperationLists[] = {
 
 constexpr const char* kDryRunAnnotation = "istio.io/dry-run";
 
+// spec.targetRef and spec.targetRefs, in that order.
+std::vector<PolicyTargetRef> read_target_refs(const Fields& spec) {
+  std::vector<PolicyTargetRef> refs;
+  if (auto ref = spec.opt_map("targetRef")) {
+    refs.push_back({ref->string("group"), ref->required_string("kind"),
+                    ref->required_string("name"), ref->string("namespace")});
+  }
+  for (const auto& ref : spec.maps("targetRefs")) {
+    refs.push_back({ref.string("group"), ref.required_string("kind"), ref.required_string("name"),
+                    ref.string("namespace")});
+  }
+  return refs;
+}
+
 // What a policy applies to and what it does: selector, targetRef(s), action, dry run (with
 // `lenient_dry_run`, an unreadable dry-run annotation is read as false instead of refused).
 void read_policy_scope(const Fields& spec, AuthorizationPolicy& policy,
@@ -347,14 +361,7 @@ void read_policy_scope(const Fields& spec, AuthorizationPolicy& policy,
     policy.dry_run = *dry_run;
   }
   policy.selector = read_selector(spec);
-  if (auto ref = spec.opt_map("targetRef")) {
-    policy.target_refs.push_back({ref->string("group"), ref->required_string("kind"),
-                                  ref->required_string("name"), ref->string("namespace")});
-  }
-  for (const auto& ref : spec.maps("targetRefs")) {
-    policy.target_refs.push_back({ref.string("group"), ref.required_string("kind"),
-                                  ref.required_string("name"), ref.string("namespace")});
-  }
+  policy.target_refs = read_target_refs(spec);
   policy.action = spec.string("action", "ALLOW");
   check_one_of(policy.action, {"ALLOW", "DENY", "AUDIT", "CUSTOM"}, join(spec.path(), "action"));
 }
@@ -698,7 +705,8 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
       kGateway,
       kHttpRoute,
       kDestinationRule,
-      kGrpcRoute
+      kGrpcRoute,
+      kRequestAuthn
     } known;
     if (group.empty() && kind == "Namespace") {
       known = Known::kNamespace;
@@ -712,6 +720,8 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
       known = Known::kAuthz;
     } else if (group == "security.istio.io" && kind == "PeerAuthentication") {
       known = Known::kPeerAuthn;
+    } else if (group == "security.istio.io" && kind == "RequestAuthentication") {
+      known = Known::kRequestAuthn;
     } else if (group == "gateway.networking.k8s.io" && kind == "Gateway") {
       known = Known::kGateway;
     } else if (group == "gateway.networking.k8s.io" && kind == "HTTPRoute") {
@@ -782,6 +792,20 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
         route.yaml = emit_object(document, route.meta);
         check_route_for_waypoint(route.parent_refs, route.yaml);
         return Object(std::move(route));
+      }
+      case Known::kRequestAuthn: {
+        RequestAuthentication authn;
+        authn.meta = std::move(meta);
+        auto spec = doc.map_or_empty("spec");
+        authn.has_selector = spec.opt_map("selector").has_value();
+        authn.target_refs = read_target_refs(spec);
+        authn.yaml = emit_object(document, authn.meta);
+        if (!authn.target_refs.empty()) {
+          check_waypoint_reads(authn.yaml, [](const YAML::Node& n) {
+            return waypoint::authz::parse_request_authentication(n, "");
+          });
+        }
+        return Object(std::move(authn));
       }
       case Known::kDestinationRule: {
         DestinationRule rule;

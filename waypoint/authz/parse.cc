@@ -575,6 +575,17 @@ Result<std::vector<Policy>> parse_authorization_policies(const std::vector<YAML:
   }
 }
 
+Result<RequestAuthentication> parse_request_authentication(const YAML::Node& object,
+                                                           std::string_view path) {
+  try {
+    RequestAuthentication a;
+    if (auto s = read_request_authentication(object, path, a); !s) return tl::unexpected(s.error());
+    return a;
+  } catch (const std::exception& e) {
+    return failf("{}: {}", path, e.what());
+  }
+}
+
 Result<std::vector<RequestAuthentication>> parse_request_authentications(
     const std::vector<YAML::Node>& docs) {
   try {

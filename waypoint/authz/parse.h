@@ -38,6 +38,8 @@ Result<std::vector<Policy>> parse_authorization_policies(const std::vector<YAML:
 // outputPayloadToHeader, outputClaimToHeaders[{header, claim}], timeout}]}. A rule needs an issuer
 // and its keys (`jwks`, a JWKS with at least one usable key; or `jwksUri`), header names must be
 // HTTP tokens.
+Result<RequestAuthentication> parse_request_authentication(
+    const YAML::Node& object, std::string_view path = "RequestAuthentication");
 Result<std::vector<RequestAuthentication>> parse_request_authentications(std::string_view yaml);
 Result<std::vector<RequestAuthentication>> parse_request_authentications(
     const std::vector<YAML::Node>& docs);

@@ -28,6 +28,8 @@ constexpr KindInfo kKinds[] = {
      "/apis/security.istio.io/v1/authorizationpolicies"},
     {"PeerAuthentication", "security.istio.io/v1",
      "/apis/security.istio.io/v1/peerauthentications"},
+    {"RequestAuthentication", "security.istio.io/v1",
+     "/apis/security.istio.io/v1/requestauthentications"},
     {"Gateway", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1/gateways"},
     {"HTTPRoute", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1/httproutes"},
     {"GRPCRoute", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1/grpcroutes"},

@@ -26,6 +26,7 @@ TEST(ResourceTypes, CoverEveryKindMeshdUsesWithTheirApiPaths) {
                        "/api/v1/serviceaccounts",
                        "/apis/security.istio.io/v1/authorizationpolicies",
                        "/apis/security.istio.io/v1/peerauthentications",
+                       "/apis/security.istio.io/v1/requestauthentications",
                        "/apis/gateway.networking.k8s.io/v1/gateways",
                        "/apis/gateway.networking.k8s.io/v1/httproutes",
                        "/apis/gateway.networking.k8s.io/v1/grpcroutes",

@@ -40,6 +40,13 @@ std::string policy(const std::string& ns, const std::string& name, const std::st
          "], action: ALLOW, rules: [{}]}\n";
 }
 
+std::string request_authn(const std::string& ns, const std::string& name,
+                          const std::string& scope) {
+  return "---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: " +
+         name + ", namespace: " + ns + "}\nspec:\n  " + scope +
+         "\n  jwtRules: [{issuer: https://issuer.example, jwksUri: https://issuer.example/k}]\n";
+}
+
 // "Kind/name" of each document of a waypoint's YAML.
 std::vector<std::string> kinds_and_names(const MeshSnapshot& s, const std::string& key) {
   auto it = s.waypoint_configs.find(key);
@@ -80,7 +87,13 @@ TEST(WaypointConfigs, ObjectsAttachedThroughServicesThatUseTheWaypoint) {
       policy("shop", "p-gateway", "{kind: Gateway, group: gateway.networking.k8s.io, name: wp}") +
       policy("shop", "p-service", "{kind: Service, group: '', name: reviews}") +
       policy("shop", "p-ratings", "{kind: Service, group: '', name: ratings}") +
-      policy("other", "p-wp2", "{kind: Gateway, group: gateway.networking.k8s.io, name: wp2}"));
+      policy("other", "p-wp2", "{kind: Gateway, group: gateway.networking.k8s.io, name: wp2}") +
+      request_authn("shop", "a-gateway",
+                    "targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: wp}]") +
+      request_authn("shop", "a-service", "targetRef: {kind: Service, group: '', name: reviews}") +
+      request_authn("shop", "a-ratings", "targetRefs: [{kind: Service, name: ratings}]") +
+      request_authn("shop", "a-selector", "selector: {matchLabels: {app: reviews}}"));
+  ASSERT_EQ(objects.request_authentications.size(), 4u);
   auto s = compute(objects, kOptions);
   ASSERT_EQ(s.waypoint_configs.size(), 2u);
   EXPECT_EQ(kinds_and_names(s, "shop/wp"),
@@ -88,7 +101,8 @@ TEST(WaypointConfigs, ObjectsAttachedThroughServicesThatUseTheWaypoint) {
                 "HTTPRoute/other/r-cross", "HTTPRoute/shop/r-reviews", "GRPCRoute/shop/g-reviews",
                 // other/d-fqdn names reviews too, from a namespace Istio does not look in.
                 "DestinationRule/shop/d-short", "AuthorizationPolicy/shop/p-gateway",
-                "AuthorizationPolicy/shop/p-service"}));
+                "AuthorizationPolicy/shop/p-service", "RequestAuthentication/shop/a-gateway",
+                "RequestAuthentication/shop/a-service"}));
   EXPECT_EQ(kinds_and_names(s, "other/wp2"),
             (std::vector<std::string>{"AuthorizationPolicy/other/p-wp2"}));
   // Policies with targetRefs are still not sent to ztunnel.

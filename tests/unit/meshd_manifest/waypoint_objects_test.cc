@@ -168,6 +168,46 @@ spec:
   EXPECT_EQ(set.http_routes.size(), 1u);
 }
 
+// A RequestAuthentication with targetRefs is checked with the waypoint's reader (its keys too);
+// one with a selector only is for sidecars, which meshd does not configure: kept, not checked.
+TEST(WaypointObjects, RequestAuthentications) {
+  auto parsed = parse_manifest(R"(apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: shop}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  jwtRules: [{issuer: https://issuer.example, jwksUri: https://issuer.example/keys}]
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: bad-keys, namespace: shop}
+spec:
+  targetRef: {kind: Gateway, group: gateway.networking.k8s.io, name: wp}
+  jwtRules: [{issuer: i, jwks: '{"keys": [{"kty": "RSA"}]}'}]
+---
+{apiVersion: security.istio.io/v1, kind: RequestAuthentication,
+ metadata: {name: sidecars, namespace: shop},
+ spec: {selector: {matchLabels: {app: reviews}}, jwtRules: [{issuer: i}]}}
+)",
+                               "authn.yaml");
+  ObjectSet set;
+  for (auto& o : parsed.objects) set.put(std::move(o));
+  ASSERT_EQ(set.request_authentications.size(), 2u);
+  const auto& authn = set.request_authentications.at("shop/jwt");
+  ASSERT_EQ(authn.target_refs.size(), 1u);
+  EXPECT_EQ(authn.target_refs[0].name, "reviews");
+  EXPECT_FALSE(authn.has_selector);
+  EXPECT_TRUE(set.request_authentications.at("shop/sidecars").has_selector);
+  EXPECT_EQ(YAML::Load(authn.yaml)["spec"]["jwtRules"][0]["issuer"].as<std::string>(),
+            "https://issuer.example");
+  // The one refused names its field and why.
+  std::string errors;
+  for (const auto& e : parsed.errors) errors += e.message + "\n";
+  EXPECT_EQ(errors,
+            "authn.yaml: RequestAuthentication shop/bad-keys: spec.jwtRules[0].jwks: the JWKS has "
+            "no usable key; key 0: \"n\" is missing (a waypoint would refuse it)\n");
+}
+
 // A route whose parents are all Gateways is an ingress route, which meshd never sends to a
 // waypoint: the waypoint's reader is not asked about it (it knows no ingress-only filters).
 TEST(WaypointObjects, IngressRoutesAreNotCheckedWithTheWaypointsReader) {
