@@ -5,12 +5,14 @@
 #include "meshd/ambient/compute.h"
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <regex>
 #include <set>
 #include <tuple>
 
 #include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
 
 #include "common/base/log.h"
 #include "common/net/address.h"
@@ -689,6 +691,22 @@ bool exported_to(const manifest::DestinationRule& rule, const std::string& ns) {
 // Gateway or such a Service. Every
 // waypoint gets a resource, empty when nothing applies, so that removing the last route is a change
 // too.
+// A RequestAuthentication's YAML with each jwksUri that `jwks` has keys for replaced by them.
+std::string with_inline_jwks(const std::string& yaml,
+                             const std::map<std::string, std::string>& jwks) {
+  YAML::Node node = YAML::Load(yaml);
+  for (auto rule : node["spec"]["jwtRules"]) {
+    if (!rule["jwksUri"]) continue;
+    auto it = jwks.find(rule["jwksUri"].as<std::string>());
+    if (it == jwks.end()) continue;
+    rule.remove("jwksUri");
+    rule["jwks"] = it->second;
+  }
+  YAML::Emitter out;
+  out << node;
+  return std::string(out.c_str()) + "\n";
+}
+
 void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoints,
                               const Options& options, MeshSnapshot& snapshot) {
   for (const auto& [key, waypoint] : waypoints.all()) {
@@ -699,6 +717,7 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
       if (w && w->name == waypoint.name && w->namespace_ == waypoint.namespace_) services.insert(k);
     }
     std::vector<const std::string*> documents;
+    std::deque<std::string> rewritten;  // (stable addresses for `documents`)
     auto attached = [&](const ObjectMeta& meta, const std::vector<manifest::RouteParentRef>& refs) {
       for (const auto& parent : refs) {
         // The manifest reader fills an absent group with Gateway API's default; the waypoint
@@ -794,7 +813,16 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
       if (targets(policy.meta, policy.target_refs)) documents.push_back(&policy.yaml);
     }
     for (const auto& [k, authn] : objects.request_authentications) {
-      if (targets(authn.meta, authn.target_refs)) documents.push_back(&authn.yaml);
+      if (!targets(authn.meta, authn.target_refs)) continue;
+      const bool resolved =
+          std::any_of(authn.jwks_uris.begin(), authn.jwks_uris.end(),
+                      [&](const std::string& uri) { return options.jwks_by_uri.contains(uri); });
+      if (!resolved) {
+        documents.push_back(&authn.yaml);
+        continue;
+      }
+      rewritten.push_back(with_inline_jwks(authn.yaml, options.jwks_by_uri));
+      documents.push_back(&rewritten.back());
     }
     std::string yaml;
     for (const auto* doc : documents) {
@@ -806,6 +834,14 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
     config.set_yaml(std::move(yaml));
     snapshot.waypoint_configs.emplace(key, std::move(config));
   }
+}
+
+std::set<std::string> waypoint_jwks_uris(const manifest::ObjectSet& objects) {
+  std::set<std::string> out;
+  for (const auto& [k, authn] : objects.request_authentications) {
+    if (!authn.target_refs.empty()) out.insert(authn.jwks_uris.begin(), authn.jwks_uris.end());
+  }
+  return out;
 }
 
 MeshSnapshot compute(const manifest::ObjectSet& objects, const Options& options) {

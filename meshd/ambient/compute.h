@@ -34,8 +34,9 @@
 //   waypoint's namespace, else the service's, else the root; there the oldest with a traffic
 //   policy, then the oldest; none when that namespace has only rules with a workloadSelector,
 //   which waypoints do not apply, as Istio's); the AuthorizationPolicies, then the
-//   RequestAuthentications, whose targetRefs name the Gateway or such a Service; in that order,
-//   each by namespace/name. Empty when none apply.
+//   RequestAuthentications, whose targetRefs name the Gateway or such a Service (a jwksUri whose
+//   keys Options::jwks_by_uri has is replaced by those keys, `jwks`); in that order, each by
+//   namespace/name. Empty when none apply.
 // - PeerAuthentication: when any exists, the static DENY
 // "istio-system/istio_converted_static_strict"
 //   (notPrincipals: [presence]) is sent and every workload whose effective mode (mesh, then
@@ -43,7 +44,9 @@
 //   exceptions become "<ns>/converted_peer_authentication_<name>".
 #pragma once
 
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -58,7 +61,13 @@ struct Options {
   std::string network;                          // "" = default network
   std::string root_namespace = "istio-system";  // mesh-wide policies live here
   std::string domain_suffix = "cluster.local";  // service hostnames <svc>.<ns>.svc.<suffix>
+  // The keys fetched for RequestAuthentication jwksUris (jwks::JwksResolver): a rule whose URI
+  // has keys here reaches the waypoint with them inline (`jwks`), as istiod inlines them.
+  std::map<std::string, std::string> jwks_by_uri;
 };
+
+// The jwksUris of the RequestAuthentications that may reach a waypoint (those with targetRefs).
+std::set<std::string> waypoint_jwks_uris(const manifest::ObjectSet& objects);
 
 MeshSnapshot compute(const manifest::ObjectSet& objects, const Options& options);
 

@@ -15,6 +15,7 @@
 #include "common/net/address.h"
 #include "meshd/ambient/compute.h"
 #include "meshd/ca/ca_server.h"
+#include "meshd/jwks/resolver.h"
 #include "meshd/kube/config.h"
 #include "meshd/kube/kube_source.h"
 #include "meshd/manifest/object_source.h"
@@ -131,6 +132,10 @@ struct App::Impl {
   uint64_t version = 0;
   bool published = false;
   Counts first_counts;
+  // The keys of RequestAuthentication jwksUris; a change publishes the last objects again.
+  std::unique_ptr<jwks::JwksResolver> jwks;
+  std::shared_ptr<const manifest::ObjectSet> last_objects;
+  size_t last_errors = 0;
 
   explicit Impl(Config c)
       : config(std::move(c)),
@@ -157,8 +162,17 @@ struct App::Impl {
                   loaded.errors.size());
       return {};
     }
+    last_objects = loaded.objects;
+    last_errors = loaded.errors.size();
+    jwks->track(ambient::waypoint_jwks_uris(*loaded.objects));
+    return publish_last();
+  }
+
+  // Computes and publishes the last objects with the keys fetched so far.
+  Counts publish_last() {
+    ambient_options.jwks_by_uri = jwks->resolved();
     auto snapshot =
-        std::make_shared<const MeshSnapshot>(ambient::compute(*loaded.objects, ambient_options));
+        std::make_shared<const MeshSnapshot>(ambient::compute(*last_objects, ambient_options));
     // The CA first: by the time a ztunnel learns of a new pod, its identity can be signed.
     ca->publish(snapshot);
     ads->publish(snapshot);
@@ -168,9 +182,19 @@ struct App::Impl {
     ZT_LOG_INFO(
         "published component=xds version={} workloads={} services={} policies={} objects={} "
         "errors={} streams={}",
-        version, c.workloads, c.services, c.policies, loaded.objects->size(), loaded.errors.size(),
+        version, c.workloads, c.services, c.policies, last_objects->size(), last_errors,
         st.streams_active);
     return c;
+  }
+
+  // New keys for a jwksUri: the waypoints using it get them.
+  void on_jwks_change() {
+    if (!last_objects) return;
+    try {
+      publish_last();
+    } catch (const std::exception& e) {
+      ZT_LOG_ERROR("publish failed component=jwks error=\"{}\"", e.what());
+    }
   }
 };
 
@@ -212,6 +236,7 @@ App::App(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 App::~App() {
   if (impl_->source) impl_->source->stop();
+  if (impl_->jwks) impl_->jwks->shutdown();
   if (impl_->server) {
     impl_->ads->close_all_streams();
     impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
@@ -254,6 +279,10 @@ Result<std::unique_ptr<App>> App::create(Config config) {
                                             ca::CaServerOptions{.trust_domain = c.trust_domain},
                                             std::move(tokens));
   impl->ads = std::make_unique<xds::DeltaAdsServer>();
+  impl->jwks = std::make_unique<jwks::JwksResolver>(
+      impl->io.get_executor(),
+      jwks::ResolverOptions{.refresh = c.jwks_refresh, .ca_file = c.jwks_ca_file.value_or("")},
+      [raw = impl.get()] { raw->on_jwks_change(); });
 
   // The first state before serving: a ztunnel must never be told that nothing exists. The
   // directory source delivers it from start(); the API source once every kind is listed (it

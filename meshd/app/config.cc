@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/tls/spiffe.h"
+#include "waypoint/config/parse.h"
 
 namespace zt::meshd::app {
 namespace {
@@ -56,6 +57,12 @@ constexpr Flag kFlags[] = {
      "Without it any identity in the trust domain is signed (development only)."},
     {"trust-domain", "NAME", "SPIFFE trust domain of issued identities. Default cluster.local."},
     {"cluster-id", "NAME", "Cluster id in workload uids and resources. Default Kubernetes."},
+    {"jwks-refresh-interval", "DURATION",
+     "How often the keys behind a RequestAuthentication's jwksUri are fetched again (meshd\n"
+     "fetches them, as istiod does, and gives waypoints the keys inline); a failed fetch is\n"
+     "retried after 30 s and keeps the keys fetched before. Default 20m (Istio's)."},
+    {"jwks-ca-file", "FILE",
+     "PEM roots that verify https jwksUri servers. Default: the system's roots."},
     {"log-level", "LEVEL", "trace, debug, info, warn, error or off. Default info."},
     {"log-format", "FORMAT", "text or json. Default text."},
 };
@@ -161,6 +168,13 @@ Result<Config> parse_config(int argc, char** argv) {
   }
   if (auto v = get("cluster-id")) c.cluster_id = *v;
   if (c.cluster_id.empty()) return fail("--cluster-id must not be empty");
+  if (auto v = get("jwks-refresh-interval")) {
+    auto d = waypoint::config::parse_duration(*v);
+    if (!d) return failf("--jwks-refresh-interval: {}", d.error().describe());
+    if (d->count() <= 0) return fail("--jwks-refresh-interval must be positive");
+    c.jwks_refresh = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+  }
+  c.jwks_ca_file = get("jwks-ca-file");
   if (auto v = get("log-level")) c.log_level = *v;
   if (auto v = get("log-format")) {
     if (*v == "text") {

@@ -2,6 +2,7 @@
 // help_text() for --help and the error otherwise.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,12 +28,14 @@ struct Config {
   std::optional<std::string> tls_key_path{};
   std::optional<std::string> ca_cert_path{};  // --ca-cert / --ca-key
   std::optional<std::string> ca_key_path{};
-  std::optional<std::string> ca_dir{};          // --ca-dir
-  std::optional<std::string> tokens_path{};     // --tokens
-  std::string trust_domain{"cluster.local"};    // --trust-domain
-  std::string cluster_id{"Kubernetes"};         // --cluster-id
-  std::string log_level{"info"};                // --log-level
-  log::Format log_format = log::Format::kText;  // --log-format text|json
+  std::optional<std::string> ca_dir{};                               // --ca-dir
+  std::optional<std::string> tokens_path{};                          // --tokens
+  std::string trust_domain{"cluster.local"};                         // --trust-domain
+  std::string cluster_id{"Kubernetes"};                              // --cluster-id
+  std::chrono::milliseconds jwks_refresh{std::chrono::minutes(20)};  // --jwks-refresh-interval
+  std::optional<std::string> jwks_ca_file{};                         // --jwks-ca-file
+  std::string log_level{"info"};                                     // --log-level
+  log::Format log_format = log::Format::kText;                       // --log-format text|json
 };
 
 // Flags are "--name value" or "--name=value"; switches (--kube-api, --help) take no value.

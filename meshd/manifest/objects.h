@@ -253,6 +253,7 @@ struct RequestAuthentication {
   ObjectMeta meta;
   bool has_selector = false;
   std::vector<PolicyTargetRef> target_refs;
+  std::vector<std::string> jwks_uris;  // spec.jwtRules[].jwksUri, those set
   std::string yaml;  // the object re-emitted as YAML, as AuthorizationPolicy::yaml
   bool operator==(const RequestAuthentication&) const = default;
 };

@@ -799,6 +799,9 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
         auto spec = doc.map_or_empty("spec");
         authn.has_selector = spec.opt_map("selector").has_value();
         authn.target_refs = read_target_refs(spec);
+        for (const auto& rule : spec.maps("jwtRules")) {
+          if (auto uri = rule.string("jwksUri"); !uri.empty()) authn.jwks_uris.push_back(uri);
+        }
         authn.yaml = emit_object(document, authn.meta);
         if (!authn.target_refs.empty()) {
           check_waypoint_reads(authn.yaml, [](const YAML::Node& n) {

@@ -108,12 +108,27 @@ awaitable<void> HttpHelloServer::serve(tcp::socket s) {
     }
     buf.erase(0, end + 4);
     std::string body = fmt::format("hello from {}; you are {}\n", name_, peer);
-    std::string resp = fmt::format(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{}", body.size(),
-        body);
+    {
+      std::lock_guard lock(mu_);
+      ++requests_;
+      if (body_) body = *body_;
+    }
+    std::string resp =
+        fmt::format("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{}",
+                    body.size(), body);
     auto [wec, wn] = co_await asio::async_write(s, asio::buffer(resp), kTuple);
     if (wec) co_return;
   }
+}
+
+void HttpHelloServer::set_body(std::string body) {
+  std::lock_guard lock(mu_);
+  body_ = std::move(body);
+}
+
+int HttpHelloServer::requests() const {
+  std::lock_guard lock(mu_);
+  return requests_;
 }
 
 std::unique_ptr<BulkServer> BulkServer::start(const tcp::endpoint& at, uint64_t send_bytes,

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -70,6 +71,9 @@ class HttpHelloServer : public LoopbackServer {
  public:
   static std::unique_ptr<HttpHelloServer> start(const tcp::endpoint& at, std::string name);
   std::vector<std::string> peers() const;
+  // From now on every answer's body is `body` (e.g. a JWKS for meshd to fetch), not the hello.
+  void set_body(std::string body);
+  int requests() const;
 
  private:
   HttpHelloServer(const tcp::endpoint& at, std::string name)
@@ -78,6 +82,8 @@ class HttpHelloServer : public LoopbackServer {
   std::string name_;
   mutable std::mutex mu_;
   std::vector<std::string> peers_;
+  std::optional<std::string> body_;
+  int requests_ = 0;
 };
 
 class BulkServer : public LoopbackServer {

@@ -213,6 +213,11 @@ TEST_F(KubeMeshdTest, FlagsNameTheProblem) {
   EXPECT_EQ(c3, 1);
   EXPECT_NE(o3.find("--kube-server: server URL \"ftp://x\" must start with"), std::string::npos)
       << o3;
+  for (const char* bad : {"soon", "0s"}) {
+    auto [c4, o4] = run({"--manifests", "/tmp", "--jwks-refresh-interval", bad});
+    EXPECT_EQ(c4, 2);
+    EXPECT_NE(o4.find("--jwks-refresh-interval"), std::string::npos) << o4;
+  }
 }
 
 }  // namespace

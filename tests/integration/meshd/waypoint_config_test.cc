@@ -16,6 +16,9 @@
 #include "tests/integration/meshd/ads_test_client.h"
 #include "tests/support/cluster_manifests.h"
 #include "tests/support/daemon.h"
+#include "tests/support/jwt_signer.h"
+#include "tests/support/servers.h"
+#include "waypoint/authz/request_authn.h"
 #include "waypoint/state/config_store.h"
 
 namespace zt::meshd {
@@ -300,6 +303,100 @@ TEST_F(MeshdWaypointConfig, ZtunnelSubscriptionsDoNotReceiveWaypointConfigs) {
   EXPECT_EQ(policies->type_url(), testing::kAuthorizationUrl);
   c.apply(*policies);
   EXPECT_FALSE(c.next(500ms));
+}
+
+// A RequestAuthentication's jwksUri is fetched by meshd, as istiod fetches it, and the waypoint
+// gets the keys inline: at once, again when the keys change (here refreshed every 300 ms), and not
+// replaced by a body that is no key set (the keys fetched before stay).
+TEST(MeshdJwks, TheWaypointGetsTheKeysBehindAJwksUriInline) {
+  const zt::testing::JwtSigner first(zt::testing::JwtSigner::Kind::kRsa, "one");
+  const zt::testing::JwtSigner second(zt::testing::JwtSigner::Kind::kEcP256, "two");
+  auto keys = zt::testing::HttpHelloServer::start(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0), "jwks");
+  keys->set_body(first.jwks());
+  const std::string uri =
+      fmt::format("http://{}/keys.json", net::format_endpoint(keys->endpoint()));
+
+  std::random_device rd;
+  const auto dir = fs::temp_directory_path() / fmt::format("meshd-jwks-{:x}", rd());
+  fs::create_directories(dir / "manifests");
+  zt::testing::write_manifest_file(dir / "manifests" / "base.yaml", kBase);
+  zt::testing::write_manifest_file(dir / "manifests" / "authn.yaml",
+                                   fmt::format(R"(apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: jwt, namespace: shop}}
+spec:
+  targetRefs: [{{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}}]
+  jwtRules: [{{issuer: https://issuer.example, jwksUri: "{}", forwardOriginalToken: true}}]
+)",
+                                               uri));
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } cleanup{dir};
+  auto meshd =
+      zt::testing::Daemon::start(zt::testing::bin_path("meshd"),
+                                 {"--manifests", (dir / "manifests").string(), "--grpc-address",
+                                  "127.0.0.1:0", "--jwks-refresh-interval", "300ms"});
+  ASSERT_TRUE(meshd) << meshd.error().describe();
+  ASSERT_TRUE((*meshd)->wait_for(std::regex("meshd ready"), 20s)) << (*meshd)->output();
+  auto ep = (*meshd)->listening("grpc");
+  ASSERT_TRUE(ep) << (*meshd)->output();
+
+  AdsTestClient c(net::format_endpoint(*ep), "waypoint~10.244.0.20~waypoint-0.shop~shop.svc");
+  ASSERT_TRUE(c.subscribe(kWaypointUrl));
+  // The waypoint's configuration once its rule has keys `jwks` inline (the first push may come
+  // before the fetch, with the jwksUri).
+  auto until_keys = [&](const std::string& jwks) -> std::optional<YAML::Node> {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto r = c.next(10s);
+      if (!r) return std::nullopt;
+      c.apply(*r);
+      auto got = configs(*r);
+      if (!got.contains("shop/waypoint")) continue;
+      for (const auto& d : documents(got["shop/waypoint"].second)) {
+        if (d.kind != "RequestAuthentication") continue;
+        auto rule = d.node["spec"]["jwtRules"][0];
+        if (rule["jwks"] && rule["jwks"].as<std::string>() == jwks) {
+          return d.node;
+        }
+      }
+    }
+    return std::nullopt;
+  };
+  auto with_first = until_keys(first.jwks());
+  ASSERT_TRUE(with_first) << (*meshd)->output();
+  EXPECT_FALSE((*with_first)["spec"]["jwtRules"][0]["jwksUri"]);
+  EXPECT_TRUE((*with_first)["spec"]["jwtRules"][0]["forwardOriginalToken"].as<bool>());
+  // The waypoint reads it and verifies the issuer's tokens with it.
+  YAML::Emitter out;
+  out << *with_first;
+  auto snapshot = waypoint::state::build_config_snapshot(out.c_str(), "test");
+  ASSERT_TRUE(snapshot) << snapshot.error().describe();
+  ASSERT_EQ((*snapshot)->authentications.size(), 1u);
+  const auto* authn = &(*snapshot)->authentications[0];
+  waypoint::http::RequestHead head;
+  head.target = "/";
+  head.headers.push_back(
+      {"authorization", "Bearer " + first.sign({{"iss", "https://issuer.example"}, {"sub", "a"}})});
+  auto result = waypoint::authz::authenticate({&authn, 1}, head, std::chrono::system_clock::now());
+  EXPECT_FALSE(result.rejected) << result.reason;
+  EXPECT_TRUE(result.identity);
+
+  // The issuer rotates its keys: the next refresh brings them.
+  keys->set_body(second.jwks());
+  EXPECT_TRUE(until_keys(second.jwks())) << (*meshd)->output();
+
+  // A body that is no key set is refused and the keys fetched before stay.
+  keys->set_body("<html>maintenance</html>");
+  EXPECT_TRUE((*meshd)->wait_for(std::regex("jwks fetch failed .*keeping=previous keys"), 10s))
+      << (*meshd)->output();
+  EXPECT_FALSE(c.next(1s)) << "no push for a refused body";
+  EXPECT_EQ((*meshd)->stop(SIGTERM), 0) << (*meshd)->output();
 }
 
 }  // namespace

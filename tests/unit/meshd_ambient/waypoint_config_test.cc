@@ -107,6 +107,22 @@ TEST(WaypointConfigs, ObjectsAttachedThroughServicesThatUseTheWaypoint) {
             (std::vector<std::string>{"AuthorizationPolicy/other/p-wp2"}));
   // Policies with targetRefs are still not sent to ztunnel.
   EXPECT_FALSE(s.authorizations.contains("shop/p-gateway"));
+
+  // The jwksUris meshd fetches are those of RequestAuthentications with targetRefs; a fetched
+  // one reaches the waypoint as inline keys.
+  EXPECT_EQ(waypoint_jwks_uris(objects), std::set<std::string>{"https://issuer.example/k"});
+  Options with_keys = kOptions;
+  with_keys.jwks_by_uri["https://issuer.example/k"] = R"({"keys": []})";
+  auto inlined = compute(objects, with_keys);
+  int authns = 0;
+  for (const auto& doc : YAML::LoadAll(inlined.waypoint_configs.at("shop/wp").yaml())) {
+    if (doc["kind"].as<std::string>() != "RequestAuthentication") continue;
+    ++authns;
+    EXPECT_FALSE(doc["spec"]["jwtRules"][0]["jwksUri"]);
+    EXPECT_EQ(doc["spec"]["jwtRules"][0]["jwks"].as<std::string>(), R"({"keys": []})");
+    EXPECT_EQ(doc["spec"]["jwtRules"][0]["issuer"].as<std::string>(), "https://issuer.example");
+  }
+  EXPECT_EQ(authns, 2);
 }
 
 // The waypoint takes one DestinationRule per host (two would be refused as ambiguous, and with
