@@ -7,7 +7,10 @@
 // - a request forwarded has a backend and an origin-form target;
 // - a redirect has one of the five redirect statuses and a Location;
 // - a request denied or allowed by a policy names one of that action that matches it, and one
-//   decided by no policy names none.
+//   decided by no policy names none;
+// - RequestAuthentication (with keys from the input's `jwks`) given the token on the input's
+//   last "#token " comment line either refuses it with a reason and no identity, or passes it,
+//   and then the output headers it sets come only from a verified token.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -20,6 +23,7 @@
 #include "waypoint/authz/normalize.h"
 #include "waypoint/authz/parse.h"
 #include "waypoint/authz/policy.h"
+#include "waypoint/authz/request_authn.h"
 #include "waypoint/base/random.h"
 #include "waypoint/config/parse.h"
 #include "waypoint/route/route.h"
@@ -112,12 +116,49 @@ void check_authz(const std::vector<authz::Policy>& policies, const http::Request
   require(found);
 }
 
+// The token on the input's last "#token " line ("" when there is none).
+std::string_view token_of(std::string_view input) {
+  const size_t at = input.rfind("#token ");
+  if (at == std::string_view::npos) return {};
+  std::string_view t = input.substr(at + 7);
+  return t.substr(0, t.find('\n'));
+}
+
+void check_authn(const std::vector<authz::RequestAuthentication>& authns, std::string_view token) {
+  std::vector<const authz::RequestAuthentication*> attached;
+  for (const auto& a : authns) attached.push_back(&a);
+  http::RequestHead head{
+      .method = "GET", .target = "/p?access_token=x", .authority = "svc", .headers = {}};
+  head.headers.push_back({"authorization", "Bearer " + std::string(token)});
+  head.headers.push_back({"cookie", "session=" + std::string(token)});
+  for (const auto& a : authns) {
+    for (const auto& rule : a.rules) {
+      if (!rule.output_payload_to_header.empty()) {
+        head.headers.push_back({rule.output_payload_to_header, "forged"});
+      }
+    }
+  }
+  const auto r = authz::authenticate(attached, head, std::chrono::system_clock::now());
+  if (r.rejected) {
+    require(!r.reason.empty() && !r.identity);
+    return;
+  }
+  if (!r.identity) {
+    for (const auto& h : head.headers) require(h.value != "forged");
+  }
+  // Decoding alone never throws, whatever the bytes.
+  if (auto jwt = authz::decode_jwt(token)) require(jwt->payload.is_object());
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view yaml(reinterpret_cast<const char*>(data), size);
   auto parsed = config::parse_waypoint_config(yaml);
   auto policies = authz::parse_authorization_policies(yaml);
+  if (auto authns = authz::parse_request_authentications(yaml); authns && !authns->empty()) {
+    check_authn(*authns, token_of(yaml));
+  }
   std::vector<authz::Policy> no_policies;
   const std::vector<authz::Policy>& enforced = policies ? *policies : no_policies;
   if (!parsed) {
