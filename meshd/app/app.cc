@@ -100,6 +100,9 @@ Result<identity::CertificateAuthority> load_or_create_ca(const Config& c, std::s
   return ca;
 }
 
+// A jwksUri fetch's connect and request timeouts (Istio's default jwtRule timeout is 5 s).
+constexpr std::chrono::seconds kJwksTimeout{5};
+
 struct Counts {
   size_t workloads = 0;
   size_t services = 0;
@@ -281,7 +284,9 @@ Result<std::unique_ptr<App>> App::create(Config config) {
   impl->ads = std::make_unique<xds::DeltaAdsServer>();
   impl->jwks = std::make_unique<jwks::JwksResolver>(
       impl->io.get_executor(),
-      jwks::ResolverOptions{.refresh = c.jwks_refresh, .ca_file = c.jwks_ca_file.value_or("")},
+      jwks::ResolverOptions{.refresh = c.jwks_refresh,
+                            .timeout = kJwksTimeout,
+                            .ca_file = c.jwks_ca_file.value_or("")},
       [raw = impl.get()] { raw->on_jwks_change(); });
 
   // The first state before serving: a ztunnel must never be told that nothing exists. The
@@ -305,6 +310,19 @@ Result<std::unique_ptr<App>> App::create(Config config) {
   }
   while (!impl->published && !impl->stopping) impl->io.run_one();
   if (impl->stopping) return fail("stopped before the first state arrived");
+  // Waypoints start with the keys behind their jwksUris: each has one fetch (each change
+  // publishes again, before anyone is served), within a bound, so that a dead issuer only delays
+  // its own rules.
+  if (!impl->jwks->all_attempted()) {
+    ZT_LOG_INFO("fetching jwksUri keys before serving component=jwks");
+    const auto deadline =
+        std::chrono::steady_clock::now() + 2 * kJwksTimeout + std::chrono::seconds(1);
+    while (!impl->jwks->all_attempted() && !impl->stopping &&
+           std::chrono::steady_clock::now() < deadline) {
+      impl->io.run_one_for(std::chrono::milliseconds(100));
+    }
+    if (impl->stopping) return fail("stopped before the first state was served");
+  }
   auto counts = impl->first_counts;
 
   std::shared_ptr<grpc::ServerCredentials> creds;

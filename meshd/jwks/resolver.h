@@ -5,7 +5,8 @@
 // every `refresh` (Istio's default: 20 minutes), or `retry` after a failure. A failed fetch keeps
 // the keys fetched before (a URI never fetched has none: its rule then fails every token, as
 // Istio's does). A body is accepted only when the waypoint could use it (a JWKS with a usable
-// key). on_change() runs, on the executor, when a URI's keys change.
+// key) and at most 1 MiB; redirects are not followed. on_change() runs, on the executor, when a
+// URI's keys change.
 //
 // Threading: everything on one executor (meshd's).
 #pragma once
@@ -37,6 +38,9 @@ class JwksResolver {
   JwksResolver& operator=(const JwksResolver&) = delete;
 
   void track(const std::set<std::string>& uris);
+  // Every tracked URI has had one fetch end, well or not (meshd waits for this, within a bound,
+  // before it first serves, so waypoints start with the keys).
+  bool all_attempted() const;
   // URI -> JWKS text, for the tracked URIs fetched at least once.
   std::map<std::string, std::string> resolved() const;
   void shutdown();
@@ -44,6 +48,7 @@ class JwksResolver {
  private:
   struct Entry;
   static awaitable<void> run(std::shared_ptr<Entry> entry);
+  static awaitable<bool> fetch(std::shared_ptr<Entry> entry);  // true: keys taken or unchanged
 
   asio::any_io_executor executor_;
   ResolverOptions options_;

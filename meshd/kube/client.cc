@@ -17,7 +17,6 @@ namespace {
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 
-constexpr uint64_t kMaxBody = 1ull << 30;
 constexpr size_t kMaxErrorBody = 64 * 1024;
 
 Result<std::string> read_token(const std::string& path) {
@@ -97,7 +96,7 @@ awaitable<ApiResponse> ApiClient::exchange(Stream& stream, Request& request) {
   beast::flat_buffer buffer;
   if (!request.on_data) {
     bhttp::response_parser<bhttp::string_body> parser;
-    parser.body_limit(kMaxBody);
+    parser.body_limit(config_.max_body);
     auto [rec, rn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
     if (parser.is_header_done()) out.status = static_cast<int>(parser.get().result_int());
     if (rec) {
@@ -159,27 +158,41 @@ awaitable<ApiResponse> ApiClient::run(Request& request) {
     request.token = std::move(*token);
   }
   const auto& url = config_.server;
-  tcp::resolver resolver(executor_);
-  auto [rec, endpoints] =
-      co_await resolver.async_resolve(url.host, std::to_string(url.port), kTuple);
-  if (rec) {
-    out.error = error_of(rec, "resolving " + url.host);
-    co_return out;
-  }
-  beast::tcp_stream tcp(executor_);
-  tcp.expires_after(config_.connect_timeout);
-  // Registered so that shutdown() can close it while a read is pending.
-  auto closer = std::make_shared<std::function<void()>>([&tcp] {
-    error_code ignored;
-    tcp.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    tcp.cancel();
-  });
+  // The lookup is bounded by the connect timeout and cancelled by shutdown() (its handlers hold
+  // the resolver, which may outlive this frame).
+  auto resolver = std::make_shared<tcp::resolver>(executor_);
+  auto closer = std::make_shared<std::function<void()>>([resolver] { resolver->cancel(); });
   open_.insert(closer);
   struct Unregister {
     ApiClient* self;
     std::shared_ptr<void> closer;
     ~Unregister() { self->open_.erase(closer); }
   } unregister{this, closer};
+  asio::steady_timer lookup_deadline(executor_, config_.connect_timeout);
+  lookup_deadline.async_wait([resolver](const error_code& ec) {
+    if (!ec) resolver->cancel();
+  });
+  auto [rec, endpoints] =
+      co_await resolver->async_resolve(url.host, std::to_string(url.port), kTuple);
+  lookup_deadline.cancel();
+  if (rec) {
+    out.error = error_of(rec, rec == asio::error::operation_aborted
+                                  ? "resolving " + url.host + " (timed out or shut down)"
+                                  : "resolving " + url.host);
+    co_return out;
+  }
+  if (shut_down_) {
+    out.error = Error{{}, "client shut down"};
+    co_return out;
+  }
+  beast::tcp_stream tcp(executor_);
+  tcp.expires_after(config_.connect_timeout);
+  // Registered so that shutdown() can close it while a read is pending.
+  *closer = [&tcp] {
+    error_code ignored;
+    tcp.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    tcp.cancel();
+  };
 
   auto [cec, ep] = co_await tcp.async_connect(endpoints, kTuple);
   if (cec) {
@@ -195,14 +208,15 @@ awaitable<ApiResponse> ApiClient::run(Request& request) {
   asio::ssl::context ctx(asio::ssl::context::tls_client);
   error_code ec;
   ctx.set_verify_mode(asio::ssl::verify_peer, ec);
+  if (config_.ca_file.empty() || config_.ca_file_adds_to_system_roots) {
+    ctx.set_default_verify_paths(ec);
+  }
   if (!config_.ca_file.empty()) {
     ctx.load_verify_file(config_.ca_file, ec);
     if (ec) {
-      out.error = error_of(ec, "loading the API server CA " + config_.ca_file);
+      out.error = error_of(ec, "loading the CA file " + config_.ca_file);
       co_return out;
     }
-  } else {
-    ctx.set_default_verify_paths(ec);
   }
   beast::ssl_stream<beast::tcp_stream> tls(std::move(tcp), ctx);
   *closer = [&tls] {

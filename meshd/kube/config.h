@@ -33,6 +33,10 @@ struct KubeConfig {
   std::string token_file;
   // PEM roots that verify the server (https only); "" = the system's default roots.
   std::string ca_file;
+  // ca_file adds to the system's default roots instead of replacing them (JWKS servers).
+  bool ca_file_adds_to_system_roots = false;
+  // The largest body get() reads; a longer one is an error.
+  uint64_t max_body = 1ull << 30;
 
   // Pods: "spec.nodeName=<node>" so a node agent watches only its node's pods ("" = all pods).
   std::string pod_field_selector;

@@ -88,8 +88,7 @@ const std::vector<ResourceType>& resource_types() {
       {"HTTPRoute", "gateway.networking.k8s.io/v1", "httproutes"},
       {"DestinationRule", "networking.istio.io/v1", "destinationrules"},
       {"GRPCRoute", "gateway.networking.k8s.io/v1", "grpcroutes", /*older_version_is_none=*/true},
-      {"RequestAuthentication", "security.istio.io/v1", "requestauthentications",
-       /*older_version_is_none=*/true},
+      {"RequestAuthentication", "security.istio.io/v1", "requestauthentications"},
   };
   return kTypes;
 }

@@ -28,9 +28,8 @@ struct ResourceType {
   std::string plural;       // "pods"
   // Served only in an older version (CRDs older than the version read), the kind counts as not
   // installed instead of holding the source back. Only for a kind whose absence cannot open
-  // anything up: GRPCRoute (gateway.networking.k8s.io/v1 since Gateway API 1.1), and
-  // RequestAuthentication (security.istio.io/v1 since Istio 1.22; without it no request has a
-  // request principal, so policies that need one deny).
+  // anything up: GRPCRoute (gateway.networking.k8s.io/v1 since Gateway API 1.1). Not
+  // RequestAuthentication: without it, bad tokens would no longer be refused (401).
   bool older_version_is_none = false;
   // "/api/v1/pods", "/apis/security.istio.io/v1/authorizationpolicies" (all namespaces).
   std::string path() const;
@@ -49,8 +48,8 @@ Result<std::vector<std::string>> parse_resource_names(std::string_view body);
 Result<std::vector<std::string>> parse_group_versions(std::string_view body);
 
 // Namespaces, Pods, Services, ServiceAccounts, AuthorizationPolicies, PeerAuthentications and
-// RequestAuthentications (security.istio.io/v1), Gateways, HTTPRoutes and GRPCRoutes (gateway.networking.k8s.io/v1),
-// DestinationRules (networking.istio.io/v1).
+// RequestAuthentications (security.istio.io/v1), Gateways, HTTPRoutes and GRPCRoutes
+// (gateway.networking.k8s.io/v1), DestinationRules (networking.istio.io/v1).
 const std::vector<ResourceType>& resource_types();
 
 struct Selectors {

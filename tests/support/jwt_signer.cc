@@ -56,6 +56,10 @@ std::string raw_ecdsa(const std::string& der, size_t size) {
   return out;
 }
 
+size_t coordinate_size(JwtSigner::Kind kind) {
+  return kind == JwtSigner::Kind::kEcP256 ? 32 : kind == JwtSigner::Kind::kEcP384 ? 48 : 66;
+}
+
 }  // namespace
 
 std::string base64url(std::string_view bytes) {
@@ -84,6 +88,12 @@ JwtSigner::JwtSigner(Kind kind, std::string kid) : kind_(kind), kid_(std::move(k
     case Kind::kEcP256:
       key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
       break;
+    case Kind::kEcP384:
+      key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384");
+      break;
+    case Kind::kEcP521:
+      key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-521");
+      break;
     case Kind::kEd25519:
       key = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
       break;
@@ -105,17 +115,20 @@ nlohmann::json JwtSigner::jwk() const {
       j["n"] = base64url(bn_bytes(key_.get(), OSSL_PKEY_PARAM_RSA_N));
       j["e"] = base64url(bn_bytes(key_.get(), OSSL_PKEY_PARAM_RSA_E));
       break;
-    case Kind::kEcP256: {
-      std::string point(65, '\0');
+    case Kind::kEcP256:
+    case Kind::kEcP384:
+    case Kind::kEcP521: {
+      const size_t n = coordinate_size(kind_);
+      std::string point(1 + 2 * n, '\0');
       size_t len = 0;
       EVP_PKEY_get_octet_string_param(key_.get(), OSSL_PKEY_PARAM_PUB_KEY,
                                       reinterpret_cast<unsigned char*>(point.data()), point.size(),
                                       &len);
-      if (len != 65 || point[0] != 4) throw std::runtime_error("EC public key");
+      if (len != point.size() || point[0] != 4) throw std::runtime_error("EC public key");
       j["kty"] = "EC";
-      j["crv"] = "P-256";
-      j["x"] = base64url(point.substr(1, 32));
-      j["y"] = base64url(point.substr(33, 32));
+      j["crv"] = kind_ == Kind::kEcP256 ? "P-256" : kind_ == Kind::kEcP384 ? "P-384" : "P-521";
+      j["x"] = base64url(point.substr(1, n));
+      j["y"] = base64url(point.substr(1 + n, n));
       break;
     }
     case Kind::kEd25519: {
@@ -141,9 +154,15 @@ std::string JwtSigner::sign(const nlohmann::json& payload, std::string alg) cons
   if (alg.empty()) {
     alg = kind_ == Kind::kRsa       ? "RS256"
           : kind_ == Kind::kEcP256  ? "ES256"
+          : kind_ == Kind::kEcP384  ? "ES384"
+          : kind_ == Kind::kEcP521  ? "ES512"
           : kind_ == Kind::kEd25519 ? "EdDSA"
                                     : "HS256";
   }
+  // The digest the algorithm names (RS256, PS384, ES512, HS256, ...).
+  const EVP_MD* md = alg.ends_with("384")   ? EVP_sha384()
+                     : alg.ends_with("512") ? EVP_sha512()
+                                            : EVP_sha256();
   nlohmann::json header{{"alg", alg}, {"typ", "JWT"}};
   if (!kid_.empty()) header["kid"] = kid_;
   const std::string input = base64url(header.dump()) + "." + base64url(payload.dump());
@@ -151,16 +170,15 @@ std::string JwtSigner::sign(const nlohmann::json& payload, std::string alg) cons
   if (kind_ == Kind::kHmac) {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
+    HMAC(md, secret_.data(), static_cast<int>(secret_.size()),
          reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len);
     sig.assign(reinterpret_cast<const char*>(mac), len);
   } else if (kind_ == Kind::kEd25519) {
     sig = digest_sign(key_.get(), nullptr, false, input);
-  } else if (kind_ == Kind::kEcP256) {
-    sig = raw_ecdsa(digest_sign(key_.get(), EVP_sha256(), false, input), 32);
-  } else {
-    const EVP_MD* md = alg == "RS384" ? EVP_sha384() : EVP_sha256();
+  } else if (kind_ == Kind::kRsa) {
     sig = digest_sign(key_.get(), md, alg.starts_with("PS"), input);
+  } else {
+    sig = raw_ecdsa(digest_sign(key_.get(), md, false, input), coordinate_size(kind_));
   }
   return input + "." + base64url(sig);
 }

@@ -16,7 +16,7 @@ std::string base64url(std::string_view bytes);
 
 class JwtSigner {
  public:
-  enum class Kind { kRsa, kEcP256, kEd25519, kHmac };
+  enum class Kind { kRsa, kEcP256, kEcP384, kEcP521, kEd25519, kHmac };
   // A new key; `kid` goes in its JWK and in every token's header ("" for none).
   JwtSigner(Kind kind, std::string kid);
 
@@ -24,8 +24,8 @@ class JwtSigner {
   nlohmann::json jwk() const;
   // {"keys": [jwk()]} as text.
   std::string jwks() const;
-  // A token for `payload`; `alg` defaults to RS256, ES256, EdDSA or HS256 by kind (PS256 and
-  // RS384 also work with an RSA key).
+  // A token for `payload`; `alg` defaults to RS256, ES256/384/512, EdDSA or HS256 by kind (an
+  // RSA key also signs RS384/512 and PS256/384/512, an oct key HS384/512).
   std::string sign(const nlohmann::json& payload, std::string alg = "") const;
 
  private:

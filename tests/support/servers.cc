@@ -108,10 +108,16 @@ awaitable<void> HttpHelloServer::serve(tcp::socket s) {
     }
     buf.erase(0, end + 4);
     std::string body = fmt::format("hello from {}; you are {}\n", name_, peer);
+    std::chrono::milliseconds delay{0};
     {
       std::lock_guard lock(mu_);
       ++requests_;
       if (body_) body = *body_;
+      delay = delay_;
+    }
+    if (delay.count() > 0) {
+      asio::steady_timer t(s.get_executor(), delay);
+      co_await t.async_wait(kTuple);
     }
     std::string resp =
         fmt::format("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{}",
@@ -121,9 +127,10 @@ awaitable<void> HttpHelloServer::serve(tcp::socket s) {
   }
 }
 
-void HttpHelloServer::set_body(std::string body) {
+void HttpHelloServer::set_body(std::string body, std::chrono::milliseconds delay) {
   std::lock_guard lock(mu_);
   body_ = std::move(body);
+  delay_ = delay;
 }
 
 int HttpHelloServer::requests() const {

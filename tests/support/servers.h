@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -71,8 +72,9 @@ class HttpHelloServer : public LoopbackServer {
  public:
   static std::unique_ptr<HttpHelloServer> start(const tcp::endpoint& at, std::string name);
   std::vector<std::string> peers() const;
-  // From now on every answer's body is `body` (e.g. a JWKS for meshd to fetch), not the hello.
-  void set_body(std::string body);
+  // From now on every answer's body is `body` (e.g. a JWKS for meshd to fetch), not the hello,
+  // sent `delay` after the request.
+  void set_body(std::string body, std::chrono::milliseconds delay = {});
   int requests() const;
 
  private:
@@ -83,6 +85,7 @@ class HttpHelloServer : public LoopbackServer {
   mutable std::mutex mu_;
   std::vector<std::string> peers_;
   std::optional<std::string> body_;
+  std::chrono::milliseconds delay_{0};
   int requests_ = 0;
 };
 

@@ -9,11 +9,13 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/hmac.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
 
 #include "common/tls/openssl.h"
+#include "waypoint/base/strings.h"
 
 namespace zt::waypoint::authz {
 namespace {
@@ -189,20 +191,42 @@ bool verify_with(const Jwks::Key& key, const AlgSpec& a, const Jwt& jwt) {
   return EVP_DigestVerify(ctx.get(), sig, sig_len, data, jwt.signing_input.size()) == 1;
 }
 
+// A time claim: a non-negative integer (a whole number written with a fraction, 1.7e9, too),
+// capped so that adding the skew cannot overflow; nullopt for anything else.
+std::optional<int64_t> numeric_time(const json& v) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max() / 2;
+  if (v.is_number_unsigned())
+    return static_cast<int64_t>(std::min<uint64_t>(v.get<uint64_t>(), kMax));
+  if (v.is_number_integer()) {
+    const int64_t i = v.get<int64_t>();
+    return i < 0 ? std::nullopt : std::optional<int64_t>(std::min(i, kMax));
+  }
+  if (!v.is_number_float()) return std::nullopt;
+  const double d = v.get<double>();
+  if (!(d >= 0) || d != std::floor(d)) return std::nullopt;
+  return d >= static_cast<double>(kMax) ? kMax : static_cast<int64_t>(d);
+}
+
 std::optional<int64_t> numeric_claim(const json& payload, const char* name) {
   auto it = payload.find(name);
-  if (it == payload.end() || !it->is_number()) return std::nullopt;
-  constexpr int64_t kMax = std::numeric_limits<int64_t>::max() / 2;  // room for the skew
-  if (it->is_number_unsigned())
-    return static_cast<int64_t>(std::min<uint64_t>(it->get<uint64_t>(), kMax));
-  if (it->is_number_integer()) return std::clamp<int64_t>(it->get<int64_t>(), -kMax, kMax);
-  const double d = it->get<double>();
-  if (std::isnan(d)) return std::nullopt;
-  return static_cast<int64_t>(
-      std::clamp<double>(d, -static_cast<double>(kMax), static_cast<double>(kMax)));
+  if (it == payload.end()) return std::nullopt;
+  return numeric_time(*it);
 }
 
 }  // namespace
+
+std::string jwks_uri_problem(std::string_view uri) {
+  for (char c : uri) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f) return "must be visible ASCII (no spaces or control characters)";
+  }
+  const size_t scheme = uri.find("://");
+  const std::string lower = scheme == uri.npos ? std::string() : to_lower(uri.substr(0, scheme));
+  if (lower != "http" && lower != "https") return "must be an http:// or https:// URL";
+  const std::string_view rest = uri.substr(scheme + 3);
+  if (rest.empty() || rest.find_first_of("/?#@") == 0) return "has no host";
+  return {};
+}
 
 std::optional<std::string> base64url_decode(std::string_view in) {
   while (!in.empty() && in.back() == '=') in.remove_suffix(1);
@@ -305,6 +329,20 @@ std::string_view message(JwtStatus s) {
       return "Jwt header [alg] field is required and must be a string";
     case JwtStatus::kHeaderUnsupportedAlg:
       return "Jwt header [alg] is not supported";
+    case JwtStatus::kHeaderBadKid:
+      return "Jwt header [kid] field is not a string";
+    case JwtStatus::kPayloadBadIss:
+      return "Jwt payload [iss] field is not a string";
+    case JwtStatus::kPayloadBadSub:
+      return "Jwt payload [sub] field is not a string";
+    case JwtStatus::kPayloadBadAud:
+      return "Jwt payload [aud] field is not a string or string list";
+    case JwtStatus::kPayloadBadExp:
+      return "Jwt payload [exp] field is not an integer";
+    case JwtStatus::kPayloadBadNbf:
+      return "Jwt payload [nbf] field is not an integer";
+    case JwtStatus::kPayloadBadIat:
+      return "Jwt payload [iat] field is not an integer";
     case JwtStatus::kPayloadBadBase64:
       return "Jwt payload is an invalid Base64url encoded";
     case JwtStatus::kPayloadBadJson:
@@ -352,7 +390,7 @@ tl::expected<Jwt, JwtStatus> decode_jwt(std::string_view token) {
   jwt.alg = alg->get<std::string>();
   if (!alg_spec(jwt.alg)) return tl::unexpected(JwtStatus::kHeaderUnsupportedAlg);
   if (auto kid = header.find("kid"); kid != header.end()) {
-    if (!kid->is_string()) return tl::unexpected(JwtStatus::kHeaderBadJson);
+    if (!kid->is_string()) return tl::unexpected(JwtStatus::kHeaderBadKid);
     jwt.kid = kid->get<std::string>();
   }
   jwt.payload_b64 = std::string(token.substr(d1 + 1, d2 - d1 - 1));
@@ -362,6 +400,25 @@ tl::expected<Jwt, JwtStatus> decode_jwt(std::string_view token) {
   if (jwt.payload.is_discarded() || !jwt.payload.is_object()) {
     return tl::unexpected(JwtStatus::kPayloadBadJson);
   }
+  const json& p = jwt.payload;
+  auto wrong = [&](const char* name, auto&& fits) {
+    auto it = p.find(name);
+    return it != p.end() && !fits(*it);
+  };
+  auto is_string = [](const json& v) { return v.is_string(); };
+  auto is_time = [](const json& v) { return numeric_time(v).has_value(); };
+  if (wrong("iss", is_string)) return tl::unexpected(JwtStatus::kPayloadBadIss);
+  if (wrong("sub", is_string)) return tl::unexpected(JwtStatus::kPayloadBadSub);
+  if (wrong("aud", [](const json& v) {
+        return v.is_string() || (v.is_array() && std::all_of(v.begin(), v.end(), [](const json& e) {
+                                   return e.is_string();
+                                 }));
+      })) {
+    return tl::unexpected(JwtStatus::kPayloadBadAud);
+  }
+  if (wrong("exp", is_time)) return tl::unexpected(JwtStatus::kPayloadBadExp);
+  if (wrong("nbf", is_time)) return tl::unexpected(JwtStatus::kPayloadBadNbf);
+  if (wrong("iat", is_time)) return tl::unexpected(JwtStatus::kPayloadBadIat);
   auto signature = base64url_decode(token.substr(d2 + 1));
   if (!signature) return tl::unexpected(JwtStatus::kSignatureBadBase64);
   jwt.signature = std::move(*signature);
@@ -369,24 +426,8 @@ tl::expected<Jwt, JwtStatus> decode_jwt(std::string_view token) {
   return jwt;
 }
 
-JwtStatus verify_jwt(const Jwt& jwt, const Jwks& keys, const std::vector<std::string>& audiences,
-                     std::chrono::system_clock::time_point now) {
-  const AlgSpec* a = alg_spec(jwt.alg);
-  if (!a) return JwtStatus::kHeaderUnsupportedAlg;
-  bool candidate = false, verified = false;
-  for (const auto& key : keys.keys()) {
-    if (!jwt.kid.empty() && key.kid != jwt.kid) continue;
-    if (!key.alg.empty() && key.alg != jwt.alg) continue;
-    if (key.kty != a->kty) continue;
-    candidate = true;
-    if (verify_with(key, *a, jwt)) {
-      verified = true;
-      break;
-    }
-  }
-  if (!candidate) return JwtStatus::kNoMatchingKey;
-  if (!verified) return JwtStatus::kVerificationFailed;
-
+JwtStatus check_claims(const Jwt& jwt, const std::vector<std::string>& audiences,
+                       std::chrono::system_clock::time_point now) {
   const int64_t t =
       std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   const int64_t skew = kClockSkew.count();
@@ -396,23 +437,44 @@ JwtStatus verify_jwt(const Jwt& jwt, const Jwks& keys, const std::vector<std::st
   if (auto nbf = numeric_claim(jwt.payload, "nbf"); nbf && t + skew < *nbf) {
     return JwtStatus::kNotYetValid;
   }
-  if (!audiences.empty()) {
-    std::vector<std::string> aud;
-    if (auto it = jwt.payload.find("aud"); it != jwt.payload.end()) {
-      if (it->is_string()) aud.push_back(it->get<std::string>());
-      if (it->is_array()) {
-        for (const auto& v : *it) {
-          if (v.is_string()) aud.push_back(v.get<std::string>());
-        }
+  if (audiences.empty()) return JwtStatus::kOk;
+  std::vector<std::string> aud;
+  if (auto it = jwt.payload.find("aud"); it != jwt.payload.end()) {
+    if (it->is_string()) aud.push_back(it->get<std::string>());
+    if (it->is_array()) {
+      for (const auto& v : *it) {
+        if (v.is_string()) aud.push_back(v.get<std::string>());
       }
     }
-    bool allowed = false;
-    for (const auto& want : audiences) {
-      for (const auto& have : aud) allowed = allowed || have == want;
-    }
-    if (!allowed) return JwtStatus::kAudienceNotAllowed;
   }
-  return JwtStatus::kOk;
+  for (const auto& want : audiences) {
+    if (std::find(aud.begin(), aud.end(), want) != aud.end()) return JwtStatus::kOk;
+  }
+  return JwtStatus::kAudienceNotAllowed;
+}
+
+JwtStatus verify_jwt(const Jwt& jwt, const Jwks& keys, const std::vector<std::string>& audiences,
+                     std::chrono::system_clock::time_point now) {
+  const AlgSpec* a = alg_spec(jwt.alg);
+  if (!a) return JwtStatus::kHeaderUnsupportedAlg;
+  if (auto s = check_claims(jwt, audiences, now); s != JwtStatus::kOk) return s;
+  bool candidate = false, verified = false;
+  for (const auto& key : keys.keys()) {
+    // (a kid on both sides must agree; a key without one may sign any token)
+    if (!jwt.kid.empty() && !key.kid.empty() && key.kid != jwt.kid) continue;
+    if (!key.alg.empty() && key.alg != jwt.alg) continue;
+    if (key.kty != a->kty) continue;
+    candidate = true;
+    if (verify_with(key, *a, jwt)) {
+      verified = true;
+      break;
+    }
+  }
+  // A failed verification leaves errors on this thread's OpenSSL queue: none may reach the
+  // next unrelated OpenSSL error message.
+  ERR_clear_error();
+  if (!candidate) return JwtStatus::kNoMatchingKey;
+  return verified ? JwtStatus::kOk : JwtStatus::kVerificationFailed;
 }
 
 }  // namespace zt::waypoint::authz

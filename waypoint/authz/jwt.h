@@ -4,8 +4,8 @@
 //
 // - Algorithms: RS256/384/512, PS256/384/512 (RSA keys), ES256/384/512 (EC P-256/384/521),
 //   EdDSA (OKP Ed25519), HS256/384/512 (oct keys). "none" and anything else are refused.
-// - Key choice: with a "kid" in the token's header, the keys with that kid; else every key. A
-//   key whose "alg" is set must name the token's algorithm; its type must fit it.
+// - Key choice: with a "kid" in the token's header, the keys with that kid or none; else every
+//   key. A key whose "alg" is set must name the token's algorithm; its type must fit it.
 // - Time: "exp" and "nbf" (seconds, numbers) with 60 s of clock skew, as Envoy's default; a token
 //   without "exp" does not expire.
 // - Audiences: with a non-empty list, the token's "aud" (a string or a list) must name one.
@@ -25,6 +25,10 @@
 typedef struct evp_pkey_st EVP_PKEY;
 
 namespace zt::waypoint::authz {
+
+// A jwksUri meshd may fetch: http:// or https:// (any case), a host, and only visible ASCII (no
+// space or control character that could split the request). Returns the error, or "" when fine.
+std::string jwks_uri_problem(std::string_view uri);
 
 // Decodes base64url (RFC 4648 §5) with or without padding; nullopt on any other character.
 std::optional<std::string> base64url_decode(std::string_view in);
@@ -60,8 +64,15 @@ enum class JwtStatus {
   kHeaderBadJson,
   kHeaderBadAlg,
   kHeaderUnsupportedAlg,
+  kHeaderBadKid,
   kPayloadBadBase64,
   kPayloadBadJson,
+  kPayloadBadIss,
+  kPayloadBadSub,
+  kPayloadBadAud,
+  kPayloadBadExp,
+  kPayloadBadNbf,
+  kPayloadBadIat,
   kSignatureBadBase64,
   kExpired,
   kNotYetValid,
@@ -82,10 +93,15 @@ struct Jwt {
   std::string issuer() const;
 };
 
-// Splits and decodes (no verification).
+// Splits and decodes (no verification). The registered claims must have their types: iss and sub
+// strings, aud a string or a list of strings, exp/nbf/iat non-negative integers.
 tl::expected<Jwt, JwtStatus> decode_jwt(std::string_view token);
 
-// Verifies `jwt` (signature with `keys`, then time, then audiences).
+// The checks that need no key, in Envoy's order: time, then audiences.
+JwtStatus check_claims(const Jwt& jwt, const std::vector<std::string>& audiences,
+                       std::chrono::system_clock::time_point now);
+
+// check_claims(), then the signature with `keys`.
 JwtStatus verify_jwt(const Jwt& jwt, const Jwks& keys, const std::vector<std::string>& audiences,
                      std::chrono::system_clock::time_point now);
 

@@ -471,6 +471,11 @@ Status read_jwt_rule(const YAML::Node& node, std::string_view path, JwtRule& r) 
     return error_at(path, "set jwks or jwksUri, not both");
   }
   if (jwks.empty() && r.jwks_uri.empty()) return error_at(path, "needs jwks or jwksUri");
+  if (!r.jwks_uri.empty()) {
+    if (auto problem = jwks_uri_problem(r.jwks_uri); !problem.empty()) {
+      return error_at(join(path, "jwksUri"), problem);
+    }
+  }
   if (!jwks.empty()) {
     auto keys = Jwks::parse(jwks);
     if (!keys) return error_at(join(path, "jwks"), keys.error().describe());

@@ -29,34 +29,71 @@ bool uses_defaults(const JwtRule& r) {
   return r.from_headers.empty() && r.from_params.empty() && r.from_cookies.empty();
 }
 
+bool jwt_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_' || c == '.';
+}
+
+// As Envoy reads a header: the token is the run of base64url characters and dots that follows
+// the first occurrence of the prefix (so "Bearer <token>, more" gives the token).
+std::string_view token_after(std::string_view value, std::string_view prefix) {
+  const size_t at = value.find(prefix);
+  if (at == value.npos) return {};
+  std::string_view rest = value.substr(at + prefix.size());
+  size_t n = 0;
+  while (n < rest.size() && jwt_char(rest[n])) ++n;
+  return rest.substr(0, n);
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// A query component with its %XX escapes decoded (a '+' stays: no token holds a space).
+std::string percent_decoded(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
 // Calls fn(place, token) for every place `rule` takes tokens from that holds one.
 template <class Fn>
 void each_token(const JwtRule& rule, const http::RequestHead& head, Fn&& fn) {
-  auto headers = [&](const JwtRule::FromHeader& from, bool default_place) {
+  auto headers = [&](const JwtRule::FromHeader& from) {
     for (const auto& h : head.headers) {
       if (!iequals(h.name, from.name)) continue;
-      std::string_view v = trim_ows(h.value);
-      // (The Bearer scheme is case-insensitive, RFC 6750 §2.1; a configured prefix is exact.)
-      const bool has =
-          default_place ? starts_with_icase(v, from.prefix) : v.starts_with(from.prefix);
-      if (!has) continue;
-      v = trim_ows(v.substr(from.prefix.size()));
-      if (!v.empty()) fn(Place{Place::Kind::kHeader, from.name}, v);
+      if (auto t = token_after(h.value, from.prefix); !t.empty()) {
+        fn(Place{Place::Kind::kHeader, from.name}, t);
+      }
     }
   };
+  // (names and values are compared and used decoded, as Envoy decodes the query)
   auto params = [&](const std::string& name) {
     for (auto pair : split_list(head.query(), '&')) {
       const size_t eq = pair.find('=');
-      if (eq == pair.npos || pair.substr(0, eq) != name || eq + 1 == pair.size()) continue;
-      fn(Place{Place::Kind::kParam, name}, pair.substr(eq + 1));
+      if (eq == pair.npos || percent_decoded(pair.substr(0, eq)) != name) continue;
+      if (auto value = percent_decoded(pair.substr(eq + 1)); !value.empty()) {
+        fn(Place{Place::Kind::kParam, name}, value);
+      }
     }
   };
   if (uses_defaults(rule)) {
-    headers(kDefaultHeader, true);
+    headers(kDefaultHeader);
     params(kDefaultParam);
     return;
   }
-  for (const auto& h : rule.from_headers) headers(h, false);
+  for (const auto& h : rule.from_headers) headers(h);
   for (const auto& p : rule.from_params) params(p);
   for (const auto& c : rule.from_cookies) {
     for (const auto& h : head.headers) {
@@ -165,8 +202,9 @@ AuthnResult authenticate(std::span<const RequestAuthentication* const> policies,
                          [&](const Place& p) { return takes_from(rule, p); })) {
           continue;
         }
-        const JwtStatus s = rule.jwks ? verify_jwt(*jwt, *rule.jwks, rule.audiences, now)
-                                      : JwtStatus::kJwksUnavailable;
+        JwtStatus s = rule.jwks ? verify_jwt(*jwt, *rule.jwks, rule.audiences, now)
+                                : check_claims(*jwt, rule.audiences, now);
+        if (!rule.jwks && s == JwtStatus::kOk) s = JwtStatus::kJwksUnavailable;
         if (s == JwtStatus::kOk) by = &rule;
         // (the first rule's failure is the one reported when none verifies)
         if (status == JwtStatus::kUnknownIssuer) status = s;

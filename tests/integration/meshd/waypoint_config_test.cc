@@ -306,14 +306,15 @@ TEST_F(MeshdWaypointConfig, ZtunnelSubscriptionsDoNotReceiveWaypointConfigs) {
 }
 
 // A RequestAuthentication's jwksUri is fetched by meshd, as istiod fetches it, and the waypoint
-// gets the keys inline: at once, again when the keys change (here refreshed every 300 ms), and not
+// gets the keys inline: in its first configuration (meshd fetches before it serves), again when
+// the keys change (here refreshed every 300 ms), and not
 // replaced by a body that is no key set (the keys fetched before stay).
 TEST(MeshdJwks, TheWaypointGetsTheKeysBehindAJwksUriInline) {
   const zt::testing::JwtSigner first(zt::testing::JwtSigner::Kind::kRsa, "one");
   const zt::testing::JwtSigner second(zt::testing::JwtSigner::Kind::kEcP256, "two");
   auto keys = zt::testing::HttpHelloServer::start(
       tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0), "jwks");
-  keys->set_body(first.jwks());
+  keys->set_body(first.jwks(), 700ms);  // slow: meshd must wait for it before serving
   const std::string uri =
       fmt::format("http://{}/keys.json", net::format_endpoint(keys->endpoint()));
 
@@ -348,8 +349,8 @@ spec:
 
   AdsTestClient c(net::format_endpoint(*ep), "waypoint~10.244.0.20~waypoint-0.shop~shop.svc");
   ASSERT_TRUE(c.subscribe(kWaypointUrl));
-  // The waypoint's configuration once its rule has keys `jwks` inline (the first push may come
-  // before the fetch, with the jwksUri).
+  // The waypoint's configuration once its rule has keys `jwks` inline.
+  int pushes = 0;
   auto until_keys = [&](const std::string& jwks) -> std::optional<YAML::Node> {
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     while (std::chrono::steady_clock::now() < deadline) {
@@ -358,6 +359,7 @@ spec:
       c.apply(*r);
       auto got = configs(*r);
       if (!got.contains("shop/waypoint")) continue;
+      ++pushes;
       for (const auto& d : documents(got["shop/waypoint"].second)) {
         if (d.kind != "RequestAuthentication") continue;
         auto rule = d.node["spec"]["jwtRules"][0];
@@ -370,6 +372,7 @@ spec:
   };
   auto with_first = until_keys(first.jwks());
   ASSERT_TRUE(with_first) << (*meshd)->output();
+  EXPECT_EQ(pushes, 1) << "meshd fetches the keys before it serves: the waypoint starts with them";
   EXPECT_FALSE((*with_first)["spec"]["jwtRules"][0]["jwksUri"]);
   EXPECT_TRUE((*with_first)["spec"]["jwtRules"][0]["forwardOriginalToken"].as<bool>());
   // The waypoint reads it and verifies the issuer's tokens with it.

@@ -37,16 +37,48 @@ JwtStatus check(const std::string& token, const std::string& jwks,
 TEST(Jwt, EveryKindOfKeyVerifiesItsTokensAndNoOtherKeys) {
   const JwtSigner rsa(JwtSigner::Kind::kRsa, "rsa");
   const JwtSigner ec(JwtSigner::Kind::kEcP256, "ec");
+  const JwtSigner ec384(JwtSigner::Kind::kEcP384, "ec384");
+  const JwtSigner ec521(JwtSigner::Kind::kEcP521, "ec521");
   const JwtSigner ed(JwtSigner::Kind::kEd25519, "");
   const JwtSigner hs(JwtSigner::Kind::kHmac, "hs");
   const json payload{{"iss", "https://issuer.example"}, {"sub", "alice"}};
-  const std::string all = testing::jwks_of({&rsa, &ec, &ed, &hs});
+  const std::string all = testing::jwks_of({&rsa, &ec, &ec384, &ec521, &ed, &hs});
   for (auto [signer, alg] : std::vector<std::pair<const JwtSigner*, std::string>>{
-           {&rsa, "RS256"}, {&rsa, "RS384"}, {&rsa, "PS256"}, {&ec, ""}, {&ed, ""}, {&hs, ""}}) {
+           {&rsa, "RS256"},
+           {&rsa, "RS384"},
+           {&rsa, "RS512"},
+           {&rsa, "PS256"},
+           {&rsa, "PS384"},
+           {&rsa, "PS512"},
+           {&ec, "ES256"},
+           {&ec384, "ES384"},
+           {&ec521, "ES512"},  // r || s of 66 bytes each
+           {&ed, "EdDSA"},
+           {&hs, "HS256"},
+           {&hs, "HS384"},
+           {&hs, "HS512"}}) {
     const auto token = signer->sign(payload, alg);
     EXPECT_EQ(check(token, all), JwtStatus::kOk) << alg << " " << token;
     EXPECT_EQ(check(token, signer->jwks()), JwtStatus::kOk) << alg;
+    // The same signature under another algorithm of the key's type does not verify.
+    const std::string other =
+        alg.ends_with("256") ? alg.substr(0, 2) + "384" : alg.substr(0, 2) + "256";
+    if (alg != "EdDSA") {
+      auto h = json{{"alg", other}, {"kid", signer->jwk().value("kid", "")}};
+      auto relabelled = testing::base64url(h.dump()) + token.substr(token.find('.'));
+      EXPECT_NE(check(relabelled, all), JwtStatus::kOk) << alg << " as " << other;
+    }
   }
+  // A key without a kid verifies tokens that name one (jwt_verify_lib's rule).
+  const JwtSigner anonymous(JwtSigner::Kind::kEcP256, "");
+  auto anonymous_jwk = anonymous.jwk();
+  const JwtSigner named(JwtSigner::Kind::kEcP256, "some-kid");
+  auto token_with_kid = named.sign(payload);
+  auto named_jwk = named.jwk();
+  named_jwk.erase("kid");
+  EXPECT_EQ(check(token_with_kid, json{{"keys", {named_jwk}}}.dump()), JwtStatus::kOk);
+  EXPECT_EQ(check(token_with_kid, json{{"keys", {anonymous_jwk}}}.dump()),
+            JwtStatus::kVerificationFailed);
   // A key of another signer with the same kid: the signature does not verify.
   const JwtSigner other_rsa(JwtSigner::Kind::kRsa, "rsa");
   EXPECT_EQ(check(rsa.sign(payload), other_rsa.jwks()), JwtStatus::kVerificationFailed);
@@ -98,10 +130,23 @@ TEST(Jwt, ExpiryAndNotBeforeAllowSixtySecondsOfSkew) {
   EXPECT_EQ(at("exp", t - 61), JwtStatus::kExpired);
   EXPECT_EQ(at("nbf", t + 30), JwtStatus::kOk);
   EXPECT_EQ(at("nbf", t + 120), JwtStatus::kNotYetValid);
-  // A bad signature is reported before the time.
+  // The time is checked before the keys, as Envoy does: an expired token is "expired" whoever
+  // signed it.
   const JwtSigner other(JwtSigner::Kind::kEcP256, "k");
-  EXPECT_EQ(check(other.sign({{"exp", t - 1000}}), ec.jwks(), {}, now),
-            JwtStatus::kVerificationFailed);
+  EXPECT_EQ(check(other.sign({{"exp", t - 1000}}), ec.jwks(), {}, now), JwtStatus::kExpired);
+  // Claims of the wrong type are refused, not read as absent (a token that never expires).
+  EXPECT_EQ(at("exp", -5), JwtStatus::kPayloadBadExp);
+  EXPECT_EQ(check(ec.sign({{"exp", "4102444800"}}), ec.jwks(), {}, now), JwtStatus::kPayloadBadExp);
+  EXPECT_EQ(check(ec.sign({{"exp", 1.5}}), ec.jwks(), {}, now), JwtStatus::kPayloadBadExp);
+  EXPECT_EQ(check(ec.sign({{"exp", static_cast<double>(t + 10)}}), ec.jwks(), {}, now),
+            JwtStatus::kOk);  // a whole number written as a double
+  EXPECT_EQ(check(ec.sign({{"nbf", true}}), ec.jwks(), {}, now), JwtStatus::kPayloadBadNbf);
+  EXPECT_EQ(check(ec.sign({{"iat", "x"}}), ec.jwks(), {}, now), JwtStatus::kPayloadBadIat);
+  EXPECT_EQ(check(ec.sign({{"sub", 7}}), ec.jwks(), {}, now), JwtStatus::kPayloadBadSub);
+  EXPECT_EQ(check(ec.sign({{"iss", json::array()}}), ec.jwks(), {}, now),
+            JwtStatus::kPayloadBadIss);
+  EXPECT_EQ(check(ec.sign({{"aud", {"a", 1}}}), ec.jwks(), {}, now), JwtStatus::kPayloadBadAud);
+  EXPECT_EQ(message(JwtStatus::kPayloadBadExp), "Jwt payload [exp] field is not an integer");
 }
 
 TEST(Jwt, AudiencesMustNameOneAllowedWhenTheRuleListsThem) {
@@ -204,11 +249,19 @@ TEST(RequestAuthn, ABearerTokenGivesThePrincipalAndIsNotForwarded) {
   EXPECT_FALSE(http::find_header(a.head.headers, "authorization"));
   EXPECT_TRUE(http::find_header(a.head.headers, "x-other"));
 
-  // The default places also take ?access_token= (and the scheme in any case).
+  // The default places also take ?access_token=, its name and value percent-decoded.
   a.head = head("/p?a=1&access_token=" + token, {});
   EXPECT_TRUE(a.run().identity);
-  a.head = head("/", {{"Authorization", "bearer " + token}});
+  std::string escaped;
+  for (char ch : token) escaped += ch == '.' ? std::string("%2E") : std::string(1, ch);
+  a.head = head("/p?access%5Ftoken=" + escaped, {});
   EXPECT_TRUE(a.run().identity);
+  // As Envoy reads the header: the token after "Bearer " up to the first other character; the
+  // prefix is case-sensitive.
+  a.head = head("/", {{"Authorization", "Bearer " + token + ", other"}});
+  EXPECT_TRUE(a.run().identity);
+  a.head = head("/", {{"Authorization", "bearer " + token}});
+  EXPECT_FALSE(a.run().identity);
 }
 
 TEST(RequestAuthn, AnyBadTokenIsRefusedEvenBesideAGoodOne) {
@@ -314,6 +367,12 @@ TEST(RequestAuthn, BadPoliciesAreRefusedWithTheirField) {
       {head + "  jwtRules: [{issuer: i, jwksUri: u, forwardOriginalToken: yes}]",
        "must be true or false"},
       {head + "  jwtRules: [{issuer: i, jwksUri: u, bogus: 1}]", "unknown or unsupported field"},
+      {head + "  jwtRules: [{issuer: i, jwksUri: 'ftp://keys/k'}]",
+       "jwksUri: must be an http:// or https:// URL"},
+      // A jwksUri that would split meshd's request to the issuer.
+      {head + "  jwtRules: [{issuer: i, jwksUri: \"http://keys/k HTTP/1.1\\r\\nX: y\"}]",
+       "jwksUri: must be visible ASCII"},
+      {head + "  jwtRules: [{issuer: i, jwksUri: 'https:///k'}]", "jwksUri: has no host"},
       {head + "  targetRefs: [{kind: Service, name: s, namespace: other}]",
        "cross-namespace references are not supported"},
   };
