@@ -315,8 +315,9 @@ Result<std::unique_ptr<App>> App::create(Config config) {
   // its own rules.
   if (!impl->jwks->all_attempted()) {
     ZT_LOG_INFO("fetching jwksUri keys before serving component=jwks");
+    // (a fetch's lookup, connect, TLS handshake and request each have the timeout)
     const auto deadline =
-        std::chrono::steady_clock::now() + 2 * kJwksTimeout + std::chrono::seconds(1);
+        std::chrono::steady_clock::now() + 4 * kJwksTimeout + std::chrono::seconds(1);
     while (!impl->jwks->all_attempted() && !impl->stopping &&
            std::chrono::steady_clock::now() < deadline) {
       impl->io.run_one_for(std::chrono::milliseconds(100));

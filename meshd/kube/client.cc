@@ -158,33 +158,48 @@ awaitable<ApiResponse> ApiClient::run(Request& request) {
     request.token = std::move(*token);
   }
   const auto& url = config_.server;
-  // The lookup is bounded by the connect timeout and cancelled by shutdown() (its handlers hold
-  // the resolver, which may outlive this frame).
-  auto resolver = std::make_shared<tcp::resolver>(executor_);
-  auto closer = std::make_shared<std::function<void()>>([resolver] { resolver->cancel(); });
+  // The lookup (a blocking getaddrinfo on Asio's resolver thread, which cancel() cannot stop) is
+  // waited for at most the connect timeout, and not past shutdown(): its result lands in a shared
+  // state that wakes this frame, which may have moved on.
+  struct Lookup {
+    explicit Lookup(asio::any_io_executor ex) : resolver(ex), wake(ex) {}
+    tcp::resolver resolver;
+    asio::steady_timer wake;
+    bool done = false;
+    error_code ec;
+    tcp::resolver::results_type results;
+  };
+  auto lookup = std::make_shared<Lookup>(executor_);
+  // (an expiry in the past also ends a wait that has not begun yet)
+  auto closer = std::make_shared<std::function<void()>>(
+      [lookup] { lookup->wake.expires_at(asio::steady_timer::time_point::min()); });
   open_.insert(closer);
   struct Unregister {
     ApiClient* self;
     std::shared_ptr<void> closer;
     ~Unregister() { self->open_.erase(closer); }
   } unregister{this, closer};
-  asio::steady_timer lookup_deadline(executor_, config_.connect_timeout);
-  lookup_deadline.async_wait([resolver](const error_code& ec) {
-    if (!ec) resolver->cancel();
-  });
-  auto [rec, endpoints] =
-      co_await resolver->async_resolve(url.host, std::to_string(url.port), kTuple);
-  lookup_deadline.cancel();
-  if (rec) {
-    out.error = error_of(rec, rec == asio::error::operation_aborted
-                                  ? "resolving " + url.host + " (timed out or shut down)"
-                                  : "resolving " + url.host);
-    co_return out;
-  }
+  lookup->wake.expires_after(config_.connect_timeout);
+  lookup->resolver.async_resolve(
+      url.host, std::to_string(url.port),
+      [lookup](const error_code& ec, tcp::resolver::results_type results) {
+        lookup->done = true;
+        lookup->ec = ec;
+        lookup->results = std::move(results);
+        lookup->wake.expires_at(asio::steady_timer::time_point::min());
+      });
+  co_await lookup->wake.async_wait(kTuple);
   if (shut_down_) {
     out.error = Error{{}, "client shut down"};
     co_return out;
   }
+  if (!lookup->done || lookup->ec) {
+    out.error = lookup->done ? error_of(lookup->ec, "resolving " + url.host)
+                             : Error{make_error_code(std::errc::timed_out),
+                                     "resolving " + url.host + ": no answer in time"};
+    co_return out;
+  }
+  const auto endpoints = lookup->results;
   beast::tcp_stream tcp(executor_);
   tcp.expires_after(config_.connect_timeout);
   // Registered so that shutdown() can close it while a read is pending.

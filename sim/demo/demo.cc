@@ -25,6 +25,19 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 constexpr const char* kServiceVip = "10.96.0.20";  // shop/checkout in sim/examples/demo
+// Tokens for the RequestAuthentication of sim/examples/demo/reviews.yaml (issuer
+// https://demo.ambient-mesh.example, sub jason, aud reviews, exp 2100-01-01): one signed with the
+// demo key whose public half that JWKS holds, one with another key. Demo values, not secrets.
+constexpr const char* kDemoJwt =
+    "eyJhbGciOiJFUzI1NiIsImtpZCI6ImRlbW8iLCJ0eXAiOiJKV1QifQ."
+    "eyJpc3MiOiJodHRwczovL2RlbW8uYW1iaWVudC1tZXNoLmV4YW1wbGUiLCJzdWIiOiJqYXNvbiIsImF1ZCI6InJldmlld"
+    "3MiLCJleHAiOjQxMDI0NDQ4MDB9."
+    "LSxVTd1QpbwqDl7yn9ij2Z9Z-ezZ8XvcGEcYXkpl9QObZVWyOLoziEBysA3vkYWXTI-OqfS-SYszqz7hLkH5Eg";
+constexpr const char* kForgedJwt =
+    "eyJhbGciOiJFUzI1NiIsImtpZCI6ImRlbW8iLCJ0eXAiOiJKV1QifQ."
+    "eyJpc3MiOiJodHRwczovL2RlbW8uYW1iaWVudC1tZXNoLmV4YW1wbGUiLCJzdWIiOiJqYXNvbiIsImF1ZCI6InJldmlld"
+    "3MiLCJleHAiOjQxMDI0NDQ4MDB9."
+    "qZRFK-2ePsP97AiMC3pmQQ-8dSb_OgceWlGtIgCcP7YaKVZaFc31iG9T7ICGBNsmt8fn5P4NyFVFx2-a4VGVDQ";
 constexpr const char* kReviewsVip = "10.96.0.30";  // shop/reviews: through the waypoint
 constexpr const char* kWaypointPod = "shop/waypoint";
 constexpr uint16_t kMetricsPort = 15020;  // ztunnel's and the waypoint's Prometheus endpoint
@@ -64,6 +77,7 @@ struct Call {
   std::string method;  // "" = POST (the marker is the body)
   std::string header;  // an extra request header, "Name: value"
   int expected_status = 200;
+  std::string refusal = "RBAC: access denied";  // the body of a refusal (to_pod "")
   Path expected = Path::kDirect;
   // Expected to cross the node link as HBONE only.
   bool encrypted() const { return expected == Path::kHbone || expected == Path::kWaypoint; }
@@ -245,6 +259,20 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
            "shop/frontend", "", reviews, Path::kWaypoint));
   calls.back().method = "DELETE";
   calls.back().expected_status = 403;
+  // RequestAuthentication at the waypoint: a JWT of the demo issuer passes, one signed with
+  // another key is refused with 401 before any route or pod.
+  calls.push_back(
+      call("shop/frontend -> reviews.shop with the demo issuer's JWT "
+           "(RequestAuthentication: verified)",
+           "shop/frontend", "shop/reviews-v1", reviews, Path::kWaypoint));
+  calls.back().header = std::string("Authorization: Bearer ") + kDemoJwt;
+  calls.push_back(
+      call("shop/frontend -> reviews.shop with a forged JWT (RequestAuthentication: "
+           "401 at the waypoint)",
+           "shop/frontend", "", reviews, Path::kWaypoint));
+  calls.back().header = std::string("Authorization: Bearer ") + kForgedJwt;
+  calls.back().expected_status = 401;
+  calls.back().refusal = "Jwt verification fails";
   const std::string waypoint_ip = pod_ip(kWaypointPod);
   const fs::path waypoint_log = c.log_path("shop.waypoint.app");  // its process: the pod's app
 
@@ -398,7 +426,7 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
       check(call.title + fmt::format(": refused with {} by the waypoint, reaching no pod",
                                      call.expected_status),
             call.answered && call.error.empty() && call.answered_by.empty() &&
-                call.curl_output.find("RBAC: access denied") != std::string::npos);
+                call.curl_output.find(call.refusal) != std::string::npos);
     } else {
       check(call.title + ": answered by " + call.to_pod,
             call.answered && call.error.empty() && call.answered_by == server_name);
@@ -463,20 +491,21 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
   struct Count {
     std::string workload, code;
     double want;
+    std::string why = "";  // for a refusal
   };
   out << "  istio_requests_total{reporter=\"waypoint\"} from frontend:\n";
-  for (const Count& k :
-       {Count{"reviews-v1", "200", 1}, Count{"reviews-v2", "200", 1}, Count{"", "403", 1}}) {
+  for (const Count& k : {Count{"reviews-v1", "200", 2}, Count{"reviews-v2", "200", 1},
+                         Count{"", "403", 1, " (denied)"}, Count{"", "401", 1, " (bad JWT)"}}) {
     std::vector<std::string> labels = {R"(reporter="waypoint")", R"(source_workload="frontend")",
                                        fmt::format(R"(response_code="{}")", k.code)};
     if (!k.workload.empty())
       labels.push_back(fmt::format(R"(destination_workload="{}")", k.workload));
     double n = stats::sum_samples(waypoint_metrics, "istio_requests_total", labels);
-    const std::string by = k.workload.empty() ? std::string(" (denied)") : " by " + k.workload;
+    const std::string by = k.workload.empty() ? k.why : " by " + k.workload;
     out << fmt::format("    response_code={}{}: {}\n", k.code, by, n);
-    check(
-        fmt::format("the waypoint counted {} request to reviews answered {}{}", k.want, k.code, by),
-        n == k.want);
+    check(fmt::format("the waypoint counted {} request{} to reviews answered {}{}", k.want,
+                      k.want == 1 ? "" : "s", k.code, by),
+          n == k.want);
   }
   out << "  istio_tcp_connections_opened_total{reporter=\"destination\"} from the waypoint's "
          "identity, mTLS:\n";

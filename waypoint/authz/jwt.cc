@@ -224,7 +224,9 @@ std::string jwks_uri_problem(std::string_view uri) {
   const std::string lower = scheme == uri.npos ? std::string() : to_lower(uri.substr(0, scheme));
   if (lower != "http" && lower != "https") return "must be an http:// or https:// URL";
   const std::string_view rest = uri.substr(scheme + 3);
-  if (rest.empty() || rest.find_first_of("/?#@") == 0) return "has no host";
+  const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  if (authority.empty()) return "has no host";
+  if (authority.find('@') != authority.npos) return "must not carry credentials (user@host)";
   return {};
 }
 

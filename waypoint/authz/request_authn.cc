@@ -34,15 +34,19 @@ bool jwt_char(char c) {
          c == '_' || c == '.';
 }
 
-// As Envoy reads a header: the token is the run of base64url characters and dots that follows
-// the first occurrence of the prefix (so "Bearer <token>, more" gives the token).
-std::string_view token_after(std::string_view value, std::string_view prefix) {
+// As Envoy reads a header (extractJWT): after the prefix, the token is the first run of
+// base64url characters and dots; without one, the whole value (which then fails); with an empty
+// prefix, the whole value. nullopt when the prefix is not in the value.
+std::optional<std::string_view> token_after(std::string_view value, std::string_view prefix) {
+  if (prefix.empty()) return value;
   const size_t at = value.find(prefix);
-  if (at == value.npos) return {};
-  std::string_view rest = value.substr(at + prefix.size());
-  size_t n = 0;
-  while (n < rest.size() && jwt_char(rest[n])) ++n;
-  return rest.substr(0, n);
+  if (at == value.npos) return std::nullopt;
+  size_t start = at + prefix.size();
+  while (start < value.size() && !jwt_char(value[start])) ++start;
+  if (start == value.size()) return value;
+  size_t end = start;
+  while (end < value.size() && jwt_char(value[end])) ++end;
+  return value.substr(start, end - start);
 }
 
 int hex_value(char c) {
@@ -73,19 +77,18 @@ void each_token(const JwtRule& rule, const http::RequestHead& head, Fn&& fn) {
   auto headers = [&](const JwtRule::FromHeader& from) {
     for (const auto& h : head.headers) {
       if (!iequals(h.name, from.name)) continue;
-      if (auto t = token_after(h.value, from.prefix); !t.empty()) {
-        fn(Place{Place::Kind::kHeader, from.name}, t);
-      }
+      if (auto t = token_after(h.value, from.prefix))
+        fn(Place{Place::Kind::kHeader, from.name}, *t);
     }
   };
-  // (names and values are compared and used decoded, as Envoy decodes the query)
+  // As Envoy reads the query: names and values percent-decoded, the first value of the name
+  // (an empty one too, which then fails).
   auto params = [&](const std::string& name) {
     for (auto pair : split_list(head.query(), '&')) {
       const size_t eq = pair.find('=');
       if (eq == pair.npos || percent_decoded(pair.substr(0, eq)) != name) continue;
-      if (auto value = percent_decoded(pair.substr(eq + 1)); !value.empty()) {
-        fn(Place{Place::Kind::kParam, name}, value);
-      }
+      fn(Place{Place::Kind::kParam, name}, percent_decoded(pair.substr(eq + 1)));
+      return;
     }
   };
   if (uses_defaults(rule)) {

@@ -4,8 +4,9 @@
 // - Places: a rule's fromHeaders (name + value prefix), fromParams (query parameters) and
 //   fromCookies; a rule naming none of them takes "Authorization: Bearer <token>" and the query
 //   parameter access_token, as Istio's default. As Envoy reads them: in a header the token is the
-//   run of base64url characters and dots after the prefix's first occurrence (case-sensitive);
-//   query parameter names and values are percent-decoded.
+//   first run of base64url characters and dots after the prefix's first occurrence
+//   (case-sensitive; without such a run, the whole value, which fails); the first value of a query
+//   parameter, names and values percent-decoded (an empty one fails too).
 // - No token anywhere: the request goes on without a request identity (AuthorizationPolicy
 //   decides, e.g. with requestPrincipals ["*"]). A token that fails (bad form, signature, time,
 //   audience, or an issuer no rule of the attached policies names): 401, with Envoy's message as

@@ -157,13 +157,14 @@ function errorText(e) {
 // Validates one object: [] when valid, else messages naming the field. `partial` (patches):
 // "required" errors are ignored, the rest (types, enums, unknown fields) still count.
 // Fields Istio's CRDs have that @kubernetes-models/istio lacks (its newest release, 3.0.1, has
-// the AuthorizationPolicy of Istio before 1.20): AuthorizationPolicy spec.targetRef (1.20) and
-// spec.targetRefs (1.22), the only way to attach a policy to a waypoint. Each reference is an
+// the AuthorizationPolicy of Istio before 1.20): AuthorizationPolicy and RequestAuthentication
+// spec.targetRef (1.20) and spec.targetRefs (1.22), the only way to attach a policy to a waypoint. Each reference is an
 // Istio PolicyTargetReference: kind and name (non-empty strings) and optional group and
 // namespace (strings), nothing else. They are checked here and removed from a copy, and the
 // package validates the rest. Returns [errors, the copy].
 function newerIstioFields(obj) {
-  if (obj.kind !== "AuthorizationPolicy" || !/^security\.istio\.io\//.test(obj.apiVersion) ||
+  if (!["AuthorizationPolicy", "RequestAuthentication"].includes(obj.kind) ||
+      !/^security\.istio\.io\//.test(obj.apiVersion) ||
       !obj.spec || typeof obj.spec !== "object") {
     return [[], obj];
   }

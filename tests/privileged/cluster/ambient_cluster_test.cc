@@ -147,8 +147,9 @@ class AmbientCluster : public ::testing::Test {
 // nodes the app sees the client's pod IP, both ztunnels log both SPIFFE identities, and a capture
 // of node-0's link shows TLS 1.3 on 15008 and never the plaintext; plain pods talk directly,
 // ambient -> plain is passthrough, the opt-out pod is not captured; through the waypoint the
-// HTTPRoute picks the version and the L7 policy refuses DELETE. run_demo computes each of these
-// from the system (curl output, access logs, metrics, the packets) and lists them as checks.
+// HTTPRoute picks the version, the L7 policy refuses DELETE and a forged JWT gets 401. run_demo
+// computes each of these from the system (curl output, access logs, metrics, the packets) and lists
+// them as checks.
 TEST_F(AmbientCluster, TheDemoReportsEveryCheckAsHeld) {
   std::error_code ec;
   std::ostringstream report;
@@ -201,9 +202,14 @@ TEST_F(AmbientCluster, TheDemoReportsEveryCheckAsHeld) {
         "refused with 403 by the waypoint, reaching no pod",
         "ok    node-0's ztunnel sends frontend's reviews requests to the waypoint's SPIFFE "
         "identity",
-        "ok    the waypoint counted 1 request to reviews answered 200 by reviews-v1",
+        "ok    shop/frontend -> reviews.shop with the demo issuer's JWT (RequestAuthentication: "
+        "verified): answered by shop/reviews-v1",
+        "ok    shop/frontend -> reviews.shop with a forged JWT (RequestAuthentication: 401 at the "
+        "waypoint): refused with 401 by the waypoint, reaching no pod",
+        "ok    the waypoint counted 2 requests to reviews answered 200 by reviews-v1",
         "ok    the waypoint counted 1 request to reviews answered 200 by reviews-v2",
         "ok    the waypoint counted 1 request to reviews answered 403 (denied)",
+        "ok    the waypoint counted 1 request to reviews answered 401 (bad JWT)",
         "ok    node-1's ztunnel took the waypoint's connection to reviews-v1 over mTLS with the "
         "waypoint's identity",
         "ok    node-0's ztunnel took the waypoint's connection to reviews-v2 over mTLS with the "

@@ -262,6 +262,16 @@ TEST(RequestAuthn, ABearerTokenGivesThePrincipalAndIsNotForwarded) {
   EXPECT_TRUE(a.run().identity);
   a.head = head("/", {{"Authorization", "bearer " + token}});
   EXPECT_FALSE(a.run().identity);
+  a.head = head("/", {{"Authorization", "Bearer  \"" + token + "\""}});  // skipped to the token
+  EXPECT_TRUE(a.run().identity);
+  // The prefix with no token after it, or an empty access_token: a token that fails, not none.
+  a.head = head("/", {{"Authorization", "Bearer "}});
+  EXPECT_TRUE(a.run().rejected);
+  a.head = head("/?access_token=", {});
+  EXPECT_TRUE(a.run().rejected);
+  // Only the first access_token counts.
+  a.head = head("/?access_token=" + token + "&access_token=garbage", {});
+  EXPECT_TRUE(a.run().identity);
 }
 
 TEST(RequestAuthn, AnyBadTokenIsRefusedEvenBesideAGoodOne) {
@@ -373,6 +383,8 @@ TEST(RequestAuthn, BadPoliciesAreRefusedWithTheirField) {
       {head + "  jwtRules: [{issuer: i, jwksUri: \"http://keys/k HTTP/1.1\\r\\nX: y\"}]",
        "jwksUri: must be visible ASCII"},
       {head + "  jwtRules: [{issuer: i, jwksUri: 'https:///k'}]", "jwksUri: has no host"},
+      {head + "  jwtRules: [{issuer: i, jwksUri: 'https://u:p@keys/k'}]",
+       "jwksUri: must not carry credentials"},
       {head + "  targetRefs: [{kind: Service, name: s, namespace: other}]",
        "cross-namespace references are not supported"},
   };
