@@ -2,15 +2,10 @@
 
 #include <vector>
 
+#include "waypoint/base/strings.h"
+
 namespace zt::waypoint::authz {
 namespace {
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 bool is_unreserved(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
@@ -83,8 +78,8 @@ tl::expected<std::string, http::Rejection> normalize_target(std::string_view tar
       out.push_back(c == '\\' ? '/' : c);
       continue;
     }
-    const int hi = i + 2 < path.size() ? hex_value(path[i + 1]) : -1;
-    const int lo = i + 2 < path.size() ? hex_value(path[i + 2]) : -1;
+    const int hi = i + 2 < path.size() ? hex_digit_value(path[i + 1]) : -1;
+    const int lo = i + 2 < path.size() ? hex_digit_value(path[i + 2]) : -1;
     if (hi < 0 || lo < 0) {
       bare_percents.push_back(out.size());  // not an escape: passed on as is, as Envoy does
       out.push_back('%');
@@ -118,7 +113,8 @@ tl::expected<std::string, http::Rejection> normalize_target(std::string_view tar
   // segments and slashes).
   for (auto it = bare_percents.rbegin(); it != bare_percents.rend(); ++it) {
     const size_t at = *it;
-    if (at + 2 < out.size() && hex_value(out[at + 1]) >= 0 && hex_value(out[at + 2]) >= 0) {
+    if (at + 2 < out.size() && hex_digit_value(out[at + 1]) >= 0 &&
+        hex_digit_value(out[at + 2]) >= 0) {
       out.insert(at + 1, "25");
     }
   }

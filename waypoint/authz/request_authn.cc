@@ -49,28 +49,6 @@ std::optional<std::string_view> token_after(std::string_view value, std::string_
   return value.substr(start, end - start);
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// A query component with its %XX escapes decoded (a '+' stays: no token holds a space).
-std::string percent_decoded(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
 // Calls fn(place, token) for every place `rule` takes tokens from that holds one.
 template <class Fn>
 void each_token(const JwtRule& rule, const http::RequestHead& head, Fn&& fn) {
@@ -84,12 +62,7 @@ void each_token(const JwtRule& rule, const http::RequestHead& head, Fn&& fn) {
   // As Envoy reads the query: names and values percent-decoded, the first value of the name
   // (an empty one too, which then fails).
   auto params = [&](const std::string& name) {
-    for (auto pair : split_list(head.query(), '&')) {
-      const size_t eq = pair.find('=');
-      if (eq == pair.npos || percent_decoded(pair.substr(0, eq)) != name) continue;
-      fn(Place{Place::Kind::kParam, name}, percent_decoded(pair.substr(eq + 1)));
-      return;
-    }
+    if (auto value = query_value(head.query(), name)) fn(Place{Place::Kind::kParam, name}, *value);
   };
   if (uses_defaults(rule)) {
     headers(kDefaultHeader);

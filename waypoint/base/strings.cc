@@ -51,4 +51,39 @@ void append_number(std::string& out, uint64_t v, int base) {
 void append_decimal(std::string& out, uint64_t v) { append_number(out, v, 10); }
 void append_hex(std::string& out, uint64_t v) { append_number(out, v, 16); }
 
+int hex_digit_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      const int hi = hex_digit_value(s[i + 1]);
+      const int lo = hex_digit_value(s[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out.push_back(static_cast<char>(hi << 4 | lo));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(s[i]);
+  }
+  return out;
+}
+
+std::optional<std::string> query_value(std::string_view query, std::string_view name) {
+  for (auto part : split_list(query, '&')) {
+    if (part.empty()) continue;
+    const size_t eq = part.find('=');
+    if (percent_decode(part.substr(0, eq)) != name) continue;
+    return eq == part.npos ? std::string() : percent_decode(part.substr(eq + 1));
+  }
+  return std::nullopt;
+}
+
 }  // namespace zt::waypoint

@@ -51,44 +51,6 @@ bool value_matches(const config::ValueMatch& m, std::string_view value) {
   return m.regex && m.regex->full_match(value);
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Percent-decodes; a malformed escape is kept as is.
-std::string decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      const int hi = hex_value(s[i + 1]);
-      const int lo = hex_value(s[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out.push_back(static_cast<char>(hi << 4 | lo));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(s[i]);
-  }
-  return out;
-}
-
-// The first value of query parameter `name` (names compared after decoding, case-sensitive).
-std::optional<std::string> query_value(std::string_view query, std::string_view name) {
-  for (auto part : split_list(query, '&')) {
-    if (part.empty()) continue;
-    const size_t eq = part.find('=');
-    const std::string key = decode(part.substr(0, eq));
-    if (key != name) continue;
-    return eq == part.npos ? std::string() : decode(part.substr(eq + 1));
-  }
-  return std::nullopt;
-}
-
 std::string_view host_without_port(std::string_view authority) {
   if (!authority.empty() && authority.front() == '[') {
     const size_t close = authority.find(']');
