@@ -104,8 +104,14 @@ void ScriptedHttpServer::reset_counts() {
   connections_ = 0;
 }
 
-ScriptStep ScriptedHttpServer::next_step() {
+void ScriptedHttpServer::set_responder(std::function<ScriptStep(const SeenRequest&)> responder) {
   std::lock_guard lock(mu_);
+  responder_ = std::move(responder);
+}
+
+ScriptStep ScriptedHttpServer::next_step(const SeenRequest& request) {
+  std::lock_guard lock(mu_);
+  if (responder_) return responder_(request);
   if (script_.empty()) return default_;
   auto s = script_.front();
   script_.pop_front();
@@ -186,16 +192,18 @@ awaitable<void> ScriptedHttpServer::serve(tcp::socket s) {
       requests_.push_back(req);
     }
     ++hits_;
-    auto step = next_step();
+    auto step = next_step(req);
     if (step.delay.count() > 0) {
       asio::steady_timer t(co_await asio::this_coro::executor, step.delay);
       co_await t.async_wait(kTuple);
     }
-    std::string body = name_;
+    std::string body = step.body.value_or(name_);
+    std::string extra;
+    for (const auto& [name, value] : step.headers) extra += name + ": " + value + "\r\n";
     std::string resp = fmt::format(
         "HTTP/1.1 {} {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-backend: {}\r\n"
-        "x-seen-path: {}\r\n{}\r\n{}",
-        step.status, reason(step.status), body.size(), name_, req.target,
+        "x-seen-path: {}\r\n{}{}\r\n{}",
+        step.status, reason(step.status), body.size(), name_, req.target, extra,
         close ? "connection: close\r\n" : "", body);
     auto [wec, wn] = co_await asio::async_write(s, asio::buffer(resp), kTuple);
     if (wec || close) co_return;
@@ -418,12 +426,12 @@ struct HostSpec {
   const char* name;
   int offset;
 };
-constexpr HostSpec kHosts[] = {{"client", 1},     {"intruder", 2},   {"waypoint", 3},
-                               {"reviews-v1", 4}, {"reviews-v2", 5}, {"shadow", 6},
-                               {"plain", 7},      {"h2", 8},         {"grpc", 9}};
+constexpr HostSpec kHosts[] = {
+    {"client", 1}, {"intruder", 2}, {"waypoint", 3}, {"reviews-v1", 4}, {"reviews-v2", 5},
+    {"shadow", 6}, {"plain", 7},    {"h2", 8},       {"grpc", 9},       {"ext-authz", 10}};
 constexpr HostSpec kVips[] = {{"reviews", 17}, {"reviews-v1", 18}, {"reviews-v2", 19},
                               {"shadow", 20},  {"plain", 21},      {"h2", 22},
-                              {"grpc", 23}};
+                              {"grpc", 23},    {"ext-authz", 24}};
 
 const char* backend_name(Backend b) {
   switch (b) {
@@ -439,6 +447,8 @@ const char* backend_name(Backend b) {
       return "h2";
     case Backend::kGrpc:
       return "grpc";
+    case Backend::kExtAuthz:
+      return "ext-authz";
   }
   return "";
 }
@@ -531,6 +541,7 @@ std::string WaypointChain::mesh_yaml() const {
   workload("plain", "plain", {"plain"}, "v1");
   workload("h2", "h2", {"h2"}, "v1");
   workload("grpc", "grpc", {"grpc"}, "v1");
+  workload("ext-authz", "ext-authz", {"ext-authz"}, "v1");
   out += "services:\n";
   for (const auto& v : kVips) {
     std::string name = v.name;
@@ -541,7 +552,7 @@ std::string WaypointChain::mesh_yaml() const {
   ports: {{"80": 8080}}
 )",
                        name, host_of(name), vip(name).address().to_string());
-    if (name != "plain") {
+    if (name != "plain" && name != "ext-authz") {
       out += fmt::format("  waypoint: {{destination: \"/{}\", hboneMtlsPort: 15008}}\n",
                          ip("waypoint"));
     }

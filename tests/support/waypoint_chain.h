@@ -49,10 +49,12 @@ struct SeenRequest {
   std::string framing;                         // "content-length", "chunked" or "none"
 };
 
-// One scripted answer: status after a delay.
+// One scripted answer: status after a delay; extra header lines and another body if set.
 struct ScriptStep {
   int status = 200;
   std::chrono::milliseconds delay{0};
+  std::vector<std::pair<std::string, std::string>> headers = {};
+  std::optional<std::string> body = std::nullopt;  // else the server's name
 };
 
 // An HTTP/1.1 server (keep-alive, Content-Length and chunked request bodies) that answers every
@@ -65,6 +67,8 @@ class ScriptedHttpServer : public LoopbackServer {
   const std::string& name() const { return name_; }
   void script(std::vector<ScriptStep> steps);
   void set_default(ScriptStep step);
+  // Answers every request as `responder` says (before any script), e.g. an authorizer.
+  void set_responder(std::function<ScriptStep(const SeenRequest&)> responder);
   int hits() const { return hits_.load(); }
   int connections() const { return connections_.load(); }
   std::vector<SeenRequest> requests() const;
@@ -74,7 +78,7 @@ class ScriptedHttpServer : public LoopbackServer {
   ScriptedHttpServer(const tcp::endpoint& at, std::string name)
       : LoopbackServer(at), name_(std::move(name)) {}
   awaitable<void> serve(tcp::socket s) override;
-  ScriptStep next_step();
+  ScriptStep next_step(const SeenRequest& request);
 
   std::string name_;
   std::atomic<int> hits_{0};
@@ -82,6 +86,7 @@ class ScriptedHttpServer : public LoopbackServer {
   mutable std::mutex mu_;
   std::deque<ScriptStep> script_;
   ScriptStep default_;
+  std::function<ScriptStep(const SeenRequest&)> responder_;
   std::vector<SeenRequest> requests_;
 };
 
@@ -162,7 +167,8 @@ class SocksForwarder {
 // The backend workloads a chain starts a ztunnel for. reviews-v1/-v2, shadow and plain also get
 // a ScriptedHttpServer on <ip>:8080; for h2 and grpc the test runs its own server there (an h2c
 // server: the waypoint speaks to the upstream in the client's protocol).
-enum class Backend { kReviewsV1, kReviewsV2, kShadow, kPlain, kH2, kGrpc };
+// kExtAuthz: workload and service "ext-authz" (no waypoint), an HTTP authorizer.
+enum class Backend { kReviewsV1, kReviewsV2, kShadow, kPlain, kH2, kGrpc, kExtAuthz };
 
 struct ChainOptions {
   int slot = 0;  // 0..39: which 32 addresses

@@ -4,6 +4,7 @@
 
 #include "common/yaml/load.h"
 #include "waypoint/base/strings.h"
+#include "waypoint/config/parse.h"
 #include "waypoint/http/request_checks.h"
 
 namespace zt::waypoint::authz {
@@ -506,10 +507,215 @@ Status read_request_authentication(const YAML::Node& object, std::string_view pa
       });
 }
 
+// A bool as YAML writes it (true / false).
+Status read_bool(const YAML::Node& n, std::string_view path, bool& out) {
+  std::string b;
+  if (auto s = read_string(n, path, b); !s) return s;
+  if (b != "true" && b != "false") return error_at(path, "must be true or false");
+  out = b == "true";
+  return {};
+}
+
+Status read_header_patterns(const YAML::Node& n, std::string_view path,
+                            std::vector<HeaderPattern>& out) {
+  std::vector<std::string> raw;
+  if (auto s = read_strings(n, path, raw); !s) return s;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    auto p = HeaderPattern::parse(raw[i]);
+    if (!p) return error_at(index(path, i), p.error().describe());
+    out.push_back(std::move(*p));
+  }
+  return {};
+}
+
+// envoyExtAuthzHttp / envoyExtAuthzGrpc (MeshConfig), into `p`.
+Status read_ext_authz(const YAML::Node& node, std::string_view path, ExtAuthzProvider& p) {
+  const bool http = p.kind == ExtAuthzProvider::Kind::kHttp;
+  std::initializer_list<std::string_view> http_fields = {"service",
+                                                         "port",
+                                                         "timeout",
+                                                         "pathPrefix",
+                                                         "failOpen",
+                                                         "clearRouteCache",
+                                                         "statusOnError",
+                                                         "includeHeadersInCheck",
+                                                         "includeRequestHeadersInCheck",
+                                                         "includeAdditionalHeadersInCheck",
+                                                         "includeRequestBodyInCheck",
+                                                         "headersToUpstreamOnAllow",
+                                                         "headersToDownstreamOnAllow",
+                                                         "headersToDownstreamOnDeny"};
+  std::initializer_list<std::string_view> grpc_fields = {"service",
+                                                         "port",
+                                                         "timeout",
+                                                         "failOpen",
+                                                         "clearRouteCache",
+                                                         "statusOnError",
+                                                         "includeRequestBodyInCheck"};
+  std::vector<HeaderPattern> deprecated_include;
+  std::string service;
+  bool port_seen = false;
+  Status st = each_field(
+      node, path, http ? http_fields : grpc_fields,
+      [&](const std::string& key, const YAML::Node& v, const std::string& fp) -> Status {
+        if (key == "service") return read_string(v, fp, service);
+        if (key == "port") {
+          std::string text;
+          if (auto s = read_string(v, fp, text); !s) return s;
+          char* end = nullptr;
+          long port = std::strtol(text.c_str(), &end, 10);
+          if (text.empty() || *end != '\0' || port < 1 || port > 65535) {
+            return error_at(fp, "must be a port number (1-65535)");
+          }
+          p.port = static_cast<uint16_t>(port);
+          port_seen = true;
+          return Status{};
+        }
+        if (key == "timeout") {
+          std::string text;
+          if (auto s = read_string(v, fp, text); !s) return s;
+          auto d = config::parse_duration(text);
+          if (!d) return error_at(fp, d.error().describe());
+          if (d->count() <= 0) return error_at(fp, "must be positive");
+          p.timeout = *d;
+          return Status{};
+        }
+        if (key == "pathPrefix") {
+          if (auto s = read_string(v, fp, p.path_prefix); !s) return s;
+          if (!p.path_prefix.empty() && p.path_prefix.front() != '/') {
+            return error_at(fp, "must start with \"/\"");
+          }
+          for (char c : p.path_prefix) {
+            if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == '?' || c == '#') {
+              return error_at(fp, "must be a path without spaces, control characters, ? or #");
+            }
+          }
+          return Status{};
+        }
+        if (key == "failOpen") return read_bool(v, fp, p.fail_open);
+        if (key == "clearRouteCache") {
+          bool ignored = false;
+          return read_bool(v, fp, ignored);  // (Istio does not use it either)
+        }
+        if (key == "statusOnError") {
+          std::string text;
+          if (auto s = read_string(v, fp, text); !s) return s;
+          char* end = nullptr;
+          long code = std::strtol(text.c_str(), &end, 10);
+          if (text.empty() || *end != '\0' || !is_envoy_status_code(static_cast<int>(code)) ||
+              code < 200) {
+            return error_at(fp, "must be an HTTP status code of 200 or more, e.g. \"503\"");
+          }
+          p.status_on_error = static_cast<int>(code);
+          return Status{};
+        }
+        if (key == "includeHeadersInCheck") return read_header_patterns(v, fp, deprecated_include);
+        if (key == "includeRequestHeadersInCheck") {
+          return read_header_patterns(v, fp, p.include_request_headers);
+        }
+        if (key == "headersToUpstreamOnAllow") {
+          return read_header_patterns(v, fp, p.headers_to_upstream_on_allow);
+        }
+        if (key == "headersToDownstreamOnAllow") {
+          return read_header_patterns(v, fp, p.headers_to_downstream_on_allow);
+        }
+        if (key == "headersToDownstreamOnDeny") {
+          return read_header_patterns(v, fp, p.headers_to_downstream_on_deny);
+        }
+        if (key == "includeAdditionalHeadersInCheck") {
+          if (!v.IsMap()) return error_at(fp, "must be a map of header names to values");
+          for (auto it = v.begin(); it != v.end(); ++it) {
+            std::string name;
+            std::string value;
+            if (auto s = read_header_name(it->first, fp, name); !s) return s;
+            if (auto s = read_string(it->second, join(fp, name), value); !s) return s;
+            if (!http::is_field_value(value)) {
+              return error_at(join(fp, name), "must be a header value (no line breaks)");
+            }
+            p.include_additional_headers.emplace_back(std::move(name), std::move(value));
+          }
+          return Status{};
+        }
+        // includeRequestBodyInCheck
+        ExtAuthzProvider::Body body;
+        Status bs = each_field(
+            v, fp, {"maxRequestBytes", "allowPartialMessage", "packAsBytes"},
+            [&](const std::string& k, const YAML::Node& bv, const std::string& bp) -> Status {
+              if (k == "allowPartialMessage") return read_bool(bv, bp, body.allow_partial);
+              if (k == "packAsBytes") return read_bool(bv, bp, body.pack_as_bytes);
+              std::string text;
+              if (auto s = read_string(bv, bp, text); !s) return s;
+              char* end = nullptr;
+              unsigned long n = std::strtoul(text.c_str(), &end, 10);
+              if (text.empty() || *end != '\0' || text.front() == '-' || n > 0xffffffffUL) {
+                return error_at(bp, "must be a byte count");
+              }
+              body.max_bytes = static_cast<uint32_t>(n);
+              return Status{};
+            });
+        if (!bs) return bs;
+        p.body = body;
+        return Status{};
+      });
+  if (!st) return st;
+  if (p.include_request_headers.empty()) p.include_request_headers = std::move(deprecated_include);
+  if (service.empty()) return error_at(path, "missing required field \"service\"");
+  if (!port_seen) return error_at(path, "missing required field \"port\"");
+  if (auto slash = service.find('/'); slash != std::string::npos) {
+    p.service_namespace = service.substr(0, slash);
+    service.erase(0, slash + 1);
+    if (p.service_namespace.empty() || service.empty() || service.find('/') != std::string::npos) {
+      return error_at(join(path, "service"), "must be <hostname> or <namespace>/<hostname>");
+    }
+  }
+  p.service = to_lower(service);
+  return {};
+}
+
+Status read_extension_providers(const YAML::Node& n, std::string_view path,
+                                std::vector<ExtAuthzProvider>& out) {
+  if (!n.IsSequence()) return error_at(path, "must be a list");
+  for (size_t i = 0; i < n.size(); ++i) {
+    const std::string ip = index(path, i);
+    const YAML::Node item = n[i];
+    if (!item.IsMap()) return error_at(ip, "must be a map");
+    if (!present(item["name"])) return error_at(ip, "missing required field \"name\"");
+    ExtAuthzProvider p;
+    if (auto s = read_string(item["name"], join(ip, "name"), p.name); !s) return s;
+    if (p.name.empty()) return error_at(join(ip, "name"), "must not be empty");
+    const YAML::Node http_node = item["envoyExtAuthzHttp"];
+    const YAML::Node grpc_node = item["envoyExtAuthzGrpc"];
+    if (present(http_node) && present(grpc_node)) {
+      return error_at(ip, "set envoyExtAuthzHttp or envoyExtAuthzGrpc, not both");
+    }
+    // Other providers (tracing, access logs, metrics) are not the waypoint's authorization.
+    if (!present(http_node) && !present(grpc_node)) continue;
+    for (const auto& seen : out) {
+      if (seen.name == p.name) return error_at(join(ip, "name"), "names another provider too");
+    }
+    p.kind = present(http_node) ? ExtAuthzProvider::Kind::kHttp : ExtAuthzProvider::Kind::kGrpc;
+    const std::string fp = join(ip, present(http_node) ? "envoyExtAuthzHttp" : "envoyExtAuthzGrpc");
+    if (auto s = read_ext_authz(present(http_node) ? http_node : grpc_node, fp, p); !s) return s;
+    out.push_back(std::move(p));
+  }
+  return {};
+}
+
 struct Collected {
   std::vector<Policy>* policies = nullptr;
   std::vector<RequestAuthentication>* authentications = nullptr;
+  std::vector<ExtAuthzProvider>* providers = nullptr;
 };
+
+// A ConfigMap holding Istio's MeshConfig: `istio` (or `istio-<revision>`), key `mesh`.
+bool is_mesh_config_map(const YAML::Node& node) {
+  const YAML::Node meta = node["metadata"];
+  if (!present(meta) || !meta.IsMap() || !present(meta["name"]) || !meta["name"].IsScalar()) {
+    return false;
+  }
+  const std::string& name = meta["name"].Scalar();
+  return name == "istio" || name.starts_with("istio-");
+}
 
 Status collect(const YAML::Node& node, const std::string& path, const Collected& out, int depth) {
   if (!node || node.IsNull()) return {};
@@ -521,7 +727,15 @@ Status collect(const YAML::Node& node, const std::string& path, const Collected&
     return {};
   }
   if (!node.IsMap()) return error_at(path, "must be a Kubernetes object");
-  if (!present(node["kind"]) || !node["kind"].IsScalar()) return {};
+  if (!present(node["kind"])) {
+    // The waypoint document: its extensionProviders (the rest is config/parse.h's).
+    if (out.providers && depth == 0 && present(node["extensionProviders"])) {
+      return read_extension_providers(node["extensionProviders"], join(path, "extensionProviders"),
+                                      *out.providers);
+    }
+    return {};
+  }
+  if (!node["kind"].IsScalar()) return {};
   const std::string kind = node["kind"].Scalar();
   if (kind == "AuthorizationPolicy" && out.policies) {
     Policy p;
@@ -531,6 +745,23 @@ Status collect(const YAML::Node& node, const std::string& path, const Collected&
     RequestAuthentication a;
     if (auto s = read_request_authentication(node, path, a); !s) return s;
     out.authentications->push_back(std::move(a));
+  } else if (kind == "ConfigMap" && out.providers && is_mesh_config_map(node)) {
+    const YAML::Node data = node["data"];
+    if (!present(data) || !data.IsMap() || !present(data["mesh"])) return {};
+    const std::string mp = join(path, "data.mesh");
+    std::string text;
+    if (auto s = read_string(data["mesh"], mp, text); !s) return s;
+    YAML::Node mesh;
+    try {
+      mesh = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      return error_at(mp, zt::yaml::describe(e, "MeshConfig"));
+    }
+    if (!present(mesh)) return {};
+    if (!mesh.IsMap()) return error_at(mp, "must be a MeshConfig (a map)");
+    if (!present(mesh["extensionProviders"])) return {};
+    return read_extension_providers(mesh["extensionProviders"], join(mp, "extensionProviders"),
+                                    *out.providers);
   } else if (kind.ends_with("List") && present(node["items"])) {
     return collect(node["items"], join(path, "items"), out, depth + 1);
   }
@@ -571,7 +802,7 @@ Result<std::vector<Policy>> parse_authorization_policies(const std::vector<YAML:
   try {
     std::vector<Policy> out;
     for (size_t i = 0; i < docs.size(); ++i) {
-      if (auto s = collect(docs[i], index("document", i), {&out, nullptr}, 0); !s)
+      if (auto s = collect(docs[i], index("document", i), {&out, nullptr, nullptr}, 0); !s)
         return tl::unexpected(s.error());
     }
     return out;
@@ -596,7 +827,7 @@ Result<std::vector<RequestAuthentication>> parse_request_authentications(
   try {
     std::vector<RequestAuthentication> out;
     for (size_t i = 0; i < docs.size(); ++i) {
-      if (auto s = collect(docs[i], index("document", i), {nullptr, &out}, 0); !s)
+      if (auto s = collect(docs[i], index("document", i), {nullptr, &out, nullptr}, 0); !s)
         return tl::unexpected(s.error());
     }
     return out;
@@ -610,6 +841,31 @@ Result<std::vector<RequestAuthentication>> parse_request_authentications(std::st
     return parse_request_authentications(zt::yaml::load_all(yaml));
   } catch (const std::exception& e) {
     return fail(zt::yaml::describe(e, "request authentications"));
+  }
+}
+
+Result<std::vector<ExtAuthzProvider>> parse_extension_providers(const YAML::Node& list,
+                                                                std::string_view path) {
+  try {
+    std::vector<ExtAuthzProvider> out;
+    if (auto s = read_extension_providers(list, path, out); !s) return tl::unexpected(s.error());
+    return out;
+  } catch (const std::exception& e) {
+    return failf("{}: {}", path, e.what());
+  }
+}
+
+Result<std::vector<ExtAuthzProvider>> parse_extension_providers(
+    const std::vector<YAML::Node>& docs) {
+  try {
+    std::vector<ExtAuthzProvider> out;
+    for (size_t i = 0; i < docs.size(); ++i) {
+      if (auto s = collect(docs[i], index("document", i), {nullptr, nullptr, &out}, 0); !s)
+        return tl::unexpected(s.error());
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return fail(zt::yaml::describe(e, "extension providers"));
   }
 }
 

@@ -15,6 +15,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "common/base/result.h"
+#include "waypoint/authz/ext_authz.h"
 #include "waypoint/authz/policy.h"
 #include "waypoint/authz/request_authn.h"
 
@@ -42,6 +43,17 @@ Result<RequestAuthentication> parse_request_authentication(
     const YAML::Node& object, std::string_view path = "RequestAuthentication");
 Result<std::vector<RequestAuthentication>> parse_request_authentications(std::string_view yaml);
 Result<std::vector<RequestAuthentication>> parse_request_authentications(
+    const std::vector<YAML::Node>& docs);
+
+// MeshConfig extensionProviders (a list of {name, envoyExtAuthzHttp | envoyExtAuthzGrpc}): the
+// ext_authz providers CUSTOM policies name. Entries of other kinds (tracing, logging) are skipped;
+// unknown fields, a missing service or port, a bad timeout, pathPrefix, statusOnError or header
+// pattern, and two providers of one name are errors.
+Result<std::vector<ExtAuthzProvider>> parse_extension_providers(
+    const YAML::Node& list, std::string_view path = "extensionProviders");
+// Every provider in a YAML stream: the waypoint document's top-level `extensionProviders`, and a
+// ConfigMap `istio` (or `istio-<revision>`) whose `data.mesh` is Istio's MeshConfig.
+Result<std::vector<ExtAuthzProvider>> parse_extension_providers(
     const std::vector<YAML::Node>& docs);
 
 }  // namespace zt::waypoint::authz

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "waypoint/base/strings.h"
+#include "waypoint/http/request_checks.h"
 
 namespace zt::waypoint::authz {
 namespace {
@@ -107,12 +108,7 @@ std::optional<std::string> header_value(const json& v) {
   if (v.is_number() || v.is_boolean()) return v.dump();
   if (!v.is_string()) return std::nullopt;
   auto s = v.get<std::string>();
-  if (std::any_of(s.begin(), s.end(), [](char c) {
-        const auto u = static_cast<unsigned char>(c);
-        return (u < 0x20 && u != '\t') || u == 0x7f;
-      })) {
-    return std::nullopt;
-  }
+  if (!http::is_field_value(s)) return std::nullopt;
   return s;
 }
 

@@ -1431,12 +1431,15 @@ Status collect(Reader& r, const YAML::Node& node, const std::string& path, Colle
             return {};
           });
         }},
-       {"destinationRules", [&](const YAML::Node& n, const std::string& p) {
+       {"destinationRules",
+        [&](const YAML::Node& n, const std::string& p) {
           return r.list(n, p, [&](const YAML::Node& item, const std::string& ip) -> Status {
             out.destinations.emplace_back(item, ip);
             return {};
           });
-        }}});
+        }},
+       // (CUSTOM authorization's providers: read by authz::parse_extension_providers)
+       {"extensionProviders", nullptr}});
 }
 
 }  // namespace

@@ -36,15 +36,6 @@ bool is_tchar(unsigned char c) {
   }
 }
 
-// Field values: VCHAR, obs-text, SP, HTAB. Every other control byte (NUL, CR, LF, ...) is refused.
-bool is_valid_value(std::string_view v) {
-  for (unsigned char c : v) {
-    if (c == '\t') continue;
-    if (c < 0x20 || c == 0x7f) return false;
-  }
-  return true;
-}
-
 bool is_valid_target(std::string_view method, std::string_view target) {
   if (target.empty()) return false;
   for (unsigned char c : target) {
@@ -151,7 +142,7 @@ tl::expected<BodyFraming, Rejection> check_request_head(const RequestHead& head,
   bool has_te = false;
   for (const auto& h : head.headers) {
     if (!is_token(h.name)) return reject(400, "invalid_header_name");
-    if (!is_valid_value(h.value)) return reject(400, "invalid_header_value");
+    if (!is_field_value(h.value)) return reject(400, "invalid_header_value");
     if (iequals(h.name, "host")) {
       ++host_count;
     } else if (iequals(h.name, "content-length")) {
@@ -163,7 +154,7 @@ tl::expected<BodyFraming, Rejection> check_request_head(const RequestHead& head,
       has_te = true;
     }
   }
-  if (!is_valid_value(head.authority)) return reject(400, "invalid_authority");
+  if (!is_field_value(head.authority)) return reject(400, "invalid_authority");
 
   if (version == Version::kHttp11 && host_count != 1) {
     return reject(400, host_count == 0 ? "missing_host" : "duplicate_host");
@@ -203,6 +194,14 @@ tl::expected<BodyFraming, Rejection> check_request_head(const RequestHead& head,
     framing.kind = BodyFraming::Kind::kContentLength;
   }
   return framing;
+}
+
+bool is_field_value(std::string_view v) {
+  for (unsigned char c : v) {
+    if (c == '\t') continue;
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
 }
 
 }  // namespace zt::waypoint::http

@@ -73,5 +73,7 @@ tl::expected<BodyFraming, Rejection> check_request_head(const RequestHead& head,
 
 // RFC 9110 token characters.
 bool is_token(std::string_view s);
+// A field value: VCHAR, obs-text, SP, HTAB; any other control byte (NUL, CR, LF ...) is refused.
+bool is_field_value(std::string_view v);
 
 }  // namespace zt::waypoint::http

@@ -10,6 +10,7 @@
 #include "common/base/log.h"
 #include "common/net/address.h"
 #include "common/net/copy.h"
+#include "waypoint/authz/ext_authz.h"
 #include "waypoint/authz/normalize.h"
 #include "waypoint/authz/policy.h"
 #include "waypoint/authz/request_authn.h"
@@ -937,8 +938,9 @@ struct Pipeline::Impl {
     Response resp;
     StreamedEnd streamed;
     streamed.gone = gone;
+    http::HeaderList add_to_response;
     try {
-      resp = co_await process(*stream, std::move(request), rec, streamed);
+      resp = co_await process(*stream, std::move(request), rec, streamed, add_to_response);
     } catch (const std::exception& e) {
       if (!gone || !gone->happened()) {  // (else: cancelled because the downstream went away)
         rec.error = e.what();
@@ -958,6 +960,7 @@ struct Pipeline::Impl {
       rec.finish(ctx.metrics, &series_cache);
       co_return resp;
     }
+    for (const auto& h : add_to_response) http::set_header(resp.headers, h.name, h.value);
     // (Logged as sent, 200 with its grpc-status and flags, as Envoy logs a gRPC local reply.)
     if (resp.local && grpc_request_seen) to_grpc_local_reply(resp);
     rec.status = resp.status;
@@ -978,8 +981,10 @@ struct Pipeline::Impl {
     co_return resp;
   }
 
+  // `add_to_response`: headers the answer gets (an ext_authz provider's on allow), whatever
+  // answers.
   awaitable<Response> process(const StreamContext& stream, Request request, RequestRecord& rec,
-                              StreamedEnd& streamed) {
+                              StreamedEnd& streamed, http::HeaderList& add_to_response) {
     auto cfg = ctx.config.current();
     auto st = ctx.state.current();
     // The downstream went away (serve_http2 says how, then cancels this coroutine), or this
@@ -1047,7 +1052,18 @@ struct Pipeline::Impl {
       }
       info.source_ip = stream.source_ip;
       info.destination_ip = stream.destination_ip;
-      auto decision = authz::evaluate(policies, info);
+      // CUSTOM first: its provider is asked once, and what it allows DENY and ALLOW still see
+      // (with the headers it set).
+      bool custom_allowed = false;
+      if (const auto* custom = authz::matching_custom_policy(policies, info)) {
+        auto refused = co_await ask_provider(*cfg, *st, *custom, policies, stream, request, rec,
+                                             add_to_response);
+        if (stopped()) co_return stopped_answer();
+        if (refused) co_return std::move(*refused);
+        custom_allowed = true;
+      }
+      auto decision =
+          authz::evaluate(policies, info, [&](const authz::Policy&) { return custom_allowed; });
       if (!decision.allowed()) {
         rec.error = "RBAC: access denied" +
                     (decision.policy.empty() ? std::string() : " by " + decision.policy);
@@ -1474,6 +1490,177 @@ struct Pipeline::Impl {
       }
       co_return resp;
     }
+  }
+
+  // CUSTOM authorization: asks `custom`'s provider about `request` (applying what it allows to
+  // the request's headers, and to `add_to_response`). Returns the answer when the request is
+  // refused: the provider's denial, statusOnError, or 403 when the provider is missing or the
+  // workload's CUSTOM policies name more than one (as istiod denies what such a policy matches).
+  awaitable<std::optional<Response>> ask_provider(
+      const state::ConfigSnapshot& cfg, const zt::state::State& st, const authz::Policy& custom,
+      const std::vector<authz::Policy>& policies, const StreamContext& stream, Request& request,
+      RequestRecord& rec, http::HeaderList& add_to_response) {
+    auto refuse = [&](std::string why) {
+      rec.error = fmt::format("ext_authz: {} (CUSTOM policy {})", why, custom.key());
+      return std::optional<Response>(local_response(403, "RBAC: access denied"));
+    };
+    for (const auto& p : policies) {
+      if (p.action == authz::Action::kCustom && !p.dry_run && p.provider != custom.provider) {
+        co_return refuse(
+            fmt::format("CUSTOM policies name providers \"{}\" and \"{}\"; one "
+                        "provider per workload",
+                        custom.provider, p.provider));
+      }
+    }
+    const auto* provider = cfg.provider(custom.provider);
+    if (!provider) co_return refuse(fmt::format("no extension provider \"{}\"", custom.provider));
+
+    // The body, when the provider wants it: up to its limit (a streamed one is read that far).
+    authz::CheckInput input;
+    if (provider->body) {
+      const size_t max = provider->body->max_bytes;
+      while (request.source && request.body.size() < max) {
+        auto piece = co_await request.source->next();
+        if (!piece.error.empty()) {
+          rec.error = "request body: " + piece.error;
+          co_return local_response(400, "Bad Request");
+        }
+        request.body += piece.data;
+        if (piece.end) {
+          request.trailers = std::move(piece.trailers);
+          request.source.reset();
+        }
+      }
+      const bool longer = request.source || request.body.size() > max;
+      if (longer && !provider->body->allow_partial) {
+        rec.error = "ext_authz: the request body is longer than includeRequestBodyInCheck allows";
+        co_return local_response(413, "Payload Too Large");
+      }
+      input.body_included = true;
+      input.body_partial = longer;
+      input.body = std::string_view(request.body).substr(0, max);
+    }
+    input.head = &request.head;
+    input.protocol = request.version == HttpVersion::kHttp2 ? "HTTP/2" : "HTTP/1.1";
+    auto request_id = http::find_header(request.head.headers, "x-request-id");
+    input.request_id = request_id.value_or("");
+    input.source_ip = stream.source_ip;
+    input.source_principal = stream.peer_identity;
+    input.destination_ip = stream.destination_ip;
+    input.destination_port = stream.port;
+    input.destination_principal = ctx.self.identity.uri();
+    input.now = std::chrono::system_clock::now();
+
+    auto verdict = co_await check(cfg, st, *provider, input);
+    switch (verdict.kind) {
+      case authz::ExtAuthzVerdict::Kind::kAllowed:
+        if (!verdict.reason.empty()) {
+          rec.error = fmt::format("ext_authz failed open: {}", verdict.reason);
+        }
+        authz::apply_to_request(verdict, request.head.headers);
+        add_to_response = std::move(verdict.downstream_add);
+        co_return std::nullopt;
+      case authz::ExtAuthzVerdict::Kind::kDenied:
+        rec.add_flag("UAEX");
+        break;
+      case authz::ExtAuthzVerdict::Kind::kError:
+        break;
+    }
+    rec.error = fmt::format("ext_authz {}: {} (CUSTOM policy {})", provider->name, verdict.reason,
+                            custom.key());
+    Response r = local_response(verdict.status, std::move(verdict.body));
+    if (r.body.empty()) r.headers.clear();  // (no content-type for no content)
+    for (const auto& h : verdict.headers) http::set_header(r.headers, h.name, h.value);
+    co_return r;
+  }
+
+  // One check at `provider`: an HTTP request, or a gRPC Check over HTTP/2, to an endpoint of its
+  // service, within its timeout.
+  awaitable<authz::ExtAuthzVerdict> check(const state::ConfigSnapshot& cfg,
+                                          const zt::state::State& st,
+                                          const authz::ExtAuthzProvider& provider,
+                                          const authz::CheckInput& input) {
+    const bool grpc = provider.kind == authz::ExtAuthzProvider::Kind::kGrpc;
+    auto svc = provider.service_namespace.empty()
+                   ? st.find_service_by_hostname(provider.service)
+                   : st.find_service(provider.service_namespace, provider.service);
+    if (!svc) co_return authz::check_failed(provider, "no service " + provider.service);
+    auto endpoints = service_endpoints(st, *svc, provider.port, {});
+    if (endpoints.empty()) {
+      co_return authz::check_failed(
+          provider, fmt::format("no endpoint of {} port {}", provider.service, provider.port));
+    }
+    auto dest = destination(cfg, svc->hostname, provider.port);
+    set_hosts(*dest, endpoints);
+    sweep(*dest, Clock::now());
+    auto index = pick(*dest, *input.head, input.source_ip.to_string());
+    if (!index) co_return authz::check_failed(provider, std::string(kNoHealthyUpstream));
+
+    auto ask = std::make_shared<Request>();
+    if (grpc) {
+      ask->version = HttpVersion::kHttp2;
+      ask->head.method = "POST";
+      ask->head.target = std::string(authz::kCheckMethodPath);
+      ask->head.authority = provider.service;
+      ask->head.headers = {{"content-type", "application/grpc"}, {"te", "trailers"}};
+      std::string message = authz::grpc_check_request(input);
+      ask->body.reserve(message.size() + 5);
+      ask->body.push_back('\0');
+      for (int shift = 24; shift >= 0; shift -= 8) {
+        ask->body.push_back(static_cast<char>((message.size() >> shift) & 0xff));
+      }
+      ask->body += message;
+    } else {
+      ask->head = authz::http_check_head(provider, input);
+      ask->body = std::string(input.body);
+    }
+    auto slot = std::make_shared<AttemptSlot>(ex);
+    slot->upstream = upstream;
+    slot->dest = dest;
+    slot->target = endpoints[*index];
+    slot->info = TunnelInfo{.client_ip = input.source_ip, .service_host = svc->hostname};
+    slot->request = std::move(ask);
+    slot->limits = ctx.settings.limits;
+    slot->http2 = grpc;
+    tasks.spawn(run_attempt(slot), "waypoint ext_authz check");
+    const bool completed = co_await await_attempt(slot, Clock::now() + provider.timeout);
+    const auto& key = slot->target.key();
+    if (!completed) {
+      co_return authz::check_failed(
+          provider, fmt::format("no answer from {} within {} ms", key, provider.timeout.count()));
+    }
+    if (!*slot->result) {
+      report(*dest, key, AttemptResult::failure(AttemptResult::Kind::kConnectFailure),
+             Clock::now());
+      co_return authz::check_failed(provider,
+                                    fmt::format("{}: {}", key, slot->result->error().describe()));
+    }
+    Response& answer = **slot->result;
+    report(*dest, key, AttemptResult::response(answer.status), Clock::now());
+    if (!grpc) {
+      co_return authz::read_http_check_answer(provider, answer.status, answer.headers,
+                                              std::move(answer.body));
+    }
+    auto status = grpc_status_of(answer);
+    if (answer.status != 200 || !status || *status != 0) {
+      co_return authz::check_failed(
+          provider, fmt::format("the Check call failed (HTTP {}, grpc-status {})", answer.status,
+                                status ? std::to_string(*status) : std::string("none")));
+    }
+    const std::string& body = answer.body;
+    if (body.size() < 5 || body[0] != '\0') {
+      co_return authz::check_failed(provider, "the Check answer is not one gRPC message");
+    }
+    size_t length = 0;
+    for (int i = 1; i < 5; ++i) length = (length << 8) | static_cast<unsigned char>(body[i]);
+    if (body.size() != 5 + length) {
+      co_return authz::check_failed(provider, "the Check answer is not one gRPC message");
+    }
+    auto verdict = authz::read_grpc_check_answer(std::string_view(body).substr(5));
+    if (verdict.kind == authz::ExtAuthzVerdict::Kind::kError) {
+      co_return authz::check_failed(provider, std::move(verdict.reason));
+    }
+    co_return verdict;
   }
 
   void start_mirror(const zt::state::State& st, const state::ConfigSnapshot& cfg,

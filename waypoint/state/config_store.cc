@@ -54,6 +54,13 @@ std::vector<const authz::RequestAuthentication*> ConfigSnapshot::authentications
   return out;
 }
 
+const authz::ExtAuthzProvider* ConfigSnapshot::provider(std::string_view name) const {
+  for (const auto& p : providers) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
 Result<std::shared_ptr<ConfigSnapshot>> build_config_snapshot(std::string_view yaml,
                                                               std::string origin) {
   auto snap = std::make_shared<ConfigSnapshot>();
@@ -80,6 +87,9 @@ Result<std::shared_ptr<ConfigSnapshot>> build_config_snapshot(std::string_view y
             [](const authz::RequestAuthentication& a, const authz::RequestAuthentication& b) {
               return a.key() < b.key();
             });
+  auto providers = authz::parse_extension_providers(*docs);
+  if (!providers) return tl::unexpected(wrap(providers.error(), "extension providers"));
+  snap->providers = std::move(*providers);
   snap->origin = std::move(origin);
   return snap;
 }

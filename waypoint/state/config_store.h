@@ -1,8 +1,9 @@
 // The waypoint's L7 configuration as one immutable snapshot (routes, destination policies,
 // authorization policies, request authentications), built from a YAML stream of Kubernetes objects
-// (HTTPRoute, GRPCRoute, DestinationRule, AuthorizationPolicy, RequestAuthentication; other kinds
-// are skipped) or the waypoint document of
-// config/parse.h, and published atomically: a request reads one snapshot from start to end.
+// (HTTPRoute, GRPCRoute, DestinationRule, AuthorizationPolicy, RequestAuthentication, the
+// ConfigMap `istio` for MeshConfig's extensionProviders; other kinds are skipped) or the waypoint
+// document of config/parse.h (with `extensionProviders`), and published atomically: a request reads
+// one snapshot from start to end.
 #pragma once
 
 #include <memory>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "common/base/result.h"
+#include "waypoint/authz/ext_authz.h"
 #include "waypoint/authz/policy.h"
 #include "waypoint/authz/request_authn.h"
 #include "waypoint/config/model.h"
@@ -26,6 +28,8 @@ struct ConfigSnapshot {
   std::vector<authz::Policy> policies;
   // Every RequestAuthentication with targetRefs, likewise.
   std::vector<authz::RequestAuthentication> authentications;
+  // The ext_authz providers CUSTOM policies name (MeshConfig extensionProviders).
+  std::vector<authz::ExtAuthzProvider> providers;
   std::string origin;       // where it came from: "file /etc/waypoint.yaml", "xds version 7"
   uint64_t generation = 0;  // set by ConfigStore::publish, 1 for the first
 
@@ -38,6 +42,8 @@ struct ConfigSnapshot {
                                           std::string_view service_name) const;
   // The RequestAuthentications that apply, by the same targetRef rule (pointers into this
   // snapshot).
+  // The provider called `name`, null when none is.
+  const authz::ExtAuthzProvider* provider(std::string_view name) const;
   std::vector<const authz::RequestAuthentication*> authentications_for(
       std::string_view gateway_namespace, std::string_view gateway_name,
       std::string_view service_namespace, std::string_view service_name) const;

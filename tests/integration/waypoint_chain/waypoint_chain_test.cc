@@ -26,6 +26,7 @@
 #include <gtest/gtest.h>
 
 #include "common/net/address.h"
+#include "envoy/service/auth/v3/external_auth.grpc.pb.h"
 #include "envoy/service/discovery/v3/discovery.grpc.pb.h"
 #include "istio/v1/auth/ca.grpc.pb.h"
 #include "tests/support/coro.h"
@@ -629,6 +630,245 @@ spec:
         << "the token is not forwarded (forwardOriginalToken: false)";
   }
   EXPECT_EQ(reached, 3);
+}
+
+// A CUSTOM policy for Service reviews asking `provider` about /protected/*, and the MeshConfig
+// ConfigMap with `providers` (MeshConfig extensionProviders items, indented 4).
+std::string custom_policy(const std::string& provider, const std::string& providers) {
+  return fmt::format(R"(apiVersion: v1
+kind: ConfigMap
+metadata: {{name: istio, namespace: istio-system}}
+data:
+  mesh: |-
+    extensionProviders:
+{1}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: ext-authz, namespace: default}}
+spec:
+  targetRefs: [{{kind: Service, group: "", name: reviews}}]
+  action: CUSTOM
+  provider: {{name: {0}}}
+  rules:
+  - to: [{{operation: {{paths: ["/protected/*"]}}}}]
+---
+)",
+                     provider, providers);
+}
+
+// The HTTP provider of Istio's ext-authz sample, behind the chain's ext-authz service.
+std::string http_provider(const std::string& extra = "") {
+  return R"(    - name: sample-http
+      envoyExtAuthzHttp:
+        service: ext-authz.default.svc.cluster.local
+        port: 80
+        pathPrefix: /check
+        includeRequestHeadersInCheck: ["x-ext-authz"]
+        headersToUpstreamOnAllow: ["x-ext-authz-check-*"]
+        headersToDownstreamOnAllow: ["x-ext-authz-decision"]
+        headersToDownstreamOnDeny: ["x-ext-authz-check-result"]
+)" + extra;
+}
+
+TEST_F(WaypointChainTest, CustomPolicyAsksAnHttpAuthorizerWhichAllowsDeniesOrFails) {
+  const std::string l7 = reviews_to_v1() + custom_policy("sample-http", http_provider());
+  ASSERT_NO_FATAL_FAILURE(start(19, l7, {Backend::kReviewsV1, Backend::kExtAuthz}));
+  auto& v1 = chain_->backend("reviews-v1");
+  auto& authz = chain_->backend("ext-authz");
+  // As Istio's sample: allow with header `x-ext-authz: allow`.
+  authz.set_responder([](const SeenRequest& r) {
+    auto it = r.headers.find("x-ext-authz");
+    if (it != r.headers.end() && it->second == "allow") {
+      return ScriptStep{.status = 200,
+                        .headers = {{"x-ext-authz-check-result", "allowed"},
+                                    {"x-ext-authz-decision", "yes"},
+                                    {"x-not-for-upstream", "1"},
+                                    {"x-envoy-auth-headers-to-remove", "x-remove-me"}}};
+    }
+    return ScriptStep{.status = 403,
+                      .headers = {{"x-ext-authz-check-result", "denied"}, {"x-hidden", "1"}},
+                      .body = "denied by ext_authz for not found header `x-ext-authz: allow`"};
+  });
+
+  // Not matched by the CUSTOM policy: the authorizer is not asked.
+  auto r = get("reviews", "/public");
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(authz.hits(), 0);
+
+  // Allowed: the check carried the method, the prefixed path, the included header and not the
+  // others; the request goes on with the authorizer's headers set and removed as it said.
+  v1.reset_counts();
+  r = get("reviews", "/protected/a?x=1",
+          {"x-ext-authz: allow", "x-remove-me: 1", "x-private: secret"});
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->body, "reviews-v1");
+  EXPECT_EQ(r->header("x-ext-authz-decision"), "yes") << "headersToDownstreamOnAllow";
+  ASSERT_EQ(authz.requests().size(), 1u);
+  const auto check = authz.requests()[0];
+  EXPECT_EQ(check.method, "GET");
+  EXPECT_EQ(check.target, "/check/protected/a?x=1");
+  EXPECT_EQ(check.headers.count("x-ext-authz"), 1u);
+  EXPECT_EQ(check.headers.count("x-private"), 0u) << "only the headers named are sent";
+  EXPECT_EQ(check.headers.count("x-remove-me"), 0u);
+  EXPECT_EQ(check.headers.at("host"), net::format_endpoint(chain_->vip("reviews")))
+      << "the original Host";
+  ASSERT_EQ(v1.requests().size(), 1u);
+  const auto forwarded = v1.requests()[0];
+  EXPECT_EQ(forwarded.headers.count("x-ext-authz-check-result"), 1u);
+  EXPECT_EQ(forwarded.headers.at("x-ext-authz-check-result"), "allowed");
+  EXPECT_EQ(forwarded.headers.count("x-not-for-upstream"), 0u);
+  EXPECT_EQ(forwarded.headers.count("x-remove-me"), 0u) << "x-envoy-auth-headers-to-remove";
+  EXPECT_EQ(forwarded.headers.count("x-private"), 1u);
+
+  // Denied: the authorizer's status, body and the headers headersToDownstreamOnDeny names.
+  v1.reset_counts();
+  r = get("reviews", "/protected/b", {"x-ext-authz: deny"});
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(r->status, 403);
+  EXPECT_EQ(r->body, "denied by ext_authz for not found header `x-ext-authz: allow`");
+  EXPECT_EQ(r->header("x-ext-authz-check-result"), "denied");
+  EXPECT_EQ(r->header("x-hidden"), "");
+  EXPECT_EQ(v1.hits(), 0) << "a denied request never reaches the backend";
+
+  // A 5xx is an error: statusOnError (403 by default), empty body.
+  authz.set_responder([](const SeenRequest&) { return ScriptStep{.status = 500}; });
+  r = get("reviews", "/protected/c", {"x-ext-authz: allow"});
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(r->status, 403);
+  EXPECT_EQ(r->body, "");
+  EXPECT_EQ(v1.hits(), 0);
+
+  // A slow authorizer: after `timeout`, statusOnError 503; with failOpen the request goes on.
+  authz.set_responder(
+      [](const SeenRequest&) { return ScriptStep{.status = 200, .delay = 3000ms}; });
+  const std::string slow = "        timeout: 300ms\n        statusOnError: \"503\"\n";
+  ASSERT_TRUE(
+      chain_->set_config(reviews_to_v1() + custom_policy("sample-http", http_provider(slow))));
+  r = get("reviews", "/protected/d", {"x-ext-authz: allow"});
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(r->status, 503);
+  EXPECT_LT(r->elapsed, 2500ms) << "not waiting for the authorizer past its timeout";
+  EXPECT_EQ(v1.hits(), 0);
+  ASSERT_TRUE(chain_->set_config(
+      reviews_to_v1() + custom_policy("sample-http", http_provider(slow + R"(        failOpen: true
+)"))));
+  r = get("reviews", "/protected/e");
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(r->status, 200) << "failOpen";
+  EXPECT_EQ(r->body, "reviews-v1");
+
+  // A CUSTOM policy naming no provider there is: what it matches is denied.
+  ASSERT_TRUE(chain_->set_config(reviews_to_v1() + custom_policy("missing", http_provider())));
+  r = get("reviews", "/protected/f", {"x-ext-authz: allow"});
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(r->status, 403);
+  EXPECT_EQ(r->body, "RBAC: access denied");
+  r = get("reviews", "/public");
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(r->status, 200) << "only what the policy matches";
+}
+
+// Envoy's gRPC ext_authz service, deciding as Istio's sample does.
+class SampleGrpcAuthorizer final : public envoy::service::auth::v3::Authorization::Service {
+ public:
+  grpc::Status Check(grpc::ServerContext*, const envoy::service::auth::v3::CheckRequest* request,
+                     envoy::service::auth::v3::CheckResponse* response) override {
+    {
+      std::lock_guard lock(mu_);
+      seen_.push_back(*request);
+    }
+    const auto& headers = request->attributes().request().http().headers();
+    auto it = headers.find("x-ext-authz");
+    if (it != headers.end() && it->second == "allow") {
+      response->mutable_status()->set_code(0);
+      auto* ok = response->mutable_ok_response();
+      auto* h = ok->add_headers();
+      h->mutable_header()->set_key("x-ext-authz-check-result");
+      h->mutable_header()->set_value("allowed");
+      h->set_append_action(envoy::config::core::v3::HeaderValueOption::OVERWRITE_IF_EXISTS_OR_ADD);
+      ok->add_headers_to_remove("x-remove-me");
+      auto* down = ok->add_response_headers_to_add();
+      down->mutable_header()->set_key("x-ext-authz-decision");
+      down->mutable_header()->set_value("yes");
+      return grpc::Status::OK;
+    }
+    response->mutable_status()->set_code(7);  // PERMISSION_DENIED
+    auto* denied = response->mutable_denied_response();
+    denied->mutable_status()->set_code(envoy::type::v3::Unauthorized);
+    auto* h = denied->add_headers();
+    h->mutable_header()->set_key("x-ext-authz-check-result");
+    h->mutable_header()->set_value("denied");
+    denied->set_body("denied by the gRPC authorizer");
+    return grpc::Status::OK;
+  }
+  std::vector<envoy::service::auth::v3::CheckRequest> seen() {
+    std::lock_guard lock(mu_);
+    return seen_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<envoy::service::auth::v3::CheckRequest> seen_;
+};
+
+TEST_F(WaypointChainTest, CustomPolicyAsksAGrpcAuthorizer) {
+  const std::string provider = R"(    - name: sample-grpc
+      envoyExtAuthzGrpc:
+        service: grpc.default.svc.cluster.local
+        port: 80
+        timeout: 5s
+)";
+  ASSERT_NO_FATAL_FAILURE(start(20, reviews_to_v1() + custom_policy("sample-grpc", provider),
+                                {Backend::kReviewsV1, Backend::kGrpc}));
+  auto& v1 = chain_->backend("reviews-v1");
+  SampleGrpcAuthorizer authorizer;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(net::format_endpoint(chain_->endpoint("grpc")),
+                           grpc::InsecureServerCredentials());
+  builder.RegisterService(&authorizer);
+  auto server = builder.BuildAndStart();
+  ASSERT_TRUE(server);
+
+  auto r = get("reviews", "/protected/a", {"x-ext-authz: allow", "x-remove-me: 1"});
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->body, "reviews-v1");
+  EXPECT_EQ(r->header("x-ext-authz-decision"), "yes");
+  ASSERT_EQ(v1.requests().size(), 1u);
+  EXPECT_EQ(v1.requests()[0].headers.count("x-remove-me"), 0u);
+  ASSERT_EQ(v1.requests()[0].headers.count("x-ext-authz-check-result"), 1u);
+  EXPECT_EQ(v1.requests()[0].headers.at("x-ext-authz-check-result"), "allowed");
+  auto seen = authorizer.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  const auto& attrs = seen[0].attributes();
+  EXPECT_EQ(attrs.request().http().method(), "GET");
+  EXPECT_EQ(attrs.request().http().path(), "/protected/a");
+  EXPECT_EQ(attrs.request().http().protocol(), "HTTP/1.1");
+  EXPECT_EQ(attrs.source().principal(), std::string("spiffe://") + kClientPrincipal);
+  // (the chain's client reaches its ztunnel over SOCKS5 from 127.0.0.1: that is the source)
+  EXPECT_EQ(attrs.source().address().socket_address().address(), "127.0.0.1");
+  EXPECT_EQ(attrs.destination().address().socket_address().address(),
+            chain_->vip("reviews").address().to_string());
+  EXPECT_EQ(attrs.destination().address().socket_address().port_value(), 80u);
+  EXPECT_EQ(attrs.destination().principal(), "spiffe://cluster.local/ns/default/sa/waypoint");
+
+  v1.reset_counts();
+  r = get("reviews", "/protected/b", {"x-ext-authz: no"});
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(r->body, "denied by the gRPC authorizer");
+  EXPECT_EQ(r->header("x-ext-authz-check-result"), "denied");
+  EXPECT_EQ(v1.hits(), 0);
+
+  // The authorizer gone: statusOnError.
+  server->Shutdown();
+  r = get("reviews", "/protected/c", {"x-ext-authz: allow"});
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(r->status, 403);
+  EXPECT_EQ(v1.hits(), 0);
 }
 
 // ---- 6. HTTP edge cases
