@@ -687,8 +687,9 @@ bool exported_to(const manifest::DestinationRule& rule, const std::string& ns) {
 
 // For each waypoint Gateway, the objects that configure it, as one YAML stream: HTTPRoutes and
 // GRPCRoutes with a Service parentRef whose Service uses the waypoint, DestinationRules for those
-// Services, and AuthorizationPolicies, then RequestAuthentications, whose targetRefs name the
-// Gateway or such a Service. Every
+// Services, and AuthorizationPolicies (with the MeshConfig ConfigMap's ext_authz providers when
+// one is CUSTOM), then RequestAuthentications, whose targetRefs name the Gateway or such a
+// Service. Every
 // waypoint gets a resource, empty when nothing applies, so that removing the last route is a change
 // too.
 // A RequestAuthentication's YAML with each jwksUri that `jwks` has keys for replaced by them.
@@ -809,8 +810,16 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
       }
       return false;
     };
+    bool custom = false;  // a CUSTOM policy applies: the waypoint needs the mesh's authorizers
     for (const auto& [k, policy] : objects.authorization_policies) {
-      if (targets(policy.meta, policy.target_refs)) documents.push_back(&policy.yaml);
+      if (!targets(policy.meta, policy.target_refs)) continue;
+      documents.push_back(&policy.yaml);
+      custom = custom || policy.action == "CUSTOM";
+    }
+    // Istio's MeshConfig: the ConfigMap `istio` in the root namespace (istiod's).
+    if (auto it = objects.mesh_configs.find(options.root_namespace + "/istio");
+        custom && it != objects.mesh_configs.end() && !it->second.yaml.empty()) {
+      documents.push_back(&it->second.yaml);
     }
     for (const auto& [k, authn] : objects.request_authentications) {
       if (!targets(authn.meta, authn.target_refs)) continue;

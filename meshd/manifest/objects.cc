@@ -18,6 +18,7 @@ constexpr const char* kind_name() {
   if constexpr (std::is_same_v<T, DestinationRule>) return "DestinationRule";
   if constexpr (std::is_same_v<T, GrpcRoute>) return "GRPCRoute";
   if constexpr (std::is_same_v<T, RequestAuthentication>) return "RequestAuthentication";
+  if constexpr (std::is_same_v<T, MeshConfigMap>) return "ConfigMap";
 }
 
 std::string map_key(const ObjectMeta& meta) {
@@ -70,6 +71,9 @@ void ObjectSet::put(Object object) {
         if constexpr (std::is_same_v<T, RequestAuthentication>) {
           request_authentications.insert_or_assign(key, std::move(o));
         }
+        if constexpr (std::is_same_v<T, MeshConfigMap>) {
+          mesh_configs.insert_or_assign(key, std::move(o));
+        }
       },
       std::move(object));
 }
@@ -78,7 +82,7 @@ size_t ObjectSet::size() const {
   return namespaces.size() + pods.size() + services.size() + service_accounts.size() +
          authorization_policies.size() + peer_authentications.size() + gateways.size() +
          http_routes.size() + destination_rules.size() + grpc_routes.size() +
-         request_authentications.size();
+         request_authentications.size() + mesh_configs.size();
 }
 
 namespace {

@@ -258,9 +258,20 @@ struct RequestAuthentication {
   bool operator==(const RequestAuthentication&) const = default;
 };
 
-using Object =
-    std::variant<Namespace, Pod, Service, ServiceAccount, AuthorizationPolicy, PeerAuthentication,
-                 Gateway, HttpRoute, DestinationRule, GrpcRoute, RequestAuthentication>;
+// v1 ConfigMap `istio`: Istio's MeshConfig, under data.mesh. meshd
+// reads what waypoints need of it, the ext_authz extensionProviders that CUSTOM
+// AuthorizationPolicies name; other ConfigMaps are not read.
+struct MeshConfigMap {
+  ObjectMeta meta;
+  // A ConfigMap with only data.mesh.extensionProviders (the authorizers), for waypoints; none
+  // when the MeshConfig has no such provider.
+  std::string yaml;
+  bool operator==(const MeshConfigMap&) const = default;
+};
+
+using Object = std::variant<Namespace, Pod, Service, ServiceAccount, AuthorizationPolicy,
+                            PeerAuthentication, Gateway, HttpRoute, DestinationRule, GrpcRoute,
+                            RequestAuthentication, MeshConfigMap>;
 
 // kind ("Pod"), namespace ("" for Namespace), name.
 struct ObjectKey {
@@ -285,6 +296,7 @@ struct ObjectSet {
   std::map<std::string, DestinationRule> destination_rules;
   std::map<std::string, GrpcRoute> grpc_routes;
   std::map<std::string, RequestAuthentication> request_authentications;
+  std::map<std::string, MeshConfigMap> mesh_configs;
 
   // Inserts or replaces the object with the same key.
   void put(Object object);

@@ -680,6 +680,54 @@ std::optional<AuthorizationPolicy> closed_stand_in(const Fields& doc, const Obje
   }
 }
 
+// Istio reads its MeshConfig from the ConfigMap `istio` (meshd serves no revisions).
+bool is_mesh_config_name(const YAML::Node& document) {
+  auto md = document["metadata"];
+  if (!md.IsMap() || !md["name"].IsDefined() || !md["name"].IsScalar()) return false;
+  return md["name"].Scalar() == "istio";
+}
+
+// The MeshConfig's extensionProviders, checked with the waypoint's reader, as a ConfigMap for
+// waypoints (without the rest of the MeshConfig, which they do not use).
+MeshConfigMap read_mesh_config(const Fields& doc, ObjectMeta meta) {
+  MeshConfigMap out;
+  out.meta = std::move(meta);
+  auto data = doc.map_or_empty("data");
+  auto text = data.string("mesh");
+  if (text.empty()) return out;
+  YAML::Node mesh;
+  try {
+    mesh = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw Invalid{"data.mesh", fmt::format("is not YAML: {}", e.msg)};
+  }
+  if (absent(mesh)) return out;
+  if (!mesh.IsMap()) throw Invalid{"data.mesh", "must be a MeshConfig (a map)"};
+  auto providers = mesh["extensionProviders"];
+  if (absent(providers)) return out;
+  auto read = waypoint::authz::parse_extension_providers(providers, "data.mesh.extensionProviders");
+  if (!read) throw Invalid{{}, read.error().message + " (a waypoint would refuse it)"};
+  if (read->empty()) return out;
+  YAML::Emitter inner;
+  inner << YAML::BeginMap << YAML::Key << "extensionProviders" << YAML::Value;
+  emit_canonical(inner, providers);
+  inner << YAML::EndMap;
+  YAML::Emitter o;
+  o << YAML::BeginMap;
+  o << YAML::Key << "apiVersion" << YAML::Value << "v1";
+  o << YAML::Key << "kind" << YAML::Value << "ConfigMap";
+  o << YAML::Key << "metadata" << YAML::Value << YAML::BeginMap;
+  o << YAML::Key << "name" << YAML::Value << out.meta.name;
+  o << YAML::Key << "namespace" << YAML::Value << out.meta.namespace_;
+  o << YAML::EndMap;
+  o << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
+  o << YAML::Key << "mesh" << YAML::Value << YAML::Literal << std::string(inner.c_str());
+  o << YAML::EndMap;
+  o << YAML::EndMap;
+  out.yaml = std::string(o.c_str()) + "\n";
+  return out;
+}
+
 }  // namespace
 
 tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& document,
@@ -706,7 +754,8 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
       kHttpRoute,
       kDestinationRule,
       kGrpcRoute,
-      kRequestAuthn
+      kRequestAuthn,
+      kMeshConfig
     } known;
     if (group.empty() && kind == "Namespace") {
       known = Known::kNamespace;
@@ -730,6 +779,8 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
       known = Known::kGrpcRoute;
     } else if (group == "networking.istio.io" && kind == "DestinationRule") {
       known = Known::kDestinationRule;
+    } else if (group.empty() && kind == "ConfigMap" && is_mesh_config_name(document)) {
+      known = Known::kMeshConfig;
     } else {
       ZT_LOG_DEBUG("component=manifest ignoring {}: kind {} ({}) is not used", where, kind,
                    api_version);
@@ -810,6 +861,8 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
         }
         return Object(std::move(authn));
       }
+      case Known::kMeshConfig:
+        return Object(read_mesh_config(doc, std::move(meta)));
       case Known::kDestinationRule: {
         DestinationRule rule;
         rule.meta = std::move(meta);

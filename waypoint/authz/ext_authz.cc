@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "waypoint/base/strings.h"
+#include "waypoint/http/request_checks.h"
 
 namespace zt::waypoint::authz {
 namespace {
@@ -24,6 +25,11 @@ bool framing_header(std::string_view name) {
 
 bool pseudo_or_host(std::string_view name) {
   return (!name.empty() && name.front() == ':') || iequals(name, "host");
+}
+
+bool usable_provider_header(std::string_view name, std::string_view value) {
+  return http::is_token(name) && http::is_field_value(value) && !framing_header(name) &&
+         !pseudo_or_host(name);
 }
 
 Result<HeaderPattern> HeaderPattern::parse(std::string_view pattern) {
@@ -90,7 +96,7 @@ http::RequestHead http_check_head(const ExtAuthzProvider& provider, const CheckI
 
 ExtAuthzVerdict read_http_check_answer(const ExtAuthzProvider& provider, int status,
                                        const http::HeaderList& headers, std::string body) {
-  if (status >= 500 && status <= 599) {
+  if (status >= 500 || status < 200) {
     return check_failed(provider, fmt::format("the authorizer answered {}", status));
   }
   ExtAuthzVerdict v;
@@ -100,11 +106,11 @@ ExtAuthzVerdict read_http_check_answer(const ExtAuthzProvider& provider, int sta
       if (iequals(h.name, kHeadersToRemove)) {
         for (auto name : split_list(h.value)) {
           name = trim_ows(name);
-          if (!name.empty() && !pseudo_or_host(name)) v.upstream_remove.emplace_back(name);
+          if (http::is_token(name) && !pseudo_or_host(name)) v.upstream_remove.emplace_back(name);
         }
         continue;
       }
-      if (framing_header(h.name) || pseudo_or_host(h.name)) continue;
+      if (!usable_provider_header(h.name, h.value)) continue;
       if (any_matches(provider.headers_to_upstream_on_allow, h.name)) v.upstream_set.push_back(h);
       if (any_matches(provider.headers_to_downstream_on_allow, h.name)) {
         v.downstream_add.push_back(h);
@@ -118,9 +124,7 @@ ExtAuthzVerdict read_http_check_answer(const ExtAuthzProvider& provider, int sta
   v.body = std::move(body);
   const bool all = provider.headers_to_downstream_on_deny.empty();
   for (const auto& h : headers) {
-    if (framing_header(h.name) || pseudo_or_host(h.name) || iequals(h.name, kHeadersToRemove)) {
-      continue;
-    }
+    if (!usable_provider_header(h.name, h.value) || iequals(h.name, kHeadersToRemove)) continue;
     if (all || any_matches(provider.headers_to_downstream_on_deny, h.name) ||
         iequals(h.name, "www-authenticate") || iequals(h.name, "location")) {
       v.headers.push_back(h);
@@ -145,6 +149,12 @@ void apply_to_request(const ExtAuthzVerdict& verdict, http::HeaderList& headers)
   for (const auto& name : verdict.upstream_remove) http::remove_header(headers, name);
   for (const auto& h : verdict.upstream_set) http::set_header(headers, h.name, h.value);
   for (const auto& h : verdict.upstream_append) headers.push_back(h);
+  for (const auto& h : verdict.upstream_if_absent) {
+    if (!http::find_header(headers, h.name)) headers.push_back(h);
+  }
+  for (const auto& h : verdict.upstream_if_present) {
+    if (http::find_header(headers, h.name)) http::set_header(headers, h.name, h.value);
+  }
 }
 
 bool is_envoy_status_code(int code) {

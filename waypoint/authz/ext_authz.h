@@ -102,10 +102,13 @@ struct ExtAuthzVerdict {
   std::string body;
   http::HeaderList headers;
   // Allowed: edits to the request, and headers for the client's response.
-  http::HeaderList upstream_set;     // replace headers of the same name
-  http::HeaderList upstream_append;  // added after any of the same name
+  http::HeaderList upstream_set;         // replace headers of the same name, else added
+  http::HeaderList upstream_append;      // added after any of the same name
+  http::HeaderList upstream_if_absent;   // added only when the request has none of the name
+  http::HeaderList upstream_if_present;  // replace headers of the same name, never added
   std::vector<std::string> upstream_remove;
-  http::HeaderList downstream_add;  // replace headers of the same name in the response
+  http::HeaderList downstream_add;  // replace headers of the same name in the response (all the
+                                    // values the provider gave go)
 };
 
 // The HTTP check request's head (method, target, authority, headers) for `input`.
@@ -115,8 +118,9 @@ ExtAuthzVerdict read_http_check_answer(const ExtAuthzProvider& provider, int sta
                                        const http::HeaderList& headers, std::string body);
 
 inline constexpr std::string_view kCheckMethodPath = "/envoy.service.auth.v3.Authorization/Check";
-// The serialized envoy.service.auth.v3.CheckRequest for `input` (not gRPC-framed).
-std::string grpc_check_request(const CheckInput& input);
+// The serialized envoy.service.auth.v3.CheckRequest for `input` (not gRPC-framed); the body as
+// raw_body with packAsBytes.
+std::string grpc_check_request(const ExtAuthzProvider& provider, const CheckInput& input);
 // Reads a serialized CheckResponse.
 ExtAuthzVerdict read_grpc_check_answer(std::string_view message);
 
@@ -125,6 +129,8 @@ ExtAuthzVerdict read_grpc_check_answer(std::string_view message);
 ExtAuthzVerdict check_failed(const ExtAuthzProvider& provider, std::string reason);
 
 // Applies an allowed verdict's request edits. Pseudo-headers and Host cannot be removed.
+// (Routing comes after authorization: a route matching on a header sees the provider's edits,
+// as Envoy's clearRouteCache would have it.)
 void apply_to_request(const ExtAuthzVerdict& verdict, http::HeaderList& headers);
 
 // The status codes Envoy's StatusCode enum names (what statusOnError may be).
@@ -135,5 +141,8 @@ inline constexpr std::string_view kPartialBody = "x-envoy-auth-partial-body";
 bool framing_header(std::string_view name);
 // A pseudo-header (":path") or Host: never removed or set by a provider.
 bool pseudo_or_host(std::string_view name);
+// A header a provider may hand on: a token name (not a framing one, a pseudo-header or Host) and
+// a value without control characters. Anything else is dropped (no header injection).
+bool usable_provider_header(std::string_view name, std::string_view value);
 
 }  // namespace zt::waypoint::authz

@@ -1,10 +1,13 @@
 // The gRPC provider's messages (envoy.service.auth.v3): apart from ext_authz.cc, so that what
 // needs no protobuf (the parsers, the HTTP provider) builds without it.
+#include <utility>
+
 #include <fmt/format.h>
 
 #include "envoy/service/auth/v3/external_auth.pb.h"
 #include "waypoint/authz/ext_authz.h"
 #include "waypoint/base/strings.h"
+#include "waypoint/http/request_checks.h"
 
 namespace zt::waypoint::authz {
 namespace {
@@ -28,7 +31,7 @@ std::string option_value(const core::HeaderValue& h) {
 
 }  // namespace
 
-std::string grpc_check_request(const CheckInput& input) {
+std::string grpc_check_request(const ExtAuthzProvider& provider, const CheckInput& input) {
   const http::RequestHead& head = *input.head;
   auth::CheckRequest req;
   auto* attrs = req.mutable_attributes();
@@ -63,8 +66,14 @@ std::string grpc_check_request(const CheckInput& input) {
   }
   http->set_size(input.body_included ? static_cast<int64_t>(input.body.size()) : -1);
   if (input.body_included) {
-    map[std::string(kPartialBody)] = input.body_partial ? "true" : "false";
-    http->set_body(std::string(input.body));
+    if (provider.body && provider.body->allow_partial) {
+      map[std::string(kPartialBody)] = input.body_partial ? "true" : "false";
+    }
+    if (provider.body && provider.body->pack_as_bytes) {
+      http->set_raw_body(std::string(input.body));
+    } else {
+      http->set_body(std::string(input.body));
+    }
   }
   return req.SerializeAsString();
 }
@@ -80,28 +89,45 @@ ExtAuthzVerdict read_grpc_check_answer(std::string_view message) {
     v.reason = fmt::format("the authorizer answered an error ({})", resp.status().code());
     return v;
   }
-  auto add_options = [](const auto& options, http::HeaderList& set, http::HeaderList& append) {
+  // Header options as Envoy applies them: `append` when set (deprecated), else append_action.
+  auto add_options = [](const auto& options, ExtAuthzVerdict& out, bool upstream) {
     for (const auto& o : options) {
-      const auto& name = o.header().key();
-      if (name.empty() || framing_header(name) || pseudo_or_host(name)) continue;
-      http::Header h{to_lower(name), option_value(o.header())};
-      bool appends = o.has_append()
-                         ? o.append().value()
-                         : o.append_action() == core::HeaderValueOption::APPEND_IF_EXISTS_OR_ADD;
-      (appends ? append : set).push_back(std::move(h));
+      http::Header h{to_lower(o.header().key()), option_value(o.header())};
+      if (!usable_provider_header(h.name, h.value)) continue;
+      auto action = o.append_action();
+      if (o.has_append()) {
+        action = o.append().value() ? core::HeaderValueOption::APPEND_IF_EXISTS_OR_ADD
+                                    : core::HeaderValueOption::OVERWRITE_IF_EXISTS_OR_ADD;
+      }
+      if (!upstream) {  // (a response: what is added goes after the answer's own)
+        out.downstream_add.push_back(std::move(h));
+        continue;
+      }
+      switch (action) {
+        case core::HeaderValueOption::ADD_IF_ABSENT:
+          out.upstream_if_absent.push_back(std::move(h));
+          break;
+        case core::HeaderValueOption::OVERWRITE_IF_EXISTS:
+          out.upstream_if_present.push_back(std::move(h));
+          break;
+        case core::HeaderValueOption::OVERWRITE_IF_EXISTS_OR_ADD:
+          out.upstream_set.push_back(std::move(h));
+          break;
+        default:
+          out.upstream_append.push_back(std::move(h));
+          break;
+      }
     }
   };
   if (resp.status().code() == 0) {
     v.kind = ExtAuthzVerdict::Kind::kAllowed;
     if (resp.has_ok_response()) {
       const auto& ok = resp.ok_response();
-      add_options(ok.headers(), v.upstream_set, v.upstream_append);
+      add_options(ok.headers(), v, true);
       for (const auto& name : ok.headers_to_remove()) {
-        if (!name.empty() && !pseudo_or_host(name)) v.upstream_remove.push_back(name);
+        if (http::is_token(name) && !pseudo_or_host(name)) v.upstream_remove.push_back(name);
       }
-      http::HeaderList add;
-      add_options(ok.response_headers_to_add(), v.downstream_add, add);
-      v.downstream_add.insert(v.downstream_add.end(), add.begin(), add.end());
+      add_options(ok.response_headers_to_add(), v, false);
     }
     return v;
   }
@@ -109,10 +135,12 @@ ExtAuthzVerdict read_grpc_check_answer(std::string_view message) {
   v.status = resp.status().code() == kUnauthenticated ? 401 : 403;
   if (resp.has_denied_response()) {
     const auto& denied = resp.denied_response();
-    if (denied.has_status() && denied.status().code() != 0) v.status = denied.status().code();
-    http::HeaderList appended;
-    add_options(denied.headers(), v.headers, appended);
-    v.headers.insert(v.headers.end(), appended.begin(), appended.end());
+    // (Only a status Envoy's enum names, and an answer's: 1xx would leave the client expecting
+    // another, 200 would read as allowed.)
+    const int code = denied.has_status() ? denied.status().code() : 0;
+    if (code >= 201 && is_envoy_status_code(code)) v.status = code;
+    add_options(denied.headers(), v, false);
+    v.headers = std::exchange(v.downstream_add, {});
     v.body = denied.body();
   }
   v.reason = fmt::format("denied by ext_authz (grpc status {})", resp.status().code());

@@ -27,7 +27,8 @@ typedef struct evp_pkey_st EVP_PKEY;
 namespace zt::waypoint::authz {
 
 // A jwksUri meshd may fetch: http:// or https:// (any case), a host without credentials, and
-// only visible ASCII (no space or control character that could split the request). Returns the error, or "" when fine.
+// only visible ASCII (no space or control character that could split the request). Returns the
+// error, or "" when fine.
 std::string jwks_uri_problem(std::string_view uri);
 
 // Decodes base64url (RFC 4648 §5) with or without padding; nullopt on any other character.

@@ -507,6 +507,18 @@ Status read_request_authentication(const YAML::Node& object, std::string_view pa
       });
 }
 
+// A decimal number within [min, max], digits only.
+std::optional<uint64_t> read_decimal(std::string_view text, uint64_t min, uint64_t max) {
+  if (text.empty() || text.size() > 10) return std::nullopt;
+  uint64_t n = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (n < min || n > max) return std::nullopt;
+  return n;
+}
+
 // A bool as YAML writes it (true / false).
 Status read_bool(const YAML::Node& n, std::string_view path, bool& out) {
   std::string b;
@@ -562,12 +574,9 @@ Status read_ext_authz(const YAML::Node& node, std::string_view path, ExtAuthzPro
         if (key == "port") {
           std::string text;
           if (auto s = read_string(v, fp, text); !s) return s;
-          char* end = nullptr;
-          long port = std::strtol(text.c_str(), &end, 10);
-          if (text.empty() || *end != '\0' || port < 1 || port > 65535) {
-            return error_at(fp, "must be a port number (1-65535)");
-          }
-          p.port = static_cast<uint16_t>(port);
+          auto port = read_decimal(text, 1, 65535);
+          if (!port) return error_at(fp, "must be a port number (1-65535)");
+          p.port = static_cast<uint16_t>(*port);
           port_seen = true;
           return Status{};
         }
@@ -600,13 +609,11 @@ Status read_ext_authz(const YAML::Node& node, std::string_view path, ExtAuthzPro
         if (key == "statusOnError") {
           std::string text;
           if (auto s = read_string(v, fp, text); !s) return s;
-          char* end = nullptr;
-          long code = std::strtol(text.c_str(), &end, 10);
-          if (text.empty() || *end != '\0' || !is_envoy_status_code(static_cast<int>(code)) ||
-              code < 200) {
+          auto code = read_decimal(text, 200, 599);
+          if (!code || !is_envoy_status_code(static_cast<int>(*code))) {
             return error_at(fp, "must be an HTTP status code of 200 or more, e.g. \"503\"");
           }
-          p.status_on_error = static_cast<int>(code);
+          p.status_on_error = static_cast<int>(*code);
           return Status{};
         }
         if (key == "includeHeadersInCheck") return read_header_patterns(v, fp, deprecated_include);
@@ -645,12 +652,9 @@ Status read_ext_authz(const YAML::Node& node, std::string_view path, ExtAuthzPro
               if (k == "packAsBytes") return read_bool(bv, bp, body.pack_as_bytes);
               std::string text;
               if (auto s = read_string(bv, bp, text); !s) return s;
-              char* end = nullptr;
-              unsigned long n = std::strtoul(text.c_str(), &end, 10);
-              if (text.empty() || *end != '\0' || text.front() == '-' || n > 0xffffffffUL) {
-                return error_at(bp, "must be a byte count");
-              }
-              body.max_bytes = static_cast<uint32_t>(n);
+              auto n = read_decimal(text, 1, 0xffffffffULL);
+              if (!n) return error_at(bp, "must be a byte count of 1 or more");
+              body.max_bytes = static_cast<uint32_t>(*n);
               return Status{};
             });
         if (!bs) return bs;
@@ -707,14 +711,13 @@ struct Collected {
   std::vector<ExtAuthzProvider>* providers = nullptr;
 };
 
-// A ConfigMap holding Istio's MeshConfig: `istio` (or `istio-<revision>`), key `mesh`.
+// A ConfigMap holding Istio's MeshConfig: `istio`, key `mesh`.
 bool is_mesh_config_map(const YAML::Node& node) {
   const YAML::Node meta = node["metadata"];
   if (!present(meta) || !meta.IsMap() || !present(meta["name"]) || !meta["name"].IsScalar()) {
     return false;
   }
-  const std::string& name = meta["name"].Scalar();
-  return name == "istio" || name.starts_with("istio-");
+  return meta["name"].Scalar() == "istio";
 }
 
 Status collect(const YAML::Node& node, const std::string& path, const Collected& out, int depth) {

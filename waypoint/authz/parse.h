@@ -52,7 +52,7 @@ Result<std::vector<RequestAuthentication>> parse_request_authentications(
 Result<std::vector<ExtAuthzProvider>> parse_extension_providers(
     const YAML::Node& list, std::string_view path = "extensionProviders");
 // Every provider in a YAML stream: the waypoint document's top-level `extensionProviders`, and a
-// ConfigMap `istio` (or `istio-<revision>`) whose `data.mesh` is Istio's MeshConfig.
+// ConfigMap `istio` whose `data.mesh` is Istio's MeshConfig.
 Result<std::vector<ExtAuthzProvider>> parse_extension_providers(
     const std::vector<YAML::Node>& docs);
 

@@ -610,6 +610,12 @@ Response failure_response(const AttemptResult& r, RequestRecord& rec) {
   }
 }
 
+// Replaces the headers of `target` named in `with` by all of `with`'s (repeated ones kept).
+void replace_headers(http::HeaderList& target, const http::HeaderList& with) {
+  for (const auto& h : with) http::remove_header(target, h.name);
+  target.insert(target.end(), with.begin(), with.end());
+}
+
 std::optional<int> grpc_status_in(const http::HeaderList& fields) {
   auto v = http::find_header(fields, "grpc-status");
   if (!v) return std::nullopt;
@@ -960,7 +966,7 @@ struct Pipeline::Impl {
       rec.finish(ctx.metrics, &series_cache);
       co_return resp;
     }
-    for (const auto& h : add_to_response) http::set_header(resp.headers, h.name, h.value);
+    replace_headers(resp.headers, add_to_response);
     // (Logged as sent, 200 with its grpc-status and flags, as Envoy logs a gRPC local reply.)
     if (resp.local && grpc_request_seen) to_grpc_local_reply(resp);
     rec.status = resp.status;
@@ -1518,8 +1524,10 @@ struct Pipeline::Impl {
     // The body, when the provider wants it: up to its limit (a streamed one is read that far).
     authz::CheckInput input;
     if (provider->body) {
-      const size_t max = provider->body->max_bytes;
-      while (request.source && request.body.size() < max) {
+      // (bounded by what the waypoint buffers of any body; one piece past it shows it is longer)
+      const size_t max =
+          std::min<size_t>(provider->body->max_bytes, ctx.settings.limits.max_body_bytes);
+      while (request.source && request.body.size() <= max) {
         auto piece = co_await request.source->next();
         if (!piece.error.empty()) {
           rec.error = "request body: " + piece.error;
@@ -1540,6 +1548,8 @@ struct Pipeline::Impl {
       input.body_partial = longer;
       input.body = std::string_view(request.body).substr(0, max);
     }
+    // The request's id, as the provider and the access log will know it.
+    rec.request_id = http::ensure_request_id(request.head.headers, rng);
     input.head = &request.head;
     input.protocol = request.version == HttpVersion::kHttp2 ? "HTTP/2" : "HTTP/1.1";
     auto request_id = http::find_header(request.head.headers, "x-request-id");
@@ -1556,21 +1566,23 @@ struct Pipeline::Impl {
       case authz::ExtAuthzVerdict::Kind::kAllowed:
         if (!verdict.reason.empty()) {
           rec.error = fmt::format("ext_authz failed open: {}", verdict.reason);
+          ctx.metrics.error("ext_authz", "failed_open");
         }
         authz::apply_to_request(verdict, request.head.headers);
         add_to_response = std::move(verdict.downstream_add);
         co_return std::nullopt;
       case authz::ExtAuthzVerdict::Kind::kDenied:
-        rec.add_flag("UAEX");
         break;
       case authz::ExtAuthzVerdict::Kind::kError:
+        ctx.metrics.error("ext_authz", "check_failed");
         break;
     }
+    rec.add_flag("UAEX");
     rec.error = fmt::format("ext_authz {}: {} (CUSTOM policy {})", provider->name, verdict.reason,
                             custom.key());
     Response r = local_response(verdict.status, std::move(verdict.body));
     if (r.body.empty()) r.headers.clear();  // (no content-type for no content)
-    for (const auto& h : verdict.headers) http::set_header(r.headers, h.name, h.value);
+    replace_headers(r.headers, verdict.headers);
     co_return r;
   }
 
@@ -1603,7 +1615,7 @@ struct Pipeline::Impl {
       ask->head.target = std::string(authz::kCheckMethodPath);
       ask->head.authority = provider.service;
       ask->head.headers = {{"content-type", "application/grpc"}, {"te", "trailers"}};
-      std::string message = authz::grpc_check_request(input);
+      std::string message = authz::grpc_check_request(provider, input);
       ask->body.reserve(message.size() + 5);
       ask->body.push_back('\0');
       for (int shift = 24; shift >= 0; shift -= 8) {

@@ -735,10 +735,12 @@ TEST_F(WaypointChainTest, CustomPolicyAsksAnHttpAuthorizerWhichAllowsDeniesOrFai
 
   // A 5xx is an error: statusOnError (403 by default), empty body.
   authz.set_responder([](const SeenRequest&) { return ScriptStep{.status = 500}; });
+  authz.reset_counts();
   r = get("reviews", "/protected/c", {"x-ext-authz: allow"});
   ASSERT_TRUE(r) << r.error().describe();
   EXPECT_EQ(r->status, 403);
   EXPECT_EQ(r->body, "");
+  EXPECT_EQ(authz.hits(), 1) << "the authorizer was asked and failed";
   EXPECT_EQ(v1.hits(), 0);
 
   // A slow authorizer: after `timeout`, statusOnError 503; with failOpen the request goes on.
@@ -820,6 +822,7 @@ TEST_F(WaypointChainTest, CustomPolicyAsksAGrpcAuthorizer) {
         service: grpc.default.svc.cluster.local
         port: 80
         timeout: 5s
+        statusOnError: "503"
 )";
   ASSERT_NO_FATAL_FAILURE(start(20, reviews_to_v1() + custom_policy("sample-grpc", provider),
                                 {Backend::kReviewsV1, Backend::kGrpc}));
@@ -863,11 +866,13 @@ TEST_F(WaypointChainTest, CustomPolicyAsksAGrpcAuthorizer) {
   EXPECT_EQ(r->header("x-ext-authz-check-result"), "denied");
   EXPECT_EQ(v1.hits(), 0);
 
-  // The authorizer gone: statusOnError.
+  // The authorizer gone: statusOnError, at once (not after the 5 s timeout).
   server->Shutdown();
   r = get("reviews", "/protected/c", {"x-ext-authz: allow"});
   ASSERT_TRUE(r) << r.error().describe();
-  EXPECT_EQ(r->status, 403);
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(r->body, "");
+  EXPECT_LT(r->elapsed, 2000ms);
   EXPECT_EQ(v1.hits(), 0);
 }
 

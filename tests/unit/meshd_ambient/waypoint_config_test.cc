@@ -125,6 +125,54 @@ TEST(WaypointConfigs, ObjectsAttachedThroughServicesThatUseTheWaypoint) {
   EXPECT_EQ(authns, 2);
 }
 
+// A CUSTOM policy's waypoint gets the ext_authz providers of the root namespace's `istio`
+// ConfigMap (only those: not the rest of the MeshConfig); a waypoint without one does not.
+TEST(WaypointConfigs, ACustomPolicysWaypointGetsTheMeshConfigsAuthorizers) {
+  const std::string mesh = R"(---
+apiVersion: v1
+kind: ConfigMap
+metadata: {namespace: istio-system, name: istio}
+data:
+  mesh: |-
+    enableTracing: true
+    extensionProviders: [{name: sample, envoyExtAuthzHttp: {port: 8000, service: authz.foo}},
+      {name: tracing, zipkin: {port: 9411, service: zipkin.istio-system}}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: elsewhere}
+data:
+  mesh: "extensionProviders: [{name: other, envoyExtAuthzHttp: {service: x, port: 1}}]"
+)";
+  const std::string custom = R"(---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext, namespace: shop}
+spec:
+  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: wp}]
+  action: CUSTOM
+  provider: {name: sample}
+  rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+)";
+  auto objects = objects_from(ns_yaml("shop") + ns_yaml("istio-system") + ns_yaml("elsewhere") +
+                              gateway("shop", "wp") + gateway("shop", "wp2") + mesh + custom +
+                              policy("shop", "plain", "{kind: Gateway, name: wp2}"));
+  auto s = compute(objects, kOptions);
+  EXPECT_EQ(
+      kinds_and_names(s, "shop/wp"),
+      (std::vector<std::string>{"AuthorizationPolicy/shop/ext", "ConfigMap/istio-system/istio"}));
+  EXPECT_EQ(kinds_and_names(s, "shop/wp2"),
+            (std::vector<std::string>{"AuthorizationPolicy/shop/plain"}));
+  // What the waypoint reads of it: the authorizer alone.
+  for (const auto& doc : YAML::LoadAll(s.waypoint_configs.at("shop/wp").yaml())) {
+    if (doc["kind"].as<std::string>() != "ConfigMap") continue;
+    auto mesh_config = YAML::Load(doc["data"]["mesh"].as<std::string>());
+    EXPECT_FALSE(mesh_config["enableTracing"]);
+    ASSERT_EQ(mesh_config["extensionProviders"].size(), 2u);
+    EXPECT_EQ(mesh_config["extensionProviders"][0]["name"].as<std::string>(), "sample");
+  }
+}
+
 // The waypoint takes one DestinationRule per host (two would be refused as ambiguous, and with
 // them the whole configuration). Of the rules naming one Service, as Istio looks them up: the
 // waypoint's namespace, else the Service's, else the root namespace (istio-system), never another,

@@ -143,6 +143,11 @@ TEST(ExtAuthzProviders, BadProvidersAreRefusedWithTheirField) {
       {"extensionProviders:\n- envoyExtAuthzHttp: {service: a, port: 80}",
        "missing required field \"name\""},
       {"kind: ConfigMap\nmetadata: {name: istio}\ndata: {mesh: \"a: [\"}", "data.mesh"},
+      {head + "{service: a, port: \" 80\"}", "must be a port number"},
+      {head + "{service: a, port: \"+80\"}", "must be a port number"},
+      {head + "{service: a, port: 80, statusOnError: \"4294967699\"}", "statusOnError"},
+      {head + "{service: a, port: 80, includeRequestBodyInCheck: {maxRequestBytes: 0}}",
+       "1 or more"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.yaml);
@@ -216,7 +221,7 @@ TEST(ExtAuthzHttp, OnlyTwoHundredAllowsAndAFiveHundredIsAnError) {
     EXPECT_EQ(d.status, status);
     EXPECT_EQ(d.body, "no");
   }
-  for (int status : {500, 503, 599}) {
+  for (int status : {100, 101, 500, 503, 599}) {
     SCOPED_TRACE(status);
     auto e = read_http_check_answer(p, status, answer, "boom");
     EXPECT_EQ(e.kind, ExtAuthzVerdict::Kind::kError);
@@ -266,8 +271,11 @@ TEST(ExtAuthzGrpc, TheCheckRequestDescribesPeersAndRequest) {
                 .destination_port = 80,
                 .destination_principal = "spiffe://cluster.local/ns/a/sa/waypoint",
                 .now = std::chrono::system_clock::time_point(std::chrono::seconds(1700000000))};
+  auto provider =
+      one("extensionProviders: [{name: g, envoyExtAuthzGrpc: {service: a, port: 80, "
+          "includeRequestBodyInCheck: {maxRequestBytes: 10, allowPartialMessage: true}}}]");
   auth::CheckRequest req;
-  ASSERT_TRUE(req.ParseFromString(grpc_check_request(in)));
+  ASSERT_TRUE(req.ParseFromString(grpc_check_request(provider, in)));
   const auto& a = req.attributes();
   EXPECT_EQ(a.source().address().socket_address().address(), "10.0.0.1");
   EXPECT_EQ(a.source().principal(), "spiffe://cluster.local/ns/a/sa/b");
@@ -286,6 +294,15 @@ TEST(ExtAuthzGrpc, TheCheckRequestDescribesPeersAndRequest) {
   EXPECT_EQ(h.headers().at("accept"), "a,b");
   EXPECT_EQ(h.headers().at(":path"), "/a?b=1");
   EXPECT_EQ(h.headers().at("x-envoy-auth-partial-body"), "false");
+
+  // packAsBytes: raw_body; without allowPartialMessage, no partial-body header.
+  auto packed =
+      one("extensionProviders: [{name: g, envoyExtAuthzGrpc: {service: a, port: 80, "
+          "includeRequestBodyInCheck: {maxRequestBytes: 10, packAsBytes: true}}}]");
+  ASSERT_TRUE(req.ParseFromString(grpc_check_request(packed, in)));
+  EXPECT_EQ(req.attributes().request().http().raw_body(), "xyz");
+  EXPECT_EQ(req.attributes().request().http().body(), "");
+  EXPECT_EQ(req.attributes().request().http().headers().count("x-envoy-auth-partial-body"), 0u);
 }
 
 TEST(ExtAuthzGrpc, TheStatusDecidesAndTheResponsesCarryHeaders) {
@@ -314,8 +331,45 @@ TEST(ExtAuthzGrpc, TheStatusDecidesAndTheResponsesCarryHeaders) {
   EXPECT_EQ(v.upstream_remove, (std::vector<std::string>{"cookie"}));
   EXPECT_EQ(v.downstream_add, (http::HeaderList{{"x-decision", "raw"}}));
 
+  // Every append action; names and values that could split a message are dropped.
+  auth::CheckResponse actions;
+  auto* ar = actions.mutable_ok_response();
+  auto add = [&](const char* k, const char* value,
+                 envoy::config::core::v3::HeaderValueOption::HeaderAppendAction action) {
+    auto* o = ar->add_headers();
+    o->mutable_header()->set_key(k);
+    o->mutable_header()->set_value(value);
+    o->set_append_action(action);
+  };
+  using Opt = envoy::config::core::v3::HeaderValueOption;
+  add("x-if-absent", "new", Opt::ADD_IF_ABSENT);
+  add("x-present", "new", Opt::ADD_IF_ABSENT);
+  add("x-if-present", "new", Opt::OVERWRITE_IF_EXISTS);
+  add("x-present", "over", Opt::OVERWRITE_IF_EXISTS);
+  add("x-appended", "2", Opt::APPEND_IF_EXISTS_OR_ADD);
+  add("x-evil", "a\r\nx-injected: 1", Opt::OVERWRITE_IF_EXISTS_OR_ADD);
+  add("bad name", "v", Opt::OVERWRITE_IF_EXISTS_OR_ADD);
+  ar->add_headers_to_remove("bad name\r\n");
+  auto av = read_grpc_check_answer(actions.SerializeAsString());
+  ASSERT_EQ(av.kind, ExtAuthzVerdict::Kind::kAllowed);
+  EXPECT_TRUE(av.upstream_set.empty()) << "unsafe headers are dropped";
+  EXPECT_TRUE(av.upstream_remove.empty());
+  http::HeaderList edited = {{"x-present", "old"}, {"x-appended", "1"}};
+  apply_to_request(av, edited);
+  EXPECT_EQ(edited, (http::HeaderList{{"x-present", "over"},
+                                      {"x-appended", "1"},
+                                      {"x-appended", "2"},
+                                      {"x-if-absent", "new"}}));
+
   auth::CheckResponse denied;
   denied.mutable_status()->set_code(7);
+  denied.mutable_denied_response()->mutable_status()->set_code(
+      static_cast<envoy::type::v3::StatusCode>(101));
+  EXPECT_EQ(read_grpc_check_answer(denied.SerializeAsString()).status, 403)
+      << "a 1xx is no answer to the client";
+  denied.mutable_denied_response()->mutable_status()->set_code(envoy::type::v3::OK);
+  EXPECT_EQ(read_grpc_check_answer(denied.SerializeAsString()).status, 403);
+  denied.clear_denied_response();
   EXPECT_EQ(read_grpc_check_answer(denied.SerializeAsString()).status, 403);
   denied.mutable_status()->set_code(16);
   EXPECT_EQ(read_grpc_check_answer(denied.SerializeAsString()).status, 401) << "UNAUTHENTICATED";
