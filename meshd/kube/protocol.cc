@@ -20,6 +20,8 @@ std::string query_selectors(const ResourceType& type, const Selectors& selectors
   std::string q;
   if (type.kind == "Pod" && !selectors.field.empty()) {
     q += "&fieldSelector=" + url_encode(selectors.field);
+  } else if (!type.field_selector.empty()) {
+    q += "&fieldSelector=" + url_encode(type.field_selector);
   }
   if (!selectors.label.empty()) q += "&labelSelector=" + url_encode(selectors.label);
   return q;
@@ -89,6 +91,7 @@ const std::vector<ResourceType>& resource_types() {
       {"DestinationRule", "networking.istio.io/v1", "destinationrules"},
       {"GRPCRoute", "gateway.networking.k8s.io/v1", "grpcroutes", /*older_version_is_none=*/true},
       {"RequestAuthentication", "security.istio.io/v1", "requestauthentications"},
+      {"ConfigMap", "v1", "configmaps", false, "metadata.name=istio"},
   };
   return kTypes;
 }

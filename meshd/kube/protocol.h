@@ -31,6 +31,9 @@ struct ResourceType {
   // anything up: GRPCRoute (gateway.networking.k8s.io/v1 since Gateway API 1.1). Not
   // RequestAuthentication: without it, bad tokens would no longer be refused (401).
   bool older_version_is_none = false;
+  // A fieldSelector every list and watch of the kind carries: ConfigMap reads only `istio`
+  // (MeshConfig), which is also all its RBAC rule grants (resourceNames).
+  std::string field_selector = {};
   // "/api/v1/pods", "/apis/security.istio.io/v1/authorizationpolicies" (all namespaces).
   std::string path() const;
   // "security.istio.io"; "" for the core group ("v1").

@@ -39,6 +39,8 @@ void with_map(ObjectSet& set, const std::string& kind, F&& f) {
     f(set.grpc_routes);
   } else if (kind == "RequestAuthentication") {
     f(set.request_authentications);
+  } else if (kind == "ConfigMap") {
+    f(set.mesh_configs);
   }
 }
 

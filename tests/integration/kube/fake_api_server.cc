@@ -34,6 +34,7 @@ constexpr KindInfo kKinds[] = {
     {"HTTPRoute", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1/httproutes"},
     {"GRPCRoute", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1/grpcroutes"},
     {"DestinationRule", "networking.istio.io/v1", "/apis/networking.istio.io/v1/destinationrules"},
+    {"ConfigMap", "v1", "/api/v1/configmaps"},
 };
 
 bool is_int(const std::string& s) {
@@ -92,6 +93,11 @@ std::string bookmark_line(const std::string& kind, const std::string& api_versio
 bool matches(const json& object, const std::string& field_selector) {
   if (field_selector.empty()) return true;
   auto eq = field_selector.find('=');
+  if (field_selector.substr(0, eq) == "metadata.name") {
+    auto md = object.find("metadata");
+    return md != object.end() && md->is_object() &&
+           md->value("name", "") == field_selector.substr(eq + 1);
+  }
   if (field_selector.substr(0, eq) != "spec.nodeName") return true;
   auto want = field_selector.substr(eq + 1);
   auto spec = object.find("spec");
@@ -435,7 +441,7 @@ awaitable<void> FakeApiServer::serve_list(tcp::socket& socket, const std::string
         id = next_snapshot_++;
         auto& items = snapshots_[id];
         for (const auto& [key, object] : c->objects) {
-          if (c->kind == "Pod" && !matches(object.json, query["fieldSelector"])) continue;
+          if (!matches(object.json, query["fieldSelector"])) continue;
           auto item = object.json;
           item.erase("kind");
           item.erase("apiVersion");
@@ -493,7 +499,7 @@ awaitable<void> FakeApiServer::serve_watch(tcp::socket& socket, const std::strin
     co_return;
   }
   const bool bookmarks = query["allowWatchBookmarks"] == "true";
-  const auto field_selector = kind == "Pod" ? query["fieldSelector"] : std::string();
+  const auto field_selector = query["fieldSelector"];
   auto timeout = std::chrono::seconds(
       query["timeoutSeconds"].empty() ? 1800 : std::stoll(query["timeoutSeconds"]));
   auto deadline = std::chrono::steady_clock::now() + timeout;

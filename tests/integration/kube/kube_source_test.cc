@@ -317,6 +317,40 @@ TEST_F(KubeSourceTest, ConvergesToTheManifestSourcesObjectsAndFollowsEdits) {
   EXPECT_TRUE(converges_to(edited));
 }
 
+// Of ConfigMaps, the source asks only for Istio's MeshConfig (`istio`, by a field selector: all
+// its RBAC rule grants), which carries the ext_authz providers of CUSTOM policies; it follows
+// edits to it like any object.
+TEST_F(KubeSourceTest, ReadsIstiosMeshConfigMapAndNoOtherConfigMap) {
+  const std::string mesh = R"(apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: "extensionProviders: [{name: authz, envoyExtAuthzHttp: {service: authz.a, port: 80}}]"
+)";
+  write_both("mesh.yaml", mesh);
+  write_both("other.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app-settings, namespace: "
+             "istio-system}\ndata: {a: b}\n");
+  auto want = from_manifests();
+  ASSERT_EQ(want.mesh_configs.size(), 1u);
+  start(config());
+  ASSERT_TRUE(converges_to(want));
+  size_t configmap_requests = 0;
+  for (const auto& r : server_.requests()) {
+    if (r.target.find("/api/v1/configmaps?") != 0) continue;
+    ++configmap_requests;
+    EXPECT_NE(r.target.find("fieldSelector=metadata.name%3Distio"), std::string::npos) << r.target;
+  }
+  EXPECT_GE(configmap_requests, 2u) << "a list and a watch";
+
+  std::string edited = mesh;
+  edited.replace(edited.find("port: 80"), 8, "port: 81");
+  write_both("mesh.yaml", edited);
+  auto want_edited = from_manifests();
+  ASSERT_NE(want_edited.mesh_configs.begin()->second.yaml, want.mesh_configs.begin()->second.yaml);
+  EXPECT_TRUE(converges_to(want_edited));
+}
+
 // A custom resource the server does not serve (its CRD not installed: 404 on LIST, and discovery
 // does not list it) is not an error for the rest: the source syncs and publishes without it, and
 // picks it up once served. Once listed, a 404 never empties it: an API server can answer 404 for
