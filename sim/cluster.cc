@@ -748,6 +748,7 @@ Status Cluster::start_pod(const PodPlan& pod) {
     app.env.push_back("WAYPOINT_NAME=" + pod.waypoint);
   } else {
     app.argv = {(options_.bin_dir / "http-echo").string()};
+    if (pod.ext_authz) app.argv.push_back("--ext-authz");
     for (auto port : pod.ports) {
       app.argv.push_back("--port");
       app.argv.push_back(std::to_string(port));

@@ -106,6 +106,9 @@ Result<Plan> plan_cluster(const meshd::manifest::ObjectSet& objects, const std::
     const bool runs_waypoint = std::any_of(
         pod.commands.begin(), pod.commands.end(),
         [](const std::string& c) { return c == "waypoint" || c.ends_with("/waypoint"); });
+    p.ext_authz = std::any_of(pod.commands.begin(), pod.commands.end(), [](const std::string& c) {
+      return c == "ext-authz" || c.ends_with("/ext-authz");
+    });
     if (runs_waypoint) {
       auto label = pod.meta.labels.find(kGatewayNameLabel);
       if (label == pod.meta.labels.end() || label->second.empty()) {

@@ -40,6 +40,9 @@ struct PodPlan {
   // gateway.networking.k8s.io/gateway-name. The simulator runs build/bin/waypoint there instead
   // of the echo app. "" for every other pod.
   std::string waypoint;
+  // A pod whose container's command is `ext-authz` (e.g. "/usr/local/bin/ext-authz"): an HTTP
+  // authorizer (http-echo --ext-authz, as Istio's sample ext-authz server decides).
+  bool ext_authz = false;
   size_t index = 0;         // n: position on its node
   std::string netns;        // "<prefix>-<node>-<n>"
   std::string node_if;      // node-side veth, "p<n>"

@@ -17,6 +17,7 @@
 #include "common/pcap/tls.h"
 #include "common/stats/scrape.h"
 #include "sim/cluster.h"
+#include "sim/echo/echo_server.h"
 
 namespace zt::sim {
 namespace {
@@ -273,6 +274,20 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
   calls.back().header = std::string("Authorization: Bearer ") + kForgedJwt;
   calls.back().expected_status = 401;
   calls.back().refusal = "Jwt verification fails";
+  // CUSTOM authorization at the waypoint: the ext-authz pod allows a request with its header,
+  // and the waypoint answers any other with the authorizer's own 403.
+  const std::string private_reviews = fmt::format("http://{}:80/reviews/private/", kReviewsVip);
+  calls.push_back(
+      call("shop/frontend -> reviews.shop/private with x-ext-authz: allow (CUSTOM: allowed by "
+           "the ext-authz pod)",
+           "shop/frontend", "shop/reviews-v1", private_reviews, Path::kWaypoint));
+  calls.back().header = "x-ext-authz: allow";
+  calls.push_back(
+      call("shop/frontend -> reviews.shop/private without it (CUSTOM: 403 from the ext-authz "
+           "pod)",
+           "shop/frontend", "", private_reviews, Path::kWaypoint));
+  calls.back().expected_status = 403;
+  calls.back().refusal = echo::kExtAuthzDenied;
   const std::string waypoint_ip = pod_ip(kWaypointPod);
   const fs::path waypoint_log = c.log_path("shop.waypoint.app");  // its process: the pod's app
 
@@ -494,8 +509,9 @@ int run_demo(const DemoOptions& options, std::ostream& out) {
     std::string why = "";  // for a refusal
   };
   out << "  istio_requests_total{reporter=\"waypoint\"} from frontend:\n";
-  for (const Count& k : {Count{"reviews-v1", "200", 2}, Count{"reviews-v2", "200", 1},
-                         Count{"", "403", 1, " (denied)"}, Count{"", "401", 1, " (bad JWT)"}}) {
+  for (const Count& k : {Count{"reviews-v1", "200", 3}, Count{"reviews-v2", "200", 1},
+                         Count{"", "403", 2, " (denied: by policy, by ext-authz)"},
+                         Count{"", "401", 1, " (bad JWT)"}}) {
     std::vector<std::string> labels = {R"(reporter="waypoint")", R"(source_workload="frontend")",
                                        fmt::format(R"(response_code="{}")", k.code)};
     if (!k.workload.empty())

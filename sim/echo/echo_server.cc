@@ -24,7 +24,7 @@ std::string endpoint_text(const tcp::endpoint& ep) {
   return fmt::format("{}:{}", a.to_string(), ep.port());
 }
 
-awaitable<void> serve(tcp::socket socket, std::string pod) {
+awaitable<void> serve(tcp::socket socket, std::string pod, bool ext_authz) {
   error_code ec;
   auto peer = socket.remote_endpoint(ec);
   auto local = socket.local_endpoint(ec);
@@ -41,7 +41,16 @@ awaitable<void> serve(tcp::socket socket, std::string pod) {
     res.set(http::field::server, "http-echo");
     res.set(http::field::content_type, "text/plain");
     res.keep_alive(req.keep_alive());
-    res.body() = echo_body(peer_text, local_text, pod, req.body());
+    if (ext_authz) {
+      const bool allow = req["x-ext-authz"] == "allow";
+      res.set("x-ext-authz-check-result", allow ? "allowed" : "denied");
+      if (!allow) {
+        res.result(http::status::forbidden);
+        res.body() = kExtAuthzDenied;
+      }
+    } else {
+      res.body() = echo_body(peer_text, local_text, pod, req.body());
+    }
     res.prepare_payload();
     auto [wec, m] = co_await http::async_write(socket, res, kTuple);
     if (wec || !res.keep_alive()) break;
@@ -49,7 +58,7 @@ awaitable<void> serve(tcp::socket socket, std::string pod) {
   socket.shutdown(tcp::socket::shutdown_send, ec);
 }
 
-awaitable<void> accept_loop(tcp::acceptor& acceptor, std::string pod) {
+awaitable<void> accept_loop(tcp::acceptor& acceptor, std::string pod, bool ext_authz) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(kTuple);
     if (ec) {
@@ -57,7 +66,8 @@ awaitable<void> accept_loop(tcp::acceptor& acceptor, std::string pod) {
       continue;  // EMFILE and friends: keep serving the others
     }
     socket.set_option(tcp::no_delay(true), ec);
-    asio::co_spawn(acceptor.get_executor(), serve(std::move(socket), pod), asio::detached);
+    asio::co_spawn(acceptor.get_executor(), serve(std::move(socket), pod, ext_authz),
+                   asio::detached);
   }
 }
 
@@ -94,7 +104,8 @@ Status run_echo_server(const EchoOptions& options) {
       }
       if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
       if (ec) return failf("cannot listen on {}:{}: {}", options.address, port, ec.message());
-      asio::co_spawn(*contexts.back(), accept_loop(*acceptor, pod), asio::detached);
+      asio::co_spawn(*contexts.back(), accept_loop(*acceptor, pod, options.ext_authz),
+                     asio::detached);
       acceptors.push_back(std::move(acceptor));
     }
   }

@@ -1,5 +1,5 @@
 // http-echo: the simulated pods' app (see echo_server.h).
-//   http-echo [--port P]... [--address A] [--threads N] [--pod-name NAME]
+//   http-echo [--port P]... [--address A] [--threads N] [--pod-name NAME] [--ext-authz]
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -10,12 +10,15 @@ namespace {
 
 constexpr const char* kHelp =
     "Usage: http-echo [--port P]... [--address ADDR] [--threads N] [--pod-name NAME]\n"
+    "                 [--ext-authz]\n"
     "HTTP/1.1 server answering every request with\n"
     "  peer=<client ip:port> local=<server ip:port> pod=<POD_NAME>\\n<request body>\n"
     "  --port P        port to listen on; repeat for several (default 8080)\n"
     "  --address ADDR  address to bind (default 0.0.0.0)\n"
     "  --threads N     worker threads (default 1)\n"
-    "  --pod-name NAME name to report (default $POD_NAME)\n";
+    "  --pod-name NAME name to report (default $POD_NAME)\n"
+    "  --ext-authz     be an HTTP authorizer instead (Istio's sample ext-authz): 200 for a\n"
+    "                  request with x-ext-authz: allow, else 403\n";
 
 }  // namespace
 
@@ -47,6 +50,8 @@ int main(int argc, char** argv) {
       o.threads = std::atoi(value());
     } else if (a == "--pod-name") {
       o.pod_name = value();
+    } else if (a == "--ext-authz") {
+      o.ext_authz = true;
     } else {
       std::fprintf(stderr, "http-echo: unknown argument %s\n%s", a.c_str(), kHelp);
       return 2;

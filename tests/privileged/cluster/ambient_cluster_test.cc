@@ -206,9 +206,14 @@ TEST_F(AmbientCluster, TheDemoReportsEveryCheckAsHeld) {
         "verified): answered by shop/reviews-v1",
         "ok    shop/frontend -> reviews.shop with a forged JWT (RequestAuthentication: 401 at the "
         "waypoint): refused with 401 by the waypoint, reaching no pod",
-        "ok    the waypoint counted 2 requests to reviews answered 200 by reviews-v1",
+        "ok    shop/frontend -> reviews.shop/private with x-ext-authz: allow (CUSTOM: allowed by "
+        "the ext-authz pod): answered by shop/reviews-v1",
+        "ok    shop/frontend -> reviews.shop/private without it (CUSTOM: 403 from the ext-authz "
+        "pod): refused with 403 by the waypoint, reaching no pod",
+        "ok    the waypoint counted 3 requests to reviews answered 200 by reviews-v1",
         "ok    the waypoint counted 1 request to reviews answered 200 by reviews-v2",
-        "ok    the waypoint counted 1 request to reviews answered 403 (denied)",
+        "ok    the waypoint counted 2 requests to reviews answered 403 (denied: by policy, by "
+        "ext-authz)",
         "ok    the waypoint counted 1 request to reviews answered 401 (bad JWT)",
         "ok    node-1's ztunnel took the waypoint's connection to reviews-v1 over mTLS with the "
         "waypoint's identity",
