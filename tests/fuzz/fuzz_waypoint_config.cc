@@ -10,7 +10,11 @@
 //   decided by no policy names none;
 // - RequestAuthentication (with keys from the input's `jwks`) given the token on the input's
 //   last "#token " comment line either refuses it with a reason and no identity, or passes it,
-//   and then the output headers it sets come only from a verified token.
+//   and then the output headers it sets come only from a verified token;
+// - an ext_authz provider (MeshConfig extensionProviders, in the document or the `istio`
+//   ConfigMap) builds a check with its path prefix and no framing header, and its verdicts on
+//   answers carrying the token line as header names and values decide as Envoy's (only 200
+//   allows, a 5xx fails) and hand on only valid, non-framing headers.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -20,6 +24,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/yaml/load.h"
+#include "waypoint/authz/ext_authz.h"
 #include "waypoint/authz/normalize.h"
 #include "waypoint/authz/parse.h"
 #include "waypoint/authz/policy.h"
@@ -150,6 +156,52 @@ void check_authn(const std::vector<authz::RequestAuthentication>& authns, std::s
   if (auto jwt = authz::decode_jwt(token)) require(jwt->payload.is_object());
 }
 
+bool all_usable(const http::HeaderList& headers) {
+  for (const auto& h : headers) {
+    if (!authz::usable_provider_header(h.name, h.value)) return false;
+  }
+  return true;
+}
+
+void check_ext_authz(std::string_view yaml, std::string_view token) {
+  std::vector<YAML::Node> docs;
+  try {
+    docs = zt::yaml::load_all(yaml);
+  } catch (const std::exception&) {
+    return;
+  }
+  auto providers = authz::parse_extension_providers(docs);
+  if (!providers) return;
+  const std::string t(token);
+  http::RequestHead head{.method = "POST", .target = "/a?b=1", .authority = "svc", .headers = {}};
+  head.headers.push_back({"authorization", t});
+  head.headers.push_back({"content-length", "3"});
+  head.headers.push_back({"x-fuzz", t});
+  const http::HeaderList answer = {{"x-fuzz", t},
+                                   {t.empty() ? "x-empty" : t, "v"},
+                                   {"x-envoy-auth-headers-to-remove", t},
+                                   {"transfer-encoding", "chunked"},
+                                   {"host", "evil"}};
+  for (const auto& p : *providers) {
+    require(!p.name.empty() && p.port > 0 && !p.service.empty());
+    authz::CheckInput in{.head = &head, .body = "abc", .body_included = p.body.has_value()};
+    const auto check = authz::http_check_head(p, in);
+    require(check.target.starts_with(p.path_prefix) && check.method == "POST");
+    for (const auto& h : check.headers) require(!authz::framing_header(h.name));
+    for (int status : {200, 201, 403, 503}) {
+      auto v = authz::read_http_check_answer(p, status, answer, t);
+      using Kind = authz::ExtAuthzVerdict::Kind;
+      if (status == 200) require(v.kind == Kind::kAllowed);
+      if (status == 201 || status == 403) require(v.kind == Kind::kDenied && v.status == status);
+      if (status == 503) require(v.kind == (p.fail_open ? Kind::kAllowed : Kind::kError));
+      require(all_usable(v.headers) && all_usable(v.upstream_set) && all_usable(v.downstream_add));
+      for (const auto& name : v.upstream_remove) require(!authz::pseudo_or_host(name));
+      http::HeaderList request = head.headers;
+      authz::apply_to_request(v, request);
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -159,6 +211,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto authns = authz::parse_request_authentications(yaml); authns && !authns->empty()) {
     check_authn(*authns, token_of(yaml));
   }
+  check_ext_authz(yaml, token_of(yaml));
   std::vector<authz::Policy> no_policies;
   const std::vector<authz::Policy>& enforced = policies ? *policies : no_policies;
   if (!parsed) {
