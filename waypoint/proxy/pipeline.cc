@@ -1630,7 +1630,10 @@ struct Pipeline::Impl {
     slot->upstream = upstream;
     slot->dest = dest;
     slot->target = endpoints[*index];
-    slot->info = TunnelInfo{.client_ip = input.source_ip, .service_host = svc->hostname};
+    // (the check is the waypoint's own request: it is its client)
+    slot->info =
+        TunnelInfo{.client_ip = ctx.self.ips.empty() ? input.source_ip : ctx.self.ips.front(),
+                   .service_host = svc->hostname};
     slot->request = std::move(ask);
     slot->limits = ctx.settings.limits;
     slot->http2 = grpc;

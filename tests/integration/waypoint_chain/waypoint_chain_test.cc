@@ -762,6 +762,54 @@ TEST_F(WaypointChainTest, CustomPolicyAsksAnHttpAuthorizerWhichAllowsDeniesOrFai
   EXPECT_EQ(r->status, 200) << "failOpen";
   EXPECT_EQ(r->body, "reviews-v1");
 
+  // includeRequestBodyInCheck: the body goes with the check up to maxRequestBytes; a longer one
+  // is refused with 413, or sent in part with allowPartialMessage. Either way the backend gets
+  // the whole body, a streamed one (past 64 KiB) included.
+  authz.set_responder([](const SeenRequest&) { return ScriptStep{.status = 200}; });
+  const std::string body_limit =
+      "        includeRequestBodyInCheck: {maxRequestBytes: 10, allowPartialMessage: ";
+  ASSERT_TRUE(chain_->set_config(
+      reviews_to_v1() + custom_policy("sample-http", http_provider(body_limit + "false}\n"))));
+  auto post = [&](const std::string& target, const std::string& body) {
+    return chain_request(chain_->client().socks5, chain_->vip("reviews"), "POST", target, {}, body);
+  };
+  authz.reset_counts();
+  v1.reset_counts();
+  r = post("/protected/g", "hello");
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(r->status, 200) << r->body;
+  ASSERT_EQ(authz.requests().size(), 1u);
+  EXPECT_EQ(authz.requests()[0].body, "hello");
+  EXPECT_EQ(authz.requests()[0].method, "POST");
+  r = post("/protected/h", std::string(11, 'x'));
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(authz.hits(), 1) << "a body over the limit is refused before the check";
+  // A body streamed past 64 KiB is read up to the limit for the check, and still goes on whole:
+  // one that ends within the limit (read to its end), one longer (sent in part).
+  ASSERT_TRUE(chain_->set_config(
+      reviews_to_v1() +
+      custom_policy("sample-http",
+                    http_provider("        includeRequestBodyInCheck: {maxRequestBytes: 100000, "
+                                  "allowPartialMessage: true}\n"))));
+  for (size_t size : {90'000, 300'000}) {
+    SCOPED_TRACE(size);
+    authz.reset_counts();
+    v1.reset_counts();
+    std::string body;
+    for (size_t i = 0; body.size() < size; ++i) body += std::to_string(i) + ",";
+    body.resize(size);
+    r = post("/protected/i", body);
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_EQ(r->status, 200) << r->body;
+    ASSERT_EQ(authz.requests().size(), 1u);
+    EXPECT_EQ(authz.requests()[0].body, body.substr(0, 100000));
+    EXPECT_EQ(authz.requests()[0].headers.at("x-envoy-auth-partial-body"),
+              size > 100000 ? "true" : "false");
+    ASSERT_EQ(v1.requests().size(), 1u);
+    EXPECT_TRUE(v1.requests()[0].body == body) << "the whole body goes on";
+  }
+
   // A CUSTOM policy naming no provider there is: what it matches is denied.
   ASSERT_TRUE(chain_->set_config(reviews_to_v1() + custom_policy("missing", http_provider())));
   r = get("reviews", "/protected/f", {"x-ext-authz: allow"});
