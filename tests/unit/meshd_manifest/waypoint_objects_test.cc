@@ -208,6 +208,62 @@ spec:
             "no usable key; key 0: \"n\" is missing (a waypoint would refuse it)\n");
 }
 
+// The ConfigMap `istio` is Istio's MeshConfig: its ext_authz providers are read with the
+// waypoint's reader and kept alone; a bad provider or unreadable data.mesh is an invalid object
+// (its last good version stays); other ConfigMaps are not read at all.
+TEST(WaypointObjects, TheMeshConfigMapsAuthorizers) {
+  auto parsed = parse_manifest(R"(apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |-
+    defaultConfig: {holdApplicationUntilProxyStarts: true}
+    extensionProviders:
+    - {name: authz, envoyExtAuthzGrpc: {service: authz.foo.svc.cluster.local, port: 9000}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: broken-provider}
+data:
+  mesh: "extensionProviders: [{name: authz, envoyExtAuthzHttp: {service: a, port: 0}}]"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: broken-yaml}
+data: {mesh: "extensionProviders: [unclosed"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: no-providers}
+data: {mesh: "enableTracing: true"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: istio-system}
+data: {mesh: "extensionProviders: [oops"}
+)",
+                               "mesh.yaml");
+  ObjectSet set;
+  for (auto& o : parsed.objects) set.put(std::move(o));
+  ASSERT_EQ(set.mesh_configs.size(), 2u);
+  const auto& mesh = set.mesh_configs.at("istio-system/istio");
+  auto doc = YAML::Load(mesh.yaml);
+  EXPECT_EQ(doc["kind"].as<std::string>(), "ConfigMap");
+  auto inner = YAML::Load(doc["data"]["mesh"].as<std::string>());
+  EXPECT_FALSE(inner["defaultConfig"]) << "only what waypoints use";
+  EXPECT_EQ(inner["extensionProviders"][0]["name"].as<std::string>(), "authz");
+  EXPECT_EQ(set.mesh_configs.at("no-providers/istio").yaml, "") << "nothing for waypoints";
+  ASSERT_EQ(parsed.errors.size(), 2u);
+  EXPECT_NE(parsed.errors[0].message.find(
+                "ConfigMap broken-provider/istio: data.mesh.extensionProviders[0]."
+                "envoyExtAuthzHttp.port: must be a port number"),
+            std::string::npos)
+      << parsed.errors[0].message;
+  EXPECT_NE(parsed.errors[1].message.find("ConfigMap broken-yaml/istio: data.mesh: is not YAML"),
+            std::string::npos)
+      << parsed.errors[1].message;
+}
+
 // A route whose parents are all Gateways is an ingress route, which meshd never sends to a
 // waypoint: the waypoint's reader is not asked about it (it knows no ingress-only filters).
 TEST(WaypointObjects, IngressRoutesAreNotCheckedWithTheWaypointsReader) {
