@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "envoy/config/core/v3/base.pb.h"
+#include "envoy/service/auth/v3/external_auth.pb.h"
 #include "envoy/service/discovery/v3/discovery.grpc.pb.h"
 #include "envoy/service/discovery/v3/discovery.pb.h"
 #include "google/rpc/status.pb.h"
@@ -191,6 +192,59 @@ const std::vector<FieldCase>& field_cases() {
       {"google.rpc.Status", "code", 1, T::TYPE_INT32, false},
       {"google.rpc.Status", "message", 2, T::TYPE_STRING, false},
       {"google.rpc.Status", "details", 3, T::TYPE_MESSAGE, true},
+      // envoy.service.auth.v3 (ext_authz) and what it uses
+      {"envoy.service.auth.v3.CheckRequest", "attributes", 1, T::TYPE_MESSAGE, false},
+      {"envoy.service.auth.v3.AttributeContext", "source", 1, T::TYPE_MESSAGE, false},
+      {"envoy.service.auth.v3.AttributeContext", "destination", 2, T::TYPE_MESSAGE, false},
+      {"envoy.service.auth.v3.AttributeContext", "request", 4, T::TYPE_MESSAGE, false},
+      {"envoy.service.auth.v3.AttributeContext", "context_extensions", 10, T::TYPE_MESSAGE, true},
+      {"envoy.service.auth.v3.AttributeContext", "tls_session", 12, T::TYPE_MESSAGE, false},
+      {"envoy.service.auth.v3.AttributeContext.Peer", "address", 1, T::TYPE_MESSAGE, false},
+      {"envoy.service.auth.v3.AttributeContext.Peer", "service", 2, T::TYPE_STRING, false},
+      {"envoy.service.auth.v3.AttributeContext.Peer", "labels", 3, T::TYPE_MESSAGE, true},
+      {"envoy.service.auth.v3.AttributeContext.Peer", "principal", 4, T::TYPE_STRING, false},
+      {"envoy.service.auth.v3.AttributeContext.Peer", "certificate", 5, T::TYPE_STRING, false},
+      {"envoy.service.auth.v3.AttributeContext.Request", "time", 1, T::TYPE_MESSAGE, false},
+      {"envoy.service.auth.v3.AttributeContext.Request", "http", 2, T::TYPE_MESSAGE, false},
+      {"envoy.service.auth.v3.AttributeContext.HttpRequest", "id", 1, T::TYPE_STRING, false},
+      {"envoy.service.auth.v3.AttributeContext.HttpRequest", "method", 2, T::TYPE_STRING, false},
+      {"envoy.service.auth.v3.AttributeContext.HttpRequest", "headers", 3, T::TYPE_MESSAGE, true},
+      {"envoy.service.auth.v3.AttributeContext.HttpRequest", "path", 4, T::TYPE_STRING, false},
+      {"envoy.service.auth.v3.AttributeContext.HttpRequest", "host", 5, T::TYPE_STRING, false},
+      {"envoy.service.auth.v3.AttributeContext.HttpRequest", "scheme", 6, T::TYPE_STRING, false},
+      {"envoy.service.auth.v3.AttributeContext.HttpRequest", "query", 7, T::TYPE_STRING, false},
+      {"envoy.service.auth.v3.AttributeContext.HttpRequest", "fragment", 8, T::TYPE_STRING, false},
+      {"envoy.service.auth.v3.AttributeContext.HttpRequest", "size", 9, T::TYPE_INT64, false},
+      {"envoy.service.auth.v3.AttributeContext.HttpRequest", "protocol", 10, T::TYPE_STRING, false},
+      {"envoy.service.auth.v3.AttributeContext.HttpRequest", "body", 11, T::TYPE_STRING, false},
+      {"envoy.service.auth.v3.AttributeContext.HttpRequest", "raw_body", 12, T::TYPE_BYTES, false},
+      {"envoy.service.auth.v3.AttributeContext.HttpRequest", "header_map", 13, T::TYPE_MESSAGE,
+       false},
+      {"envoy.service.auth.v3.AttributeContext.TLSSession", "sni", 1, T::TYPE_STRING, false},
+      {"envoy.service.auth.v3.CheckResponse", "status", 1, T::TYPE_MESSAGE, false},
+      {"envoy.service.auth.v3.CheckResponse", "denied_response", 2, T::TYPE_MESSAGE, false},
+      {"envoy.service.auth.v3.CheckResponse", "ok_response", 3, T::TYPE_MESSAGE, false},
+      {"envoy.service.auth.v3.CheckResponse", "error_response", 5, T::TYPE_MESSAGE, false},
+      {"envoy.service.auth.v3.DeniedHttpResponse", "status", 1, T::TYPE_MESSAGE, false},
+      {"envoy.service.auth.v3.DeniedHttpResponse", "headers", 2, T::TYPE_MESSAGE, true},
+      {"envoy.service.auth.v3.DeniedHttpResponse", "body", 3, T::TYPE_STRING, false},
+      {"envoy.service.auth.v3.OkHttpResponse", "headers", 2, T::TYPE_MESSAGE, true},
+      {"envoy.service.auth.v3.OkHttpResponse", "headers_to_remove", 5, T::TYPE_STRING, true},
+      {"envoy.service.auth.v3.OkHttpResponse", "response_headers_to_add", 6, T::TYPE_MESSAGE, true},
+      {"envoy.type.v3.HttpStatus", "code", 1, T::TYPE_ENUM, false},
+      {"envoy.config.core.v3.HeaderValue", "key", 1, T::TYPE_STRING, false},
+      {"envoy.config.core.v3.HeaderValue", "value", 2, T::TYPE_STRING, false},
+      {"envoy.config.core.v3.HeaderValue", "raw_value", 3, T::TYPE_BYTES, false},
+      {"envoy.config.core.v3.HeaderValueOption", "header", 1, T::TYPE_MESSAGE, false},
+      {"envoy.config.core.v3.HeaderValueOption", "append", 2, T::TYPE_MESSAGE, false},
+      {"envoy.config.core.v3.HeaderValueOption", "append_action", 3, T::TYPE_ENUM, false},
+      {"envoy.config.core.v3.HeaderValueOption", "keep_empty_value", 4, T::TYPE_BOOL, false},
+      {"envoy.config.core.v3.HeaderMap", "headers", 1, T::TYPE_MESSAGE, true},
+      {"envoy.config.core.v3.Address", "socket_address", 1, T::TYPE_MESSAGE, false},
+      {"envoy.config.core.v3.SocketAddress", "protocol", 1, T::TYPE_ENUM, false},
+      {"envoy.config.core.v3.SocketAddress", "address", 2, T::TYPE_STRING, false},
+      {"envoy.config.core.v3.SocketAddress", "port_value", 3, T::TYPE_UINT32, false},
+      {"envoy.config.core.v3.SocketAddress", "named_port", 4, T::TYPE_STRING, false},
   };
   return cases;
 }
@@ -219,6 +273,10 @@ TEST(ProtoDescriptors, OneofsMatchIstio) {
       {"istio.security.StringMatch", "match_type", {"exact", "prefix", "suffix", "presence"}},
       {"istio.workload.zds.WorkloadRequest", "payload", {"add", "keep", "del", "snapshot_sent"}},
       {"istio.workload.zds.WorkloadResponse", "payload", {"ack"}},
+      {"envoy.service.auth.v3.CheckResponse",
+       "http_response",
+       {"denied_response", "ok_response", "error_response"}},
+      {"envoy.config.core.v3.SocketAddress", "port_specifier", {"port_value", "named_port"}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.message + "." + c.oneof);
@@ -248,6 +306,14 @@ TEST(ProtoDescriptors, ReservedNumbersMatchIstio) {
   EXPECT_TRUE(istio::workload::GatewayAddress::descriptor()->IsReservedNumber(4));
   EXPECT_TRUE(istio::workload::zds::WorkloadInfo::descriptor()->IsReservedNumber(4));
   EXPECT_TRUE(envoy::config::core::v3::Node::descriptor()->IsReservedNumber(5));
+  // The ext_authz fields left out keep their numbers unused.
+  for (int n : {3, 11, 13}) {
+    EXPECT_TRUE(envoy::service::auth::v3::AttributeContext::descriptor()->IsReservedNumber(n));
+  }
+  for (int n : {1, 3, 7, 8}) {
+    EXPECT_TRUE(envoy::service::auth::v3::OkHttpResponse::descriptor()->IsReservedNumber(n));
+  }
+  EXPECT_TRUE(envoy::service::auth::v3::CheckResponse::descriptor()->IsReservedNumber(4));
 }
 
 struct EnumCase {
@@ -281,6 +347,12 @@ TEST(ProtoDescriptors, EnumValuesMatchIstio) {
       {"istio.security.Scope", {{"GLOBAL", 0}, {"NAMESPACE", 1}, {"WORKLOAD_SELECTOR", 2}}},
       {"istio.security.Action", {{"ALLOW", 0}, {"DENY", 1}}},
       {"istio.workload.zds.Version", {{"NOT_USED", 0}, {"V1", 1}}},
+      {"envoy.config.core.v3.HeaderValueOption.HeaderAppendAction",
+       {{"APPEND_IF_EXISTS_OR_ADD", 0},
+        {"ADD_IF_ABSENT", 1},
+        {"OVERWRITE_IF_EXISTS_OR_ADD", 2},
+        {"OVERWRITE_IF_EXISTS", 3}}},
+      {"envoy.config.core.v3.SocketAddress.Protocol", {{"TCP", 0}, {"UDP", 1}}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.enum_name);
@@ -322,6 +394,17 @@ TEST(ProtoDescriptors, ServiceMethodsMatch) {
   EXPECT_EQ(
       std::string(envoy::service::discovery::v3::AggregatedDiscoveryService::service_full_name()),
       ads->full_name());
+
+  const pb::ServiceDescriptor* authz =
+      pool().FindServiceByName("envoy.service.auth.v3.Authorization");
+  ASSERT_NE(authz, nullptr);
+  const pb::MethodDescriptor* check = authz->FindMethodByName("Check");
+  ASSERT_NE(check, nullptr);
+  EXPECT_EQ(check->input_type()->full_name(), "envoy.service.auth.v3.CheckRequest");
+  EXPECT_EQ(check->output_type()->full_name(), "envoy.service.auth.v3.CheckResponse");
+  EXPECT_FALSE(check->client_streaming() || check->server_streaming());
+  EXPECT_EQ("/" + authz->full_name() + "/" + check->name(),
+            "/envoy.service.auth.v3.Authorization/Check");
 
   // The gRPC paths the stubs use.
   EXPECT_EQ("/" + ca->full_name() + "/" + create->name(),
