@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "common/base/utf8.h"
+
 namespace zt::stats {
 namespace {
 
@@ -25,40 +27,15 @@ void append_utf8_escaped(std::string& out, std::string_view v, Escape escape) {
   static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
   size_t i = 0;
   while (i < v.size()) {
-    auto c = static_cast<unsigned char>(v[i]);
-    if (c < 0x80) {
-      escape(out, static_cast<char>(c));
-      ++i;
-      continue;
-    }
-    // Length and the smallest code point for that length (rejects overlong forms).
-    size_t len = 0;
-    uint32_t cp = 0;
-    uint32_t min = 0;
-    if ((c & 0xE0) == 0xC0) {
-      len = 2, cp = c & 0x1F, min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3, cp = c & 0x0F, min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4, cp = c & 0x07, min = 0x10000;
-    }
-    bool ok = len != 0 && i + len <= v.size();
-    for (size_t k = 1; ok && k < len; ++k) {
-      auto cc = static_cast<unsigned char>(v[i + k]);
-      if ((cc & 0xC0) != 0x80) {
-        ok = false;
-      } else {
-        cp = (cp << 6) | (cc & 0x3F);
-      }
-    }
-    ok = ok && cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-    if (ok) {
+    const size_t len = utf8_sequence_length(v, i);
+    if (len == 1) {
+      escape(out, v[i]);
+    } else if (len > 1) {
       out.append(v.substr(i, len));
-      i += len;
     } else {
       out.append(kReplacement);
-      ++i;
     }
+    i += len == 0 ? 1 : len;
   }
 }
 

@@ -115,6 +115,17 @@ awaitable<KubeApiSource::Impl::Listed> KubeApiSource::Impl::list(size_t index) {
       continue;
     }
     if (resp.status == 404 && type.custom()) co_return co_await not_found(index);
+    if (resp.status == 403 && type.forbidden_is_none && !types[index].listed) {
+      if (!types[index].not_served) {
+        ZT_LOG_WARN(
+            "list forbidden component=kube type={} path={}: meshd's RBAC does not grant it (see "
+            "deploy/daemonset/rbac.yaml); none assumed, checking again every {}ms",
+            type.plural, type.path(), config.not_served_recheck.count());
+      }
+      types[index].not_served = true;
+      add_errors(store.apply_list(type, {}));
+      co_return Listed::kNotServed;
+    }
     if (resp.status != 200) {
       ++stats.failures;
       auto st = parse_status(resp.body);

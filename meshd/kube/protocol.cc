@@ -23,7 +23,9 @@ std::string query_selectors(const ResourceType& type, const Selectors& selectors
   } else if (!type.field_selector.empty()) {
     q += "&fieldSelector=" + url_encode(type.field_selector);
   }
-  if (!selectors.label.empty()) q += "&labelSelector=" + url_encode(selectors.label);
+  if (!selectors.label.empty() && type.field_selector.empty()) {
+    q += "&labelSelector=" + url_encode(selectors.label);
+  }
   return q;
 }
 
@@ -31,6 +33,9 @@ std::string query_selectors(const ResourceType& type, const Selectors& selectors
 
 std::string ResourceType::path() const {
   if (api_version.find('/') == std::string::npos) {
+    if (!namespace_.empty()) {
+      return fmt::format("/api/{}/namespaces/{}/{}", api_version, namespace_, plural);
+    }
     return fmt::format("/api/{}/{}", api_version, plural);
   }
   return fmt::format("/apis/{}/{}", api_version, plural);
@@ -91,7 +96,8 @@ const std::vector<ResourceType>& resource_types() {
       {"DestinationRule", "networking.istio.io/v1", "destinationrules"},
       {"GRPCRoute", "gateway.networking.k8s.io/v1", "grpcroutes", /*older_version_is_none=*/true},
       {"RequestAuthentication", "security.istio.io/v1", "requestauthentications"},
-      {"ConfigMap", "v1", "configmaps", false, "metadata.name=istio"},
+      // Istio's MeshConfig: the ConfigMap istio in the root namespace (ambient::Options).
+      {"ConfigMap", "v1", "configmaps", false, "metadata.name=istio", "istio-system", true},
   };
   return kTypes;
 }

@@ -1,7 +1,8 @@
 // The Kubernetes list/watch protocol without sockets, so every rule is unit-testable
 // (https://kubernetes.io/docs/reference/using-api/api-concepts/):
-//   LIST  GET <path>?limit=N[&continue=T]  -> {"metadata":{"resourceVersion","continue"},"items"}
-//   WATCH GET <path>?watch=1&resourceVersion=RV&allowWatchBookmarks=true&timeoutSeconds=S
+//   LIST  GET <path>?limit=N[&continue=T][&fieldSelector=F][&labelSelector=L]
+//         -> {"metadata":{"resourceVersion","continue"},"items"}
+//   WATCH GET <path>?watch=1&resourceVersion=RV&allowWatchBookmarks=true&timeoutSeconds=S[&...]
 //         -> one JSON event per line: {"type":"ADDED|MODIFIED|DELETED|BOOKMARK|ERROR","object":{}}
 // JSON is YAML, so bodies are read with yaml-cpp and objects go to manifest::convert().
 #pragma once
@@ -32,9 +33,18 @@ struct ResourceType {
   // RequestAuthentication: without it, bad tokens would no longer be refused (401).
   bool older_version_is_none = false;
   // A fieldSelector every list and watch of the kind carries: ConfigMap reads only `istio`
-  // (MeshConfig), which is also all its RBAC rule grants (resourceNames).
+  // (MeshConfig), which is also all its RBAC rule grants (resourceNames). The label selector
+  // (KubeConfig) does not apply to such a kind.
   std::string field_selector = {};
-  // "/api/v1/pods", "/apis/security.istio.io/v1/authorizationpolicies" (all namespaces).
+  // Read in this namespace only (ConfigMap: meshd's root namespace, istio-system); "" = all.
+  std::string namespace_ = {};
+  // A LIST answered 403 (RBAC older than the kind) counts as none, checked again later, while
+  // nothing was listed, instead of holding everything back. Only for a kind whose absence
+  // opens nothing up: without the MeshConfig, a CUSTOM policy's provider is unknown and what it
+  // matches is denied.
+  bool forbidden_is_none = false;
+  // "/api/v1/pods", "/apis/security.istio.io/v1/authorizationpolicies" (all namespaces),
+  // "/api/v1/namespaces/istio-system/configmaps" (one).
   std::string path() const;
   // "security.istio.io"; "" for the core group ("v1").
   std::string group() const;

@@ -263,8 +263,9 @@ struct RequestAuthentication {
 // AuthorizationPolicies name; other ConfigMaps are not read.
 struct MeshConfigMap {
   ObjectMeta meta;
-  // A ConfigMap with only data.mesh.extensionProviders (the authorizers), for waypoints; none
-  // when the MeshConfig has no such provider.
+  // A ConfigMap whose data.mesh holds only the ext_authz providers of extensionProviders, for
+  // waypoints; "" when the MeshConfig has none. meshd reads it in its root namespace
+  // (istio-system) only.
   std::string yaml;
   bool operator==(const MeshConfigMap&) const = default;
 };

@@ -708,10 +708,21 @@ MeshConfigMap read_mesh_config(const Fields& doc, ObjectMeta meta) {
   auto read = waypoint::authz::parse_extension_providers(providers, "data.mesh.extensionProviders");
   if (!read) throw Invalid{{}, read.error().message + " (a waypoint would refuse it)"};
   if (read->empty()) return out;
+  // Only the authorizers, field by field as the waypoint's reader accepted them: what else a
+  // MeshConfig holds (other providers, unknown keys) is never re-emitted, so an alias-laden
+  // part of it cannot grow here.
   YAML::Emitter inner;
-  inner << YAML::BeginMap << YAML::Key << "extensionProviders" << YAML::Value;
-  emit_canonical(inner, providers);
-  inner << YAML::EndMap;
+  inner << YAML::BeginMap << YAML::Key << "extensionProviders" << YAML::Value << YAML::BeginSeq;
+  for (const auto& item : providers) {
+    for (const char* key : {"envoyExtAuthzHttp", "envoyExtAuthzGrpc"}) {
+      if (absent(item[key])) continue;
+      inner << YAML::BeginMap << YAML::Key << "name" << YAML::Value << item["name"].Scalar();
+      inner << YAML::Key << key << YAML::Value;
+      emit_canonical(inner, item[key]);
+      inner << YAML::EndMap;
+    }
+  }
+  inner << YAML::EndSeq << YAML::EndMap;
   YAML::Emitter o;
   o << YAML::BeginMap;
   o << YAML::Key << "apiVersion" << YAML::Value << "v1";

@@ -194,10 +194,10 @@ void check_ext_authz(std::string_view yaml, std::string_view token) {
       if (status == 200) require(v.kind == Kind::kAllowed);
       if (status == 201 || status == 403) require(v.kind == Kind::kDenied && v.status == status);
       if (status == 503) require(v.kind == (p.fail_open ? Kind::kAllowed : Kind::kError));
-      require(all_usable(v.headers) && all_usable(v.upstream_set) && all_usable(v.downstream_add));
-      for (const auto& name : v.upstream_remove) require(!authz::pseudo_or_host(name));
+      require(all_usable(v.headers) && all_usable(v.upstream.set) && all_usable(v.downstream.set));
+      for (const auto& name : v.upstream.remove) require(!authz::pseudo_or_host(name));
       http::HeaderList request = head.headers;
-      authz::apply_to_request(v, request);
+      v.upstream.apply(request);
     }
   }
 }

@@ -88,7 +88,7 @@ http::RequestHead http_check_head(const ExtAuthzProvider& provider, const CheckI
   for (const auto& [name, value] : provider.include_additional_headers) {
     http::set_header(out.headers, name, value);
   }
-  if (input.body_included && provider.body && provider.body->allow_partial) {
+  if (input.body_included) {
     http::set_header(out.headers, kPartialBody, input.body_partial ? "true" : "false");
   }
   return out;
@@ -106,14 +106,15 @@ ExtAuthzVerdict read_http_check_answer(const ExtAuthzProvider& provider, int sta
       if (iequals(h.name, kHeadersToRemove)) {
         for (auto name : split_list(h.value)) {
           name = trim_ows(name);
-          if (http::is_token(name) && !pseudo_or_host(name)) v.upstream_remove.emplace_back(name);
+          if (http::is_token(name) && !pseudo_or_host(name)) v.upstream.remove.emplace_back(name);
         }
         continue;
       }
       if (!usable_provider_header(h.name, h.value)) continue;
-      if (any_matches(provider.headers_to_upstream_on_allow, h.name)) v.upstream_set.push_back(h);
+      // (Istio: both replace what the request or the answer had of those names)
+      if (any_matches(provider.headers_to_upstream_on_allow, h.name)) v.upstream.set.push_back(h);
       if (any_matches(provider.headers_to_downstream_on_allow, h.name)) {
-        v.downstream_add.push_back(h);
+        v.downstream.set.push_back(h);
       }
     }
     return v;
@@ -145,14 +146,15 @@ ExtAuthzVerdict check_failed(const ExtAuthzProvider& provider, std::string reaso
   return v;
 }
 
-void apply_to_request(const ExtAuthzVerdict& verdict, http::HeaderList& headers) {
-  for (const auto& name : verdict.upstream_remove) http::remove_header(headers, name);
-  for (const auto& h : verdict.upstream_set) http::set_header(headers, h.name, h.value);
-  for (const auto& h : verdict.upstream_append) headers.push_back(h);
-  for (const auto& h : verdict.upstream_if_absent) {
+void HeaderEdits::apply(http::HeaderList& headers) const {
+  for (const auto& name : remove) http::remove_header(headers, name);
+  for (const auto& h : set) http::remove_header(headers, h.name);
+  headers.insert(headers.end(), set.begin(), set.end());
+  headers.insert(headers.end(), append.begin(), append.end());
+  for (const auto& h : if_absent) {
     if (!http::find_header(headers, h.name)) headers.push_back(h);
   }
-  for (const auto& h : verdict.upstream_if_present) {
+  for (const auto& h : if_present) {
     if (http::find_header(headers, h.name)) http::set_header(headers, h.name, h.value);
   }
 }

@@ -92,6 +92,22 @@ struct CheckInput {
   std::chrono::system_clock::time_point now{};
 };
 
+// Edits a provider asks for on the request (on allow) or on the response.
+struct HeaderEdits {
+  http::HeaderList set;         // replace every header of each name here by those given here
+  http::HeaderList append;      // added after any of the same name
+  http::HeaderList if_absent;   // added only when there is none of the name
+  http::HeaderList if_present;  // replace headers of the same name, never added
+  std::vector<std::string> remove;
+  // Removals first, then set, append, if_absent, if_present in that order. Pseudo-headers and
+  // Host are never in an edit (the readers drop them).
+  void apply(http::HeaderList& headers) const;
+  bool empty() const {
+    return set.empty() && append.empty() && if_absent.empty() && if_present.empty() &&
+           remove.empty();
+  }
+};
+
 // The provider's answer.
 struct ExtAuthzVerdict {
   enum class Kind { kAllowed, kDenied, kError };
@@ -101,14 +117,9 @@ struct ExtAuthzVerdict {
   int status = 403;
   std::string body;
   http::HeaderList headers;
-  // Allowed: edits to the request, and headers for the client's response.
-  http::HeaderList upstream_set;         // replace headers of the same name, else added
-  http::HeaderList upstream_append;      // added after any of the same name
-  http::HeaderList upstream_if_absent;   // added only when the request has none of the name
-  http::HeaderList upstream_if_present;  // replace headers of the same name, never added
-  std::vector<std::string> upstream_remove;
-  http::HeaderList downstream_add;  // replace headers of the same name in the response (all the
-                                    // values the provider gave go)
+  // Allowed: edits to the request, and to the answer the client gets.
+  HeaderEdits upstream;
+  HeaderEdits downstream;
 };
 
 // The HTTP check request's head (method, target, authority, headers) for `input`.
@@ -128,10 +139,8 @@ ExtAuthzVerdict read_grpc_check_answer(std::string_view message);
 // failOpen, else refused with statusOnError and an empty body.
 ExtAuthzVerdict check_failed(const ExtAuthzProvider& provider, std::string reason);
 
-// Applies an allowed verdict's request edits. Pseudo-headers and Host cannot be removed.
-// (Routing comes after authorization: a route matching on a header sees the provider's edits,
-// as Envoy's clearRouteCache would have it.)
-void apply_to_request(const ExtAuthzVerdict& verdict, http::HeaderList& headers);
+// (Routing comes after authorization: a route matching on a header sees the provider's request
+// edits, as Envoy's clearRouteCache would have it.)
 
 // The status codes Envoy's StatusCode enum names (what statusOnError may be).
 bool is_envoy_status_code(int code);

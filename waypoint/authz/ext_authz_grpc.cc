@@ -1,9 +1,8 @@
 // The gRPC provider's messages (envoy.service.auth.v3): apart from ext_authz.cc, so that what
 // needs no protobuf (the parsers, the HTTP provider) builds without it.
-#include <utility>
-
 #include <fmt/format.h>
 
+#include "common/base/utf8.h"
 #include "envoy/service/auth/v3/external_auth.pb.h"
 #include "waypoint/authz/ext_authz.h"
 #include "waypoint/base/strings.h"
@@ -46,33 +45,33 @@ std::string grpc_check_request(const ExtAuthzProvider& provider, const CheckInpu
   request->mutable_time()->set_seconds(seconds.count());
   request->mutable_time()->set_nanos(static_cast<int32_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - seconds).count()));
+  // Text goes into proto3 `string` fields, which must be UTF-8 (an authorizer refuses the whole
+  // message otherwise): other bytes become '!', as Envoy sanitizes them.
+  auto text = [](std::string_view v) { return utf8_sanitized(v, "!"); };
   auto* http = request->mutable_http();
-  http->set_id(std::string(input.request_id));
-  http->set_method(head.method);
-  http->set_path(head.target);
-  http->set_host(head.authority);
-  http->set_scheme(head.scheme);
+  http->set_id(text(input.request_id));
+  http->set_method(text(head.method));
+  http->set_path(text(head.target));
+  http->set_host(text(head.authority));
+  http->set_scheme(text(head.scheme));
   http->set_protocol(std::string(input.protocol));
   auto& map = *http->mutable_headers();
-  map[":authority"] = head.authority;
-  map[":method"] = head.method;
-  map[":path"] = head.target;
-  map[":scheme"] = head.scheme;
+  map[":authority"] = http->host();
+  map[":method"] = http->method();
+  map[":path"] = http->path();
+  map[":scheme"] = http->scheme();
   for (const auto& h : head.headers) {
     if (iequals(h.name, kPartialBody)) continue;
-    auto name = to_lower(h.name);
-    auto [it, fresh] = map.try_emplace(name, h.value);
-    if (!fresh) it->second += "," + h.value;
+    auto [it, fresh] = map.try_emplace(text(to_lower(h.name)), text(h.value));
+    if (!fresh) it->second += "," + text(h.value);
   }
   http->set_size(input.body_included ? static_cast<int64_t>(input.body.size()) : -1);
   if (input.body_included) {
-    if (provider.body && provider.body->allow_partial) {
-      map[std::string(kPartialBody)] = input.body_partial ? "true" : "false";
-    }
+    map[std::string(kPartialBody)] = input.body_partial ? "true" : "false";
     if (provider.body && provider.body->pack_as_bytes) {
       http->set_raw_body(std::string(input.body));
     } else {
-      http->set_body(std::string(input.body));
+      http->set_body(text(input.body));
     }
   }
   return req.SerializeAsString();
@@ -90,7 +89,7 @@ ExtAuthzVerdict read_grpc_check_answer(std::string_view message) {
     return v;
   }
   // Header options as Envoy applies them: `append` when set (deprecated), else append_action.
-  auto add_options = [](const auto& options, ExtAuthzVerdict& out, bool upstream) {
+  auto add_options = [](const auto& options, HeaderEdits& out) {
     for (const auto& o : options) {
       http::Header h{to_lower(o.header().key()), option_value(o.header())};
       if (!usable_provider_header(h.name, h.value)) continue;
@@ -99,22 +98,18 @@ ExtAuthzVerdict read_grpc_check_answer(std::string_view message) {
         action = o.append().value() ? core::HeaderValueOption::APPEND_IF_EXISTS_OR_ADD
                                     : core::HeaderValueOption::OVERWRITE_IF_EXISTS_OR_ADD;
       }
-      if (!upstream) {  // (a response: what is added goes after the answer's own)
-        out.downstream_add.push_back(std::move(h));
-        continue;
-      }
       switch (action) {
         case core::HeaderValueOption::ADD_IF_ABSENT:
-          out.upstream_if_absent.push_back(std::move(h));
+          out.if_absent.push_back(std::move(h));
           break;
         case core::HeaderValueOption::OVERWRITE_IF_EXISTS:
-          out.upstream_if_present.push_back(std::move(h));
+          out.if_present.push_back(std::move(h));
           break;
         case core::HeaderValueOption::OVERWRITE_IF_EXISTS_OR_ADD:
-          out.upstream_set.push_back(std::move(h));
+          out.set.push_back(std::move(h));
           break;
         default:
-          out.upstream_append.push_back(std::move(h));
+          out.append.push_back(std::move(h));
           break;
       }
     }
@@ -123,11 +118,11 @@ ExtAuthzVerdict read_grpc_check_answer(std::string_view message) {
     v.kind = ExtAuthzVerdict::Kind::kAllowed;
     if (resp.has_ok_response()) {
       const auto& ok = resp.ok_response();
-      add_options(ok.headers(), v, true);
+      add_options(ok.headers(), v.upstream);
       for (const auto& name : ok.headers_to_remove()) {
-        if (http::is_token(name) && !pseudo_or_host(name)) v.upstream_remove.push_back(name);
+        if (http::is_token(name) && !pseudo_or_host(name)) v.upstream.remove.push_back(name);
       }
-      add_options(ok.response_headers_to_add(), v, false);
+      add_options(ok.response_headers_to_add(), v.downstream);
     }
     return v;
   }
@@ -139,8 +134,12 @@ ExtAuthzVerdict read_grpc_check_answer(std::string_view message) {
     // another, 200 would read as allowed.)
     const int code = denied.has_status() ? denied.status().code() : 0;
     if (code >= 201 && is_envoy_status_code(code)) v.status = code;
-    add_options(denied.headers(), v, false);
-    v.headers = std::exchange(v.downstream_add, {});
+    // (on the refusal, each as given: the answer has no headers of its own to keep)
+    HeaderEdits edits;
+    add_options(denied.headers(), edits);
+    for (auto* list : {&edits.set, &edits.append, &edits.if_absent, &edits.if_present}) {
+      v.headers.insert(v.headers.end(), list->begin(), list->end());
+    }
     v.body = denied.body();
   }
   v.reason = fmt::format("denied by ext_authz (grpc status {})", resp.status().code());

@@ -944,9 +944,9 @@ struct Pipeline::Impl {
     Response resp;
     StreamedEnd streamed;
     streamed.gone = gone;
-    http::HeaderList add_to_response;
+    authz::HeaderEdits response_edits;
     try {
-      resp = co_await process(*stream, std::move(request), rec, streamed, add_to_response);
+      resp = co_await process(*stream, std::move(request), rec, streamed, response_edits);
     } catch (const std::exception& e) {
       if (!gone || !gone->happened()) {  // (else: cancelled because the downstream went away)
         rec.error = e.what();
@@ -966,7 +966,7 @@ struct Pipeline::Impl {
       rec.finish(ctx.metrics, &series_cache);
       co_return resp;
     }
-    replace_headers(resp.headers, add_to_response);
+    response_edits.apply(resp.headers);
     // (Logged as sent, 200 with its grpc-status and flags, as Envoy logs a gRPC local reply.)
     if (resp.local && grpc_request_seen) to_grpc_local_reply(resp);
     rec.status = resp.status;
@@ -987,10 +987,10 @@ struct Pipeline::Impl {
     co_return resp;
   }
 
-  // `add_to_response`: headers the answer gets (an ext_authz provider's on allow), whatever
+  // `response_edits`: headers the answer gets (an ext_authz provider's on allow), whatever
   // answers.
   awaitable<Response> process(const StreamContext& stream, Request request, RequestRecord& rec,
-                              StreamedEnd& streamed, http::HeaderList& add_to_response) {
+                              StreamedEnd& streamed, authz::HeaderEdits& response_edits) {
     auto cfg = ctx.config.current();
     auto st = ctx.state.current();
     // The downstream went away (serve_http2 says how, then cancels this coroutine), or this
@@ -1063,7 +1063,7 @@ struct Pipeline::Impl {
       bool custom_allowed = false;
       if (const auto* custom = authz::matching_custom_policy(policies, info)) {
         auto refused = co_await ask_provider(*cfg, *st, *custom, policies, stream, request, rec,
-                                             add_to_response);
+                                             response_edits);
         if (stopped()) co_return stopped_answer();
         if (refused) co_return std::move(*refused);
         custom_allowed = true;
@@ -1499,13 +1499,13 @@ struct Pipeline::Impl {
   }
 
   // CUSTOM authorization: asks `custom`'s provider about `request` (applying what it allows to
-  // the request's headers, and to `add_to_response`). Returns the answer when the request is
+  // the request's headers, and to `response_edits`). Returns the answer when the request is
   // refused: the provider's denial, statusOnError, or 403 when the provider is missing or the
   // workload's CUSTOM policies name more than one (as istiod denies what such a policy matches).
   awaitable<std::optional<Response>> ask_provider(
       const state::ConfigSnapshot& cfg, const zt::state::State& st, const authz::Policy& custom,
       const std::vector<authz::Policy>& policies, const StreamContext& stream, Request& request,
-      RequestRecord& rec, http::HeaderList& add_to_response) {
+      RequestRecord& rec, authz::HeaderEdits& response_edits) {
     auto refuse = [&](std::string why) {
       rec.error = fmt::format("ext_authz: {} (CUSTOM policy {})", why, custom.key());
       return std::optional<Response>(local_response(403, "RBAC: access denied"));
@@ -1568,8 +1568,8 @@ struct Pipeline::Impl {
           rec.error = fmt::format("ext_authz failed open: {}", verdict.reason);
           ctx.metrics.error("ext_authz", "failed_open");
         }
-        authz::apply_to_request(verdict, request.head.headers);
-        add_to_response = std::move(verdict.downstream_add);
+        verdict.upstream.apply(request.head.headers);
+        response_edits = std::move(verdict.downstream);
         co_return std::nullopt;
       case authz::ExtAuthzVerdict::Kind::kDenied:
         break;

@@ -34,7 +34,8 @@ constexpr KindInfo kKinds[] = {
     {"HTTPRoute", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1/httproutes"},
     {"GRPCRoute", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1/grpcroutes"},
     {"DestinationRule", "networking.istio.io/v1", "/apis/networking.istio.io/v1/destinationrules"},
-    {"ConfigMap", "v1", "/api/v1/configmaps"},
+    // (only Istio's MeshConfig's namespace: meshd reads no other ConfigMaps)
+    {"ConfigMap", "v1", "/api/v1/namespaces/istio-system/configmaps"},
 };
 
 bool is_int(const std::string& s) {
@@ -88,6 +89,19 @@ std::string bookmark_line(const std::string& kind, const std::string& api_versio
                  {"apiVersion", api_version},
                  {"metadata", {{"resourceVersion", std::to_string(rv)}}}};
   return event_line("BOOKMARK", object);
+}
+
+// A ConfigMap request without the selector RBAC's resourceNames needs is refused, as a real API
+// server refuses it under meshd's ClusterRole; one for a namespace gets only that namespace's.
+bool forbidden(const std::string& kind, std::map<std::string, std::string>& query) {
+  return kind == "ConfigMap" && query["fieldSelector"] != "metadata.name=istio";
+}
+bool in_path_namespace(const json& object, const std::string& path) {
+  auto at = path.find("/namespaces/");
+  if (at == std::string::npos) return true;
+  auto ns = path.substr(at + 12, path.find('/', at + 12) - at - 12);
+  auto md = object.find("metadata");
+  return md != object.end() && md->is_object() && md->value("namespace", "") == ns;
 }
 
 bool matches(const json& object, const std::string& field_selector) {
@@ -202,6 +216,15 @@ void FakeApiServer::set_served(const std::string& kind, bool served) {
     unserved_.erase(path_of(kind));
   } else {
     unserved_.insert(path_of(kind));
+  }
+}
+
+void FakeApiServer::set_forbidden(const std::string& kind, bool forbidden) {
+  std::lock_guard lock(mu_);
+  if (forbidden) {
+    forbidden_kinds_.insert(kind);
+  } else {
+    forbidden_kinds_.erase(kind);
   }
 }
 
@@ -422,6 +445,9 @@ awaitable<void> FakeApiServer::serve_list(tcp::socket& socket, const std::string
       body = status_json(404, "NotFound", "the server could not find the requested resource");
     } else if (!c) {
       // (the discovery document above)
+    } else if (forbidden(c->kind, query) || forbidden_kinds_.count(c->kind)) {
+      status = 403;
+      body = status_json(403, "Forbidden", "configmaps is forbidden");
     } else {
       size_t limit = query["limit"].empty() ? 0 : std::stoul(query["limit"]);
       int64_t id = 0;
@@ -441,7 +467,10 @@ awaitable<void> FakeApiServer::serve_list(tcp::socket& socket, const std::string
         id = next_snapshot_++;
         auto& items = snapshots_[id];
         for (const auto& [key, object] : c->objects) {
-          if (!matches(object.json, query["fieldSelector"])) continue;
+          if (!matches(object.json, query["fieldSelector"]) ||
+              !in_path_namespace(object.json, path)) {
+            continue;
+          }
           auto item = object.json;
           item.erase("kind");
           item.erase("apiVersion");
@@ -473,12 +502,14 @@ awaitable<void> FakeApiServer::serve_watch(tcp::socket& socket, const std::strin
   std::string kind, api_version;
   int64_t from = 0;
   bool gone = false;
+  bool refused = false;
   {
     std::lock_guard lock(mu_);
     auto* c = collection_locked(path);
     if (c) {
       kind = c->kind;
       api_version = c->api_version;
+      refused = forbidden_kinds_.count(kind) > 0;
     }
     from = query["resourceVersion"].empty() ? rv_ : std::stoll(query["resourceVersion"]);
     gone = from < compacted_rv_;
@@ -486,6 +517,11 @@ awaitable<void> FakeApiServer::serve_watch(tcp::socket& socket, const std::strin
   if (kind.empty()) {
     auto body = status_json(404, "NotFound", "no such resource");
     co_await respond(socket, 404, std::move(body));
+    co_return;
+  }
+  if (refused || forbidden(kind, query)) {
+    auto body = status_json(403, "Forbidden", "configmaps is forbidden");
+    co_await respond(socket, 403, std::move(body));
     co_return;
   }
   if (!co_await write_all(socket, kWatchHeader)) {
@@ -537,7 +573,7 @@ awaitable<void> FakeApiServer::serve_watch(tcp::socket& socket, const std::strin
       for (const auto& ev : c.history) {
         if (ev.rv <= sent) continue;
         sent = ev.rv;
-        if (!matches(ev.object, field_selector)) continue;
+        if (!matches(ev.object, field_selector) || !in_path_namespace(ev.object, path)) continue;
         lines += event_line(ev.type, ev.object);
       }
       interval = bookmark_interval_;

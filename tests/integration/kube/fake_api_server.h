@@ -63,6 +63,8 @@ class FakeApiServer {
   // CRD that is not installed (its objects are kept for when it is served again). Watches already
   // open go on (drop_watches() ends them).
   void set_served(const std::string& kind, bool served);
+  // While set, every request for `kind` is answered 403 (RBAC that does not grant it).
+  void set_forbidden(const std::string& kind, bool forbidden);
   // While set, `kind` is served only under `group_version` ("security.istio.io/v1beta1"), as
   // with CRDs older than the version a client reads: its own path answers 404, and discovery
   // lists it under that version only ("" restores it). LIST and WATCH there are not served.
@@ -111,6 +113,7 @@ class FakeApiServer {
   int64_t compacted_rv_ = 0;                       // watches from a version below this get 410
   std::map<std::string, Collection> collections_;  // by API path ("/api/v1/pods")
   std::set<std::string> unserved_;                 // API paths that answer 404
+  std::set<std::string> forbidden_kinds_;          // kinds that answer 403
   std::map<std::string, std::string> moved_;       // API path -> the group version it is under
   std::vector<Request> requests_;
   int fail_count_ = 0;

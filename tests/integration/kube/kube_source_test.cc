@@ -214,6 +214,12 @@ class KubeSourceTest : public ::testing::Test {
     std::unique_lock lock(mu_);
     return cv_.wait_for(lock, timeout, [&] { return latest_ && pred(*latest_); });
   }
+  // Started with a short recheck of kinds not served (or forbidden).
+  void start_rechecking() {
+    auto c = config();
+    c.not_served_recheck = 100ms;
+    start(std::move(c));
+  }
   bool converges_to(const ObjectSet& want, std::chrono::milliseconds timeout = 10s) {
     return wait_until([&](const ObjectSet& s) { return s == want; }, timeout);
   }
@@ -337,11 +343,12 @@ data:
   ASSERT_TRUE(converges_to(want));
   size_t configmap_requests = 0;
   for (const auto& r : server_.requests()) {
-    if (r.target.find("/api/v1/configmaps?") != 0) continue;
+    if (r.target.find("/api/v1/namespaces/istio-system/configmaps?") != 0) continue;
     ++configmap_requests;
     EXPECT_NE(r.target.find("fieldSelector=metadata.name%3Distio"), std::string::npos) << r.target;
   }
   EXPECT_GE(configmap_requests, 2u) << "a list and a watch";
+  EXPECT_EQ(server_.requests().back().target.find("labelSelector"), std::string::npos);
 
   std::string edited = mesh;
   edited.replace(edited.find("port: 80"), 8, "port: 81");
@@ -349,6 +356,24 @@ data:
   auto want_edited = from_manifests();
   ASSERT_NE(want_edited.mesh_configs.begin()->second.yaml, want.mesh_configs.begin()->second.yaml);
   EXPECT_TRUE(converges_to(want_edited));
+}
+
+// RBAC older than meshd (no configmaps rule): the MeshConfig counts as none, so everything else
+// is still published (a CUSTOM policy then denies what it matches), and it is read once granted.
+TEST_F(KubeSourceTest, AForbiddenMeshConfigIsNoneUntilGranted) {
+  write_both("mesh.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\n"
+             "data:\n  mesh: \"extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: a.b, "
+             "port: 9000}}]\"\n");
+  auto want = from_manifests();
+  ASSERT_EQ(want.mesh_configs.size(), 1u);
+  server_.set_forbidden("ConfigMap", true);
+  start_rechecking();
+  ASSERT_TRUE(
+      wait_until([](const ObjectSet& s) { return s.mesh_configs.empty() && s.size() > 0; }, 10s))
+      << "published without it";
+  server_.set_forbidden("ConfigMap", false);
+  EXPECT_TRUE(converges_to(want)) << "read once the API server grants it";
 }
 
 // A custom resource the server does not serve (its CRD not installed: 404 on LIST, and discovery
@@ -361,9 +386,7 @@ TEST_F(KubeSourceTest, AKindWhoseCrdIsNotInstalledIsEmptyUntilItIsServed) {
   auto without = want;
   without.destination_rules.clear();
   server_.set_served("DestinationRule", false);
-  auto c = config();
-  c.not_served_recheck = 100ms;
-  start(c);
+  start_rechecking();
   ASSERT_TRUE(converges_to(without)) << "objects: " << (latest_ ? latest_->size() : 0);
   const std::string rules = "/apis/networking.istio.io/v1/destinationrules";
   auto count = [&](const std::string& prefix) {  // LISTs only
@@ -413,9 +436,7 @@ TEST_F(KubeSourceTest, AKindServedOnlyInAnOlderVersionIsAFailureNotNone) {
   without.peer_authentications.clear();
   server_.set_served_only_in("AuthorizationPolicy", "security.istio.io/v1beta1");
   server_.set_served("PeerAuthentication", false);
-  auto c = config();
-  c.not_served_recheck = 100ms;
-  start(c);
+  start_rechecking();
   ASSERT_TRUE(poll_until([&] { return stats().failures >= 3; }));
   EXPECT_EQ(updates(), 0u) << "published without the AuthorizationPolicies";
 
@@ -430,9 +451,7 @@ TEST_F(KubeSourceTest, GrpcRoutesServedOnlyInAnOlderVersionAreNone) {
   auto want = from_manifests();
   want.grpc_routes.clear();
   server_.set_served_only_in("GRPCRoute", "gateway.networking.k8s.io/v1alpha2");
-  auto c = config();
-  c.not_served_recheck = 100ms;
-  start(c);
+  start_rechecking();
   EXPECT_TRUE(converges_to(want));
   EXPECT_EQ(updates(), 1u);
 }

@@ -732,6 +732,18 @@ TEST_F(WaypointChainTest, CustomPolicyAsksAnHttpAuthorizerWhichAllowsDeniesOrFai
   EXPECT_EQ(r->header("x-ext-authz-check-result"), "denied");
   EXPECT_EQ(r->header("x-hidden"), "");
   EXPECT_EQ(v1.hits(), 0) << "a denied request never reaches the backend";
+  EXPECT_TRUE(poll_until(
+      [&] {
+        for (const auto& l : chain_->access_lines()) {
+          if (l.find("path=\"/protected/b\"") != std::string::npos &&
+              l.find("flags=UAEX") != std::string::npos) {
+            return true;
+          }
+        }
+        return false;
+      },
+      5s))
+      << "the refusal is logged with Envoy's UAEX flag";
 
   // A 5xx is an error: statusOnError (403 by default), empty body.
   authz.set_responder([](const SeenRequest&) { return ScriptStep{.status = 500}; });
@@ -781,10 +793,13 @@ TEST_F(WaypointChainTest, CustomPolicyAsksAnHttpAuthorizerWhichAllowsDeniesOrFai
   ASSERT_EQ(authz.requests().size(), 1u);
   EXPECT_EQ(authz.requests()[0].body, "hello");
   EXPECT_EQ(authz.requests()[0].method, "POST");
+  ASSERT_EQ(v1.requests().size(), 1u);
+  EXPECT_EQ(v1.requests()[0].body, "hello");
   r = post("/protected/h", std::string(11, 'x'));
   ASSERT_TRUE(r) << r.error().describe();
   EXPECT_EQ(r->status, 413);
   EXPECT_EQ(authz.hits(), 1) << "a body over the limit is refused before the check";
+  EXPECT_EQ(v1.hits(), 1);
   // A body streamed past 64 KiB is read up to the limit for the check, and still goes on whole:
   // one that ends within the limit (read to its end), one longer (sent in part).
   ASSERT_TRUE(chain_->set_config(
@@ -905,6 +920,8 @@ TEST_F(WaypointChainTest, CustomPolicyAsksAGrpcAuthorizer) {
             chain_->vip("reviews").address().to_string());
   EXPECT_EQ(attrs.destination().address().socket_address().port_value(), 80u);
   EXPECT_EQ(attrs.destination().principal(), "spiffe://cluster.local/ns/default/sa/waypoint");
+  EXPECT_EQ(attrs.request().http().id(), v1.requests()[0].headers.at("x-request-id"))
+      << "the check and the forwarded request carry one request id";
 
   v1.reset_counts();
   r = get("reviews", "/protected/b", {"x-ext-authz: no"});

@@ -31,13 +31,16 @@ TEST(ResourceTypes, CoverEveryKindMeshdUsesWithTheirApiPaths) {
                        "/apis/gateway.networking.k8s.io/v1/httproutes",
                        "/apis/gateway.networking.k8s.io/v1/grpcroutes",
                        "/apis/networking.istio.io/v1/destinationrules",
-                       "/api/v1/configmaps",
+                       "/api/v1/namespaces/istio-system/configmaps",
                    }));
   // Of ConfigMaps, only Istio's MeshConfig is read (and all RBAC grants).
-  EXPECT_EQ(list_target("", type_of("configmaps"), {}, 500, ""),
-            "/api/v1/configmaps?limit=500&fieldSelector=metadata.name%3Distio");
+  EXPECT_EQ(
+      list_target("", type_of("configmaps"), {.field = "", .label = "app=x"}, 500, ""),
+      "/api/v1/namespaces/istio-system/configmaps?limit=500&fieldSelector=metadata.name%3Distio")
+      << "in the root namespace, and no label selector hides it";
   EXPECT_EQ(watch_target("", type_of("configmaps"), {}, "7", 60),
-            "/api/v1/configmaps?watch=1&allowWatchBookmarks=true&timeoutSeconds=60&"
+            "/api/v1/namespaces/istio-system/"
+            "configmaps?watch=1&allowWatchBookmarks=true&timeoutSeconds=60&"
             "resourceVersion=7&fieldSelector=metadata.name%3Distio");
 }
 

@@ -239,13 +239,36 @@ data: {mesh: "enableTracing: true"}
 ---
 apiVersion: v1
 kind: ConfigMap
+metadata: {name: istio, namespace: aliases}
+data:
+  mesh: |-
+    extensionProviders:
+    - name: z
+      zipkin: &a [[x, x, x, x, x, x, x, x, x, x], [x, x, x, x, x, x, x, x, x, x]]
+      extra1: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+      extra2: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+      extra3: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+      extra4: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+      extra5: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+      extra6: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]
+      extra7: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
+      extra8: [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]
+    - name: authz
+      envoyExtAuthzHttp: {service: a.b, port: 80}
+      extra: [*h, *h, *h]
+---
+apiVersion: v1
+kind: ConfigMap
 metadata: {name: settings, namespace: istio-system}
 data: {mesh: "extensionProviders: [oops"}
 )",
                                "mesh.yaml");
   ObjectSet set;
   for (auto& o : parsed.objects) set.put(std::move(o));
-  ASSERT_EQ(set.mesh_configs.size(), 2u);
+  ASSERT_EQ(set.mesh_configs.size(), 3u);
+  // Aliases a billion nodes deep are never expanded: only the authorizer's own fields are kept.
+  EXPECT_LT(set.mesh_configs.at("aliases/istio").yaml.size(), 400u)
+      << set.mesh_configs.at("aliases/istio").yaml;
   const auto& mesh = set.mesh_configs.at("istio-system/istio");
   auto doc = YAML::Load(mesh.yaml);
   EXPECT_EQ(doc["kind"].as<std::string>(), "ConfigMap");

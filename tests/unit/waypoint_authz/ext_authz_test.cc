@@ -205,14 +205,14 @@ TEST(ExtAuthzHttp, OnlyTwoHundredAllowsAndAFiveHundredIsAnError) {
                                    {"x-envoy-auth-headers-to-remove", "cookie, :path,host , x-b"}};
   auto v = read_http_check_answer(p, 200, answer, "");
   ASSERT_EQ(v.kind, ExtAuthzVerdict::Kind::kAllowed);
-  EXPECT_EQ(v.upstream_set, (http::HeaderList{{"x-user", "alice"}, {"x-group-a", "1"}}));
-  EXPECT_EQ(v.downstream_add, (http::HeaderList{{"x-decision", "ok"}}));
-  EXPECT_EQ(v.upstream_remove, (std::vector<std::string>{"cookie", "x-b"}))
+  EXPECT_EQ(v.upstream.set, (http::HeaderList{{"x-user", "alice"}, {"x-group-a", "1"}}));
+  EXPECT_EQ(v.downstream.set, (http::HeaderList{{"x-decision", "ok"}}));
+  EXPECT_EQ(v.upstream.remove, (std::vector<std::string>{"cookie", "x-b"}))
       << "pseudo-headers and Host cannot be removed";
   http::HeaderList request = {{"cookie", "c"}, {"x-user", "mallory"}, {"x-b", "1"}, {"x-c", "2"}};
-  apply_to_request(v, request);
-  EXPECT_EQ(request, (http::HeaderList{{"x-user", "alice"}, {"x-c", "2"}, {"x-group-a", "1"}}))
-      << "set in place, removed, added";
+  v.upstream.apply(request);
+  EXPECT_EQ(request, (http::HeaderList{{"x-c", "2"}, {"x-user", "alice"}, {"x-group-a", "1"}}))
+      << "removed, then replaced";
 
   for (int status : {201, 204, 302, 401, 403, 429}) {
     SCOPED_TRACE(status);
@@ -302,7 +302,15 @@ TEST(ExtAuthzGrpc, TheCheckRequestDescribesPeersAndRequest) {
   ASSERT_TRUE(req.ParseFromString(grpc_check_request(packed, in)));
   EXPECT_EQ(req.attributes().request().http().raw_body(), "xyz");
   EXPECT_EQ(req.attributes().request().http().body(), "");
-  EXPECT_EQ(req.attributes().request().http().headers().count("x-envoy-auth-partial-body"), 0u);
+  EXPECT_EQ(req.attributes().request().http().headers().at("x-envoy-auth-partial-body"), "false")
+      << "whenever a body is included, as Envoy";
+
+  // Text fields must be UTF-8: other bytes become '!' (an authorizer would refuse the message).
+  head.headers.push_back({"x-bin", "a\xff\xc0\x80" "b\xc3\xa9"});
+  in.body = "\xfe";
+  ASSERT_TRUE(req.ParseFromString(grpc_check_request(provider, in)));
+  EXPECT_EQ(req.attributes().request().http().headers().at("x-bin"), "a!!!b\xc3\xa9");
+  EXPECT_EQ(req.attributes().request().http().body(), "!");
 }
 
 TEST(ExtAuthzGrpc, TheStatusDecidesAndTheResponsesCarryHeaders) {
@@ -326,10 +334,11 @@ TEST(ExtAuthzGrpc, TheStatusDecidesAndTheResponsesCarryHeaders) {
   down->mutable_header()->set_raw_value("raw");
   auto v = read_grpc_check_answer(ok.SerializeAsString());
   ASSERT_EQ(v.kind, ExtAuthzVerdict::Kind::kAllowed);
-  EXPECT_EQ(v.upstream_set, (http::HeaderList{{"x-user", "alice"}}));
-  EXPECT_EQ(v.upstream_append, (http::HeaderList{{"x-tag", "t"}}));
-  EXPECT_EQ(v.upstream_remove, (std::vector<std::string>{"cookie"}));
-  EXPECT_EQ(v.downstream_add, (http::HeaderList{{"x-decision", "raw"}}));
+  EXPECT_EQ(v.upstream.set, (http::HeaderList{{"x-user", "alice"}}));
+  EXPECT_EQ(v.upstream.append, (http::HeaderList{{"x-tag", "t"}}));
+  EXPECT_EQ(v.upstream.remove, (std::vector<std::string>{"cookie"}));
+  EXPECT_EQ(v.downstream.append, (http::HeaderList{{"x-decision", "raw"}}))
+      << "response_headers_to_add appends by default";
 
   // Every append action; names and values that could split a message are dropped.
   auth::CheckResponse actions;
@@ -352,10 +361,10 @@ TEST(ExtAuthzGrpc, TheStatusDecidesAndTheResponsesCarryHeaders) {
   ar->add_headers_to_remove("bad name\r\n");
   auto av = read_grpc_check_answer(actions.SerializeAsString());
   ASSERT_EQ(av.kind, ExtAuthzVerdict::Kind::kAllowed);
-  EXPECT_TRUE(av.upstream_set.empty()) << "unsafe headers are dropped";
-  EXPECT_TRUE(av.upstream_remove.empty());
+  EXPECT_TRUE(av.upstream.set.empty()) << "unsafe headers are dropped";
+  EXPECT_TRUE(av.upstream.remove.empty());
   http::HeaderList edited = {{"x-present", "old"}, {"x-appended", "1"}};
-  apply_to_request(av, edited);
+  av.upstream.apply(edited);
   EXPECT_EQ(edited, (http::HeaderList{{"x-present", "over"},
                                       {"x-appended", "1"},
                                       {"x-appended", "2"},
