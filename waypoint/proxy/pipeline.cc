@@ -1638,14 +1638,22 @@ struct Pipeline::Impl {
     slot->limits = ctx.settings.limits;
     slot->http2 = grpc;
     tasks.spawn(run_attempt(slot), "waypoint ext_authz check");
-    const bool completed = co_await await_attempt(slot, Clock::now() + provider.timeout);
+    const auto deadline = Clock::now() + provider.timeout;
+    const bool completed = co_await await_attempt(slot, deadline);
     const auto& key = slot->target.key();
     if (!completed) {
+      // (the provider's own failure only when its time ran out, not when the caller left)
+      if (Clock::now() >= deadline) {
+        report(*dest, key, AttemptResult::failure(AttemptResult::Kind::kPerTryTimeout),
+               Clock::now());
+      }
       co_return authz::check_failed(
           provider, fmt::format("no answer from {} within {} ms", key, provider.timeout.count()));
     }
     if (!*slot->result) {
-      report(*dest, key, AttemptResult::failure(AttemptResult::Kind::kConnectFailure),
+      report(*dest, key,
+             AttemptResult::failure(slot->connect_failed ? AttemptResult::Kind::kConnectFailure
+                                                         : AttemptResult::Kind::kReset),
              Clock::now());
       co_return authz::check_failed(provider,
                                     fmt::format("{}: {}", key, slot->result->error().describe()));
