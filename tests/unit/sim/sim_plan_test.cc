@@ -182,6 +182,35 @@ status: {{podIP: 10.1.0.3}}
   EXPECT_NE(enrollable.find("istio.io/dataplane-mode: none"), std::string::npos) << enrollable;
 }
 
+// A pod whose container's command is ext-authz is an authorizer (http-echo --ext-authz); a
+// command that merely contains the word is not.
+TEST(SimPlan, APodWhoseCommandIsExtAuthzIsAnAuthorizer) {
+  TempDir dir;
+  write_file(dir.path() / "pods.yaml", R"(apiVersion: v1
+kind: Pod
+metadata: {name: authz, namespace: shop}
+spec:
+  nodeName: n1
+  containers: [{name: a, image: x, command: ["/usr/local/bin/ext-authz"]}]
+status: {podIP: 10.1.0.4}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: shop}
+spec:
+  nodeName: n1
+  containers: [{name: a, image: x, command: ["/bin/ext-authz-helper"]}]
+status: {podIP: 10.1.0.5}
+)");
+  auto plan = sim::plan_cluster(load(dir.path()), "zsim");
+  ASSERT_TRUE(plan) << plan.error().describe();
+  ASSERT_NE(plan->find_pod("shop/authz"), nullptr);
+  EXPECT_TRUE(plan->find_pod("shop/authz")->ext_authz);
+  EXPECT_TRUE(plan->find_pod("shop/authz")->waypoint.empty());
+  ASSERT_NE(plan->find_pod("shop/other"), nullptr);
+  EXPECT_FALSE(plan->find_pod("shop/other")->ext_authz);
+}
+
 TEST(SimPlan, PrefixesAreShortAndHaveNoDash) {
   EXPECT_TRUE(sim::validate_prefix("zsim"));
   EXPECT_TRUE(sim::validate_prefix("zs123456"));
