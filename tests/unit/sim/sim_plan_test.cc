@@ -186,22 +186,15 @@ status: {{podIP: 10.1.0.3}}
 // command that merely contains the word is not.
 TEST(SimPlan, APodWhoseCommandIsExtAuthzIsAnAuthorizer) {
   TempDir dir;
-  write_file(dir.path() / "pods.yaml", R"(apiVersion: v1
-kind: Pod
-metadata: {name: authz, namespace: shop}
-spec:
-  nodeName: n1
-  containers: [{name: a, image: x, command: ["/usr/local/bin/ext-authz"]}]
-status: {podIP: 10.1.0.4}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: other, namespace: shop}
-spec:
-  nodeName: n1
-  containers: [{name: a, image: x, command: ["/bin/ext-authz-helper"]}]
-status: {podIP: 10.1.0.5}
-)");
+  auto pod = [](const char* name, const char* command, const char* ip) {
+    return fmt::format(
+        "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {}, namespace: shop}}\nspec:\n"
+        "  nodeName: n1\n  containers: [{{name: a, image: x, command: [\"{}\"]}}]\n"
+        "status: {{podIP: {}}}\n",
+        name, command, ip);
+  };
+  write_file(dir.path() / "pods.yaml", pod("authz", "/usr/local/bin/ext-authz", "10.1.0.4") +
+                                           pod("other", "/bin/ext-authz-helper", "10.1.0.5"));
   auto plan = sim::plan_cluster(load(dir.path()), "zsim");
   ASSERT_TRUE(plan) << plan.error().describe();
   ASSERT_NE(plan->find_pod("shop/authz"), nullptr);
