@@ -657,6 +657,15 @@ spec:
                      provider, providers);
 }
 
+// An authorizer's refusal as the client gets it: the authorizer's status and body, and its
+// x-ext-authz-check-result: denied.
+void expect_denied(const Result<HttpResponse>& r, int status, const std::string& body) {
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(r->status, status);
+  EXPECT_EQ(r->body, body);
+  EXPECT_EQ(r->header("x-ext-authz-check-result"), "denied");
+}
+
 // The HTTP provider of Istio's ext-authz sample, behind the chain's ext-authz service.
 std::string http_provider(const std::string& extra = "") {
   return R"(    - name: sample-http
@@ -726,10 +735,8 @@ TEST_F(WaypointChainTest, CustomPolicyAsksAnHttpAuthorizerWhichAllowsDeniesOrFai
   // Denied: the authorizer's status, body and the headers headersToDownstreamOnDeny names.
   v1.reset_counts();
   r = get("reviews", "/protected/b", {"x-ext-authz: deny"});
-  ASSERT_TRUE(r) << r.error().describe();
-  EXPECT_EQ(r->status, 403);
-  EXPECT_EQ(r->body, "denied by ext_authz for not found header `x-ext-authz: allow`");
-  EXPECT_EQ(r->header("x-ext-authz-check-result"), "denied");
+  expect_denied(r, 403, "denied by ext_authz for not found header `x-ext-authz: allow`");
+  ASSERT_TRUE(r);
   EXPECT_EQ(r->header("x-hidden"), "");
   EXPECT_EQ(v1.hits(), 0) << "a denied request never reaches the backend";
   EXPECT_TRUE(poll_until(
@@ -834,111 +841,6 @@ TEST_F(WaypointChainTest, CustomPolicyAsksAnHttpAuthorizerWhichAllowsDeniesOrFai
   r = get("reviews", "/public");
   ASSERT_TRUE(r) << r.error().describe();
   EXPECT_EQ(r->status, 200) << "only what the policy matches";
-}
-
-// Envoy's gRPC ext_authz service, deciding as Istio's sample does.
-class SampleGrpcAuthorizer final : public envoy::service::auth::v3::Authorization::Service {
- public:
-  grpc::Status Check(grpc::ServerContext*, const envoy::service::auth::v3::CheckRequest* request,
-                     envoy::service::auth::v3::CheckResponse* response) override {
-    {
-      std::lock_guard lock(mu_);
-      seen_.push_back(*request);
-    }
-    const auto& headers = request->attributes().request().http().headers();
-    auto it = headers.find("x-ext-authz");
-    if (it != headers.end() && it->second == "allow") {
-      response->mutable_status()->set_code(0);
-      auto* ok = response->mutable_ok_response();
-      auto* h = ok->add_headers();
-      h->mutable_header()->set_key("x-ext-authz-check-result");
-      h->mutable_header()->set_value("allowed");
-      h->set_append_action(envoy::config::core::v3::HeaderValueOption::OVERWRITE_IF_EXISTS_OR_ADD);
-      ok->add_headers_to_remove("x-remove-me");
-      auto* down = ok->add_response_headers_to_add();
-      down->mutable_header()->set_key("x-ext-authz-decision");
-      down->mutable_header()->set_value("yes");
-      return grpc::Status::OK;
-    }
-    response->mutable_status()->set_code(7);  // PERMISSION_DENIED
-    auto* denied = response->mutable_denied_response();
-    denied->mutable_status()->set_code(envoy::type::v3::Unauthorized);
-    auto* h = denied->add_headers();
-    h->mutable_header()->set_key("x-ext-authz-check-result");
-    h->mutable_header()->set_value("denied");
-    denied->set_body("denied by the gRPC authorizer");
-    return grpc::Status::OK;
-  }
-  std::vector<envoy::service::auth::v3::CheckRequest> seen() {
-    std::lock_guard lock(mu_);
-    return seen_;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<envoy::service::auth::v3::CheckRequest> seen_;
-};
-
-TEST_F(WaypointChainTest, CustomPolicyAsksAGrpcAuthorizer) {
-  const std::string provider = R"(    - name: sample-grpc
-      envoyExtAuthzGrpc:
-        service: grpc.default.svc.cluster.local
-        port: 80
-        timeout: 5s
-        statusOnError: "503"
-)";
-  ASSERT_NO_FATAL_FAILURE(start(20, reviews_to_v1() + custom_policy("sample-grpc", provider),
-                                {Backend::kReviewsV1, Backend::kGrpc}));
-  auto& v1 = chain_->backend("reviews-v1");
-  SampleGrpcAuthorizer authorizer;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(net::format_endpoint(chain_->endpoint("grpc")),
-                           grpc::InsecureServerCredentials());
-  builder.RegisterService(&authorizer);
-  auto server = builder.BuildAndStart();
-  ASSERT_TRUE(server);
-
-  auto r = get("reviews", "/protected/a", {"x-ext-authz: allow", "x-remove-me: 1"});
-  ASSERT_TRUE(r) << r.error().describe();
-  EXPECT_EQ(r->status, 200) << r->body;
-  EXPECT_EQ(r->body, "reviews-v1");
-  EXPECT_EQ(r->header("x-ext-authz-decision"), "yes");
-  ASSERT_EQ(v1.requests().size(), 1u);
-  EXPECT_EQ(v1.requests()[0].headers.count("x-remove-me"), 0u);
-  ASSERT_EQ(v1.requests()[0].headers.count("x-ext-authz-check-result"), 1u);
-  EXPECT_EQ(v1.requests()[0].headers.at("x-ext-authz-check-result"), "allowed");
-  auto seen = authorizer.seen();
-  ASSERT_EQ(seen.size(), 1u);
-  const auto& attrs = seen[0].attributes();
-  EXPECT_EQ(attrs.request().http().method(), "GET");
-  EXPECT_EQ(attrs.request().http().path(), "/protected/a");
-  EXPECT_EQ(attrs.request().http().protocol(), "HTTP/1.1");
-  EXPECT_EQ(attrs.source().principal(), std::string("spiffe://") + kClientPrincipal);
-  // (the chain's client reaches its ztunnel over SOCKS5 from 127.0.0.1: that is the source)
-  EXPECT_EQ(attrs.source().address().socket_address().address(), "127.0.0.1");
-  EXPECT_EQ(attrs.destination().address().socket_address().address(),
-            chain_->vip("reviews").address().to_string());
-  EXPECT_EQ(attrs.destination().address().socket_address().port_value(), 80u);
-  EXPECT_EQ(attrs.destination().principal(), "spiffe://cluster.local/ns/default/sa/waypoint");
-  EXPECT_EQ(attrs.request().http().id(), v1.requests()[0].headers.at("x-request-id"))
-      << "the check and the forwarded request carry one request id";
-
-  v1.reset_counts();
-  r = get("reviews", "/protected/b", {"x-ext-authz: no"});
-  ASSERT_TRUE(r) << r.error().describe();
-  EXPECT_EQ(r->status, 401);
-  EXPECT_EQ(r->body, "denied by the gRPC authorizer");
-  EXPECT_EQ(r->header("x-ext-authz-check-result"), "denied");
-  EXPECT_EQ(v1.hits(), 0);
-
-  // The authorizer gone: statusOnError, at once (not after the 5 s timeout).
-  server->Shutdown();
-  r = get("reviews", "/protected/c", {"x-ext-authz: allow"});
-  ASSERT_TRUE(r) << r.error().describe();
-  EXPECT_EQ(r->status, 503);
-  EXPECT_EQ(r->body, "");
-  EXPECT_LT(r->elapsed, 2000ms);
-  EXPECT_EQ(v1.hits(), 0);
 }
 
 // ---- 6. HTTP edge cases
@@ -1348,6 +1250,151 @@ class GrpcBackend final : public istio::v1::auth::IstioCertificateService::Servi
   std::atomic<bool> hanging{false};
   std::atomic<int> cancelled_after_ms{-2};  // -2: not over yet
 };
+
+// Envoy's gRPC ext_authz service, deciding as Istio's sample does.
+class SampleGrpcAuthorizer final : public envoy::service::auth::v3::Authorization::Service {
+ public:
+  grpc::Status Check(grpc::ServerContext*, const envoy::service::auth::v3::CheckRequest* request,
+                     envoy::service::auth::v3::CheckResponse* response) override {
+    {
+      std::lock_guard lock(mu_);
+      seen_.push_back(*request);
+    }
+    const auto& headers = request->attributes().request().http().headers();
+    auto it = headers.find("x-ext-authz");
+    if (it != headers.end() && it->second == "allow") {
+      response->mutable_status()->set_code(0);
+      auto* ok = response->mutable_ok_response();
+      auto* h = ok->add_headers();
+      h->mutable_header()->set_key("x-ext-authz-check-result");
+      h->mutable_header()->set_value("allowed");
+      h->set_append_action(envoy::config::core::v3::HeaderValueOption::OVERWRITE_IF_EXISTS_OR_ADD);
+      ok->add_headers_to_remove("x-remove-me");
+      auto* down = ok->add_response_headers_to_add();
+      down->mutable_header()->set_key("x-ext-authz-decision");
+      down->mutable_header()->set_value("yes");
+      return grpc::Status::OK;
+    }
+    response->mutable_status()->set_code(7);  // PERMISSION_DENIED
+    auto* denied = response->mutable_denied_response();
+    denied->mutable_status()->set_code(envoy::type::v3::Unauthorized);
+    auto* h = denied->add_headers();
+    h->mutable_header()->set_key("x-ext-authz-check-result");
+    h->mutable_header()->set_value("denied");
+    denied->set_body("denied by the gRPC authorizer");
+    return grpc::Status::OK;
+  }
+  std::vector<envoy::service::auth::v3::CheckRequest> seen() {
+    std::lock_guard lock(mu_);
+    return seen_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<envoy::service::auth::v3::CheckRequest> seen_;
+};
+
+TEST_F(WaypointChainTest, CustomPolicyAsksAGrpcAuthorizer) {
+  const std::string provider = R"(    - name: sample-grpc
+      envoyExtAuthzGrpc:
+        service: grpc.default.svc.cluster.local
+        port: 80
+        timeout: 5s
+        statusOnError: "503"
+)";
+  // (the grpc service is asked about its own calls too: one provider for both services)
+  const std::string grpc_custom = R"(apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext-authz-grpc, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: grpc}]
+  action: CUSTOM
+  provider: {name: sample-grpc}
+  rules: [{}]
+---
+)";
+  ASSERT_NO_FATAL_FAILURE(
+      start(20, reviews_to_v1() + custom_policy("sample-grpc", provider) + grpc_custom,
+            {Backend::kReviewsV1, Backend::kGrpc}));
+  auto& v1 = chain_->backend("reviews-v1");
+  // One grpc++ server on the grpc workload: the authorizer, and an app for calls through the
+  // waypoint.
+  SampleGrpcAuthorizer authorizer;
+  GrpcBackend app;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(net::format_endpoint(chain_->endpoint("grpc")),
+                           grpc::InsecureServerCredentials());
+  builder.RegisterService(&authorizer);
+  builder.RegisterService(&app);
+  auto server = builder.BuildAndStart();
+  ASSERT_TRUE(server);
+
+  auto r = get("reviews", "/protected/a", {"x-ext-authz: allow", "x-remove-me: 1"});
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->body, "reviews-v1");
+  EXPECT_EQ(r->header("x-ext-authz-decision"), "yes");
+  ASSERT_EQ(v1.requests().size(), 1u);
+  EXPECT_EQ(v1.requests()[0].headers.count("x-remove-me"), 0u);
+  ASSERT_EQ(v1.requests()[0].headers.count("x-ext-authz-check-result"), 1u);
+  EXPECT_EQ(v1.requests()[0].headers.at("x-ext-authz-check-result"), "allowed");
+  auto seen = authorizer.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  const auto& attrs = seen[0].attributes();
+  EXPECT_EQ(attrs.request().http().method(), "GET");
+  EXPECT_EQ(attrs.request().http().path(), "/protected/a");
+  EXPECT_EQ(attrs.request().http().protocol(), "HTTP/1.1");
+  EXPECT_EQ(attrs.source().principal(), std::string("spiffe://") + kClientPrincipal);
+  // (the chain's client reaches its ztunnel over SOCKS5 from 127.0.0.1: that is the source)
+  EXPECT_EQ(attrs.source().address().socket_address().address(), "127.0.0.1");
+  EXPECT_EQ(attrs.destination().address().socket_address().address(),
+            chain_->vip("reviews").address().to_string());
+  EXPECT_EQ(attrs.destination().address().socket_address().port_value(), 80u);
+  EXPECT_EQ(attrs.destination().principal(), "spiffe://cluster.local/ns/default/sa/waypoint");
+  EXPECT_EQ(attrs.request().http().id(), v1.requests()[0].headers.at("x-request-id"))
+      << "the check and the forwarded request carry one request id";
+
+  v1.reset_counts();
+  expect_denied(get("reviews", "/protected/b", {"x-ext-authz: no"}), 401,
+                "denied by the gRPC authorizer");
+  EXPECT_EQ(v1.hits(), 0);
+
+  // A gRPC call through the waypoint gets the refusal as a gRPC status (Envoy's local reply):
+  // the denied_response's 401 is UNAUTHENTICATED, with its body as the message.
+  {
+    auto forwarder = SocksForwarder::start(chain_->client().socks5, chain_->vip("grpc"));
+    grpc::ChannelArguments args;
+    args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, "grpc.default.svc.cluster.local");
+    auto channel = grpc::CreateCustomChannel(net::format_endpoint(forwarder->endpoint()),
+                                             grpc::InsecureChannelCredentials(), args);
+    auto stub = istio::v1::auth::IstioCertificateService::NewStub(channel);
+    auto call = [&](bool allow) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+      if (allow) ctx.AddMetadata("x-ext-authz", "allow");
+      istio::v1::auth::IstioCertificateRequest req;
+      req.set_csr("c");
+      istio::v1::auth::IstioCertificateResponse resp;
+      return stub->CreateCertificate(&ctx, req, &resp);
+    };
+    auto denied = call(false);
+    EXPECT_EQ(denied.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(denied.error_message(), "denied by the gRPC authorizer");
+    EXPECT_EQ(app.hits.load(), 0);
+    auto allowed = call(true);
+    EXPECT_TRUE(allowed.ok()) << allowed.error_code() << " " << allowed.error_message();
+    EXPECT_EQ(app.hits.load(), 1);
+  }
+
+  // The authorizer gone: statusOnError, at once (not after the 5 s timeout).
+  server->Shutdown();
+  r = get("reviews", "/protected/c", {"x-ext-authz: allow"});
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(r->body, "");
+  EXPECT_LT(r->elapsed, 2000ms);
+  EXPECT_EQ(v1.hits(), 0);
+}
 
 TEST_F(WaypointChainTest, GrpcCallThroughTheWaypoint) {
   auto owned = std::make_unique<GrpcBackend>();
