@@ -198,9 +198,10 @@ Status AppImpl::init_l7_source() {
     if (!watcher) return tl::unexpected(watcher.error());
     config_watcher_ = std::move(*watcher);
     auto cur = config_store_.current();
-    ZT_LOG_INFO("component=config msg=\"loaded {}\" generation={} routes={} policies={}",
-                *config_.config_path, cur->generation, cur->config->routes.size(),
-                cur->policies.size());
+    ZT_LOG_INFO(
+        "component=config msg=\"loaded {}\" generation={} routes={} policies={} providers={}",
+        *config_.config_path, cur->generation, cur->config->routes.size(), cur->policies.size(),
+        cur->providers.size());
     if (config_.xds_address) {
       ZT_LOG_INFO(
           "component=config msg=\"--config is set: the L7 configuration comes from the file, "
@@ -328,12 +329,26 @@ std::string AppImpl::config_dump() const {
   for (const auto& p : cfg->policies) policies.push_back(p.key());
   json routes = json::array();
   for (const auto& r : cfg->config->routes) routes.push_back(r.namespace_name + "/" + r.name);
+  json authentications = json::array();
+  for (const auto& a : cfg->authentications) authentications.push_back(a.key());
+  json providers = json::array();
+  for (const auto& p : cfg->providers) {
+    providers.push_back(
+        {{"name", p.name},
+         {"kind", p.kind == authz::ExtAuthzProvider::Kind::kGrpc ? "envoyExtAuthzGrpc"
+                                                                 : "envoyExtAuthzHttp"},
+         {"service",
+          p.service_namespace.empty() ? p.service : p.service_namespace + "/" + p.service},
+         {"port", p.port}});
+  }
   out["config"] = {{"origin", cfg->origin},
                    {"generation", cfg->generation},
                    {"routes", cfg->config->routes.size()},
                    {"routeNames", routes},
                    {"destinations", cfg->config->destinations.size()},
-                   {"policies", policies}};
+                   {"policies", policies},
+                   {"requestAuthentications", authentications},
+                   {"extensionProviders", providers}};
 
   auto st = store_.current();
   json bound_services = json::array();

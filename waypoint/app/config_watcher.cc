@@ -48,12 +48,13 @@ struct ConfigFileWatcher::Impl {
       if (snap) {
         size_t routes = (*snap)->config->routes.size();
         size_t policies = (*snap)->policies.size();
+        size_t providers = (*snap)->providers.size();
         store.publish(*snap);
         ZT_LOG_INFO(
             "component=config msg=\"reloaded {}\" generation={} routes={} destinations={} "
-            "policies={}",
+            "policies={} providers={}",
             path.string(), store.current()->generation, routes,
-            store.current()->config->destinations.size(), policies);
+            store.current()->config->destinations.size(), policies, providers);
       } else {
         result = tl::unexpected(wrap(snap.error(), path.string()));
       }

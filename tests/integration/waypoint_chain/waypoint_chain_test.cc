@@ -700,6 +700,11 @@ TEST_F(WaypointChainTest, CustomPolicyAsksAnHttpAuthorizerWhichAllowsDeniesOrFai
                       .body = "denied by ext_authz for not found header `x-ext-authz: allow`"};
   });
 
+  // The admin config dump names the providers the waypoint has.
+  const auto dump = chain_->config_dump();
+  EXPECT_NE(dump.find(R"("name": "sample-http")"), std::string::npos) << dump;
+  EXPECT_NE(dump.find(R"("kind": "envoyExtAuthzHttp")"), std::string::npos) << dump;
+
   // Not matched by the CUSTOM policy: the authorizer is not asked.
   auto r = get("reviews", "/public");
   ASSERT_TRUE(r) << r.error().describe();
