@@ -703,7 +703,7 @@ MeshConfigMap read_mesh_config(const Fields& doc, ObjectMeta meta) {
   }
   if (absent(mesh)) return out;
   if (!mesh.IsMap()) throw Invalid{"data.mesh", "must be a MeshConfig (a map)"};
-  auto providers = mesh["extensionProviders"];
+  auto providers = waypoint::authz::with_json_names(mesh)["extensionProviders"];
   if (absent(providers)) return out;
   auto read = waypoint::authz::parse_extension_providers(providers, "data.mesh.extensionProviders");
   if (!read) throw Invalid{{}, read.error().message + " (a waypoint would refuse it)"};
@@ -713,7 +713,8 @@ MeshConfigMap read_mesh_config(const Fields& doc, ObjectMeta meta) {
   // part of it cannot grow here.
   YAML::Emitter inner;
   inner << YAML::BeginMap << YAML::Key << "extensionProviders" << YAML::Value << YAML::BeginSeq;
-  for (const auto& item : providers) {
+  for (const auto& raw : providers) {
+    const auto item = waypoint::authz::with_json_names(raw);
     for (const char* key : {"envoyExtAuthzHttp", "envoyExtAuthzGrpc"}) {
       if (absent(item[key])) continue;
       inner << YAML::BeginMap << YAML::Key << "name" << YAML::Value << item["name"].Scalar();

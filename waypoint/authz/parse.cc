@@ -568,7 +568,7 @@ Status read_ext_authz(const YAML::Node& node, std::string_view path, ExtAuthzPro
   std::string service;
   bool port_seen = false;
   Status st = each_field(
-      node, path, http ? http_fields : grpc_fields,
+      with_json_names(node), path, http ? http_fields : grpc_fields,
       [&](const std::string& key, const YAML::Node& v, const std::string& fp) -> Status {
         if (key == "service") return read_string(v, fp, service);
         if (key == "port") {
@@ -646,7 +646,7 @@ Status read_ext_authz(const YAML::Node& node, std::string_view path, ExtAuthzPro
         // includeRequestBodyInCheck
         ExtAuthzProvider::Body body;
         Status bs = each_field(
-            v, fp, {"maxRequestBytes", "allowPartialMessage", "packAsBytes"},
+            with_json_names(v), fp, {"maxRequestBytes", "allowPartialMessage", "packAsBytes"},
             [&](const std::string& k, const YAML::Node& bv, const std::string& bp) -> Status {
               if (k == "allowPartialMessage") return read_bool(bv, bp, body.allow_partial);
               if (k == "packAsBytes") return read_bool(bv, bp, body.pack_as_bytes);
@@ -681,7 +681,7 @@ Status read_extension_providers(const YAML::Node& n, std::string_view path,
   if (!n.IsSequence()) return error_at(path, "must be a list");
   for (size_t i = 0; i < n.size(); ++i) {
     const std::string ip = index(path, i);
-    const YAML::Node item = n[i];
+    const YAML::Node item = with_json_names(n[i]);
     if (!item.IsMap()) return error_at(ip, "must be a map");
     if (!present(item["name"])) return error_at(ip, "missing required field \"name\"");
     ExtAuthzProvider p;
@@ -762,6 +762,7 @@ Status collect(const YAML::Node& node, const std::string& path, const Collected&
     }
     if (!present(mesh)) return {};
     if (!mesh.IsMap()) return error_at(mp, "must be a MeshConfig (a map)");
+    mesh = with_json_names(mesh);
     if (!present(mesh["extensionProviders"])) return {};
     return read_extension_providers(mesh["extensionProviders"], join(mp, "extensionProviders"),
                                     *out.providers);
@@ -870,6 +871,26 @@ Result<std::vector<ExtAuthzProvider>> parse_extension_providers(
   } catch (const std::exception& e) {
     return fail(zt::yaml::describe(e, "extension providers"));
   }
+}
+
+YAML::Node with_json_names(const YAML::Node& map) {
+  if (!map.IsMap()) return map;
+  YAML::Node out(YAML::NodeType::Map);
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    if (!it->first.IsScalar()) return map;  // (each_field says what is wrong)
+    std::string key;
+    bool upper = false;
+    for (char c : it->first.Scalar()) {
+      if (c == '_') {
+        upper = true;
+        continue;
+      }
+      key += upper && c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c;
+      upper = false;
+    }
+    out[key] = it->second;
+  }
+  return out;
 }
 
 }  // namespace zt::waypoint::authz

@@ -52,7 +52,12 @@ Result<std::vector<RequestAuthentication>> parse_request_authentications(
 Result<std::vector<ExtAuthzProvider>> parse_extension_providers(
     const YAML::Node& list, std::string_view path = "extensionProviders");
 // Every provider in a YAML stream: the waypoint document's top-level `extensionProviders`, and a
-// ConfigMap `istio` whose `data.mesh` is Istio's MeshConfig.
+// ConfigMap `istio` whose `data.mesh` is Istio's MeshConfig. As protobuf's JSON reader (istiod's)
+// does, a field may be named by its proto name too (`envoy_ext_authz_http`, `path_prefix`).
+//
+// `map` with each key's proto name (`path_prefix`) turned into its JSON name (`pathPrefix`);
+// anything but a map as it is.
+YAML::Node with_json_names(const YAML::Node& map);
 Result<std::vector<ExtAuthzProvider>> parse_extension_providers(
     const std::vector<YAML::Node>& docs);
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include "common/yaml/load.h"
 #include "meshd/manifest/parse.h"
 #include "waypoint/authz/parse.h"
 
@@ -259,13 +260,24 @@ data:
 ---
 apiVersion: v1
 kind: ConfigMap
+metadata: {name: istio, namespace: snake}
+data: {mesh: "extension_providers: [{name: s, envoy_ext_authz_grpc: {service: a.b, port: 9}}]"}
+---
+apiVersion: v1
+kind: ConfigMap
 metadata: {name: settings, namespace: istio-system}
 data: {mesh: "extensionProviders: [oops"}
 )",
                                "mesh.yaml");
   ObjectSet set;
   for (auto& o : parsed.objects) set.put(std::move(o));
-  ASSERT_EQ(set.mesh_configs.size(), 3u);
+  ASSERT_EQ(set.mesh_configs.size(), 4u);
+  // Proto field names, as istiod's reader takes them, reach the waypoint too.
+  auto snake = waypoint::authz::parse_extension_providers(
+      zt::yaml::load_all(set.mesh_configs.at("snake/istio").yaml));
+  ASSERT_TRUE(snake) << snake.error().describe();
+  ASSERT_EQ(snake->size(), 1u);
+  EXPECT_EQ((*snake)[0].kind, waypoint::authz::ExtAuthzProvider::Kind::kGrpc);
   // Aliases a billion nodes deep are never expanded: only the authorizer's own fields are kept.
   EXPECT_LT(set.mesh_configs.at("aliases/istio").yaml.size(), 400u)
       << set.mesh_configs.at("aliases/istio").yaml;

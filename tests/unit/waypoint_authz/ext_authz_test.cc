@@ -107,6 +107,35 @@ data:
   EXPECT_EQ((*p)[0].name, "sample");
 }
 
+// As protobuf's JSON reader (istiod's), a field's proto name is read like its JSON name.
+TEST(ExtAuthzProviders, ProtoFieldNamesAreReadToo) {
+  auto p = one(R"(apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |-
+    extension_providers:
+    - name: snake
+      envoy_ext_authz_http:
+        service: a.b
+        port: 80
+        path_prefix: /check
+        fail_open: true
+        status_on_error: "503"
+        include_request_headers_in_check: [x-a]
+        include_request_body_in_check: {max_request_bytes: 9, allow_partial_message: true}
+)");
+  EXPECT_EQ(p.name, "snake");
+  EXPECT_EQ(p.kind, ExtAuthzProvider::Kind::kHttp);
+  EXPECT_EQ(p.path_prefix, "/check");
+  EXPECT_TRUE(p.fail_open);
+  EXPECT_EQ(p.status_on_error, 503);
+  EXPECT_TRUE(any_matches(p.include_request_headers, "x-a"));
+  ASSERT_TRUE(p.body);
+  EXPECT_EQ(p.body->max_bytes, 9u);
+  EXPECT_TRUE(p.body->allow_partial);
+}
+
 TEST(ExtAuthzProviders, BadProvidersAreRefusedWithTheirField) {
   struct Case {
     std::string yaml;
@@ -306,7 +335,9 @@ TEST(ExtAuthzGrpc, TheCheckRequestDescribesPeersAndRequest) {
       << "whenever a body is included, as Envoy";
 
   // Text fields must be UTF-8: other bytes become '!' (an authorizer would refuse the message).
-  head.headers.push_back({"x-bin", "a\xff\xc0\x80" "b\xc3\xa9"});
+  head.headers.push_back({"x-bin",
+                          "a\xff\xc0\x80"
+                          "b\xc3\xa9"});
   in.body = "\xfe";
   ASSERT_TRUE(req.ParseFromString(grpc_check_request(provider, in)));
   EXPECT_EQ(req.attributes().request().http().headers().at("x-bin"), "a!!!b\xc3\xa9");
