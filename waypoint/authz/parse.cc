@@ -772,6 +772,25 @@ Status collect(const YAML::Node& node, const std::string& path, const Collected&
   return {};
 }
 
+// Every object of one kind in `docs`; `field` is where Collected gathers that kind.
+template <class T>
+Result<std::vector<T>> collect_all(const std::vector<YAML::Node>& docs,
+                                   std::vector<T>* Collected::*field, std::string_view what) {
+  try {
+    std::vector<T> out;
+    Collected into;
+    into.*field = &out;
+    for (size_t i = 0; i < docs.size(); ++i) {
+      if (auto s = collect(docs[i], index("document", i), into, 0); !s) {
+        return tl::unexpected(s.error());
+      }
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return fail(zt::yaml::describe(e, what));
+  }
+}
+
 }  // namespace
 
 std::optional<bool> parse_go_bool(std::string_view text) {
@@ -803,16 +822,7 @@ Result<std::vector<Policy>> parse_authorization_policies(std::string_view yaml) 
 }
 
 Result<std::vector<Policy>> parse_authorization_policies(const std::vector<YAML::Node>& docs) {
-  try {
-    std::vector<Policy> out;
-    for (size_t i = 0; i < docs.size(); ++i) {
-      if (auto s = collect(docs[i], index("document", i), {&out, nullptr, nullptr}, 0); !s)
-        return tl::unexpected(s.error());
-    }
-    return out;
-  } catch (const std::exception& e) {
-    return fail(zt::yaml::describe(e, "authorization policies"));
-  }
+  return collect_all(docs, &Collected::policies, "authorization policies");
 }
 
 Result<RequestAuthentication> parse_request_authentication(const YAML::Node& object,
@@ -828,16 +838,7 @@ Result<RequestAuthentication> parse_request_authentication(const YAML::Node& obj
 
 Result<std::vector<RequestAuthentication>> parse_request_authentications(
     const std::vector<YAML::Node>& docs) {
-  try {
-    std::vector<RequestAuthentication> out;
-    for (size_t i = 0; i < docs.size(); ++i) {
-      if (auto s = collect(docs[i], index("document", i), {nullptr, &out, nullptr}, 0); !s)
-        return tl::unexpected(s.error());
-    }
-    return out;
-  } catch (const std::exception& e) {
-    return fail(zt::yaml::describe(e, "request authentications"));
-  }
+  return collect_all(docs, &Collected::authentications, "request authentications");
 }
 
 Result<std::vector<RequestAuthentication>> parse_request_authentications(std::string_view yaml) {
@@ -861,16 +862,7 @@ Result<std::vector<ExtAuthzProvider>> parse_extension_providers(const YAML::Node
 
 Result<std::vector<ExtAuthzProvider>> parse_extension_providers(
     const std::vector<YAML::Node>& docs) {
-  try {
-    std::vector<ExtAuthzProvider> out;
-    for (size_t i = 0; i < docs.size(); ++i) {
-      if (auto s = collect(docs[i], index("document", i), {nullptr, nullptr, &out}, 0); !s)
-        return tl::unexpected(s.error());
-    }
-    return out;
-  } catch (const std::exception& e) {
-    return fail(zt::yaml::describe(e, "extension providers"));
-  }
+  return collect_all(docs, &Collected::providers, "extension providers");
 }
 
 YAML::Node with_json_names(const YAML::Node& map) {

@@ -18,6 +18,13 @@ Result<std::vector<ExtAuthzProvider>> providers_of(const std::string& yaml) {
   return parse_extension_providers(zt::yaml::load_all(yaml));
 }
 
+// Istio's MeshConfig ConfigMap with `mesh` (lines indented 4) as its data.mesh.
+std::string mesh_config_map(const std::string& mesh) {
+  return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\n"
+         "data:\n  mesh: |-\n" +
+         mesh;
+}
+
 ExtAuthzProvider one(const std::string& yaml) {
   auto p = providers_of(yaml);
   EXPECT_TRUE(p) << p.error().describe();
@@ -86,16 +93,11 @@ TEST(ExtAuthzProviders, EveryFieldOfBothKindsIsRead) {
 }
 
 TEST(ExtAuthzProviders, TheIstioConfigMapCarriesThemInItsMeshConfig) {
-  auto p = providers_of(R"(apiVersion: v1
-kind: ConfigMap
-metadata: {name: istio, namespace: istio-system}
-data:
-  mesh: |-
-    accessLogFile: /dev/stdout
+  auto p = providers_of(mesh_config_map(R"(    accessLogFile: /dev/stdout
     extensionProviders:
     - name: sample
       envoyExtAuthzHttp: {service: a.b.svc.cluster.local, port: 80}
----
+)") + R"(---
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: unrelated, namespace: istio-system}
@@ -109,12 +111,7 @@ data:
 
 // As protobuf's JSON reader (istiod's), a field's proto name is read like its JSON name.
 TEST(ExtAuthzProviders, ProtoFieldNamesAreReadToo) {
-  auto p = one(R"(apiVersion: v1
-kind: ConfigMap
-metadata: {name: istio, namespace: istio-system}
-data:
-  mesh: |-
-    extension_providers:
+  auto p = one(mesh_config_map(R"(    extension_providers:
     - name: snake
       envoy_ext_authz_http:
         service: a.b
@@ -124,7 +121,7 @@ data:
         status_on_error: "503"
         include_request_headers_in_check: [x-a]
         include_request_body_in_check: {max_request_bytes: 9, allow_partial_message: true}
-)");
+)"));
   EXPECT_EQ(p.name, "snake");
   EXPECT_EQ(p.kind, ExtAuthzProvider::Kind::kHttp);
   EXPECT_EQ(p.path_prefix, "/check");
