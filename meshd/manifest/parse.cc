@@ -703,7 +703,9 @@ MeshConfigMap read_mesh_config(const Fields& doc, ObjectMeta meta) {
   }
   if (absent(mesh)) return out;
   if (!mesh.IsMap()) throw Invalid{"data.mesh", "must be a MeshConfig (a map)"};
-  auto providers = waypoint::authz::with_json_names(mesh)["extensionProviders"];
+  auto named = waypoint::authz::with_json_names(mesh, "data.mesh");
+  if (!named) throw Invalid{{}, named.error().message};
+  auto providers = (*named)["extensionProviders"];
   if (absent(providers)) return out;
   auto read = waypoint::authz::parse_extension_providers(providers, "data.mesh.extensionProviders");
   if (!read) throw Invalid{{}, read.error().message + " (a waypoint would refuse it)"};
@@ -714,7 +716,9 @@ MeshConfigMap read_mesh_config(const Fields& doc, ObjectMeta meta) {
   YAML::Emitter inner;
   inner << YAML::BeginMap << YAML::Key << "extensionProviders" << YAML::Value << YAML::BeginSeq;
   for (const auto& raw : providers) {
-    const auto item = waypoint::authz::with_json_names(raw);
+    auto named_item = waypoint::authz::with_json_names(raw, "");
+    if (!named_item) continue;  // (refused above)
+    const auto& item = *named_item;
     for (const char* key : {"envoyExtAuthzHttp", "envoyExtAuthzGrpc"}) {
       if (absent(item[key])) continue;
       inner << YAML::BeginMap << YAML::Key << "name" << YAML::Value << item["name"].Scalar();

@@ -387,7 +387,7 @@ std::string AppImpl::config_dump() const {
   }
   out["certificates"] = certs;
   out["pending"] = readiness_.pending();
-  return out.dump(2);
+  return out.dump(2, ' ', false, json::error_handler_t::replace);
 }
 
 void AppImpl::begin_drain(std::string_view why) {

@@ -567,8 +567,10 @@ Status read_ext_authz(const YAML::Node& node, std::string_view path, ExtAuthzPro
   std::vector<HeaderPattern> deprecated_include;
   std::string service;
   bool port_seen = false;
+  auto fields = with_json_names(node, path);
+  if (!fields) return tl::unexpected(fields.error());
   Status st = each_field(
-      with_json_names(node), path, http ? http_fields : grpc_fields,
+      *fields, path, http ? http_fields : grpc_fields,
       [&](const std::string& key, const YAML::Node& v, const std::string& fp) -> Status {
         if (key == "service") return read_string(v, fp, service);
         if (key == "port") {
@@ -645,8 +647,10 @@ Status read_ext_authz(const YAML::Node& node, std::string_view path, ExtAuthzPro
         }
         // includeRequestBodyInCheck
         ExtAuthzProvider::Body body;
+        auto body_fields = with_json_names(v, fp);
+        if (!body_fields) return tl::unexpected(body_fields.error());
         Status bs = each_field(
-            with_json_names(v), fp, {"maxRequestBytes", "allowPartialMessage", "packAsBytes"},
+            *body_fields, fp, {"maxRequestBytes", "allowPartialMessage", "packAsBytes"},
             [&](const std::string& k, const YAML::Node& bv, const std::string& bp) -> Status {
               if (k == "allowPartialMessage") return read_bool(bv, bp, body.allow_partial);
               if (k == "packAsBytes") return read_bool(bv, bp, body.pack_as_bytes);
@@ -681,7 +685,9 @@ Status read_extension_providers(const YAML::Node& n, std::string_view path,
   if (!n.IsSequence()) return error_at(path, "must be a list");
   for (size_t i = 0; i < n.size(); ++i) {
     const std::string ip = index(path, i);
-    const YAML::Node item = with_json_names(n[i]);
+    auto named = with_json_names(n[i], ip);
+    if (!named) return tl::unexpected(named.error());
+    const YAML::Node item = *named;
     if (!item.IsMap()) return error_at(ip, "must be a map");
     if (!present(item["name"])) return error_at(ip, "missing required field \"name\"");
     ExtAuthzProvider p;
@@ -762,7 +768,9 @@ Status collect(const YAML::Node& node, const std::string& path, const Collected&
     }
     if (!present(mesh)) return {};
     if (!mesh.IsMap()) return error_at(mp, "must be a MeshConfig (a map)");
-    mesh = with_json_names(mesh);
+    auto named = with_json_names(mesh, mp);
+    if (!named) return tl::unexpected(named.error());
+    mesh = *named;
     if (!present(mesh["extensionProviders"])) return {};
     return read_extension_providers(mesh["extensionProviders"], join(mp, "extensionProviders"),
                                     *out.providers);
@@ -865,20 +873,40 @@ Result<std::vector<ExtAuthzProvider>> parse_extension_providers(
   return collect_all(docs, &Collected::providers, "extension providers");
 }
 
-YAML::Node with_json_names(const YAML::Node& map) {
+Result<YAML::Node> with_json_names(const YAML::Node& map, std::string_view path) {
   if (!map.IsMap()) return map;
+  // A proto field name: lower-case words joined by '_'; anything else stays as written.
+  auto proto_name = [](std::string_view k) {
+    if (k.empty() || k.front() < 'a' || k.front() > 'z' || k.back() == '_') return false;
+    bool underscore = false;
+    for (size_t i = 0; i < k.size(); ++i) {
+      const char c = k[i];
+      if (c == '_') {
+        if (k[i - 1] == '_') return false;
+        underscore = true;
+      } else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
+        return false;
+      }
+    }
+    return underscore;
+  };
   YAML::Node out(YAML::NodeType::Map);
   for (auto it = map.begin(); it != map.end(); ++it) {
     if (!it->first.IsScalar()) return map;  // (each_field says what is wrong)
-    std::string key;
-    bool upper = false;
-    for (char c : it->first.Scalar()) {
-      if (c == '_') {
-        upper = true;
-        continue;
+    std::string key = it->first.Scalar();
+    if (proto_name(key)) {
+      std::string json;
+      for (size_t i = 0; i < key.size(); ++i) {
+        if (key[i] == '_') {
+          json += static_cast<char>(key[++i] >= 'a' && key[i] <= 'z' ? key[i] - 32 : key[i]);
+        } else {
+          json += key[i];
+        }
       }
-      key += upper && c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c;
-      upper = false;
+      key = std::move(json);
+    }
+    if (out[key]) {
+      return error_at(join(path, key), "is set more than once (by either of its names)");
     }
     out[key] = it->second;
   }

@@ -55,9 +55,10 @@ Result<std::vector<ExtAuthzProvider>> parse_extension_providers(
 // ConfigMap `istio` whose `data.mesh` is Istio's MeshConfig. As protobuf's JSON reader (istiod's)
 // does, a field may be named by its proto name too (`envoy_ext_authz_http`, `path_prefix`).
 //
-// `map` with each key's proto name (`path_prefix`) turned into its JSON name (`pathPrefix`);
-// anything but a map as it is.
-YAML::Node with_json_names(const YAML::Node& map);
+// `map` with each key that is a proto name (`path_prefix`) turned into its JSON name
+// (`pathPrefix`); anything but a map as it is. A field given twice (by either name) is an error
+// at `path`. The result shares its values with `map` (read it, never write through it).
+Result<YAML::Node> with_json_names(const YAML::Node& map, std::string_view path);
 Result<std::vector<ExtAuthzProvider>> parse_extension_providers(
     const std::vector<YAML::Node>& docs);
 
