@@ -938,6 +938,23 @@ Call::~Call() {
 
 bool Call::start() { return impl_->start(); }
 
+std::string frame_message(std::string_view message) {
+  std::string out(kMessagePrefix, '\0');
+  auto len = static_cast<uint32_t>(message.size());
+  out[1] = static_cast<char>(len >> 24);
+  out[2] = static_cast<char>(len >> 16);
+  out[3] = static_cast<char>(len >> 8);
+  out[4] = static_cast<char>(len);
+  out.append(message);
+  return out;
+}
+
+std::optional<std::string_view> single_message(std::string_view body) {
+  if (body.size() < kMessagePrefix || body[0] != '\0') return std::nullopt;
+  if (body.size() - kMessagePrefix != read_be32(body.data() + 1)) return std::nullopt;
+  return body.substr(kMessagePrefix);
+}
+
 bool Call::write(std::string_view message) {
   auto& c = *impl_;
   if (!c.start()) return false;
@@ -946,14 +963,7 @@ bool Call::write(std::string_view message) {
     c.abort_call(StatusCode::kInternal, "message too large to send");
     return false;
   }
-  char prefix[kMessagePrefix] = {0};
-  auto len = static_cast<uint32_t>(message.size());
-  prefix[1] = static_cast<char>(len >> 24);
-  prefix[2] = static_cast<char>(len >> 16);
-  prefix[3] = static_cast<char>(len >> 8);
-  prefix[4] = static_cast<char>(len);
-  c.send.append(prefix, sizeof(prefix));
-  c.send.append(message);
+  c.send.append(frame_message(message));
   if (c.deferred) {
     c.deferred = false;
     nghttp2_session_resume_data(c.session, c.stream_id);

@@ -73,6 +73,12 @@ StatusCode code_for_rst_stream(uint32_t http2_error);
 std::string percent_decode(std::string_view s);
 // grpc-timeout for a remaining duration: at most 8 digits and a unit ("250m", "30S").
 std::string format_timeout(std::chrono::nanoseconds remaining);
+// One message as gRPC frames it on the wire: an uncompressed flag (0), its length (4 bytes, big
+// endian), its bytes. The message must be shorter than 4 GiB.
+std::string frame_message(std::string_view message);
+// The message of `body` when it is exactly one uncompressed length-prefixed message (a unary
+// answer's body); nullopt for anything else (compressed, truncated, trailing bytes).
+std::optional<std::string_view> single_message(std::string_view body);
 
 struct Target {
   bool tls = false;

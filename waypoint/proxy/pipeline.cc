@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/base/log.h"
+#include "common/grpc/client.h"
 #include "common/net/address.h"
 #include "common/net/copy.h"
 #include "waypoint/authz/ext_authz.h"
@@ -1615,13 +1616,7 @@ struct Pipeline::Impl {
       ask->head.target = std::string(authz::kCheckMethodPath);
       ask->head.authority = provider.service;
       ask->head.headers = {{"content-type", "application/grpc"}, {"te", "trailers"}};
-      std::string message = authz::grpc_check_request(provider, input);
-      ask->body.reserve(message.size() + 5);
-      ask->body.push_back('\0');
-      for (int shift = 24; shift >= 0; shift -= 8) {
-        ask->body.push_back(static_cast<char>((message.size() >> shift) & 0xff));
-      }
-      ask->body += message;
+      ask->body = zt::grpc::frame_message(authz::grpc_check_request(provider, input));
     } else {
       ask->head = authz::http_check_head(provider, input);
       ask->body = std::string(input.body);
@@ -1670,16 +1665,11 @@ struct Pipeline::Impl {
           provider, fmt::format("the Check call failed (HTTP {}, grpc-status {})", answer.status,
                                 status ? std::to_string(*status) : std::string("none")));
     }
-    const std::string& body = answer.body;
-    if (body.size() < 5 || body[0] != '\0') {
+    auto message = zt::grpc::single_message(answer.body);
+    if (!message) {
       co_return authz::check_failed(provider, "the Check answer is not one gRPC message");
     }
-    size_t length = 0;
-    for (int i = 1; i < 5; ++i) length = (length << 8) | static_cast<unsigned char>(body[i]);
-    if (body.size() != 5 + length) {
-      co_return authz::check_failed(provider, "the Check answer is not one gRPC message");
-    }
-    auto verdict = authz::read_grpc_check_answer(std::string_view(body).substr(5));
+    auto verdict = authz::read_grpc_check_answer(*message);
     if (verdict.kind == authz::ExtAuthzVerdict::Kind::kError) {
       co_return authz::check_failed(provider, std::move(verdict.reason));
     }

@@ -432,6 +432,22 @@ TEST(GrpcClientScripted, SilentServerHitsTheDeadline) {
   EXPECT_LT(r.took, 1500ms);
 }
 
+TEST(GrpcClientHelpers, MessagesAreLengthPrefixedAndOnlyOneWholeMessageIsRead) {
+  using namespace std::string_literals;
+  EXPECT_EQ(zt::grpc::frame_message("abc"), "\0\0\0\0\3abc"s);
+  EXPECT_EQ(zt::grpc::frame_message(""), "\0\0\0\0\0"s);
+  const std::string big(70000, 'x');
+  auto framed = zt::grpc::frame_message(big);
+  EXPECT_EQ(framed.substr(0, 5), "\0\0\x01\x11\x70"s);
+  ASSERT_TRUE(zt::grpc::single_message(framed));
+  EXPECT_EQ(*zt::grpc::single_message(framed), big);
+  EXPECT_EQ(zt::grpc::single_message("\0\0\0\0\0"s), std::string_view());
+  EXPECT_FALSE(zt::grpc::single_message("\0\0\0\0"s)) << "truncated prefix";
+  EXPECT_FALSE(zt::grpc::single_message("\0\0\0\0\3ab"s)) << "truncated message";
+  EXPECT_FALSE(zt::grpc::single_message("\0\0\0\0\1ab"s)) << "trailing bytes";
+  EXPECT_FALSE(zt::grpc::single_message("\1\0\0\0\1a"s)) << "compressed";
+}
+
 TEST(GrpcClientHelpers, TimeoutAndPercentDecodingAndTargets) {
   EXPECT_EQ(zt::grpc::format_timeout(250ms), "250000u");
   EXPECT_EQ(zt::grpc::format_timeout(10s), "10000000u");
