@@ -32,6 +32,7 @@
 #include "waypoint/authz/request_authn.h"
 #include "waypoint/base/random.h"
 #include "waypoint/config/parse.h"
+#include "waypoint/http/forwarding.h"
 #include "waypoint/route/route.h"
 
 namespace {
@@ -195,7 +196,7 @@ void check_ext_authz(std::string_view yaml, std::string_view token) {
       if (status == 201 || status == 403) require(v.kind == Kind::kDenied && v.status == status);
       if (status == 503) require(v.kind == (p.fail_open ? Kind::kAllowed : Kind::kError));
       require(all_usable(v.headers) && all_usable(v.upstream.set) && all_usable(v.downstream.set));
-      for (const auto& name : v.upstream.remove) require(!authz::pseudo_or_host(name));
+      for (const auto& name : v.upstream.remove) require(!http::is_protected_header(name));
       http::HeaderList request = head.headers;
       v.upstream.apply(request);
     }

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "waypoint/base/strings.h"
+#include "waypoint/http/forwarding.h"
 #include "waypoint/http/request_checks.h"
 
 namespace zt::waypoint::authz {
@@ -16,20 +17,13 @@ constexpr std::string_view kHeadersToRemove = "x-envoy-auth-headers-to-remove";
 }  // namespace
 
 bool framing_header(std::string_view name) {
-  for (std::string_view h : {"content-length", "transfer-encoding", "connection", "keep-alive",
-                             "proxy-connection", "upgrade", "te", "trailer"}) {
-    if (iequals(name, h)) return true;
-  }
-  return false;
-}
-
-bool pseudo_or_host(std::string_view name) {
-  return (!name.empty() && name.front() == ':') || iequals(name, "host");
+  return http::is_hop_by_hop(name) || iequals(name, "content-length") || iequals(name, "upgrade") ||
+         iequals(name, "trailer");
 }
 
 bool usable_provider_header(std::string_view name, std::string_view value) {
   return http::is_token(name) && http::is_field_value(value) && !framing_header(name) &&
-         !pseudo_or_host(name);
+         !http::is_protected_header(name);
 }
 
 Result<HeaderPattern> HeaderPattern::parse(std::string_view pattern) {
@@ -79,7 +73,7 @@ http::RequestHead http_check_head(const ExtAuthzProvider& provider, const CheckI
     // Envoy always sends Authorization (and the method, path and host, carried above).
     const bool wanted =
         iequals(h.name, "authorization") || any_matches(provider.include_request_headers, h.name);
-    if (!wanted || framing_header(h.name) || pseudo_or_host(h.name) ||
+    if (!wanted || framing_header(h.name) || http::is_protected_header(h.name) ||
         iequals(h.name, kPartialBody)) {
       continue;
     }
@@ -106,7 +100,8 @@ ExtAuthzVerdict read_http_check_answer(const ExtAuthzProvider& provider, int sta
       if (iequals(h.name, kHeadersToRemove)) {
         for (auto name : split_list(h.value)) {
           name = trim_ows(name);
-          if (http::is_token(name) && !pseudo_or_host(name)) v.upstream.remove.emplace_back(name);
+          if (http::is_token(name) && !http::is_protected_header(name))
+            v.upstream.remove.emplace_back(name);
         }
         continue;
       }

@@ -146,10 +146,9 @@ ExtAuthzVerdict check_failed(const ExtAuthzProvider& provider, std::string reaso
 bool is_envoy_status_code(int code);
 
 inline constexpr std::string_view kPartialBody = "x-envoy-auth-partial-body";
-// Headers a message's framing and connection own: never copied from one message to another.
+// Headers a message's framing and connection own (the hop-by-hop ones, Content-Length,
+// Upgrade, Trailer): never copied from one message to another.
 bool framing_header(std::string_view name);
-// A pseudo-header (":path") or Host: never removed or set by a provider.
-bool pseudo_or_host(std::string_view name);
 // A header a provider may hand on: a token name (not a framing one, a pseudo-header or Host) and
 // a value without control characters. Anything else is dropped (no header injection).
 bool usable_provider_header(std::string_view name, std::string_view value);

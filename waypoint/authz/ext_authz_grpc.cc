@@ -6,6 +6,7 @@
 #include "envoy/service/auth/v3/external_auth.pb.h"
 #include "waypoint/authz/ext_authz.h"
 #include "waypoint/base/strings.h"
+#include "waypoint/http/forwarding.h"
 #include "waypoint/http/request_checks.h"
 
 namespace zt::waypoint::authz {
@@ -120,7 +121,8 @@ ExtAuthzVerdict read_grpc_check_answer(std::string_view message) {
       const auto& ok = resp.ok_response();
       add_options(ok.headers(), v.upstream);
       for (const auto& name : ok.headers_to_remove()) {
-        if (http::is_token(name) && !pseudo_or_host(name)) v.upstream.remove.push_back(name);
+        if (http::is_token(name) && !http::is_protected_header(name))
+          v.upstream.remove.push_back(name);
       }
       add_options(ok.response_headers_to_add(), v.downstream);
     }

@@ -10,31 +10,6 @@ namespace {
 
 constexpr std::string_view kHex = "0123456789abcdef";
 
-bool is_protected(std::string_view name) {
-  return iequals(name, "host") || (!name.empty() && name.front() == ':');
-}
-
-// The hop-by-hop names that are always stripped (RFC 9110 7.6.1, and the proxy-* ones), looked
-// up by length first: most header names match none of the lengths and cost one switch.
-bool always_hop_by_hop(std::string_view name) {
-  switch (name.size()) {
-    case 2:
-      return iequals(name, "te");
-    case 10:
-      return iequals(name, "connection") || iequals(name, "keep-alive");
-    case 16:
-      return iequals(name, "proxy-connection");
-    case 17:
-      return iequals(name, "transfer-encoding");
-    case 18:
-      return iequals(name, "proxy-authenticate");
-    case 19:
-      return iequals(name, "proxy-authorization");
-    default:
-      return false;
-  }
-}
-
 // Writes n bytes as 2n lower-case hex digits at `out` (which has room for them); returns the end.
 char* put_hex(char* out, const uint8_t* p, size_t n) {
   for (size_t i = 0; i < n; ++i) {
@@ -101,9 +76,9 @@ HopByHop strip_hop_by_hop(HeaderList& headers, const HopByHopOptions& options) {
   const bool keep_upgrade = options.keep_upgrade && info.upgrade.has_value();
 
   std::erase_if(headers, [&](const Header& h) {
-    if (is_protected(h.name)) return false;
+    if (is_protected_header(h.name)) return false;
     if (iequals(h.name, "upgrade")) return !keep_upgrade;
-    if (always_hop_by_hop(h.name)) return true;
+    if (is_hop_by_hop(h.name)) return true;
     return std::any_of(listed.begin(), listed.end(),
                        [&](const std::string& l) { return iequals(l, h.name); });
   });
@@ -202,6 +177,30 @@ TraceResult ensure_traceparent(HeaderList& headers, Random& random, bool new_spa
   remove_header(headers, "tracestate");  // belongs to the trace we could not continue
   set_header(headers, "traceparent", result.context.format());
   return result;
+}
+
+bool is_protected_header(std::string_view name) {
+  return iequals(name, "host") || (!name.empty() && name.front() == ':');
+}
+
+// (by length first: most header names match none of the lengths and cost one switch)
+bool is_hop_by_hop(std::string_view name) {
+  switch (name.size()) {
+    case 2:
+      return iequals(name, "te");
+    case 10:
+      return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 16:
+      return iequals(name, "proxy-connection");
+    case 17:
+      return iequals(name, "transfer-encoding");
+    case 18:
+      return iequals(name, "proxy-authenticate");
+    case 19:
+      return iequals(name, "proxy-authorization");
+    default:
+      return false;
+  }
 }
 
 }  // namespace zt::waypoint::http

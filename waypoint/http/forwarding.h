@@ -36,6 +36,11 @@ struct HopByHopOptions {
 // removed even when Connection names them (a client must not strip what routing relies on).
 HopByHop strip_hop_by_hop(HeaderList& headers, const HopByHopOptions& options = {});
 
+// Host or a pseudo-header (":path"): what no header edit may remove or set.
+bool is_protected_header(std::string_view name);
+// The hop-by-hop names strip_hop_by_hop always removes (RFC 9110 7.6.1, and the proxy-* ones).
+bool is_hop_by_hop(std::string_view name);
+
 // Appends `client_ip` to x-forwarded-for ("a, b" when one exists, merging repeated fields).
 void append_forwarded_for(HeaderList& headers, std::string_view client_ip);
 
