@@ -46,6 +46,15 @@ Status read_string(const YAML::Node& n, std::string_view path, std::string& out)
   return {};
 }
 
+// A bool as YAML writes it (true / false).
+Status read_bool(const YAML::Node& n, std::string_view path, bool& out) {
+  std::string b;
+  if (auto s = read_string(n, path, b); !s) return s;
+  if (b != "true" && b != "false") return error_at(path, "must be true or false");
+  out = b == "true";
+  return {};
+}
+
 Status read_strings(const YAML::Node& n, std::string_view path, std::vector<std::string>& out) {
   if (!n.IsSequence()) return error_at(path, "must be a list of strings");
   for (size_t i = 0; i < n.size(); ++i) {
@@ -429,13 +438,7 @@ Status read_jwt_rule(const YAML::Node& node, std::string_view path, JwtRule& r) 
         if (key == "outputPayloadToHeader")
           return read_header_name(v, p, r.output_payload_to_header);
         if (key == "timeout") return Status{};  // for fetching jwksUri, which istiod/meshd does
-        if (key == "forwardOriginalToken") {
-          std::string b;
-          if (auto s = read_string(v, p, b); !s) return s;
-          if (b != "true" && b != "false") return error_at(p, "must be true or false");
-          r.forward_original_token = b == "true";
-          return Status{};
-        }
+        if (key == "forwardOriginalToken") return read_bool(v, p, r.forward_original_token);
         if (key == "fromHeaders") {
           return read_list(
               v, p, r.from_headers,
@@ -517,15 +520,6 @@ std::optional<uint64_t> read_decimal(std::string_view text, uint64_t min, uint64
   }
   if (n < min || n > max) return std::nullopt;
   return n;
-}
-
-// A bool as YAML writes it (true / false).
-Status read_bool(const YAML::Node& n, std::string_view path, bool& out) {
-  std::string b;
-  if (auto s = read_string(n, path, b); !s) return s;
-  if (b != "true" && b != "false") return error_at(path, "must be true or false");
-  out = b == "true";
-  return {};
 }
 
 Status read_header_patterns(const YAML::Node& n, std::string_view path,
