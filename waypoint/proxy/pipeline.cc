@@ -611,12 +611,6 @@ Response failure_response(const AttemptResult& r, RequestRecord& rec) {
   }
 }
 
-// Replaces the headers of `target` named in `with` by all of `with`'s (repeated ones kept).
-void replace_headers(http::HeaderList& target, const http::HeaderList& with) {
-  for (const auto& h : with) http::remove_header(target, h.name);
-  target.insert(target.end(), with.begin(), with.end());
-}
-
 std::optional<int> grpc_status_in(const http::HeaderList& fields) {
   auto v = http::find_header(fields, "grpc-status");
   if (!v) return std::nullopt;
@@ -1583,7 +1577,8 @@ struct Pipeline::Impl {
                             custom.key());
     Response r = local_response(verdict.status, std::move(verdict.body));
     if (r.body.empty()) r.headers.clear();  // (no content-type for no content)
-    replace_headers(r.headers, verdict.headers);
+    // (the provider's headers replace the local answer's of the same names, content-type)
+    authz::HeaderEdits{.set = std::move(verdict.headers)}.apply(r.headers);
     co_return r;
   }
 
