@@ -80,6 +80,9 @@ void check_route(const route::RouteTable& table, const std::string& host, uint16
       require(!d.redirect.location.empty());
       break;
     }
+    case route::RouteDecision::Kind::kDirect:
+      require(d.selection && d.selection.rule->direct_response.has_value());
+      break;
     case route::RouteDecision::Kind::kNoRoute:
       require(!d.selection);
       break;

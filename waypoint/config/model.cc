@@ -21,7 +21,22 @@ bool Regex::full_match(std::string_view text) const {
   return re_ && RE2::FullMatch(re2::StringPiece(text.data(), text.size()), *re_);
 }
 
+std::string Regex::replace_all(std::string_view text, std::string_view rewrite) const {
+  std::string out(text);
+  if (re_) RE2::GlobalReplace(&out, *re_, re2::StringPiece(rewrite.data(), rewrite.size()));
+  return out;
+}
+
+Status Regex::check_rewrite(std::string_view rewrite) const {
+  std::string error;
+  if (!re_ || !re_->CheckRewriteString(re2::StringPiece(rewrite.data(), rewrite.size()), &error)) {
+    return failf("invalid rewrite \"{}\": {}", rewrite, error);
+  }
+  return {};
+}
+
 std::string BackendRef::hostname(std::string_view cluster_domain) const {
+  if (!host.empty()) return host;
   return fmt::format("{}.{}.svc.{}", name, namespace_name, cluster_domain);
 }
 

@@ -1,5 +1,5 @@
-// The waypoint's configuration model: what HTTPRoutes (Gateway API), DestinationRule traffic
-// policies and VirtualService-style retries/faults (Istio) mean once parsed and validated.
+// The waypoint's configuration model: what HTTPRoutes (Gateway API), VirtualServices and
+// DestinationRule traffic policies (Istio) mean once parsed and validated.
 // Plain values, immutable once built; the proxy publishes one WaypointConfig snapshot and every
 // worker reads it. Parsing from YAML lives in parse.h; how routes are chosen in waypoint/route.
 //
@@ -33,6 +33,10 @@ class Regex {
  public:
   static Result<Regex> compile(std::string_view pattern);
   bool full_match(std::string_view text) const;
+  // Every match in `text` replaced by `rewrite` (\1 ... \9 name groups).
+  std::string replace_all(std::string_view text, std::string_view rewrite) const;
+  // Whether `rewrite` is one replace_all can use (its groups exist).
+  Status check_rewrite(std::string_view rewrite) const;
   const std::string& pattern() const { return pattern_; }
 
  private:
@@ -42,22 +46,31 @@ class Regex {
 
 // ---- HTTPRoute (gateway.networking.k8s.io/v1) ---------------------------------------------
 
-enum class PathMatchType { kExact, kPathPrefix, kRegularExpression };
+// kPathPrefix is Gateway API's (per segment); kPrefix is a VirtualService's `uri.prefix`, a
+// plain string prefix ("/abc" matches "/abcd").
+enum class PathMatchType { kExact, kPathPrefix, kRegularExpression, kPrefix };
 
 struct PathMatch {
   PathMatchType type = PathMatchType::kPathPrefix;
   std::string value = "/";  // for kPathPrefix: without a trailing '/' unless it is "/"
   std::optional<Regex> regex;
+  bool ignore_case = false;  // VirtualService ignoreUriCase (exact and prefix matches)
 };
 
-enum class ValueMatchType { kExact, kRegularExpression };
+// kPrefix and kPresent come from VirtualService StringMatches (`prefix`, and `{}` or
+// `regex: "*"` for "the header is present").
+enum class ValueMatchType { kExact, kRegularExpression, kPrefix, kPresent };
 
-// A header (name case-insensitive) or query parameter (name case-sensitive) condition.
+// A header (name case-insensitive) or query parameter (name case-sensitive) condition. The
+// header names ":method", ":scheme" and ":authority" (or "host") test the request line.
 struct ValueMatch {
   ValueMatchType type = ValueMatchType::kExact;
   std::string name;
   std::string value;
   std::optional<Regex> regex;
+  // VirtualService withoutHeaders: the condition holds when the match does not; a missing
+  // header reads as "" (Envoy's treat_missing_header_as_empty), except for kPresent.
+  bool invert = false;
 };
 
 struct RouteMatch {
@@ -65,6 +78,8 @@ struct RouteMatch {
   std::vector<ValueMatch> headers;
   std::vector<ValueMatch> query_params;
   std::optional<std::string> method;
+  std::optional<uint16_t> port;                 // VirtualService match.port: the service port
+  std::optional<std::string> source_namespace;  // VirtualService sourceNamespace: the client's
 };
 
 struct HeaderModifier {
@@ -73,11 +88,22 @@ struct HeaderModifier {
   std::vector<std::string> remove;
 };
 
-enum class PathModifierType { kReplaceFullPath, kReplacePrefixMatch };
+// kReplacePrefixMatch is Gateway API's (on a segment boundary); kRewriteMatched is Envoy's
+// prefix_rewrite, a VirtualService's `rewrite.uri`: the part of the path its match matched (a
+// prefix, or the whole path for an exact or regular-expression match) becomes `value`;
+// kRegexReplace is `rewrite.uriRegexRewrite`: every match of `regex` in the path is replaced
+// by `value` (\1 names a group).
+enum class PathModifierType {
+  kReplaceFullPath,
+  kReplacePrefixMatch,
+  kRewriteMatched,
+  kRegexReplace
+};
 
 struct PathModifier {
   PathModifierType type = PathModifierType::kReplaceFullPath;
   std::string value;
+  std::optional<Regex> regex;  // kRegexReplace
 };
 
 struct UrlRewrite {
@@ -86,11 +112,24 @@ struct UrlRewrite {
 };
 
 struct RequestRedirect {
+  // Without `port`: kListener is Gateway API's (the scheme's default port when `scheme` is given,
+  // else the port the request was addressed to); kServicePort is derivePort FROM_REQUEST_PORT
+  // (the port the request was addressed to); kRequest is a VirtualService's default (Envoy's):
+  // the request's Host port, none when the scheme or the host changes; kSchemeDefault is
+  // derivePort FROM_PROTOCOL_DEFAULT (the scheme's default port: none in the Location).
+  enum class PortRule { kListener, kServicePort, kRequest, kSchemeDefault };
   std::optional<std::string> scheme;  // "http" | "https"
   std::optional<std::string> hostname;
   std::optional<PathModifier> path;
   std::optional<uint16_t> port;
+  PortRule port_rule = PortRule::kListener;
   int status_code = 302;  // 301, 302, 303, 307, 308
+};
+
+// VirtualService directResponse: the waypoint answers itself.
+struct DirectResponse {
+  int status = 200;
+  std::string body;
 };
 
 struct BackendRef {
@@ -100,8 +139,13 @@ struct BackendRef {
   std::string namespace_name;  // defaulted to the route's namespace
   std::optional<uint16_t> port;
   uint32_t weight = 1;
+  // A VirtualService destination: its host as an FQDN (then `name` is empty and
+  // `namespace_name` is where the host is looked up first), and its own header edits.
+  std::string host;
+  std::optional<HeaderModifier> request_headers;
+  std::optional<HeaderModifier> response_headers;
 
-  // "<name>.<namespace>.svc.<cluster_domain>" for a Service.
+  // `host` when set, else "<name>.<namespace>.svc.<cluster_domain>" for a Service.
   std::string hostname(std::string_view cluster_domain) const;
 };
 
@@ -169,6 +213,7 @@ struct RouteRule {
   std::optional<HeaderModifier> response_headers;
   std::optional<UrlRewrite> rewrite;
   std::optional<RequestRedirect> redirect;
+  std::optional<DirectResponse> direct_response;
   std::vector<RequestMirror> mirrors;
   std::vector<BackendRef> backends;
   Timeouts timeouts;
@@ -191,8 +236,10 @@ struct ParentRef {
   bool is_service() const { return (group.empty() || group == "core") && kind == "Service"; }
 };
 
-// An HTTPRoute, or a GRPCRoute read into the same model (kind "GRPCRoute": its method matches
-// are path matches, it has no timeouts or retries).
+// An HTTPRoute, or a GRPCRoute or VirtualService read into the same model. A GRPCRoute's
+// method matches are path matches; it has no timeouts or retries. A VirtualService (kind
+// "VirtualService") has no parents: it applies to the services its `hostnames` name (FQDNs, or
+// "*" / "*.<suffix>"), and its rules are tried in the order written.
 struct HttpRoute {
   std::string kind = "HTTPRoute";
   std::string name;
@@ -204,6 +251,7 @@ struct HttpRoute {
   std::vector<RouteRule> rules;
 
   std::string key() const { return namespace_name + "/" + name; }
+  bool is_virtual_service() const { return kind == "VirtualService"; }
 };
 
 // ---- DestinationRule trafficPolicy (networking.istio.io) ------------------------------------

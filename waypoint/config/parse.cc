@@ -12,219 +12,16 @@
 
 #include "common/yaml/load.h"
 #include "waypoint/base/strings.h"
+#include "waypoint/config/reader.h"
 #include "waypoint/http/request_checks.h"
 
 namespace zt::waypoint::config {
 namespace {
 
+using namespace detail;  // NOLINT(google-build-using-namespace): this file's own helpers
+
 constexpr size_t kMaxDocumentBytes = 16 * 1024 * 1024;
-// Aliases let a small document name the same subtree many times; bound the work.
-constexpr size_t kMaxVisitedNodes = 2'000'000;
 constexpr size_t kMaxHeaderModifications = 16;  // Gateway API: at most 16 set/add/remove each
-
-std::string join(std::string_view path, std::string_view key) {
-  if (path.empty()) return std::string(key);
-  return fmt::format("{}.{}", path, key);
-}
-
-std::string index(std::string_view path, size_t i) { return fmt::format("{}[{}]", path, i); }
-
-tl::unexpected<Error> error_at(std::string_view path, std::string_view message) {
-  return failf("{}: {}", path, message);
-}
-
-std::string show(const YAML::Node& node) {
-  if (node.IsScalar()) {
-    std::string s = node.Scalar();
-    if (s.size() > 64) s = s.substr(0, 64) + "...";
-    return fmt::format("\"{}\"", s);
-  }
-  return node.IsSequence() ? "a list" : node.IsMap() ? "a map" : "null";
-}
-
-bool present(const YAML::Node& node) { return node && node.IsDefined() && !node.IsNull(); }
-
-// Walks maps and lists with paths for errors and a bound on visited nodes.
-class Reader {
- public:
-  using FieldFn = std::function<Status(const YAML::Node&, const std::string&)>;
-  struct Field {
-    std::string_view key;
-    FieldFn parse;  // null: accepted and ignored
-  };
-
-  Status count(std::string_view path) {
-    if (++visited_ > kMaxVisitedNodes) return error_at(path, "document too large (too many nodes)");
-    return {};
-  }
-
-  // A map whose keys must be among `fields`; null fields are ignored on purpose.
-  Status object(const YAML::Node& node, std::string_view path,
-                std::initializer_list<Field> fields) {
-    if (!node.IsMap()) return error_at(path, fmt::format("must be a map, got {}", show(node)));
-    std::set<std::string, std::less<>> seen;
-    for (auto it = node.begin(); it != node.end(); ++it) {
-      if (auto s = count(path); !s) return s;
-      if (!it->first.IsScalar()) return error_at(path, "keys must be plain strings");
-      const std::string& key = it->first.Scalar();
-      auto field =
-          std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.key == key; });
-      if (field == fields.end()) {
-        std::string expected;
-        for (const auto& f : fields) {
-          expected += fmt::format("{}{}", expected.empty() ? "" : ", ", f.key);
-        }
-        return error_at(
-            join(path, key),
-            fmt::format("unknown or unsupported field (expected one of: {})", expected));
-      }
-      if (!seen.insert(key).second) return error_at(join(path, key), "duplicate key");
-      if (!field->parse || it->second.IsNull()) continue;
-      if (auto s = field->parse(it->second, join(path, key)); !s) return s;
-    }
-    return {};
-  }
-
-  template <class Fn>
-  Status list(const YAML::Node& node, std::string_view path, Fn&& fn) {
-    if (node.IsNull()) return {};
-    if (!node.IsSequence())
-      return error_at(path, fmt::format("must be a list, got {}", show(node)));
-    size_t i = 0;
-    for (auto it = node.begin(); it != node.end(); ++it, ++i) {
-      if (auto s = count(path); !s) return s;
-      if (auto s = fn(*it, index(path, i)); !s) return s;
-    }
-    return {};
-  }
-
- private:
-  size_t visited_ = 0;
-};
-
-using Field = Reader::Field;
-
-// ---- scalars ---------------------------------------------------------------------------------
-
-Status read_string(const YAML::Node& node, std::string_view path, std::string& out) {
-  if (!node.IsScalar()) return error_at(path, fmt::format("must be a string, got {}", show(node)));
-  out = node.Scalar();
-  return {};
-}
-
-Status read_nonempty(const YAML::Node& node, std::string_view path, std::string& out) {
-  if (auto s = read_string(node, path, out); !s) return s;
-  if (out.empty()) return error_at(path, "must not be empty");
-  return {};
-}
-
-Status read_int(const YAML::Node& node, std::string_view path, int64_t min, int64_t max,
-                int64_t& out) {
-  int64_t v = 0;
-  if (!node.IsScalar() || !YAML::convert<int64_t>::decode(node, v)) {
-    return error_at(path, fmt::format("must be an integer, got {}", show(node)));
-  }
-  if (v < min || v > max) {
-    return error_at(path, fmt::format("{} is out of range [{}, {}]", v, min, max));
-  }
-  out = v;
-  return {};
-}
-
-template <class T>
-Status read_uint(const YAML::Node& node, std::string_view path, T& out, int64_t min = 0,
-                 int64_t max = std::numeric_limits<T>::max()) {
-  int64_t v = 0;
-  if (auto s = read_int(node, path, min, max, v); !s) return s;
-  out = static_cast<T>(v);
-  return {};
-}
-
-Status read_double(const YAML::Node& node, std::string_view path, double min, double max,
-                   double& out) {
-  double v = 0;
-  if (!node.IsScalar() || !YAML::convert<double>::decode(node, v) || std::isnan(v)) {
-    return error_at(path, fmt::format("must be a number, got {}", show(node)));
-  }
-  if (v < min || v > max)
-    return error_at(path, fmt::format("{} is out of range [{}, {}]", v, min, max));
-  out = v;
-  return {};
-}
-
-Status read_bool(const YAML::Node& node, std::string_view path, bool& out) {
-  if (!node.IsScalar() || !YAML::convert<bool>::decode(node, out)) {
-    return error_at(path, fmt::format("must be true or false, got {}", show(node)));
-  }
-  return {};
-}
-
-Status read_duration(const YAML::Node& node, std::string_view path, Duration& out) {
-  std::string text;
-  if (auto s = read_string(node, path, text); !s) return s;
-  auto d = parse_duration(text);
-  if (!d) return error_at(path, d.error().message);
-  out = *d;
-  return {};
-}
-
-// A duration where zero means "disabled" (Gateway API timeouts).
-Status read_optional_duration(const YAML::Node& node, std::string_view path,
-                              std::optional<Duration>& out) {
-  Duration d{0};
-  if (auto s = read_duration(node, path, d); !s) return s;
-  out = d.count() == 0 ? std::nullopt : std::optional<Duration>(d);
-  return {};
-}
-
-Status read_port(const YAML::Node& node, std::string_view path, std::optional<uint16_t>& out) {
-  uint16_t port = 0;
-  if (auto s = read_uint(node, path, port, 1, 65535); !s) return s;
-  out = port;
-  return {};
-}
-
-template <class E>
-Status read_enum(const YAML::Node& node, std::string_view path,
-                 std::initializer_list<std::pair<std::string_view, E>> values, E& out) {
-  std::string text;
-  if (auto s = read_string(node, path, text); !s) return s;
-  std::string names;
-  for (const auto& [name, value] : values) {
-    if (name == text) {
-      out = value;
-      return {};
-    }
-    names += fmt::format("{}{}", names.empty() ? "" : ", ", name);
-  }
-  return error_at(path, fmt::format("unknown value \"{}\" (expected one of: {})", text, names));
-}
-
-Status read_string_list(Reader& r, const YAML::Node& node, std::string_view path,
-                        std::vector<std::string>& out) {
-  return r.list(node, path, [&](const YAML::Node& item, const std::string& p) -> Status {
-    std::string s;
-    if (auto st = read_nonempty(item, p, s); !st) return st;
-    out.push_back(std::move(s));
-    return {};
-  });
-}
-
-// Gateway API path values: absolute, no fragment, no empty segment.
-Status check_http_path(std::string_view path_value, std::string_view path) {
-  if (path_value.empty() || path_value.front() != '/') return error_at(path, "must start with '/'");
-  if (path_value.find('#') != path_value.npos) return error_at(path, "must not contain '#'");
-  if (path_value.find("//") != path_value.npos) return error_at(path, "must not contain '//'");
-  for (unsigned char c : path_value) {
-    if (c <= 0x20 || c == 0x7f) return error_at(path, "must not contain spaces or control bytes");
-  }
-  return {};
-}
-
-std::string strip_trailing_slash(std::string value) {
-  while (value.size() > 1 && value.back() == '/') value.pop_back();
-  return value;
-}
 
 // ---- HTTPRoute pieces ------------------------------------------------------------------------
 
@@ -827,25 +624,6 @@ Status read_rule(Reader& r, const YAML::Node& node, std::string_view path,
   return {};
 }
 
-Status read_metadata(Reader& r, const YAML::Node& node, std::string_view path, std::string& name,
-                     std::string& ns, int64_t* created) {
-  if (!node.IsMap()) return error_at(path, "must be a map");
-  if (!present(node["name"])) return error_at(path, "missing required field \"name\"");
-  if (auto s = read_nonempty(node["name"], join(path, "name"), name); !s) return s;
-  if (present(node["namespace"])) {
-    if (auto s = read_nonempty(node["namespace"], join(path, "namespace"), ns); !s) return s;
-  }
-  if (created && present(node["creationTimestamp"])) {
-    std::string ts;
-    if (auto s = read_string(node["creationTimestamp"], join(path, "creationTimestamp"), ts); !s)
-      return s;
-    auto t = parse_rfc3339(ts);
-    if (!t) return error_at(join(path, "creationTimestamp"), t.error().message);
-    *created = *t;
-  }
-  return {};
-}
-
 // ---- DestinationRule pieces --------------------------------------------------------------------
 
 Status read_load_balancer(Reader& r, const YAML::Node& node, std::string_view path,
@@ -1259,12 +1037,6 @@ Status read_istio_fault(Reader& r, const YAML::Node& node, std::string_view path
         }}});
 }
 
-// "reviews" -> "reviews.<ns>.svc.<domain>"; names with a dot are taken as FQDNs.
-std::string qualify_host(std::string_view host, std::string_view ns, std::string_view domain) {
-  if (host.find('.') != host.npos) return std::string(host);
-  return fmt::format("{}.{}.svc.{}", host, ns, domain);
-}
-
 Status parse_route_object(Reader& r, const YAML::Node& object, std::string_view path,
                           HttpRoute& route) {
   if (!object.IsMap()) return error_at(path, "must be a map");
@@ -1390,6 +1162,7 @@ Status parse_destination_object(Reader& r, const YAML::Node& object, std::string
 
 struct Collected {
   std::vector<std::pair<YAML::Node, std::string>> routes;
+  std::vector<std::pair<YAML::Node, std::string>> virtual_services;
   std::vector<std::pair<YAML::Node, std::string>> destinations;
   std::optional<std::string> cluster_domain;
 };
@@ -1410,6 +1183,8 @@ Status collect(Reader& r, const YAML::Node& node, const std::string& path, Colle
       out.routes.emplace_back(node, path);
     } else if (kind == "DestinationRule") {
       out.destinations.emplace_back(node, path);
+    } else if (kind == "VirtualService") {
+      out.virtual_services.emplace_back(node, path);
     } else if (kind == "List" || kind.ends_with("List")) {
       if (present(node["items"])) return collect(r, node["items"], join(path, "items"), out);
     }
@@ -1435,6 +1210,13 @@ Status collect(Reader& r, const YAML::Node& node, const std::string& path, Colle
         [&](const YAML::Node& n, const std::string& p) {
           return r.list(n, p, [&](const YAML::Node& item, const std::string& ip) -> Status {
             out.destinations.emplace_back(item, ip);
+            return {};
+          });
+        }},
+       {"virtualServices",
+        [&](const YAML::Node& n, const std::string& p) {
+          return r.list(n, p, [&](const YAML::Node& item, const std::string& ip) -> Status {
+            out.virtual_services.emplace_back(item, ip);
             return {};
           });
         }},
@@ -1667,6 +1449,14 @@ Result<WaypointConfig> parse_waypoint_config(const std::vector<YAML::Node>& docs
         return failf("{}: duplicate {} {}", path, route.kind, route.key());
       }
       config.routes.push_back(std::move(route));
+    }
+    for (const auto& [node, path] : collected.virtual_services) {
+      auto route = parse_virtual_service(node, config.cluster_domain, path);
+      if (!route) return tl::unexpected(route.error());
+      if (!keys.insert(route->kind + " " + route->key()).second) {
+        return failf("{}: duplicate {} {}", path, route->kind, route->key());
+      }
+      config.routes.push_back(std::move(*route));
     }
     std::set<std::string, std::less<>> hosts;
     for (const auto& [node, path] : collected.destinations) {

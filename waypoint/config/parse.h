@@ -2,7 +2,7 @@
 //
 //   - a stream of documents, a `kind: List` with `items`, or a waypoint document
 //       { clusterDomain: cluster.local, httpRoutes: [<HTTPRoute>...],
-//         destinationRules: [<DestinationRule>...] };
+//         virtualServices: [<VirtualService>...], destinationRules: [<DestinationRule>...] };
 //   - HTTPRoute (gateway.networking.k8s.io): metadata {name, namespace, creationTimestamp} and
 //     `spec` exactly as Gateway API defines it (parentRefs, hostnames, rules with matches,
 //     filters, backendRefs, timeouts, retry);
@@ -11,6 +11,7 @@
 //     modifiers, RequestMirror), backendRefs; read into the HTTPRoute model and ranked with
 //     HTTPRoute's precedence (Exact path, then PathPrefix, then regular expression), not
 //     GRPCRoute's (characters of service, then method); no rules: no default rule;
+//   - VirtualService (networking.istio.io): see parse_virtual_service;
 //   - DestinationRule (networking.istio.io): spec.host and spec.trafficPolicy (loadBalancer,
 //     connectionPool, outlierDetection, portLevelSettings);
 //   - Istio VirtualService-style `retries` and `fault` blocks (HTTPRetry, HTTPFaultInjection, as
@@ -52,6 +53,30 @@ Result<WaypointConfig> parse_waypoint_config(const std::vector<YAML::Node>& docs
 
 // One HTTPRoute or GRPCRoute object (metadata + spec). `path` prefixes error messages.
 Result<HttpRoute> parse_http_route(const YAML::Node& object, std::string_view path = "HTTPRoute");
+
+// One VirtualService object, as an Istio waypoint applies it: read into the route model (kind
+// "VirtualService"), its rules tried in the order written, after the HTTPRoutes of the same
+// service (Istio puts a namespace's HTTPRoutes first and warns that mixing the two is
+// unsupported).
+//   - spec.hosts: short names are services of the VirtualService's namespace; "*" and
+//     "*.<suffix>" wildcards. `gateways` without "mesh": it routes nothing here. `exportTo` is
+//     meshd's business; `tcp` and `tls` routes are not applied (the waypoint routes HTTP).
+//   - http[].match: uri (`prefix` is a plain string prefix, as in Istio), scheme, method,
+//     authority, headers, withoutHeaders, queryParams (StringMatch exact / prefix / regex; `{}`
+//     or, for headers, `regex: "*"` means present), port (the service port), ignoreUriCase,
+//     sourceNamespace (the client's, from its identity). A match with sourceLabels, or with
+//     `gateways` that do not name "mesh", is dropped, as Istio does at a waypoint; a rule whose
+//     matches are all dropped is left out. No match: every request.
+//   - http[].route[]: destination {host, port.number} (the request's port when none), weight
+//     (one destination takes everything; several need weights that do not add up to 0),
+//     headers. http[].redirect (redirectCode 301 by default, derivePort), directResponse
+//     (body.string), rewrite {uri (Envoy's prefix_rewrite), authority, uriRegexRewrite},
+//     headers {request, response} (setting ":authority"/"host" rewrites the authority),
+//     timeout (none by default), retries, fault, mirror + mirrorPercentage, mirrors.
+//   - Refused with an error naming the field: destination subsets (not supported yet),
+//     delegate, corsPolicy, directResponse body.bytes, JWT-claim header matches.
+Result<HttpRoute> parse_virtual_service(const YAML::Node& object, std::string_view cluster_domain,
+                                        std::string_view path = "VirtualService");
 
 // One DestinationRule object; a short spec.host is qualified with the rule's namespace.
 Result<DestinationPolicy> parse_destination_rule(const YAML::Node& object,

@@ -11,6 +11,7 @@
 #include "common/grpc/client.h"
 #include "common/net/address.h"
 #include "common/net/copy.h"
+#include "common/tls/spiffe.h"
 #include "waypoint/authz/ext_authz.h"
 #include "waypoint/authz/normalize.h"
 #include "waypoint/authz/policy.h"
@@ -1074,6 +1075,7 @@ struct Pipeline::Impl {
 
     // 3. Route.
     const config::RouteRule* rule = nullptr;
+    const config::BackendRef* chosen_backend = nullptr;
     std::vector<const config::RequestMirror*> mirrors;
     std::shared_ptr<const zt::state::Service> backend_svc;
     uint16_t backend_port = stream.port;
@@ -1081,15 +1083,11 @@ struct Pipeline::Impl {
     std::string cluster_domain = cfg->config ? cfg->config->cluster_domain : "cluster.local";
     if (stream.service) {
       const auto& svc = *stream.service;
-      bool attached = false;
-      if (const auto* cands = cfg->routes.candidates(svc.hostname)) {
-        for (const auto& c : *cands) {
-          if (!c.port || *c.port == stream.port) attached = true;
-        }
-      }
-      if (attached) {
-        auto decision =
-            route::route_request(cfg->routes, svc.hostname, stream.port, request.head, rng);
+      if (cfg->routes.attached(svc.hostname, stream.port)) {
+        // (a VirtualService's sourceNamespace is the client's, from its identity)
+        const auto source = tls::SpiffeId::parse(stream.peer_identity);
+        auto decision = route::route_request(cfg->routes, svc.hostname, stream.port, request.head,
+                                             rng, source ? std::string_view(source->ns) : "");
         if (decision.selection.route) rec.route = decision.selection.route->key();
         switch (decision.kind) {
           case route::RouteDecision::Kind::kNoRoute:
@@ -1104,14 +1102,22 @@ struct Pipeline::Impl {
             r.status = decision.redirect.status;
             r.headers.push_back({"location", decision.redirect.location});
             if (decision.selection.rule) {
-              route::apply_response_filters(*decision.selection.rule, r.headers);
+              route::apply_response_filters(*decision.selection.rule, nullptr, r.headers);
             }
+            co_return r;
+          }
+          case route::RouteDecision::Kind::kDirect: {
+            // (Envoy answers a direct response as a local reply: to gRPC, a status too)
+            const auto& direct = *decision.selection.rule->direct_response;
+            Response r = local_response(direct.status, direct.body);
+            route::apply_response_filters(*decision.selection.rule, nullptr, r.headers);
             co_return r;
           }
           case route::RouteDecision::Kind::kForward:
             break;
         }
         rule = decision.selection.rule;
+        chosen_backend = decision.backend;
         mirrors = decision.mirrors;
         backend_host = decision.backend->hostname(cluster_domain);
         backend_port = decision.backend->port.value_or(stream.port);
@@ -1470,7 +1476,7 @@ struct Pipeline::Impl {
       if (result.kind != AttemptResult::Kind::kResponse) co_return failure_response(result, rec);
 
       Response resp = std::move(**slot->result);
-      if (rule) route::apply_response_filters(*rule, resp.headers);
+      if (rule) route::apply_response_filters(*rule, chosen_backend, resp.headers);
       if (resp.status == 101 && slot->h1.client) {
         resp.upgraded = [slot](Duplex downstream, std::string already_read) {
           return relay_upgraded(slot, std::move(downstream), std::move(already_read));

@@ -1,6 +1,7 @@
 #include "waypoint/route/route.h"
 
 #include <algorithm>
+#include <charconv>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -15,11 +16,18 @@ int path_rank(config::PathMatchType type) {
     case config::PathMatchType::kExact:
       return 3;
     case config::PathMatchType::kPathPrefix:
+    case config::PathMatchType::kPrefix:
       return 2;
     case config::PathMatchType::kRegularExpression:
       return 1;
   }
   return 0;
+}
+
+bool starts_with(std::string_view text, std::string_view prefix, bool ignore_case) {
+  if (text.size() < prefix.size()) return false;
+  const auto head = text.substr(0, prefix.size());
+  return ignore_case ? iequals(head, prefix) : head == prefix;
 }
 
 // Sort key: larger is more specific for the first five, smaller wins for the rest.
@@ -34,7 +42,9 @@ auto precedence_key(const Candidate& c) {
 bool path_matches(const config::PathMatch& m, std::string_view path) {
   switch (m.type) {
     case config::PathMatchType::kExact:
-      return path == m.value;
+      return m.ignore_case ? iequals(path, m.value) : path == m.value;
+    case config::PathMatchType::kPrefix:
+      return starts_with(path, m.value, m.ignore_case);
     case config::PathMatchType::kPathPrefix:
       if (m.value == "/") return true;
       // Segment-wise: "/abc" matches "/abc", "/abc/" and "/abc/d", never "/abcd".
@@ -47,8 +57,44 @@ bool path_matches(const config::PathMatch& m, std::string_view path) {
 }
 
 bool value_matches(const config::ValueMatch& m, std::string_view value) {
-  if (m.type == config::ValueMatchType::kExact) return value == m.value;
-  return m.regex && m.regex->full_match(value);
+  switch (m.type) {
+    case config::ValueMatchType::kExact:
+      return value == m.value;
+    case config::ValueMatchType::kPrefix:
+      return value.starts_with(m.value);
+    case config::ValueMatchType::kPresent:
+      return true;
+    case config::ValueMatchType::kRegularExpression:
+      return m.regex && m.regex->full_match(value);
+  }
+  return false;
+}
+
+// A condition on a value that may be missing. An inverted one (withoutHeaders) holds when the
+// plain one does not, a missing value reading as "" (absent, for a presence test).
+bool condition_holds(const config::ValueMatch& m, const std::optional<std::string>& value) {
+  if (!m.invert) return value && value_matches(m, *value);
+  if (m.type == config::ValueMatchType::kPresent) return !value;
+  return !value_matches(m, value ? *value : std::string());
+}
+
+// The value a header condition tests: the request line's for the pseudo-header names, Envoy's
+// joined value (repeated headers joined with ",") for the others.
+std::optional<std::string> header_value(const http::RequestHead& head, std::string_view name) {
+  if (iequals(name, "host") || iequals(name, ":authority")) return head.authority;
+  if (name == ":method") return head.method;
+  if (name == ":scheme") return head.scheme;
+  if (name == ":path") return head.target;
+  return http::joined_header(head.headers, name);
+}
+
+bool host_matches(std::string_view pattern, std::string_view host) {
+  if (pattern == "*") return true;
+  if (pattern.starts_with("*.")) {
+    const auto suffix = pattern.substr(1);  // ".<suffix>"
+    return host.size() > suffix.size() && iequals(host.substr(host.size() - suffix.size()), suffix);
+  }
+  return iequals(pattern, host);
 }
 
 std::string_view host_without_port(std::string_view authority) {
@@ -66,22 +112,30 @@ bool matches(const config::RouteMatch& match, const http::RequestHead& head) {
   if (!path_matches(match.path, head.path())) return false;
   if (match.method && head.method != *match.method) return false;
   for (const auto& h : match.headers) {
-    // Repeated headers are matched as one value joined with ",", as Envoy does.
-    auto value = iequals(h.name, "host") || iequals(h.name, ":authority")
-                     ? std::optional<std::string>(head.authority)
-                     : http::joined_header(head.headers, h.name);
-    if (!value || !value_matches(h, *value)) return false;
+    if (!condition_holds(h, header_value(head, h.name))) return false;
   }
   for (const auto& q : match.query_params) {
-    auto value = query_value(head.query(), q.name);
-    if (!value || !value_matches(q, *value)) return false;
+    if (!condition_holds(q, query_value(head.query(), q.name))) return false;
   }
   return true;
 }
 
+bool matches(const Candidate& c, uint16_t port, std::string_view source_namespace,
+             const http::RequestHead& head) {
+  if (c.port && *c.port != port) return false;
+  if (c.match->port && *c.match->port != port) return false;
+  if (c.match->source_namespace && *c.match->source_namespace != source_namespace) return false;
+  return matches(*c.match, head);
+}
+
 RouteTable::RouteTable(std::shared_ptr<const config::WaypointConfig> config)
     : config_(std::move(config)) {
+  std::vector<const config::HttpRoute*> virtual_services;
   for (const auto& route : config_->routes) {
+    if (route.is_virtual_service()) {
+      virtual_services.push_back(&route);
+      continue;
+    }
     for (const auto& parent : route.parents) {
       if (!parent.is_service()) continue;
       config::BackendRef service{.name = parent.name, .namespace_name = parent.namespace_name};
@@ -100,6 +154,28 @@ RouteTable::RouteTable(std::shared_ptr<const config::WaypointConfig> config)
       return precedence_key(a) < precedence_key(b);
     });
   }
+  // VirtualServices after the HTTPRoutes, oldest first, each rule's matches in the order written.
+  std::stable_sort(virtual_services.begin(), virtual_services.end(),
+                   [](const config::HttpRoute* a, const config::HttpRoute* b) {
+                     return std::tie(a->created, a->namespace_name, a->name) <
+                            std::tie(b->created, b->namespace_name, b->name);
+                   });
+  for (const auto* vs : virtual_services) {
+    for (const auto& host : vs->hostnames) {
+      const bool wildcard = host.starts_with("*");
+      auto& list = wildcard ? wildcard_[host] : by_host_[host];
+      if (wildcard && std::find(wildcard_order_.begin(), wildcard_order_.end(), host) ==
+                          wildcard_order_.end()) {
+        wildcard_order_.push_back(host);
+      }
+      for (size_t r = 0; r < vs->rules.size(); ++r) {
+        const auto& rule = vs->rules[r];
+        for (size_t m = 0; m < rule.matches.size(); ++m) {
+          list.push_back(Candidate{vs, &rule, &rule.matches[m], r, m, std::nullopt});
+        }
+      }
+    }
+  }
 }
 
 const std::vector<Candidate>* RouteTable::candidates(std::string_view host) const {
@@ -107,16 +183,37 @@ const std::vector<Candidate>* RouteTable::candidates(std::string_view host) cons
   return it == by_host_.end() ? nullptr : &it->second;
 }
 
-Selection RouteTable::select(std::string_view host, uint16_t port,
-                             const http::RequestHead& head) const {
-  const auto* list = candidates(host);
-  if (!list) return {};
-  for (const auto& c : *list) {
-    if (c.port && *c.port != port) continue;
-    if (!matches(*c.match, head)) continue;
-    return Selection{c.route, c.rule, c.match, c.rule_index};
+template <class Fn>
+bool RouteTable::each_candidate(std::string_view host, Fn&& fn) const {
+  if (const auto* list = candidates(host)) {
+    for (const auto& c : *list) {
+      if (fn(c)) return true;
+    }
   }
-  return {};
+  for (const auto& pattern : wildcard_order_) {
+    if (!host_matches(pattern, host)) continue;
+    for (const auto& c : wildcard_.at(pattern)) {
+      if (fn(c)) return true;
+    }
+  }
+  return false;
+}
+
+bool RouteTable::attached(std::string_view host, uint16_t port) const {
+  return each_candidate(host, [&](const Candidate& c) {
+    return (!c.port || *c.port == port) && (!c.match->port || *c.match->port == port);
+  });
+}
+
+Selection RouteTable::select(std::string_view host, uint16_t port, const http::RequestHead& head,
+                             std::string_view source_namespace) const {
+  Selection out;
+  each_candidate(host, [&](const Candidate& c) {
+    if (!matches(c, port, source_namespace, head)) return false;
+    out = Selection{c.route, c.rule, c.match, c.rule_index};
+    return true;
+  });
+  return out;
 }
 
 const config::BackendRef* pick_backend(const config::RouteRule& rule, Random& random) {
@@ -145,6 +242,20 @@ std::string modified_target(const config::PathModifier& modifier, const config::
   std::string out;
   if (modifier.type == config::PathModifierType::kReplaceFullPath) {
     out = modifier.value;
+  } else if (modifier.type == config::PathModifierType::kRegexReplace) {
+    out = modifier.regex ? modifier.regex->replace_all(path, modifier.value) : std::string(path);
+  } else if (modifier.type == config::PathModifierType::kRewriteMatched) {
+    // Envoy's prefix_rewrite: a prefix match's prefix is replaced; an exact or regular-expression
+    // match matched the whole path.
+    size_t matched = path.size();
+    const auto& m = match.path;
+    if ((m.type == config::PathMatchType::kPrefix ||
+         m.type == config::PathMatchType::kPathPrefix) &&
+        starts_with(path, m.value, m.ignore_case)) {
+      matched = m.value.size();
+    }
+    out = modifier.value;
+    out.append(path.substr(matched));
   } else {
     // The matched prefix is stored without a trailing '/', so `rest` is "" or starts with '/'.
     const std::string& prefix = match.path.value;
@@ -160,6 +271,8 @@ std::string modified_target(const config::PathModifier& modifier, const config::
     out.append(rest);
     if (out.empty()) out.push_back('/');
   }
+  // (A VirtualService rewrite may leave no leading '/'; a request target needs one.)
+  if (out.empty() || out.front() != '/') out.insert(out.begin(), '/');
   out.append(query);
   return out;
 }
@@ -167,21 +280,42 @@ std::string modified_target(const config::PathModifier& modifier, const config::
 Redirect redirect_for(const config::RequestRedirect& redirect, const config::RouteMatch& match,
                       const http::RequestHead& head, uint16_t service_port) {
   const std::string scheme = redirect.scheme ? *redirect.scheme : to_lower(head.scheme);
-  const std::string host =
-      redirect.hostname ? *redirect.hostname : std::string(host_without_port(head.authority));
-  uint16_t port = service_port;
+  const std::string_view request_host = host_without_port(head.authority);
+  const std::string host = redirect.hostname ? *redirect.hostname : std::string(request_host);
+  const uint16_t scheme_port = scheme == "https" ? 443 : 80;
+  std::optional<uint16_t> port;  // nullopt: none in the Location
+  using PortRule = config::RequestRedirect::PortRule;
   if (redirect.port) {
     port = *redirect.port;
-  } else if (redirect.scheme) {
-    port = *redirect.scheme == "https" ? 443 : 80;
+  } else {
+    switch (redirect.port_rule) {
+      case PortRule::kListener:
+        port = redirect.scheme ? scheme_port : service_port;
+        break;
+      case PortRule::kServicePort:
+        port = service_port;
+        break;
+      case PortRule::kSchemeDefault:
+        break;
+      case PortRule::kRequest: {
+        // The Host's own port, unless the redirect changes the scheme or the host.
+        const auto rest = std::string_view(head.authority).substr(request_host.size());
+        uint16_t p = 0;
+        if (!redirect.scheme && !redirect.hostname && rest.size() > 1 && rest.front() == ':' &&
+            std::from_chars(rest.data() + 1, rest.data() + rest.size(), p).ec == std::errc()) {
+          port = p;
+        }
+        break;
+      }
+    }
   }
-  const bool default_port = (scheme == "http" && port == 80) || (scheme == "https" && port == 443);
+  const bool default_port = !port || *port == scheme_port;
   const std::string target =
       redirect.path ? modified_target(*redirect.path, match, head.target) : head.target;
   Redirect out;
   out.status = redirect.status_code;
   out.location = fmt::format("{}://{}", scheme, host);
-  if (!default_port) out.location.append(fmt::format(":{}", port));
+  if (!default_port) out.location.append(fmt::format(":{}", *port));
   out.location.append(target);
   return out;
 }
@@ -195,9 +329,10 @@ std::string shadow_authority(std::string_view authority) {
 }
 
 RouteDecision route_request(const RouteTable& table, std::string_view host, uint16_t port,
-                            http::RequestHead& head, Random& random) {
+                            http::RequestHead& head, Random& random,
+                            std::string_view source_namespace) {
   RouteDecision d;
-  d.selection = table.select(host, port, head);
+  d.selection = table.select(host, port, head, source_namespace);
   if (!d.selection) {
     d.kind = RouteDecision::Kind::kNoRoute;
     return d;
@@ -208,6 +343,10 @@ RouteDecision route_request(const RouteTable& table, std::string_view host, uint
     d.redirect = redirect_for(*rule.redirect, *d.selection.match, head, port);
     return d;
   }
+  if (rule.direct_response) {
+    d.kind = RouteDecision::Kind::kDirect;
+    return d;
+  }
   d.backend = pick_backend(rule, random);
   if (!d.backend) {
     d.kind = RouteDecision::Kind::kNoBackend;
@@ -215,6 +354,8 @@ RouteDecision route_request(const RouteTable& table, std::string_view host, uint
   }
   d.kind = RouteDecision::Kind::kForward;
   d.original_target = head.target;
+  // A destination's own edits first, then the rule's (Envoy's order: weighted cluster, route).
+  if (d.backend->request_headers) apply_header_modifier(*d.backend->request_headers, head.headers);
   if (rule.request_headers) apply_header_modifier(*rule.request_headers, head.headers);
   if (rule.rewrite) {
     if (rule.rewrite->hostname) head.authority = *rule.rewrite->hostname;
@@ -228,7 +369,11 @@ RouteDecision route_request(const RouteTable& table, std::string_view host, uint
   return d;
 }
 
-void apply_response_filters(const config::RouteRule& rule, http::HeaderList& response_headers) {
+void apply_response_filters(const config::RouteRule& rule, const config::BackendRef* backend,
+                            http::HeaderList& response_headers) {
+  if (backend && backend->response_headers) {
+    apply_header_modifier(*backend->response_headers, response_headers);
+  }
   if (rule.response_headers) apply_header_modifier(*rule.response_headers, response_headers);
 }
 

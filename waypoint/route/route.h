@@ -9,6 +9,9 @@
 //   4. more header matches; 5. more query-parameter matches;
 //   6. the older route (metadata.creationTimestamp), then "<namespace>/<name>" alphabetically;
 //   7. rule order in the route, then match order in the rule.
+// VirtualServices come after a service's HTTPRoutes: their rules and matches in the order
+// written, the oldest VirtualService first; those with a wildcard host ("*", "*.<suffix>") after
+// those naming the service.
 // No match -> 404 (response flag NR). A matched rule without any backend of non-zero weight and
 // without a redirect -> 500.
 //
@@ -50,6 +53,9 @@ struct Selection {
 
 // True when `match` (path, method, headers, query) accepts the request.
 bool matches(const config::RouteMatch& match, const http::RequestHead& head);
+// ... and the candidate's ports and the client's namespace (a VirtualService sourceNamespace).
+bool matches(const Candidate& candidate, uint16_t port, std::string_view source_namespace,
+             const http::RequestHead& head);
 
 // Every attached route's matches per service host, sorted by precedence. Keeps the config
 // snapshot alive.
@@ -58,16 +64,29 @@ class RouteTable {
   RouteTable() = default;
   explicit RouteTable(std::shared_ptr<const config::WaypointConfig> config);
 
-  // The winning rule for a request to service `host` (FQDN, case-insensitive) on `port`.
-  Selection select(std::string_view host, uint16_t port, const http::RequestHead& head) const;
+  // The winning rule for a request to service `host` (FQDN, case-insensitive) on `port` from a
+  // client in `source_namespace`.
+  Selection select(std::string_view host, uint16_t port, const http::RequestHead& head,
+                   std::string_view source_namespace = {}) const;
 
-  // The candidates for `host` in precedence order (for tests and config dumps).
+  // Whether any route applies to requests for `host` on `port` (else the waypoint's default
+  // route: the service itself).
+  bool attached(std::string_view host, uint16_t port) const;
+
+  // The candidates naming `host` in precedence order, without wildcard VirtualServices (for
+  // tests and config dumps).
   const std::vector<Candidate>* candidates(std::string_view host) const;
   const config::WaypointConfig& config() const { return *config_; }
 
  private:
+  // Calls `fn` on every candidate for `host` in order until it returns true.
+  template <class Fn>
+  bool each_candidate(std::string_view host, Fn&& fn) const;
+
   std::shared_ptr<const config::WaypointConfig> config_;
   std::unordered_map<std::string, std::vector<Candidate>> by_host_;
+  std::unordered_map<std::string, std::vector<Candidate>> wildcard_;  // VirtualService "*..." hosts
+  std::vector<std::string> wildcard_order_;                           // their first-seen order
 };
 
 // Weighted random choice among the rule's backends; nullptr when none has weight > 0.
@@ -77,7 +96,8 @@ const config::BackendRef* pick_backend(const config::RouteRule& rule, Random& ra
 void apply_header_modifier(const config::HeaderModifier& modifier, http::HeaderList& headers);
 
 // The new request target (query kept) after a path modifier; `match` is the rule's match that
-// selected the request (ReplacePrefixMatch replaces exactly its prefix, on a segment boundary).
+// selected the request (ReplacePrefixMatch replaces exactly its prefix, on a segment boundary;
+// kRewriteMatched what it matched).
 std::string modified_target(const config::PathModifier& modifier, const config::RouteMatch& match,
                             std::string_view target);
 
@@ -99,6 +119,7 @@ struct RouteDecision {
   enum class Kind {
     kForward,    // send to `backend` (head already rewritten)
     kRedirect,   // answer `redirect`
+    kDirect,     // answer the rule's direct_response
     kNoRoute,    // 404, flag NR
     kNoBackend,  // 500: the rule has no usable backend
   };
@@ -113,9 +134,12 @@ struct RouteDecision {
 // Selects, redirects or forwards: on kForward applies the rule's RequestHeaderModifier and
 // URLRewrite to `head`, picks the backend and decides each mirror's percentage.
 RouteDecision route_request(const RouteTable& table, std::string_view host, uint16_t port,
-                            http::RequestHead& head, Random& random);
+                            http::RequestHead& head, Random& random,
+                            std::string_view source_namespace = {});
 
-// The rule's ResponseHeaderModifier, if any, on the response headers.
-void apply_response_filters(const config::RouteRule& rule, http::HeaderList& response_headers);
+// The chosen destination's response header edits (a VirtualService's), then the rule's
+// ResponseHeaderModifier, on the response headers.
+void apply_response_filters(const config::RouteRule& rule, const config::BackendRef* backend,
+                            http::HeaderList& response_headers);
 
 }  // namespace zt::waypoint::route

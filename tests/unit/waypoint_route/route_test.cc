@@ -266,7 +266,7 @@ TEST(FilterTest, RequestAndResponseHeaderModifiers) {
   EXPECT_EQ(head.headers,
             (http::HeaderList{{"x-set", "new"}, {"x-add", "foo,bar"}, {"x-fresh", "f"}}));
   http::HeaderList response = {{"Server", "app"}, {"x-resp", "app"}};
-  apply_response_filters(*d.selection.rule, response);
+  apply_response_filters(*d.selection.rule, d.backend, response);
   EXPECT_EQ(response, (http::HeaderList{{"x-resp", "r"}}));
 }
 
