@@ -677,12 +677,46 @@ bool host_names_service(const std::string& host, const std::string& ns, const st
          host == service_hostname(name, svc_ns, options.domain_suffix);
 }
 
-// Whether `rule`'s exportTo makes it visible in namespace `ns` (empty: everywhere).
-bool exported_to(const manifest::DestinationRule& rule, const std::string& ns) {
-  if (rule.export_to.empty()) return true;
-  return std::any_of(rule.export_to.begin(), rule.export_to.end(), [&](const std::string& e) {
-    return e == "*" || e == ns || (e == "." && rule.meta.namespace_ == ns);
+// Whether an object of namespace `own` with `export_to` is visible in namespace `ns` (empty:
+// everywhere).
+bool exported_to(const std::vector<std::string>& export_to, const std::string& own,
+                 const std::string& ns) {
+  if (export_to.empty()) return true;
+  return std::any_of(export_to.begin(), export_to.end(), [&](const std::string& e) {
+    return e == "*" || e == ns || (e == "." && own == ns);
   });
+}
+
+// The VirtualService host `host` (written in namespace `ns`) names the service with FQDN
+// `fqdn`, as Istio resolves it: a short name is in the VirtualService's namespace, a name
+// with a dot is an FQDN, "*" and "*.<suffix>" are wildcards.
+bool vs_host_names(const std::string& host, const std::string& ns, const std::string& fqdn,
+                   const Options& options) {
+  if (host == "*") return true;
+  if (host.starts_with("*.")) {
+    const std::string_view suffix(host.data() + 1, host.size() - 1);
+    return fqdn.size() > suffix.size() && fqdn.ends_with(suffix);
+  }
+  if (host.find('.') == std::string::npos) {
+    return service_hostname(host, ns, options.domain_suffix) == fqdn;
+  }
+  return host == fqdn;
+}
+
+// Whether a mesh VirtualService is one Istio applies at `waypoint` for the Service `svc_key`:
+// bound to the mesh (no gateways, or "mesh"), exported to the waypoint's namespace, in the
+// Service's namespace or the waypoint's, and naming the Service in its hosts.
+bool vs_applies(const manifest::VirtualService& vs, const Waypoint& waypoint,
+                const manifest::Service& svc, const Options& options) {
+  const auto& gw = vs.gateways;
+  if (!gw.empty() && std::find(gw.begin(), gw.end(), "mesh") == gw.end()) return false;
+  const auto& ns = vs.meta.namespace_;
+  if (!exported_to(vs.export_to, ns, waypoint.namespace_)) return false;
+  if (ns != svc.meta.namespace_ && ns != waypoint.namespace_) return false;
+  const std::string fqdn =
+      service_hostname(svc.meta.name, svc.meta.namespace_, options.domain_suffix);
+  return std::any_of(vs.hosts.begin(), vs.hosts.end(),
+                     [&](const std::string& h) { return vs_host_names(h, ns, fqdn, options); });
 }
 
 // For each waypoint Gateway, the objects that configure it, as one YAML stream: HTTPRoutes and
@@ -737,6 +771,12 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
     for (const auto& [k, route] : objects.grpc_routes) {
       if (attached(route.meta, route.parent_refs)) documents.push_back(&route.yaml);
     }
+    for (const auto& [k, vs] : objects.virtual_services) {
+      const bool applies = std::any_of(services.begin(), services.end(), [&](const std::string& s) {
+        return vs_applies(vs, waypoint, objects.services.at(s), options);
+      });
+      if (applies) documents.push_back(&vs.yaml);
+    }
     // One DestinationRule per Service: the waypoint takes one per host. As Istio looks a host's
     // rule up: in the proxy's (the waypoint's) namespace, else in the service's, else in the
     // root namespace; never in another; and only rules exported to the waypoint's namespace.
@@ -763,7 +803,7 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
                                 options)) {
           continue;
         }
-        if (!exported_to(rule, waypoint.namespace_)) {
+        if (!exported_to(rule.export_to, rule.meta.namespace_, waypoint.namespace_)) {
           ZT_LOG_DEBUG(
               "component=ambient DestinationRule {} not applied at waypoint {}: not exported to "
               "namespace {}",

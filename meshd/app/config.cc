@@ -19,8 +19,8 @@ constexpr Flag kFlags[] = {
     {"manifests", "DIR",
      "Directory of Kubernetes YAML manifests (Namespace, Pod, Service, ServiceAccount,\n"
      "AuthorizationPolicy, PeerAuthentication, RequestAuthentication, Gateway,\n"
-     "HTTPRoute, GRPCRoute, DestinationRule; the ConfigMap istio in istio-system for\n"
-     "MeshConfig's ext_authz extensionProviders).\n"
+     "HTTPRoute, GRPCRoute, VirtualService, DestinationRule; the ConfigMap istio in\n"
+     "istio-system for MeshConfig's ext_authz extensionProviders).\n"
      "Watched: edits are pushed to connected ztunnels and waypoints; an invalid object\n"
      "(including one a waypoint would refuse) is logged and its last good version kept;\n"
      "an AuthorizationPolicy without one, its scope and action still readable, fails\n"

@@ -98,6 +98,8 @@ const std::vector<ResourceType>& resource_types() {
       {"RequestAuthentication", "security.istio.io/v1", "requestauthentications"},
       // Istio's MeshConfig: the ConfigMap istio in the root namespace (ambient::Options).
       {"ConfigMap", "v1", "configmaps", false, "metadata.name=istio", "istio-system", true},
+      // Routing only: without it a waypoint routes by Service and HTTPRoute, which opens nothing.
+      {"VirtualService", "networking.istio.io/v1", "virtualservices", true, "", "", true},
   };
   return kTypes;
 }

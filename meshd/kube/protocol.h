@@ -29,7 +29,8 @@ struct ResourceType {
   std::string plural;       // "pods"
   // Served only in an older version (CRDs older than the version read), the kind counts as not
   // installed instead of holding the source back. Only for a kind whose absence cannot open
-  // anything up: GRPCRoute (gateway.networking.k8s.io/v1 since Gateway API 1.1). Not
+  // anything up: GRPCRoute (gateway.networking.k8s.io/v1 since Gateway API 1.1), VirtualService
+  // (networking.istio.io/v1 since Istio 1.22). Not
   // RequestAuthentication: without it, bad tokens would no longer be refused (401).
   bool older_version_is_none = false;
   // A fieldSelector every list and watch of the kind carries: ConfigMap reads only `istio`
@@ -41,7 +42,7 @@ struct ResourceType {
   // A LIST answered 403 (RBAC older than the kind) counts as none, checked again later, while
   // nothing was listed, instead of holding everything back. Only for a kind whose absence
   // opens nothing up: without the MeshConfig, a CUSTOM policy's provider is unknown and what it
-  // matches is denied.
+  // matches is denied; without VirtualServices, waypoints route as if there were none.
   bool forbidden_is_none = false;
   // "/api/v1/pods", "/apis/security.istio.io/v1/authorizationpolicies" (all namespaces),
   // "/api/v1/namespaces/istio-system/configmaps" (one).

@@ -41,6 +41,8 @@ void with_map(ObjectSet& set, const std::string& kind, F&& f) {
     f(set.request_authentications);
   } else if (kind == "ConfigMap") {
     f(set.mesh_configs);
+  } else if (kind == "VirtualService") {
+    f(set.virtual_services);
   }
 }
 

@@ -19,6 +19,7 @@ constexpr const char* kind_name() {
   if constexpr (std::is_same_v<T, GrpcRoute>) return "GRPCRoute";
   if constexpr (std::is_same_v<T, RequestAuthentication>) return "RequestAuthentication";
   if constexpr (std::is_same_v<T, MeshConfigMap>) return "ConfigMap";
+  if constexpr (std::is_same_v<T, VirtualService>) return "VirtualService";
 }
 
 std::string map_key(const ObjectMeta& meta) {
@@ -74,6 +75,9 @@ void ObjectSet::put(Object object) {
         if constexpr (std::is_same_v<T, MeshConfigMap>) {
           mesh_configs.insert_or_assign(key, std::move(o));
         }
+        if constexpr (std::is_same_v<T, VirtualService>) {
+          virtual_services.insert_or_assign(key, std::move(o));
+        }
       },
       std::move(object));
 }
@@ -82,7 +86,7 @@ size_t ObjectSet::size() const {
   return namespaces.size() + pods.size() + services.size() + service_accounts.size() +
          authorization_policies.size() + peer_authentications.size() + gateways.size() +
          http_routes.size() + destination_rules.size() + grpc_routes.size() +
-         request_authentications.size() + mesh_configs.size();
+         request_authentications.size() + mesh_configs.size() + virtual_services.size();
 }
 
 namespace {

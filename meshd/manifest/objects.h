@@ -247,6 +247,17 @@ struct DestinationRule {
   bool operator==(const DestinationRule&) const = default;
 };
 
+// networking.istio.io VirtualService: meshd reads what binds it to a waypoint (hosts,
+// gateways, exportTo); waypoints get the whole object.
+struct VirtualService {
+  ObjectMeta meta;
+  std::vector<std::string> hosts;      // spec.hosts as written (short names: its namespace)
+  std::vector<std::string> gateways;   // spec.gateways; empty = the mesh
+  std::vector<std::string> export_to;  // spec.exportTo as written; empty = all
+  std::string yaml;  // the object re-emitted as YAML, as AuthorizationPolicy::yaml
+  bool operator==(const VirtualService&) const = default;
+};
+
 // security.istio.io RequestAuthentication: meshd reads its scope; waypoints get the whole object
 // (those with targetRefs). ztunnel does not validate JWTs, so a selector one is not used.
 struct RequestAuthentication {
@@ -272,7 +283,7 @@ struct MeshConfigMap {
 
 using Object = std::variant<Namespace, Pod, Service, ServiceAccount, AuthorizationPolicy,
                             PeerAuthentication, Gateway, HttpRoute, DestinationRule, GrpcRoute,
-                            RequestAuthentication, MeshConfigMap>;
+                            RequestAuthentication, MeshConfigMap, VirtualService>;
 
 // kind ("Pod"), namespace ("" for Namespace), name.
 struct ObjectKey {
@@ -298,6 +309,7 @@ struct ObjectSet {
   std::map<std::string, GrpcRoute> grpc_routes;
   std::map<std::string, RequestAuthentication> request_authentications;
   std::map<std::string, MeshConfigMap> mesh_configs;
+  std::map<std::string, VirtualService> virtual_services;
 
   // Inserts or replaces the object with the same key.
   void put(Object object);

@@ -591,11 +591,11 @@ std::string emit_object(const YAML::Node& document, const ObjectMeta& meta) {
 }
 
 // The objects meshd may forward to waypoints (DestinationRules, HTTP/GRPCRoutes with a Service
-// parent, AuthorizationPolicies with targetRefs) are checked with the waypoint's own readers. A
-// waypoint refuses its whole configuration for one object it cannot read, so without this check
-// one bad update would hold back every other change to that waypoint. Refused here, as an
-// admission check would refuse it, the source keeps the object's last good version and reports
-// why.
+// parent, mesh VirtualServices, AuthorizationPolicies with targetRefs) are checked with the
+// waypoint's own readers. A waypoint refuses its whole configuration for one object it cannot read,
+// so without this check one bad update would hold back every other change to that waypoint. Refused
+// here, as an admission check would refuse it, the source keeps the object's last good version and
+// reports why.
 template <typename Parse>
 void check_waypoint_reads(const std::string& yaml, Parse parse) {
   auto read = parse(YAML::Load(yaml));
@@ -771,7 +771,8 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
       kDestinationRule,
       kGrpcRoute,
       kRequestAuthn,
-      kMeshConfig
+      kMeshConfig,
+      kVirtualService
     } known;
     if (group.empty() && kind == "Namespace") {
       known = Known::kNamespace;
@@ -795,6 +796,8 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
       known = Known::kGrpcRoute;
     } else if (group == "networking.istio.io" && kind == "DestinationRule") {
       known = Known::kDestinationRule;
+    } else if (group == "networking.istio.io" && kind == "VirtualService") {
+      known = Known::kVirtualService;
     } else if (group.empty() && kind == "ConfigMap" && is_mesh_config_name(document)) {
       known = Known::kMeshConfig;
     } else {
@@ -879,6 +882,23 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
       }
       case Known::kMeshConfig:
         return Object(read_mesh_config(doc, std::move(meta)));
+      case Known::kVirtualService: {
+        VirtualService vs;
+        vs.meta = std::move(meta);
+        auto spec = doc.map_or_empty("spec");
+        vs.hosts = spec.strings("hosts");
+        vs.gateways = spec.strings("gateways");
+        vs.export_to = spec.strings("exportTo");
+        vs.yaml = emit_object(document, vs.meta);
+        // (One bound only to gateways is for an ingress, which meshd does not serve.)
+        if (vs.gateways.empty() ||
+            std::find(vs.gateways.begin(), vs.gateways.end(), "mesh") != vs.gateways.end()) {
+          check_waypoint_reads(vs.yaml, [](const YAML::Node& n) {
+            return waypoint::config::parse_virtual_service(n, "cluster.local", "");
+          });
+        }
+        return Object(std::move(vs));
+      }
       case Known::kDestinationRule: {
         DestinationRule rule;
         rule.meta = std::move(meta);

@@ -34,6 +34,7 @@ constexpr KindInfo kKinds[] = {
     {"HTTPRoute", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1/httproutes"},
     {"GRPCRoute", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1/grpcroutes"},
     {"DestinationRule", "networking.istio.io/v1", "/apis/networking.istio.io/v1/destinationrules"},
+    {"VirtualService", "networking.istio.io/v1", "/apis/networking.istio.io/v1/virtualservices"},
     // (only Istio's MeshConfig's namespace: meshd reads no other ConfigMaps)
     {"ConfigMap", "v1", "/api/v1/namespaces/istio-system/configmaps"},
 };

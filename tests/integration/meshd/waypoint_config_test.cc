@@ -174,6 +174,14 @@ class MeshdWaypointConfig : public ::testing::Test {
     fs::remove_all(dir_, ec);
   }
 
+  // Subscribes `c` to the waypoint type and takes (and acknowledges) the first answer.
+  void take_first(AdsTestClient& c) {
+    ASSERT_TRUE(c.subscribe(kWaypointUrl));
+    auto first = c.next(10s);
+    ASSERT_TRUE(first) << meshd_->output();
+    c.apply(*first);
+  }
+
   fs::path dir_;
   std::unique_ptr<zt::testing::Daemon> meshd_;
   std::string target_;
@@ -249,10 +257,7 @@ TEST_F(MeshdWaypointConfig, SubscriberGetsEachWaypointsObjectsAndAnUpdateWhenThe
 // that configuration and every later one until the rule was fixed.
 TEST_F(MeshdWaypointConfig, AnEditTheWaypointWouldRefuseKeepsTheLastGoodVersion) {
   AdsTestClient c(target_, "waypoint~10.244.0.20~waypoint-0.shop~shop.svc");
-  ASSERT_TRUE(c.subscribe(kWaypointUrl));
-  auto first = c.next(10s);
-  ASSERT_TRUE(first) << meshd_->output();
-  c.apply(*first);
+  ASSERT_NO_FATAL_FAILURE(take_first(c));
 
   std::string bad = kBase;
   const std::string good_policy = "trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}";
@@ -288,6 +293,56 @@ TEST_F(MeshdWaypointConfig, AnEditTheWaypointWouldRefuseKeepsTheLastGoodVersion)
   EXPECT_EQ(docs[1].node["spec"]["trafficPolicy"]["loadBalancer"]["simple"].as<std::string>(),
             "ROUND_ROBIN");
   EXPECT_FALSE(docs[1].node["spec"]["trafficPolicy"]["outlierDetection"]);
+}
+
+// A mesh VirtualService for a service that uses the waypoint reaches the waypoint, in a
+// configuration it accepts; one for a service without the waypoint does not; one the waypoint
+// would refuse (a subset) is reported and kept out.
+TEST_F(MeshdWaypointConfig, VirtualServicesReachTheWaypointOfTheirService) {
+  AdsTestClient c(target_, "waypoint~10.244.0.20~waypoint-0.shop~shop.svc");
+  ASSERT_NO_FATAL_FAILURE(take_first(c));
+
+  zt::testing::write_manifest_file(dir_ / "manifests" / "vs.yaml",
+                                   R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-faults, namespace: shop}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    fault: {abort: {httpStatus: 500, percentage: {value: 100}}}
+    route: [{destination: {host: reviews}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings, namespace: shop}
+spec:
+  hosts: [ratings]
+  http: [{timeout: 1s, route: [{destination: {host: ratings}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-subsets, namespace: shop}
+spec:
+  hosts: [reviews.shop.svc.cluster.local]
+  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
+)");
+  ASSERT_TRUE(meshd_->wait_for(std::regex("VirtualService shop/reviews-subsets: .*subset: .*"
+                                          "\\(a waypoint would refuse it\\)"),
+                               10s))
+      << meshd_->output();
+  auto update = c.next(10s);
+  ASSERT_TRUE(update) << meshd_->output();
+  auto got = configs(*update);
+  ASSERT_TRUE(got.contains("shop/waypoint"));
+  const auto& yaml = got["shop/waypoint"].second;
+  auto snapshot = waypoint::state::build_config_snapshot(yaml, "test");
+  ASSERT_TRUE(snapshot) << snapshot.error().message << "\n" << yaml;
+  auto docs = documents(yaml);
+  ASSERT_EQ(docs.size(), 4u) << yaml;
+  EXPECT_EQ(docs[1].kind, "VirtualService");
+  EXPECT_EQ(docs[1].name, "reviews-faults");
+  EXPECT_EQ(docs[1].node["spec"]["http"][0]["fault"]["abort"]["httpStatus"].as<int>(), 500);
 }
 
 TEST_F(MeshdWaypointConfig, ZtunnelSubscriptionsDoNotReceiveWaypointConfigs) {

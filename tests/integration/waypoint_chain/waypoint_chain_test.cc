@@ -242,6 +242,68 @@ TEST_F(WaypointChainTest, WeightedSplitIsNinetyTenAndAHeaderMatchOverridesIt) {
   EXPECT_EQ(chain_->backend("reviews-v1").hits(), v1) << "the header match must override the split";
 }
 
+// A VirtualService at the waypoint (what Istio users migrating from sidecars bring): its rules in
+// the order written, a header route with a response edit, a direct response, a redirect, a
+// fault, and a weighted split, each as the client sees it through both ztunnels.
+TEST_F(WaypointChainTest, VirtualServiceRoutesAnswersRedirectsFaultsAndSplits) {
+  ASSERT_NO_FATAL_FAILURE(start(21, R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews-v2}}]
+    headers: {response: {set: {x-routed-by: virtualservice}}}
+  - match: [{uri: {prefix: /teapot}}]
+    directResponse: {status: 418, body: {string: short and stout}}
+  - match: [{uri: {exact: /old}}]
+    redirect: {uri: /new}
+  - match: [{uri: {prefix: /faulty}}]
+    fault: {abort: {httpStatus: 503, percentage: {value: 100}}}
+    route: [{destination: {host: reviews-v1}}]
+  - route:
+    - {destination: {host: reviews-v1}, weight: 90}
+    - {destination: {host: reviews-v2}, weight: 10}
+---
+)"));
+  auto& v1 = chain_->backend("reviews-v1");
+  auto& v2 = chain_->backend("reviews-v2");
+  auto split = run_requests(chain_->client().socks5, chain_->vip("reviews"), 500, 4);
+  ASSERT_TRUE(split.errors.empty()) << errors_of(split);
+  EXPECT_EQ(split.statuses[200], 500);
+  // (Binomial, n = 500, p = 0.9: sd 6.7; 410..490 is 6 sd.)
+  EXPECT_GE(split.bodies["reviews-v1"], 410);
+  EXPECT_LE(split.bodies["reviews-v1"], 490);
+  EXPECT_EQ(split.bodies["reviews-v1"] + split.bodies["reviews-v2"], 500);
+
+  auto conn = ChainHttpConnection::open(chain_->client().socks5, chain_->vip("reviews"));
+  ASSERT_TRUE(conn) << conn.error().describe();
+  auto jason = (*conn)->request("GET", "/teapot", {"end-user: jason"});  // the first rule wins
+  ASSERT_TRUE(jason) << jason.error().describe();
+  EXPECT_EQ(jason->status, 200);
+  EXPECT_EQ(jason->body, "reviews-v2");
+  EXPECT_EQ(jason->headers["x-routed-by"], "virtualservice");
+
+  v1.reset_counts();
+  v2.reset_counts();
+  auto teapot = (*conn)->request("GET", "/teapot/1");
+  ASSERT_TRUE(teapot) << teapot.error().describe();
+  EXPECT_EQ(teapot->status, 418);
+  EXPECT_EQ(teapot->body, "short and stout");
+  auto old = (*conn)->request("GET", "/old?q=1");
+  ASSERT_TRUE(old) << old.error().describe();
+  EXPECT_EQ(old->status, 301);
+  // (the Host's port is kept; 80 is http's own, so the Location has none)
+  EXPECT_EQ(old->headers["location"],
+            "http://" + chain_->vip("reviews").address().to_string() + "/new?q=1");
+  auto faulty = (*conn)->request("GET", "/faulty");
+  ASSERT_TRUE(faulty) << faulty.error().describe();
+  EXPECT_EQ(faulty->status, 503);
+  EXPECT_EQ(faulty->body, "fault filter abort");
+  EXPECT_EQ(v1.hits() + v2.hits(), 0) << "answered by the waypoint, no backend asked";
+}
+
 // ---- 2. resilience
 // -----------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ TEST(ResourceTypes, CoverEveryKindMeshdUsesWithTheirApiPaths) {
                        "/apis/gateway.networking.k8s.io/v1/httproutes",
                        "/apis/gateway.networking.k8s.io/v1/grpcroutes",
                        "/apis/networking.istio.io/v1/destinationrules",
+                       "/apis/networking.istio.io/v1/virtualservices",
                        "/api/v1/namespaces/istio-system/configmaps",
                    }));
   // Of ConfigMaps, only Istio's MeshConfig is read (and all RBAC grants).
@@ -53,6 +54,11 @@ TEST(ResourceTypes, CustomResourcesAndDiscovery) {
   EXPECT_EQ(type_of("authorizationpolicies").group(), "security.istio.io");
   EXPECT_TRUE(type_of("gateways").custom());
   EXPECT_TRUE(type_of("destinationrules").custom());
+  // Routing only: an older Istio (no networking.istio.io/v1) or older RBAC means none.
+  EXPECT_TRUE(type_of("virtualservices").custom());
+  EXPECT_TRUE(type_of("virtualservices").older_version_is_none);
+  EXPECT_TRUE(type_of("virtualservices").forbidden_is_none);
+  EXPECT_FALSE(type_of("destinationrules").forbidden_is_none);
   EXPECT_FALSE((ResourceType{"Deployment", "apps/v1", "deployments"}.custom()));
   EXPECT_FALSE((ResourceType{"Ingress", "networking.k8s.io/v1", "ingresses"}.custom()));
 

@@ -125,6 +125,40 @@ TEST(WaypointConfigs, ObjectsAttachedThroughServicesThatUseTheWaypoint) {
   EXPECT_EQ(authns, 2);
 }
 
+std::string virtual_service(const std::string& ns, const std::string& name,
+                            const std::string& spec) {
+  return "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: " + name +
+         ", namespace: " + ns + "}\nspec:\n" + spec +
+         "  http: [{route: [{destination: {host: reviews}}]}]\n";
+}
+
+// A waypoint gets the mesh VirtualServices Istio applies there: bound to the mesh, exported to
+// the waypoint's namespace, in the service's namespace or the waypoint's, naming a service that
+// uses the waypoint (a short name in the VirtualService's namespace, an FQDN, a wildcard).
+TEST(WaypointConfigs, VirtualServicesForTheWaypointsServices) {
+  auto objects = objects_from(
+      ns_yaml("shop", "{istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: infra}") +
+      ns_yaml("other") + ns_yaml("infra") + gateway("infra", "wp") +
+      svc("shop", "reviews", "{}", "10.96.0.1") + svc("other", "api", "{}", "10.96.0.2") +
+      virtual_service("shop", "v-short", "  hosts: [reviews]\n") +
+      virtual_service("shop", "v-mesh", "  hosts: [reviews]\n  gateways: [mesh, infra/ingress]\n") +
+      virtual_service("shop", "v-ingress", "  hosts: [reviews]\n  gateways: [infra/ingress]\n") +
+      virtual_service("shop", "v-private", "  hosts: [reviews]\n  exportTo: [\".\"]\n") +
+      virtual_service("shop", "v-to-infra", "  hosts: [reviews]\n  exportTo: [infra]\n") +
+      virtual_service("infra", "v-fqdn", "  hosts: [reviews.shop.svc.cluster.local]\n") +
+      virtual_service("infra", "v-short-wrong-ns", "  hosts: [reviews]\n") +
+      virtual_service("other", "v-third-ns", "  hosts: [reviews.shop.svc.cluster.local]\n") +
+      virtual_service("shop", "v-wildcard", "  hosts: [\"*.shop.svc.cluster.local\"]\n") +
+      virtual_service("other", "v-api", "  hosts: [api]\n"));
+  ASSERT_EQ(objects.virtual_services.size(), 10u);
+  auto s = compute(objects, kOptions);
+  EXPECT_EQ(
+      kinds_and_names(s, "infra/wp"),
+      (std::vector<std::string>{"VirtualService/infra/v-fqdn", "VirtualService/shop/v-mesh",
+                                "VirtualService/shop/v-short", "VirtualService/shop/v-to-infra",
+                                "VirtualService/shop/v-wildcard"}));
+}
+
 // A CUSTOM policy's waypoint gets the ext_authz providers of the root namespace's `istio`
 // ConfigMap (only those: not the rest of the MeshConfig); a waypoint without one does not.
 TEST(WaypointConfigs, ACustomPolicysWaypointGetsTheMeshConfigsAuthorizers) {

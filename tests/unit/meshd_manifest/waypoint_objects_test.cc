@@ -314,6 +314,58 @@ spec:
   ASSERT_EQ(parsed.objects.size(), 1u);
 }
 
+// A VirtualService: what binds it to waypoints is read, the waypoint gets its YAML; one bound to
+// the mesh that a waypoint would refuse is invalid, one bound only to gateways is not checked.
+TEST(WaypointObjects, VirtualServices) {
+  auto parsed = parse_manifest(R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop, labels: {a: b}}
+spec:
+  hosts: [reviews, reviews.shop.svc.cluster.local]
+  gateways: [mesh]
+  exportTo: ["."]
+  http:
+  - fault: {abort: {httpStatus: 503, percentage: {value: 50}}}
+    route: [{destination: {host: reviews}}]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: bad, namespace: shop}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ingress, namespace: shop}
+spec:
+  hosts: [shop.example.com]
+  gateways: [istio-system/public]
+  http: [{route: [{destination: {host: reviews, subset: v1}}], corsPolicy: {allowOrigins: []}}]
+)",
+                               "vs.yaml");
+  ASSERT_EQ(parsed.errors.size(), 1u);
+  EXPECT_EQ(parsed.errors[0].message,
+            "vs.yaml: VirtualService shop/bad: spec.http[0].route[0].destination.subset: "
+            "DestinationRule "
+            "subsets are not supported by this waypoint yet (a waypoint would refuse it)");
+  ASSERT_EQ(parsed.objects.size(), 2u);
+  const auto& vs = std::get<VirtualService>(parsed.objects[0]);
+  EXPECT_EQ(vs.hosts, (std::vector<std::string>{"reviews", "reviews.shop.svc.cluster.local"}));
+  EXPECT_EQ(vs.gateways, std::vector<std::string>{"mesh"});
+  EXPECT_EQ(vs.export_to, std::vector<std::string>{"."});
+  auto node = YAML::Load(vs.yaml);
+  EXPECT_EQ(node["kind"].as<std::string>(), "VirtualService");
+  EXPECT_FALSE(node["metadata"]["labels"]);
+  EXPECT_EQ(node["spec"]["http"][0]["fault"]["abort"]["httpStatus"].as<int>(), 503);
+  EXPECT_EQ(key_of(parsed.objects[1]).describe(), "VirtualService shop/ingress");
+
+  ObjectSet set;
+  set.put(parsed.objects[0]);
+  EXPECT_EQ(set.virtual_services.count("shop/reviews"), 1u);
+  EXPECT_EQ(set.size(), 1u);
+}
+
 // The dry-run annotation reaches the waypoint (which then only logs what the policy would do);
 // other annotations do not.
 TEST(WaypointObjects, APolicysDryRunAnnotationIsKept) {
