@@ -719,13 +719,12 @@ bool vs_applies(const manifest::VirtualService& vs, const Waypoint& waypoint,
                      [&](const std::string& h) { return vs_host_names(h, ns, fqdn, options); });
 }
 
-// For each waypoint Gateway, the objects that configure it, as one YAML stream: HTTPRoutes and
-// GRPCRoutes with a Service parentRef whose Service uses the waypoint, DestinationRules for those
-// Services, and AuthorizationPolicies (with the MeshConfig ConfigMap's ext_authz providers when
-// one is CUSTOM), then RequestAuthentications, whose targetRefs name the Gateway or such a
-// Service. Every
-// waypoint gets a resource, empty when nothing applies, so that removing the last route is a change
-// too.
+std::string to_yaml(const YAML::Node& node) {
+  YAML::Emitter out;
+  out << node;
+  return std::string(out.c_str()) + "\n";
+}
+
 // A RequestAuthentication's YAML with each jwksUri that `jwks` has keys for replaced by them.
 std::string with_inline_jwks(const std::string& yaml,
                              const std::map<std::string, std::string>& jwks) {
@@ -737,8 +736,54 @@ std::string with_inline_jwks(const std::string& yaml,
     rule.remove("jwksUri");
     rule["jwks"] = it->second;
   }
+  return to_yaml(node);
+}
+
+// A VirtualService's YAML with spec.hosts replaced by the FQDNs of the services it applies to at
+// this waypoint: Istio decides per service (a host naming a service of a namespace that is
+// neither the VirtualService's nor the waypoint's is not used there), and the waypoint then
+// applies it to exactly those.
+std::string with_hosts(const std::string& yaml, const std::vector<std::string>& hosts) {
+  YAML::Node node = YAML::Load(yaml);
+  YAML::Node list(YAML::NodeType::Sequence);
+  for (const auto& h : hosts) list.push_back(h);
+  node["spec"]["hosts"] = list;
+  return to_yaml(node);
+}
+
+// For each waypoint Gateway, the objects that configure it, as one YAML stream: HTTPRoutes and
+// GRPCRoutes with a Service parentRef whose Service uses the waypoint, the mesh VirtualServices
+// that apply to such Services (their hosts cut down to those Services), DestinationRules for those
+// Services (with the SubsetEndpoints of their subsets), and AuthorizationPolicies (with the
+// MeshConfig ConfigMap's ext_authz providers when one is CUSTOM), then RequestAuthentications,
+// whose targetRefs name the Gateway or such a Service. Every waypoint gets a resource, empty when
+// nothing applies, so that removing the last route is a change too.
+// The SubsetEndpoints document of a DestinationRule with subsets (waypoint/config/parse.h): for
+// each subset, the pods ("<namespace>/<name>") of `svc` whose labels include the subset's, as
+// istiod picks a subset's endpoints. A waypoint knows no pod labels; it keeps, of the service's
+// endpoints, those of these workloads.
+std::string subset_endpoints(const manifest::DestinationRule& rule, const manifest::Service& svc,
+                             const ObjectSet& objects) {
   YAML::Emitter out;
-  out << node;
+  out << YAML::BeginMap << YAML::Key << "apiVersion" << YAML::Value << "ambientmesh.io/v1"
+      << YAML::Key << "kind" << YAML::Value << "SubsetEndpoints" << YAML::Key << "metadata"
+      << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value << rule.meta.name
+      << YAML::Key << "namespace" << YAML::Value << rule.meta.namespace_ << YAML::EndMap
+      << YAML::Key << "spec" << YAML::Value << YAML::BeginMap << YAML::Key << "subsets"
+      << YAML::Value << YAML::BeginSeq;
+  for (const auto& [name, labels] : rule.subsets) {
+    out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << name << YAML::Key << "workloads"
+        << YAML::Value << YAML::BeginSeq;
+    for (const auto& [key, pod] : objects.pods) {
+      if (pod.meta.namespace_ != svc.meta.namespace_ || !svc.selector || svc.selector->empty() ||
+          !subset(*svc.selector, pod.meta.labels) || !subset(labels, pod.meta.labels)) {
+        continue;
+      }
+      out << key;
+    }
+    out << YAML::EndSeq << YAML::EndMap;
+  }
+  out << YAML::EndSeq << YAML::EndMap << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }
 
@@ -772,10 +817,16 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
       if (attached(route.meta, route.parent_refs)) documents.push_back(&route.yaml);
     }
     for (const auto& [k, vs] : objects.virtual_services) {
-      const bool applies = std::any_of(services.begin(), services.end(), [&](const std::string& s) {
-        return vs_applies(vs, waypoint, objects.services.at(s), options);
-      });
-      if (applies) documents.push_back(&vs.yaml);
+      std::vector<std::string> hosts;
+      for (const auto& s : services) {
+        const auto& svc = objects.services.at(s);
+        if (!vs_applies(vs, waypoint, svc, options)) continue;
+        hosts.push_back(
+            service_hostname(svc.meta.name, svc.meta.namespace_, options.domain_suffix));
+      }
+      if (hosts.empty()) continue;
+      rewritten.push_back(with_hosts(vs.yaml, hosts));
+      documents.push_back(&rewritten.back());
     }
     // One DestinationRule per Service: the waypoint takes one per host. As Istio looks a host's
     // rule up: in the proxy's (the waypoint's) namespace, else in the service's, else in the
@@ -838,6 +889,10 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
         continue;
       }
       documents.push_back(&rule.second->yaml);
+      if (!rule.second->subsets.empty()) {
+        rewritten.push_back(subset_endpoints(*rule.second, objects.services.at(svc_key), objects));
+        documents.push_back(&rewritten.back());
+      }
     }
     // A policy's targetRefs name this waypoint's Gateway or a Service using it.
     auto targets = [&](const ObjectMeta& meta, const std::vector<manifest::PolicyTargetRef>& refs) {

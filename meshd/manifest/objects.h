@@ -244,6 +244,8 @@ struct DestinationRule {
   std::vector<std::string> export_to;
   bool has_workload_selector = false;  // spec.workloadSelector is set
   bool has_traffic_policy = false;     // spec.trafficPolicy is set
+  // spec.subsets: name -> labels (a waypoint gets the workloads each selects, SubsetEndpoints)
+  std::vector<std::pair<std::string, Labels>> subsets;
   bool operator==(const DestinationRule&) const = default;
 };
 

@@ -907,6 +907,9 @@ tl::expected<std::optional<Object>, ConvertError> convert(const YAML::Node& docu
         rule.export_to = spec.strings("exportTo");
         rule.has_workload_selector = spec.opt_map("workloadSelector").has_value();
         rule.has_traffic_policy = spec.opt_map("trafficPolicy").has_value();
+        for (const auto& subset : spec.maps("subsets")) {
+          rule.subsets.emplace_back(subset.required_string("name"), subset.string_map("labels"));
+        }
         rule.yaml = emit_object(document, rule.meta);
         check_waypoint_reads(rule.yaml, [](const YAML::Node& n) {
           // (the domain only qualifies a short host, which the check does not look at)

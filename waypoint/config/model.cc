@@ -56,15 +56,36 @@ RetryPolicy RouteRule::effective_retry() const {
   return policy;
 }
 
-TrafficPolicy DestinationPolicy::for_port(uint16_t port) const {
+namespace {
+
+// The sections `p` gives replace those of `out`.
+void apply_sections(const PortTrafficPolicy& p, TrafficPolicy& out) {
+  if (p.load_balancer) out.load_balancer = *p.load_balancer;
+  if (p.connection_pool) out.connection_pool = *p.connection_pool;
+  if (p.outlier_detection) out.outlier_detection = *p.outlier_detection;
+}
+
+}  // namespace
+
+TrafficPolicy DestinationPolicy::for_port(uint16_t port, const Subset* subset) const {
   TrafficPolicy out = policy;
   for (const auto& p : port_level) {
-    if (p.port != port) continue;
-    if (p.load_balancer) out.load_balancer = *p.load_balancer;
-    if (p.connection_pool) out.connection_pool = *p.connection_pool;
-    if (p.outlier_detection) out.outlier_detection = *p.outlier_detection;
+    if (p.port == port) apply_sections(p, out);
+  }
+  if (subset) {
+    apply_sections(subset->policy, out);
+    for (const auto& p : subset->port_level) {
+      if (p.port == port) apply_sections(p, out);
+    }
   }
   return out;
+}
+
+const Subset* DestinationPolicy::subset(std::string_view name) const {
+  for (const auto& s : subsets) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
 }
 
 const DestinationPolicy* WaypointConfig::destination(std::string_view host) const {

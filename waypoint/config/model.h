@@ -10,8 +10,10 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -140,8 +142,10 @@ struct BackendRef {
   std::optional<uint16_t> port;
   uint32_t weight = 1;
   // A VirtualService destination: its host as an FQDN (then `name` is empty and
-  // `namespace_name` is where the host is looked up first), and its own header edits.
+  // `namespace_name` is where the host is looked up first), its DestinationRule subset (""
+  // for the whole service), and its own header edits.
   std::string host;
+  std::string subset;
   std::optional<HeaderModifier> request_headers;
   std::optional<HeaderModifier> response_headers;
 
@@ -314,15 +318,31 @@ struct PortTrafficPolicy {
   std::optional<OutlierDetection> outlier_detection;
 };
 
+// A DestinationRule subset: the service's endpoints whose pods carry `labels`, with its own
+// traffic policy over the rule's. The waypoint knows no pod labels: the control plane resolves
+// them into `members` ("<namespace>/<name>" of each workload) and sends them as a SubsetEndpoints
+// document (parse.h); nullptr when none came, and then the subset has no endpoints.
+struct Subset {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  PortTrafficPolicy policy;  // its trafficPolicy's sections (`port` unused)
+  std::vector<PortTrafficPolicy> port_level;
+  std::shared_ptr<const std::set<std::string>> members;
+};
+
 struct DestinationPolicy {
   std::string host;  // FQDN the policy applies to
   std::string name;
   std::string namespace_name;
   TrafficPolicy policy;
   std::vector<PortTrafficPolicy> port_level;
+  std::vector<Subset> subsets;
 
-  // The policy for one port: portLevelSettings sections replace the top-level ones.
-  TrafficPolicy for_port(uint16_t port) const;
+  // The policy for one port: portLevelSettings sections replace the top-level ones. For a
+  // subset, as Istio merges them: then each section of the subset's trafficPolicy, then its
+  // portLevelSettings for the port.
+  TrafficPolicy for_port(uint16_t port, const Subset* subset = nullptr) const;
+  const Subset* subset(std::string_view name) const;  // nullptr when the rule has none so named
 };
 
 // ---- The whole snapshot -------------------------------------------------------------------

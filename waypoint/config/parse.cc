@@ -1130,6 +1130,113 @@ Status parse_route_object(Reader& r, const YAML::Node& object, std::string_view 
   return {};
 }
 
+// A Kubernetes DNS label (RFC 1123): what Istio accepts as a subset name.
+bool dns_label(std::string_view v) {
+  if (v.empty() || v.size() > 63 || v.front() == '-' || v.back() == '-') return false;
+  return std::all_of(v.begin(), v.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
+}
+
+// A map of strings (labels).
+Status read_string_map(Reader& r, const YAML::Node& node, std::string_view path,
+                       std::map<std::string, std::string>& out) {
+  if (!node.IsMap()) return error_at(path, fmt::format("must be a map, got {}", show(node)));
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    if (auto s = r.count(path); !s) return s;
+    if (!it->first.IsScalar() || it->first.Scalar().empty()) {
+      return error_at(path, "keys must be non-empty strings");
+    }
+    std::string value;
+    if (auto s = read_string(it->second, join(path, it->first.Scalar()), value); !s) return s;
+    out[it->first.Scalar()] = std::move(value);
+  }
+  return {};
+}
+
+// A DestinationRule subset {name, labels, trafficPolicy}; the sections its trafficPolicy gives
+// are kept apart, to go over the rule's (DestinationPolicy::for_port).
+Status read_subset(Reader& r, const YAML::Node& node, std::string_view path, Subset& out) {
+  Status st = r.object(
+      node, path,
+      {{"name",
+        [&](const YAML::Node& n, const std::string& p) -> Status {
+          if (auto s = read_nonempty(n, p, out.name); !s) return s;
+          if (!dns_label(out.name)) {
+            return error_at(p, fmt::format("\"{}\" is not a DNS label (a-z, 0-9, '-')", out.name));
+          }
+          return {};
+        }},
+       {"labels", [&](const YAML::Node& n,
+                      const std::string& p) { return read_string_map(r, n, p, out.labels); }},
+       {"trafficPolicy", [&](const YAML::Node& n, const std::string& p) -> Status {
+          TrafficPolicy given;
+          if (auto s = read_traffic_policy(r, n, p, given, &out.port_level); !s) return s;
+          if (present(n["loadBalancer"])) out.policy.load_balancer = given.load_balancer;
+          if (present(n["connectionPool"])) out.policy.connection_pool = given.connection_pool;
+          if (present(n["outlierDetection"])) {
+            out.policy.outlier_detection = given.outlier_detection;
+          }
+          return {};
+        }}});
+  if (!st) return st;
+  if (out.name.empty()) return error_at(path, "missing required field \"name\"");
+  return {};
+}
+
+// A SubsetEndpoints document (named as its DestinationRule): the workloads each subset selects.
+Status apply_subset_endpoints(Reader& r, const YAML::Node& object, std::string_view path,
+                              WaypointConfig& config) {
+  if (!object.IsMap()) return error_at(path, "must be a map");
+  if (!present(object["metadata"])) return error_at(path, "missing required field \"metadata\"");
+  std::string name, ns = "default";
+  if (auto s = read_metadata(r, object["metadata"], join(path, "metadata"), name, ns, nullptr);
+      !s) {
+    return s;
+  }
+  if (!present(object["spec"])) return error_at(path, "missing required field \"spec\"");
+  const std::string spec_path = join(path, "spec");
+  std::vector<std::pair<std::string, std::set<std::string>>> subsets;
+  Status st = r.object(
+      object["spec"], spec_path,
+      {{"subsets", [&](const YAML::Node& n, const std::string& p) {
+          return r.list(n, p, [&](const YAML::Node& item, const std::string& ip) -> Status {
+            std::string name;
+            std::vector<std::string> workloads;
+            Status s = r.object(
+                item, ip,
+                {{"name", [&](const YAML::Node& x,
+                              const std::string& xp) { return read_nonempty(x, xp, name); }},
+                 {"workloads", [&](const YAML::Node& x, const std::string& xp) {
+                    return read_string_list(r, x, xp, workloads);
+                  }}});
+            if (!s) return s;
+            if (name.empty()) return error_at(ip, "missing required field \"name\"");
+            subsets.emplace_back(name, std::set<std::string>(workloads.begin(), workloads.end()));
+            return {};
+          });
+        }}});
+  if (!st) return st;
+  auto rule = std::find_if(
+      config.destinations.begin(), config.destinations.end(),
+      [&](const DestinationPolicy& d) { return d.namespace_name == ns && d.name == name; });
+  if (rule == config.destinations.end()) {
+    return error_at(join(path, "metadata"), fmt::format("no DestinationRule {}/{}", ns, name));
+  }
+  for (size_t i = 0; i < subsets.size(); ++i) {
+    const std::string& subset = subsets[i].first;
+    auto& workloads = subsets[i].second;
+    auto sub = std::find_if(rule->subsets.begin(), rule->subsets.end(),
+                            [&](const Subset& s) { return s.name == subset; });
+    if (sub == rule->subsets.end()) {
+      return error_at(index(join(spec_path, "subsets"), i),
+                      fmt::format("DestinationRule {}/{} has no subset \"{}\"", ns, name, subset));
+    }
+    sub->members = std::make_shared<const std::set<std::string>>(std::move(workloads));
+  }
+  return {};
+}
+
 Status parse_destination_object(Reader& r, const YAML::Node& object, std::string_view path,
                                 std::string_view domain, DestinationPolicy& out) {
   if (!object.IsMap()) return error_at(path, "must be a map");
@@ -1150,8 +1257,18 @@ Status parse_destination_object(Reader& r, const YAML::Node& object, std::string
         [&](const YAML::Node& n, const std::string& p) {
           return read_traffic_policy(r, n, p, out.policy, &out.port_level);
         }},
-       // Subsets select endpoints by label; Gateway API routes name Services instead.
-       {"subsets", nullptr},
+       {"subsets",
+        [&](const YAML::Node& n, const std::string& p) {
+          return r.list(n, p, [&](const YAML::Node& item, const std::string& ip) -> Status {
+            Subset sub;
+            if (auto s = read_subset(r, item, ip, sub); !s) return s;
+            for (const auto& other : out.subsets) {
+              if (other.name == sub.name) return error_at(join(ip, "name"), "duplicate subset");
+            }
+            out.subsets.push_back(std::move(sub));
+            return {};
+          });
+        }},
        {"exportTo", nullptr},
        {"workloadSelector", nullptr}});
   if (!st) return st;
@@ -1163,6 +1280,7 @@ Status parse_destination_object(Reader& r, const YAML::Node& object, std::string
 struct Collected {
   std::vector<std::pair<YAML::Node, std::string>> routes;
   std::vector<std::pair<YAML::Node, std::string>> virtual_services;
+  std::vector<std::pair<YAML::Node, std::string>> subset_endpoints;
   std::vector<std::pair<YAML::Node, std::string>> destinations;
   std::optional<std::string> cluster_domain;
 };
@@ -1185,6 +1303,8 @@ Status collect(Reader& r, const YAML::Node& node, const std::string& path, Colle
       out.destinations.emplace_back(node, path);
     } else if (kind == "VirtualService") {
       out.virtual_services.emplace_back(node, path);
+    } else if (kind == "SubsetEndpoints") {
+      out.subset_endpoints.emplace_back(node, path);
     } else if (kind == "List" || kind.ends_with("List")) {
       if (present(node["items"])) return collect(r, node["items"], join(path, "items"), out);
     }
@@ -1469,6 +1589,11 @@ Result<WaypointConfig> parse_waypoint_config(const std::vector<YAML::Node>& docs
         return failf("{}: a second DestinationRule for host {}", path, d.host);
       }
       config.destinations.push_back(std::move(d));
+    }
+    for (const auto& [node, path] : collected.subset_endpoints) {
+      if (auto s = apply_subset_endpoints(r, node, path, config); !s) {
+        return tl::unexpected(s.error());
+      }
     }
     return config;
   } catch (const std::exception& e) {

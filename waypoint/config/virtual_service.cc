@@ -253,12 +253,7 @@ Status read_destination(Reader& r, const YAML::Node& node, std::string_view path
       {{"host",
         [&](const YAML::Node& n, const std::string& p) { return read_nonempty(n, p, host); }},
        {"subset",
-        [&](const YAML::Node& n, const std::string& p) -> Status {
-          std::string subset;
-          if (auto s = read_string(n, p, subset); !s) return s;
-          if (subset.empty()) return {};
-          return error_at(p, "DestinationRule subsets are not supported by this waypoint yet");
-        }},
+        [&](const YAML::Node& n, const std::string& p) { return read_string(n, p, out.subset); }},
        {"port", [&](const YAML::Node& n, const std::string& p) {
           return r.object(n, p, {{"number", [&](const YAML::Node& x, const std::string& xp) {
                                     return read_port(x, xp, out.port);

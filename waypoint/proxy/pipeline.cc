@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 #include <memory>
+#include <set>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -35,6 +36,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using resilience::AttemptResult;
+using Members = std::shared_ptr<const std::set<std::string>>;  // a subset's workloads
 
 constexpr std::string_view kNoHealthyUpstream = "no healthy upstream";
 constexpr std::chrono::milliseconds kMirrorTimeout{10'000};
@@ -46,11 +48,13 @@ constexpr std::chrono::milliseconds kMirrorTimeout{10'000};
 // a new Destination (in-flight requests finish on the old one).
 struct Destination {
   Destination(asio::any_io_executor ex, std::string h, uint16_t p, uint64_t gen,
-              config::TrafficPolicy tp)
+              config::TrafficPolicy tp, std::string sub = {}, Members m = {})
       : host(std::move(h)),
         port(p),
         generation(gen),
         policy(std::move(tp)),
+        subset(std::move(sub)),
+        members(std::move(m)),
         limiter(policy.connection_pool),
         freed(ex) {
     if (policy.outlier_detection) outlier.emplace(*policy.outlier_detection);
@@ -60,6 +64,10 @@ struct Destination {
   uint16_t port;
   uint64_t generation;
   config::TrafficPolicy policy;
+  // A DestinationRule subset (VirtualService destination.subset): only its member workloads
+  // ("<namespace>/<name>") are endpoints; none when the control plane sent no members.
+  std::string subset;
+  Members members;
   std::optional<resilience::OutlierDetector> outlier;
   resilience::ConnectionPoolLimiter limiter;
   std::optional<resilience::EndpointPicker> picker;
@@ -75,6 +83,7 @@ struct Destination {
   std::shared_ptr<const std::vector<EndpointTarget>> endpoints;
   std::weak_ptr<const zt::state::State> endpoints_state;
   std::weak_ptr<const zt::state::Service> endpoints_service;
+  Members endpoints_members;
   uint16_t endpoints_port = 0;
   bool endpoints_v4 = true;
 };
@@ -813,29 +822,49 @@ struct Pipeline::Impl {
   std::shared_ptr<void> alive = std::make_shared<char>(0);  // RecordedBody's check
 
   // The state of `host:port` under the config generation `cfg`.
+  // `subset`: a DestinationRule subset of `host` (one the rule has), "" for the whole service.
   std::shared_ptr<Destination> destination(const state::ConfigSnapshot& cfg,
-                                           const std::string& host, uint16_t port) {
+                                           const std::string& host, uint16_t port,
+                                           const std::string& subset = {}) {
     std::string key;
-    key.reserve(host.size() + 6);
+    key.reserve(host.size() + 6 + subset.size());
     key.append(host).append(":");
     append_decimal(key, port);
+    if (!subset.empty()) key.append("/").append(subset);
     auto& d = destinations[key];
     if (!d || d->generation != cfg.generation) {
       config::TrafficPolicy tp;
+      Members members;
       if (cfg.config) {
-        if (const auto* p = cfg.config->destination(host)) tp = p->for_port(port);
+        if (const auto* p = cfg.config->destination(host)) {
+          const auto* sub = subset.empty() ? nullptr : p->subset(subset);
+          tp = p->for_port(port, sub);
+          if (sub) members = sub->members;
+        }
       }
       if (d && d->policy == tp) {
+        if (cfg.generation > d->generation) d->members = std::move(members);
         d->generation = std::max(d->generation, cfg.generation);
       } else if (d && d->generation > cfg.generation) {
         // A request that began under an older configuration (held by a fault's delay) and
         // whose policy is gone: its own state, so the newer one stays.
-        return std::make_shared<Destination>(ex, host, port, cfg.generation, std::move(tp));
+        return std::make_shared<Destination>(ex, host, port, cfg.generation, std::move(tp), subset,
+                                             std::move(members));
       } else {
-        d = std::make_shared<Destination>(ex, host, port, cfg.generation, std::move(tp));
+        d = std::make_shared<Destination>(ex, host, port, cfg.generation, std::move(tp), subset,
+                                          std::move(members));
       }
     }
     return d;
+  }
+
+  // Keeps, of a subset's destination, only the endpoints of its member workloads.
+  static void keep_members(const Destination& d, std::vector<EndpointTarget>& endpoints) {
+    if (d.subset.empty()) return;
+    std::erase_if(endpoints, [&](const EndpointTarget& e) {
+      return !d.members || !e.workload ||
+             !d.members->contains(e.workload->namespace_name + "/" + e.workload->name);
+    });
   }
 
   // The endpoints of service `svc` for `port` in snapshot `st`, from `d`'s cache while the
@@ -848,15 +877,17 @@ struct Pipeline::Impl {
       const asio::ip::address& like) {
     if (d.endpoints && same_object(d.endpoints_state, st) &&
         same_object(d.endpoints_service, svc) && d.endpoints_port == port &&
-        d.endpoints_v4 == like.is_v4()) {
+        d.endpoints_v4 == like.is_v4() && d.endpoints_members == d.members) {
       return d.endpoints;
     }
     auto resolved =
         std::make_shared<std::vector<EndpointTarget>>(service_endpoints(*st, *svc, port, like));
+    keep_members(d, *resolved);
     set_hosts(d, *resolved);
     d.endpoints = resolved;
     d.endpoints_state = st;
     d.endpoints_service = svc;
+    d.endpoints_members = d.members;
     d.endpoints_port = port;
     d.endpoints_v4 = like.is_v4();
     return resolved;
@@ -1080,6 +1111,7 @@ struct Pipeline::Impl {
     std::shared_ptr<const zt::state::Service> backend_svc;
     uint16_t backend_port = stream.port;
     std::string backend_host;
+    std::string backend_subset;
     std::string cluster_domain = cfg->config ? cfg->config->cluster_domain : "cluster.local";
     if (stream.service) {
       const auto& svc = *stream.service;
@@ -1127,6 +1159,16 @@ struct Pipeline::Impl {
           rec.error = "no service " + backend_host;
           co_return local_response(500, "");
         }
+        if (const auto& subset = decision.backend->subset; !subset.empty()) {
+          // (Envoy: no such cluster, 503 NC)
+          const auto* rule = cfg->config ? cfg->config->destination(backend_host) : nullptr;
+          if (!rule || !rule->subset(subset)) {
+            rec.add_flag("NC");
+            rec.error = "no subset " + subset + " of " + backend_host;
+            co_return local_response(503, "");
+          }
+          backend_subset = subset;
+        }
         if (decision.original_target != request.head.target) {
           http::set_header(request.head.headers, "x-envoy-original-path", decision.original_target);
         }
@@ -1164,7 +1206,7 @@ struct Pipeline::Impl {
     std::shared_ptr<const std::vector<EndpointTarget>> resolved;
     std::shared_ptr<Destination> dest;
     if (backend_svc) {
-      dest = destination(*cfg, backend_host, backend_port);
+      dest = destination(*cfg, backend_host, backend_port, backend_subset);
       resolved = endpoints_of(*dest, st, backend_svc, backend_port, stream.destination_ip);
     } else if (stream.workload) {
       EndpointTarget t{.workload = stream.workload,
@@ -1685,9 +1727,14 @@ struct Pipeline::Impl {
     uint16_t port = mirror.backend.port.value_or(default_port);
     auto svc = st.find_service_by_hostname(host, mirror.backend.namespace_name);
     if (!svc) return;
+    if (!mirror.backend.subset.empty()) {
+      const auto* rule = cfg.config ? cfg.config->destination(host) : nullptr;
+      if (!rule || !rule->subset(mirror.backend.subset)) return;
+    }
+    auto dest = destination(cfg, host, port, mirror.backend.subset);
     auto endpoints = service_endpoints(st, *svc, port, {});
+    keep_members(*dest, endpoints);
     if (endpoints.empty()) return;
-    auto dest = destination(cfg, host, port);
     set_hosts(*dest, endpoints);
     sweep(*dest, Clock::now());
     auto index = pick(*dest, request.head, tunnel.client_ip.to_string());

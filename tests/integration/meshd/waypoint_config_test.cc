@@ -297,7 +297,7 @@ TEST_F(MeshdWaypointConfig, AnEditTheWaypointWouldRefuseKeepsTheLastGoodVersion)
 
 // A mesh VirtualService for a service that uses the waypoint reaches the waypoint, in a
 // configuration it accepts; one for a service without the waypoint does not; one the waypoint
-// would refuse (a subset) is reported and kept out.
+// would refuse (CORS) is reported and kept out.
 TEST_F(MeshdWaypointConfig, VirtualServicesReachTheWaypointOfTheirService) {
   AdsTestClient c(target_, "waypoint~10.244.0.20~waypoint-0.shop~shop.svc");
   ASSERT_NO_FATAL_FAILURE(take_first(c));
@@ -322,12 +322,12 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {name: reviews-subsets, namespace: shop}
+metadata: {name: reviews-cors, namespace: shop}
 spec:
   hosts: [reviews.shop.svc.cluster.local]
-  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
+  http: [{route: [{destination: {host: reviews}}], corsPolicy: {allowOrigins: [{exact: a}]}}]
 )");
-  ASSERT_TRUE(meshd_->wait_for(std::regex("VirtualService shop/reviews-subsets: .*subset: .*"
+  ASSERT_TRUE(meshd_->wait_for(std::regex("VirtualService shop/reviews-cors: .*corsPolicy: .*"
                                           "\\(a waypoint would refuse it\\)"),
                                10s))
       << meshd_->output();

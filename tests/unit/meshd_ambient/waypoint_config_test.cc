@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "tests/unit/meshd_ambient/objects.h"
+#include "waypoint/config/parse.h"
 
 namespace zt::meshd::ambient {
 namespace {
@@ -157,6 +158,73 @@ TEST(WaypointConfigs, VirtualServicesForTheWaypointsServices) {
       (std::vector<std::string>{"VirtualService/infra/v-fqdn", "VirtualService/shop/v-mesh",
                                 "VirtualService/shop/v-short", "VirtualService/shop/v-to-infra",
                                 "VirtualService/shop/v-wildcard"}));
+}
+
+// The waypoint YAML's document of `kind`/`name`.
+YAML::Node document(const MeshSnapshot& s, const std::string& key, const std::string& kind,
+                    const std::string& name) {
+  for (const auto& doc : YAML::LoadAll(s.waypoint_configs.at(key).yaml())) {
+    if (doc["kind"].as<std::string>() == kind &&
+        doc["metadata"]["name"].as<std::string>() == name) {
+      return doc;
+    }
+  }
+  ADD_FAILURE() << "no " << kind << " " << name << " at " << key;
+  return {};
+}
+
+// A waypoint shared by two namespaces: a VirtualService applies to a service of its own
+// namespace (or the waypoint's), never to another namespace's, whatever its hosts say; the
+// waypoint gets it with its hosts cut down to the services it applies to.
+TEST(WaypointConfigs, AVirtualServiceNeverReachesAnotherNamespacesService) {
+  const std::string uses = "{istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: infra}";
+  auto objects = objects_from(
+      ns_yaml("a", uses) + ns_yaml("b", uses) + ns_yaml("infra") + gateway("infra", "wp") +
+      svc("a", "web", "{}", "10.96.0.1") + svc("b", "api", "{}", "10.96.0.2") +
+      virtual_service("a", "takeover", "  hosts: [web, api.b.svc.cluster.local, \"*\"]\n"));
+  auto s = compute(objects, kOptions);
+  auto vs = document(s, "infra/wp", "VirtualService", "takeover");
+  ASSERT_TRUE(vs);
+  EXPECT_EQ(vs["spec"]["hosts"].as<std::vector<std::string>>(),
+            std::vector<std::string>{"web.a.svc.cluster.local"});
+  EXPECT_EQ(vs["spec"]["http"][0]["route"][0]["destination"]["host"].as<std::string>(), "reviews");
+}
+
+// A DestinationRule with subsets comes with the workloads each subset selects among its
+// service's pods (the waypoint knows no labels).
+TEST(WaypointConfigs, SubsetsComeWithTheirWorkloads) {
+  auto objects = objects_from(
+      ns_yaml("shop", "{istio.io/use-waypoint: wp}") + gateway("shop", "wp") +
+      svc("shop", "reviews", "{}", "10.96.0.1") +
+      pod_yaml("shop", "reviews-v1-a", "10.0.0.1", "{app: reviews, version: v1}") +
+      pod_yaml("shop", "reviews-v1-b", "10.0.0.2", "{app: reviews, version: v1}") +
+      pod_yaml("shop", "reviews-v2", "10.0.0.3", "{app: reviews, version: v2}") +
+      pod_yaml("shop", "other-v1", "10.0.0.4", "{app: other, version: v1}") +
+      pod_yaml("elsewhere", "reviews-v1", "10.0.0.5", "{app: reviews, version: v1}") +
+      "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: "
+      "reviews, namespace: shop}\nspec:\n  host: reviews\n  subsets:\n  - {name: v1, labels: "
+      "{version: v1}}\n  - {name: v2, labels: {version: v2}}\n  - {name: v3, labels: {version: "
+      "v3}}\n");
+  auto s = compute(objects, kOptions);
+  EXPECT_EQ(
+      kinds_and_names(s, "shop/wp"),
+      (std::vector<std::string>{"DestinationRule/shop/reviews", "SubsetEndpoints/shop/reviews"}));
+  auto doc = document(s, "shop/wp", "SubsetEndpoints", "reviews");
+  ASSERT_TRUE(doc);
+  const auto subsets = doc["spec"]["subsets"];
+  ASSERT_EQ(subsets.size(), 3u);
+  EXPECT_EQ(subsets[0]["name"].as<std::string>(), "v1");
+  EXPECT_EQ(subsets[0]["workloads"].as<std::vector<std::string>>(),
+            (std::vector<std::string>{"shop/reviews-v1-a", "shop/reviews-v1-b"}));
+  EXPECT_EQ(subsets[1]["workloads"].as<std::vector<std::string>>(),
+            std::vector<std::string>{"shop/reviews-v2"});
+  EXPECT_EQ(subsets[2]["workloads"].size(), 0u);
+  // The waypoint reads the whole configuration.
+  auto parsed = waypoint::config::parse_waypoint_config(s.waypoint_configs.at("shop/wp").yaml());
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  ASSERT_EQ(parsed->destinations.size(), 1u);
+  ASSERT_TRUE(parsed->destinations[0].subset("v1")->members);
+  EXPECT_EQ(parsed->destinations[0].subset("v1")->members->size(), 2u);
 }
 
 // A CUSTOM policy's waypoint gets the ext_authz providers of the root namespace's `istio`

@@ -1,5 +1,7 @@
 // Parsing the waypoint configuration: HTTPRoute specs as Kubernetes writes them, DestinationRule
 // traffic policies and Istio retries/faults, with errors that name the offending field.
+#include <map>
+#include <set>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -182,6 +184,80 @@ TEST(ConfigParseTest, ParsesHttpRouteAndDestinationRule) {
   EXPECT_EQ(d->for_port(8080).load_balancer.algorithm, LbAlgorithm::kRoundRobin);
   EXPECT_EQ(d->for_port(8080).connection_pool.max_connections, 1u);  // section not overridden
   EXPECT_EQ(d->for_port(9080).load_balancer.algorithm, LbAlgorithm::kConsistentHash);
+}
+
+// DestinationRule subsets: their labels and traffic policy (merged over the rule's as Istio
+// merges them), and the members a SubsetEndpoints document gives them.
+TEST(ConfigParseTest, SubsetsAndTheirEndpoints) {
+  auto config = parse_waypoint_config(R"(apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: RANDOM}
+    connectionPool: {tcp: {maxConnections: 7}}
+    portLevelSettings:
+    - port: {number: 8080}
+      connectionPool: {tcp: {maxConnections: 8}}
+  subsets:
+  - name: v1
+    labels: {version: v1, app: reviews}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      loadBalancer: {simple: ROUND_ROBIN}
+      portLevelSettings:
+      - port: {number: 8080}
+        loadBalancer: {simple: LEAST_REQUEST}
+---
+apiVersion: ambientmesh.io/v1
+kind: SubsetEndpoints
+metadata: {name: reviews, namespace: shop}
+spec:
+  subsets:
+  - {name: v2, workloads: [shop/reviews-v2-a, shop/reviews-v2-b]}
+)");
+  ASSERT_TRUE(config) << config.error().message;
+  const auto* d = config->destination("reviews.shop.svc.cluster.local");
+  ASSERT_NE(d, nullptr);
+  ASSERT_EQ(d->subsets.size(), 2u);
+  const auto* v1 = d->subset("v1");
+  const auto* v2 = d->subset("v2");
+  ASSERT_TRUE(v1 && v2);
+  EXPECT_FALSE(d->subset("v3"));
+  EXPECT_EQ(v1->labels,
+            (std::map<std::string, std::string>{{"app", "reviews"}, {"version", "v1"}}));
+  EXPECT_FALSE(v1->members) << "no SubsetEndpoints for v1: no endpoints";
+  ASSERT_TRUE(v2->members);
+  EXPECT_EQ(*v2->members, (std::set<std::string>{"shop/reviews-v2-a", "shop/reviews-v2-b"}));
+  // v1 takes the rule's policy; v2 its own load balancer, over the rule's port-level pool.
+  EXPECT_EQ(d->for_port(9080, v1).load_balancer.algorithm, LbAlgorithm::kRandom);
+  EXPECT_EQ(d->for_port(9080, v2).load_balancer.algorithm, LbAlgorithm::kRoundRobin);
+  EXPECT_EQ(d->for_port(9080, v2).connection_pool.max_connections, 7u);
+  EXPECT_EQ(d->for_port(8080, v2).load_balancer.algorithm, LbAlgorithm::kLeastRequest);
+  EXPECT_EQ(d->for_port(8080, v2).connection_pool.max_connections, 8u);
+
+  const std::string rule =
+      "kind: DestinationRule\nmetadata: {name: r, namespace: shop}\nspec:\n  host: reviews\n";
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {rule + "  subsets: [{labels: {a: b}}]\n",
+       "spec.subsets[0]: missing required field \"name\""},
+      {rule + "  subsets: [{name: V1}]\n", "spec.subsets[0].name: \"V1\" is not a DNS label"},
+      {rule + "  subsets: [{name: a}, {name: a}]\n", "spec.subsets[1].name: duplicate subset"},
+      {rule + "  subsets: [{name: a, labels: [x]}]\n", "spec.subsets[0].labels: must be a map"},
+      {rule + "---\nkind: SubsetEndpoints\nmetadata: {name: r, namespace: other}\nspec: {}\n",
+       "metadata: no DestinationRule other/r"},
+      {rule + "  subsets: [{name: a}]\n---\nkind: SubsetEndpoints\nmetadata: {name: r, "
+              "namespace: shop}\nspec: {subsets: [{name: b, workloads: [x/y]}]}\n",
+       "spec.subsets[0]: DestinationRule shop/r has no subset \"b\""},
+  };
+  for (const auto& [yaml, want] : bad) {
+    auto parsed = parse_waypoint_config(yaml);
+    ASSERT_FALSE(parsed) << yaml;
+    EXPECT_NE(parsed.error().message.find(want), std::string::npos)
+        << parsed.error().message << "\n  want: " << want;
+  }
 }
 
 TEST(ConfigParseTest, DefaultsMatchIstio) {

@@ -93,7 +93,7 @@ TEST(VirtualServiceParseTest, ReadsEveryHttpRouteField) {
       headers:
         request: {set: {x-v: "1"}}
         response: {remove: [x-internal]}
-    - destination: {host: reviews-v2.other.svc.cluster.local}
+    - destination: {host: reviews-v2.other.svc.cluster.local, subset: canary}
       weight: 10
     rewrite: {uri: /v2}
     headers:
@@ -153,6 +153,7 @@ TEST(VirtualServiceParseTest, ReadsEveryHttpRouteField) {
   EXPECT_EQ(canary.backends[1].hostname("cluster.local"), "reviews-v2.other.svc.cluster.local");
   EXPECT_EQ(canary.backends[1].namespace_name, "other");
   EXPECT_FALSE(canary.backends[1].port);
+  EXPECT_EQ(canary.backends[1].subset, "canary");
   ASSERT_TRUE(canary.rewrite);
   EXPECT_EQ(canary.rewrite->hostname, "reviews.internal");  // from headers.request.set
   EXPECT_EQ(canary.rewrite->path->type, config::PathModifierType::kRewriteMatched);
@@ -191,8 +192,6 @@ TEST(VirtualServiceParseTest, ErrorsNameTheField) {
     std::string expected;  // substring of the error
   };
   const std::vector<Case> cases = {
-      {"  - route: [{destination: {host: reviews, subset: v1}}]\n",
-       "spec.http[0].route[0].destination.subset: DestinationRule subsets are not supported"},
       {"  - delegate: {name: other}\n", "spec.http[0].delegate: delegate VirtualServices"},
       {"  - corsPolicy: {allowOrigins: [{exact: a}]}\n" + to("reviews"),
        "spec.http[0].corsPolicy: corsPolicy is not supported"},
