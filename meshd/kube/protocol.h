@@ -42,7 +42,7 @@ struct ResourceType {
   // A LIST answered 403 (RBAC older than the kind) counts as none, checked again later, while
   // nothing was listed, instead of holding everything back. Only for a kind whose absence
   // opens nothing up: without the MeshConfig, a CUSTOM policy's provider is unknown and what it
-  // matches is denied; without VirtualServices, waypoints route as if there were none.
+  // matches is denied; VirtualServices only route (authorization is AuthorizationPolicy's).
   bool forbidden_is_none = false;
   // "/api/v1/pods", "/apis/security.istio.io/v1/authorizationpolicies" (all namespaces),
   // "/api/v1/namespaces/istio-system/configmaps" (one).
@@ -63,7 +63,8 @@ Result<std::vector<std::string>> parse_group_versions(std::string_view body);
 
 // Namespaces, Pods, Services, ServiceAccounts, AuthorizationPolicies, PeerAuthentications and
 // RequestAuthentications (security.istio.io/v1), Gateways, HTTPRoutes and GRPCRoutes
-// (gateway.networking.k8s.io/v1), DestinationRules (networking.istio.io/v1).
+// (gateway.networking.k8s.io/v1), DestinationRules and VirtualServices (networking.istio.io/v1),
+// and the ConfigMap istio of istio-system.
 const std::vector<ResourceType>& resource_types();
 
 struct Selectors {

@@ -116,10 +116,10 @@ struct UrlRewrite {
 struct RequestRedirect {
   // Without `port`: kListener is Gateway API's (the scheme's default port when `scheme` is given,
   // else the port the request was addressed to); kServicePort is derivePort FROM_REQUEST_PORT
-  // (the port the request was addressed to); kRequest is a VirtualService's default (Envoy's):
-  // the request's Host port, none when the scheme or the host changes; kSchemeDefault is
-  // derivePort FROM_PROTOCOL_DEFAULT (the scheme's default port: none in the Location).
-  enum class PortRule { kListener, kServicePort, kRequest, kSchemeDefault };
+  // (the port the request was addressed to); kRequest is a VirtualService's otherwise (Envoy's):
+  // the request Host's port, none when the redirect names a host, and none when it changes the
+  // scheme and that port is the old scheme's default (80 for http, 443 for https).
+  enum class PortRule { kListener, kServicePort, kRequest };
   std::optional<std::string> scheme;  // "http" | "https"
   std::optional<std::string> hostname;
   std::optional<PathModifier> path;
@@ -146,6 +146,7 @@ struct BackendRef {
   // for the whole service), and its own header edits.
   std::string host;
   std::string subset;
+  std::optional<std::string> rewrite_host;  // its headers' request authority: a host rewrite
   std::optional<HeaderModifier> request_headers;
   std::optional<HeaderModifier> response_headers;
 

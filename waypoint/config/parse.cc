@@ -585,16 +585,16 @@ Status read_rule(Reader& r, const YAML::Node& node, std::string_view path,
         [&](const YAML::Node& n, const std::string& p) -> Status {
           if (grpc) return not_grpc(p);
           if (rule.retry) return {};  // Gateway API `retry` wins
-          auto policy = parse_istio_retries(n, p);
-          if (!policy) return tl::unexpected(policy.error());
-          rule.retry = std::move(*policy);
+          RetryPolicy policy;
+          if (auto st = read_istio_retries(r, n, p, policy); !st) return st;
+          rule.retry = std::move(policy);
           return {};
         }},
        {"fault", [&](const YAML::Node& n, const std::string& p) -> Status {
           if (grpc) return not_grpc(p);
-          auto fault = parse_istio_fault(n, p);
-          if (!fault) return tl::unexpected(fault.error());
-          rule.fault = std::move(*fault);
+          FaultInjection fault;
+          if (auto st = read_istio_fault(r, n, p, fault); !st) return st;
+          rule.fault = std::move(fault);
           return {};
         }}});
   if (!st) return st;
@@ -886,6 +886,11 @@ Status read_traffic_policy(Reader& r, const YAML::Node& node, std::string_view p
        {"proxyProtocol", nullptr}});
 }
 
+}  // namespace
+
+// (Declared in reader.h: the VirtualService reader uses them too.)
+namespace detail {
+
 Status read_istio_retries(Reader& r, const YAML::Node& node, std::string_view path,
                           RetryPolicy& out) {
   out = RetryPolicy::istio_default();
@@ -927,6 +932,7 @@ Status read_percentage(Reader& r, const YAML::Node& node, std::string_view path,
                                 }}});
 }
 
+namespace {
 std::optional<int> grpc_code(std::string_view name) {
   static constexpr std::pair<std::string_view, int> kCodes[] = {
       {"OK", 0},
@@ -952,6 +958,7 @@ std::optional<int> grpc_code(std::string_view name) {
   }
   return std::nullopt;
 }
+}  // namespace
 
 Status read_istio_fault(Reader& r, const YAML::Node& node, std::string_view path,
                         FaultInjection& out) {
@@ -1036,6 +1043,9 @@ Status read_istio_fault(Reader& r, const YAML::Node& node, std::string_view path
           return {};
         }}});
 }
+
+}  // namespace detail
+namespace {
 
 Status parse_route_object(Reader& r, const YAML::Node& object, std::string_view path,
                           HttpRoute& route) {
@@ -1571,12 +1581,14 @@ Result<WaypointConfig> parse_waypoint_config(const std::vector<YAML::Node>& docs
       config.routes.push_back(std::move(route));
     }
     for (const auto& [node, path] : collected.virtual_services) {
-      auto route = parse_virtual_service(node, config.cluster_domain, path);
-      if (!route) return tl::unexpected(route.error());
-      if (!keys.insert(route->kind + " " + route->key()).second) {
-        return failf("{}: duplicate {} {}", path, route->kind, route->key());
+      HttpRoute route;
+      if (auto s = read_virtual_service(r, node, config.cluster_domain, path, route); !s) {
+        return tl::unexpected(s.error());
       }
-      config.routes.push_back(std::move(*route));
+      if (!keys.insert(route.kind + " " + route.key()).second) {
+        return failf("{}: duplicate {} {}", path, route.kind, route.key());
+      }
+      config.routes.push_back(std::move(route));
     }
     std::set<std::string, std::less<>> hosts;
     for (const auto& [node, path] : collected.destinations) {

@@ -57,7 +57,10 @@ Result<HttpRoute> parse_http_route(const YAML::Node& object, std::string_view pa
 // One VirtualService object, as an Istio waypoint applies it: read into the route model (kind
 // "VirtualService"), its rules tried in the order written, after the HTTPRoutes of the same
 // service (Istio puts a namespace's HTTPRoutes first and warns that mixing the two is
-// unsupported).
+// unsupported). Several VirtualServices of one service are tried oldest first, as Istio 1.30
+// and later concatenate them (earlier releases used only the first).
+// Where this departs from Istio: sourceNamespace is the client's namespace (Istio compares the
+// waypoint's own, which makes it match everything or nothing).
 //   - spec.hosts: short names are services of the VirtualService's namespace; "*" and
 //     "*.<suffix>" wildcards. `gateways` without "mesh": it routes nothing here. `exportTo` is
 //     meshd's business; `tcp` and `tls` routes are not applied (the waypoint routes HTTP).
@@ -67,14 +70,22 @@ Result<HttpRoute> parse_http_route(const YAML::Node& object, std::string_view pa
 //     sourceNamespace (the client's, from its identity). A match with sourceLabels, or with
 //     `gateways` that do not name "mesh", is dropped, as Istio does at a waypoint; a rule whose
 //     matches are all dropped is left out. No match: every request.
-//   - http[].route[]: destination {host, port.number} (the request's port when none), weight
-//     (one destination takes everything; several need weights that do not add up to 0),
-//     headers. http[].redirect (redirectCode 301 by default, derivePort), directResponse
-//     (body.string), rewrite {uri (Envoy's prefix_rewrite), authority, uriRegexRewrite},
-//     headers {request, response} (setting ":authority"/"host" rewrites the authority),
-//     timeout (none by default), retries, fault, mirror + mirrorPercentage, mirrors.
-//   - Refused with an error naming the field: destination subsets (not supported yet),
-//     delegate, corsPolicy, directResponse body.bytes, JWT-claim header matches.
+//   - http[].route[]: destination {host (a Kubernetes Service; another host answers 500 NC),
+//     subset (a DestinationRule subset), port.number (else the service's only port, else the
+//     request's)}, weight (one destination takes everything; several need weights that do not
+//     add up to 0), headers. http[].redirect (redirectCode 301 by default, derivePort),
+//     directResponse (body.string), rewrite {uri (Envoy's prefix_rewrite; "" rewrites nothing),
+//     authority, uriRegexRewrite}, headers {request, response} (setting ":authority"/"host"
+//     rewrites the authority, for the rule or for one destination), timeout (none by default),
+//     retries, fault, mirror + mirrorPercentage, mirrors.
+//   - Refused with an error naming the field: delegate, corsPolicy, directResponse body.bytes,
+//     JWT-claim header matches, rewrite or redirect paths with spaces, control characters or '#'.
+//
+// A DestinationRule's subsets {name, labels, trafficPolicy} are read too, and a SubsetEndpoints
+// document (apiVersion ambientmesh.io/v1, the control plane's, named as its DestinationRule)
+// gives each subset its workloads, which the waypoint cannot pick by label itself:
+//   {metadata: {name, namespace}, spec: {subsets: [{name, workloads: ["<ns>/<pod>", ...]}]}}.
+// A subset without one has no endpoints.
 Result<HttpRoute> parse_virtual_service(const YAML::Node& object, std::string_view cluster_domain,
                                         std::string_view path = "VirtualService");
 

@@ -143,6 +143,17 @@ std::string strip_trailing_slash(std::string value);
 Status read_metadata(Reader& r, const YAML::Node& node, std::string_view path, std::string& name,
                      std::string& ns, int64_t* created);
 
+// Istio's Percent {value} (0-100), HTTPRetry and HTTPFaultInjection (parse.cc).
+Status read_percentage(Reader& r, const YAML::Node& node, std::string_view path, double& out);
+Status read_istio_retries(Reader& r, const YAML::Node& node, std::string_view path,
+                          RetryPolicy& out);
+Status read_istio_fault(Reader& r, const YAML::Node& node, std::string_view path,
+                        FaultInjection& out);
+
+// A VirtualService object (virtual_service.cc; parse.h says what is read).
+Status read_virtual_service(Reader& r, const YAML::Node& object, std::string_view cluster_domain,
+                            std::string_view path, HttpRoute& out);
+
 // "reviews" -> "reviews.<ns>.svc.<domain>"; names with a dot are taken as FQDNs.
 std::string qualify_host(std::string_view host, std::string_view ns, std::string_view domain);
 

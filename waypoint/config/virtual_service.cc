@@ -62,10 +62,11 @@ Status read_match_map(Reader& r, const YAML::Node& node, std::string_view path, 
       return error_at(p, "JWT claim matches (@request.auth.claims) are not supported here");
     }
     if (header && !http::is_token(m.name)) return error_at(p, "not a valid header name");
-    if (header && it->second.IsMap() && it->second["regex"] && it->second["regex"].IsScalar() &&
-        it->second["regex"].Scalar() == "*" && it->second.size() == 1) {
+    const YAML::Node& value = it->second;  // (const: reading a key must not add it)
+    if (header && value.IsMap() && value.size() == 1 && value["regex"] &&
+        value["regex"].IsScalar() && value["regex"].Scalar() == "*") {
       m.type = ValueMatchType::kPresent;
-    } else if (auto s = read_string_match(r, it->second, p, m); !s) {
+    } else if (auto s = read_string_match(r, value, p, m); !s) {
       return s;
     }
     m.invert = invert;
@@ -185,6 +186,17 @@ Status check_header_edit(std::string_view path, std::string_view name, std::stri
   return {};
 }
 
+// A path a rewrite or a redirect writes into a request target or a Location: no spaces, control
+// bytes or '#'.
+Status check_uri_text(std::string_view path, std::string_view value) {
+  for (unsigned char c : value) {
+    if (c <= 0x20 || c == 0x7f || c == '#') {
+      return error_at(path, "must not contain spaces, control characters or '#'");
+    }
+  }
+  return {};
+}
+
 // HeaderOperations {set, add, remove}. `authority` (request side only) receives a `set` of
 // the Host (":authority" or "host"), which Istio turns into a host rewrite.
 Status read_header_operations(Reader& r, const YAML::Node& node, std::string_view path,
@@ -201,7 +213,7 @@ Status read_header_operations(Reader& r, const YAML::Node& node, std::string_vie
         if (auto s = read_string(it->second, np, value); !s) return s;
         if (iequals(name, ":authority") || iequals(name, "host")) {
           if (!setting || authority == nullptr) {
-            return error_at(np, "the authority can only be set, on the request of a rule");
+            return error_at(np, "the authority can only be set, on the request");
           }
           if (value.empty()) return error_at(np, "must not be empty");
           *authority = value;
@@ -276,13 +288,6 @@ Status read_destination(Reader& r, const YAML::Node& node, std::string_view path
   return {};
 }
 
-Status read_percentage_value(Reader& r, const YAML::Node& node, std::string_view path,
-                             double& out) {
-  return r.object(node, path, {{"value", [&](const YAML::Node& n, const std::string& p) {
-                                  return read_double(n, p, 0, 100, out);
-                                }}});
-}
-
 // The host (and port) a redirect or a rewrite puts in place.
 Status read_authority(const YAML::Node& node, std::string_view path,
                       std::optional<std::string>& out) {
@@ -305,6 +310,7 @@ Status read_redirect(Reader& r, const YAML::Node& node, std::string_view path,
           std::string uri;
           if (auto s = read_nonempty(n, p, uri); !s) return s;
           if (uri.front() != '/') return error_at(p, "must start with '/'");
+          if (auto s = check_uri_text(p, uri); !s) return s;
           out.path = PathModifier{.type = PathModifierType::kReplaceFullPath, .value = uri};
           return {};
         }},
@@ -317,7 +323,7 @@ Status read_redirect(Reader& r, const YAML::Node& node, std::string_view path,
           derive = true;
           return read_enum<RequestRedirect::PortRule>(
               n, p,
-              {{"FROM_PROTOCOL_DEFAULT", RequestRedirect::PortRule::kSchemeDefault},
+              {{"FROM_PROTOCOL_DEFAULT", RequestRedirect::PortRule::kRequest},
                {"FROM_REQUEST_PORT", RequestRedirect::PortRule::kServicePort}},
               out.port_rule);
         }},
@@ -354,8 +360,11 @@ Status read_rewrite(Reader& r, const YAML::Node& node, std::string_view path, Ur
           if (out.path) return error_at(p, "give uri or uriRegexRewrite, not both");
           std::string uri;
           if (auto s = read_string(n, p, uri); !s) return s;
-          if (auto s = check_header_edit(p, "path", uri); !s) return s;
-          out.path = PathModifier{.type = PathModifierType::kRewriteMatched, .value = uri};
+          if (auto s = check_uri_text(p, uri); !s) return s;
+          // (Empty: Istio leaves Envoy's prefix_rewrite unset, so nothing is rewritten.)
+          if (!uri.empty()) {
+            out.path = PathModifier{.type = PathModifierType::kRewriteMatched, .value = uri};
+          }
           return {};
         }},
        {"authority", [&](const YAML::Node& n,
@@ -373,6 +382,7 @@ Status read_rewrite(Reader& r, const YAML::Node& node, std::string_view path, Ur
                 }}});
           if (!s) return s;
           if (pattern.empty()) return error_at(p, "missing required field \"match\"");
+          if (auto v = check_uri_text(join(p, "rewrite"), m.value); !v) return v;
           auto re = Regex::compile(pattern);
           if (!re) return error_at(join(p, "match"), re.error().message);
           if (auto v = re->check_rewrite(m.value); !v) {
@@ -455,8 +465,8 @@ Status read_vs_rule(Reader& r, const YAML::Node& node, std::string_view path, st
                                     return read_uint(x, xp, *weight, 0, 1'000'000);
                                   }},
                                  {"headers", [&](const YAML::Node& x, const std::string& xp) {
-                                    return read_headers(r, x, xp, nullptr, b.request_headers,
-                                                        b.response_headers);
+                                    return read_headers(r, x, xp, &b.rewrite_host,
+                                                        b.request_headers, b.response_headers);
                                   }}});
             if (!s) return s;
             if (b.host.empty()) return error_at(ip, "missing required field \"destination\"");
@@ -491,17 +501,13 @@ Status read_vs_rule(Reader& r, const YAML::Node& node, std::string_view path, st
         }},
        {"retries",
         [&](const YAML::Node& n, const std::string& p) -> Status {
-          auto policy = parse_istio_retries(n, p);
-          if (!policy) return tl::unexpected(policy.error());
-          rule.retry = std::move(*policy);
-          return {};
+          rule.retry.emplace();
+          return read_istio_retries(r, n, p, *rule.retry);
         }},
        {"fault",
         [&](const YAML::Node& n, const std::string& p) -> Status {
-          auto fault = parse_istio_fault(n, p);
-          if (!fault) return tl::unexpected(fault.error());
-          rule.fault = std::move(*fault);
-          return {};
+          rule.fault.emplace();
+          return read_istio_fault(r, n, p, *rule.fault);
         }},
        {"mirror",
         [&](const YAML::Node& n, const std::string& p) -> Status {
@@ -524,7 +530,7 @@ Status read_vs_rule(Reader& r, const YAML::Node& node, std::string_view path, st
                 {{"destination",
                   [&](const YAML::Node& x, const std::string& xp) { return mirror_of(x, xp, m); }},
                  {"percentage", [&](const YAML::Node& x, const std::string& xp) {
-                    return read_percentage_value(r, x, xp, m.percent);
+                    return read_percentage(r, x, xp, m.percent);
                   }}});
             if (!s) return s;
             if (m.backend.host.empty())
@@ -549,7 +555,7 @@ Status read_vs_rule(Reader& r, const YAML::Node& node, std::string_view path, st
     if (!single_mirror) return error_at(p, "only goes with `mirror`");
     double percent = 100;
     Status s = std::string_view(key) == "mirrorPercentage"
-                   ? read_percentage_value(r, node[key], p, percent)
+                   ? read_percentage(r, node[key], p, percent)
                    : read_double(node[key], p, 0, 100, percent);
     if (!s) return s;
     rule.mirrors.front().percent = percent;
@@ -584,60 +590,71 @@ Status read_vs_rule(Reader& r, const YAML::Node& node, std::string_view path, st
 
 }  // namespace
 
+namespace detail {
+
+Status read_virtual_service(Reader& r, const YAML::Node& object, std::string_view cluster_domain,
+                            std::string_view path, HttpRoute& route) {
+  route.kind = "VirtualService";
+  if (!object.IsMap()) return error_at(path, "must be a map");
+  if (!present(object["metadata"])) return error_at(path, "missing required field \"metadata\"");
+  if (auto s = read_metadata(r, object["metadata"], join(path, "metadata"), route.name,
+                             route.namespace_name, &route.created);
+      !s) {
+    return s;
+  }
+  if (!present(object["spec"])) return error_at(path, "missing required field \"spec\"");
+  const std::string spec_path = join(path, "spec");
+  std::vector<std::string> hosts, gateways;
+  Status st = r.object(
+      object["spec"], spec_path,
+      {{"hosts", [&](const YAML::Node& n,
+                     const std::string& p) { return read_string_list(r, n, p, hosts); }},
+       {"gateways", [&](const YAML::Node& n,
+                        const std::string& p) { return read_string_list(r, n, p, gateways); }},
+       {"exportTo", nullptr},  // meshd decides which waypoints see it
+       {"tcp", nullptr},       // (L4 routes: the waypoint routes HTTP)
+       {"tls", nullptr},
+       {"http", [&](const YAML::Node& n, const std::string& p) {
+          return r.list(n, p, [&](const YAML::Node& item, const std::string& ip) -> Status {
+            RouteRule rule;
+            bool applies = true;
+            if (auto s =
+                    read_vs_rule(r, item, ip, route.namespace_name, cluster_domain, rule, applies);
+                !s) {
+              return s;
+            }
+            if (applies) route.rules.push_back(std::move(rule));
+            return {};
+          });
+        }}});
+  if (!st) return st;
+  if (hosts.empty()) return error_at(join(spec_path, "hosts"), "needs at least one host");
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    const auto& h = hosts[i];
+    const bool wildcard = h == "*" || (h.starts_with("*.") && h.size() > 2);
+    if (!wildcard && h.find('*') != h.npos) {
+      return error_at(index(join(spec_path, "hosts"), i),
+                      "a wildcard must be \"*\" or \"*.<domain>\"");
+    }
+    route.hostnames.push_back(
+        wildcard ? to_lower(h) : to_lower(qualify_host(h, route.namespace_name, cluster_domain)));
+  }
+  // A VirtualService bound only to gateways is not for the mesh's waypoints.
+  if (!gateways.empty() && std::find(gateways.begin(), gateways.end(), "mesh") == gateways.end()) {
+    route.rules.clear();
+  }
+  return {};
+}
+
+}  // namespace detail
+
 Result<HttpRoute> parse_virtual_service(const YAML::Node& object, std::string_view cluster_domain,
                                         std::string_view path) {
   try {
     Reader r;
     HttpRoute route;
-    route.kind = "VirtualService";
-    if (!object.IsMap()) return error_at(path, "must be a map");
-    if (!present(object["metadata"])) return error_at(path, "missing required field \"metadata\"");
-    if (auto s = read_metadata(r, object["metadata"], join(path, "metadata"), route.name,
-                               route.namespace_name, &route.created);
-        !s) {
+    if (auto s = read_virtual_service(r, object, cluster_domain, path, route); !s) {
       return tl::unexpected(s.error());
-    }
-    if (!present(object["spec"])) return error_at(path, "missing required field \"spec\"");
-    const std::string spec_path = join(path, "spec");
-    std::vector<std::string> hosts, gateways;
-    Status st = r.object(
-        object["spec"], spec_path,
-        {{"hosts", [&](const YAML::Node& n,
-                       const std::string& p) { return read_string_list(r, n, p, hosts); }},
-         {"gateways", [&](const YAML::Node& n,
-                          const std::string& p) { return read_string_list(r, n, p, gateways); }},
-         {"exportTo", nullptr},  // meshd decides which waypoints see it
-         {"tcp", nullptr},       // (L4 routes: the waypoint routes HTTP)
-         {"tls", nullptr},
-         {"http", [&](const YAML::Node& n, const std::string& p) {
-            return r.list(n, p, [&](const YAML::Node& item, const std::string& ip) -> Status {
-              RouteRule rule;
-              bool applies = true;
-              if (auto s = read_vs_rule(r, item, ip, route.namespace_name, cluster_domain, rule,
-                                        applies);
-                  !s) {
-                return s;
-              }
-              if (applies) route.rules.push_back(std::move(rule));
-              return {};
-            });
-          }}});
-    if (!st) return tl::unexpected(st.error());
-    if (hosts.empty()) return error_at(join(spec_path, "hosts"), "needs at least one host");
-    for (size_t i = 0; i < hosts.size(); ++i) {
-      const auto& h = hosts[i];
-      const bool wildcard = h == "*" || (h.starts_with("*.") && h.size() > 2);
-      if (!wildcard && h.find('*') != h.npos) {
-        return error_at(index(join(spec_path, "hosts"), i),
-                        "a wildcard must be \"*\" or \"*.<domain>\"");
-      }
-      route.hostnames.push_back(
-          wildcard ? to_lower(h) : to_lower(qualify_host(h, route.namespace_name, cluster_domain)));
-    }
-    // A VirtualService bound only to gateways is not for the mesh's waypoints.
-    if (!gateways.empty() &&
-        std::find(gateways.begin(), gateways.end(), "mesh") == gateways.end()) {
-      route.rules.clear();
     }
     return route;
   } catch (const std::exception& e) {

@@ -39,6 +39,15 @@ using resilience::AttemptResult;
 using Members = std::shared_ptr<const std::set<std::string>>;  // a subset's workloads
 
 constexpr std::string_view kNoHealthyUpstream = "no healthy upstream";
+
+// The port a backend is sent to: its own; else, as Istio picks a VirtualService destination's,
+// the service's only port; else the port the request was addressed to.
+uint16_t port_for(const config::BackendRef& backend, const zt::state::Service* svc,
+                  uint16_t request_port) {
+  if (backend.port) return *backend.port;
+  if (svc && svc->ports.size() == 1) return svc->ports.begin()->first;
+  return request_port;
+}
 constexpr std::chrono::milliseconds kMirrorTimeout{10'000};
 
 // Per destination (service host and port) of one worker: its traffic policy, outlier state, pool
@@ -1152,8 +1161,8 @@ struct Pipeline::Impl {
         chosen_backend = decision.backend;
         mirrors = decision.mirrors;
         backend_host = decision.backend->hostname(cluster_domain);
-        backend_port = decision.backend->port.value_or(stream.port);
         backend_svc = st->find_service_by_hostname(backend_host, decision.backend->namespace_name);
+        backend_port = port_for(*decision.backend, backend_svc.get(), stream.port);
         if (!backend_svc) {
           rec.add_flag("NC");
           rec.error = "no service " + backend_host;
@@ -1724,9 +1733,9 @@ struct Pipeline::Impl {
                     const TunnelInfo& tunnel, const std::string& cluster_domain,
                     uint16_t default_port) {
     auto host = mirror.backend.hostname(cluster_domain);
-    uint16_t port = mirror.backend.port.value_or(default_port);
     auto svc = st.find_service_by_hostname(host, mirror.backend.namespace_name);
     if (!svc) return;
+    const uint16_t port = port_for(mirror.backend, svc.get(), default_port);
     if (!mirror.backend.subset.empty()) {
       const auto* rule = cfg.config ? cfg.config->destination(host) : nullptr;
       if (!rule || !rule->subset(mirror.backend.subset)) return;

@@ -295,14 +295,15 @@ Redirect redirect_for(const config::RequestRedirect& redirect, const config::Rou
       case PortRule::kServicePort:
         port = service_port;
         break;
-      case PortRule::kSchemeDefault:
-        break;
       case PortRule::kRequest: {
-        // The Host's own port, unless the redirect changes the scheme or the host.
+        // Envoy: the Host's own port, unless the redirect names a host, or changes the scheme
+        // and the port is the old scheme's default.
         const auto rest = std::string_view(head.authority).substr(request_host.size());
+        const std::string old_scheme = to_lower(head.scheme);
         uint16_t p = 0;
-        if (!redirect.scheme && !redirect.hostname && rest.size() > 1 && rest.front() == ':' &&
-            std::from_chars(rest.data() + 1, rest.data() + rest.size(), p).ec == std::errc()) {
+        if (!redirect.hostname && rest.size() > 1 && rest.front() == ':' &&
+            std::from_chars(rest.data() + 1, rest.data() + rest.size(), p).ec == std::errc() &&
+            !(scheme != old_scheme && p == (old_scheme == "https" ? 443 : 80))) {
           port = p;
         }
         break;
@@ -363,6 +364,7 @@ RouteDecision route_request(const RouteTable& table, std::string_view host, uint
       head.target = modified_target(*rule.rewrite->path, *d.selection.match, head.target);
     }
   }
+  if (d.backend->rewrite_host) head.authority = *d.backend->rewrite_host;
   for (const auto& m : rule.mirrors) {
     if (random.chance_percent(m.percent)) d.mirrors.push_back(&m);
   }

@@ -253,8 +253,12 @@ spec:
   hosts: [reviews]
   http:
   - match: [{headers: {end-user: {exact: jason}}}]
-    route: [{destination: {host: reviews-v2}}]
+    route: [{destination: {host: reviews-v2}, headers: {response: {set: {x-dest: v2}}}}]
     headers: {response: {set: {x-routed-by: virtualservice}}}
+  - match: [{uri: {prefix: /from}, sourceNamespace: other}]
+    directResponse: {status: 403, body: {string: other}}
+  - match: [{uri: {prefix: /from}, sourceNamespace: default}]
+    directResponse: {status: 200, body: {string: default}}
   - match: [{uri: {prefix: /teapot}}]
     directResponse: {status: 418, body: {string: short and stout}}
   - match: [{uri: {exact: /old}}]
@@ -284,6 +288,7 @@ spec:
   EXPECT_EQ(jason->status, 200);
   EXPECT_EQ(jason->body, "reviews-v2");
   EXPECT_EQ(jason->headers["x-routed-by"], "virtualservice");
+  EXPECT_EQ(jason->headers["x-dest"], "v2");  // the destination's own edit
 
   v1.reset_counts();
   v2.reset_counts();
@@ -297,11 +302,82 @@ spec:
   // (the Host's port is kept; 80 is http's own, so the Location has none)
   EXPECT_EQ(old->headers["location"],
             "http://" + chain_->vip("reviews").address().to_string() + "/new?q=1");
+  // sourceNamespace is the client's, from its identity (the client pod is in "default").
+  auto from = (*conn)->request("GET", "/from");
+  ASSERT_TRUE(from) << from.error().describe();
+  EXPECT_EQ(from->status, 200);
+  EXPECT_EQ(from->body, "default");
   auto faulty = (*conn)->request("GET", "/faulty");
   ASSERT_TRUE(faulty) << faulty.error().describe();
   EXPECT_EQ(faulty->status, 503);
   EXPECT_EQ(faulty->body, "fault filter abort");
   EXPECT_EQ(v1.hits() + v2.hits(), 0) << "answered by the waypoint, no backend asked";
+}
+
+// DestinationRule subsets named by a VirtualService: a weighted split and a header route
+// between subsets of one service, each reaching only its member workloads (the SubsetEndpoints
+// meshd would send); a subset without members has no healthy upstream, an unknown one is 503 NC.
+TEST_F(WaypointChainTest, VirtualServiceSubsetsSplitOneServicesEndpoints) {
+  ASSERT_NO_FATAL_FAILURE(start(22, R"(apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+  - {name: v3, labels: {version: v3}}
+---
+apiVersion: ambientmesh.io/v1
+kind: SubsetEndpoints
+metadata: {name: reviews, namespace: default}
+spec:
+  subsets:
+  - {name: v1, workloads: [default/reviews-v1]}
+  - {name: v2, workloads: [default/reviews-v2]}
+  - {name: v3, workloads: []}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{uri: {prefix: /v3}}]
+    route: [{destination: {host: reviews, subset: v3}}]
+  - match: [{uri: {prefix: /v9}}]
+    route: [{destination: {host: reviews, subset: v9}}]
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 75}
+    - {destination: {host: reviews, subset: v2}, weight: 25}
+---
+)"));
+  auto split = run_requests(chain_->client().socks5, chain_->vip("reviews"), 400, 4);
+  ASSERT_TRUE(split.errors.empty()) << errors_of(split);
+  EXPECT_EQ(split.statuses[200], 400);
+  // (Binomial, n = 400, p = 0.75: sd 8.7; 250..350 is 5.8 sd.)
+  EXPECT_GE(split.bodies["reviews-v1"], 250);
+  EXPECT_LE(split.bodies["reviews-v1"], 350);
+  EXPECT_EQ(split.bodies["reviews-v1"] + split.bodies["reviews-v2"], 400);
+
+  auto jason =
+      run_requests(chain_->client().socks5, chain_->vip("reviews"), 60, 2, {"end-user: jason"});
+  ASSERT_TRUE(jason.errors.empty()) << errors_of(jason);
+  EXPECT_EQ(jason.bodies["reviews-v2"], 60) << "subset v2 has only reviews-v2";
+
+  auto conn = ChainHttpConnection::open(chain_->client().socks5, chain_->vip("reviews"));
+  ASSERT_TRUE(conn) << conn.error().describe();
+  auto none = (*conn)->request("GET", "/v3");
+  ASSERT_TRUE(none) << none.error().describe();
+  EXPECT_EQ(none->status, 503);
+  EXPECT_EQ(none->body, "no healthy upstream");
+  auto unknown = (*conn)->request("GET", "/v9");
+  ASSERT_TRUE(unknown) << unknown.error().describe();
+  EXPECT_EQ(unknown->status, 503);
+  EXPECT_TRUE(poll_until(
+      [&] { return waypoint_metric("istio_requests_total", {"response_flags=\"NC\""}) == 1; }, 5s));
 }
 
 // ---- 2. resilience

@@ -230,6 +230,12 @@ TEST(VirtualServiceParseTest, ErrorsNameTheField) {
        "spec.http[0].rewrite.uriRegexRewrite.rewrite: invalid rewrite"},
       {"  - headers: {response: {set: {host: x}}}\n" + to("reviews"),
        "spec.http[0].headers.response.set.host: the authority can only be set"},
+      {"  - redirect: {uri: \"/a b\"}\n",
+       "spec.http[0].redirect.uri: must not contain spaces, control characters or '#'"},
+      {"  - rewrite: {uri: \"/a#b\"}\n" + to("reviews"),
+       "spec.http[0].rewrite.uri: must not contain spaces"},
+      {"  - rewrite: {uriRegexRewrite: {match: a, rewrite: \"/\\n\"}}\n" + to("reviews"),
+       "spec.http[0].rewrite.uriRegexRewrite.rewrite: must not contain"},
       {"  - headers: {request: {set: {x-a: \"a\\nb\"}}}\n" + to("reviews"),
        "spec.http[0].headers.request.set.x-a: the value must not contain control characters"},
       {"  - mirrorPercentage: {value: 5}\n" + to("reviews"),
@@ -257,23 +263,31 @@ TEST(VirtualServiceParseTest, ErrorsNameTheField) {
 }
 
 TEST(VirtualServiceRouteTest, RulesApplyInTheOrderWrittenAfterTheServicesHttpRoutes) {
-  // The VirtualService's catch-all comes first, so its later exact match is never reached; an
-  // HTTPRoute of the same service is tried before both.
+  // Each VirtualService's rules in the order written (a prefix before an exact match of the same
+  // path wins), the oldest VirtualService first, those with a wildcard host after those naming
+  // the service however old; an HTTPRoute of the service before them all.
   RouteTable table(config_from(
       vs("a-vs", "2026-01-01T00:00:00Z",
-         "  - match: [{uri: {prefix: /}}]\n" + to("first") + "  - match: [{uri: {exact: /x}}]\n" +
-             to("second")) +
-      vs("older-vs", "2025-01-01T00:00:00Z", "  - match: [{uri: {prefix: /old}}]\n" + to("older")) +
-      vs("wild", "2024-01-01T00:00:00Z", "  - match: [{uri: {prefix: /w}}]\n" + to("wild"),
+         "  - match: [{uri: {prefix: /x}}]\n" + to("first") + "  - match: [{uri: {exact: /x}}]\n" +
+             to("second") + "  - match: [{uri: {prefix: /w}}]\n" + to("aw")) +
+      vs("older-vs", "2025-01-01T00:00:00Z",
+         "  - match: [{uri: {prefix: /old}}]\n" + to("older") +
+             "  - match: [{uri: {prefix: /w/old}}]\n" + to("olderw")) +
+      vs("wild", "2024-01-01T00:00:00Z",
+         "  - match: [{uri: {prefix: /w}}]\n" + to("wildw") + "  - match: [{uri: {prefix: /z}}]\n" +
+             to("wild"),
          "  hosts: [\"*.svc.cluster.local\"]\n") +
       "---\nkind: HTTPRoute\nmetadata: {name: hr, namespace: default}\nspec:\n"
       "  parentRefs: [{kind: Service, name: reviews, port: 9080}]\n"
       "  rules: [{matches: [{path: {type: Exact, value: /hr}}], backendRefs: [{name: hr, port: "
       "9080}]}]\n"));
   EXPECT_EQ(routed(table, request("/hr")), "hr");
-  EXPECT_EQ(routed(table, request("/x")), "first");      // the older VirtualService: no match
-  EXPECT_EQ(routed(table, request("/old/1")), "older");  // the older one first
-  EXPECT_EQ(routed(table, request("/w")), "first");      // a wildcard host's after the others
+  EXPECT_EQ(routed(table, request("/x")), "first");
+  EXPECT_EQ(routed(table, request("/old/1")), "older");
+  EXPECT_EQ(routed(table, request("/w/old")), "olderw");
+  EXPECT_EQ(routed(table, request("/w/new")), "aw");
+  EXPECT_EQ(routed(table, request("/z")), "wild");
+  EXPECT_EQ(routed(table, request("/nothing")), "404");
 
   RouteTable wild_only(config_from(vs("wild", "2024-01-01T00:00:00Z",
                                       "  - match: [{uri: {prefix: /w}}]\n" + to("wild"),
@@ -358,8 +372,8 @@ TEST(VirtualServiceRouteTest, RewritesAsEnvoysPrefixRewrite) {
   EXPECT_EQ(rewritten("/api/items?x=1"), "internal:80 /v2/items?x=1");
   EXPECT_EQ(rewritten("/exact?q"), "reviews:9080 /replaced?q");
   EXPECT_EQ(rewritten("/r/abc/d/e"), "reviews:9080 /d/e/of/abc");
-  EXPECT_EQ(rewritten("/strip"), "reviews:9080 /");
-  EXPECT_EQ(rewritten("/strip/x"), "reviews:9080 /x");
+  // An empty uri is no rewrite (Istio leaves Envoy's prefix_rewrite unset).
+  EXPECT_EQ(rewritten("/strip/x"), "reviews:9080 /strip/x");
   // No uri match is Envoy's prefix "/": that "/" is what is replaced.
   EXPECT_EQ(rewritten("/other"), "reviews:9080 /rootother");
 }
@@ -391,7 +405,8 @@ TEST(VirtualServiceRouteTest, RedirectsAndDirectResponses) {
   // The Host's port is kept (Envoy), unless the scheme or the host changes.
   EXPECT_EQ(redirect("/keep?a=1", "reviews:9080"), "301 http://reviews:9080/new?a=1");
   EXPECT_EQ(redirect("/keep", "reviews"), "301 http://reviews/new");
-  EXPECT_EQ(redirect("/https", "reviews:9080"), "301 https://reviews/https");
+  EXPECT_EQ(redirect("/https", "reviews:9080"), "301 https://reviews:9080/https");
+  EXPECT_EQ(redirect("/https", "reviews:80"), "301 https://reviews/https");  // http's own port
   EXPECT_EQ(redirect("/service-port", "reviews"), "308 http://other:9080/service-port");
   EXPECT_EQ(redirect("/default-port", "reviews:9080"), "301 http://other/default-port");
   EXPECT_EQ(redirect("/port", "reviews"), "301 https://reviews:8443/port");
@@ -412,7 +427,7 @@ TEST(VirtualServiceRouteTest, DestinationHeadersThenTheRules) {
   - route:
     - destination: {host: reviews}
       headers:
-        request: {set: {x-who: destination, x-dest: "1"}}
+        request: {set: {x-who: destination, x-dest: "1", ":authority": reviews.internal}}
         response: {set: {x-resp: destination}, add: {x-dest-resp: "1"}}
     headers:
       request: {set: {x-who: rule}, remove: [x-drop]}
@@ -423,6 +438,8 @@ TEST(VirtualServiceRouteTest, DestinationHeadersThenTheRules) {
   auto d = route_request(table, kHost, 9080, head, random);
   ASSERT_EQ(d.kind, RouteDecision::Kind::kForward);
   EXPECT_EQ(http::joined_header(head.headers, "x-who"), "rule");  // the rule's edit comes last
+  EXPECT_EQ(head.authority, "reviews.internal");  // the destination's authority: a host rewrite
+  EXPECT_FALSE(http::joined_header(head.headers, ":authority"));
   EXPECT_EQ(http::joined_header(head.headers, "x-dest"), "1");
   EXPECT_FALSE(http::joined_header(head.headers, "x-drop"));
   http::HeaderList response;
