@@ -62,7 +62,7 @@ Status read_match_map(Reader& r, const YAML::Node& node, std::string_view path, 
       return error_at(p, "JWT claim matches (@request.auth.claims) are not supported here");
     }
     if (header && !http::is_token(m.name)) return error_at(p, "not a valid header name");
-    const YAML::Node& value = it->second;  // (const: reading a key must not add it)
+    const YAML::Node value = it->second;  // (a const handle: reading a key must not add it)
     if (header && value.IsMap() && value.size() == 1 && value["regex"] &&
         value["regex"].IsScalar() && value["regex"].Scalar() == "*") {
       m.type = ValueMatchType::kPresent;
