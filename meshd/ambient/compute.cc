@@ -668,13 +668,13 @@ std::optional<Authorization> convert_authorization_policy(
 
 // --- waypoint L7 configuration ----------------------------------------------------------------
 
-// The DestinationRule host `host` (written in namespace `ns`) names service `name`.`svc_ns`:
-// a short name is relative to the rule's namespace; "name.ns", "name.ns.svc" and the FQDN too.
+// The DestinationRule host `host` (written in namespace `ns`) names service `name`.`svc_ns`, as
+// Istio and the waypoint read it: a short name is relative to the rule's namespace, a name with
+// a dot is taken as it is (so only the FQDN; "name.ns" names no service).
 bool host_names_service(const std::string& host, const std::string& ns, const std::string& name,
                         const std::string& svc_ns, const Options& options) {
   if (host == name) return ns == svc_ns;
-  return host == name + "." + svc_ns || host == name + "." + svc_ns + ".svc" ||
-         host == service_hostname(name, svc_ns, options.domain_suffix);
+  return host == service_hostname(name, svc_ns, options.domain_suffix);
 }
 
 // Whether an object of namespace `own` with `export_to` is visible in namespace `ns` (empty:
@@ -762,6 +762,28 @@ std::string with_hosts(const std::string& yaml, const std::vector<std::string>& 
 // each subset, the pods ("<namespace>/<name>") of `svc` whose labels include the subset's, as
 // istiod picks a subset's endpoints. A waypoint knows no pod labels; it keeps, of the service's
 // endpoints, those of these workloads.
+// `rule`'s YAML with the subsets of `others` (same host and namespace, in Istio's order) that it
+// has none of that name for appended, as Istio merges them; `rule.subsets` follows.
+std::string with_merged_subsets(manifest::DestinationRule& rule,
+                                const std::vector<const manifest::DestinationRule*>& others) {
+  YAML::Node node = YAML::Load(rule.yaml);
+  YAML::Node subsets = node["spec"]["subsets"];
+  if (!subsets || !subsets.IsSequence()) subsets = YAML::Node(YAML::NodeType::Sequence);
+  for (const auto* other : others) {
+    const YAML::Node theirs = YAML::Load(other->yaml)["spec"]["subsets"];
+    for (size_t i = 0; i < theirs.size() && i < other->subsets.size(); ++i) {
+      const auto& [name, labels] = other->subsets[i];
+      const bool taken = std::any_of(rule.subsets.begin(), rule.subsets.end(),
+                                     [&](const auto& s) { return s.first == name; });
+      if (taken) continue;
+      rule.subsets.emplace_back(name, labels);
+      subsets.push_back(theirs[i]);
+    }
+  }
+  node["spec"]["subsets"] = subsets;
+  return to_yaml(node);
+}
+
 std::string subset_endpoints(const manifest::DestinationRule& rule, const manifest::Service& svc,
                              const ObjectSet& objects) {
   YAML::Emitter out;
@@ -774,12 +796,14 @@ std::string subset_endpoints(const manifest::DestinationRule& rule, const manife
   for (const auto& [name, labels] : rule.subsets) {
     out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << name << YAML::Key << "workloads"
         << YAML::Value << YAML::BeginSeq;
-    for (const auto& [key, pod] : objects.pods) {
-      if (pod.meta.namespace_ != svc.meta.namespace_ || !svc.selector || svc.selector->empty() ||
-          !subset(*svc.selector, pod.meta.labels) || !subset(labels, pod.meta.labels)) {
-        continue;
+    if (svc.selector && !svc.selector->empty()) {
+      // (the pods of the service's namespace: keys "<namespace>/<name>")
+      for (auto it = objects.pods.lower_bound(svc.meta.namespace_ + "/");
+           it != objects.pods.end() && it->second.meta.namespace_ == svc.meta.namespace_; ++it) {
+        const auto& pod = it->second;
+        if (!subset(*svc.selector, pod.meta.labels) || !subset(labels, pod.meta.labels)) continue;
+        out << pod.meta.namespace_ + "/" + pod.meta.name;
       }
-      out << key;
     }
     out << YAML::EndSeq << YAML::EndMap;
   }
@@ -837,7 +861,8 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
     // with a workloadSelector still takes its namespace's place, but a waypoint (an inbound
     // lookup in Istio) never applies it: a namespace with only such rules gives the service no
     // rule. Per compute, so the rules passed over are logged at debug only.
-    std::map<std::string, std::pair<const std::string*, const manifest::DestinationRule*>> rules;
+    using Candidate = std::pair<const std::string*, const manifest::DestinationRule*>;
+    std::map<std::string, std::vector<Candidate>> rules;  // by service, best first below
     auto rank = [&](const manifest::DestinationRule& r, const std::string& svc_ns) {
       const auto& ns = r.meta.namespace_;
       int where = ns == waypoint.namespace_      ? 0
@@ -868,29 +893,48 @@ void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoin
               k, key, svc_key);
           continue;
         }
-        auto [it, fresh] = rules.try_emplace(svc_key, &k, &rule);
-        if (fresh) continue;
-        // (rules are visited in key order, so an equal rank keeps the first by key)
-        const bool better =
-            rank(rule, svc.meta.namespace_) < rank(*it->second.second, svc.meta.namespace_);
-        ZT_LOG_DEBUG(
-            "component=ambient DestinationRule {} not applied at waypoint {}: {} sets the traffic "
-            "policy of service {}",
-            better ? *it->second.first : k, key, better ? k : *it->second.first, svc_key);
-        if (better) it->second = {&k, &rule};
+        rules[svc_key].emplace_back(&k, &rule);
       }
     }
-    for (const auto& [svc_key, rule] : rules) {
-      if (rule.second->has_workload_selector) {
+    for (auto& [svc_key, candidates] : rules) {
+      const auto& svc = objects.services.at(svc_key);
+      // (rules are visited in key order, so an equal rank keeps the first by key)
+      std::stable_sort(
+          candidates.begin(), candidates.end(), [&](const Candidate& a, const Candidate& b) {
+            return rank(*a.second, svc.meta.namespace_) < rank(*b.second, svc.meta.namespace_);
+          });
+      const auto& [winner_key, winner] = candidates.front();
+      if (winner->has_workload_selector) {
         ZT_LOG_DEBUG(
             "component=ambient DestinationRule {} not applied at waypoint {}: a workloadSelector "
             "is not applied at waypoints, and service {} gets no rule from another namespace",
-            *rule.first, key, svc_key);
+            *winner_key, key, svc_key);
         continue;
       }
-      documents.push_back(&rule.second->yaml);
-      if (!rule.second->subsets.empty()) {
-        rewritten.push_back(subset_endpoints(*rule.second, objects.services.at(svc_key), objects));
+      // Istio merges the rules of one namespace for a host: the winner's traffic policy, and the
+      // subsets of the others that it has no subset of that name for.
+      manifest::DestinationRule merged = *winner;
+      std::vector<const manifest::DestinationRule*> subset_sources;
+      for (size_t i = 1; i < candidates.size(); ++i) {
+        const auto* other = candidates[i].second;
+        const bool mergeable = other->meta.namespace_ == winner->meta.namespace_ &&
+                               !other->has_workload_selector && !other->subsets.empty();
+        ZT_LOG_DEBUG(
+            "component=ambient DestinationRule {} not applied at waypoint {}: {} sets the traffic "
+            "policy of service {}{}",
+            *candidates[i].first, key, *winner_key, svc_key,
+            mergeable ? " (its subsets are merged in)" : "");
+        if (!mergeable) continue;
+        subset_sources.push_back(other);
+      }
+      if (subset_sources.empty()) {
+        documents.push_back(&winner->yaml);
+      } else {
+        rewritten.push_back(with_merged_subsets(merged, subset_sources));
+        documents.push_back(&rewritten.back());
+      }
+      if (!merged.subsets.empty()) {
+        rewritten.push_back(subset_endpoints(merged, svc, objects));
         documents.push_back(&rewritten.back());
       }
     }

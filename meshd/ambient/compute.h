@@ -29,11 +29,15 @@
 //   sent; a policy with targetRef(s) is for a waypoint and is not sent to ztunnel.
 // - Waypoint L7 configuration: for each waypoint Gateway, a YAML stream of the HTTPRoutes (then
 //   the GRPCRoutes) with a Service parentRef (namespace defaults to the route's) whose Service
-//   uses that waypoint; one DestinationRule per such Service (host: short name in the rule's
-//   namespace, name.ns, name.ns.svc or the FQDN; exported to the waypoint's namespace; from the
-//   waypoint's namespace, else the service's, else the root; there the oldest with a traffic
-//   policy, then the oldest; none when that namespace has only rules with a workloadSelector,
-//   which waypoints do not apply, as Istio's); the AuthorizationPolicies, then the
+//   uses that waypoint; the mesh VirtualServices that apply to such Services (bound to the mesh,
+//   exported to the waypoint's namespace, in the Service's namespace or the waypoint's; hosts
+//   cut down to those Services' FQDNs); one DestinationRule per such Service (host: short name
+//   in the rule's namespace or the FQDN, a name with a dot being taken as it is, as Istio does;
+//   exported to the waypoint's namespace; from the waypoint's namespace, else the service's,
+//   else the root; there the oldest with a traffic policy, then the oldest, with the subsets of
+//   that namespace's other rules merged in; none when that namespace has only rules with a
+//   workloadSelector, which waypoints do not apply, as Istio's), followed by a SubsetEndpoints
+//   document naming each subset's pods when it has subsets; the AuthorizationPolicies, then the
 //   RequestAuthentications, whose targetRefs name the Gateway or such a Service (a jwksUri whose
 //   keys Options::jwks_by_uri has is replaced by those keys, `jwks`); in that order, each by
 //   namespace/name. Empty when none apply.

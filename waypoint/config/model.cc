@@ -65,18 +65,30 @@ void apply_sections(const PortTrafficPolicy& p, TrafficPolicy& out) {
   if (p.outlier_detection) out.outlier_detection = *p.outlier_detection;
 }
 
+// The portLevelSettings entry for `port`, if any.
+const PortTrafficPolicy* entry_for(const std::vector<PortTrafficPolicy>& entries, uint16_t port) {
+  for (const auto& p : entries) {
+    if (p.port == port) return &p;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 TrafficPolicy DestinationPolicy::for_port(uint16_t port, const Subset* subset) const {
+  // Istio: a portLevelSettings entry is the whole policy of its port; a section it leaves out is
+  // the default, not the top level's (GetPortLevelTrafficPolicy, MergeSubsetTrafficPolicy).
   TrafficPolicy out = policy;
-  for (const auto& p : port_level) {
-    if (p.port == port) apply_sections(p, out);
+  if (const auto* entry = entry_for(port_level, port)) {
+    out = TrafficPolicy{};
+    apply_sections(*entry, out);
   }
-  if (subset) {
+  if (!subset) return out;
+  if (const auto* entry = entry_for(subset->port_level, port)) {
+    out = TrafficPolicy{};
+    apply_sections(*entry, out);
+  } else {
     apply_sections(subset->policy, out);
-    for (const auto& p : subset->port_level) {
-      if (p.port == port) apply_sections(p, out);
-    }
   }
   return out;
 }

@@ -339,9 +339,10 @@ struct DestinationPolicy {
   std::vector<PortTrafficPolicy> port_level;
   std::vector<Subset> subsets;
 
-  // The policy for one port: portLevelSettings sections replace the top-level ones. For a
-  // subset, as Istio merges them: then each section of the subset's trafficPolicy, then its
-  // portLevelSettings for the port.
+  // The policy for one port, as Istio resolves it: a portLevelSettings entry for the port is all
+  // of it (a section the entry leaves out is the default, not the top level's). For a subset:
+  // its own entry for the port, if it has one, is all of it; else each section of its
+  // trafficPolicy replaces the rule's.
   TrafficPolicy for_port(uint16_t port, const Subset* subset = nullptr) const;
   const Subset* subset(std::string_view name) const;  // nullptr when the rule has none so named
 };

@@ -1168,16 +1168,7 @@ struct Pipeline::Impl {
           rec.error = "no service " + backend_host;
           co_return local_response(500, "");
         }
-        if (const auto& subset = decision.backend->subset; !subset.empty()) {
-          // (Envoy: no such cluster, 503 NC)
-          const auto* rule = cfg->config ? cfg->config->destination(backend_host) : nullptr;
-          if (!rule || !rule->subset(subset)) {
-            rec.add_flag("NC");
-            rec.error = "no subset " + subset + " of " + backend_host;
-            co_return local_response(503, "");
-          }
-          backend_subset = subset;
-        }
+        backend_subset = decision.backend->subset;
         if (decision.original_target != request.head.target) {
           http::set_header(request.head.headers, "x-envoy-original-path", decision.original_target);
         }
@@ -1214,6 +1205,15 @@ struct Pipeline::Impl {
     // 5. Endpoints.
     std::shared_ptr<const std::vector<EndpointTarget>> resolved;
     std::shared_ptr<Destination> dest;
+    if (!backend_subset.empty()) {
+      // (Envoy: no such cluster, 503 NC; its fault filter has run by then)
+      const auto* rule = cfg->config ? cfg->config->destination(backend_host) : nullptr;
+      if (!rule || !rule->subset(backend_subset)) {
+        rec.add_flag("NC");
+        rec.error = "no subset " + backend_subset + " of " + backend_host;
+        co_return local_response(503, "");
+      }
+    }
     if (backend_svc) {
       dest = destination(*cfg, backend_host, backend_port, backend_subset);
       resolved = endpoints_of(*dest, st, backend_svc, backend_port, stream.destination_ip);

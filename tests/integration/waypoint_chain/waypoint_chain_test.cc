@@ -347,6 +347,9 @@ spec:
     route: [{destination: {host: reviews, subset: v2}}]
   - match: [{uri: {prefix: /v3}}]
     route: [{destination: {host: reviews, subset: v3}}]
+  - match: [{uri: {prefix: /v9f}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: reviews, subset: v9}}]
   - match: [{uri: {prefix: /v9}}]
     route: [{destination: {host: reviews, subset: v9}}]
   - route:
@@ -373,6 +376,9 @@ spec:
   ASSERT_TRUE(none) << none.error().describe();
   EXPECT_EQ(none->status, 503);
   EXPECT_EQ(none->body, "no healthy upstream");
+  auto aborted = (*conn)->request("GET", "/v9f");  // (the fault comes before the subset)
+  ASSERT_TRUE(aborted) << aborted.error().describe();
+  EXPECT_EQ(aborted->status, 418);
   auto unknown = (*conn)->request("GET", "/v9");
   ASSERT_TRUE(unknown) << unknown.error().describe();
   EXPECT_EQ(unknown->status, 503);

@@ -227,6 +227,52 @@ TEST(WaypointConfigs, SubsetsComeWithTheirWorkloads) {
   EXPECT_EQ(parsed->destinations[0].subset("v1")->members->size(), 2u);
 }
 
+// Two rules of one namespace for a host: Istio merges them, the winner's traffic policy and the
+// other's subsets (those the winner has no subset of that name for). A host written "name.ns"
+// names no service (Istio takes a name with a dot as it is).
+TEST(WaypointConfigs, RulesOfOneNamespaceMergeTheirSubsets) {
+  auto rule = [](const std::string& name, const std::string& created, const std::string& host,
+                 const std::string& rest) {
+    return "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: " +
+           name + ", namespace: shop, creationTimestamp: \"" + created +
+           "\"}\nspec:\n  host: " + host + "\n" + rest;
+  };
+  auto objects = objects_from(
+      ns_yaml("shop", "{istio.io/use-waypoint: wp}") + gateway("shop", "wp") +
+      svc("shop", "reviews", "{}", "10.96.0.1") +
+      pod_yaml("shop", "reviews-v1", "10.0.0.1", "{app: reviews, version: v1}") +
+      pod_yaml("shop", "reviews-v2", "10.0.0.2", "{app: reviews, version: v2}") +
+      rule("versions", "2026-01-01T00:00:00Z", "reviews",
+           "  subsets:\n  - {name: v1, labels: {version: v2}}\n  - {name: v2, labels: {version: "
+           "v2}}\n") +
+      rule("policy", "2026-02-01T00:00:00Z", "reviews",
+           "  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n  subsets:\n  - {name: v1, "
+           "labels: {version: v1}}\n") +
+      rule("dotted", "2020-01-01T00:00:00Z", "reviews.shop",
+           "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n"));
+  auto s = compute(objects, kOptions);
+  EXPECT_EQ(
+      kinds_and_names(s, "shop/wp"),
+      (std::vector<std::string>{"DestinationRule/shop/policy", "SubsetEndpoints/shop/policy"}));
+  auto dr = document(s, "shop/wp", "DestinationRule", "policy");
+  ASSERT_TRUE(dr);
+  ASSERT_EQ(dr["spec"]["subsets"].size(), 2u);
+  EXPECT_EQ(dr["spec"]["subsets"][0]["labels"]["version"].as<std::string>(), "v1");  // its own
+  EXPECT_EQ(dr["spec"]["subsets"][1]["name"].as<std::string>(), "v2");               // merged in
+  auto endpoints = document(s, "shop/wp", "SubsetEndpoints", "policy");
+  ASSERT_TRUE(endpoints);
+  EXPECT_EQ(endpoints["spec"]["subsets"][0]["workloads"].as<std::vector<std::string>>(),
+            std::vector<std::string>{"shop/reviews-v1"});
+  EXPECT_EQ(endpoints["spec"]["subsets"][1]["workloads"].as<std::vector<std::string>>(),
+            std::vector<std::string>{"shop/reviews-v2"});
+  auto parsed = waypoint::config::parse_waypoint_config(s.waypoint_configs.at("shop/wp").yaml());
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  ASSERT_EQ(parsed->destinations.size(), 1u);
+  EXPECT_EQ(parsed->destinations[0].policy.load_balancer.algorithm,
+            waypoint::config::LbAlgorithm::kRoundRobin);
+  EXPECT_TRUE(parsed->destinations[0].subset("v2"));
+}
+
 // A CUSTOM policy's waypoint gets the ext_authz providers of the root namespace's `istio`
 // ConfigMap (only those: not the rest of the MeshConfig); a waypoint without one does not.
 TEST(WaypointConfigs, ACustomPolicysWaypointGetsTheMeshConfigsAuthorizers) {
@@ -299,13 +345,13 @@ TEST(WaypointConfigs, OneDestinationRulePerServiceFromTheNearestNamespaceThenThe
       // a: the waypoint's namespace beats the service's and the root's, however old they are.
       dated("istio-system", "a-root", "a.shop.svc.cluster.local", "2019-01-01T00:00:00Z") +
       dated("shop", "a-shop", "a", "2020-01-01T00:00:00Z") +
-      dated("mesh", "a-mesh", "a.shop", "2026-06-01T00:00:00Z") +
+      dated("mesh", "a-mesh", "a.shop.svc.cluster.local", "2026-06-01T00:00:00Z") +
       // b: two in the service's namespace, the older wins whatever its name.
       dated("shop", "b-new", "b", "2026-01-01T00:00:00Z") +
       dated("shop", "b-old", "b", "2025-01-01T00:00:00Z") +
       // c: another namespace never applies; the root namespace does.
       dated("other", "c-other", "c.shop.svc.cluster.local", "2019-01-01T00:00:00Z") +
-      dated("istio-system", "c-root", "c.shop.svc", "2026-01-01T00:00:00Z") +
+      dated("istio-system", "c-root", "c.shop.svc.cluster.local", "2026-01-01T00:00:00Z") +
       // d: the service's namespace beats the root's, though younger.
       dated("istio-system", "d-root", "d.shop.svc.cluster.local", "2019-01-01T00:00:00Z") +
       dated("shop", "d-shop", "d", "2026-01-01T00:00:00Z") +
@@ -354,22 +400,23 @@ TEST(WaypointConfigs, TheOldestTrafficPolicyWinsAndSelectorRulesAreNotApplied) {
       pod_yaml("mesh", "wp-1", "10.244.0.9", "{gateway.networking.k8s.io/gateway-name: wp}") +
       services +
       // a: a rule selecting the waypoint's pods is not applied; the one without a selector is.
-      rule("mesh", "a-all", "a.shop", "2026-01-01T00:00:00Z", policy) +
-      rule("mesh", "a-wp", "a.shop", "2020-01-01T00:00:00Z", selector + policy) +
+      rule("mesh", "a-all", "a.shop.svc.cluster.local", "2026-01-01T00:00:00Z", policy) +
+      rule("mesh", "a-wp", "a.shop.svc.cluster.local", "2020-01-01T00:00:00Z", selector + policy) +
       // b: the waypoint's namespace has only a selector rule: no rule, not the service's.
-      rule("mesh", "b-wp", "b.shop", "2026-01-01T00:00:00Z", selector + policy) +
+      rule("mesh", "b-wp", "b.shop.svc.cluster.local", "2026-01-01T00:00:00Z", selector + policy) +
       rule("shop", "b-shop", "b", "2020-01-01T00:00:00Z", policy) +
       // c: a selector rule in the service's namespace hides the root namespace's.
       rule("shop", "c-shop", "c", "2026-01-01T00:00:00Z", selector + policy) +
       rule("istio-system", "c-root", "c.shop.svc.cluster.local", "2020-01-01T00:00:00Z", policy) +
-      // d: the oldest rule sets no traffic policy (subsets only); the next one's applies.
+      // d: the oldest rule sets no traffic policy (subsets only); the next one's applies, with
+      // the oldest's subsets merged in.
       rule("shop", "d-old", "d", "2020-01-01T00:00:00Z", ", subsets: [{name: v1}]") +
       rule("shop", "d-policy", "d", "2026-01-01T00:00:00Z", policy) +
       rule("shop", "d-newer", "d", "2026-06-01T00:00:00Z", policy));
   auto s = compute(objects, kOptions);
-  EXPECT_EQ(
-      kinds_and_names(s, "mesh/wp"),
-      (std::vector<std::string>{"DestinationRule/mesh/a-all", "DestinationRule/shop/d-policy"}));
+  EXPECT_EQ(kinds_and_names(s, "mesh/wp"),
+            (std::vector<std::string>{"DestinationRule/mesh/a-all", "DestinationRule/shop/d-policy",
+                                      "SubsetEndpoints/shop/d-policy"}));
 }
 
 TEST(WaypointConfigs, AWaypointWithNothingAttachedHasAnEmptyResource) {

@@ -182,7 +182,9 @@ TEST(ConfigParseTest, ParsesHttpRouteAndDestinationRule) {
   EXPECT_EQ(d->policy.outlier_detection->base_ejection_time, 180s);
   EXPECT_EQ(d->policy.outlier_detection->max_ejection_percent, 100u);
   EXPECT_EQ(d->for_port(8080).load_balancer.algorithm, LbAlgorithm::kRoundRobin);
-  EXPECT_EQ(d->for_port(8080).connection_pool.max_connections, 1u);  // section not overridden
+  // A port's entry is its whole policy: what it leaves out is the default (Istio's rule).
+  EXPECT_EQ(d->for_port(8080).connection_pool.max_connections, ConnectionPool::kUnlimited);
+  EXPECT_FALSE(d->for_port(8080).outlier_detection);
   EXPECT_EQ(d->for_port(9080).load_balancer.algorithm, LbAlgorithm::kConsistentHash);
 }
 
@@ -231,12 +233,16 @@ spec:
   EXPECT_FALSE(v1->members) << "no SubsetEndpoints for v1: no endpoints";
   ASSERT_TRUE(v2->members);
   EXPECT_EQ(*v2->members, (std::set<std::string>{"shop/reviews-v2-a", "shop/reviews-v2-b"}));
-  // v1 takes the rule's policy; v2 its own load balancer, over the rule's port-level pool.
+  // As Istio merges them: the rule's policy for the port (a port entry is all of it), then the
+  // sections the subset gives; a subset's own port entry is all of the policy there.
   EXPECT_EQ(d->for_port(9080, v1).load_balancer.algorithm, LbAlgorithm::kRandom);
+  EXPECT_EQ(d->for_port(9080, v1).connection_pool.max_connections, 7u);
+  EXPECT_EQ(d->for_port(8080, v1).load_balancer.algorithm, LbAlgorithm::kLeastRequest);
+  EXPECT_EQ(d->for_port(8080, v1).connection_pool.max_connections, 8u);
   EXPECT_EQ(d->for_port(9080, v2).load_balancer.algorithm, LbAlgorithm::kRoundRobin);
   EXPECT_EQ(d->for_port(9080, v2).connection_pool.max_connections, 7u);
   EXPECT_EQ(d->for_port(8080, v2).load_balancer.algorithm, LbAlgorithm::kLeastRequest);
-  EXPECT_EQ(d->for_port(8080, v2).connection_pool.max_connections, 8u);
+  EXPECT_EQ(d->for_port(8080, v2).connection_pool.max_connections, ConnectionPool::kUnlimited);
 
   const std::string rule =
       "kind: DestinationRule\nmetadata: {name: r, namespace: shop}\nspec:\n  host: reviews\n";
