@@ -128,6 +128,21 @@ struct RequestRedirect {
   int status_code = 302;  // 301, 302, 303, 307, 308
 };
 
+// VirtualService corsPolicy: Envoy's CORS filter with the route's policy. A request whose Origin
+// `allow_origins` accepts gets Access-Control-Allow-Origin (and -Credentials, -Expose-Headers)
+// on its answer; its preflight (OPTIONS with Access-Control-Request-Method) is answered 200 by the
+// waypoint. A preflight from another origin is forwarded, or with `forward_unmatched_preflights`
+// false answered 200 without CORS headers.
+struct CorsPolicy {
+  std::vector<ValueMatch> allow_origins;  // StringMatches on the Origin header
+  std::string allow_methods;              // header values, joined with ","
+  std::string allow_headers;
+  std::string expose_headers;
+  std::optional<Duration> max_age;
+  bool allow_credentials = false;
+  bool forward_unmatched_preflights = true;  // unmatchedPreflights FORWARD (default) | IGNORE
+};
+
 // VirtualService directResponse: the waypoint answers itself.
 struct DirectResponse {
   int status = 200;
@@ -219,6 +234,7 @@ struct RouteRule {
   std::optional<UrlRewrite> rewrite;
   std::optional<RequestRedirect> redirect;
   std::optional<DirectResponse> direct_response;
+  std::optional<CorsPolicy> cors;
   std::vector<RequestMirror> mirrors;
   std::vector<BackendRef> backends;
   Timeouts timeouts;

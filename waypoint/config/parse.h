@@ -77,8 +77,9 @@ Result<HttpRoute> parse_http_route(const YAML::Node& object, std::string_view pa
 //     directResponse (body.string), rewrite {uri (Envoy's prefix_rewrite; "" rewrites nothing),
 //     authority, uriRegexRewrite}, headers {request, response} (setting ":authority"/"host"
 //     rewrites the authority, for the rule or for one destination), timeout (none by default),
-//     retries, fault, mirror + mirrorPercentage, mirrors.
-//   - Refused with an error naming the field: delegate, corsPolicy, directResponse body.bytes,
+//     retries, fault, mirror + mirrorPercentage, mirrors,
+//     corsPolicy (Envoy's CORS filter: route::decide_cors).
+//   - Refused with an error naming the field: delegate, directResponse body.bytes,
 //     JWT-claim header matches, rewrite or redirect paths with spaces, control characters or '#'.
 //
 // A DestinationRule's subsets {name, labels, trafficPolicy} are read too, and a SubsetEndpoints

@@ -424,6 +424,82 @@ Status read_direct_response(Reader& r, const YAML::Node& node, std::string_view 
   return {};
 }
 
+// A list of header names or methods, as the value of one header (joined with ",").
+Status read_token_list(Reader& r, const YAML::Node& node, std::string_view path, std::string& out) {
+  std::vector<std::string> items;
+  if (auto s = read_string_list(r, node, path, items); !s) return s;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (!http::is_token(items[i])) return error_at(index(path, i), "not a valid token");
+    if (!out.empty()) out += ",";
+    out += items[i];
+  }
+  return {};
+}
+
+// CorsPolicy {allowOrigins (StringMatch) or the deprecated allowOrigin (exact strings, "*" for
+// any), allowMethods, allowHeaders, exposeHeaders, maxAge, allowCredentials,
+// unmatchedPreflights}.
+Status read_cors_policy(Reader& r, const YAML::Node& node, std::string_view path, CorsPolicy& out) {
+  Status st = r.object(
+      node, path,
+      {{"allowOrigins",
+        [&](const YAML::Node& n, const std::string& p) {
+          return r.list(n, p, [&](const YAML::Node& item, const std::string& ip) -> Status {
+            ValueMatch m;
+            if (auto s = read_string_match(r, item, ip, m); !s) return s;
+            if (m.type == ValueMatchType::kPresent)
+              return error_at(ip, "needs exact, prefix or regex");
+            out.allow_origins.push_back(std::move(m));
+            return {};
+          });
+        }},
+       {"allowOrigin",
+        [&](const YAML::Node& n, const std::string& p) -> Status {
+          std::vector<std::string> origins;
+          if (auto s = read_string_list(r, n, p, origins); !s) return s;
+          for (auto& o : origins) {
+            ValueMatch m;
+            m.type = o == "*" ? ValueMatchType::kPresent : ValueMatchType::kExact;
+            m.value = std::move(o);
+            out.allow_origins.push_back(std::move(m));
+          }
+          return {};
+        }},
+       {"allowMethods",
+        [&](const YAML::Node& n, const std::string& p) {
+          return read_token_list(r, n, p, out.allow_methods);
+        }},
+       {"allowHeaders",
+        [&](const YAML::Node& n, const std::string& p) {
+          return read_token_list(r, n, p, out.allow_headers);
+        }},
+       {"exposeHeaders",
+        [&](const YAML::Node& n, const std::string& p) {
+          return read_token_list(r, n, p, out.expose_headers);
+        }},
+       {"maxAge",
+        [&](const YAML::Node& n, const std::string& p) {
+          out.max_age.emplace();
+          return read_duration(n, p, *out.max_age);
+        }},
+       {"allowCredentials",
+        [&](const YAML::Node& n, const std::string& p) {
+          return read_bool(n, p, out.allow_credentials);
+        }},
+       {"unmatchedPreflights", [&](const YAML::Node& n, const std::string& p) -> Status {
+          std::string v;
+          if (auto s = read_enum<std::string>(
+                  n, p, {{"UNSPECIFIED", "FORWARD"}, {"FORWARD", "FORWARD"}, {"IGNORE", "IGNORE"}},
+                  v);
+              !s) {
+            return s;
+          }
+          out.forward_unmatched_preflights = v == "FORWARD";
+          return {};
+        }}});
+  return st;
+}
+
 // One HTTPRoute of the VirtualService (a rule). `applies` is false when every match was dropped.
 Status read_vs_rule(Reader& r, const YAML::Node& node, std::string_view path, std::string_view ns,
                     std::string_view domain, RouteRule& rule, bool& applies) {
@@ -540,8 +616,9 @@ Status read_vs_rule(Reader& r, const YAML::Node& node, std::string_view path, st
           });
         }},
        {"corsPolicy",
-        [&](const YAML::Node&, const std::string& p) -> Status {
-          return error_at(p, "corsPolicy is not supported by this waypoint yet");
+        [&](const YAML::Node& n, const std::string& p) {
+          rule.cors.emplace();
+          return read_cors_policy(r, n, p, *rule.cors);
         }},
        {"headers", [&](const YAML::Node& n, const std::string& p) {
           return read_headers(r, n, p, &authority, rule.request_headers, rule.response_headers);

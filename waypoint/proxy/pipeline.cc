@@ -1116,6 +1116,7 @@ struct Pipeline::Impl {
     // 3. Route.
     const config::RouteRule* rule = nullptr;
     const config::BackendRef* chosen_backend = nullptr;
+    http::HeaderList cors_headers;  // for the answer of a CORS request its route allows
     std::vector<const config::RequestMirror*> mirrors;
     std::shared_ptr<const zt::state::Service> backend_svc;
     uint16_t backend_port = stream.port;
@@ -1127,9 +1128,24 @@ struct Pipeline::Impl {
       if (cfg->routes.attached(svc.hostname, stream.port)) {
         // (a VirtualService's sourceNamespace is the client's, from its identity)
         const auto source = tls::SpiffeId::parse(stream.peer_identity);
+        // (CORS looks at the request as it came, before the route's edits)
+        const auto origin = http::joined_header(request.head.headers, "origin");
+        const bool has_request_method =
+            origin && http::find_header(request.head.headers, "access-control-request-method");
         auto decision = route::route_request(cfg->routes, svc.hostname, stream.port, request.head,
                                              rng, source ? std::string_view(source->ns) : "");
         if (decision.selection.route) rec.route = decision.selection.route->key();
+        if (decision.selection.rule && decision.selection.rule->cors) {
+          auto cors = route::decide_cors(*decision.selection.rule->cors, request.head.method,
+                                         origin, has_request_method);
+          if (cors.answer) {
+            Response r;  // a preflight: answered here, as Envoy's CORS filter does
+            r.status = 200;
+            r.headers = std::move(cors.headers);
+            co_return r;
+          }
+          cors_headers = std::move(cors.headers);
+        }
         switch (decision.kind) {
           case route::RouteDecision::Kind::kNoRoute:
             rec.add_flag("NR");
@@ -1145,6 +1161,7 @@ struct Pipeline::Impl {
             if (decision.selection.rule) {
               route::apply_response_filters(*decision.selection.rule, nullptr, r.headers);
             }
+            for (auto& h : cors_headers) r.headers.push_back(std::move(h));
             co_return r;
           }
           case route::RouteDecision::Kind::kDirect: {
@@ -1152,6 +1169,7 @@ struct Pipeline::Impl {
             const auto& direct = *decision.selection.rule->direct_response;
             Response r = local_response(direct.status, direct.body);
             route::apply_response_filters(*decision.selection.rule, nullptr, r.headers);
+            for (auto& h : cors_headers) r.headers.push_back(std::move(h));
             co_return r;
           }
           case route::RouteDecision::Kind::kForward:
@@ -1528,6 +1546,7 @@ struct Pipeline::Impl {
 
       Response resp = std::move(**slot->result);
       if (rule) route::apply_response_filters(*rule, chosen_backend, resp.headers);
+      for (const auto& h : cors_headers) http::set_header(resp.headers, h.name, h.value);
       if (resp.status == 101 && slot->h1.client) {
         resp.upgraded = [slot](Duplex downstream, std::string already_read) {
           return relay_upgraded(slot, std::move(downstream), std::move(already_read));

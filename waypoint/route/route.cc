@@ -371,6 +371,40 @@ RouteDecision route_request(const RouteTable& table, std::string_view host, uint
   return d;
 }
 
+CorsDecision decide_cors(const config::CorsPolicy& cors, std::string_view method,
+                         const std::optional<std::string>& origin, bool has_request_method) {
+  CorsDecision d;
+  if (!origin || origin->empty()) return d;  // not a CORS request
+  d.preflight = method == "OPTIONS" && has_request_method;
+  const bool allowed =
+      std::any_of(cors.allow_origins.begin(), cors.allow_origins.end(),
+                  [&](const config::ValueMatch& m) { return value_matches(m, *origin); });
+  if (!allowed) {
+    // (Envoy forwards a preflight it does not match, unless told to answer it without CORS)
+    d.answer = d.preflight && !cors.forward_unmatched_preflights;
+    return d;
+  }
+  d.origin = *origin;
+  d.headers.push_back({"access-control-allow-origin", *origin});
+  if (cors.allow_credentials) d.headers.push_back({"access-control-allow-credentials", "true"});
+  if (d.preflight) {
+    d.answer = true;
+    if (!cors.allow_methods.empty()) {
+      d.headers.push_back({"access-control-allow-methods", cors.allow_methods});
+    }
+    if (!cors.allow_headers.empty()) {
+      d.headers.push_back({"access-control-allow-headers", cors.allow_headers});
+    }
+    if (cors.max_age) {
+      const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(*cors.max_age);
+      d.headers.push_back({"access-control-max-age", std::to_string(seconds.count())});
+    }
+  } else if (!cors.expose_headers.empty()) {
+    d.headers.push_back({"access-control-expose-headers", cors.expose_headers});
+  }
+  return d;
+}
+
 void apply_response_filters(const config::RouteRule& rule, const config::BackendRef* backend,
                             http::HeaderList& response_headers) {
   if (backend && backend->response_headers) {

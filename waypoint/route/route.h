@@ -137,6 +137,19 @@ RouteDecision route_request(const RouteTable& table, std::string_view host, uint
                             http::RequestHead& head, Random& random,
                             std::string_view source_namespace = {});
 
+// CORS, as Envoy's filter does it with a route's policy, from the request as it came (before any
+// route edit): its method, Origin, and whether it has Access-Control-Request-Method.
+struct CorsDecision {
+  bool preflight = false;             // OPTIONS with Origin and Access-Control-Request-Method
+  std::optional<std::string> origin;  // the Origin, when the policy allows it
+  // A preflight the waypoint answers itself (200, with `headers`); else the request goes on and
+  // `headers` go on its answer.
+  bool answer = false;
+  http::HeaderList headers;
+};
+CorsDecision decide_cors(const config::CorsPolicy& cors, std::string_view method,
+                         const std::optional<std::string>& origin, bool has_request_method);
+
 // The chosen destination's response header edits (a VirtualService's), then the rule's
 // ResponseHeaderModifier, on the response headers.
 void apply_response_filters(const config::RouteRule& rule, const config::BackendRef* backend,

@@ -297,7 +297,7 @@ TEST_F(MeshdWaypointConfig, AnEditTheWaypointWouldRefuseKeepsTheLastGoodVersion)
 
 // A mesh VirtualService for a service that uses the waypoint reaches the waypoint, in a
 // configuration it accepts; one for a service without the waypoint does not; one the waypoint
-// would refuse (CORS) is reported and kept out.
+// would refuse (a delegate) is reported and kept out.
 TEST_F(MeshdWaypointConfig, VirtualServicesReachTheWaypointOfTheirService) {
   AdsTestClient c(target_, "waypoint~10.244.0.20~waypoint-0.shop~shop.svc");
   ASSERT_NO_FATAL_FAILURE(take_first(c));
@@ -322,12 +322,12 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {name: reviews-cors, namespace: shop}
+metadata: {name: reviews-delegate, namespace: shop}
 spec:
   hosts: [reviews.shop.svc.cluster.local]
-  http: [{route: [{destination: {host: reviews}}], corsPolicy: {allowOrigins: [{exact: a}]}}]
+  http: [{delegate: {name: reviews-delegate}}]
 )");
-  ASSERT_TRUE(meshd_->wait_for(std::regex("VirtualService shop/reviews-cors: .*corsPolicy: .*"
+  ASSERT_TRUE(meshd_->wait_for(std::regex("VirtualService shop/reviews-delegate: .*delegate: .*"
                                           "\\(a waypoint would refuse it\\)"),
                                10s))
       << meshd_->output();

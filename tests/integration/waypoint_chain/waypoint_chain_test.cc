@@ -266,6 +266,13 @@ spec:
   - match: [{uri: {prefix: /faulty}}]
     fault: {abort: {httpStatus: 503, percentage: {value: 100}}}
     route: [{destination: {host: reviews-v1}}]
+  - match: [{uri: {prefix: /api}}]
+    route: [{destination: {host: reviews-v1}}]
+    corsPolicy:
+      allowOrigins: [{exact: "https://shop.example"}]
+      allowMethods: [GET, POST]
+      maxAge: 1m
+      exposeHeaders: [x-request-id]
   - route:
     - {destination: {host: reviews-v1}, weight: 90}
     - {destination: {host: reviews-v2}, weight: 10}
@@ -311,7 +318,30 @@ spec:
   ASSERT_TRUE(faulty) << faulty.error().describe();
   EXPECT_EQ(faulty->status, 503);
   EXPECT_EQ(faulty->body, "fault filter abort");
+  // CORS: the allowed origin's preflight is answered by the waypoint, its request gets the
+  // allow-origin header on the backend's answer; another origin's preflight goes to the backend.
+  auto preflight =
+      (*conn)->request("OPTIONS", "/api/items",
+                       {"Origin: https://shop.example", "Access-Control-Request-Method: POST"});
+  ASSERT_TRUE(preflight) << preflight.error().describe();
+  EXPECT_EQ(preflight->status, 200);
+  EXPECT_EQ(preflight->headers["access-control-allow-origin"], "https://shop.example");
+  EXPECT_EQ(preflight->headers["access-control-allow-methods"], "GET,POST");
+  EXPECT_EQ(preflight->headers["access-control-max-age"], "60");
   EXPECT_EQ(v1.hits() + v2.hits(), 0) << "answered by the waypoint, no backend asked";
+  auto cors = (*conn)->request("GET", "/api/items", {"Origin: https://shop.example"});
+  ASSERT_TRUE(cors) << cors.error().describe();
+  EXPECT_EQ(cors->status, 200);
+  EXPECT_EQ(cors->body, "reviews-v1");
+  EXPECT_EQ(cors->headers["access-control-allow-origin"], "https://shop.example");
+  EXPECT_EQ(cors->headers["access-control-expose-headers"], "x-request-id");
+  auto foreign =
+      (*conn)->request("OPTIONS", "/api/items",
+                       {"Origin: https://evil.example", "Access-Control-Request-Method: POST"});
+  ASSERT_TRUE(foreign) << foreign.error().describe();
+  EXPECT_EQ(foreign->body, "reviews-v1") << "forwarded";
+  EXPECT_EQ(foreign->headers.count("access-control-allow-origin"), 0u);
+  EXPECT_EQ(v1.hits(), 2);
 }
 
 // DestinationRule subsets named by a VirtualService: a weighted split and a header route

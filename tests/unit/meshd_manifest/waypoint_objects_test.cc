@@ -333,7 +333,7 @@ kind: VirtualService
 metadata: {name: bad, namespace: shop}
 spec:
   hosts: [reviews]
-  http: [{route: [{destination: {host: reviews}}], corsPolicy: {allowOrigins: []}}]
+  http: [{delegate: {name: other}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -346,8 +346,8 @@ spec:
                                "vs.yaml");
   ASSERT_EQ(parsed.errors.size(), 1u);
   EXPECT_EQ(parsed.errors[0].message,
-            "vs.yaml: VirtualService shop/bad: spec.http[0].corsPolicy: corsPolicy is not "
-            "supported by this waypoint yet (a waypoint would refuse it)");
+            "vs.yaml: VirtualService shop/bad: spec.http[0].delegate: delegate VirtualServices "
+            "are not supported by the waypoint (a waypoint would refuse it)");
   ASSERT_EQ(parsed.objects.size(), 2u);
   const auto& vs = std::get<VirtualService>(parsed.objects[0]);
   EXPECT_EQ(vs.hosts, (std::vector<std::string>{"reviews", "reviews.shop.svc.cluster.local"}));

@@ -193,8 +193,12 @@ TEST(VirtualServiceParseTest, ErrorsNameTheField) {
   };
   const std::vector<Case> cases = {
       {"  - delegate: {name: other}\n", "spec.http[0].delegate: delegate VirtualServices"},
-      {"  - corsPolicy: {allowOrigins: [{exact: a}]}\n" + to("reviews"),
-       "spec.http[0].corsPolicy: corsPolicy is not supported"},
+      {"  - corsPolicy: {allowOrigins: [{}]}\n" + to("reviews"),
+       "spec.http[0].corsPolicy.allowOrigins[0]: needs exact, prefix or regex"},
+      {"  - corsPolicy: {allowMethods: [\"GET POST\"]}\n" + to("reviews"),
+       "spec.http[0].corsPolicy.allowMethods[0]: not a valid token"},
+      {"  - corsPolicy: {unmatchedPreflights: DROP}\n" + to("reviews"),
+       "spec.http[0].corsPolicy.unmatchedPreflights: unknown value \"DROP\""},
       {"  - directResponse: {status: 200, body: {bytes: aGk=}}\n",
        "spec.http[0].directResponse.body.bytes: is not supported"},
       {"  - directResponse: {status: 99}\n",
@@ -446,6 +450,57 @@ TEST(VirtualServiceRouteTest, DestinationHeadersThenTheRules) {
   apply_response_filters(*d.selection.rule, d.backend, response);
   EXPECT_EQ(http::joined_header(response, "x-resp"), "rule");
   EXPECT_EQ(http::joined_header(response, "x-dest-resp"), "1");
+}
+
+// corsPolicy, as Envoy's CORS filter applies a route's: an allowed origin's preflight is
+// answered with the allow-* headers, its other requests get allow-origin (and expose-headers) on
+// their answer; another origin's preflight is forwarded, or answered without CORS headers when
+// unmatchedPreflights is IGNORE; a request without Origin is no CORS request.
+TEST(VirtualServiceRouteTest, CorsPolicies) {
+  auto cfg = config_from(vs("c", "2026-01-01T00:00:00Z", R"y(
+  - match: [{uri: {prefix: /ignore}}]
+    route: [{destination: {host: reviews}}]
+    corsPolicy: {allowOrigin: [https://legacy.example], unmatchedPreflights: IGNORE}
+  - route: [{destination: {host: reviews}}]
+    corsPolicy:
+      allowOrigins: [{exact: https://shop.example}, {regex: "https://.*[.]partner[.]example"}]
+      allowMethods: [GET, POST]
+      allowHeaders: [x-user, content-type]
+      exposeHeaders: [x-request-id]
+      maxAge: 24h
+      allowCredentials: true
+)y"));
+  const auto& cors = *cfg->routes[0].rules[1].cors;
+  auto names = [](const CorsDecision& d) {
+    std::string out;
+    for (const auto& h : d.headers) out += h.name + "=" + h.value + ";";
+    return out;
+  };
+  auto pre = decide_cors(cors, "OPTIONS", "https://shop.example", true);
+  EXPECT_TRUE(pre.preflight && pre.answer);
+  EXPECT_EQ(names(pre),
+            "access-control-allow-origin=https://shop.example;access-control-allow-credentials="
+            "true;access-control-allow-methods=GET,POST;access-control-allow-headers=x-user,"
+            "content-type;access-control-max-age=86400;");
+  auto actual = decide_cors(cors, "GET", "https://a.partner.example", false);
+  EXPECT_FALSE(actual.answer);
+  EXPECT_EQ(names(actual),
+            "access-control-allow-origin=https://a.partner.example;access-control-allow-"
+            "credentials=true;access-control-expose-headers=x-request-id;");
+  // An OPTIONS without Access-Control-Request-Method is an ordinary request.
+  EXPECT_FALSE(decide_cors(cors, "OPTIONS", "https://shop.example", false).answer);
+  auto other = decide_cors(cors, "OPTIONS", "https://evil.example", true);
+  EXPECT_TRUE(other.preflight);
+  EXPECT_FALSE(other.answer) << "forwarded";
+  EXPECT_TRUE(other.headers.empty());
+  EXPECT_TRUE(decide_cors(cors, "GET", std::nullopt, false).headers.empty());
+
+  const auto& ignore = *cfg->routes[0].rules[0].cors;
+  auto ignored = decide_cors(ignore, "OPTIONS", "https://evil.example", true);
+  EXPECT_TRUE(ignored.answer);
+  EXPECT_TRUE(ignored.headers.empty());
+  EXPECT_EQ(names(decide_cors(ignore, "GET", "https://legacy.example", false)),
+            "access-control-allow-origin=https://legacy.example;");
 }
 
 TEST(VirtualServiceRouteTest, WeightedDestinations) {
