@@ -128,11 +128,11 @@ struct RequestRedirect {
   int status_code = 302;  // 301, 302, 303, 307, 308
 };
 
-// VirtualService corsPolicy: Envoy's CORS filter with the route's policy. A request whose Origin
-// `allow_origins` accepts gets Access-Control-Allow-Origin (and -Credentials, -Expose-Headers)
-// on its answer; its preflight (OPTIONS with Access-Control-Request-Method) is answered 200 by the
-// waypoint. A preflight from another origin is forwarded, or with `forward_unmatched_preflights`
-// false answered 200 without CORS headers.
+// VirtualService corsPolicy: Envoy's CORS filter with the route's policy (route::decide_cors).
+// A request whose Origin `allow_origins` accepts gets Access-Control-Allow-Origin (and
+// -Credentials, -Expose-Headers) on its answer; its preflight (OPTIONS with
+// Access-Control-Request-Method) is answered 200 by the waypoint. A preflight from another origin
+// is forwarded, or with `forward_unmatched_preflights` false answered 200 without allow-origin.
 struct CorsPolicy {
   std::vector<ValueMatch> allow_origins;  // StringMatches on the Origin header
   std::string allow_methods;              // header values, joined with ","

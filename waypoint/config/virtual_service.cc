@@ -424,22 +424,33 @@ Status read_direct_response(Reader& r, const YAML::Node& node, std::string_view 
   return {};
 }
 
-// A list of header names or methods, as the value of one header (joined with ",").
-Status read_token_list(Reader& r, const YAML::Node& node, std::string_view path, std::string& out) {
+// A list of header names or methods, as the value of one header (joined with ","); `methods`:
+// only HTTP's methods, or "*" (Istio's validation).
+Status read_token_list(Reader& r, const YAML::Node& node, std::string_view path, bool methods,
+                       std::string& out) {
+  static constexpr std::string_view kMethods[] = {"GET",     "HEAD",    "POST",  "PUT",   "DELETE",
+                                                  "CONNECT", "OPTIONS", "TRACE", "PATCH", "*"};
   std::vector<std::string> items;
   if (auto s = read_string_list(r, node, path, items); !s) return s;
   for (size_t i = 0; i < items.size(); ++i) {
-    if (!http::is_token(items[i])) return error_at(index(path, i), "not a valid token");
+    if (methods &&
+        std::find(std::begin(kMethods), std::end(kMethods), items[i]) == std::end(kMethods)) {
+      return error_at(index(path, i), fmt::format("\"{}\" is not an HTTP method", items[i]));
+    }
+    if (items[i] != "*" && !http::is_token(items[i])) {
+      return error_at(index(path, i), "not a valid token");
+    }
     if (!out.empty()) out += ",";
     out += items[i];
   }
   return {};
 }
 
-// CorsPolicy {allowOrigins (StringMatch) or the deprecated allowOrigin (exact strings, "*" for
-// any), allowMethods, allowHeaders, exposeHeaders, maxAge, allowCredentials,
-// unmatchedPreflights}.
+// CorsPolicy {allowOrigins (StringMatch) or, when it is not given, the deprecated allowOrigin
+// (exact strings, "*" for any), allowMethods, allowHeaders, exposeHeaders, maxAge (whole
+// seconds), allowCredentials, unmatchedPreflights}.
 Status read_cors_policy(Reader& r, const YAML::Node& node, std::string_view path, CorsPolicy& out) {
+  std::vector<ValueMatch> allow_origins, legacy_origins;
   Status st = r.object(
       node, path,
       {{"allowOrigins",
@@ -447,9 +458,10 @@ Status read_cors_policy(Reader& r, const YAML::Node& node, std::string_view path
           return r.list(n, p, [&](const YAML::Node& item, const std::string& ip) -> Status {
             ValueMatch m;
             if (auto s = read_string_match(r, item, ip, m); !s) return s;
-            if (m.type == ValueMatchType::kPresent)
-              return error_at(ip, "needs exact, prefix or regex");
-            out.allow_origins.push_back(std::move(m));
+            if (m.type == ValueMatchType::kPresent || m.value.empty()) {
+              return error_at(ip, "needs a non-empty exact, prefix or regex");
+            }
+            allow_origins.push_back(std::move(m));
             return {};
           });
         }},
@@ -461,26 +473,28 @@ Status read_cors_policy(Reader& r, const YAML::Node& node, std::string_view path
             ValueMatch m;
             m.type = o == "*" ? ValueMatchType::kPresent : ValueMatchType::kExact;
             m.value = std::move(o);
-            out.allow_origins.push_back(std::move(m));
+            legacy_origins.push_back(std::move(m));
           }
           return {};
         }},
        {"allowMethods",
         [&](const YAML::Node& n, const std::string& p) {
-          return read_token_list(r, n, p, out.allow_methods);
+          return read_token_list(r, n, p, true, out.allow_methods);
         }},
        {"allowHeaders",
         [&](const YAML::Node& n, const std::string& p) {
-          return read_token_list(r, n, p, out.allow_headers);
+          return read_token_list(r, n, p, false, out.allow_headers);
         }},
        {"exposeHeaders",
         [&](const YAML::Node& n, const std::string& p) {
-          return read_token_list(r, n, p, out.expose_headers);
+          return read_token_list(r, n, p, false, out.expose_headers);
         }},
        {"maxAge",
-        [&](const YAML::Node& n, const std::string& p) {
+        [&](const YAML::Node& n, const std::string& p) -> Status {
           out.max_age.emplace();
-          return read_duration(n, p, *out.max_age);
+          if (auto s = read_duration(n, p, *out.max_age); !s) return s;
+          if (out.max_age->count() % 1000 != 0) return error_at(p, "must be whole seconds");
+          return {};
         }},
        {"allowCredentials",
         [&](const YAML::Node& n, const std::string& p) {
@@ -497,7 +511,9 @@ Status read_cors_policy(Reader& r, const YAML::Node& node, std::string_view path
           out.forward_unmatched_preflights = v == "FORWARD";
           return {};
         }}});
-  return st;
+  if (!st) return st;
+  out.allow_origins = allow_origins.empty() ? std::move(legacy_origins) : std::move(allow_origins);
+  return {};
 }
 
 // One HTTPRoute of the VirtualService (a rule). `applies` is false when every match was dropped.

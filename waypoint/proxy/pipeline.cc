@@ -40,6 +40,14 @@ using Members = std::shared_ptr<const std::set<std::string>>;  // a subset's wor
 
 constexpr std::string_view kNoHealthyUpstream = "no healthy upstream";
 
+// The waypoint's own answer to a CORS preflight (Envoy's CORS filter answers it 200).
+Response preflight_answer(route::CorsDecision& cors) {
+  Response r;
+  r.status = 200;
+  r.headers = std::move(cors.headers);
+  return r;
+}
+
 // The port a backend is sent to: its own; else, as Istio picks a VirtualService destination's,
 // the service's only port; else the port the request was addressed to.
 uint16_t port_for(const config::BackendRef& backend, const zt::state::Service* svc,
@@ -1116,7 +1124,7 @@ struct Pipeline::Impl {
     // 3. Route.
     const config::RouteRule* rule = nullptr;
     const config::BackendRef* chosen_backend = nullptr;
-    http::HeaderList cors_headers;  // for the answer of a CORS request its route allows
+    std::optional<route::CorsDecision> cors;  // the route's CORS policy's, for its request
     std::vector<const config::RequestMirror*> mirrors;
     std::shared_ptr<const zt::state::Service> backend_svc;
     uint16_t backend_port = stream.port;
@@ -1129,22 +1137,24 @@ struct Pipeline::Impl {
         // (a VirtualService's sourceNamespace is the client's, from its identity)
         const auto source = tls::SpiffeId::parse(stream.peer_identity);
         // (CORS looks at the request as it came, before the route's edits)
-        const auto origin = http::joined_header(request.head.headers, "origin");
-        const bool has_request_method =
-            origin && http::find_header(request.head.headers, "access-control-request-method");
+        route::CorsRequest cors_request{
+            .method = request.head.method,
+            .origin = http::joined_header(request.head.headers, "origin"),
+            .request_method =
+                http::joined_header(request.head.headers, "access-control-request-method"),
+            .request_headers =
+                http::joined_header(request.head.headers, "access-control-request-headers")};
         auto decision = route::route_request(cfg->routes, svc.hostname, stream.port, request.head,
                                              rng, source ? std::string_view(source->ns) : "");
         if (decision.selection.route) rec.route = decision.selection.route->key();
         if (decision.selection.rule && decision.selection.rule->cors) {
-          auto cors = route::decide_cors(*decision.selection.rule->cors, request.head.method,
-                                         origin, has_request_method);
-          if (cors.answer) {
-            Response r;  // a preflight: answered here, as Envoy's CORS filter does
-            r.status = 200;
-            r.headers = std::move(cors.headers);
-            co_return r;
+          cors = route::decide_cors(*decision.selection.rule->cors, cors_request);
+          // Istio's waypoint filters run Fault, then CORS, then the router: a forwarded route's
+          // preflight is answered, and its CORS headers go on every answer, after the faults.
+          if (decision.kind != route::RouteDecision::Kind::kForward) {
+            if (cors->answer) co_return preflight_answer(*cors);
+            for (auto& h : cors->headers) response_edits.set.push_back(std::move(h));
           }
-          cors_headers = std::move(cors.headers);
         }
         switch (decision.kind) {
           case route::RouteDecision::Kind::kNoRoute:
@@ -1161,7 +1171,6 @@ struct Pipeline::Impl {
             if (decision.selection.rule) {
               route::apply_response_filters(*decision.selection.rule, nullptr, r.headers);
             }
-            for (auto& h : cors_headers) r.headers.push_back(std::move(h));
             co_return r;
           }
           case route::RouteDecision::Kind::kDirect: {
@@ -1169,7 +1178,6 @@ struct Pipeline::Impl {
             const auto& direct = *decision.selection.rule->direct_response;
             Response r = local_response(direct.status, direct.body);
             route::apply_response_filters(*decision.selection.rule, nullptr, r.headers);
-            for (auto& h : cors_headers) r.headers.push_back(std::move(h));
             co_return r;
           }
           case route::RouteDecision::Kind::kForward:
@@ -1218,6 +1226,10 @@ struct Pipeline::Impl {
         }
         co_return local_response(*fault.abort_status, "fault filter abort");
       }
+    }
+    if (cors && rule) {  // (a forwarded route's: after its faults)
+      if (cors->answer) co_return preflight_answer(*cors);
+      for (auto& h : cors->headers) response_edits.set.push_back(std::move(h));
     }
 
     // 5. Endpoints.
@@ -1546,7 +1558,6 @@ struct Pipeline::Impl {
 
       Response resp = std::move(**slot->result);
       if (rule) route::apply_response_filters(*rule, chosen_backend, resp.headers);
-      for (const auto& h : cors_headers) http::set_header(resp.headers, h.name, h.value);
       if (resp.status == 101 && slot->h1.client) {
         resp.upgraded = [slot](Duplex downstream, std::string already_read) {
           return relay_upgraded(slot, std::move(downstream), std::move(already_read));

@@ -371,36 +371,42 @@ RouteDecision route_request(const RouteTable& table, std::string_view host, uint
   return d;
 }
 
-CorsDecision decide_cors(const config::CorsPolicy& cors, std::string_view method,
-                         const std::optional<std::string>& origin, bool has_request_method) {
+CorsDecision decide_cors(const config::CorsPolicy& cors, const CorsRequest& request) {
   CorsDecision d;
+  const auto& origin = request.origin;
   if (!origin || origin->empty()) return d;  // not a CORS request
-  d.preflight = method == "OPTIONS" && has_request_method;
-  const bool allowed =
-      std::any_of(cors.allow_origins.begin(), cors.allow_origins.end(),
-                  [&](const config::ValueMatch& m) { return value_matches(m, *origin); });
-  if (!allowed) {
-    // (Envoy forwards a preflight it does not match, unless told to answer it without CORS)
-    d.answer = d.preflight && !cors.forward_unmatched_preflights;
+  d.preflight =
+      request.method == "OPTIONS" && request.request_method && !request.request_method->empty();
+  const bool allowed = std::any_of(cors.allow_origins.begin(), cors.allow_origins.end(),
+                                   [&](const config::ValueMatch& m) {
+                                     return value_matches(m, "*") || value_matches(m, *origin);
+                                   });
+  // (Envoy forwards a preflight it does not match, unless told to answer it without an origin)
+  if (!allowed && !(d.preflight && !cors.forward_unmatched_preflights)) return d;
+  if (allowed) {
+    d.origin = *origin;
+    d.headers.push_back({"access-control-allow-origin", *origin});
+  }
+  if (cors.allow_credentials) d.headers.push_back({"access-control-allow-credentials", "true"});
+  if (!d.preflight) {
+    if (!cors.expose_headers.empty()) {
+      d.headers.push_back({"access-control-expose-headers", cors.expose_headers});
+    }
     return d;
   }
-  d.origin = *origin;
-  d.headers.push_back({"access-control-allow-origin", *origin});
-  if (cors.allow_credentials) d.headers.push_back({"access-control-allow-credentials", "true"});
-  if (d.preflight) {
-    d.answer = true;
-    if (!cors.allow_methods.empty()) {
-      d.headers.push_back({"access-control-allow-methods", cors.allow_methods});
-    }
-    if (!cors.allow_headers.empty()) {
-      d.headers.push_back({"access-control-allow-headers", cors.allow_headers});
-    }
-    if (cors.max_age) {
-      const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(*cors.max_age);
-      d.headers.push_back({"access-control-max-age", std::to_string(seconds.count())});
-    }
-  } else if (!cors.expose_headers.empty()) {
-    d.headers.push_back({"access-control-expose-headers", cors.expose_headers});
+  d.answer = true;
+  auto granted = [](const std::string& allowed_list, const std::optional<std::string>& asked) {
+    return allowed_list == "*" && asked ? *asked : allowed_list;
+  };
+  if (auto methods = granted(cors.allow_methods, request.request_method); !methods.empty()) {
+    d.headers.push_back({"access-control-allow-methods", std::move(methods)});
+  }
+  if (auto headers = granted(cors.allow_headers, request.request_headers); !headers.empty()) {
+    d.headers.push_back({"access-control-allow-headers", std::move(headers)});
+  }
+  if (cors.max_age) {
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(*cors.max_age);
+    d.headers.push_back({"access-control-max-age", std::to_string(seconds.count())});
   }
   return d;
 }

@@ -138,17 +138,27 @@ RouteDecision route_request(const RouteTable& table, std::string_view host, uint
                             std::string_view source_namespace = {});
 
 // CORS, as Envoy's filter does it with a route's policy, from the request as it came (before any
-// route edit): its method, Origin, and whether it has Access-Control-Request-Method.
+// route edit).
+struct CorsRequest {
+  std::string_view method;
+  std::optional<std::string> origin;
+  std::optional<std::string> request_method;   // Access-Control-Request-Method
+  std::optional<std::string> request_headers;  // Access-Control-Request-Headers
+};
 struct CorsDecision {
   bool preflight = false;             // OPTIONS with Origin and Access-Control-Request-Method
   std::optional<std::string> origin;  // the Origin, when the policy allows it
   // A preflight the waypoint answers itself (200, with `headers`); else the request goes on and
-  // `headers` go on its answer.
+  // `headers` go on every answer it gets.
   bool answer = false;
   http::HeaderList headers;
 };
-CorsDecision decide_cors(const config::CorsPolicy& cors, std::string_view method,
-                         const std::optional<std::string>& origin, bool has_request_method);
+// An origin is allowed when a match accepts it, or accepts "*" (Envoy's rule: `exact: "*"`
+// allows every origin). A preflight's answer has allow-origin (for an allowed origin), then
+// allow-credentials, allow-methods and allow-headers ("*" answers with what the preflight asks
+// for), max-age; with unmatchedPreflights IGNORE another origin's preflight is answered with those
+// but allow-origin. Another request gets allow-origin, allow-credentials and expose-headers.
+CorsDecision decide_cors(const config::CorsPolicy& cors, const CorsRequest& request);
 
 // The chosen destination's response header edits (a VirtualService's), then the rule's
 // ResponseHeaderModifier, on the response headers.

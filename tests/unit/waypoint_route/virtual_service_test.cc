@@ -194,9 +194,15 @@ TEST(VirtualServiceParseTest, ErrorsNameTheField) {
   const std::vector<Case> cases = {
       {"  - delegate: {name: other}\n", "spec.http[0].delegate: delegate VirtualServices"},
       {"  - corsPolicy: {allowOrigins: [{}]}\n" + to("reviews"),
-       "spec.http[0].corsPolicy.allowOrigins[0]: needs exact, prefix or regex"},
-      {"  - corsPolicy: {allowMethods: [\"GET POST\"]}\n" + to("reviews"),
-       "spec.http[0].corsPolicy.allowMethods[0]: not a valid token"},
+       "spec.http[0].corsPolicy.allowOrigins[0]: needs a non-empty exact, prefix or regex"},
+      {"  - corsPolicy: {allowMethods: [FETCH]}\n" + to("reviews"),
+       "spec.http[0].corsPolicy.allowMethods[0]: \"FETCH\" is not an HTTP method"},
+      {"  - corsPolicy: {allowHeaders: [\"a b\"]}\n" + to("reviews"),
+       "spec.http[0].corsPolicy.allowHeaders[0]: not a valid token"},
+      {"  - corsPolicy: {allowOrigins: [{prefix: \"\"}]}\n" + to("reviews"),
+       "spec.http[0].corsPolicy.allowOrigins[0]: needs a non-empty exact, prefix or regex"},
+      {"  - corsPolicy: {maxAge: 1.5s}\n" + to("reviews"),
+       "spec.http[0].corsPolicy.maxAge: must be whole seconds"},
       {"  - corsPolicy: {unmatchedPreflights: DROP}\n" + to("reviews"),
        "spec.http[0].corsPolicy.unmatchedPreflights: unknown value \"DROP\""},
       {"  - directResponse: {status: 200, body: {bytes: aGk=}}\n",
@@ -460,7 +466,10 @@ TEST(VirtualServiceRouteTest, CorsPolicies) {
   auto cfg = config_from(vs("c", "2026-01-01T00:00:00Z", R"y(
   - match: [{uri: {prefix: /ignore}}]
     route: [{destination: {host: reviews}}]
-    corsPolicy: {allowOrigin: [https://legacy.example], unmatchedPreflights: IGNORE}
+    corsPolicy:
+      allowOrigin: [https://legacy.example]
+      allowMethods: [GET]
+      unmatchedPreflights: IGNORE
   - route: [{destination: {host: reviews}}]
     corsPolicy:
       allowOrigins: [{exact: https://shop.example}, {regex: "https://.*[.]partner[.]example"}]
@@ -469,6 +478,9 @@ TEST(VirtualServiceRouteTest, CorsPolicies) {
       exposeHeaders: [x-request-id]
       maxAge: 24h
       allowCredentials: true
+  - match: [{uri: {prefix: /any}}]
+    route: [{destination: {host: reviews}}]
+    corsPolicy: {allowOrigins: [{exact: "*"}], allowMethods: ["*"], allowHeaders: ["*"]}
 )y"));
   const auto& cors = *cfg->routes[0].rules[1].cors;
   auto names = [](const CorsDecision& d) {
@@ -476,31 +488,45 @@ TEST(VirtualServiceRouteTest, CorsPolicies) {
     for (const auto& h : d.headers) out += h.name + "=" + h.value + ";";
     return out;
   };
-  auto pre = decide_cors(cors, "OPTIONS", "https://shop.example", true);
+  auto request = [](std::string_view method, std::optional<std::string> origin,
+                    std::optional<std::string> asks = std::nullopt) {
+    return CorsRequest{.method = method, .origin = std::move(origin), .request_method = asks};
+  };
+  auto pre = decide_cors(cors, request("OPTIONS", "https://shop.example", "POST"));
   EXPECT_TRUE(pre.preflight && pre.answer);
   EXPECT_EQ(names(pre),
             "access-control-allow-origin=https://shop.example;access-control-allow-credentials="
             "true;access-control-allow-methods=GET,POST;access-control-allow-headers=x-user,"
             "content-type;access-control-max-age=86400;");
-  auto actual = decide_cors(cors, "GET", "https://a.partner.example", false);
+  auto actual = decide_cors(cors, request("GET", "https://a.partner.example"));
   EXPECT_FALSE(actual.answer);
   EXPECT_EQ(names(actual),
             "access-control-allow-origin=https://a.partner.example;access-control-allow-"
             "credentials=true;access-control-expose-headers=x-request-id;");
-  // An OPTIONS without Access-Control-Request-Method is an ordinary request.
-  EXPECT_FALSE(decide_cors(cors, "OPTIONS", "https://shop.example", false).answer);
-  auto other = decide_cors(cors, "OPTIONS", "https://evil.example", true);
+  // An OPTIONS without (or with an empty) Access-Control-Request-Method is an ordinary request.
+  EXPECT_FALSE(decide_cors(cors, request("OPTIONS", "https://shop.example")).answer);
+  EXPECT_FALSE(decide_cors(cors, request("OPTIONS", "https://shop.example", "")).answer);
+  auto other = decide_cors(cors, request("OPTIONS", "https://evil.example", "POST"));
   EXPECT_TRUE(other.preflight);
   EXPECT_FALSE(other.answer) << "forwarded";
   EXPECT_TRUE(other.headers.empty());
-  EXPECT_TRUE(decide_cors(cors, "GET", std::nullopt, false).headers.empty());
+  EXPECT_TRUE(decide_cors(cors, request("GET", std::nullopt)).headers.empty());
 
+  // IGNORE: another origin's preflight is answered, with all but allow-origin; allowOrigin "*"
+  // (and an exact "*" in allowOrigins, as Envoy reads it) allows every origin; "*" methods and
+  // headers answer with what the preflight asks for.
   const auto& ignore = *cfg->routes[0].rules[0].cors;
-  auto ignored = decide_cors(ignore, "OPTIONS", "https://evil.example", true);
+  auto ignored = decide_cors(ignore, request("OPTIONS", "https://evil.example", "PUT"));
   EXPECT_TRUE(ignored.answer);
-  EXPECT_TRUE(ignored.headers.empty());
-  EXPECT_EQ(names(decide_cors(ignore, "GET", "https://legacy.example", false)),
+  EXPECT_EQ(names(ignored), "access-control-allow-methods=GET;");
+  EXPECT_EQ(names(decide_cors(ignore, request("GET", "https://legacy.example"))),
             "access-control-allow-origin=https://legacy.example;");
+  const auto& any = *cfg->routes[0].rules[2].cors;
+  auto asks = request("OPTIONS", "https://anyone.example", "DELETE");
+  asks.request_headers = "x-a,x-b";
+  EXPECT_EQ(names(decide_cors(any, asks)),
+            "access-control-allow-origin=https://anyone.example;access-control-allow-methods="
+            "DELETE;access-control-allow-headers=x-a,x-b;");
 }
 
 TEST(VirtualServiceRouteTest, WeightedDestinations) {
