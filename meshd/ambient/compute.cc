@@ -751,17 +751,6 @@ std::string with_hosts(const std::string& yaml, const std::vector<std::string>& 
   return to_yaml(node);
 }
 
-// For each waypoint Gateway, the objects that configure it, as one YAML stream: HTTPRoutes and
-// GRPCRoutes with a Service parentRef whose Service uses the waypoint, the mesh VirtualServices
-// that apply to such Services (their hosts cut down to those Services), DestinationRules for those
-// Services (with the SubsetEndpoints of their subsets), and AuthorizationPolicies (with the
-// MeshConfig ConfigMap's ext_authz providers when one is CUSTOM), then RequestAuthentications,
-// whose targetRefs name the Gateway or such a Service. Every waypoint gets a resource, empty when
-// nothing applies, so that removing the last route is a change too.
-// The SubsetEndpoints document of a DestinationRule with subsets (waypoint/config/parse.h): for
-// each subset, the pods ("<namespace>/<name>") of `svc` whose labels include the subset's, as
-// istiod picks a subset's endpoints. A waypoint knows no pod labels; it keeps, of the service's
-// endpoints, those of these workloads.
 // `rule`'s YAML with the subsets of `others` (same host and namespace, in Istio's order) that it
 // has none of that name for appended, as Istio merges them; `rule.subsets` follows.
 std::string with_merged_subsets(manifest::DestinationRule& rule,
@@ -784,6 +773,10 @@ std::string with_merged_subsets(manifest::DestinationRule& rule,
   return to_yaml(node);
 }
 
+// The SubsetEndpoints document of a DestinationRule with subsets (waypoint/config/parse.h): for
+// each subset, the pods ("<namespace>/<name>") of `svc` whose labels include the subset's, as
+// istiod picks a subset's endpoints. A waypoint knows no pod labels; it keeps, of the service's
+// endpoints, those of these workloads.
 std::string subset_endpoints(const manifest::DestinationRule& rule, const manifest::Service& svc,
                              const ObjectSet& objects) {
   YAML::Emitter out;
@@ -811,6 +804,13 @@ std::string subset_endpoints(const manifest::DestinationRule& rule, const manife
   return std::string(out.c_str()) + "\n";
 }
 
+// For each waypoint Gateway, the objects that configure it, as one YAML stream: HTTPRoutes and
+// GRPCRoutes with a Service parentRef whose Service uses the waypoint, the mesh VirtualServices
+// that apply to such Services (their hosts cut down to those Services), DestinationRules for those
+// Services (with the SubsetEndpoints of their subsets), and AuthorizationPolicies (with the
+// MeshConfig ConfigMap's ext_authz providers when one is CUSTOM), then RequestAuthentications,
+// whose targetRefs name the Gateway or such a Service. Every waypoint gets a resource, empty when
+// nothing applies, so that removing the last route is a change too.
 void compute_waypoint_configs(const ObjectSet& objects, const Waypoints& waypoints,
                               const Options& options, MeshSnapshot& snapshot) {
   for (const auto& [key, waypoint] : waypoints.all()) {

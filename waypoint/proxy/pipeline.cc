@@ -56,6 +56,7 @@ uint16_t port_for(const config::BackendRef& backend, const zt::state::Service* s
   if (svc && svc->ports.size() == 1) return svc->ports.begin()->first;
   return request_port;
 }
+
 constexpr std::chrono::milliseconds kMirrorTimeout{10'000};
 
 // Per destination (service host and port) of one worker: its traffic policy, outlier state, pool
