@@ -134,6 +134,17 @@ std::string errors_of(const Tally& t) {
   return out;
 }
 
+// `n` GETs to reviews over 4 connections, all answered 200, by reviews-v1 between `low` and
+// `high` times and by reviews-v2 otherwise.
+void expect_v1_share(WaypointChain& chain, int n, int low, int high) {
+  auto split = run_requests(chain.client().socks5, chain.vip("reviews"), n, 4);
+  ASSERT_TRUE(split.errors.empty()) << errors_of(split);
+  EXPECT_EQ(split.statuses[200], n);
+  EXPECT_GE(split.bodies["reviews-v1"], low);
+  EXPECT_LE(split.bodies["reviews-v1"], high);
+  EXPECT_EQ(split.bodies["reviews-v1"] + split.bodies["reviews-v2"], n);
+}
+
 // A grpc++ server for `service` on the chain's grpc workload, and a channel to the grpc
 // service's VIP through the client's ztunnel (grpc++ cannot speak SOCKS5: a forwarder does).
 struct GrpcThroughChain {
@@ -280,13 +291,8 @@ spec:
 )"));
   auto& v1 = chain_->backend("reviews-v1");
   auto& v2 = chain_->backend("reviews-v2");
-  auto split = run_requests(chain_->client().socks5, chain_->vip("reviews"), 500, 4);
-  ASSERT_TRUE(split.errors.empty()) << errors_of(split);
-  EXPECT_EQ(split.statuses[200], 500);
   // (Binomial, n = 500, p = 0.9: sd 6.7; 410..490 is 6 sd.)
-  EXPECT_GE(split.bodies["reviews-v1"], 410);
-  EXPECT_LE(split.bodies["reviews-v1"], 490);
-  EXPECT_EQ(split.bodies["reviews-v1"] + split.bodies["reviews-v2"], 500);
+  ASSERT_NO_FATAL_FAILURE(expect_v1_share(*chain_, 500, 410, 490));
 
   auto conn = ChainHttpConnection::open(chain_->client().socks5, chain_->vip("reviews"));
   ASSERT_TRUE(conn) << conn.error().describe();
@@ -387,13 +393,8 @@ spec:
     - {destination: {host: reviews, subset: v2}, weight: 25}
 ---
 )"));
-  auto split = run_requests(chain_->client().socks5, chain_->vip("reviews"), 400, 4);
-  ASSERT_TRUE(split.errors.empty()) << errors_of(split);
-  EXPECT_EQ(split.statuses[200], 400);
   // (Binomial, n = 400, p = 0.75: sd 8.7; 250..350 is 5.8 sd.)
-  EXPECT_GE(split.bodies["reviews-v1"], 250);
-  EXPECT_LE(split.bodies["reviews-v1"], 350);
-  EXPECT_EQ(split.bodies["reviews-v1"] + split.bodies["reviews-v2"], 400);
+  ASSERT_NO_FATAL_FAILURE(expect_v1_share(*chain_, 400, 250, 350));
 
   auto jason =
       run_requests(chain_->client().socks5, chain_->vip("reviews"), 60, 2, {"end-user: jason"});
