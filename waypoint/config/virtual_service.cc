@@ -216,6 +216,7 @@ Status read_header_operations(Reader& r, const YAML::Node& node, std::string_vie
             return error_at(np, "the authority can only be set, on the request");
           }
           if (value.empty()) return error_at(np, "must not be empty");
+          if (auto s = check_header_edit(np, "host", value); !s) return s;
           *authority = value;
           continue;
         }

@@ -246,6 +246,8 @@ TEST(VirtualServiceParseTest, ErrorsNameTheField) {
        "spec.http[0].rewrite.uri: must not contain spaces"},
       {"  - rewrite: {uriRegexRewrite: {match: a, rewrite: \"/\\n\"}}\n" + to("reviews"),
        "spec.http[0].rewrite.uriRegexRewrite.rewrite: must not contain"},
+      {"  - headers: {request: {set: {\":authority\": \"a\\r\\nb\"}}}\n" + to("reviews"),
+       "spec.http[0].headers.request.set.:authority: the value must not contain control"},
       {"  - headers: {request: {set: {x-a: \"a\\nb\"}}}\n" + to("reviews"),
        "spec.http[0].headers.request.set.x-a: the value must not contain control characters"},
       {"  - mirrorPercentage: {value: 5}\n" + to("reviews"),
