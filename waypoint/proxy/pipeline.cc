@@ -990,8 +990,10 @@ struct Pipeline::Impl {
     StreamedEnd streamed;
     streamed.gone = gone;
     authz::HeaderEdits response_edits;
+    http::HeaderList cors_headers;
     try {
-      resp = co_await process(*stream, std::move(request), rec, streamed, response_edits);
+      resp = co_await process(*stream, std::move(request), rec, streamed, response_edits,
+                              cors_headers);
     } catch (const std::exception& e) {
       if (!gone || !gone->happened()) {  // (else: cancelled because the downstream went away)
         rec.error = e.what();
@@ -1011,6 +1013,9 @@ struct Pipeline::Impl {
       rec.finish(ctx.metrics, &series_cache);
       co_return resp;
     }
+    // (CORS's headers, then the provider's edits over them: Envoy's encoders run ext_authz's
+    // after the CORS filter's)
+    for (const auto& h : cors_headers) http::set_header(resp.headers, h.name, h.value);
     response_edits.apply(resp.headers);
     // (Logged as sent, 200 with its grpc-status and flags, as Envoy logs a gRPC local reply.)
     if (resp.local && grpc_request_seen) to_grpc_local_reply(resp);
@@ -1034,8 +1039,10 @@ struct Pipeline::Impl {
 
   // `response_edits`: headers the answer gets (an ext_authz provider's on allow), whatever
   // answers.
+  // `cors_headers`: the route's CORS headers, which every answer after the route's faults gets.
   awaitable<Response> process(const StreamContext& stream, Request request, RequestRecord& rec,
-                              StreamedEnd& streamed, authz::HeaderEdits& response_edits) {
+                              StreamedEnd& streamed, authz::HeaderEdits& response_edits,
+                              http::HeaderList& cors_headers) {
     auto cfg = ctx.config.current();
     auto st = ctx.state.current();
     // The downstream went away (serve_http2 says how, then cancels this coroutine), or this
@@ -1148,14 +1155,12 @@ struct Pipeline::Impl {
         auto decision = route::route_request(cfg->routes, svc.hostname, stream.port, request.head,
                                              rng, source ? std::string_view(source->ns) : "");
         if (decision.selection.route) rec.route = decision.selection.route->key();
-        if (decision.selection.rule && decision.selection.rule->cors) {
+        // Istio's waypoint filters run Fault, then CORS, then the router: a forwarded route's
+        // preflight is answered, and its CORS headers go on every answer, after the faults.
+        // (Envoy's CORS filter has no policy for a redirect or a direct response.)
+        if (decision.kind == route::RouteDecision::Kind::kForward &&
+            decision.selection.rule->cors) {
           cors = route::decide_cors(*decision.selection.rule->cors, cors_request);
-          // Istio's waypoint filters run Fault, then CORS, then the router: a forwarded route's
-          // preflight is answered, and its CORS headers go on every answer, after the faults.
-          if (decision.kind != route::RouteDecision::Kind::kForward) {
-            if (cors->answer) co_return preflight_answer(*cors);
-            for (auto& h : cors->headers) response_edits.set.push_back(std::move(h));
-          }
         }
         switch (decision.kind) {
           case route::RouteDecision::Kind::kNoRoute:
@@ -1190,11 +1195,6 @@ struct Pipeline::Impl {
         backend_host = decision.backend->hostname(cluster_domain);
         backend_svc = st->find_service_by_hostname(backend_host, decision.backend->namespace_name);
         backend_port = port_for(*decision.backend, backend_svc.get(), stream.port);
-        if (!backend_svc) {
-          rec.add_flag("NC");
-          rec.error = "no service " + backend_host;
-          co_return local_response(500, "");
-        }
         backend_subset = decision.backend->subset;
         if (decision.original_target != request.head.target) {
           http::set_header(request.head.headers, "x-envoy-original-path", decision.original_target);
@@ -1204,7 +1204,7 @@ struct Pipeline::Impl {
         backend_svc = stream.service;
         backend_host = svc.hostname;
       }
-      if (backend_svc != stream.service) rec.set_service(*backend_svc);
+      if (backend_svc && backend_svc != stream.service) rec.set_service(*backend_svc);
     }
 
     // 4. Fault injection.
@@ -1228,9 +1228,14 @@ struct Pipeline::Impl {
         co_return local_response(*fault.abort_status, "fault filter abort");
       }
     }
-    if (cors && rule) {  // (a forwarded route's: after its faults)
+    if (cors) {  // (a forwarded route's: after its faults)
       if (cors->answer) co_return preflight_answer(*cors);
-      for (auto& h : cors->headers) response_edits.set.push_back(std::move(h));
+      cors_headers = std::move(cors->headers);
+    }
+    if (rule && !backend_svc) {  // (Envoy: no such cluster, from the router, after the filters)
+      rec.add_flag("NC");
+      rec.error = "no service " + backend_host;
+      co_return local_response(500, "");
     }
 
     // 5. Endpoints.

@@ -277,6 +277,9 @@ spec:
   - match: [{uri: {prefix: /faulty}}]
     fault: {abort: {httpStatus: 503, percentage: {value: 100}}}
     route: [{destination: {host: reviews-v1}}]
+  - match: [{uri: {prefix: /ghost}}]
+    route: [{destination: {host: ghost}}]
+    corsPolicy: {allowOrigins: [{exact: "https://shop.example"}]}
   - match: [{uri: {prefix: /api}}]
     route: [{destination: {host: reviews-v1}}]
     corsPolicy:
@@ -347,6 +350,16 @@ spec:
   ASSERT_TRUE(foreign) << foreign.error().describe();
   EXPECT_EQ(foreign->body, "reviews-v1") << "forwarded";
   EXPECT_EQ(foreign->headers.count("access-control-allow-origin"), 0u);
+  // The waypoint's own error answers carry the CORS headers too (a service that does not exist:
+  // 500 NC, after CORS, as Envoy's router answers it), and its preflight is answered.
+  auto ghost = (*conn)->request("GET", "/ghost", {"Origin: https://shop.example"});
+  ASSERT_TRUE(ghost) << ghost.error().describe();
+  EXPECT_EQ(ghost->status, 500);
+  EXPECT_EQ(ghost->headers["access-control-allow-origin"], "https://shop.example");
+  auto ghost_preflight = (*conn)->request(
+      "OPTIONS", "/ghost", {"Origin: https://shop.example", "Access-Control-Request-Method: GET"});
+  ASSERT_TRUE(ghost_preflight) << ghost_preflight.error().describe();
+  EXPECT_EQ(ghost_preflight->status, 200);
   EXPECT_EQ(v1.hits(), 2);
 }
 
