@@ -12,7 +12,6 @@
 #include "common/grpc/client.h"
 #include "common/net/address.h"
 #include "common/net/copy.h"
-#include "common/tls/spiffe.h"
 #include "waypoint/authz/ext_authz.h"
 #include "waypoint/authz/normalize.h"
 #include "waypoint/authz/policy.h"
@@ -1142,8 +1141,6 @@ struct Pipeline::Impl {
     if (stream.service) {
       const auto& svc = *stream.service;
       if (cfg->routes.attached(svc.hostname, stream.port)) {
-        // (a VirtualService's sourceNamespace is the client's, from its identity)
-        const auto source = tls::SpiffeId::parse(stream.peer_identity);
         // (CORS looks at the request as it came, before the route's edits)
         route::CorsRequest cors_request{
             .method = request.head.method,
@@ -1153,7 +1150,7 @@ struct Pipeline::Impl {
             .request_headers =
                 http::joined_header(request.head.headers, "access-control-request-headers")};
         auto decision = route::route_request(cfg->routes, svc.hostname, stream.port, request.head,
-                                             rng, source ? std::string_view(source->ns) : "");
+                                             rng, stream.source_namespace);
         if (decision.selection.route) rec.route = decision.selection.route->key();
         // Istio's waypoint filters run Fault, then CORS, then the router: a forwarded route's
         // preflight is answered, and its CORS headers go on every answer, after the faults.

@@ -20,12 +20,13 @@ namespace zt::waypoint::proxy {
 
 // One accepted HBONE CONNECT stream at the waypoint: who sent it and what it is for.
 struct StreamContext {
-  std::string peer_identity;   // SPIFFE URI of the HBONE client (the source ztunnel's pod)
+  std::string peer_identity;  // SPIFFE URI of the HBONE client (the source ztunnel's pod)
   std::optional<std::string> principal;  // the same without "spiffe://", as policies match it
+  std::string source_namespace;          // the namespace in that identity ("" when it has none)
   asio::ip::address source_ip;  // the original client (HBONE `forwarded: for=`), else the peer
   asio::ip::address peer_ip;    // the HBONE connection's peer address
   std::shared_ptr<const zt::state::Workload> source_workload;  // by source_ip, may be null
-  std::string authority;        // the CONNECT :authority, "10.96.0.20:80"
+  std::string authority;             // the CONNECT :authority, "10.96.0.20:80"
   asio::ip::address destination_ip;  // the authority's address
   uint16_t port = 0;                 // the authority's port (service port or workload port)
   // The bound target: exactly one is set. A service VIP whose waypoint is us, or a workload

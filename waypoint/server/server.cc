@@ -9,6 +9,7 @@
 #include "common/net/address.h"
 #include "common/net/listener.h"
 #include "common/tls/context.h"
+#include "common/tls/spiffe.h"
 #include "waypoint/http1/http1.h"
 #include "waypoint/http2/http2.h"
 
@@ -115,6 +116,7 @@ awaitable<void> HboneWorker::serve_stream(std::shared_ptr<h2::Stream> stream, Pe
   auto sc = std::make_shared<proxy::StreamContext>();
   sc->peer_identity = peer.identity;
   if (peer.identity.starts_with("spiffe://")) sc->principal = peer.identity.substr(9);
+  if (auto id = tls::SpiffeId::parse(peer.identity)) sc->source_namespace = std::move(id->ns);
   sc->peer_ip = net::unmap(peer.peer.address());
   sc->source_ip = sc->peer_ip;
   sc->authority = stream->authority();
