@@ -185,9 +185,10 @@ const std::vector<Option>& options() {
       {"ca-key", nullptr, "FILE", "none", "Built-in CA private key (PEM), with --ca-cert.",
        [](Config& c, std::string_view v) { return set_path(c.ca_key_path, v); }},
       {"config", "WAYPOINT_CONFIG", "FILE", "none",
-       "L7 configuration YAML (HTTPRoute, GRPCRoute, DestinationRule, AuthorizationPolicy), "
-       "reloaded when "
-       "the file changes; a bad edit is logged and the last good configuration kept.",
+       "L7 configuration YAML (HTTPRoute, GRPCRoute, VirtualService, DestinationRule with its "
+       "SubsetEndpoints, AuthorizationPolicy, RequestAuthentication, the ConfigMap istio), "
+       "reloaded when the file changes; a bad edit is logged and the last good configuration "
+       "kept.",
        [](Config& c, std::string_view v) { return set_path(c.config_path, v); }},
       {"admin-address", nullptr, "IP:PORT", "127.0.0.1:15000",
        "Admin listener (/config_dump, /logging, /quitquitquit).",
